@@ -1,0 +1,80 @@
+"""``MutableState``: the set of knobs a run exposes, keyed by ``param_key``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .actuator import ActuatorState, HotcbActuator, ValueRefused
+
+
+class UnknownKnob(ValueRefused):
+    """A key that no actuator answers to."""
+
+
+class MutableState:
+    def __init__(self, actuators: Iterable[HotcbActuator] = ()):
+        self._by_key: dict[str, HotcbActuator] = {}
+        for a in actuators:
+            self.add(a)
+
+    def add(self, actuator: HotcbActuator) -> None:
+        if actuator.param_key in self._by_key:
+            raise ValueError(f"duplicate actuator key {actuator.param_key!r}")
+        self._by_key[actuator.param_key] = actuator
+
+    def extend(self, actuators: Iterable[HotcbActuator]) -> None:
+        for a in actuators:
+            self.add(a)
+
+    def get(self, key: str) -> HotcbActuator | None:
+        return self._by_key.get(key)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._by_key
+
+    def __iter__(self):
+        return iter(self._by_key.values())
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def keys(self, group: str | None = None) -> list[str]:
+        return [k for k, a in self._by_key.items() if group is None or a.group == group]
+
+    def groups(self) -> set[str]:
+        return {a.group for a in self._by_key.values()}
+
+    def initialize(self) -> None:
+        for a in self._by_key.values():
+            a.initialize()
+
+    def resolve(self, group: str, key: str) -> HotcbActuator:
+        a = self._by_key.get(key)
+        if a is None or a.group != group:
+            known = ", ".join(sorted(self.keys(group))) or "none"
+            raise UnknownKnob(f"unknown knob {group}.{key} (known in {group!r}: {known})")
+        return a
+
+    def apply(self, group: str, params: dict[str, Any], env: dict[str, Any], step: int | None) -> dict[str, Any]:
+        """Apply every key of ``params`` in ``group``; all are validated before any is applied."""
+        if not params:
+            raise ValueRefused("set_params needs at least one key")
+        plan = []
+        for key, value in params.items():
+            act = self.resolve(group, key)
+            if act.state is ActuatorState.DISABLED:
+                raise ValueRefused(f"{key} is disabled ({act.last_error})")
+            plan.append((act, act.validate(value)))
+        return {act.param_key: act.apply(value, env, step) for act, value in plan}
+
+    def verify(self, metrics: dict[str, Any] | None = None) -> None:
+        for a in self._by_key.values():
+            if a.state is ActuatorState.UNVERIFIED:
+                a.verify(metrics)
+
+    def describe_all(self) -> list[dict[str, Any]]:
+        return [a.describe() for a in self._by_key.values()]
+
+    def values(self) -> dict[str, Any]:
+        return {k: a.describe()["value"] for k, a in self._by_key.items()}

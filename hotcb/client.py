@@ -1,0 +1,99 @@
+"""The controller's side of the run directory, shared by the CLI and the tool surface:
+write a command, wait for its ledger decision, tell whether the training process is alive."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from .jsonl import JsonlTail, append_line, read_json
+from .ops import parse_command
+from .rundir import RunDir
+
+# A heartbeat older than this many status intervals (or seconds, whichever is larger) is stale.
+STALE_INTERVALS = 10
+STALE_MIN_S = 5.0
+
+
+def pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def liveness(run: RunDir, status: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``{"state": "running"|"paused"|"stopped"|"dead"|"absent"|"stale", "reason": ...}``."""
+    status = status if status is not None else read_json(run.status)
+    if not isinstance(status, dict):
+        return {"state": "absent", "reason": "no training process has started in this run directory"}
+    if status.get("closed"):
+        return {"state": "stopped", "reason": f"training ended at step {status.get('step')}"}
+    if not pid_alive(status.get("pid")) and status.get("host") in (None, _host()):
+        return {"state": "dead", "reason": f"training process {status.get('pid')} is gone (last step {status.get('step')})"}
+    age = time.time() - float(status.get("wall_time") or 0)
+    limit = max(STALE_MIN_S, STALE_INTERVALS * float(status.get("heartbeat_interval_s") or 0.5))
+    if age > limit:
+        return {"state": "stale", "reason": f"no heartbeat for {age:.0f}s (last step {status.get('step')})"}
+    return {"state": "paused" if status.get("paused") else "running", "reason": None}
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def send_command(run: RunDir, record: dict[str, Any]) -> dict[str, Any]:
+    """Validate and append one command record; returns it."""
+    parse_command(record)
+    append_line(run.commands, record)
+    return record
+
+
+def find_decision(run: RunDir, cmd_id: str, tail: JsonlTail | None = None) -> dict[str, Any] | None:
+    tail = tail or JsonlTail(run.ledger)
+    for entry in tail.values():
+        if isinstance(entry, dict) and entry.get("cmd_id") == cmd_id:
+            return entry
+    return None
+
+
+def wait_decision(run: RunDir, cmd_id: str, timeout_s: float = 10.0, poll_s: float = 0.02,
+                  start_offset: int | None = None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """Wait for the ledger entry of ``cmd_id``. Returns (entry or None, liveness).
+
+    Stops early when the training process is dead, absent or stopped, so a caller is told why
+    instead of hanging.
+    """
+    tail = JsonlTail(run.ledger)
+    if start_offset is not None:
+        tail.offset = start_offset
+    deadline = time.monotonic() + max(0.0, timeout_s)
+    live = liveness(run)
+    next_live = time.monotonic() + 0.5
+    while True:
+        entry = find_decision(run, cmd_id, tail)
+        if entry is not None:
+            return entry, live
+        now = time.monotonic()
+        if now >= next_live:
+            live = liveness(run)
+            next_live = now + 0.5
+        if live["state"] in ("dead", "absent", "stopped") or now >= deadline:
+            entry = find_decision(run, cmd_id, tail)
+            return entry, live
+        time.sleep(poll_s)
+
+
+def ledger_size(run: RunDir) -> int:
+    try:
+        return os.path.getsize(run.ledger)
+    except OSError:
+        return 0

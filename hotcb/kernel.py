@@ -1,0 +1,696 @@
+"""``HotKernel``: the control plane's half that lives inside the training process.
+
+Call ``kernel.apply(env=..., events=[...])`` at each safe point (after ``optimizer.step()``).
+With nothing new it costs one ``stat`` of the commands file. New command lines are parsed,
+checked against freeze mode and the guard, applied, and each gets exactly one ledger decision.
+Nothing in here may raise into the training loop: every failure becomes a recorded decision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .actuators.actuator import ValueRefused
+from .actuators.state import MutableState
+from .checkpoint import Snapshots
+from .collector import MetricsCollector
+from .desired import DesiredStateError, flatten_knobs, parse_desired
+from .filewatch import FileWatch
+from .freeze import FreezeState
+from .guard import GuardConfig, check_knob_change
+from .jsonl import JsonlTail, append_line, read_json, write_json_atomic
+from .ledger import Ledger
+from .modules import ApplyContext
+from .modules.callbacks import CallbackLoadError, CallbackModule
+from .ops import CB, CORE, TUNE, CallbackTarget, CommandError, HotOp, auto_cmd_id, parse_command
+from .recipe import RecipePlayer, apply_overlay, load_recipe
+from .rundir import ALERTS, RunDir
+
+log = logging.getLogger("hotcb")
+
+
+class HotKernel:
+    def __init__(
+        self,
+        run_dir: str | os.PathLike[str],
+        mutable_state: MutableState | None = None,
+        debounce_steps: int = 1,
+        *,
+        guard: GuardConfig | None = None,
+        metrics_collector: MetricsCollector | None = None,
+        freeze: FreezeState | str | None = None,
+        callbacks: dict[str, Any] | None = None,
+        features: Any = None,
+        allowed_callback_dirs: list[str | os.PathLike[str]] | None = None,
+        checkpoint_every: int | None = None,
+        keep_checkpoints: int = 3,
+        status_interval_s: float = 0.5,
+        watch_interval_s: float = 0.25,
+        pause_poll_s: float = 0.05,
+        record_knobs: bool = True,
+        max_steps: int | None = None,
+        distributed: Any = None,
+    ):
+        self.run = RunDir(run_dir)
+        self.state = mutable_state if mutable_state is not None else MutableState()
+        self.debounce_steps = max(1, int(debounce_steps))
+        self.guard = guard or GuardConfig()
+        self.collector = metrics_collector or MetricsCollector(self.run.metrics)
+        self.features = features
+        self.status_interval_s = status_interval_s
+        self.watch_interval_s = watch_interval_s
+        self.pause_poll_s = pause_poll_s
+        self.record_knobs = record_knobs
+        self.max_steps = max_steps
+        self.checkpoint_every = checkpoint_every
+        self.session = uuid.uuid4().hex[:8]
+        self.dist = distributed if distributed is not None else _detect_distributed()
+        self.is_writer = self.dist is None or self.dist.rank == 0
+
+        self.ledger = Ledger(self.run.ledger)
+        self._commands = JsonlTail(self.run.commands)
+        self._freeze_watch = FileWatch(self.run.freeze)
+        self._desired_watch = FileWatch(self.run.desired)
+        allowed = [Path(d) for d in (allowed_callback_dirs or [Path.cwd()])]
+        self.cb = CallbackModule(self.run.root, allowed, on_error=self._callback_failed)
+        for cb_id, obj in (callbacks or {}).items():
+            self.cb.add(cb_id, obj)
+        self.modules: dict[str, Any] = {CB: self.cb}
+        self.snapshots = Snapshots(keep=keep_checkpoints)
+
+        self.step = 0
+        self.epoch: int | None = None
+        self.paused = False
+        self.stop_requested = False
+        self.closed = False
+        self.freeze = FreezeState()
+        self.player: RecipePlayer | None = None
+        self.locks: dict[str, dict[str, Any]] = self._load_locks()
+        self.scheduled: dict[str, HotOp] = {}
+        self._reschedules = self._load_reschedules()
+        self._calls = 0
+        self._next_watch = 0.0
+        self._next_status = 0.0
+        self._rate_mark: tuple[float, int] | None = None
+        self.steps_per_s: float | None = None
+        self.internal_errors = 0
+        self.last_internal_error: str | None = None
+        self._last_metrics: dict[str, Any] = {}
+
+        self.state.initialize()
+        if isinstance(freeze, str):
+            freeze = FreezeState(mode=freeze)
+        if freeze is not None:
+            self._set_freeze(freeze)
+        self._started = time.time()
+        self._publish_actuators()
+        self._write_status(force=True)
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def should_stop(self) -> bool:
+        """True once a ``core stop`` was applied (or ``max_steps`` reached): end the loop cleanly."""
+        return self.stop_requested
+
+    def register_state(self, name: str, obj: Any) -> None:
+        """Register an object with ``state_dict``/``load_state_dict`` for checkpoint/rollback."""
+        self.snapshots.register(name, obj)
+
+    def add_callback(self, cb_id: str, obj: Any, enabled: bool = True) -> None:
+        self.cb.add(cb_id, obj, enabled)
+        self._publish_actuators()
+
+    def register_module(self, name: str, module: Any) -> None:
+        """Route ops of ``module == name`` to ``module.handle(op, ctx)`` (e.g. tune)."""
+        self.modules[name] = module
+
+    def submit(self, op: HotOp, env: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Apply an op produced inside the training process (e.g. by tune) now, with a ledger entry."""
+        if not op.cmd_id:
+            op.cmd_id = f"{op.source}-{uuid.uuid4().hex}"
+        ctx = ApplyContext(self.step, self.epoch, ["internal"], env or {})
+        return self._process(op, ctx)
+
+    def apply(self, env: dict[str, Any] | None = None, events: list[str] | None = None, **kw: Any) -> None:
+        """The safe point. Never raises into the training loop."""
+        try:
+            env = dict(env) if env else {}
+            env.update(kw)
+            self._apply(env, list(events) if events else ["train_step_end"])
+        except Exception as e:  # the run matters more than this call
+            self._internal_error(e)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            self.cb.close()
+            for m in self.modules.values():
+                closer = getattr(m, "close", None)
+                if callable(closer) and m is not self.cb:
+                    closer()
+            if self.features is not None:
+                self.features.close()
+        finally:
+            self.closed = True
+            self._write_status(force=True)
+
+    def __enter__(self) -> HotKernel:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ the loop
+    def _apply(self, env: dict[str, Any], events: list[str]) -> None:
+        step = env.get("step")
+        self.step = int(step) if step is not None else self.step + 1
+        if env.get("epoch") is not None:
+            self.epoch = int(env["epoch"])
+        env.setdefault("kernel", self)
+        ctx = ApplyContext(self.step, self.epoch, events, env)
+        self._calls += 1
+
+        now = time.monotonic()
+        if now >= self._next_watch:
+            self._next_watch = now + self.watch_interval_s
+            self._watch_files(ctx)
+        if self._calls % self.debounce_steps == 0:
+            self._poll_commands(ctx)
+        if self.scheduled:
+            self._fire_scheduled(ctx)
+        if self.player is not None:
+            self._fire_replay(ctx)
+        for module in self.modules.values():
+            hook = getattr(module, "on_step", None)
+            if hook is not None and module is not self.cb:
+                hook(ctx)
+        if self.cb.callbacks:
+            self.cb.dispatch(events, env, self.step)
+        metrics = env.get("metrics")
+        if metrics:
+            self._record_metrics(metrics)
+        if self.features is not None:
+            self.features.on_step(self.step + 1)
+        if self.checkpoint_every and self.snapshots.objects and self.step % self.checkpoint_every == 0:
+            self.snapshots.take(self.step, self.state.values(), "periodic")
+        if self.max_steps is not None and self.step >= self.max_steps:
+            self.stop_requested = True
+        self._write_status()
+        while self.paused and not self.stop_requested:
+            time.sleep(self.pause_poll_s)
+            self._watch_files(ctx)
+            self._poll_commands(ctx)
+            self._write_status()
+
+    def _record_metrics(self, metrics: dict[str, Any]) -> None:
+        if not self.is_writer:
+            return
+        if self.record_knobs:
+            metrics = dict(metrics)
+            for a in self.state:
+                v = a.value
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    metrics.setdefault(f"{a.group}/{a.param_key}", v)
+        rec = self.collector.record(self.step, metrics, self.epoch)
+        if rec is not None:
+            self._last_metrics = rec["metrics"]
+            self.state.verify(metrics)
+
+    # ------------------------------------------------------------------ reading commands
+    def _poll_commands(self, ctx: ApplyContext) -> None:
+        if self.dist is not None:
+            lines = self.dist.broadcast_lines(self._read_lines if self.is_writer else None)
+        else:
+            if not self._commands.changed():
+                return
+            lines = self._read_lines()
+        for offset, raw, value, error in lines:
+            self._handle_line(offset, raw, value, error, ctx)
+
+    def _read_lines(self) -> list[tuple[int, str, Any, str | None]]:
+        resets = self._commands.reset_count
+        lines = self._commands.read_new()
+        if self._commands.reset_count != resets:
+            log.warning("hotcb: %s was truncated or replaced; re-reading it from the start", self._commands.path)
+            self._write_status(force=True)
+        return [(ln.offset, ln.raw, ln.value, ln.error) for ln in lines]
+
+    def _handle_line(self, offset: int, raw: str, value: Any, error: str | None, ctx: ApplyContext) -> None:
+        fallback = auto_cmd_id(raw, offset)
+        if error is not None:
+            if not self.ledger.has(fallback):
+                self._record_refusal(fallback, None, error, ctx, raw=raw)
+            return
+        try:
+            op = parse_command(value, fallback_id=fallback)
+        except CommandError as e:
+            cmd_id = value.get("cmd_id") if isinstance(value, dict) and isinstance(value.get("cmd_id"), str) else fallback
+            if not self.ledger.has(cmd_id):
+                self._record_refusal(cmd_id, value if isinstance(value, dict) else None, str(e), ctx, raw=raw)
+            return
+        if self.ledger.has(op.cmd_id) or op.cmd_id in self.scheduled:
+            return
+        if op.cmd_id in self._reschedules:
+            op.at_step = self._reschedules[op.cmd_id]
+        if (op.at_step is not None and op.at_step > self.step) or (
+            op.at_event is not None and op.at_event not in ctx.events
+        ):
+            self.scheduled[op.cmd_id] = op
+            self._publish_schedule()
+            return
+        self._process(op, ctx)
+
+    def _fire_scheduled(self, ctx: ApplyContext) -> None:
+        due = [
+            op for op in self.scheduled.values()
+            if (op.at_step is None or op.at_step <= self.step)
+            and (op.at_event is None or op.at_event in ctx.events)
+        ]
+        if not due:
+            return
+        due.sort(key=lambda o: (o.at_step or 0))
+        for op in due:
+            del self.scheduled[op.cmd_id]
+            self._process(op, ctx)
+        self._publish_schedule()
+
+    def _fire_replay(self, ctx: ApplyContext) -> None:
+        assert self.player is not None
+        for entry in self.player.due(self.step, ctx.events):
+            rec = {
+                "cmd_id": f"replay-{entry.get('cmd_id') or uuid.uuid4().hex}-{entry.get('step')}",
+                "source": "replay", "actor": "recipe", "reason": entry.get("reason"),
+                "module": entry.get("module"), "op": entry.get("op"), "id": entry.get("id"),
+                "params": entry.get("params") or {}, "target": entry.get("target"),
+            }
+            if entry.get("late"):
+                rec["late"] = True
+            if entry.get("overlay"):
+                rec["overlay"] = True
+            if self.ledger.has(rec["cmd_id"]):
+                continue
+            try:
+                op = parse_command(rec)
+            except CommandError as e:
+                self._record_refusal(rec["cmd_id"], rec, str(e), ctx)
+                continue
+            self._process(op, ctx)
+        if self.player.done:
+            self._write_status(force=True)
+
+    # ------------------------------------------------------------------ applying one op
+    def _process(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
+        ignored = self.freeze.decision_for(op.module, op.op, op.source)
+        if ignored is not None:
+            why = f"freeze mode is {self.freeze.mode!r}"
+            return self._record(op, ctx, ignored, error=why)
+        try:
+            if op.module == CORE:
+                payload = self._core(op, ctx)
+            elif op.module in self.modules:
+                payload = self.modules[op.module].handle(op, ctx)
+            elif op.module == TUNE:
+                payload = self._load_tune().handle(op, ctx)
+            else:
+                payload = self._knobs(op, ctx)
+        except ValueRefused as e:
+            return self._record(op, ctx, "rejected", error=str(e))
+        except CallbackLoadError as e:
+            self._publish_actuators()
+            return self._record(op, ctx, "failed", error=str(e))
+        except Exception as e:
+            self._publish_actuators()
+            return self._record(op, ctx, "failed", error=f"{type(e).__name__}: {e}")
+        entry = self._record(op, ctx, "applied", payload=payload)
+        self._publish_actuators()
+        return entry
+
+    def _knobs(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
+        if op.op != "set_params":
+            raise ValueRefused(f"unknown op {op.op!r} for knob group {op.module!r} (use set_params)")
+        if op.module not in self.state.groups():
+            groups = ", ".join(sorted(self.state.groups() | {CB, CORE, TUNE}))
+            raise ValueRefused(f"unknown module {op.module!r} (known: {groups})")
+        if not op.params:
+            raise ValueRefused("set_params needs at least one key")
+        checked = {}
+        for key, value in op.params.items():
+            act = self.state.resolve(op.module, key)
+            checked[key] = check_knob_change(
+                act.describe(), value, source=op.source, step=ctx.step,
+                lock=self.locks.get(key), config=self.guard,
+            )
+        payload = self.state.apply(op.module, checked, ctx.env, ctx.step)
+        if op.lock and op.source == "human":
+            for key in checked:
+                self.locks[key] = {"actor": op.actor or "human", "step": ctx.step, "ts": time.time()}
+            self._save_locks()
+        return payload
+
+    def _load_tune(self) -> Any:
+        try:
+            from .modules.tune import TuneModule
+        except ImportError as e:
+            raise ValueRefused(f"tune is unavailable ({e}); install it with: pip install 'hotcb[tune]'") from None
+        module = TuneModule(self)
+        self.modules[TUNE] = module
+        return module
+
+    # ------------------------------------------------------------------ core ops
+    def _core(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
+        p = op.params
+        if op.op == "pause":
+            old, self.paused = self.paused, True
+            self._write_status(force=True)
+            return {"paused": {"old": old, "new": True}}
+        if op.op == "resume":
+            old, self.paused = self.paused, False
+            self._write_status(force=True)
+            return {"paused": {"old": old, "new": False}}
+        if op.op == "stop":
+            self.stop_requested = True
+            self._write_status(force=True)
+            return {"stop": True}
+        if op.op in ("freeze", "unfreeze"):
+            mode = "off" if op.op == "unfreeze" else p.get("mode", "prod")
+            new = FreezeState(
+                mode=mode, recipe_path=p.get("recipe_path"), overlay_path=p.get("overlay_path"),
+                overlay=p.get("overlay") or [], cmd_id=op.cmd_id, source=op.source, actor=op.actor,
+                reason=op.reason,
+            )
+            old = self.freeze.mode
+            self._set_freeze(new)
+            if self.is_writer:
+                new.save(self.run.freeze)
+                self._freeze_watch.changed()  # our own write is not a new change
+            return {"mode": {"old": old, "new": mode}}
+        if op.op in ("lock", "unlock"):
+            keys = p.get("keys") or ([op.id] if op.id else [])
+            if not keys or not all(isinstance(k, str) for k in keys):
+                raise ValueRefused(f"core {op.op} needs params.keys (a list of knob keys)")
+            unknown = [k for k in keys if k not in self.state]
+            if unknown:
+                raise ValueRefused(f"unknown knobs {unknown}")
+            if op.source != "human":
+                raise ValueRefused(f"only a human can {op.op} knobs (source is {op.source!r})")
+            for k in keys:
+                if op.op == "lock":
+                    self.locks[k] = {"actor": op.actor or "human", "step": ctx.step, "ts": time.time()}
+                else:
+                    self.locks.pop(k, None)
+            self._save_locks()
+            return {"locks": sorted(self.locks)}
+        if op.op == "cancel":
+            target = p.get("cmd_id")
+            victim = self.scheduled.pop(target, None) if isinstance(target, str) else None
+            if victim is None:
+                raise ValueRefused(f"no scheduled op with cmd_id {target!r}")
+            self._record(victim, ctx, "rejected", error=f"cancelled by {op.actor or op.source} ({op.cmd_id})")
+            self._publish_schedule()
+            return {"cancelled": target}
+        if op.op == "reschedule":
+            target, at = p.get("cmd_id"), p.get("at_step")
+            if isinstance(at, bool) or not isinstance(at, int) or at < 0:
+                raise ValueRefused("reschedule needs params.at_step, a non-negative integer")
+            victim = self.scheduled.get(target) if isinstance(target, str) else None
+            if victim is None:
+                raise ValueRefused(f"no scheduled op with cmd_id {target!r}")
+            old = victim.at_step
+            victim.at_step = at
+            self._reschedules[victim.cmd_id] = at
+            self._publish_schedule()
+            return {"cmd_id": target, "at_step": {"old": old, "new": at}}
+        if op.op == "checkpoint":
+            snap = self.snapshots.take(ctx.step, self.state.values(), op.reason)
+            return {"snapshot_step": snap.step, "snapshots": self.snapshots.steps()}
+        if op.op == "rollback":
+            to = p.get("step")
+            snap = self.snapshots.find(int(to) if to is not None else None)
+            self.snapshots.restore(snap)
+            restored = {}
+            for key, value in snap.knobs.items():
+                act = self.state.get(key)
+                if act is not None and value is not None:
+                    restored[key] = act.apply(value, ctx.env, ctx.step)
+            return {"restored_step": snap.step, "knobs": restored}
+        raise ValueRefused(f"unknown core op {op.op!r}")
+
+    def _set_freeze(self, new: FreezeState) -> None:
+        player = None
+        if new.replaying:
+            path = Path(new.recipe_path or "")
+            if not path.is_absolute():
+                path = self.run.root / path
+            entries = load_recipe(path)
+            if not entries and not path.exists():
+                raise ValueRefused(f"recipe not found: {new.recipe_path}")
+            overlay = list(new.overlay)
+            if new.overlay_path:
+                opath = Path(new.overlay_path)
+                overlay += load_recipe(opath if opath.is_absolute() else self.run.root / opath)
+            if new.mode == "replay_adjusted" and overlay:
+                entries = apply_overlay(entries, overlay)
+            player = RecipePlayer(entries)
+            # A resumed run must not fire entries it already replayed.
+            while not player.done and self.ledger.has(
+                f"replay-{player.entries[player.position].get('cmd_id')}-{player.entries[player.position].get('step')}"
+            ):
+                player.position += 1
+                player.fired += 1
+        self.freeze = new
+        self.player = player
+        self._write_status(force=True)
+
+    # ------------------------------------------------------------------ watched files
+    def _watch_files(self, ctx: ApplyContext) -> None:
+        if not self.is_writer:
+            return
+        if self._freeze_watch.changed():
+            self._apply_freeze_file(ctx)
+        if self._desired_watch.changed() and self._desired_watch.exists():
+            self._apply_desired(ctx)
+
+    def _apply_freeze_file(self, ctx: ApplyContext) -> None:
+        raw = read_json(self.run.freeze)
+        if raw is None:
+            return
+        cmd_id = raw.get("cmd_id") if isinstance(raw, dict) and isinstance(raw.get("cmd_id"), str) else None
+        cmd_id = cmd_id or "freeze-" + hashlib.sha1(repr(raw).encode()).hexdigest()[:16]
+        if isinstance(raw, dict) and raw.get("cmd_id") == self.freeze.cmd_id and raw.get("mode") == self.freeze.mode:
+            return
+        op = HotOp(module=CORE, op="freeze", params={}, cmd_id=cmd_id, source="human",
+                   actor=raw.get("actor") if isinstance(raw, dict) else None)
+        try:
+            new = FreezeState.from_dict(raw)
+            op.source, op.reason = new.source, new.reason
+            op.params = {"mode": new.mode, "recipe_path": new.recipe_path}
+            old = self.freeze.mode
+            self._set_freeze(new)
+        except (ValueError, OSError) as e:
+            if not self.ledger.has(cmd_id):
+                self._record(op, ctx, "rejected", error=f"invalid {self.run.freeze.name}: {e}")
+            return
+        if not self.ledger.has(cmd_id):
+            self._record(op, ctx, "applied", payload={"mode": {"old": old, "new": new.mode}})
+
+    def _apply_desired(self, ctx: ApplyContext) -> None:
+        try:
+            text = self.run.desired.read_text(encoding="utf-8")
+        except OSError:
+            return
+        digest = hashlib.sha1(text.encode()).hexdigest()[:12]
+        base = f"yaml-{digest}-{self.session}"
+        try:
+            desired = parse_desired(text)
+            ops = self._desired_ops(desired, base)
+        except (DesiredStateError, ValueRefused, CommandError) as e:
+            if not self.ledger.has(base):
+                op = HotOp(module=CORE, op="desired_state", cmd_id=base, source="yaml", actor="hotcb.yaml")
+                self._record(op, ctx, "rejected", error=str(e))
+            return
+        for op in ops:
+            if not self.ledger.has(op.cmd_id):
+                self._process(op, ctx)
+
+    def _desired_ops(self, desired: dict[str, Any], base: str) -> list[HotOp]:
+        ops: list[HotOp] = []
+        groups = self.state.groups()
+        by_group: dict[str, dict[str, Any]] = {}
+        for (group, key), value in flatten_knobs(desired["knobs"], groups).items():
+            act = self.state.get(key)
+            if act is None or (group is not None and act.group != group):
+                raise ValueRefused(f"hotcb.yaml names unknown knob {key!r} (known: {sorted(self.state.keys())})")
+            act.validate(value)  # an invalid file changes nothing at all
+            if act.describe()["value"] != (list(value) if isinstance(value, tuple) else value):
+                by_group.setdefault(act.group, {})[key] = value
+        for group, params in by_group.items():
+            ops.append(HotOp(module=group, op="set_params", params=params))
+        for cb_id, spec in desired["callbacks"].items():
+            cur = self.cb.callbacks.get(cb_id)
+            enabled = spec.get("enabled", True) is not False
+            if cur is None:
+                if spec.get("target") is None:
+                    raise ValueRefused(f"hotcb.yaml callback {cb_id!r} is not loaded and has no target")
+                ops.append(HotOp(module=CB, op="load", id=cb_id, params=dict(spec.get("params") or {}),
+                                 target=CallbackTarget.from_dict(spec["target"]), extra={"enabled": enabled}))
+                continue
+            if cur.enabled != enabled:
+                ops.append(HotOp(module=CB, op="enable" if enabled else "disable", id=cb_id))
+            params = spec.get("params") or {}
+            if params and any(cur.params.get(k) != v for k, v in params.items()):
+                ops.append(HotOp(module=CB, op="set_params", id=cb_id, params=dict(params)))
+        if desired["freeze"] is not None and desired["freeze"] != self.freeze.mode:
+            ops.append(HotOp(module=CORE, op="freeze" if desired["freeze"] != "off" else "unfreeze",
+                             params={"mode": desired["freeze"]}))
+        for i, op in enumerate(ops):
+            op.cmd_id, op.source, op.actor, op.reason = f"{base}-{i}", "yaml", "hotcb.yaml", "desired state"
+        return ops
+
+    # ------------------------------------------------------------------ records and files
+    def _record(self, op: HotOp, ctx: ApplyContext, decision: str, *, payload: dict[str, Any] | None = None,
+                error: str | None = None) -> dict[str, Any]:
+        extra = dict(op.extra)
+        if op.target is not None:
+            extra["target"] = op.target.to_dict()
+        if op.at_step is not None:
+            extra["at_step"] = op.at_step
+        if op.lock:
+            extra["lock"] = True
+        entry = {
+            "cmd_id": op.cmd_id, "module": op.module, "op": op.op, "decision": decision, "step": ctx.step,
+            "epoch": ctx.epoch, "event": ctx.event, "id": op.id, "source": op.source, "actor": op.actor,
+            "reason": op.reason, "params": op.params, "payload": payload, "error": error,
+        }
+        if not self.is_writer:
+            self.ledger.cmd_ids.add(op.cmd_id)
+            return entry
+        return self.ledger.record(**entry, extra=extra)
+
+    def _record_refusal(self, cmd_id: str, rec: dict[str, Any] | None, reason: str, ctx: ApplyContext,
+                        raw: str | None = None) -> None:
+        rec = rec or {}
+
+        def s(k: str) -> Any:
+            v = rec.get(k)
+            return v if isinstance(v, (str, type(None))) else repr(v)
+
+        extra = {"raw": raw[:500]} if raw is not None and not rec else None
+        if not self.is_writer:
+            self.ledger.cmd_ids.add(cmd_id)
+            return
+        self.ledger.record(
+            cmd_id=cmd_id, module=s("module"), op=s("op"), decision="rejected", step=ctx.step,
+            epoch=ctx.epoch, event=ctx.event, id=s("id"), source=s("source"), actor=s("actor"),
+            reason=s("reason"), params=rec.get("params") if isinstance(rec.get("params"), dict) else None,
+            error=reason, extra=extra,
+        )
+
+    def _callback_failed(self, cb: Any, event: str, step: int, tb: str) -> None:
+        op = HotOp(module=CB, op="handle", id=cb.id, cmd_id=f"cb-error-{cb.id}-{uuid.uuid4().hex[:12]}",
+                   source="human", actor="kernel", reason=f"callback raised during {event}; disabled")
+        ctx = ApplyContext(step, self.epoch, [event], {})
+        self._record(op, ctx, "failed", error=f"{cb.last_error}\n{tb}")
+        self._publish_actuators()
+        self.raise_alert("callback_error", f"callback {cb.id} raised and was disabled: {cb.last_error}")
+
+    def raise_alert(self, kind: str, message: str, metric: str | None = None, value: Any = None) -> None:
+        if self.is_writer:
+            append_line(self.run.root / ALERTS, {
+                "ts": time.time(), "step": self.step, "kind": kind, "metric": metric, "value": value,
+                "message": message, "source": "kernel",
+            })
+
+    def _internal_error(self, e: Exception) -> None:
+        self.internal_errors += 1
+        self.last_internal_error = f"{type(e).__name__}: {e}"
+        log.exception("hotcb: internal error in kernel.apply (training continues)")
+        try:
+            self._write_status(force=True)
+        except Exception:
+            pass
+
+    def _load_locks(self) -> dict[str, dict[str, Any]]:
+        d = read_json(self.run.locks, {})
+        return {k: v for k, v in d.items() if isinstance(v, dict)} if isinstance(d, dict) else {}
+
+    def _save_locks(self) -> None:
+        if self.is_writer:
+            write_json_atomic(self.run.locks, self.locks)
+
+    def _load_reschedules(self) -> dict[str, int]:
+        out = {}
+        for e in self.ledger.history:
+            if e.get("op") == "reschedule":
+                target = (e.get("payload") or {}).get("cmd_id")
+                at = ((e.get("payload") or {}).get("at_step") or {}).get("new")
+                if isinstance(target, str) and isinstance(at, int):
+                    out[target] = at
+        return out
+
+    def _publish_schedule(self) -> None:
+        if self.is_writer:
+            pending = sorted((op.to_command() for op in self.scheduled.values()),
+                             key=lambda c: (c.get("at_step") or 0, c.get("ts") or 0))
+            write_json_atomic(self.run.schedule, {"step": self.step, "pending": pending})
+
+    def _publish_actuators(self) -> None:
+        if not self.is_writer:
+            return
+        write_json_atomic(self.run.actuators, {
+            "step": self.step,
+            "wall_time": time.time(),
+            "actuators": self.state.describe_all(),
+            "callbacks": self.cb.describe(),
+            "locks": self.locks,
+            "guard": self.guard.to_dict(),
+            "modules": sorted(self.state.groups() | {CB, CORE, TUNE}),
+        })
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(), "host": socket.gethostname(), "session": self.session,
+            "step": self.step, "epoch": self.epoch, "wall_time": time.time(), "started_at": self._started,
+            "paused": self.paused, "stop_requested": self.stop_requested, "closed": self.closed,
+            "freeze_mode": self.freeze.mode, "steps_per_s": self.steps_per_s,
+            "replay": self.player.status() if self.player else None,
+            "scheduled": len(self.scheduled), "commands_file_resets": self._commands.reset_count,
+            "internal_errors": self.internal_errors, "last_internal_error": self.last_internal_error,
+            "max_steps": self.max_steps, "snapshots": self.snapshots.steps(),
+            "rank": self.dist.rank if self.dist else 0, "world_size": self.dist.world_size if self.dist else 1,
+            "heartbeat_interval_s": self.status_interval_s,
+        }
+
+    def _write_status(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now < self._next_status:
+            return
+        self._next_status = now + self.status_interval_s
+        if self._rate_mark is not None and now > self._rate_mark[0]:
+            dt = now - self._rate_mark[0]
+            if dt >= 0.2:
+                self.steps_per_s = round((self.step - self._rate_mark[1]) / dt, 3)
+                self._rate_mark = (now, self.step)
+        else:
+            self._rate_mark = (now, self.step)
+        if self.is_writer:
+            write_json_atomic(self.run.status, self.status())
+
+
+def _detect_distributed() -> Any:
+    try:
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover
+        return None
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        from .distributed import DistributedSync
+
+        return DistributedSync()
+    return None

@@ -1,0 +1,193 @@
+"""Commands as data: ``HotOp`` (one normalized operation) and ``CallbackTarget``.
+
+A command line in ``hotcb.commands.jsonl`` becomes a ``HotOp`` through ``parse_command``; a line
+that cannot become one raises ``CommandError`` with the reason the ledger records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+SOURCES = ("human", "agent", "rule", "tune", "replay", "yaml")
+# Modules with their own handler; any other identifier is a knob group (opt, loss, custom).
+CB, TUNE, CORE = "cb", "tune", "core"
+KNOB_OPS = ("set_params",)
+CB_OPS = ("load", "unload", "enable", "disable", "set_params")
+CORE_OPS = (
+    "freeze", "unfreeze", "pause", "resume", "stop", "checkpoint", "rollback",
+    "lock", "unlock", "cancel", "reschedule",
+)
+TUNE_OPS = ("enable", "disable", "set_recipe")
+_MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+_KNOWN_KEYS = {
+    "cmd_id", "ts", "source", "actor", "reason", "module", "op", "id", "params", "target",
+    "at_step", "at_event", "lock", "enabled",
+}
+
+
+class CommandError(ValueError):
+    """A command line that cannot be turned into an operation."""
+
+
+@dataclass
+class CallbackTarget:
+    """Where a callback's code lives: ``kind`` = ``module`` (import path) or ``python_file``."""
+
+    kind: str
+    path: str
+    symbol: str
+
+    @classmethod
+    def from_dict(cls, d: Any) -> CallbackTarget:
+        if not isinstance(d, dict):
+            raise CommandError("target must be an object with kind, path, symbol")
+        kind, path, symbol = d.get("kind"), d.get("path"), d.get("symbol")
+        if kind not in ("module", "python_file"):
+            raise CommandError(f"target.kind must be 'module' or 'python_file', got {kind!r}")
+        if not isinstance(path, str) or not path or not isinstance(symbol, str) or not symbol:
+            raise CommandError("target.path and target.symbol must be non-empty strings")
+        if not symbol.isidentifier():
+            raise CommandError(f"target.symbol is not an identifier: {symbol!r}")
+        return cls(kind=kind, path=path, symbol=symbol)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "path": self.path, "symbol": self.symbol}
+
+
+@dataclass
+class HotOp:
+    """One operation, as the kernel routes it."""
+
+    module: str
+    op: str
+    id: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    target: CallbackTarget | None = None
+    cmd_id: str = ""
+    ts: float = 0.0
+    source: str = "human"
+    actor: str | None = None
+    reason: str | None = None
+    at_step: int | None = None
+    at_event: str | None = None
+    lock: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_command(self) -> dict[str, Any]:
+        """The command-file record for this op (what tools and the CLI append)."""
+        rec: dict[str, Any] = {
+            "cmd_id": self.cmd_id or new_cmd_id(),
+            "ts": self.ts or time.time(),
+            "source": self.source,
+            "actor": self.actor,
+            "reason": self.reason,
+            "module": self.module,
+            "op": self.op,
+        }
+        if self.id is not None:
+            rec["id"] = self.id
+        if self.params:
+            rec["params"] = self.params
+        if self.target is not None:
+            rec["target"] = self.target.to_dict()
+        if self.at_step is not None:
+            rec["at_step"] = self.at_step
+        if self.at_event is not None:
+            rec["at_event"] = self.at_event
+        if self.lock:
+            rec["lock"] = True
+        rec.update(self.extra)
+        return rec
+
+
+def new_cmd_id() -> str:
+    return uuid.uuid4().hex
+
+
+def auto_cmd_id(raw: str, offset: int) -> str:
+    """A stable id for a line that carries none (or cannot be parsed): same line, same id."""
+    return "auto-" + hashlib.sha1(f"{offset}:{raw}".encode()).hexdigest()[:20]
+
+
+def parse_command(rec: Any, fallback_id: str | None = None) -> HotOp:
+    """Normalize one command record; raise ``CommandError`` with a reason otherwise."""
+    if not isinstance(rec, dict):
+        raise CommandError(f"command must be a JSON object, got {type(rec).__name__}")
+    cmd_id = rec.get("cmd_id", fallback_id)
+    if not isinstance(cmd_id, str) or not cmd_id or len(cmd_id) > 128:
+        raise CommandError("cmd_id must be a non-empty string of at most 128 characters")
+    module, op = rec.get("module"), rec.get("op")
+    if not isinstance(module, str) or not _MODULE_RE.match(module):
+        raise CommandError(f"missing or invalid 'module': {module!r}")
+    if not isinstance(op, str) or not op:
+        raise CommandError(f"missing or invalid 'op': {op!r}")
+    source = rec.get("source", "human")
+    if source not in SOURCES:
+        raise CommandError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
+    params = rec.get("params", {})
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise CommandError("params must be an object")
+    target = CallbackTarget.from_dict(rec["target"]) if rec.get("target") is not None else None
+    at_step = rec.get("at_step")
+    if at_step is not None and (isinstance(at_step, bool) or not isinstance(at_step, int) or at_step < 0):
+        raise CommandError(f"at_step must be a non-negative integer, got {at_step!r}")
+    at_event = rec.get("at_event")
+    if at_event is not None and not isinstance(at_event, str):
+        raise CommandError("at_event must be a string")
+    op_id = rec.get("id")
+    if op_id is not None and not isinstance(op_id, str):
+        raise CommandError("id must be a string")
+    for key in ("actor", "reason"):
+        if rec.get(key) is not None and not isinstance(rec.get(key), str):
+            raise CommandError(f"{key} must be a string")
+    ts = rec.get("ts", 0.0)
+    return HotOp(
+        module=module,
+        op=op,
+        id=op_id,
+        params=params,
+        target=target,
+        cmd_id=cmd_id,
+        ts=float(ts) if isinstance(ts, (int, float)) else 0.0,
+        source=source,
+        actor=rec.get("actor"),
+        reason=rec.get("reason"),
+        at_step=at_step,
+        at_event=at_event,
+        lock=bool(rec.get("lock", False)),
+        extra={k: v for k, v in rec.items() if k not in _KNOWN_KEYS},
+    )
+
+
+def make_command(
+    module: str,
+    op: str,
+    params: dict[str, Any] | None = None,
+    *,
+    id: str | None = None,
+    source: str = "human",
+    actor: str | None = None,
+    reason: str | None = None,
+    target: CallbackTarget | dict[str, Any] | None = None,
+    at_step: int | None = None,
+    lock: bool = False,
+    cmd_id: str | None = None,
+) -> dict[str, Any]:
+    """Build a well-formed command record (validated by parsing it back)."""
+    if isinstance(target, dict):
+        target = CallbackTarget.from_dict(target)
+    hop = HotOp(
+        module=module, op=op, id=id, params=dict(params or {}), target=target,
+        cmd_id=cmd_id or new_cmd_id(), ts=time.time(), source=source, actor=actor,
+        reason=reason, at_step=at_step, lock=lock,
+    )
+    rec = hop.to_command()
+    parse_command(rec)
+    return rec

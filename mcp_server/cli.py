@@ -1,0 +1,10 @@
+"""CLI commands of this layer (registered through the ``hotcb.cli`` entry point group)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add this layer's subcommands. Heavy imports happen inside the handlers."""
