@@ -308,6 +308,9 @@ class HotKernel:
 
     # ------------------------------------------------------------------ applying one op
     def _process(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
+        refused = op.extra.get("refused")
+        if refused:  # the tool surface already refused it: recorded, never applied
+            return self._record(op, ctx, "rejected", error=str(refused))
         ignored = self.freeze.decision_for(op.module, op.op, op.source)
         if ignored is not None:
             why = f"freeze mode is {self.freeze.mode!r}"
