@@ -19,6 +19,19 @@ MODES = ("off", "prod", "replay", "replay_adjusted")
 _FROZEN_CORE_OK = {"freeze", "unfreeze", "pause", "resume", "stop", "checkpoint", "lock", "unlock"}
 
 
+def freeze_decision(mode: str, module: str, op: str, source: str) -> str | None:
+    """``None`` if the op may proceed under ``mode``, else the ledger decision that ignores it."""
+    if mode == "off":
+        return None
+    if mode == "prod":
+        if module == "core" and op in _FROZEN_CORE_OK and source == "human":
+            return None
+        return "ignored_freeze"
+    if source == "replay" or module == "core":
+        return None
+    return "ignored_replay"
+
+
 @dataclass
 class FreezeState:
     mode: str = "off"
@@ -41,16 +54,7 @@ class FreezeState:
         return self.mode in ("replay", "replay_adjusted")
 
     def decision_for(self, module: str, op: str, source: str) -> str | None:
-        """``None`` if the op may proceed, else the ledger decision that ignores it."""
-        if self.mode == "off":
-            return None
-        if self.mode == "prod":
-            if module == "core" and op in _FROZEN_CORE_OK and source == "human":
-                return None
-            return "ignored_freeze"
-        if source == "replay" or module == "core":
-            return None
-        return "ignored_replay"
+        return freeze_decision(self.mode, module, op, source)
 
     def to_dict(self) -> dict[str, Any]:
         return {
