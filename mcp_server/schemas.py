@@ -1,0 +1,81 @@
+"""Pydantic models shared by several tools (each tool's own input/output lives beside it)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from .registry import StrictInput
+
+Decision = Literal["applied", "rejected", "failed", "ignored_freeze", "ignored_replay", "queued", "pending"]
+
+
+class Empty(StrictInput):
+    pass
+
+
+class Change(BaseModel):
+    old: Any = None
+    new: Any = None
+
+
+class ActuatorInfo(BaseModel):
+    key: str
+    module: str
+    type: str
+    min: float | None = None
+    max: float | None = None
+    choices: list[Any] | None = None
+    value: Any = None
+    state: str
+    label: str | None = None
+    description: str = ""
+    last_change_step: int | None = None
+    locked_by: str | None = None
+    cooldown_until_step: int | None = None
+    max_rel_change: float | None = Field(None, description="per-op limit for non-human sources (x1/f..xf)")
+
+
+class CallbackInfo(BaseModel):
+    id: str
+    enabled: bool
+    state: str
+    type: str | None = None
+    target: dict[str, Any] | None = None
+    source_hash: str | None = None
+    params: dict[str, Any] = {}
+    errors: int = 0
+    last_error: str | None = None
+
+
+class LedgerEntry(BaseModel):
+    seq: int | None = None
+    cmd_id: str | None = None
+    step: int | None = None
+    epoch: int | None = None
+    event: str | None = None
+    module: str | None = None
+    op: str | None = None
+    id: str | None = None
+    source: str | None = None
+    actor: str | None = None
+    reason: str | None = None
+    decision: str | None = None
+    params: dict[str, Any] | None = None
+    payload: dict[str, Any] | None = None
+    error: str | None = None
+    wall_time: float | None = None
+
+
+class OpSpec(StrictInput):
+    """One operation on the run (the shape ``apply_op`` and ``schedule_op`` accept)."""
+
+    module: str = Field(description="opt, loss, a custom knob group, cb, tune or core")
+    op: str = Field(description="set_params for knobs; load/unload/enable/disable/set_params for cb; "
+                                "pause/resume/stop/checkpoint/rollback/freeze/unfreeze for core")
+    params: dict[str, Any] = Field(default_factory=dict, description='e.g. {"lr": 0.0005}')
+    id: str | None = Field(None, description="callback id for cb ops")
+    target: dict[str, str] | None = Field(
+        None, description='cb load only: {"kind": "module"|"python_file", "path": ..., "symbol": ...}')
+    reason: str | None = Field(None, description="why; recorded in the ledger")

@@ -1,0 +1,41 @@
+"""``HotcbTools``: every tool over one run directory, in one class.
+
+The MCP server, the dashboard and the agent all call ``HotcbTools.call(name, arguments)``, so
+validation, the guard and the file writes happen in one place whoever asks. ``source`` and
+``actor`` are fixed when the object is made (the dashboard is ``human``, an MCP client or the
+LLM autopilot ``agent``, rules ``rule``): a caller cannot claim to be someone else per call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from .registry import TOOLS, ToolError, ToolSpec
+from .tools_knobs import KnobTools
+from .tools_observe import ObserveTools
+from .tools_replay import ReplayTools
+
+
+class HotcbTools(KnobTools, ObserveTools, ReplayTools):
+    def specs(self, include_human_only: bool | None = None) -> list[ToolSpec]:
+        """The tools this caller may use (human-only tools are listed for humans only)."""
+        show_human = self.source == "human" if include_human_only is None else include_human_only
+        return [s for s in TOOLS.values() if show_human or not s.human_only]
+
+    def call(self, name: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Validate ``arguments`` against the tool's input model, run it, return its output as JSON data.
+        Raises ToolError with a readable message for any refusal or invalid input."""
+        spec = TOOLS.get(name)
+        if spec is None:
+            raise ToolError(f"unknown tool {name!r}; tools: {', '.join(sorted(TOOLS))}")
+        if spec.human_only and self.source != "human":
+            raise ToolError(f"{name} is reserved to humans (this caller is {self.source!r})")
+        try:
+            args = spec.input_model.model_validate(arguments or {})
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'arguments'}: {err['msg']}" for err in e.errors())
+            raise ToolError(f"invalid arguments for {name}: {problems}") from None
+        result = getattr(self, spec.method)(args)
+        return result.model_dump(mode="json")

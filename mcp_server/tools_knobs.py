@@ -1,0 +1,90 @@
+"""Tools that read and change knobs: describe_actuators, apply_op, lock_knobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from hotcb.guard import GuardConfig
+from hotcb.ops import CORE
+
+from .registry import StrictInput, tool
+from .schemas import ActuatorInfo, CallbackInfo, Change, Decision, Empty, OpSpec
+from .tools_base import ToolsBase
+
+
+class DescribeOutput(BaseModel):
+    step: int | None = None
+    liveness: str
+    actuators: list[ActuatorInfo]
+    callbacks: list[CallbackInfo]
+    modules: list[str] = []
+    freeze_mode: str | None = None
+    guard: dict[str, Any] = Field(default_factory=dict, description="limits for non-human sources")
+
+
+class ApplyOpInput(OpSpec):
+    wait_s: float | None = Field(None, ge=0, le=120, description="seconds to wait for the kernel's decision")
+    lock: bool = Field(False, description="humans only: lock the knobs against agents, rules and tune")
+
+
+class ApplyOpOutput(BaseModel):
+    cmd_id: str
+    decision: Decision
+    step: int | None = None
+    changes: dict[str, Change] = {}
+    error: str | None = None
+    liveness: str | None = None
+    message: str | None = None
+
+
+class LockInput(StrictInput):
+    keys: list[str] = Field(min_length=1)
+    lock: bool = True
+    reason: str | None = None
+
+
+class KnobTools(ToolsBase):
+    @tool(Empty, DescribeOutput, read_only=True, idempotent=True, title="Describe knobs")
+    def describe_actuators(self, args: Empty) -> DescribeOutput:
+        """Every knob of the run (key, module, type, bounds or choices, live value, state, last change
+        step, lock holder, cooldown) and the callbacks loaded. Call this before apply_op."""
+        doc = self.actuators_doc()
+        status = self.status_doc()
+        guard = GuardConfig.from_dict(doc.get("guard"))
+        locks = doc.get("locks") or {}
+        acts = []
+        for a in doc.get("actuators", []):
+            cooldown = a.get("cooldown_steps") if a.get("cooldown_steps") is not None else guard.cooldown_steps
+            last = a.get("last_change_step")
+            acts.append(ActuatorInfo(
+                **{k: a.get(k) for k in ("key", "module", "type", "min", "max", "choices", "value", "state",
+                                         "label", "last_change_step")},
+                description=a.get("description") or "",
+                locked_by=(locks.get(a["key"]) or {}).get("actor") if a["key"] in locks else None,
+                cooldown_until_step=(last + cooldown) if last is not None and cooldown else None,
+                max_rel_change=a.get("max_rel_change") or guard.max_rel_change,
+            ))
+        return DescribeOutput(
+            step=status.get("step", doc.get("step")), liveness=self.liveness()["state"], actuators=acts,
+            callbacks=[CallbackInfo(**c) for c in doc.get("callbacks", [])], modules=doc.get("modules", []),
+            freeze_mode=status.get("freeze_mode"), guard=guard.to_dict(),
+        )
+
+    @tool(ApplyOpInput, ApplyOpOutput, read_only=False, destructive=True, title="Apply an op")
+    def apply_op(self, args: ApplyOpInput) -> ApplyOpOutput:
+        """Change the running training job: set knobs (module opt/loss/custom, op set_params, params
+        {key: value}), manage callbacks (module cb), or lifecycle (module core: pause, resume,
+        checkpoint, rollback). The guard checks it first (finite, in bounds, at most x0.5..x2 per op
+        for agents, cooldown, locks, freeze); then it waits for the kernel's ledger decision and returns
+        old and new values. Refusals come back as errors with the reason. Always give a reason."""
+        spec = OpSpec(**args.model_dump(include=set(OpSpec.model_fields)))
+        return ApplyOpOutput(**self.submit(spec, wait_s=args.wait_s, lock=args.lock))
+
+    @tool(LockInput, ApplyOpOutput, read_only=False, destructive=False, human_only=True, title="Lock knobs")
+    def lock_knobs(self, args: LockInput) -> ApplyOpOutput:
+        """Humans only: lock (or unlock) knobs so agents, rules and tune cannot change them."""
+        spec = OpSpec(module=CORE, op="lock" if args.lock else "unlock", params={"keys": args.keys},
+                      reason=args.reason)
+        return ApplyOpOutput(**self.submit(spec))

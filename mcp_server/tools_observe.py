@@ -1,0 +1,223 @@
+"""Read-only tools: get_status, read_trends, read_metrics, read_ledger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from hotcb.jsonl import read_json
+from hotcb.rundir import AUTOPILOT
+
+from . import trend_math
+from .registry import StrictInput, tool
+from .schemas import Empty, LedgerEntry
+from .tools_base import ToolsBase
+
+KEY_METRIC_PREFERENCE = ("val_loss", "valid_loss", "eval_loss", "val_acc", "train_loss", "loss")
+DEFAULT_TREND_METRICS = 10
+
+
+class StatusOutput(BaseModel):
+    liveness: str = Field(description="running, paused, stopped, dead, stale or absent")
+    reason: str | None = None
+    step: int | None = None
+    epoch: int | None = None
+    max_steps: int | None = None
+    steps_per_s: float | None = None
+    paused: bool = False
+    stop_requested: bool = False
+    freeze_mode: str | None = None
+    replay: dict[str, Any] | None = None
+    scheduled: int = 0
+    snapshots: list[int] = []
+    metrics: list[str] = []
+    last_metrics: dict[str, Any] = {}
+    autopilot: dict[str, Any] | None = None
+    internal_errors: int = 0
+
+
+class TrendsInput(StrictInput):
+    metrics: list[str] | None = Field(None, description="metric names; default: up to 10, losses first")
+    window: int = Field(200, ge=8, le=20000, description="how many recent points per metric")
+    key_metric: str | None = Field(None, description="metric to forecast; default val_loss, else train_loss")
+    horizon_step: int | None = Field(None, ge=1, description="forecast at this step; default the run's max_steps")
+
+
+class Forecast(BaseModel):
+    metric: str
+    at_step: int
+    value: float | None
+    low: float | None
+    high: float | None
+    model: str
+    fit_points: int
+
+
+class KnobChange(BaseModel):
+    step: int | None
+    key: str
+    old: Any = None
+    new: Any = None
+    source: str | None = None
+    actor: str | None = None
+
+
+class TrendsOutput(BaseModel):
+    step: int | None
+    steps_per_s: float | None
+    window: int
+    metrics: dict[str, dict[str, Any]]
+    forecast: Forecast | None = None
+    recent_changes: list[KnobChange] = []
+    other_metrics: list[str] = []
+
+
+class MetricsInput(StrictInput):
+    metrics: list[str] | None = None
+    max_points: int = Field(200, ge=2, le=5000)
+    since_step: int | None = Field(None, description="only points at or after this step (recent data)")
+
+
+class SeriesOut(BaseModel):
+    steps: list[float]
+    values: list[float | str | None]
+
+
+class MetricsOutput(BaseModel):
+    last_step: int | None
+    records: int
+    series: dict[str, SeriesOut]
+
+
+class LedgerInput(StrictInput):
+    last: int = Field(20, ge=1, le=5000)
+    since_seq: int | None = None
+    source: str | None = None
+    decision: str | None = None
+    module: str | None = None
+    cmd_id: str | None = None
+
+
+class LedgerOutput(BaseModel):
+    total: int
+    entries: list[LedgerEntry]
+
+
+def _plain(v: float) -> float | str:
+    return v if v == v and v not in (float("inf"), float("-inf")) else ("nan" if v != v else ("inf" if v > 0 else "-inf"))
+
+
+def pick_metrics(names: list[str], limit: int = DEFAULT_TREND_METRICS) -> list[str]:
+    """Losses and accuracies first, knob echoes (``opt/lr``) last."""
+    def rank(n: str) -> tuple[int, str]:
+        low = n.lower()
+        if "/" in n:
+            return (3, n)
+        if "loss" in low:
+            return (0, n)
+        if trend_math.maximize(n):
+            return (1, n)
+        return (2, n)
+
+    return sorted(names, key=rank)[:limit]
+
+
+class ObserveTools(ToolsBase):
+    @tool(Empty, StatusOutput, read_only=True, idempotent=True, title="Run status")
+    def get_status(self, args: Empty) -> StatusOutput:
+        """Is training alive (running/paused/stopped/dead)? Step, steps/s, freeze mode, replay,
+        scheduled ops, snapshots, the last metric values and the autopilot mode."""
+        st = self.status_doc()
+        live = self.liveness()
+        self.metrics.refresh()
+        last = {}
+        for name in self.metrics.names():
+            s = self.metrics.get(name)
+            if s is not None and s.values:
+                last[name] = trend_math.sig(s.values[-1]) if s.values[-1] == s.values[-1] else "nan"
+        return StatusOutput(
+            liveness=live["state"], reason=live.get("reason"),
+            **{k: st.get(k) for k in ("step", "epoch", "max_steps", "steps_per_s", "freeze_mode", "replay")},
+            paused=bool(st.get("paused")), stop_requested=bool(st.get("stop_requested")),
+            scheduled=int(st.get("scheduled") or 0), snapshots=st.get("snapshots") or [],
+            metrics=self.metrics.names(), last_metrics=last,
+            autopilot=read_json(self.run.root / AUTOPILOT), internal_errors=int(st.get("internal_errors") or 0),
+        )
+
+    @tool(TrendsInput, TrendsOutput, read_only=True, idempotent=True, title="Read trends")
+    def read_trends(self, args: TrendsInput) -> TrendsOutput:
+        """Compact trends of chosen metrics over the recent window: last, min, max, mean, slope per step,
+        EMA, volatility, trend class (improving/worsening/flat/volatile/diverging/non_finite), plateau,
+        divergence and non-finite flags, step range; steps/s; the knob changes inside the window; and a
+        forecast of the key metric at the run's end with an uncertainty band."""
+        self.metrics.refresh()
+        names = self.metrics.names()
+        chosen = args.metrics or pick_metrics(names)
+        out: dict[str, dict[str, Any]] = {}
+        first_step = None
+        for name in chosen:
+            s = self.metrics.get(name)
+            if s is None:
+                out[name] = {"n": 0, "trend": "no_data"}
+                continue
+            steps, values = s.window(args.window)
+            out[name] = trend_math.summarize(name, steps, values)
+            if steps:
+                first_step = steps[0] if first_step is None else min(first_step, steps[0])
+        st = self.status_doc()
+        key = args.key_metric or next((m for m in KEY_METRIC_PREFERENCE if m in names), None)
+        fc = None
+        horizon = args.horizon_step or st.get("max_steps")
+        if key and horizon and self.metrics.get(key) is not None:
+            steps, values = self.metrics.get(key).window(args.window)
+            f = trend_math.forecast(steps, values, horizon)
+            fc = Forecast(metric=key, **f) if f else None
+        changes = []
+        for e in self.ledger_entries()[-200:]:
+            if e.get("decision") != "applied" or e.get("op") != "set_params" or e.get("module") in ("cb", "core", "tune"):
+                continue
+            if first_step is not None and (e.get("step") or 0) < first_step:
+                continue
+            for k, v in (e.get("payload") or {}).items():
+                if isinstance(v, dict):
+                    changes.append(KnobChange(step=e.get("step"), key=k, old=v.get("old"), new=v.get("new"),
+                                              source=e.get("source"), actor=e.get("actor")))
+        return TrendsOutput(step=self.metrics.last_step, steps_per_s=st.get("steps_per_s"), window=args.window,
+                            metrics=out, forecast=fc, recent_changes=changes[-10:],
+                            other_metrics=[n for n in names if n not in chosen][:30])
+
+    @tool(MetricsInput, MetricsOutput, read_only=True, idempotent=True, title="Read metrics")
+    def read_metrics(self, args: MetricsInput) -> MetricsOutput:
+        """Metric series, downsampled to at most max_points per metric (whole run, or since a step)."""
+        self.metrics.refresh()
+        names = args.metrics or self.metrics.names()
+        series = {}
+        for name in names:
+            s = self.metrics.get(name)
+            if s is None:
+                continue
+            if args.since_step is not None:
+                steps, values = s.window(since_step=args.since_step)
+                if len(steps) > args.max_points:
+                    k = -(-len(steps) // args.max_points)
+                    steps, values = steps[::k], values[::k]
+            else:
+                steps, values = s.downsampled(args.max_points)
+            series[name] = SeriesOut(steps=steps, values=[_plain(v) for v in values])
+        return MetricsOutput(last_step=self.metrics.last_step, records=self.metrics.records, series=series)
+
+    @tool(LedgerInput, LedgerOutput, read_only=True, idempotent=True, title="Read the ledger")
+    def read_ledger(self, args: LedgerInput) -> LedgerOutput:
+        """The ledger: every command's decision (applied/rejected/failed/ignored_*), with step, source,
+        actor, reason, old -> new values and errors. Filter by source, decision, module or cmd_id."""
+        rows = self.ledger_entries()
+        total = len(rows)
+        for field in ("source", "decision", "module", "cmd_id"):
+            want = getattr(args, field)
+            if want:
+                rows = [e for e in rows if e.get(field) == want]
+        if args.since_seq is not None:
+            rows = [e for e in rows if (e.get("seq") or 0) > args.since_seq]
+        rows = rows[-args.last:]
+        return LedgerOutput(total=total, entries=[LedgerEntry(**{k: e.get(k) for k in LedgerEntry.model_fields}) for e in rows])

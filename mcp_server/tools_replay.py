@@ -1,0 +1,114 @@
+"""Recipes and the future: replay (export, start, stop, status) and schedule_op."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from hotcb.freeze import FreezeState
+from hotcb.jsonl import read_json
+from hotcb.ops import CORE
+from hotcb.recipe import export_recipe, validate_recipe, write_recipe
+
+from .registry import StrictInput, ToolError, tool
+from .schemas import OpSpec
+from .tools_base import ToolsBase
+
+REPLAY_RECIPE = "hotcb.recipe.replay.jsonl"  # where a recipe given to `replay start` is stored
+MAX_INLINE_RECIPE = 2000
+
+
+class ReplayInput(StrictInput):
+    action: Literal["export", "start", "stop", "status"]
+    recipe: list[dict[str, Any]] | None = Field(
+        None, description="start: recipe entries (as export returns them); default: this run's export")
+    overlay: list[dict[str, Any]] | None = Field(
+        None, description="start: patches; replaces the recipe's change of the same step+key, drop:true removes")
+    reason: str | None = None
+
+
+class ReplayOutput(BaseModel):
+    action: str
+    freeze_mode: str | None = None
+    entries: int = 0
+    recipe: list[dict[str, Any]] | None = None
+    truncated: bool = False
+    status: dict[str, Any] | None = None
+    message: str | None = None
+
+
+class ScheduleInput(StrictInput):
+    action: Literal["add", "list", "move", "cancel"]
+    op: OpSpec | None = Field(None, description="add: the op to apply later")
+    at_step: int | None = Field(None, ge=0, description="add/move: the step at which it applies")
+    at_event: str | None = Field(None, description="add: apply at the first kernel call with this event")
+    cmd_id: str | None = Field(None, description="move/cancel: which scheduled op")
+
+
+class ScheduleOutput(BaseModel):
+    action: str
+    cmd_id: str | None = None
+    at_step: int | None = None
+    pending: list[dict[str, Any]] = []
+    message: str | None = None
+
+
+class ReplayTools(ToolsBase):
+    @tool(ReplayInput, ReplayOutput, read_only=False, destructive=True, title="Replay recipes")
+    def replay(self, args: ReplayInput) -> ReplayOutput:
+        """Recipes: 'export' writes this run's applied changes as a replayable recipe and returns it;
+        'start' replays a recipe (optionally with an overlay of patches) step for step, ignoring other
+        knob changes meanwhile; 'stop' ends replay; 'status' reports progress."""
+        if args.action == "export":
+            entries = export_recipe(self.ledger_entries())
+            write_recipe(self.run.recipe, entries)
+            shown = entries[:MAX_INLINE_RECIPE]
+            return ReplayOutput(action="export", entries=len(entries), recipe=shown,
+                                truncated=len(shown) < len(entries), message=f"written to {self.run.recipe.name}")
+        status = self.status_doc()
+        if args.action == "status":
+            return ReplayOutput(action="status", freeze_mode=status.get("freeze_mode"), status=status.get("replay"))
+        if status.get("freeze_mode") == "prod" and self.source != "human":
+            raise ToolError("the run is frozen (prod); only a human can change its freeze mode")
+        if args.action == "stop":
+            state = FreezeState(mode="off", cmd_id=uuid.uuid4().hex, source=self.source, actor=self.actor,
+                                reason=args.reason)
+            state.save(self.run.freeze)
+            return ReplayOutput(action="stop", freeze_mode="off", message="replay stops at the next safe point")
+        entries = args.recipe if args.recipe is not None else export_recipe(self.ledger_entries())
+        problems = validate_recipe(entries)
+        if problems:
+            raise ToolError("invalid recipe: " + "; ".join(problems[:5]))
+        write_recipe(self.run.file(REPLAY_RECIPE), entries)
+        mode = "replay_adjusted" if args.overlay else "replay"
+        state = FreezeState(mode=mode, recipe_path=REPLAY_RECIPE, overlay=args.overlay or [],
+                            cmd_id=uuid.uuid4().hex, source=self.source, actor=self.actor, reason=args.reason)
+        state.save(self.run.freeze)
+        return ReplayOutput(action="start", freeze_mode=mode, entries=len(entries),
+                            message="replay starts at the next safe point (entries already past fire late)")
+
+    @tool(ScheduleInput, ScheduleOutput, read_only=False, destructive=True, title="Schedule ops")
+    def schedule_op(self, args: ScheduleInput) -> ScheduleOutput:
+        """Ops at a future step: 'add' an op at_step (or at_event), 'list' pending ones, 'move' one to
+        another step, 'cancel' one. Values are checked now and again by the guard when they fire;
+        once applied they are part of the exported recipe."""
+        if args.action == "list":
+            doc = read_json(self.run.schedule, {}) or {}
+            return ScheduleOutput(action="list", pending=doc.get("pending", []))
+        if args.action == "add":
+            if args.op is None or (args.at_step is None and args.at_event is None):
+                raise ToolError("add needs op and at_step (or at_event)")
+            out = self.submit(args.op, at_step=args.at_step, wait_s=0, extra={"at_event": args.at_event} if args.at_event else None)
+            return ScheduleOutput(action="add", cmd_id=out["cmd_id"], at_step=args.at_step, message=out["message"])
+        if not args.cmd_id:
+            raise ToolError(f"{args.action} needs cmd_id (see action 'list')")
+        if args.action == "move":
+            if args.at_step is None:
+                raise ToolError("move needs at_step")
+            spec = OpSpec(module=CORE, op="reschedule", params={"cmd_id": args.cmd_id, "at_step": args.at_step})
+        else:
+            spec = OpSpec(module=CORE, op="cancel", params={"cmd_id": args.cmd_id})
+        out = self.submit(spec)
+        return ScheduleOutput(action=args.action, cmd_id=args.cmd_id, at_step=args.at_step, message=out["decision"])

@@ -1,0 +1,131 @@
+"""Trend maths over a metric series, written once for tools, rules, alerts and the dashboard.
+
+All functions take plain sequences of (step, value) with non-finite values allowed; they never
+raise on short or odd input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+# Metrics whose names contain these are maximized; everything else (losses) is minimized.
+_MAXIMIZE_HINTS = ("acc", "f1", "auc", "precision", "recall", "bleu", "score", "reward", "iou", "map")
+
+
+def maximize(name: str) -> bool:
+    low = name.lower()
+    return any(h in low for h in _MAXIMIZE_HINTS) and "loss" not in low and "err" not in low
+
+
+def sig(x: float | None, digits: int = 4) -> float | None:
+    """Round to significant digits (keeps tool output short); non-finite becomes None."""
+    if x is None or not math.isfinite(x):
+        return None
+    if x == 0:
+        return 0.0
+    return float(f"{x:.{digits}g}")
+
+
+def ema(values: np.ndarray, alpha: float) -> float:
+    acc = float(values[0])
+    for v in values[1:]:
+        acc = alpha * float(v) + (1 - alpha) * acc
+    return acc
+
+
+def slope(steps: np.ndarray, values: np.ndarray) -> float:
+    if len(values) < 2 or np.ptp(steps) == 0:
+        return 0.0
+    s = steps - steps.mean()
+    return float((s * (values - values.mean())).sum() / (s * s).sum())
+
+
+def summarize(name: str, steps: Sequence[float], values: Sequence[float], *, plateau_rel: float = 0.01,
+              diverge_factor: float = 1.5) -> dict[str, Any]:
+    """Compact summary of one metric over a window.
+
+    ``trend`` is one of improving, worsening, flat, volatile, diverging, non_finite, no_data.
+    ``plateau``: the relative improvement across the window is below ``plateau_rel``.
+    ``diverging``: the value left its window minimum by ``diverge_factor`` (min-directed metrics)
+    while the slope points the wrong way, or values turned non-finite.
+    """
+    st = np.asarray(steps, dtype=float)
+    va = np.asarray(values, dtype=float)
+    finite = np.isfinite(va)
+    n_bad = int((~finite).sum())
+    out: dict[str, Any] = {"n": int(len(va)), "non_finite": n_bad}
+    if len(va):
+        out["step_range"] = [int(st[0]), int(st[-1])]
+    if not finite.any():
+        out.update(trend="non_finite" if n_bad else "no_data", plateau=False, diverging=bool(n_bad))
+        return out
+    fs, fv = st[finite], va[finite]
+    up = maximize(name)
+    sl = slope(fs, fv)
+    mean = float(fv.mean())
+    scale = max(abs(mean), 1e-12)
+    vol = float(np.std(np.diff(fv))) / scale if len(fv) > 2 else 0.0
+    half = max(1, len(fv) // 2)
+    first, second = float(np.median(fv[:half])), float(np.median(fv[half:])) if len(fv) > 1 else float(fv[-1])
+    gain = (second - first) if up else (first - second)  # > 0 means improving
+    rel_gain = gain / max(abs(first), 1e-12)
+    best = float(fv.max() if up else fv.min())
+    last = float(fv[-1])
+    last_is_bad = not bool(finite[-1])
+    if up:
+        diverging = last < best - abs(best) * (diverge_factor - 1) and sl < 0
+    else:
+        diverging = last > best * diverge_factor + 1e-12 and sl > 0 and last > first
+    diverging = bool(diverging or last_is_bad)
+    plateau = bool(len(fv) >= 8 and abs(rel_gain) < plateau_rel and not diverging)
+    if last_is_bad:
+        trend = "non_finite"
+    elif diverging:
+        trend = "diverging"
+    elif plateau:
+        trend = "flat"
+    elif vol > 2 * max(abs(rel_gain), 1e-9) and vol > 0.1:
+        trend = "volatile"
+    else:
+        trend = "improving" if rel_gain > 0 else "worsening"
+    out.update({
+        "last": sig(float(va[-1])) if finite[-1] else str(va[-1]),
+        "min": sig(float(fv.min())), "max": sig(float(fv.max())), "mean": sig(mean),
+        "slope": sig(sl), "ema": sig(ema(fv, 2 / (min(len(fv), 20) + 1))), "volatility": sig(vol, 3),
+        "rel_change": sig(rel_gain, 3), "trend": trend, "plateau": plateau, "diverging": diverging,
+        "goal": "max" if up else "min",
+    })
+    return out
+
+
+def forecast(steps: Sequence[float], values: Sequence[float], at_step: float, z: float = 1.96) -> dict[str, Any] | None:
+    """Fit ``y = a + b * log(step)`` on the finite tail and extrapolate to ``at_step``.
+
+    The band is the regression's prediction interval (±z·σ·sqrt(1 + leverage)), which widens
+    honestly with the distance extrapolated. Returns None with too little data.
+    """
+    st = np.asarray(steps, dtype=float)
+    va = np.asarray(values, dtype=float)
+    ok = np.isfinite(va) & (st > 0)
+    st, va = st[ok], va[ok]
+    if len(va) < 8 or at_step <= 0:
+        return None
+    x = np.log(st)
+    xm = x.mean()
+    sxx = float(((x - xm) ** 2).sum())
+    if sxx == 0:
+        return None
+    b = float(((x - xm) * (va - va.mean())).sum() / sxx)
+    a = float(va.mean() - b * xm)
+    resid = va - (a + b * x)
+    dof = max(len(va) - 2, 1)
+    sigma = math.sqrt(float((resid ** 2).sum()) / dof)
+    x0 = math.log(at_step)
+    pred = a + b * x0
+    half = z * sigma * math.sqrt(1 + 1 / len(va) + (x0 - xm) ** 2 / sxx)
+    return {"at_step": int(at_step), "value": sig(pred), "low": sig(pred - half), "high": sig(pred + half),
+            "model": "a+b*log(step)", "fit_points": int(len(va))}
