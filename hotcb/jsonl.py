@@ -42,11 +42,16 @@ def append_lines(path: str | os.PathLike[str], records: Iterable[Any]) -> None:
     data = "".join(dumps(r) + "\n" for r in records).encode("utf-8")
     if not data:
         return
-    fd = os.open(os.fspath(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(os.fspath(path), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)  # RDWR: the torn-tail check reads
     try:
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)
         try:
+            # A writer that died mid-line left a torn tail: seal it with a newline so it becomes
+            # one malformed line (recorded, skipped) instead of corrupting this record too.
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data
             view = memoryview(data)
             while view:  # one write in practice; loop only guards against short writes
                 n = os.write(fd, view)
@@ -122,6 +127,9 @@ class JsonlTail:
         self.mtime_seen = -1
         self.reset_count = 0
         self.max_bytes_per_read = max_bytes_per_read
+        # The first bytes of the file as first read: a file truncated and rewritten past our
+        # offset keeps its inode and grows, so only its changed head reveals the rewrite.
+        self._head = b""
 
     def _stat(self) -> os.stat_result | None:
         try:
@@ -149,8 +157,15 @@ class JsonlTail:
         if st.st_size <= self.offset:
             return []
         with open(self.path, "rb") as f:
+            if self._head and self.offset:
+                f.seek(0)
+                if f.read(len(self._head)) != self._head:
+                    self._reset(st.st_ino)
             f.seek(self.offset)
-            chunk = f.read(min(st.st_size - self.offset, self.max_bytes_per_read))
+            want = st.st_size - self.offset
+            chunk = f.read(min(want, self.max_bytes_per_read))
+        if self.offset == 0:
+            self._head = chunk[:64]
         end = chunk.rfind(b"\n")
         if end < 0:
             return []  # only a partial line so far: read it next time, once it is whole
@@ -167,12 +182,14 @@ class JsonlTail:
             value, err = parse_line(raw)
             lines.append(Line(off, raw, value, err))
         self.offset = base + end + 1
-        if self.offset < st.st_size:
-            self.size_seen = -1  # more (partial) data remains; let changed() report it again
+        if len(chunk) < want:
+            self.size_seen = -1  # the read was capped: more whole lines remain, report it again
+        # A partial last line needs no re-read until the file grows (changed() sees the size).
         return lines
 
     def _reset(self, inode: int | None) -> None:
         self.offset = 0
+        self._head = b""
         self.inode = inode
         self.size_seen = -1
         self.reset_count += 1

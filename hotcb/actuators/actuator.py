@@ -217,7 +217,7 @@ def _plain(v: Any) -> Any:
 def _same(a: Any, b: Any) -> bool:
     a, b = _plain(a), _plain(b)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
         return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-12)
     return a == b
