@@ -1,16 +1,31 @@
-"""Snapshots of registered training state, for ``core checkpoint`` and ``core rollback``.
+"""Snapshots of registered training state, for ``core checkpoint`` and ``core rollback``, and
+the kernel's own resumable state (knob values, step) for framework checkpoints.
 
 A snapshot holds deep copies (on CPU) of each registered object's ``state_dict()`` plus the
-knob values; restoring loads them back and re-applies the knob values, because loading an
-optimizer's state would otherwise silently reset lr to the snapshot's param groups only.
+live knob values; restoring loads them back and then re-applies only the knobs whose live value
+differs (a loss weight lives in the user's dict, not in any state dict). Knob values are the
+*live* ones (read back from the run), because with an LR scheduler the last value set is not
+the lr in use, and re-applying a stale one would rescale the schedule.
+
+With ``directory`` set, snapshots are ``torch.save``d there (``RUN_DIR/hotcb.checkpoints/``)
+instead of held in memory, and those left by an earlier process of the same run can be rolled
+back to after a restart.
 """
 
 from __future__ import annotations
 
 import copy
+import os
+import re
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from .actuators.actuator import _plain
+from .actuators.state import MutableState
+
+_FILE_RE = re.compile(r"^step-(\d{9})(?:\.rank(\d+))?\.pt$")
 
 
 def _to_cpu(obj: Any) -> Any:
@@ -30,15 +45,22 @@ def _to_cpu(obj: Any) -> Any:
 @dataclass
 class Snapshot:
     step: int
-    states: dict[str, Any]
+    states: dict[str, Any] | None  # None: held on disk at ``path`` until restored
     knobs: dict[str, Any]
     reason: str | None = None
+    path: Path | None = None
 
 
 class Snapshots:
-    def __init__(self, keep: int = 3):
+    def __init__(self, keep: int = 3, directory: str | os.PathLike[str] | None = None, rank: int | None = None):
         self.objects: dict[str, Any] = {}
-        self.snapshots: deque[Snapshot] = deque(maxlen=max(1, keep))
+        self.keep = max(1, keep)
+        self.snapshots: deque[Snapshot] = deque()
+        self.directory = Path(directory) if directory is not None else None
+        # Each rank saves its own file: optimizer state may be sharded across ranks.
+        self.rank = rank
+        if self.directory is not None:
+            self._discover()
 
     def register(self, name: str, obj: Any) -> None:
         if not (hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict")):
@@ -48,8 +70,17 @@ class Snapshots:
     def take(self, step: int, knobs: dict[str, Any], reason: str | None = None) -> Snapshot:
         if not self.objects:
             raise RuntimeError("no state registered for checkpoints (kernel.register_state)")
-        snap = Snapshot(step, {n: _to_cpu(o.state_dict()) for n, o in self.objects.items()}, dict(knobs), reason)
+        states = {n: _to_cpu(o.state_dict()) for n, o in self.objects.items()}
+        snap = Snapshot(step, states, dict(knobs), reason)
+        if self.directory is not None:
+            snap.path = self._save(snap)
+            snap.states = None
+        self.snapshots = deque([s for s in self.snapshots if s.step != step])
         self.snapshots.append(snap)
+        while len(self.snapshots) > self.keep:
+            old = self.snapshots.popleft()
+            if old.path is not None:
+                old.path.unlink(missing_ok=True)
         return snap
 
     def find(self, step: int | None = None) -> Snapshot:
@@ -64,10 +95,138 @@ class Snapshots:
         return eligible[-1]
 
     def restore(self, snap: Snapshot) -> None:
-        for name, state in snap.states.items():
-            obj = self.objects.get(name)
-            if obj is not None:
-                obj.load_state_dict(copy.deepcopy(state))
+        states = snap.states if snap.states is not None else self._load(snap)["states"]
+        missing = [n for n in states if n not in self.objects]
+        if missing:
+            raise RuntimeError(f"snapshot holds state that is not registered now: {missing}")
+        for name, state in states.items():
+            self.objects[name].load_state_dict(copy.deepcopy(state))
 
     def steps(self) -> list[int]:
         return [s.step for s in self.snapshots]
+
+    # ------------------------------------------------------------------ on disk
+    def _file(self, step: int) -> Path:
+        assert self.directory is not None
+        suffix = f".rank{self.rank}" if self.rank is not None else ""
+        return self.directory / f"step-{step:09d}{suffix}.pt"
+
+    def _save(self, snap: Snapshot) -> Path:
+        import torch
+
+        assert self.directory is not None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self._file(snap.step)
+        tmp = path.with_suffix(".tmp")
+        torch.save({"step": snap.step, "states": snap.states, "knobs": snap.knobs, "reason": snap.reason}, tmp)
+        os.replace(tmp, path)  # a crash mid-save never leaves a truncated snapshot behind
+        return path
+
+    def _load(self, snap: Snapshot) -> dict[str, Any]:
+        import torch
+
+        assert snap.path is not None
+        return torch.load(snap.path, map_location="cpu", weights_only=True)
+
+    def _discover(self) -> None:
+        assert self.directory is not None
+        if not self.directory.is_dir():
+            return
+        found = []
+        for p in self.directory.iterdir():
+            m = _FILE_RE.match(p.name)
+            rank = int(m.group(2)) if m and m.group(2) is not None else None
+            if m and rank == self.rank:
+                found.append((int(m.group(1)), p))
+        for step, path in sorted(found)[-self.keep:]:
+            try:
+                data = self._load(Snapshot(step, None, {}, path=path))
+            except Exception:  # an unreadable file is not a snapshot
+                continue
+            self.snapshots.append(Snapshot(step, None, dict(data.get("knobs") or {}), data.get("reason"), path))
+
+
+# ---------------------------------------------------------------------- knob values
+def live_knob_values(state: MutableState) -> dict[str, Any]:
+    """Each knob's value as the run uses it now (read back where possible)."""
+    out = {}
+    for a in state:
+        value = a.value
+        if a.read_fn is not None:
+            try:
+                value = a.read_fn()
+            except Exception:
+                pass
+        out[a.param_key] = _plain(value)
+    return out
+
+
+def restore_knobs(state: MutableState, knobs: dict[str, Any], env: dict[str, Any], step: int | None) -> dict[str, Any]:
+    """Bring each knob to ``knobs[key]``: apply it where the live value differs, else only
+    record it. Returns ``{key: {"old", "new"}}`` for every knob it restored."""
+    changed = {}
+    live = live_knob_values(state)
+    for key, value in knobs.items():
+        act = state.get(key)
+        if act is None or value is None:
+            continue
+        old = _plain(act.value)
+        if live.get(key) == _plain(value):
+            act.value = act.validate(value)  # the restored state already holds it
+        else:
+            act.apply(value, env, step)
+        changed[key] = {"old": old, "new": _plain(act.value)}
+    return changed
+
+
+def ledger_knob_values(entries: Any, upto_step: int | None = None) -> dict[str, Any]:
+    """The last value each knob was given by an applied ledger entry (at or before a step)."""
+    out: dict[str, Any] = {}
+    for e in entries:
+        if not isinstance(e, dict) or e.get("decision") != "applied":
+            continue
+        if upto_step is not None and isinstance(e.get("step"), int) and e["step"] > upto_step:
+            continue
+        payload = e.get("payload") or {}
+        if e.get("module") == "core" and e.get("op") in ("rollback", "restore"):
+            payload = payload.get("knobs") or {}
+        elif e.get("module") in ("core", "cb", "tune"):
+            continue
+        for key, change in payload.items():
+            if isinstance(change, dict) and "new" in change:
+                out[key] = change["new"]
+    return out
+
+
+# ---------------------------------------------------------------------- the kernel's own state
+STATE_VERSION = 1
+
+
+def kernel_state(kernel: Any) -> dict[str, Any]:
+    """What a framework checkpoint must carry for hotcb: live knob values and the step."""
+    return {"version": STATE_VERSION, "step": kernel.step, "epoch": kernel.epoch,
+            "knobs": live_knob_values(kernel.state)}
+
+
+def load_kernel_state(kernel: Any, state: dict[str, Any] | None, env: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Re-apply knob values after a framework checkpoint was loaded.
+
+    The checkpoint's own hotcb state wins (it matches the weights saved with it); a checkpoint
+    without one falls back to the ledger's last applied value of each knob, so a resumed run
+    keeps the values it had rather than the configured ones. Returns the knobs that changed.
+    """
+    from .jsonl import read_all
+
+    env = dict(env or {})
+    if isinstance(state, dict) and isinstance(state.get("knobs"), dict):
+        knobs = state["knobs"]
+        if isinstance(state.get("step"), int):
+            kernel.step = state["step"]
+        if isinstance(state.get("epoch"), int):
+            kernel.epoch = state["epoch"]
+    else:
+        upto = env.get("step")
+        knobs = ledger_knob_values(read_all(kernel.run.ledger), upto if isinstance(upto, int) else None)
+    if isinstance(env.get("step"), int):
+        kernel.step = env["step"]
+    return restore_knobs(kernel.state, knobs, env, kernel.step)

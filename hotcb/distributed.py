@@ -1,5 +1,10 @@
-"""Multi-process training: rank 0 alone reads commands and broadcasts them, so every rank
-applies the same ops at the same step; only rank 0 writes the ledger, metrics and status."""
+"""Multi-process training: rank 0 alone reads commands (and the watched freeze/desired-state
+files) and broadcasts what it read, so every rank applies the same ops at the same step; only
+rank 0 writes the ledger, metrics and status.
+
+Every collective here must be entered by all ranks in the same order, so the kernel calls
+``broadcast`` from step-counted code only (never from wall-clock-gated code).
+"""
 
 from __future__ import annotations
 
@@ -15,9 +20,15 @@ class DistributedSync:
         self.group = group
         self.rank = dist.get_rank(group)
         self.world_size = dist.get_world_size(group)
+        # The global rank that owns ``group``'s rank 0 (broadcast_object_list wants a global rank).
+        self.src = dist.get_global_rank(group, 0) if group is not None else 0
+
+    def broadcast(self, reader: Callable[[], Any] | None) -> Any:
+        """Rank 0 calls ``reader``; every rank returns rank 0's result (any picklable object)."""
+        box = [reader() if (self.rank == 0 and reader is not None) else None]
+        self._dist.broadcast_object_list(box, src=self.src, group=self.group)
+        return box[0]
 
     def broadcast_lines(self, reader: Callable[[], list[Any]] | None) -> list[Any]:
-        """Rank 0 calls ``reader``; every rank returns rank 0's result."""
-        box = [reader() if (self.rank == 0 and reader is not None) else None]
-        self._dist.broadcast_object_list(box, src=0, group=self.group)
-        return box[0] or []
+        """``broadcast`` for a list of command lines (empty when rank 0 read nothing)."""
+        return self.broadcast(reader) or []
