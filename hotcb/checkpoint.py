@@ -62,6 +62,15 @@ class Snapshots:
         if self.directory is not None:
             self._discover()
 
+    def set_rank(self, rank: int | None) -> None:
+        """Learn the process's rank once distributed training started (files are per rank)."""
+        if rank == self.rank:
+            return
+        self.rank = rank
+        if self.directory is not None:
+            self.snapshots.clear()
+            self._discover()
+
     def register(self, name: str, obj: Any) -> None:
         if not (hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict")):
             raise TypeError(f"{name}: needs state_dict() and load_state_dict()")

@@ -32,3 +32,24 @@ class DistributedSync:
     def broadcast_lines(self, reader: Callable[[], list[Any]] | None) -> list[Any]:
         """``broadcast`` for a list of command lines (empty when rank 0 read nothing)."""
         return self.broadcast(reader) or []
+
+
+def attach(kernel: Any) -> bool:
+    """Make a kernel built before the process group existed distributed-aware.
+
+    Lightning and transformers start ``torch.distributed`` inside ``fit``/``train``, after the
+    user built the kernel, so the adapters call this at fit start. Not a collective: each rank
+    only asks for its own rank. Returns True when it attached.
+    """
+    if getattr(kernel, "dist", None) is not None:
+        return False
+    try:
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover
+        return False
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return False
+    kernel.dist = DistributedSync()
+    kernel.is_writer = kernel.dist.rank == 0
+    kernel.snapshots.set_rank(kernel.dist.rank)
+    return True

@@ -210,3 +210,14 @@ def test_stop_command_ends_fit(run_dir):
     tr.fit(module, loader())
     kernel.close()
     assert tr.global_step == 2 and len(module.seen) == 2
+
+
+def test_a_failing_adapter_hook_never_stops_training(run_dir):
+    kernel = HotKernel(run_dir)
+    module = TinyModule({"mse": 1.0, "l1": 0.0})
+    # Two names for one optimizer: wiring fails at fit start; training must go on regardless.
+    tr = trainer([HotCBLightning(kernel, optimizer_names=["a", "b"])], max_steps=4)
+    tr.fit(module, loader())
+    kernel.close()
+    assert tr.global_step == 4 and kernel.internal_errors == 1
+    assert "optimizer_names" in kernel.last_internal_error

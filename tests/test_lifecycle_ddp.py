@@ -9,6 +9,7 @@ import os
 import socket
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -16,6 +17,7 @@ from torch import nn
 
 from hotcb import HotKernel, loss_actuators, mutable_state, optimizer_actuators
 from hotcb.client import send_command
+from hotcb.distributed import attach
 from hotcb.ops import make_command
 from tests.support.proc import read_jsonl
 
@@ -28,17 +30,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def worker(rank: int, world: int, port: int, run_dir: str, out_dir: str) -> None:
+def worker(rank: int, world: int, port: int, run_dir: str, out_dir: str, late: bool) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.manual_seed(0)
+    net = nn.Linear(4, 1)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    weights = {"mse": 1.0}
+    state = mutable_state(optimizer_actuators(opt) + loss_actuators(weights))
+    # watch_interval_s=0: rank 0 looks at the watched files at every step.
+    if late:  # built before the process group, as with Lightning/HF (the adapters attach it)
+        kernel = HotKernel(run_dir, mutable_state=state, watch_interval_s=0.0)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        torch.manual_seed(0)
-        model = nn.parallel.DistributedDataParallel(nn.Linear(4, 1))
-        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-        weights = {"mse": 1.0}
-        state = mutable_state(optimizer_actuators(opt) + loss_actuators(weights))
-        # watch_interval_s=0: rank 0 looks at the watched files at every step.
-        kernel = HotKernel(run_dir, mutable_state=state, watch_interval_s=0.0)
+        model = nn.parallel.DistributedDataParallel(net)
+        if late:
+            assert attach(kernel)
+        else:  # built after: the kernel finds the process group itself
+            kernel = HotKernel(run_dir, mutable_state=state, watch_interval_s=0.0)
         kernel.register_state("model", model)
         kernel.register_state("optimizer", opt)
         run = kernel.run
@@ -70,8 +78,9 @@ def worker(rank: int, world: int, port: int, run_dir: str, out_dir: str) -> None
         dist.destroy_process_group()
 
 
-def test_two_ranks_apply_the_same_ops_at_the_same_step(run_dir, tmp_path):
-    mp.spawn(worker, args=(2, _free_port(), str(run_dir), str(tmp_path)), nprocs=2, join=True)
+@pytest.mark.parametrize("late", [False, True], ids=["kernel_after_init", "kernel_before_init"])
+def test_two_ranks_apply_the_same_ops_at_the_same_step(run_dir, tmp_path, late):
+    mp.spawn(worker, args=(2, _free_port(), str(run_dir), str(tmp_path), late), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     assert r0["is_writer"] and not r1["is_writer"]
     # Same knob trajectory on both ranks, step for step.

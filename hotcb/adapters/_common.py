@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ..actuators import optimizer_actuators
+from ..distributed import attach as attach_distributed
 
 log = logging.getLogger("hotcb")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -51,6 +52,7 @@ def wire_optimizers(
     register_state: bool = True,
 ) -> list[str]:
     """Add knobs (and rollback state) for each ``(optimizer, scheduler or None)``; returns keys."""
+    attach_distributed(kernel)  # the framework may have started the process group after the kernel
     keys: list[str] = []
     actuators = []
     for i, ((opt, sched), prefix) in enumerate(zip(pairs, optimizer_prefixes(len(pairs), names), strict=True)):
