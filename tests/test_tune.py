@@ -250,8 +250,17 @@ def test_bad_recipes_and_ops_are_rejected_with_a_reason(run_dir: Path) -> None:
     e = run.submit("tune", "set_recipe", {"recipe": {**FAST, "actuators": {"lr": {"max": 0.01}}, "sampler": "random"}})
     assert e["decision"] == "applied"
     run.run(400)
+    run.run(300, until=lambda: run.kernel.modules["tune"].trial is not None)
+    in_flight = run.kernel.modules["tune"].trial.number
+    # Replacing the recipe while a trial is in flight (same study) keeps that trial going.
+    e = run.submit("tune", "set_recipe", {"recipe": {**FAST, "actuators": {"lr": {"max": 0.01}}, "sampler": "random",
+                                                     "horizon": 20}})
+    assert e["decision"] == "applied"
+    run.run(200)
     st = run.tune_state()
-    assert st["sampler"] == "random" and max(run.traj) <= 0.01
+    assert st["sampler"] == "random" and max(run.traj) <= 0.01 and st["last_error"] is None
+    assert st["recipe"]["horizon"] == 20
+    assert next(t for t in st["trials"] if t["number"] == in_flight)["state"] == "complete"
     assert any(t["kind"] == "active" for t in st["trials"])
     e = run.submit("tune", "disable", {})
     assert e["decision"] == "applied" and run.tune_state()["mode"] == "off"

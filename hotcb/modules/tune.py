@@ -326,7 +326,7 @@ class TuneModule:
         applied = self._apply(ctx, params, f"tune trial {t.number}: try " + _fmt(params, before))
         if applied is not True:
             self._apply(ctx, {k: before[k] for k in applied}, f"tune revert trial {t.number}: partly refused")
-            self.study.tell(otrial, state=TrialState.FAIL)
+            self.study.tell(otrial.number, state=TrialState.FAIL)
             self._finish_record(t, step, state="failed", outcome="refused", reason=self.last_refusal)
             self.trial = None
             return self._wait(step, f"trial {t.number} refused: {self.last_refusal}", r.horizon)
@@ -379,12 +379,12 @@ class TuneModule:
         moved = [k for k, mark in t.marks.items()
                  if (a := self.kernel.state.get(k)) is None or a.last_change_step != mark]
         if moved:  # someone else changed a knob mid-trial: their change stands, the trial is void
-            self.study.tell(t.otrial, state=TrialState.FAIL)
+            self.study.tell(t.number, state=TrialState.FAIL)
             self._finish_record(t, step, state="failed", outcome="interrupted",
                                 reason=f"{', '.join(moved)} changed by another source during the trial")
             return self._publish()
         if unscorable:
-            self.study.tell(t.otrial, state=TrialState.FAIL)
+            self.study.tell(t.number, state=TrialState.FAIL)
             why = f"only {len(t.post)} reports of {self.objective} after the change"
             if t.kind == "active":
                 self._rollback(ctx, t, why)
@@ -397,7 +397,7 @@ class TuneModule:
             value = anchor - sign * s.improvement
         else:  # diverged: a large penalty so the sampler learns to stay away
             value = anchor + sign * 10.0 * max(abs(s.pre_score), 1e-3)
-        self.study.tell(t.otrial, value)
+        self.study.tell(t.number, value)
         accepted = s.accepted and not aborted
         reason = ("aborted early by risk.abort_worsening; " if aborted else "") + s.reason
         t.record.update(pre_score=s.pre_score, post_score=s.post_score, improvement=s.improvement, se=s.se,
@@ -446,7 +446,7 @@ class TuneModule:
         if t is None:
             return
         if self.study is not None:
-            self.study.tell(t.otrial, state=TrialState.FAIL, skip_if_finished=True)
+            self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
         if t.kind == "active" and ctx is not None:
             self._rollback(ctx, t, why)
         self._finish_record(t, ctx.step if ctx else self.kernel.step, state="failed", outcome="abandoned", reason=why)
@@ -469,7 +469,7 @@ class TuneModule:
 
     def _end_suggestion(self, t: _Live, step: int, outcome: str, reason: str) -> None:
         self.trial = None
-        self.study.tell(t.otrial, state=TrialState.FAIL)
+        self.study.tell(t.number, state=TrialState.FAIL)
         self._set_suggestion_status(t.number, outcome)
         self._finish_record(t, step, state="failed", outcome=outcome, reason=reason)
         self.next_check = step
@@ -647,7 +647,7 @@ class TuneModule:
             t, self.trial = self.trial, None
             if t is not None:
                 if self.study is not None:
-                    self.study.tell(t.otrial, state=TrialState.FAIL, skip_if_finished=True)
+                    self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
                 self._finish_record(t, self.kernel.step, state="failed", outcome="interrupted",
                                     reason="the run ended during the trial")
             if self.mode != "off":
