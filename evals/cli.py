@@ -1,10 +1,84 @@
-"""CLI commands of this layer (registered through the ``hotcb.cli`` entry point group)."""
+"""CLI commands of this layer (registered through the ``hotcb.cli`` entry point group).
+
+    hotcb eval autopilot --task cifar10 --policies none,cosine,rules,tune,ai --seeds 5 \
+        [--start-config default|lr_high|lr_low] [--budget-epochs E] [--jobs J] --out DIR
+"""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+TASK_NAMES = ("cifar10", "digits", "synthetic")  # kept here so --help needs no torch import
+POLICY_NAMES = ("none", "cosine", "rules", "tune", "ai", "replay")
+
+
+def _seeds(text: str) -> list[int]:
+    """``5`` -> seeds 0..4; ``3,7,11`` -> those seeds."""
+    if "," in text:
+        return [int(s) for s in text.split(",") if s.strip()]
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError("--seeds needs at least 1")
+    return list(range(n))
+
+
+def _policies(text: str) -> list[str]:
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [p for p in names if p not in POLICY_NAMES]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown policies {bad}; choose from {', '.join(POLICY_NAMES)}")
+    return list(dict.fromkeys(names))
+
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add this layer's subcommands. Heavy imports happen inside the handlers."""
+    ev = sub.add_parser("eval", help="evaluate autopilot policies (hotcb[evals])")
+    evs = ev.add_subparsers(dest="eval_op", required=True)
+    p = evs.add_parser("autopilot", help="compare policies on paired seeds at equal training steps")
+    p.add_argument("--task", choices=TASK_NAMES, default="digits")
+    p.add_argument("--policies", type=_policies, default=["none", "cosine", "rules", "tune"],
+                   help=f"comma-separated, from {','.join(POLICY_NAMES)} (default: none,cosine,rules,tune)")
+    p.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="a count (N: seeds 0..N-1) or a list 3,7,11")
+    p.add_argument("--start-config", choices=("default", "lr_high", "lr_low"), default="default")
+    p.add_argument("--budget-epochs", type=int, default=None, help="epochs per run (default: the task's)")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
+    p.add_argument("--out", required=True, help="output directory (results.json, report.md, plots, runs/)")
+    p.add_argument("--data-dir", default="data", help="cifar10: folder with cifar-10-batches-py")
+    p.add_argument("--download", action="store_true", help="cifar10: fetch the official tarball (internet)")
+    p.add_argument("--ai-model", default=None, help="ai: model name (default: $HOTCB_AI_MODEL)")
+    p.add_argument("--ai-base-url", default=None, help="ai: OpenAI-compatible base URL (default: $HOTCB_AI_BASE_URL)")
+    p.add_argument("--ai-replies", default=None,
+                   help="ai: a JSON file of recorded chat replies, served by a local fake API (no key needed)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_autopilot)
+
+
+def cmd_autopilot(args: argparse.Namespace) -> int:
+    from .cifar10 import CifarMissing
+    from .plots import write_plots
+    from .report import write_report
+    from .runner import EvalConfig, run_eval
+
+    policy_options = {k: v for k, v in (("ai_model", args.ai_model), ("ai_base_url", args.ai_base_url),
+                                        ("ai_replies", args.ai_replies)) if v}
+    cfg = EvalConfig(
+        task=args.task, policies=args.policies, seeds=args.seeds, out=args.out, start_config=args.start_config,
+        budget_epochs=args.budget_epochs, jobs=args.jobs, device=args.device,
+        task_options={"data_dir": args.data_dir, "download": args.download}, policy_options=policy_options,
+        progress=not args.no_progress,
+    )
+    if args.task == "cifar10":
+        from .cifar10 import download, find_folder
+
+        try:  # fail before any run starts, with the way to get the data
+            download(args.data_dir) if args.download else find_folder(args.data_dir)
+        except CifarMissing as e:
+            raise SystemExit(f"hotcb eval: {e}") from None
+    results = run_eval(cfg)
+    plots = write_plots(results, args.out)
+    report = write_report(results, args.out, plots)
+    print(report.read_text())
+    print(f"wrote {report}, {args.out}/results.json, {', '.join(plots)}")
+    return 0

@@ -1,0 +1,129 @@
+"""Policies under evaluation. Each acts on a run only through ``HotcbTools`` (the production
+tool surface, so the production guard binds it), at the training loop's fixed step cadence.
+
+    none     the start config, unchanged
+    cosine   a fixed cosine lr schedule, issued as guarded lr ops (x0.5..x2 per op, cooldown)
+    rules    the rules autopilot (hotcb.agent)
+    tune     online Optuna search (the kernel's tune module, enabled by one op)
+    ai       the LLM autopilot (hotcb.agent), over an OpenAI-compatible API
+    replay   the best run's recipe, replayed through the replay tool
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+POLICIES = ("none", "cosine", "rules", "tune", "ai", "replay")
+
+
+@dataclass
+class PolicyContext:
+    run_dir: str
+    seed: int
+    total_steps: int
+    base_lr: float
+    task: str
+    tune_horizon: int
+    controller_every: int
+
+
+class Policy:
+    name = "none"
+    source = "agent"  # the ledger source whose applied knob changes count as this policy's interventions
+
+    def __init__(self, options: dict[str, Any] | None = None):
+        self.options = dict(options or {})
+        self.errors: list[str] = []
+        self.ctx: PolicyContext | None = None
+
+    def bind(self, ctx: PolicyContext) -> None:
+        self.ctx = ctx
+
+    def tools(self, actor: str, source: str | None = None, wait_s: float = 30.0) -> Any:
+        from hotcb.mcp_server.tools import HotcbTools
+
+        assert self.ctx is not None
+        return HotcbTools(self.ctx.run_dir, source=source or self.source, actor=actor, wait_s=wait_s)
+
+    def start(self, step: int) -> None:
+        """Before the first training step."""
+
+    def act(self, step: int) -> None:
+        """Every ``controller_every`` steps."""
+
+    def usage(self) -> dict[str, Any]:
+        return {"llm_calls": 0, "tokens": 0, "cost_usd": 0.0}
+
+    def close(self) -> None:
+        pass
+
+
+class NonePolicy(Policy):
+    name = "none"
+
+
+class CosinePolicy(Policy):
+    """A cosine decay from the start lr to ``floor`` x start lr over the run, as lr ops. Each op is
+    clipped to the guard's x0.5 per-op limit, so late in the run it can lag the curve a little."""
+
+    name, source = "cosine", "rule"
+
+    def start(self, step: int) -> None:
+        self._tools = self.tools("cosine-schedule")
+        self.floor = float(self.options.get("cosine_floor", 0.01))
+
+    def target(self, step: int) -> float:
+        assert self.ctx is not None
+        progress = min(1.0, step / max(1, self.ctx.total_steps))
+        return self.ctx.base_lr * (self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def act(self, step: int) -> None:
+        knobs = self._tools.call("describe_actuators")["actuators"]
+        lr = next(a["value"] for a in knobs if a["key"] == "lr")
+        ratio = min(2.0, max(0.5, self.target(step) / lr))
+        if abs(ratio - 1) < 0.005:
+            return
+        self._tools.call("apply_op", {"module": "opt", "op": "set_params", "params": {"lr": lr * ratio},
+                                      "reason": f"cosine schedule at step {step}"})
+
+
+class TunePolicy(Policy):
+    """Enables the kernel's online Optuna search once; tune then acts inside the kernel."""
+
+    name, source = "tune", "tune"
+
+    def start(self, step: int) -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        assert self.ctx is not None
+        recipe = {"objective": "train_loss", "seed": self.ctx.seed, "horizon": self.ctx.tune_horizon,
+                  "study_name": f"eval-{self.ctx.seed}", **self.options.get("tune_recipe", {})}
+        self.tools("eval").call("apply_op", {"module": "tune", "op": "enable",
+                                             "params": {"mode": "active", "recipe": recipe},
+                                             "reason": "eval: tune policy"})
+
+
+class ReplayPolicy(Policy):
+    """Replays a recipe (the best run's applied changes) step for step via the replay tool."""
+
+    name, source = "replay", "replay"
+
+    def start(self, step: int) -> None:
+        recipe = self.options.get("recipe") or []
+        if recipe:
+            self.tools("eval-best-run").call("replay", {"action": "start", "recipe": recipe,
+                                                        "reason": "eval: replay the best run"})
+
+
+def make_policy(name: str, options: dict[str, Any] | None = None) -> Policy:
+    if name in ("rules", "ai"):
+        from .agent_policies import AIPolicy, RulesPolicy
+
+        return (RulesPolicy if name == "rules" else AIPolicy)(options)
+    classes = {"none": NonePolicy, "cosine": CosinePolicy, "tune": TunePolicy, "replay": ReplayPolicy}
+    if name not in classes:
+        raise SystemExit(f"hotcb eval: unknown policy {name!r}; policies: {', '.join(POLICIES)}")
+    return classes[name](options)

@@ -1,0 +1,109 @@
+"""Runs the grid of (policy, seed) in parallel processes, then the ``replay`` policy from the
+best run's recipe, and collects every run into ``results.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from .train import RunSpec, train
+
+RESULTS = "results.json"
+
+
+@dataclass
+class EvalConfig:
+    task: str
+    policies: list[str]
+    seeds: list[int]
+    out: str
+    start_config: str = "default"
+    budget_epochs: int | None = None
+    jobs: int = 1
+    device: str | None = None
+    task_options: dict[str, Any] = field(default_factory=dict)
+    policy_options: dict[str, Any] = field(default_factory=dict)
+    progress: bool = True
+
+    def threads_per_run(self) -> int:
+        # Fixed per run from the config (not from scheduling), so results do not depend on load.
+        return max(1, (os.cpu_count() or 1) // max(1, self.jobs))
+
+
+def _spec(cfg: EvalConfig, policy: str, seed: int, options: dict[str, Any] | None = None) -> RunSpec:
+    return RunSpec(
+        task=cfg.task, policy=policy, seed=seed, run_dir=str(Path(cfg.out) / "runs" / f"{policy}-s{seed}"),
+        start_config=cfg.start_config, budget_epochs=cfg.budget_epochs, device=cfg.device,
+        threads=cfg.threads_per_run(), task_options=cfg.task_options,
+        policy_options={**cfg.policy_options, **(options or {})},
+    )
+
+
+def _run_all(cfg: EvalConfig, specs: list[RunSpec], desc: str) -> list[dict[str, Any]]:
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(specs), desc=desc, unit="run", disable=not cfg.progress)
+    out: list[dict[str, Any]] = []
+    try:
+        if cfg.jobs <= 1:
+            for s in specs:
+                out.append(train(s))
+                bar.update()
+        else:
+            # spawn: a clean interpreter per worker (CUDA cannot be forked once initialized).
+            with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=get_context("spawn")) as pool:
+                futures = [pool.submit(train, s) for s in specs]
+                for f in as_completed(futures):
+                    out.append(f.result())
+                    bar.update()
+    finally:
+        bar.close()
+    order = {(s.policy, s.seed): i for i, s in enumerate(specs)}
+    return sorted(out, key=lambda r: order[(r["policy"], r["seed"])])
+
+
+def best_recipe(runs: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The run with the best final *validation* accuracy (never test: what is reported stays
+    unseen) and its recipe, exported through the replay tool."""
+    from hotcb.mcp_server.tools import HotcbTools
+
+    candidates = [r for r in runs if r["policy"] not in ("none", "replay") and r.get("final_val_acc") is not None]
+    if not candidates:
+        return None, []
+    best = max(candidates, key=lambda r: (r["final_val_acc"], -r["seed"]))
+    exported = HotcbTools(best["run_dir"], source="human", actor="eval").call("replay", {"action": "export"})
+    return best, exported.get("recipe") or []
+
+
+def run_eval(cfg: EvalConfig) -> dict[str, Any]:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    main = [p for p in cfg.policies if p != "replay"]
+    runs = _run_all(cfg, [_spec(cfg, p, s) for p in main for s in cfg.seeds], f"eval {cfg.task}")
+    replay_of = None
+    if "replay" in cfg.policies:
+        best, recipe = best_recipe(runs)
+        replay_of = {"policy": best["policy"], "seed": best["seed"], "entries": len(recipe)} if best else None
+        runs += _run_all(cfg, [_spec(cfg, "replay", s, {"recipe": recipe}) for s in cfg.seeds], "replay")
+        for r in runs:
+            if r["policy"] == "replay":
+                r["policy_options"].pop("recipe", None)  # it is in the run directory; keep results.json small
+    from .report import summarize_runs
+
+    results = {
+        "config": {"task": cfg.task, "policies": cfg.policies, "seeds": cfg.seeds, "start_config": cfg.start_config,
+                   "budget_epochs": cfg.budget_epochs, "jobs": cfg.jobs, "threads_per_run": cfg.threads_per_run(),
+                   "replay_of": replay_of},
+        "wall_s": time.perf_counter() - t0,
+        "runs": runs,
+    }
+    results["summary"] = summarize_runs(results)
+    (out / RESULTS).write_text(json.dumps(results, indent=1, default=str))
+    return results

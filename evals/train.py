@@ -1,0 +1,196 @@
+"""One eval run: train a task for a fixed number of steps with a HotKernel, and let a policy
+act on it through the tool surface at a fixed step cadence.
+
+Reproducibility: the policy is driven from this loop (every ``controller_every`` steps), not on
+wall-clock time. While the policy thinks, the loop holds the step and keeps the kernel at its
+safe point (``kernel.apply`` at the same step), so an ``apply_op`` that waits for its ledger
+decision gets it, and every op lands at the step at which it was decided, however long an LLM
+takes. That time is measured and excluded from the training-compute budget.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hotcb import GuardConfig, HotKernel, mutable_state, optimizer_actuators
+from hotcb.jsonl import read_all
+from hotcb.rundir import RunDir
+
+from .policies import Policy, PolicyContext, make_policy
+from .tasks import START_CONFIGS, Task, get_task
+
+KNOB_MODULES_EXCLUDED = ("core", "cb", "tune")
+
+
+@dataclass
+class RunSpec:
+    task: str
+    policy: str
+    seed: int
+    run_dir: str
+    start_config: str = "default"
+    budget_epochs: int | None = None
+    device: str | None = None
+    threads: int | None = None
+    task_options: dict[str, Any] = field(default_factory=dict)
+    policy_options: dict[str, Any] = field(default_factory=dict)
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+             batch: int = 1024) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) over a split."""
+    was_training = model.training
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(x), batch):
+        xb, yb = x[i:i + batch].to(device), y[i:i + batch].to(device)
+        logits = model(xb).float()
+        loss_sum += nn.functional.cross_entropy(logits, yb, reduction="sum").item()
+        correct += (logits.argmax(1) == yb).sum().item()
+    model.train(was_training)
+    return loss_sum / len(x), correct / len(x)
+
+
+def run_policy_tick(policy: Policy, kernel: HotKernel, step: int, env: dict[str, Any],
+                    fn_name: str = "act") -> float:
+    """Run ``policy.<fn_name>(step)`` in a thread while this thread keeps the kernel at its safe
+    point (same step, no metrics), so ops the policy waits for are decided at ``step``.
+    Returns the seconds the policy took (excluded from training compute)."""
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            getattr(policy, fn_name)(step)
+        except BaseException as e:  # reported after the tick; training goes on
+            error.append(e)
+
+    t0 = time.perf_counter()
+    worker = threading.Thread(target=target, name=f"policy-{policy.name}", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        kernel.apply(env=env, events=["policy_tick"])
+        worker.join(0.002)
+    kernel.apply(env=env, events=["policy_tick"])  # ops written in the last moments land at this step too
+    if kernel.paused:
+        # Equal training steps for every policy: a pause would stall a loop that drives its own
+        # controller. The harness resumes it (recorded in the ledger) and says so in the report.
+        from hotcb.mcp_server.tools import HotcbTools
+
+        HotcbTools(kernel.run.root, source="rule", actor="eval-harness", wait_s=0).call(
+            "apply_op", {"module": "core", "op": "resume", "reason": "eval: equal training steps", "wait_s": 0})
+        kernel.apply(env=env, events=["policy_tick"])
+    if error:
+        policy.errors.append(f"step {step}: {type(error[0]).__name__}: {error[0]}")
+    return time.perf_counter() - t0
+
+
+def train(spec: RunSpec) -> dict[str, Any]:
+    task: Task = get_task(spec.task)
+    device = pick_device(spec.device)
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    run_dir = Path(spec.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+
+    # Data (fixed per task) and everything the seed controls: init, data order, augmentation.
+    data = task.load(spec.task_options)
+    torch.manual_seed(spec.seed)
+    model = task.make_model().to(device)
+    data_gen = torch.Generator().manual_seed(spec.seed)
+    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+
+    epochs = spec.budget_epochs or task.epochs
+    steps_per_epoch = len(x_train) // task.batch_size  # drop the ragged tail: every step is a full batch
+    total_steps = epochs * steps_per_epoch
+    eval_every = task.eval_every or steps_per_epoch
+    base_lr = task.lr * START_CONFIGS[spec.start_config]
+
+    # The start config is set here, before the kernel exists: no policy is credited for it.
+    opt = torch.optim.SGD(model.parameters(), lr=base_lr, momentum=task.momentum, nesterov=True,
+                          weight_decay=task.weight_decay)
+    kernel = HotKernel(
+        run_dir, mutable_state=mutable_state(optimizer_actuators(opt)),
+        guard=GuardConfig(),  # the production defaults, identical for every policy
+        status_interval_s=0.0, watch_interval_s=0.0,  # status and watched files current at every step
+        max_steps=total_steps,
+    )
+    policy = make_policy(spec.policy, spec.policy_options)
+    ctx = PolicyContext(run_dir=str(run_dir), seed=spec.seed, total_steps=total_steps, base_lr=base_lr,
+                        task=task.name, tune_horizon=task.tune_horizon, controller_every=task.controller_every)
+    policy_s = 0.0
+    curves: dict[str, list[Any]] = {"step": [], "train_loss": [], "lr": [], "val_step": [], "val_loss": [],
+                                    "val_acc": []}
+    env = {"step": 0, "epoch": 0, "optimizer": opt, "model": model}
+    try:
+        kernel.apply(env=env, events=["fit_start"])
+        policy.bind(ctx)
+        policy_s += run_policy_tick(policy, kernel, 0, env, "start")
+        step = 0
+        model.train()
+        for epoch in range(epochs):
+            order = torch.randperm(len(x_train), generator=data_gen).to(device)
+            for b in range(steps_per_epoch):
+                idx = order[b * task.batch_size:(b + 1) * task.batch_size]
+                xb, yb = x_train[idx], y_train[idx]
+                if task.augment is not None:
+                    xb = task.augment(xb, data_gen)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                    logits = model(xb)
+                loss = nn.functional.cross_entropy(logits.float(), yb, label_smoothing=task.label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+
+                metrics: dict[str, Any] = {"train_loss": loss.item()}
+                if step % eval_every == 0 or step == total_steps:
+                    val_loss, val_acc = evaluate(model, data.x_val, data.y_val, device)
+                    metrics.update(val_loss=val_loss, val_acc=val_acc)
+                    curves["val_step"].append(step)
+                    curves["val_loss"].append(val_loss)
+                    curves["val_acc"].append(val_acc)
+                curves["step"].append(step)
+                curves["train_loss"].append(metrics["train_loss"])
+                curves["lr"].append(opt.param_groups[0]["lr"])
+                env = {"step": step, "epoch": epoch, "optimizer": opt, "model": model}
+                kernel.apply(env={**env, "metrics": metrics}, events=["train_step_end"])
+                if step % task.controller_every == 0 and step < total_steps:
+                    policy_s += run_policy_tick(policy, kernel, step, env)
+        test_loss, test_acc = evaluate(model, data.x_test, data.y_test, device)
+    finally:
+        policy.close()
+        kernel.close()
+    wall = time.perf_counter() - t_start
+    ledger = [e for e in read_all(RunDir(run_dir).ledger) if isinstance(e, dict)]
+    interventions = [
+        {"step": e["step"], "module": e["module"], "params": e.get("params"), "reason": e.get("reason")}
+        for e in ledger
+        if e.get("source") == policy.source and e.get("decision") == "applied"
+        and e.get("module") not in KNOB_MODULES_EXCLUDED
+    ]
+    refused = sum(1 for e in ledger if e.get("source") == policy.source and e.get("decision") != "applied")
+    final_loss = curves["train_loss"][-1] if curves["train_loss"] else math.nan
+    return {
+        **asdict(spec), "device": str(device), "steps": step, "epochs": epochs, "total_steps": total_steps,
+        "base_lr": base_lr, "test_acc": test_acc, "test_loss": test_loss,
+        "final_val_acc": curves["val_acc"][-1] if curves["val_acc"] else None, "final_train_loss": final_loss,
+        "interventions": len(interventions), "intervention_log": interventions, "refused": refused,
+        **policy.usage(), "policy_errors": list(policy.errors),
+        "wall_s": wall, "policy_s": policy_s, "train_s": wall - policy_s, "curves": curves,
+    }
