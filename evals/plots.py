@@ -47,8 +47,9 @@ def curves_plot(results: dict[str, Any], out: Path) -> Path:
     for i, r in enumerate(runs):
         c = r["curves"]
         color = f"C{i % 10}"
-        ax_loss.plot(c["step"], c["train_loss"], color=color, lw=0.8, alpha=0.8, label=r["policy"])
-        ax_lr.plot(c["step"], c["lr"], color=color, lw=1.2, label=r["policy"])
+        style = ("-", "--", ":", "-.")[i % 4]  # identical curves (a replayed recipe) stay visible
+        ax_loss.plot(c["step"], c["train_loss"], color=color, ls=style, lw=0.8, alpha=0.8, label=r["policy"])
+        ax_lr.plot(c["step"], c["lr"], color=color, ls=style, lw=1.2, label=r["policy"])
         lr_at = dict(zip(c["step"], c["lr"], strict=True))
         marks = [e["step"] for e in r.get("intervention_log") or []]
         ax_lr.scatter(marks, [lr_at.get(s + 1, lr_at.get(s, c["lr"][0])) for s in marks], color=color, marker="v", s=18)

@@ -101,7 +101,7 @@ def _cifar(data_dir: str, do_download: bool) -> Split:
     x = cifar10.to_tensor(raw["x_train"])
     y = torch.from_numpy(raw["y_train"])
     x_te, y_te = cifar10.to_tensor(raw["x_test"]), torch.from_numpy(raw["y_test"])
-    return Split(*_split_val(x, y, 5000), x_te, y_te)
+    return Split(*_split_val(x, y, min(5000, len(x) // 10)), x_te, y_te)
 
 
 def _cifar_model() -> nn.Module:
