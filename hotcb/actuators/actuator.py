@@ -144,6 +144,14 @@ class HotcbActuator:
         if self.state is ActuatorState.INIT:
             self.state = ActuatorState.UNTOUCHED
 
+    def refresh(self) -> None:
+        """Re-read the live value: a scheduler or the training code may have moved it since."""
+        if self.read_fn is not None and self.state is not ActuatorState.DISABLED:
+            try:
+                self.value = _plain(self.read_fn())
+            except Exception as e:
+                self.last_error = f"read failed: {e!r}"
+
     def describe(self) -> dict[str, Any]:
         return {
             "key": self.param_key,
@@ -170,6 +178,7 @@ class HotcbActuator:
         """Validate and apply; returns ``{"old", "new"}``. Raises ValueRefused or the apply error."""
         if self.state is ActuatorState.DISABLED:
             raise ValueRefused(f"{self.param_key} is disabled ({self.last_error})")
+        self.refresh()  # "old" is the live value, not the one cached at the last change
         new = self.validate(value)
         old = self.value
         if self.apply_fn is not None:

@@ -49,6 +49,10 @@ class MutableState:
         for a in self._by_key.values():
             a.initialize()
 
+    def refresh(self) -> None:
+        for a in self._by_key.values():
+            a.refresh()
+
     def resolve(self, group: str, key: str) -> HotcbActuator:
         a = self._by_key.get(key)
         if a is None or a.group != group:
@@ -74,7 +78,9 @@ class MutableState:
                 a.verify(metrics)
 
     def describe_all(self) -> list[dict[str, Any]]:
+        self.refresh()
         return [a.describe() for a in self._by_key.values()]
 
     def values(self) -> dict[str, Any]:
+        self.refresh()
         return {k: a.describe()["value"] for k, a in self._by_key.items()}
