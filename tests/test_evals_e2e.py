@@ -31,11 +31,11 @@ def _pair(text: str) -> tuple[float, float]:
 
 def test_eval_cli_writes_a_report_that_matches_results(tmp_path):
     out = tmp_path / "eval"
-    rc = main(["eval", "autopilot", "--task", "synthetic", "--policies", "none,cosine", "--seeds", "2",
+    rc = main(["eval", "autopilot", "--task", "synthetic", "--policies", "none,cosine,replay", "--seeds", "2",
                "--budget-epochs", "1", "--out", str(out), "--no-progress"])
     assert rc == 0
     results = json.loads((out / "results.json").read_text())
-    runs = results["runs"]
+    runs = [r for r in results["runs"] if r["policy"] != "replay"]
     assert sorted((r["policy"], r["seed"]) for r in runs) == [("cosine", 0), ("cosine", 1), ("none", 0), ("none", 1)]
     assert len({r["steps"] for r in runs}) == 1  # equal training steps for every policy
 
@@ -63,6 +63,17 @@ def test_eval_cli_writes_a_report_that_matches_results(tmp_path):
         assert (lrs[-1] < 0.5 * lrs[0]) == (r["policy"] == "cosine")
     cos = [r for r in runs if r["policy"] == "cosine"]
     assert float(rows["cosine"]["interventions"]) == pytest.approx(np.mean([r["interventions"] for r in cos]), abs=0.06)
+
+    # replay: the best-validation run's recipe, replayed through the replay tool on every seed,
+    # reproduces that run exactly on its own seed.
+    src = results["config"]["replay_of"]
+    best = next(r for r in runs if (r["policy"], r["seed"]) == (src["policy"], src["seed"]))
+    again = next(r for r in results["runs"] if r["policy"] == "replay" and r["seed"] == src["seed"])
+    assert src["entries"] == best["interventions"] > 0
+    assert again["interventions"] == best["interventions"]
+    assert again["curves"]["lr"] == best["curves"]["lr"]
+    assert again["curves"]["train_loss"] == best["curves"]["train_loss"]
+    assert "replay" in rows
     for png in ("accuracy.png", "curves.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
