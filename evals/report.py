@@ -105,7 +105,11 @@ def write_report(results: dict[str, Any], out: str | Path, plots: list[str] | No
                       "after the fact, so read it as an upper bound of what that recipe transfers."]
     errors = [(r["policy"], r["seed"], e) for r in results["runs"] for e in r.get("policy_errors") or []]
     if errors:
-        lines += ["", "## Policy errors", ""] + [f"- {p} seed {s}: {e}" for p, s, e in errors[:50]]
+        dead = sorted({f"{r['policy']} seed {r['seed']}" for r in results["runs"] if r.get("policy_started") is False})
+        lines += ["", "## Policy errors", ""]
+        if dead:
+            lines += [f"**Did not start (these runs trained unchanged, like `none`): {', '.join(dead)}.**", ""]
+        lines += [f"- {p} seed {s}: {e}" for p, s, e in errors[:50]]
     if plots:
         lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
     path = Path(out) / "report.md"

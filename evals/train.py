@@ -141,6 +141,7 @@ def train(spec: RunSpec) -> dict[str, Any]:
         kernel.apply(env=env, events=["fit_start"])
         policy.bind(ctx)
         policy_s += run_policy_tick(policy, kernel, 0, env, "start")
+        started = not policy.errors  # a policy that cannot start (no API key, no agent) trains as `none`, flagged
         step = 0
         model.train()
         for epoch in range(epochs):
@@ -170,7 +171,7 @@ def train(spec: RunSpec) -> dict[str, Any]:
                 curves["lr"].append(opt.param_groups[0]["lr"])
                 env = {"step": step, "epoch": epoch, "optimizer": opt, "model": model}
                 kernel.apply(env={**env, "metrics": metrics}, events=["train_step_end"])
-                if step % task.controller_every == 0 and step < total_steps:
+                if started and step % task.controller_every == 0 and step < total_steps:
                     policy_s += run_policy_tick(policy, kernel, step, env)
         test_loss, test_acc = evaluate(model, data.x_test, data.y_test, device)
     finally:
@@ -191,6 +192,6 @@ def train(spec: RunSpec) -> dict[str, Any]:
         "base_lr": base_lr, "test_acc": test_acc, "test_loss": test_loss,
         "final_val_acc": curves["val_acc"][-1] if curves["val_acc"] else None, "final_train_loss": final_loss,
         "interventions": len(interventions), "intervention_log": interventions, "refused": refused,
-        **policy.usage(), "policy_errors": list(policy.errors),
+        **policy.usage(), "policy_errors": list(policy.errors), "policy_started": started,
         "wall_s": wall, "policy_s": policy_s, "train_s": wall - policy_s, "curves": curves,
     }
