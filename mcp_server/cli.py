@@ -1,10 +1,70 @@
-"""CLI commands of this layer (registered through the ``hotcb.cli`` entry point group)."""
+"""``hotcb mcp RUN_DIR``: serve a run's tools over MCP (stdio, or streamable HTTP with a token).
+
+Registered through the ``hotcb.cli`` entry point group; the SDK is imported inside the handler
+so ``hotcb --help`` stays fast. On stdio, stdout carries the protocol only: everything else
+(logs, the generated token) goes to stderr.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import sys
 from typing import Any
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+TOKEN_ENV = "HOTCB_MCP_TOKEN"
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Add this layer's subcommands. Heavy imports happen inside the handlers."""
+    """Add ``hotcb mcp``. Heavy imports happen inside the handler."""
+    p = sub.add_parser(
+        "mcp", parents=[common], help="serve the run's tools over MCP (stdio; --http for streamable HTTP)",
+        description="Serve hotcb's tools, resources and prompts for one run directory over MCP. "
+                    "Calls act as source 'agent' (the guard's limits apply) unless --source human.",
+    )
+    p.add_argument("run_dir", nargs="?", default=None, help="the run directory (default: --dir or .)")
+    p.add_argument("--source", choices=["agent", "human"], default="agent",
+                   help="who the calls act as. 'human' lifts the guard's rate limits and locks and "
+                        "allows human-only tools: use it only for a client a person drives directly")
+    p.add_argument("--actor", default=None,
+                   help="name recorded as the actor of every change (default: the client's name)")
+    p.add_argument("--wait", type=float, default=10.0, help="seconds apply_op waits for a decision (default 10)")
+    p.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
+    p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
+    p.add_argument("--token", default=None,
+                   help=f"HTTP bearer token (or ${TOKEN_ENV}); generated and printed to stderr if absent")
+    p.set_defaults(func=cmd_mcp)
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    # Logs go to stderr: on stdio, stdout is the protocol channel.
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="hotcb mcp: %(message)s")
+    run_dir = args.run_dir or getattr(args, "dir", None) or "."
+    if not os.path.isdir(run_dir):
+        print(f"hotcb mcp: {run_dir} is not a directory", file=sys.stderr)
+        return 2
+    token = args.token or os.environ.get(TOKEN_ENV)
+    if args.http and args.host not in LOOPBACK and not token:
+        print(f"hotcb mcp: refusing to serve on non-loopback host {args.host} without --token "
+              f"(or ${TOKEN_ENV}); anyone who can reach it could steer training", file=sys.stderr)
+        return 2
+    try:
+        from .server import build_server
+    except ImportError as e:
+        print(f"hotcb mcp: needs the 'mcp' extra: pip install 'hotcb[mcp]' ({e})", file=sys.stderr)
+        return 2
+    server = build_server(run_dir, source=args.source, actor=args.actor, wait_s=args.wait)
+    if not args.http:
+        server.run("stdio")
+        return 0
+    from .serve_http import new_token, serve_http
+
+    if not token:
+        token = new_token()
+        print(f"hotcb mcp: bearer token (send 'Authorization: Bearer <token>'): {token}", file=sys.stderr)
+    print(f"hotcb mcp: serving {os.path.abspath(run_dir)} on http://{args.host}:{args.port}/mcp", file=sys.stderr)
+    serve_http(server, host=args.host, port=args.port, token=token)
+    return 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextvars
 import os
+import threading
 from typing import Any
 
 from hotcb.actuators.actuator import ValueRefused
@@ -23,6 +25,10 @@ HUMAN_ONLY_CORE = {"stop", "freeze", "unfreeze", "lock", "unlock"}
 AGENT_CB_MODULE_PREFIX = "hotcb.callbacks."
 MAX_LEDGER_CACHE = 200_000
 
+# Who is calling, per call: a server shared by several MCP clients (HTTP) knows the client's
+# name only per request, so ``HotcbTools.call`` sets this instead of mutating shared state.
+CALL_ACTOR: contextvars.ContextVar[str | None] = contextvars.ContextVar("hotcb_call_actor", default=None)
+
 
 class ToolsBase:
     def __init__(self, run_dir: str | os.PathLike[str], *, source: str = "agent", actor: str | None = None,
@@ -36,6 +42,13 @@ class ToolsBase:
         self.metrics = MetricsStore(self.run.metrics)
         self._ledger_tail = JsonlTail(self.run.ledger)
         self._ledger: list[dict[str, Any]] = []
+        # Tool calls may run in several worker threads at once (the MCP server never blocks its
+        # event loop); the cached readers (metrics store, ledger cache) are guarded by this lock.
+        self.lock = threading.RLock()
+
+    def current_actor(self) -> str | None:
+        """The actor of the call in progress (an MCP client's name), else the one fixed at creation."""
+        return CALL_ACTOR.get() or self.actor
 
     # ------------------------------------------------------------------ readers
     def actuators_doc(self) -> dict[str, Any]:
@@ -51,14 +64,15 @@ class ToolsBase:
 
     def ledger_entries(self) -> list[dict[str, Any]]:
         """All ledger entries, read incrementally (a replaced file is re-read)."""
-        resets = self._ledger_tail.reset_count
-        new = [e for e in self._ledger_tail.values() if isinstance(e, dict)]
-        if self._ledger_tail.reset_count != resets:
-            self._ledger = []
-        self._ledger.extend(new)
-        if len(self._ledger) > MAX_LEDGER_CACHE:
-            del self._ledger[: -MAX_LEDGER_CACHE]
-        return self._ledger
+        with self.lock:
+            resets = self._ledger_tail.reset_count
+            new = [e for e in self._ledger_tail.values() if isinstance(e, dict)]
+            if self._ledger_tail.reset_count != resets:
+                self._ledger = []
+            self._ledger.extend(new)
+            if len(self._ledger) > MAX_LEDGER_CACHE:
+                del self._ledger[: -MAX_LEDGER_CACHE]
+            return self._ledger
 
     # ------------------------------------------------------------------ writing ops
     def check_op(self, spec: OpSpec, source: str) -> str | None:
@@ -129,7 +143,7 @@ class ToolsBase:
                extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Check, write and (optionally) wait: the one path every tool write takes."""
         source = source or self.source
-        actor = actor or self.actor
+        actor = actor or self.current_actor()
         if lock and source != "human":
             raise ToolError("only a human can lock a knob")
         try:

@@ -73,7 +73,7 @@ class ReplayTools(ToolsBase):
         if status.get("freeze_mode") == "prod" and self.source != "human":
             raise ToolError("the run is frozen (prod); only a human can change its freeze mode")
         if args.action == "stop":
-            state = FreezeState(mode="off", cmd_id=uuid.uuid4().hex, source=self.source, actor=self.actor,
+            state = FreezeState(mode="off", cmd_id=uuid.uuid4().hex, source=self.source, actor=self.current_actor(),
                                 reason=args.reason)
             state.save(self.run.freeze)
             return ReplayOutput(action="stop", freeze_mode="off", message="replay stops at the next safe point")
@@ -84,7 +84,7 @@ class ReplayTools(ToolsBase):
         write_recipe(self.run.file(REPLAY_RECIPE), entries)
         mode = "replay_adjusted" if args.overlay else "replay"
         state = FreezeState(mode=mode, recipe_path=REPLAY_RECIPE, overlay=args.overlay or [],
-                            cmd_id=uuid.uuid4().hex, source=self.source, actor=self.actor, reason=args.reason)
+                            cmd_id=uuid.uuid4().hex, source=self.source, actor=self.current_actor(), reason=args.reason)
         state.save(self.run.freeze)
         return ReplayOutput(action="start", freeze_mode=mode, entries=len(entries),
                             message="replay starts at the next safe point (entries already past fire late)")
