@@ -173,8 +173,12 @@ def cmd_core(args: argparse.Namespace) -> int:
 def cmd_freeze(args: argparse.Namespace) -> int:
     run = RunDir(args.dir)
     overlay = load_recipe(args.overlay) if args.overlay and args.overlay.endswith(".jsonl") else []
-    state = FreezeState(mode=args.mode, recipe_path=args.recipe, overlay_path=None if overlay else args.overlay,
-                        overlay=overlay, cmd_id=new_cmd_id(), source="human", actor=args.actor, reason=args.reason)
+    try:
+        state = FreezeState(mode=args.mode, recipe_path=args.recipe, overlay_path=None if overlay else args.overlay,
+                            overlay=overlay, cmd_id=new_cmd_id(), source="human", actor=args.actor,
+                            reason=args.reason)
+    except ValueError as e:
+        raise SystemExit(f"hotcb: {e}") from None
     state.save(run.freeze)
     print(f"freeze mode -> {args.mode} (cmd_id={state.cmd_id})")
     return 0
@@ -301,18 +305,31 @@ def _add_plugins(sub: Any, common: argparse.ArgumentParser) -> None:
     for ep in sorted(entry_points(group="hotcb.cli"), key=lambda e: e.name):
         try:
             register = ep.load()
-        except ImportError as e:
+        except Exception as e:  # a broken layer must not take the core commands down with it
             extra = ep.name  # entry points are named after the extra they need
-            msg = f"needs extras that are not installed ({e.name or e}); pip install 'hotcb[{extra}]'"
+            if isinstance(e, ImportError):
+                msg = f"needs extras that are not installed ({e.name or e}); pip install 'hotcb[{extra}]'"
+            else:
+                msg = f"failed to load ({type(e).__name__}: {e})"
             p = sub.add_parser(ep.name, help=f"(unavailable: {msg})")
             p.add_argument("rest", nargs=argparse.REMAINDER)
             p.set_defaults(func=lambda a, m=msg, n=ep.name: sys.exit(f"hotcb {n}: {m}"))
             continue
-        register(sub, common)
+        try:
+            register(sub, common)
+        except Exception as e:  # same reason: report it, keep the rest of the CLI usable
+            print(f"hotcb: the {ep.name!r} commands failed to register: {type(e).__name__}: {e}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse ends a positional list at the first option, so `cb load t --module m:S every=5`
+    # leaves `every=5` over; key=value leftovers belong to the command's pairs.
+    if extra and hasattr(args, "pairs") and all("=" in x and not x.startswith("-") for x in extra):
+        args.pairs = list(args.pairs or []) + extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return int(args.func(args) or 0)
 
 

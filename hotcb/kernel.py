@@ -19,7 +19,7 @@ from typing import Any
 
 from .actuators.actuator import ValueRefused
 from .actuators.state import MutableState
-from .checkpoint import Snapshots
+from .checkpoint import Snapshots, kernel_state, live_knob_values, load_kernel_state, restore_knobs
 from .collector import MetricsCollector
 from .desired import DesiredStateError, flatten_knobs, parse_desired
 from .filewatch import FileWatch
@@ -31,7 +31,8 @@ from .modules import ApplyContext
 from .modules.callbacks import CallbackLoadError, CallbackModule
 from .ops import CB, CORE, TUNE, CallbackTarget, CommandError, HotOp, auto_cmd_id, parse_command
 from .recipe import RecipePlayer, apply_overlay, load_recipe
-from .rundir import ALERTS, RunDir
+from .rundir import ALERTS, CHECKPOINTS, RunDir
+from .rundir import TUNE as TUNE_FILE
 
 log = logging.getLogger("hotcb")
 
@@ -51,6 +52,7 @@ class HotKernel:
         allowed_callback_dirs: list[str | os.PathLike[str]] | None = None,
         checkpoint_every: int | None = None,
         keep_checkpoints: int = 3,
+        checkpoint_on_disk: bool = False,
         status_interval_s: float = 0.5,
         watch_interval_s: float = 0.25,
         pause_poll_s: float = 0.05,
@@ -83,7 +85,10 @@ class HotKernel:
         for cb_id, obj in (callbacks or {}).items():
             self.cb.add(cb_id, obj)
         self.modules: dict[str, Any] = {CB: self.cb}
-        self.snapshots = Snapshots(keep=keep_checkpoints)
+        self.snapshots = Snapshots(
+            keep=keep_checkpoints, directory=self.run.root / CHECKPOINTS if checkpoint_on_disk else None,
+            rank=self.dist.rank if self.dist is not None else None,
+        )
 
         self.step = 0
         self.epoch: int | None = None
@@ -97,6 +102,7 @@ class HotKernel:
         self._reschedules = self._load_reschedules()
         self._calls = 0
         self._next_watch = 0.0
+        self._watched_pending: dict[str, Any] = {}  # rank 0: watched-file changes not yet broadcast
         self._next_status = 0.0
         self._rate_mark: tuple[float, int] | None = None
         self.steps_per_s: float | None = None
@@ -104,14 +110,15 @@ class HotKernel:
         self.last_internal_error: str | None = None
         self._last_metrics: dict[str, Any] = {}
 
+        self._started = time.time()  # before anything below may write status
         self.state.initialize()
         if isinstance(freeze, str):
             freeze = FreezeState(mode=freeze)
         if freeze is not None:
             self._set_freeze(freeze)
-        self._started = time.time()
         self._publish_actuators()
         self._write_status(force=True)
+        self._resume_tune()
 
     # ------------------------------------------------------------------ public API
     @property
@@ -122,6 +129,30 @@ class HotKernel:
     def register_state(self, name: str, obj: Any) -> None:
         """Register an object with ``state_dict``/``load_state_dict`` for checkpoint/rollback."""
         self.snapshots.register(name, obj)
+
+    def add_actuators(self, actuators: list[Any]) -> None:
+        """Add knobs after start-up (adapters discover optimizers at fit start). A key that
+        exists is re-bound to the new object (a second ``fit`` builds new optimizers)."""
+        for a in actuators:
+            cur = self.state.get(a.param_key)
+            if cur is None:
+                self.state.add(a)
+                a.initialize()
+            else:
+                cur.apply_fn, cur.read_fn = a.apply_fn, a.read_fn
+                cur.initialize()
+        self._publish_actuators()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Knob values (live) and step, to save inside a framework checkpoint."""
+        return kernel_state(self)
+
+    def load_state_dict(self, state: dict[str, Any] | None, env: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Call after a framework checkpoint load: re-applies knob values (the state's, else the
+        ledger's), since loading optimizer state would otherwise silently reset lr."""
+        changed = load_kernel_state(self, state, env)
+        self._publish_actuators()
+        return changed
 
     def add_callback(self, cb_id: str, obj: Any, enabled: bool = True) -> None:
         self.cb.add(cb_id, obj, enabled)
@@ -175,6 +206,9 @@ class HotKernel:
         if env.get("epoch") is not None:
             self.epoch = int(env["epoch"])
         env.setdefault("kernel", self)
+        # Callbacks may add metrics; they go into a copy so the caller's dict is left alone.
+        metrics_in = env.get("metrics")
+        env["metrics"] = dict(metrics_in) if isinstance(metrics_in, dict) else {}
         ctx = ApplyContext(self.step, self.epoch, events, env)
         self._calls += 1
 
@@ -200,7 +234,7 @@ class HotKernel:
         if self.features is not None:
             self.features.on_step(self.step + 1)
         if self.checkpoint_every and self.snapshots.objects and self.step % self.checkpoint_every == 0:
-            self.snapshots.take(self.step, self.state.values(), "periodic")
+            self.snapshots.take(self.step, live_knob_values(self.state), "periodic")
         if self.max_steps is not None and self.step >= self.max_steps:
             self.stop_requested = True
         self._write_status()
@@ -216,6 +250,7 @@ class HotKernel:
         if self.record_knobs:
             metrics = dict(metrics)
             for a in self.state:
+                a.refresh()
                 v = a.value
                 if isinstance(v, (int, float)) and not isinstance(v, bool):
                     metrics.setdefault(f"{a.group}/{a.param_key}", v)
@@ -227,13 +262,20 @@ class HotKernel:
     # ------------------------------------------------------------------ reading commands
     def _poll_commands(self, ctx: ApplyContext) -> None:
         if self.dist is not None:
-            lines = self.dist.broadcast_lines(self._read_lines if self.is_writer else None)
+            # One collective per poll, entered by every rank at the same step: rank 0's new
+            # command lines and watched-file changes, so all ranks apply the same ops.
+            lines, watched = self.dist.broadcast(self._read_batch if self.is_writer else None) or ([], {})
+            self._apply_watched(watched, ctx)
         else:
             if not self._commands.changed():
                 return
             lines = self._read_lines()
         for offset, raw, value, error in lines:
             self._handle_line(offset, raw, value, error, ctx)
+
+    def _read_batch(self) -> tuple[list[tuple[int, str, Any, str | None]], dict[str, Any]]:
+        watched, self._watched_pending = self._watched_pending, {}
+        return self._read_lines(), watched
 
     def _read_lines(self) -> list[tuple[int, str, Any, str | None]]:
         resets = self._commands.reset_count
@@ -347,6 +389,7 @@ class HotKernel:
         checked = {}
         for key, value in op.params.items():
             act = self.state.resolve(op.module, key)
+            act.refresh()  # the guard's relative limit applies to the live value (schedulers move it)
             checked[key] = check_knob_change(
                 act.describe(), value, source=op.source, step=ctx.step,
                 lock=self.locks.get(key), config=self.guard,
@@ -366,6 +409,16 @@ class HotKernel:
         module = TuneModule(self)
         self.modules[TUNE] = module
         return module
+
+    def _resume_tune(self) -> None:
+        """A run directory where tune was on (hotcb.tune.json): continue its study in this process."""
+        saved = read_json(self.run.root / TUNE_FILE, None)
+        if not isinstance(saved, dict) or saved.get("mode") in (None, "off"):
+            return
+        try:
+            self._load_tune()
+        except Exception as e:  # without optuna the run still trains; the refusal is logged
+            log.warning("hotcb: tune was enabled in %s but cannot resume: %s", self.run.root, e)
 
     # ------------------------------------------------------------------ core ops
     def _core(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
@@ -432,17 +485,13 @@ class HotKernel:
             self._publish_schedule()
             return {"cmd_id": target, "at_step": {"old": old, "new": at}}
         if op.op == "checkpoint":
-            snap = self.snapshots.take(ctx.step, self.state.values(), op.reason)
+            snap = self.snapshots.take(ctx.step, live_knob_values(self.state), op.reason)
             return {"snapshot_step": snap.step, "snapshots": self.snapshots.steps()}
         if op.op == "rollback":
             to = p.get("step")
             snap = self.snapshots.find(int(to) if to is not None else None)
             self.snapshots.restore(snap)
-            restored = {}
-            for key, value in snap.knobs.items():
-                act = self.state.get(key)
-                if act is not None and value is not None:
-                    restored[key] = act.apply(value, ctx.env, ctx.step)
+            restored = restore_knobs(self.state, snap.knobs, ctx.env, ctx.step)
             return {"restored_step": snap.step, "knobs": restored}
         raise ValueRefused(f"unknown core op {op.op!r}")
 
@@ -474,15 +523,34 @@ class HotKernel:
 
     # ------------------------------------------------------------------ watched files
     def _watch_files(self, ctx: ApplyContext) -> None:
-        if not self.is_writer:
-            return
-        if self._freeze_watch.changed():
-            self._apply_freeze_file(ctx)
-        if self._desired_watch.changed() and self._desired_watch.exists():
-            self._apply_desired(ctx)
+        watched = self._read_watched()
+        if self.dist is None:
+            self._apply_watched(watched, ctx)
+        elif watched:
+            # This runs on a wall-clock cadence, which differs across ranks: rank 0 keeps what it
+            # read for the next (step-counted) command broadcast instead of applying it alone.
+            self._watched_pending.update(watched)
 
-    def _apply_freeze_file(self, ctx: ApplyContext) -> None:
-        raw = read_json(self.run.freeze)
+    def _read_watched(self) -> dict[str, Any]:
+        if not self.is_writer:
+            return {}
+        out: dict[str, Any] = {}
+        if self._freeze_watch.changed():
+            out["freeze"] = read_json(self.run.freeze)
+        if self._desired_watch.changed() and self._desired_watch.exists():
+            try:
+                out["desired"] = self.run.desired.read_text(encoding="utf-8")
+            except OSError:
+                pass
+        return out
+
+    def _apply_watched(self, watched: dict[str, Any], ctx: ApplyContext) -> None:
+        if watched.get("freeze") is not None:
+            self._apply_freeze_file(ctx, watched["freeze"])
+        if watched.get("desired") is not None:
+            self._apply_desired(ctx, watched["desired"])
+
+    def _apply_freeze_file(self, ctx: ApplyContext, raw: Any) -> None:
         if raw is None:
             return
         cmd_id = raw.get("cmd_id") if isinstance(raw, dict) and isinstance(raw.get("cmd_id"), str) else None
@@ -504,11 +572,7 @@ class HotKernel:
         if not self.ledger.has(cmd_id):
             self._record(op, ctx, "applied", payload={"mode": {"old": old, "new": new.mode}})
 
-    def _apply_desired(self, ctx: ApplyContext) -> None:
-        try:
-            text = self.run.desired.read_text(encoding="utf-8")
-        except OSError:
-            return
+    def _apply_desired(self, ctx: ApplyContext, text: str) -> None:
         digest = hashlib.sha1(text.encode()).hexdigest()[:12]
         base = f"yaml-{digest}-{self.session}"
         try:
