@@ -48,10 +48,12 @@ class Forecast(BaseModel):
     metric: str
     at_step: int
     value: float | None
-    low: float | None
+    low: float | None = Field(description="lower end of the 95% prediction band")
     high: float | None
     model: str
     fit_points: int
+    extrapolation: float | None = Field(None, description="fitted spans between the last point and at_step; "
+                                                          "beyond ~3 treat the value as a rough guide")
 
 
 class KnobChange(BaseModel):
@@ -67,6 +69,7 @@ class TrendsOutput(BaseModel):
     step: int | None
     steps_per_s: float | None
     window: int
+    step_range: list[int] | None = Field(None, description="first and last step of the window (shared by the metrics)")
     metrics: dict[str, dict[str, Any]]
     forecast: Forecast | None = None
     recent_changes: list[KnobChange] = []
@@ -147,14 +150,18 @@ class ObserveTools(ToolsBase):
 
     @tool(TrendsInput, TrendsOutput, read_only=True, idempotent=True, title="Read trends")
     def read_trends(self, args: TrendsInput) -> TrendsOutput:
-        """Compact trends of chosen metrics over the recent window: last, min, max, mean, slope per step,
-        EMA, volatility, trend class (improving/worsening/flat/volatile/diverging/non_finite), plateau,
-        divergence and non-finite flags, step range; steps/s; the knob changes inside the window; and a
-        forecast of the key metric at the run's end with an uncertainty band."""
+        """Compact trends of chosen metrics over the recent window (default: up to 10, losses first):
+        last, min, max, mean, slope per step, EMA, volatility, rel_change (relative improvement from the
+        window's first half to its second), trend (improving/worsening/flat/volatile/diverging/non_finite;
+        rising/falling for metrics with no goal such as lr; constant), flags (plateau, diverging,
+        non_finite:N) when raised; the window's step range; steps/s; the knob changes inside the window;
+        and a forecast of the key metric at the run's end with an uncertainty band."""
         self.metrics.refresh()
         names = self.metrics.names()
         chosen = args.metrics or pick_metrics(names)
         out: dict[str, dict[str, Any]] = {}
+        ranges: dict[str, list[int]] = {}
+        counts: dict[str, int] = {}
         first_step = None
         for name in chosen:
             s = self.metrics.get(name)
@@ -162,9 +169,17 @@ class ObserveTools(ToolsBase):
                 out[name] = {"n": 0, "trend": "no_data"}
                 continue
             steps, values = s.window(args.window)
-            out[name] = trend_math.summarize(name, steps, values)
+            summary = trend_math.summarize(name, steps, values)
+            out[name] = trend_math.compact(summary)
             if steps:
+                ranges[name], counts[name] = summary["step_range"], summary["n"]
                 first_step = steps[0] if first_step is None else min(first_step, steps[0])
+        # One shared step range at the top; a metric logged on another cadence carries its own.
+        common = max((tuple(r) for r in ranges.values()), key=list(map(tuple, ranges.values())).count, default=None)
+        for name, r in ranges.items():
+            if tuple(r) != common:
+                out[name]["steps"] = r
+                out[name]["n"] = counts[name]
         st = self.status_doc()
         key = args.key_metric or next((m for m in KEY_METRIC_PREFERENCE if m in names), None)
         fc = None
@@ -184,7 +199,7 @@ class ObserveTools(ToolsBase):
                     changes.append(KnobChange(step=e.get("step"), key=k, old=v.get("old"), new=v.get("new"),
                                               source=e.get("source"), actor=e.get("actor")))
         return TrendsOutput(step=self.metrics.last_step, steps_per_s=st.get("steps_per_s"), window=args.window,
-                            metrics=out, forecast=fc, recent_changes=changes[-10:],
+                            step_range=list(common) if common else None, metrics=out, forecast=fc, recent_changes=changes[-10:],
                             other_metrics=[n for n in names if n not in chosen][:30])
 
     @tool(MetricsInput, MetricsOutput, read_only=True, idempotent=True, title="Read metrics")

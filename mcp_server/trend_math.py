@@ -21,6 +21,14 @@ def maximize(name: str) -> bool:
     return any(h in low for h in _MAXIMIZE_HINTS) and "loss" not in low and "err" not in low
 
 
+def goal(name: str) -> str | None:
+    """"min" for losses/errors, "max" for scores, None for anything else (knob echoes, lr, ...)."""
+    low = name.lower()
+    if "loss" in low or "err" in low or "perplex" in low or low in ("mse", "mae", "rmse", "nll", "ce"):
+        return "min"
+    return "max" if maximize(name) else None
+
+
 def sig(x: float | None, digits: int = 4) -> float | None:
     """Round to significant digits (keeps tool output short); non-finite becomes None."""
     if x is None or not math.isfinite(x):
@@ -48,7 +56,9 @@ def summarize(name: str, steps: Sequence[float], values: Sequence[float], *, pla
               diverge_factor: float = 1.5) -> dict[str, Any]:
     """Compact summary of one metric over a window.
 
-    ``trend`` is one of improving, worsening, flat, volatile, diverging, non_finite, no_data.
+    ``trend`` is one of improving, worsening, flat, volatile, diverging, non_finite, no_data; for a
+    metric with no known goal (an lr, a knob echo) rising/falling replace improving/worsening,
+    and a metric that never moved is ``constant``.
     ``plateau``: the relative improvement across the window is below ``plateau_rel``.
     ``diverging``: the value left its window minimum by ``diverge_factor`` (min-directed metrics)
     while the slope points the wrong way, or values turned non-finite.
@@ -80,6 +90,9 @@ def summarize(name: str, steps: Sequence[float], values: Sequence[float], *, pla
         diverging = last < best - abs(best) * (diverge_factor - 1) and sl < 0
     else:
         diverging = last > best * diverge_factor + 1e-12 and sl > 0 and last > first
+    g = goal(name)
+    if g is None:  # an lr or knob echo that rises is a choice, not a divergence
+        diverging = False
     diverging = bool(diverging or last_is_bad)
     plateau = bool(len(fv) >= 8 and abs(rel_gain) < plateau_rel and not diverging)
     if last_is_bad:
@@ -92,40 +105,98 @@ def summarize(name: str, steps: Sequence[float], values: Sequence[float], *, pla
         trend = "volatile"
     else:
         trend = "improving" if rel_gain > 0 else "worsening"
+    if float(fv.max()) == float(fv.min()) and not last_is_bad:
+        trend, plateau = "constant", False
+    elif g is None and trend in ("improving", "worsening"):
+        trend = "falling" if sl < 0 else "rising"
     out.update({
         "last": sig(float(va[-1])) if finite[-1] else str(va[-1]),
         "min": sig(float(fv.min())), "max": sig(float(fv.max())), "mean": sig(mean),
         "slope": sig(sl), "ema": sig(ema(fv, 2 / (min(len(fv), 20) + 1))), "volatility": sig(vol, 3),
         "rel_change": sig(rel_gain, 3), "trend": trend, "plateau": plateau, "diverging": diverging,
-        "goal": "max" if up else "min",
+        "goal": g,
     })
     return out
 
 
-def forecast(steps: Sequence[float], values: Sequence[float], at_step: float, z: float = 1.96) -> dict[str, Any] | None:
-    """Fit ``y = a + b * log(step)`` on the finite tail and extrapolate to ``at_step``.
+COMPACT_KEYS = ("last", "min", "max", "mean", "slope", "ema", "volatility", "rel_change")
 
-    The band is the regression's prediction interval (±z·σ·sqrt(1 + leverage)), which widens
-    honestly with the distance extrapolated. Returns None with too little data.
+
+def compact(summary: dict[str, Any], window_n: int | None = None, digits: int = 3) -> dict[str, Any]:
+    """The LLM-sized form of a ``summarize`` result (about 40 tokens per metric).
+
+    Stats rounded to ``digits`` significant digits; flags listed only when raised; ``n`` only when
+    ``window_n`` is given (callers add it where the count is not implied); a constant metric is
+    just its value.
+    """
+    trend = summary.get("trend")
+    if trend in ("no_data",) or "last" not in summary:
+        out = {"trend": trend, "n": summary.get("n", 0)}
+        if summary.get("non_finite"):
+            out["flags"] = [f"non_finite:{summary['non_finite']}"]
+        return out
+    if trend == "constant":
+        return {"last": summary["last"], "trend": "constant"}
+    out = {k: (sig(summary[k], digits) if isinstance(summary.get(k), float) else summary.get(k)) for k in COMPACT_KEYS}
+    out["trend"] = trend
+    flags = [f for f in ("plateau", "diverging") if summary.get(f)]
+    if summary.get("non_finite"):
+        flags.append(f"non_finite:{summary['non_finite']}")
+    if flags:
+        out["flags"] = flags
+    if window_n is not None:
+        out["n"] = summary.get("n")
+    if summary.get("goal") == "max":
+        out["goal"] = "max"
+    return out
+
+
+def forecast(steps: Sequence[float], values: Sequence[float], at_step: float, z: float = 1.96,
+             tail: float = 0.5) -> dict[str, Any] | None:
+    """Extrapolate a metric to ``at_step`` from the recent part of its window.
+
+    The fit uses the last ``tail`` fraction of the points (the current regime, not the first
+    steep drop). A metric that stayed positive (a loss) is fitted as a power law,
+    ``log y = a + b*log(step)``, so the forecast and its band stay positive; anything else as
+    ``y = a + b*log(step)``. The band is the regression's prediction interval
+    (±z·σ·sqrt(1 + 1/n + leverage)), which widens with the distance extrapolated;
+    ``extrapolation`` says how many fitted spans lie between the last point and ``at_step``.
+    Returns None with too little data.
     """
     st = np.asarray(steps, dtype=float)
     va = np.asarray(values, dtype=float)
     ok = np.isfinite(va) & (st > 0)
     st, va = st[ok], va[ok]
+    if len(va) >= 16:
+        keep = max(8, int(len(va) * tail))
+        st, va = st[-keep:], va[-keep:]
     if len(va) < 8 or at_step <= 0:
         return None
+    positive = bool((va > 0).all())
+    y = np.log(va) if positive else va
     x = np.log(st)
     xm = x.mean()
     sxx = float(((x - xm) ** 2).sum())
     if sxx == 0:
         return None
-    b = float(((x - xm) * (va - va.mean())).sum() / sxx)
-    a = float(va.mean() - b * xm)
-    resid = va - (a + b * x)
-    dof = max(len(va) - 2, 1)
+    b = float(((x - xm) * (y - y.mean())).sum() / sxx)
+    a = float(y.mean() - b * xm)
+    resid = y - (a + b * x)
+    dof = max(len(y) - 2, 1)
     sigma = math.sqrt(float((resid ** 2).sum()) / dof)
     x0 = math.log(at_step)
     pred = a + b * x0
-    half = z * sigma * math.sqrt(1 + 1 / len(va) + (x0 - xm) ** 2 / sxx)
-    return {"at_step": int(at_step), "value": sig(pred), "low": sig(pred - half), "high": sig(pred + half),
-            "model": "a+b*log(step)", "fit_points": int(len(va))}
+    half = z * sigma * math.sqrt(1 + 1 / len(y) + (x0 - xm) ** 2 / sxx)
+    lo, hi = pred - half, pred + half
+    if positive:
+        pred, lo, hi = math.exp(min(pred, 700)), math.exp(min(lo, 700)), math.exp(min(hi, 700))
+    span = max(float(st[-1] - st[0]), 1.0)
+    extrapolation = max(0.0, (at_step - float(st[-1])) / span)
+    if extrapolation > 1:
+        # Far out, the fitted curve's shape is itself the main uncertainty (a loss meets its noise
+        # floor, a score saturates): the band also covers "it stays where it is now".
+        level = float(np.median(va[-max(3, len(va) // 8):]))
+        lo, hi = min(lo, level), max(hi, level)
+    return {"at_step": int(at_step), "value": sig(pred), "low": sig(lo), "high": sig(hi),
+            "model": "power law (log y ~ log step)" if positive else "y ~ log step", "fit_points": int(len(y)),
+            "extrapolation": sig(extrapolation, 3)}
