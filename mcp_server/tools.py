@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .registry import TOOLS, ToolError, ToolSpec
+from .tools_autopilot import AutopilotTools
 from .tools_base import CALL_ACTOR
 from .tools_knobs import KnobTools
 from .tools_observe import ObserveTools
@@ -20,7 +21,7 @@ from .tools_replay import ReplayTools
 from .tools_tune import TuneTools
 
 
-class HotcbTools(KnobTools, ObserveTools, ReplayTools, TuneTools):
+class HotcbTools(KnobTools, ObserveTools, ReplayTools, TuneTools, AutopilotTools):
     def specs(self, include_human_only: bool | None = None) -> list[ToolSpec]:
         """The tools this caller may use (human-only tools are listed for humans only)."""
         show_human = self.source == "human" if include_human_only is None else include_human_only
