@@ -151,8 +151,7 @@ class ObserveTools(ToolsBase):
     @tool(TrendsInput, TrendsOutput, read_only=True, idempotent=True, title="Read trends")
     def read_trends(self, args: TrendsInput) -> TrendsOutput:
         """Compact trends of chosen metrics over the recent window (default: up to 10, losses first):
-        last, min, max, mean, slope per step, EMA, volatility, rel_change (relative improvement from the
-        window's first half to its second), trend (improving/worsening/flat/volatile/diverging/non_finite;
+        last, min, max, mean, slope per step, EMA, volatility, trend (improving/worsening/flat/volatile/diverging/non_finite;
         rising/falling for metrics with no goal such as lr; constant), flags (plateau, diverging,
         non_finite:N) when raised; the window's step range; steps/s; the knob changes inside the window;
         and a forecast of the key metric at the run's end with an uncertainty band."""

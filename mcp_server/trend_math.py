@@ -119,7 +119,7 @@ def summarize(name: str, steps: Sequence[float], values: Sequence[float], *, pla
     return out
 
 
-COMPACT_KEYS = ("last", "min", "max", "mean", "slope", "ema", "volatility", "rel_change")
+COMPACT_KEYS = ("last", "min", "max", "mean", "slope", "ema", "volatility")
 
 
 def compact(summary: dict[str, Any], window_n: int | None = None, digits: int = 3) -> dict[str, Any]:
