@@ -64,9 +64,12 @@ class Series:
         return steps, values
 
 
+CHUNK_BYTES = 8 << 20  # bytes per read: bounds a cold start's peak memory on million-record files
+
+
 class MetricsStore:
     def __init__(self, path: str | os.PathLike[str], recent_cap: int = 5000, history_cap: int = 2000):
-        self.tail = JsonlTail(path)
+        self.tail = JsonlTail(path, max_bytes_per_read=CHUNK_BYTES)
         self.recent_cap = recent_cap
         self.history_cap = history_cap
         self.series: dict[str, Series] = {}
@@ -76,13 +79,21 @@ class MetricsStore:
         self._resets = 0
 
     def refresh(self) -> int:
-        """Read new records; returns how many arrived."""
-        lines = self.tail.read_new()
-        if self.tail.reset_count != self._resets:
-            self._resets = self.tail.reset_count
-            self.series.clear()
-            self.records = 0
-            lines = lines or self.tail.read_new()
+        """Read new records; returns how many arrived. Reads in bounded chunks until caught up, so a
+        cold start on a huge file keeps peak memory at one chunk, not the file."""
+        total = 0
+        while True:
+            lines = self.tail.read_new()
+            if self.tail.reset_count != self._resets:  # truncated or replaced: a different run
+                self._resets = self.tail.reset_count
+                self.series.clear()
+                self.records = 0
+                total = 0
+            total += self._ingest(lines)
+            if self.tail.size_seen != -1 or not lines:  # -1: the read was capped, more whole lines wait
+                return total
+
+    def _ingest(self, lines: list[Any]) -> int:
         n = 0
         for line in lines:
             rec = line.value
