@@ -1,0 +1,23 @@
+"""hotcb.agent: the autopilot (rules and an LLM agent) acting only through the tool surface,
+plus ``launch`` (training in its own process, the autopilot, optionally the dashboard).
+
+Names resolve lazily so ``import hotcb.agent`` stays cheap and needs no openai until the LLM
+autopilot is used.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_NAMES = {
+    "RulesAutopilot": "rules", "RulesConfig": "config", "LLMAutopilot": "llm", "Budget": "budget",
+    "Autopilot": "autopilot", "launch": "launch", "LaunchHandle": "launch", "AlertEvaluator": "alerts",
+}
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NAMES:
+        return getattr(import_module(f"{__name__}.{_NAMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

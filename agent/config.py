@@ -1,0 +1,111 @@
+"""Rule thresholds, cooldowns and actions: defaults, overridable from a YAML or JSON file.
+
+Plain data only: a rules file names metrics, numbers and knobs; nothing in it is evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Action:
+    """A relative knob change, resolved against the knob's live value when the rule fires."""
+
+    knob: str = "lr"
+    module: str | None = None  # None: whichever module publishes the knob (opt for lr)
+    factor: float = 0.5
+
+    @classmethod
+    def parse(cls, d: dict[str, Any] | None) -> Action | None:
+        if d is None or d is False:
+            return None  # "action: null" means alert only
+        return _build(cls, d, "action")
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    enabled: bool = True
+    metric: str | None = None        # the metric the rule watches (default per rule)
+    window: int = 100                # points summarized by trend_math
+    cooldown_steps: int = 200        # steps before the rule may fire again
+    warmup_steps: int = 0            # no firing before this step
+    plateau_rel: float = 0.01        # plateau: relative improvement across the window below this
+    diverge_factor: float = 1.5      # divergence: value above best x factor and rising
+    gap_growth: float = 0.1          # overfitting: val-train gap grew by this fraction of val
+    spike_factor: float = 5.0        # gradient spike: last above factor x window mean
+    rollback: bool = True            # non-finite: roll back to the last good snapshot when there is one
+    action: Action | None = field(default_factory=Action)
+
+
+DEFAULT_RULES: dict[str, RuleConfig] = {
+    "plateau": RuleConfig(metric="val_loss", window=100, cooldown_steps=200, warmup_steps=100),
+    "divergence": RuleConfig(metric="train_loss", window=30, cooldown_steps=30),
+    "non_finite": RuleConfig(metric="train_loss", window=10, cooldown_steps=20),
+    # Overfitting: the gap says "regularize", not "slow down": alert only unless configured.
+    "overfitting": RuleConfig(metric="val_loss", window=200, cooldown_steps=400, warmup_steps=200, action=None),
+    "grad_spike": RuleConfig(metric="grad_norm", window=50, cooldown_steps=100),
+}
+
+
+@dataclass(frozen=True)
+class RulesConfig:
+    train_metric: str = "train_loss"
+    rules: dict[str, RuleConfig] = field(default_factory=lambda: dict(DEFAULT_RULES))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> RulesConfig:
+        d = dict(d or {})
+        unknown = set(d) - {"train_metric", "rules"}
+        if unknown:
+            raise ValueError(f"rules config: unknown keys {sorted(unknown)}")
+        rules = dict(DEFAULT_RULES)
+        for name, over in (d.get("rules") or {}).items():
+            if name not in DEFAULT_RULES:
+                raise ValueError(f"rules config: unknown rule {name!r}; rules: {', '.join(DEFAULT_RULES)}")
+            over = dict(over or {})
+            if "action" in over:
+                over["action"] = Action.parse(over["action"])
+            rules[name] = replace(rules[name], **_checked(RuleConfig, over, f"rules.{name}"))
+        return cls(train_metric=str(d.get("train_metric", "train_loss")), rules=rules)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None) -> RulesConfig:
+        if path is None:
+            return cls()
+        text = Path(path).read_text(encoding="utf-8")
+        if str(path).endswith(".json"):
+            doc = json.loads(text)
+        else:
+            import yaml  # safe_load: data only, no tags, no code
+
+            doc = yaml.safe_load(text)
+        return cls.from_dict(doc)
+
+
+def _checked(klass: type, d: dict[str, Any], where: str) -> dict[str, Any]:
+    names = {f.name: f for f in fields(klass)}
+    out = {}
+    for k, v in d.items():
+        if k not in names:
+            raise ValueError(f"{where}: unknown key {k!r}; keys: {', '.join(names)}")
+        default = getattr(klass(), k) if k != "action" else None
+        if isinstance(default, bool) and not isinstance(v, bool):
+            raise ValueError(f"{where}.{k}: expected true/false")
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v != v or v < 0:
+                raise ValueError(f"{where}.{k}: expected a non-negative number")
+            v = type(default)(v)
+        out[k] = v
+    return out
+
+
+def _build(klass: type, d: dict[str, Any], where: str) -> Any:
+    out = _checked(klass, d, where)
+    if "factor" in out and not 0 < out["factor"] < 1e6:
+        raise ValueError(f"{where}.factor must be positive")
+    return klass(**out)

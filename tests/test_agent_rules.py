@@ -1,0 +1,128 @@
+"""The rules autopilot against real training processes: a synthetic plateau, a divergence and a
+NaN loss each trigger the right action, through the tool surface, recorded in the ledger."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import yaml
+from hotcb.agent.actions import Unresolvable, resolve
+from hotcb.agent.config import Action, RulesConfig
+from hotcb.agent.rules import RulesAutopilot
+from hotcb.mcp_server.tools import HotcbTools
+
+from tests.support.proc import Trainer, wait_for
+
+
+def run_until(pilot: RulesAutopilot, trainer: Trainer, cond, timeout: float = 120.0, what: str = "rule action"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pilot.tick()
+        got = cond(trainer.ledger())
+        if got:
+            return got
+        if not trainer.alive():
+            break
+        time.sleep(0.1)
+    raise AssertionError(f"no {what}; ledger: {trainer.ledger()[-5:]}; findings: "
+                         f"{[(f.rule, f.outcome) for f in pilot.findings]}")
+
+
+def rule_ops(ledger, rule, module="opt"):
+    return [e for e in ledger if e.get("source") == "rule" and e.get("actor") == rule and e.get("module") == module]
+
+
+def test_plateau_halves_lr(tmp_path):
+    cfg = RulesConfig.from_dict({"rules": {"plateau": {"window": 40, "warmup_steps": 40, "cooldown_steps": 100000}}})
+    with Trainer(tmp_path, "--plateau", sleep=0.01) as t:
+        pilot = RulesAutopilot(HotcbTools(tmp_path, source="rule", actor="rules"), cfg)
+        ops = run_until(pilot, t, lambda led: [e for e in rule_ops(led, "plateau") if e["decision"] == "applied"])
+    e = ops[0]
+    assert e["payload"]["lr"]["old"] == pytest.approx(0.01)
+    assert e["payload"]["lr"]["new"] == pytest.approx(0.005)
+    assert "plateau" in e["reason"]
+    alerts = HotcbTools(tmp_path).call("list_alerts", {})["alerts"]
+    assert any(a["rule"] == "plateau" and a["kind"] == "plateau" for a in alerts)
+
+
+def test_divergence_cuts_lr(tmp_path):
+    # lr 0.2 makes this model's loss climb from ~3 to hundreds over ~100 steps (measured).
+    cfg = RulesConfig.from_dict({"rules": {"plateau": {"enabled": False}, "divergence": {"window": 20}}})
+    with Trainer(tmp_path, "--lr", "0.2", sleep=0.01) as t:
+        pilot = RulesAutopilot(HotcbTools(tmp_path, source="rule", actor="rules"), cfg)
+        ops = run_until(pilot, t, lambda led: [e for e in rule_ops(led, "divergence") if e["decision"] == "applied"])
+    assert ops[0]["payload"]["lr"]["new"] == pytest.approx(ops[0]["payload"]["lr"]["old"] * 0.5)
+    assert "diverging" in ops[0]["reason"]
+
+
+def test_nan_rolls_back_to_snapshot_then_cuts_lr(tmp_path):
+    # trainer: from step 60 the loss is NaN while lr > 0.6 x the initial lr; snapshots every 20 steps.
+    with Trainer(tmp_path, "--nan-at", "60", "--checkpoint-every", "20", sleep=0.02) as t:
+        pilot = RulesAutopilot(HotcbTools(tmp_path, source="rule", actor="rules"))
+        run_until(pilot, t, lambda led: [e for e in rule_ops(led, "non_finite") if e["decision"] == "applied"
+                                         and e["op"] == "set_params"], what="nan lr cut")
+        rollback = [e for e in rule_ops(t.ledger(), "non_finite", "core") if e["op"] == "rollback"]
+        assert rollback and rollback[0]["decision"] == "applied"
+        assert rollback[0]["payload"]["restored_step"] <= 60
+        cut = [e for e in rule_ops(t.ledger(), "non_finite") if e["op"] == "set_params"][0]
+        assert cut["payload"]["lr"]["new"] == pytest.approx(0.005)
+        # Training recovers: finite losses again after the cut.
+        wait_for(lambda: [m for m in t.metrics() if m["step"] > cut["step"] + 5
+                          and isinstance(m["metrics"]["train_loss"], float)], 60, what="finite loss after the cut")
+
+
+def test_nan_without_snapshots_cuts_lr_and_alerts(tmp_path):
+    with Trainer(tmp_path, "--nan-at", "30", sleep=0.02) as t:
+        pilot = RulesAutopilot(HotcbTools(tmp_path, source="rule", actor="rules"))
+        run_until(pilot, t, lambda led: [e for e in rule_ops(led, "non_finite") if e["decision"] == "applied"])
+        assert not rule_ops(t.ledger(), "non_finite", "core")
+    alerts = HotcbTools(tmp_path).call("list_alerts", {})["alerts"]
+    assert any(a["rule"] == "non_finite" and a["severity"] == "critical" for a in alerts)
+
+
+def test_suggest_mode_proposes_instead_of_acting(tmp_path):
+    cfg = RulesConfig.from_dict({"rules": {"plateau": {"window": 40, "warmup_steps": 40}}})
+    with Trainer(tmp_path, "--plateau", sleep=0.01) as t:
+        pilot = RulesAutopilot(HotcbTools(tmp_path, source="rule", actor="rules"), cfg, mode="suggest")
+        human = HotcbTools(tmp_path, source="human", actor="alice")
+
+        def proposals():
+            pilot.tick()
+            return human.call("list_proposals", {})["proposals"]
+
+        props = wait_for(proposals, 120, 0.1, "proposal")
+        assert not rule_ops(t.ledger(), "plateau")  # nothing applied by the rule itself
+        out = human.call("decide_proposal", {"proposal_id": props[0]["proposal_id"], "decision": "approve"})
+        assert out["proposal"]["status"] == "approved" and out["applied"]["decision"] == "applied"
+        e = [x for x in t.ledger() if x.get("cmd_id") == out["applied"]["cmd_id"]][0]
+        assert (e["source"], e["actor"]) == ("rule", "plateau")
+        assert e["payload"]["lr"]["new"] == pytest.approx(0.005)
+    rows = [json.loads(x) for x in (tmp_path / "hotcb.commands.jsonl").read_text().splitlines()]
+    assert any(r.get("approved_by") == "alice" for r in rows)
+
+
+def test_relative_action_resolves_against_live_value_and_guard():
+    desc = {"guard": {"max_rel_change": 2.0}, "actuators": [
+        {"key": "lr", "module": "opt", "type": "LOG_FLOAT", "value": 0.02, "min": 1e-6, "max": 1.0},
+        {"key": "weight_decay", "module": "opt", "type": "FLOAT", "value": 0.0, "min": 0.0, "max": 1.0}]}
+    assert resolve(Action(factor=0.5), desc)["params"]["lr"] == pytest.approx(0.01)
+    assert resolve(Action(factor=0.01), desc)["params"]["lr"] == pytest.approx(0.01)  # clamped to the guard
+    with pytest.raises(Unresolvable):
+        resolve(Action(knob="weight_decay", factor=2), desc)  # 0 x anything is 0
+    with pytest.raises(Unresolvable):
+        resolve(Action(knob="momentum"), desc)
+
+
+def test_rules_file_is_data_only(tmp_path):
+    p = tmp_path / "rules.yaml"
+    p.write_text("rules:\n  plateau: {window: 30, action: {knob: weight_decay, factor: 2}}\n  overfitting: {action: null}\n")
+    cfg = RulesConfig.load(p)
+    assert cfg.rules["plateau"].window == 30 and cfg.rules["plateau"].action.knob == "weight_decay"
+    assert cfg.rules["overfitting"].action is None
+    for bad in ("rules: {plateau: {window: __import__}}", "rules: {nope: {}}", "rules: {plateau: {window: -1}}",
+                "rules: !!python/object/apply:os.system ['true']"):
+        p.write_text(bad)
+        with pytest.raises((ValueError, yaml.YAMLError)):
+            RulesConfig.load(p)
