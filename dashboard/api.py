@@ -1,0 +1,127 @@
+"""The dashboard's JSON API: a thin door onto ``HotcbTools.call``.
+
+Every action and every read goes through the one dispatch, as source ``human``: validation,
+the guard and the file writes live in the tool surface only. This module adds no rule of its
+own except HTTP hygiene (JSON bodies only, refusals as 4xx with the tool's message).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from hotcb.mcp_server.registry import ToolError
+from hotcb.mcp_server.tools import HotcbTools
+
+from .config import DashboardConfig
+
+ACTOR_HEADER = "x-hotcb-user"
+_ACTOR_OK = re.compile(r"^[A-Za-z0-9_.@+ -]{1,60}$")
+MAX_BODY = 1_000_000  # a recipe of a few thousand ops fits; nothing legitimate is larger
+
+
+def dumps(data: Any) -> str:
+    """JSON without NaN/Infinity tokens (JSON.parse rejects them): non-finite floats become
+    the strings the run directory uses for them, so divergence still shows."""
+    try:
+        return json.dumps(data, allow_nan=False, separators=(",", ":"))
+    except ValueError:
+        return json.dumps(_finite(data), separators=(",", ":"))
+
+
+def _finite(v: Any) -> Any:
+    if isinstance(v, float) and v != v:
+        return "nan"
+    if isinstance(v, float) and v in (float("inf"), float("-inf")):
+        return "inf" if v > 0 else "-inf"
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return v
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(dumps(data), status_code=status, media_type="application/json",
+                    headers={"cache-control": "no-store"})
+
+
+def status_for(message: str) -> int:
+    if message.startswith("unknown tool"):
+        return 404
+    if message.startswith("invalid arguments"):
+        return 422
+    if "reserved to humans" in message:
+        return 403
+    return 409  # refused by the guard, rejected or failed in the kernel: a conflict with the run's state
+
+
+def actor_for(request: Request, default: str) -> str:
+    """The person's name if the page sent one (free text from the user, stored as text), else
+    the configured actor. The *source* is always human here; the name cannot raise rights."""
+    name = (request.headers.get(ACTOR_HEADER) or "").strip()
+    return name if _ACTOR_OK.match(name) else default
+
+
+def build_router(tools: HotcbTools, cfg: DashboardConfig, compare: HotcbTools | None,
+                 compare_label: str | None, on_action: Callable[[], None] = lambda: None) -> APIRouter:
+    r = APIRouter(prefix="/api")
+
+    @r.get("/config")
+    def get_config() -> Response:
+        return json_response({"config": cfg.model_dump(mode="json"), "compare": compare_label,
+                              "run": tools.run.root.name})
+
+    @r.get("/tools")
+    def list_tools() -> Response:
+        """What this server can do (so the page hides panels whose tools are not installed)."""
+        return json_response({"tools": [
+            {"name": s.name, "title": s.title, "read_only": s.read_only, "destructive": s.destructive,
+             "human_only": s.human_only, "description": s.description}
+            for s in tools.specs()]})
+
+    @r.post("/tools/{name}")
+    async def call_tool(name: str, request: Request) -> Response:
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            # A cross-site form cannot send JSON without a CORS preflight, which we never grant.
+            return JSONResponse({"error": "send a JSON object (Content-Type: application/json)"}, 415)
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return JSONResponse({"error": "request too large"}, 413)
+        try:
+            args = json.loads(body or b"{}")
+        except ValueError:
+            return JSONResponse({"error": "the body is not JSON"}, 400)
+        if not isinstance(args, dict):
+            return JSONResponse({"error": "the body must be a JSON object of tool arguments"}, 400)
+        actor = actor_for(request, cfg.actor)
+        from starlette.concurrency import run_in_threadpool
+
+        try:
+            # Writers wait seconds for the kernel's decision: never on the event loop.
+            result = await run_in_threadpool(tools.call, name, args, actor=actor)
+        except ToolError as e:
+            on_action()  # a refusal is in the ledger too: show it now
+            return json_response({"error": str(e)}, status_for(str(e)))
+        on_action()
+        return json_response(result)
+
+    @r.get("/compare")
+    async def get_compare() -> Response:
+        """The second run fixed at start-up (never a path from the browser): metrics and changes."""
+        if compare is None:
+            return json_response({"error": "no compare run: start the server with --compare RUN_DIR"}, 404)
+        from starlette.concurrency import run_in_threadpool
+
+        def read() -> dict[str, Any]:
+            metrics = compare.call("read_metrics", {"max_points": cfg.history.initial_points})
+            ledger = compare.call("read_ledger", {"last": cfg.history.ledger_rows, "decision": "applied"})
+            return {"label": compare_label, "metrics": metrics, "ledger": ledger}
+
+        return json_response(await run_in_threadpool(read))
+
+    return r

@@ -1,0 +1,186 @@
+"""The live channel: Server-Sent Events fed by incremental reads through the tools.
+
+Each connection gets one ``snapshot`` (downsampled history, recent ledger, status, knobs,
+panels), then only what is new: metric points after the last step it was sent, ledger rows
+after the last seq, and status/knobs/panels whenever they differ from what it last got.
+
+Cheap when idle: a poll first ``stat``s the metrics and ledger files (via the tools' own
+``RunDir``) and calls a reader only when a file grew or was replaced, and the readers
+themselves tail by byte offset, so cost follows new data, not file size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from hotcb.mcp_server.registry import ToolError
+from hotcb.mcp_server.tools import HotcbTools
+from starlette.concurrency import run_in_threadpool
+
+from .api import dumps
+from .config import DashboardConfig
+
+MAX_DELTA_POINTS = 5000  # the most read_metrics returns per metric per poll
+PANEL_TOOLS = {  # event name -> (tool, arguments); sent only when the tool is registered
+    "autopilot": ("autopilot", {"action": "get"}),
+    "proposals": ("list_proposals", {"status": "all", "last": 50}),
+    "alerts": ("list_alerts", {"last": 50}),
+    "schedule": ("schedule_op", {"action": "list"}),
+}
+
+
+def _sig(path: os.PathLike[str]) -> tuple[int, int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (0, -1)
+    return (st.st_ino, st.st_size)
+
+
+def sse(event: dict[str, Any]) -> bytes:
+    return f"data: {dumps(event)}\n\n".encode()
+
+
+class LiveSession:
+    """One browser tab's cursors. Every read is a tool call (source human, read-only tools)."""
+
+    def __init__(self, tools: HotcbTools, cfg: DashboardConfig, available: Callable[[], set[str]]):
+        self.tools = tools
+        self.cfg = cfg
+        self.available = available
+        self.last_step: int | None = None
+        self.last_seq: int = -1
+        self.metrics_sig = (0, -1)
+        self.ledger_sig = (0, -1)
+        self.sent: dict[str, str] = {}  # event -> the JSON last sent, to send only changes
+        self.next_status = 0.0
+        self.next_panels = 0.0
+
+    def _call(self, name: str, args: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            return self.tools.call(name, args)
+        except ToolError:
+            return None  # e.g. a panel tool not registered yet: that panel stays empty
+
+    def _changed(self, name: str, data: Any) -> bool:
+        text = dumps(data)
+        if self.sent.get(name) == text:
+            return False
+        self.sent[name] = text
+        return True
+
+    def snapshot(self) -> dict[str, Any]:
+        h = self.cfg.history
+        self.metrics_sig = _sig(self.tools.run.metrics)
+        self.ledger_sig = _sig(self.tools.run.ledger)
+        metrics = self._call("read_metrics", {"max_points": h.initial_points}) or {"series": {}, "last_step": None}
+        self.last_step = metrics.get("last_step")
+        ledger = self._call("read_ledger", {"last": h.ledger_rows}) or {"entries": [], "total": 0}
+        self.last_seq = max([e.get("seq") or 0 for e in ledger["entries"]], default=-1)
+        out: dict[str, Any] = {"type": "snapshot", "metrics": metrics, "ledger": ledger, "ts": time.time()}
+        out.update(self._status_events(force=True))
+        out.update(self._panel_events(force=True))
+        self.next_status = time.monotonic() + self.cfg.live.status_ms / 1000
+        self.next_panels = time.monotonic() + self.cfg.live.panels_ms / 1000
+        return out
+
+    def _status_events(self, force: bool = False) -> dict[str, Any]:
+        out = {}
+        for name, tool in (("status", "get_status"), ("actuators", "describe_actuators")):
+            data = self._call(tool, {})
+            if data is not None and (self._changed(name, data) or force):
+                out[name] = data
+        return out
+
+    def _panel_events(self, force: bool = False) -> dict[str, Any]:
+        have = self.available()
+        out = {}
+        for name, (tool, args) in PANEL_TOOLS.items():
+            if tool not in have:
+                continue
+            data = self._call(tool, args)
+            if data is not None and (self._changed(name, data) or force):
+                out[name] = data
+        return out
+
+    def poll(self) -> list[dict[str, Any]]:
+        """Everything new since the last poll, as events (usually none)."""
+        events: list[dict[str, Any]] = []
+        sig = _sig(self.tools.run.metrics)
+        if sig != self.metrics_sig:
+            replaced = sig[0] != self.metrics_sig[0] or sig[1] < self.metrics_sig[1]
+            self.metrics_sig = sig
+            if replaced and self.last_step is not None:
+                events.append(self.snapshot())  # a new run in the same directory: start over
+                return events
+            since = None if self.last_step is None else self.last_step + 1
+            args: dict[str, Any] = {"max_points": MAX_DELTA_POINTS}
+            if since is not None:
+                args["since_step"] = since
+            data = self._call("read_metrics", args)
+            if data and data.get("last_step") is not None:
+                series = {k: v for k, v in data["series"].items() if v["steps"]}
+                self.last_step = data["last_step"]
+                if series:
+                    events.append({"type": "metrics", "series": series, "last_step": self.last_step,
+                                   "ts": time.time()})
+        sig = _sig(self.tools.run.ledger)
+        if sig != self.ledger_sig:
+            self.ledger_sig = sig
+            data = self._call("read_ledger", {"last": 5000, "since_seq": self.last_seq})
+            if data and data["entries"]:
+                self.last_seq = max(self.last_seq, *[e.get("seq") or 0 for e in data["entries"]])
+                events.append({"type": "ledger", "entries": data["entries"], "total": data["total"]})
+        now = time.monotonic()
+        if now >= self.next_status:
+            self.next_status = now + self.cfg.live.status_ms / 1000
+            ev = self._status_events()
+            if ev:
+                events.append({"type": "state", **ev})
+        if now >= self.next_panels:
+            self.next_panels = now + self.cfg.live.panels_ms / 1000
+            ev = self._panel_events()
+            if ev:
+                events.append({"type": "state", **ev})
+        return events
+
+    def refresh_soon(self) -> None:
+        """After an action, show its effect at the next poll instead of a panel period later."""
+        self.next_status = self.next_panels = 0.0
+
+
+class LiveHub:
+    """Knows the open sessions so an action can nudge them (``refresh_soon``)."""
+
+    def __init__(self, tools: HotcbTools, cfg: DashboardConfig, available: Callable[[], set[str]]):
+        self.tools = tools
+        self.cfg = cfg
+        self.available = available
+        self.sessions: set[LiveSession] = set()
+
+    def nudge(self) -> None:
+        for s in list(self.sessions):
+            s.refresh_soon()
+
+    async def stream(self, is_disconnected: Callable[[], Any]) -> AsyncIterator[bytes]:
+        session = LiveSession(self.tools, self.cfg, self.available)
+        self.sessions.add(session)
+        try:
+            yield f"retry: {self.cfg.ui.reconnect_ms}\n\n".encode()
+            yield sse(await run_in_threadpool(session.snapshot))
+            poll_s = self.cfg.live.poll_ms / 1000
+            last_sent = time.monotonic()
+            while not await is_disconnected():
+                await asyncio.sleep(poll_s)
+                for ev in await run_in_threadpool(session.poll):
+                    yield sse(ev)
+                    last_sent = time.monotonic()
+                if time.monotonic() - last_sent >= self.cfg.live.keepalive_s:
+                    yield b": keepalive\n\n"  # keeps proxies from closing an idle stream
+                    last_sent = time.monotonic()
+        finally:
+            self.sessions.discard(session)
