@@ -64,7 +64,7 @@ class Series:
         return steps, values
 
 
-CHUNK_BYTES = 8 << 20  # bytes per read: bounds a cold start's peak memory on million-record files
+CHUNK_BYTES = 1 << 20  # bytes per read: bounds a cold start's peak memory on million-record files
 
 
 class MetricsStore:
