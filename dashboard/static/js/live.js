@@ -1,0 +1,45 @@
+// The live channel (Server-Sent Events): one snapshot, then only what is new.
+import { state, emit, resetSeries, appendSeries, addLedger } from './store.js';
+
+const PANELS = ['status', 'actuators', 'autopilot', 'proposals', 'alerts', 'schedule'];
+
+function applyState(ev) {
+  for (const key of PANELS) {
+    if (key in ev) {
+      state[key] = ev[key];
+      emit(key);
+    }
+  }
+}
+
+function handle(ev) {
+  if (ev.type === 'snapshot') {
+    resetSeries(ev.metrics.series);
+    addLedger(ev.ledger.entries, true);
+    emit('metrics');
+    emit('ledger');
+    applyState(ev);
+  } else if (ev.type === 'metrics') {
+    appendSeries(ev.series);
+    state.lastMetricsTs = ev.ts;
+    emit('metrics');
+  } else if (ev.type === 'ledger') {
+    addLedger(ev.entries);
+    emit('ledger');
+  } else if (ev.type === 'state') {
+    applyState(ev);
+  }
+}
+
+export function connect() {
+  // EventSource reconnects by itself (the server sends `retry:`); the next snapshot resyncs.
+  const es = new EventSource('/api/live');
+  es.onopen = () => { state.connected = true; emit('connection'); };
+  es.onerror = () => { state.connected = false; emit('connection'); };
+  es.onmessage = (msg) => {
+    let ev;
+    try { ev = JSON.parse(msg.data); } catch { return; }
+    handle(ev);
+  };
+  return es;
+}

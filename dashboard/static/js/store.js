@@ -1,0 +1,79 @@
+// The page's state, filled by the live channel; views subscribe to the parts they draw.
+
+export const state = {
+  config: null,
+  run: '',
+  compareLabel: null,
+  series: {},        // metric -> {steps: [], values: []}
+  ledger: [],        // ledger rows, oldest first, at most config.history.ledger_rows
+  status: null,
+  actuators: null,
+  autopilot: null,
+  proposals: null,
+  alerts: null,
+  schedule: null,
+  compare: null,     // {label, metrics, ledger} from /api/compare
+  connected: false,
+};
+
+const listeners = {};
+
+export function on(topic, fn) {
+  (listeners[topic] ||= []).push(fn);
+}
+
+export function emit(topic) {
+  for (const fn of listeners[topic] || []) {
+    try { fn(state); } catch (err) { console.warn(`view for ${topic} failed`, err); }
+  }
+}
+
+// "nan"/"inf" strings from the run are kept as non-finite markers; the chart draws a gap.
+export function toNumber(v) {
+  if (typeof v === 'number') return v;
+  if (v === 'inf') return Infinity;
+  if (v === '-inf') return -Infinity;
+  return NaN;
+}
+
+export function resetSeries(series) {
+  state.series = {};
+  appendSeries(series);
+}
+
+// Append only points past the last step held (a reconnect may resend a boundary point).
+export function appendSeries(series) {
+  const cap = state.config ? state.config.history.max_points : 20000;
+  for (const [name, s] of Object.entries(series || {})) {
+    const cur = (state.series[name] ||= { steps: [], values: [] });
+    const last = cur.steps.length ? cur.steps[cur.steps.length - 1] : -Infinity;
+    for (let i = 0; i < s.steps.length; i++) {
+      if (s.steps[i] <= last) continue;
+      cur.steps.push(s.steps[i]);
+      cur.values.push(toNumber(s.values[i]));
+    }
+    if (cur.steps.length > cap * 1.2) {  // trim in batches: appends stay O(1) amortized
+      cur.steps.splice(0, cur.steps.length - cap);
+      cur.values.splice(0, cur.values.length - cap);
+    }
+  }
+}
+
+export function addLedger(entries, reset = false) {
+  if (reset) state.ledger = [];
+  const seen = new Set(state.ledger.map((e) => e.cmd_id + ':' + e.seq));
+  for (const e of entries || []) if (!seen.has(e.cmd_id + ':' + e.seq)) state.ledger.push(e);
+  const cap = state.config ? state.config.history.ledger_rows : 500;
+  if (state.ledger.length > cap) state.ledger.splice(0, state.ledger.length - cap);
+}
+
+// Knob changes that the charts mark: applied set_params on knob groups, one per key.
+export function knobChanges(ledger) {
+  const out = [];
+  for (const e of ledger || []) {
+    if (e.decision !== 'applied' || e.op !== 'set_params' || ['cb', 'core', 'tune'].includes(e.module)) continue;
+    if (e.step === null || e.step === undefined) continue;
+    out.push(e);
+  }
+  return out;
+}
