@@ -92,8 +92,8 @@ def test_resources_prompts_progress_and_dead_process(run_dir: Path) -> None:
 
                 # A dead training process is reported as such, at once, not as a hang.
                 trainer.kill()
-                out = data(await c.call_tool("apply_op", {"module": "loss", "op": "set_params",
-                                                          "params": {"mse_w": 1.1}}))
+                out = data(await c.call_tool("apply_op", {"module": "opt", "op": "set_params",
+                                                          "params": {"momentum": 0.85}}))
                 assert out["decision"] == "queued" and out["liveness"] == "dead", out
                 assert "dead" in out["message"] and "exactly once" in out["message"]
                 status = data(await c.call_tool("get_status", {}))
