@@ -27,6 +27,9 @@ export async function callTool(name, args = {}) {
 export async function act(name, args, okText) {
   try {
     const out = await callTool(name, args);
+    // A typed reason belongs to the one change it was written for, not to every later click.
+    const reason = document.getElementById('reason');
+    if (reason && args && args.reason && reason.value.trim() === args.reason) reason.value = '';
     if (okText) notify(typeof okText === 'function' ? okText(out) : okText, 'ok');
     return out;
   } catch (err) {
