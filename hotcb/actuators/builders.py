@@ -57,12 +57,14 @@ def optimizer_actuators(
     The plain keys act on every param group, keeping the groups' ratios to group 0 (so a
     backbone at 0.1x stays at 0.1x). ``per_group=True`` adds ``lr.g1``, ... for each group.
     """
-    groups = optimizer.param_groups
+    groups = optimizer.param_groups  # for discovery only: load_state_dict replaces this list,
+    # so the knobs below look param_groups up on the optimizer each time.
 
     def ratio_setter(key: str):
         def apply(value: Any, env: dict[str, Any]) -> None:
-            base = groups[0].get(key)
-            for i, g in enumerate(groups):
+            live = optimizer.param_groups
+            base = live[0].get(key)
+            for i, g in enumerate(live):
                 if isinstance(value, (int, float)) and isinstance(base, (int, float)) and base:
                     new = value * (g[key] / base)
                 else:
@@ -85,7 +87,7 @@ def optimizer_actuators(
     for key, kind, lo, hi in specs:
         out.append(HotcbActuator(
             param_key=prefix + key, type=kind, group=group, min=lo, max=hi,
-            apply_fn=ratio_setter(key), read_fn=lambda k=key: groups[0][k],
+            apply_fn=ratio_setter(key), read_fn=lambda k=key: optimizer.param_groups[0][k],
             label=prefix + key, description=f"optimizer {key} (all param groups, ratios kept)",
         ))
         if per_group and len(groups) > 1:
@@ -93,7 +95,7 @@ def optimizer_actuators(
                 out.append(HotcbActuator(
                     param_key=f"{prefix}{key}.g{i}", type=kind, group=group, min=lo, max=hi,
                     apply_fn=lambda v, env, i=i, k=key: _set_group(optimizer, i, k, v, env, scheduler),
-                    read_fn=lambda i=i, k=key: groups[i][k],
+                    read_fn=lambda i=i, k=key: optimizer.param_groups[i][k],
                     description=f"optimizer {key} of param group {i}",
                 ))
     return out
