@@ -46,7 +46,8 @@ class ChartConfig(_Section):
     height: int = Field(190, ge=80, le=1200)
     metrics: list[str] = Field(default_factory=list, description="metrics to chart, in order; empty: all")
     hidden: list[str] = Field(default_factory=list, description="metrics never charted")
-    log_scale: list[str] = Field(default_factory=lambda: ["lr"], description="metrics drawn on a log y axis")
+    log_scale: list[str] = Field(default_factory=lambda: ["lr", "*loss*"],
+                                 description="metrics drawn on a log y axis (names or * globs)")
     markers: bool = Field(True, description="draw a marker wherever a knob changed")
     knob_echoes: bool = Field(False, description="also chart the kernel's knob echoes (opt/lr, loss/...)")
     columns: int = Field(2, ge=1, le=4, description="charts per row on a wide screen")

@@ -9,8 +9,10 @@ const COLORS = ['#4cc2ff', '#f5a524', '#8bd17c', '#e879f9', '#f87171', '#2dd4bf'
 const charts = new Map();   // metric -> {u, card, value, markers: [], dirty}
 let order = [];
 
+// log_scale entries are names or simple globs ("*loss*"): losses span decades early on.
 function isLog(name) {
-  return state.config.chart.log_scale.includes(name);
+  return state.config.chart.log_scale.some((p) =>
+    new RegExp('^' + p.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*') + '$').test(name));
 }
 
 function wanted(names) {

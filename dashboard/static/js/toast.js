@@ -9,5 +9,6 @@ export function notify(text, kind = 'info') {
   if (!box) return;
   const el = h('div', { class: `toast ${kind}`, role: kind === 'error' ? 'alert' : 'status' }, text);
   box.appendChild(el);
+  while (box.children.length > 4) box.firstChild.remove();  // a burst of actions must not bury the page
   setTimeout(() => el.remove(), kind === 'error' ? lifetime * 2 : lifetime);
 }
