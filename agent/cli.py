@@ -1,10 +1,174 @@
-"""CLI commands of this layer (registered through the ``hotcb.cli`` entry point group)."""
+"""CLI commands of this layer (registered through the ``hotcb.cli`` entry point group):
+``hotcb launch``, ``hotcb demo``, ``hotcb autopilot``, ``hotcb proposals``."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
 from typing import Any
+
+MODES = ["off", "suggest", "auto", "ai_suggest", "ai_auto"]
+
+
+def _ai_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rules", default=None, metavar="rules.yaml", help="rule thresholds/cooldowns/actions (YAML or JSON)")
+    p.add_argument("--model", default=None, help="LLM model (default $HOTCB_AI_MODEL or gpt-4o-mini)")
+    p.add_argument("--base-url", default=None, help="OpenAI-compatible base URL (default $HOTCB_AI_BASE_URL)")
+    p.add_argument("--cadence-steps", type=int, default=200, help="LLM wakes at least every N steps (default 200)")
+    p.add_argument("--max-tool-calls", type=int, default=6, help="tool calls per LLM wake (default 6)")
+    p.add_argument("--max-tokens", type=int, default=None, help="token budget for the run's LLM calls")
+    p.add_argument("--max-cost", type=float, default=None, help="USD budget for the run's LLM calls")
+
+
+def _ai_options(args: argparse.Namespace) -> Any:
+    from .autopilot import AIOptions
+
+    ai = AIOptions(cadence_steps=args.cadence_steps, max_tool_calls=args.max_tool_calls,
+                   max_tokens=args.max_tokens, max_cost_usd=args.max_cost)
+    if args.model:
+        ai.model = args.model
+    if args.base_url:
+        ai.base_url = args.base_url
+    return ai
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add this layer's subcommands. Heavy imports happen inside the handlers."""
+    p = sub.add_parser("launch", parents=[common], help="train a function in its own process with the autopilot")
+    p.add_argument("--train-fn", required=True, help="pkg.mod:fn or file.py:fn, called as fn(run_dir=, max_steps=)")
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--autopilot", choices=MODES, default="off")
+    p.add_argument("--serve", action="store_true", help="also start the dashboard (hotcb serve)")
+    p.add_argument("--port", type=int, default=8421)
+    _ai_args(p)
+    p.set_defaults(func=cmd_launch)
+
+    p = sub.add_parser("demo", parents=[common], help="a real model on an offline dataset, autopilot and dashboard")
+    p.add_argument("--golden", action="store_true", help="multi-task model with weighted loss terms as knobs")
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--autopilot", choices=MODES, default=None,
+                   help="default: ai_auto when HOTCB_AI_KEY is set, else auto (rules)")
+    p.add_argument("--no-serve", action="store_true", help="no dashboard")
+    p.add_argument("--port", type=int, default=8421)
+    _ai_args(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("autopilot", parents=[common], help="run the autopilot against a run directory")
+    p.add_argument("--mode", choices=MODES, default=None, help="set the run's mode (default: keep the stored one)")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between passes (default 1)")
+    p.add_argument("--once", action="store_true", help="one pass, then exit")
+    p.add_argument("--keep-running", action="store_true", help="do not exit when training ends")
+    _ai_args(p)
+    p.set_defaults(func=cmd_autopilot)
+
+    p = sub.add_parser("proposals", parents=[common], help="list, approve or reject autopilot proposals")
+    p.add_argument("action", nargs="?", choices=["list", "approve", "reject"], default="list")
+    p.add_argument("proposal_id", nargs="?")
+    p.add_argument("--note", default=None)
+    p.add_argument("--all", action="store_true", help="list decided proposals too")
+    p.add_argument("--actor", default=None, help="who decides (default $USER)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_proposals)
+
+
+def _run_dir(args: argparse.Namespace) -> str:
+    return getattr(args, "dir", None) or "."
+
+
+def _wait_handle(h: Any) -> int:
+    """Wait for training; Ctrl-C / SIGTERM asks it to stop cleanly."""
+    def on_term(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        rc = h.wait()
+    except KeyboardInterrupt:
+        print("hotcb: stopping training at its next safe point...", file=sys.stderr)
+        rc = h.stop()
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    return int(rc or 0)
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    from .launch import launch
+
+    h = launch(args.train_fn, _run_dir(args), max_steps=args.max_steps, autopilot=args.autopilot, rules=args.rules,
+               ai=_ai_options(args), serve=args.serve, port=args.port)
+    print(f"hotcb: training {args.train_fn} in {h.run_dir} (pid {h.train.pid}), autopilot {args.autopilot}"
+          + (f", dashboard {h.url}" if h.url else ""), file=sys.stderr)
+    rc = _wait_handle(h)
+    if rc:
+        print(f"hotcb: training exited with {rc}; see {h.run_dir / 'train.log'}", file=sys.stderr)
+    return rc
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .launch import launch
+
+    run_dir = getattr(args, "dir", None) or tempfile.mkdtemp(prefix="hotcb-demo-")
+    mode = args.autopilot or ("ai_auto" if os.environ.get("HOTCB_AI_KEY") else "auto")
+    fn = "hotcb.demos:golden" if args.golden else "hotcb.demos:classifier"
+    h = launch(fn, run_dir, max_steps=args.max_steps, autopilot=mode, rules=args.rules, ai=_ai_options(args),
+               serve=not args.no_serve, port=args.port)
+    print(f"hotcb demo: {'golden multi-task' if args.golden else 'CNN'} on synthetic images, run dir {h.run_dir}, "
+          f"autopilot {mode}", file=sys.stderr)
+    if h.url:
+        print(f"hotcb demo: dashboard at {h.url}", flush=True)
+    rc = _wait_handle(h)
+    status = h.tools.call("get_status", {})
+    print(f"hotcb demo: done at step {status.get('step')}; last metrics {json.dumps(status.get('last_metrics'))}",
+          file=sys.stderr)
+    return rc
+
+
+def cmd_autopilot(args: argparse.Namespace) -> int:
+    from .autopilot import Autopilot
+    from .config import RulesConfig
+
+    pilot = Autopilot(_run_dir(args), mode=args.mode, rules=RulesConfig.load(args.rules), ai=_ai_options(args),
+                      interval_s=args.interval, exit_when_done=not args.keep_running)
+    if args.once:
+        print(json.dumps(pilot.tick(), default=str))
+        return 0
+    print(f"hotcb autopilot: {pilot.mode()} on {_run_dir(args)}", file=sys.stderr)
+    try:
+        pilot.run()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_proposals(args: argparse.Namespace) -> int:
+    from hotcb.mcp_server.registry import ToolError
+    from hotcb.mcp_server.tools import HotcbTools
+
+    tools = HotcbTools(_run_dir(args), source="human", actor=args.actor or os.environ.get("USER") or "cli")
+    try:
+        if args.action == "list":
+            out = tools.call("list_proposals", {"status": "all" if args.all else "pending", "last": 100})
+            if args.json:
+                print(json.dumps(out, indent=1))
+            for p in [] if args.json else out["proposals"]:
+                op = p["op"]
+                print(f"{p['proposal_id']}  {p['status']:<8} step {p.get('step')}  {p['source']}/{p.get('actor')}  "
+                      f"{op['module']}.{op['op']} {json.dumps(op.get('params'))}  -- {p['reason']}")
+            if not args.json and not out["proposals"]:
+                print("no pending proposals" if not args.all else "no proposals")
+            return 0
+        if not args.proposal_id:
+            print(f"hotcb proposals {args.action}: give a proposal id", file=sys.stderr)
+            return 2
+        out = tools.call("decide_proposal", {"proposal_id": args.proposal_id, "decision": args.action,
+                                             "note": args.note})
+    except ToolError as e:
+        print(f"hotcb proposals: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(out, indent=1) if args.json else
+          f"{args.proposal_id}: {out['proposal']['status']}" + (f" ({out['applied']['decision']})" if out.get("applied") else ""))
+    return 0

@@ -107,11 +107,15 @@ CHECKS = {
 
 
 class RulesAutopilot:
-    """``RulesAutopilot(HotcbTools(run, source="rule")).tick()``: one pass of every rule."""
+    """``RulesAutopilot(HotcbTools(run, source="rule")).tick()``: one pass of every rule.
+
+    Modes: ``auto`` applies, ``suggest`` proposes; under the LLM, ``sense`` / ``sense_suggest``
+    only raise alerts (which wake the model), except the non-finite safety net, which applies /
+    proposes its rollback and lr cut at once."""
 
     def __init__(self, tools: Any, config: RulesConfig | None = None, mode: str = "auto"):
-        if mode not in ("auto", "suggest"):
-            raise ValueError("rules mode is auto or suggest")
+        if mode not in ("auto", "suggest", "sense", "sense_suggest"):
+            raise ValueError("rules mode is auto, suggest, sense or sense_suggest")
         self.tools = tools
         self.config = config or RulesConfig()
         self.mode = mode
@@ -167,6 +171,20 @@ class RulesAutopilot:
             return None
 
     def act(self, f: Finding, step: int) -> None:
+        # "sense" (under the LLM): findings become alerts that wake the model; only the NaN
+        # safety net still acts at once, since a non-finite run cannot wait for an API call.
+        if self.mode.startswith("sense") and f.rule != "non_finite":
+            f.outcome.append("alert only: the LLM autopilot decides")
+        else:
+            self._act(f)
+        try:
+            self.tools.record_alert(rule=f.rule, kind=f.rule, metric=f.metric, severity=f.severity, step=step,
+                                    message=f"{f.message}" + (f" -> {'; '.join(f.outcome)}" if f.outcome else ""),
+                                    value=f.value)
+        except Exception as e:  # noqa: BLE001 - an unwritable alert must not stop the action
+            log.warning("could not record alert: %s", e)
+
+    def _act(self, f: Finding) -> None:
         if f.rollback:
             reason = f"rule {f.rule}: {f.message}; roll back to the last good snapshot"
             op = {"module": "core", "op": "rollback", "params": {}, "reason": reason}
@@ -180,15 +198,9 @@ class RulesAutopilot:
                 verb = "halve" if f.action.factor == 0.5 else f"x{f.action.factor:g}"
                 reason = f"rule {f.rule}: {f.message}; {verb} {f.action.knob}"
                 self._do(f, {**op, "reason": reason}, reason)
-        try:
-            self.tools.record_alert(rule=f.rule, kind=f.rule, metric=f.metric, severity=f.severity, step=step,
-                                    message=f"{f.message}" + (f" -> {'; '.join(f.outcome)}" if f.outcome else ""),
-                                    value=f.value)
-        except Exception as e:  # noqa: BLE001 - an unwritable alert must not stop the action
-            log.warning("could not record alert: %s", e)
 
     def _do(self, f: Finding, op: dict[str, Any], reason: str) -> None:
-        if self.mode == "suggest":
+        if self.mode in ("suggest", "sense_suggest"):
             res = self._call(f, "propose_op", {"op": op, "reason": reason})
             if res:
                 f.outcome.append(f"proposed {op['module']}.{op['op']} {op.get('params')} ({res['proposal_id']})")

@@ -1,0 +1,159 @@
+"""``launch(...)``: training in its own process, the autopilot beside it, optionally the dashboard.
+
+    h = launch("pkg.mod:train", "runs/a", max_steps=2000, autopilot="auto")
+    h.set_param("lr", 5e-4)           # as a human, through the tools (the ledger says so)
+    h.wait()                          # training ended; the autopilot is stopped cleanly
+
+The dashboard is started as ``hotcb serve`` in a subprocess (never imported: it is another
+layer), and its absence is reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from hotcb.mcp_server.registry import ToolError
+from hotcb.mcp_server.tools import HotcbTools
+
+from .autopilot import AIOptions, Autopilot
+from .config import RulesConfig
+
+log = logging.getLogger("hotcb.agent.launch")
+
+
+class LaunchHandle:
+    def __init__(self, run_dir: Path, train: subprocess.Popen, pilot: Autopilot | None,
+                 serve: subprocess.Popen | None, url: str | None, log_file: Any):
+        self.run_dir = run_dir
+        self.train = train
+        self.pilot = pilot
+        self.serve = serve
+        self.url = url
+        self._log_file = log_file
+        self.tools = HotcbTools(run_dir, source="human", actor="launch")
+        self._thread: threading.Thread | None = None
+        if pilot is not None:
+            self._thread = threading.Thread(target=pilot.run, name="hotcb-autopilot", daemon=True)
+            self._thread.start()
+
+    @property
+    def returncode(self) -> int | None:
+        return self.train.poll()
+
+    def running(self) -> bool:
+        return self.train.poll() is None
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait for training to end (None on timeout), then stop the autopilot and the dashboard."""
+        try:
+            rc = self.train.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self._shutdown()
+        return rc
+
+    def stop(self, timeout: float = 60.0, reason: str = "stopped from launch") -> int:
+        """Ask training to stop at its next safe point; kill it only if it does not."""
+        if self.running():
+            try:
+                self.tools.call("apply_op", {"module": "core", "op": "stop", "reason": reason, "wait_s": 0})
+            except ToolError as e:
+                log.warning("stop command refused: %s", e)
+            try:
+                self.train.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.train.terminate()
+                try:
+                    self.train.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.train.kill()
+                    self.train.wait()
+        self._shutdown()
+        return self.train.returncode
+
+    def _shutdown(self) -> None:
+        if self.pilot is not None:
+            self.pilot.stop()
+            if self._thread is not None:
+                self._thread.join(timeout=120)
+        if self.serve is not None and self.serve.poll() is None:
+            self.serve.terminate()
+            try:
+                self.serve.wait(10)
+            except subprocess.TimeoutExpired:
+                self.serve.kill()
+                self.serve.wait()
+        if self._log_file is not None and not self._log_file.closed:
+            self._log_file.close()
+
+    # -------------------------------------------------------------- the run, through the tools
+    def metrics(self, names: list[str] | None = None, max_points: int = 200) -> dict[str, Any]:
+        return self.tools.call("read_metrics", {"metrics": names, "max_points": max_points})
+
+    def set_param(self, key: str, value: Any, reason: str | None = None, wait_s: float | None = None) -> dict[str, Any]:
+        knobs = self.tools.call("describe_actuators", {})["actuators"]
+        mod = next((a["module"] for a in knobs if a["key"] == key), None)
+        if mod is None:
+            raise ToolError(f"unknown knob {key!r}; knobs: {', '.join(a['key'] for a in knobs)}")
+        return self.send_command(mod, "set_params", {key: value}, reason=reason, wait_s=wait_s)
+
+    def send_command(self, module: str, op: str, params: dict[str, Any] | None = None, *, reason: str | None = None,
+                     id: str | None = None, wait_s: float | None = None) -> dict[str, Any]:
+        args: dict[str, Any] = {"module": module, "op": op, "params": params or {}, "reason": reason, "id": id}
+        if wait_s is not None:
+            args["wait_s"] = wait_s
+        return self.tools.call("apply_op", args)
+
+    def ai_status(self) -> dict[str, Any]:
+        return self.tools.call("autopilot", {})
+
+    def __enter__(self) -> LaunchHandle:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def start_serve(run_dir: Path, port: int) -> tuple[subprocess.Popen | None, str | None]:
+    """``hotcb serve`` as a subprocess; None if it cannot start (e.g. the dashboard extra is missing)."""
+    cmd = [sys.executable, "-m", "hotcb.cli", "serve", "--dir", str(run_dir), "--port", str(port)]
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(run_dir / "serve.log", "ab"))
+    except OSError as e:
+        print(f"hotcb: dashboard not started ({e})", file=sys.stderr)
+        return None, None
+    time.sleep(1.0)
+    if proc.poll() is not None:
+        print(f"hotcb: dashboard not started (hotcb serve exited {proc.returncode}; see {run_dir / 'serve.log'}); "
+              "training goes on without it", file=sys.stderr)
+        return None, None
+    return proc, f"http://127.0.0.1:{port}/"
+
+
+def launch(train_fn: str, run_dir: str | os.PathLike[str], *, max_steps: int | None = None,
+           autopilot: str | None = "off", rules: RulesConfig | str | None = None, ai: AIOptions | None = None,
+           serve: bool = False, port: int = 8421, interval_s: float = 1.0,
+           env: dict[str, str] | None = None) -> LaunchHandle:
+    """Start ``train_fn`` (``pkg.mod:fn`` or ``file.py:fn``, called as fn(run_dir=, max_steps=)) in its
+    own process, the autopilot in ``autopilot`` mode (None: keep the run's stored mode) and, with
+    ``serve``, the dashboard. Returns at once; ``handle.wait()`` returns when training ends."""
+    root = Path(run_dir).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "hotcb.agent.trainproc", "--train-fn", train_fn, "--dir", str(root)]
+    if max_steps is not None:
+        cmd += ["--max-steps", str(max_steps)]
+    log_file = open(root / "train.log", "ab")
+    train = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    pilot = None
+    if autopilot is not None:
+        cfg = RulesConfig.load(rules) if isinstance(rules, (str, os.PathLike)) else rules
+        pilot = Autopilot(root, mode=autopilot, rules=cfg, ai=ai, interval_s=interval_s, exit_when_done=False)
+    serve_proc, url = start_serve(root, port) if serve else (None, None)
+    return LaunchHandle(root, train, pilot, serve_proc, url, log_file)

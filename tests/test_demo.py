@@ -1,0 +1,47 @@
+"""``hotcb demo``: a real model on the embedded synthetic images, with the rules autopilot, to the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from hotcb.demos import synthetic_images
+from tests.support.proc import read_jsonl
+
+
+def run_demo(tmp_path, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
+    env = {k: v for k, v in os.environ.items() if k != "HOTCB_AI_KEY"}
+    r = subprocess.run([sys.executable, "-m", "hotcb.cli", "demo", "--no-serve", "--dir", str(tmp_path), *extra],
+                       capture_output=True, text=True, timeout=300, env=env)
+    return r, json.loads((tmp_path / "hotcb.status.json").read_text())
+
+
+def test_demo_exits_zero_when_done(tmp_path):
+    r, status = run_demo(tmp_path, "--max-steps", "40")
+    assert r.returncode == 0, r.stderr
+    assert status["step"] == 40
+    names = {k for m in read_jsonl(tmp_path / "hotcb.metrics.jsonl") for k in m["metrics"]}
+    assert {"train_loss", "val_loss", "val_acc", "grad_norm", "lr"} <= names
+    assert json.loads((tmp_path / "hotcb.autopilot.json").read_text())["mode"] == "auto"
+
+
+def test_golden_demo_has_loss_weight_knobs_and_rich_metrics(tmp_path):
+    r, status = run_demo(tmp_path, "--golden", "--max-steps", "30")
+    assert r.returncode == 0, r.stderr
+    knobs = {a["key"] for a in json.loads((tmp_path / "hotcb.actuators.json").read_text())["actuators"]}
+    assert {"lr", "cls_w", "recon_w", "aux_w"} <= knobs
+    names = {k for m in read_jsonl(tmp_path / "hotcb.metrics.jsonl") for k in m["metrics"]}
+    assert {"loss_cls", "loss_recon", "loss_aux", "grad_norm_encoder", "val_acc"} <= names
+
+
+def test_synthetic_images_are_deterministic_and_offline():
+    a, ya, _ = synthetic_images(50, seed=3)
+    b, yb, _ = synthetic_images(50, seed=3)
+    assert a.shape == (50, 1, 16, 16) and (a == b).all() and (ya == yb).all()
+    assert len(set(ya.tolist())) > 3
+    with pytest.raises(AssertionError):
+        assert (synthetic_images(50, seed=4)[0] == a).all()
