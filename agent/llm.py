@@ -32,8 +32,10 @@ from .rules import RulesAutopilot
 
 log = logging.getLogger("hotcb.agent.llm")
 
-# The tools the model gets: enough to observe and act, few enough to keep each request small.
-AI_TOOLS = ("get_status", "read_trends", "describe_actuators", "apply_op", "read_ledger", "list_alerts")
+# The tools the model gets: enough to observe and act, few enough to keep each request small
+# (schemas are re-sent with every request). Alerts, recent changes and pending proposals come in
+# the wake's digest, so read_ledger/list_alerts are left out (~350 tokens per request saved).
+AI_TOOLS = ("get_status", "read_trends", "describe_actuators", "apply_op")
 MAX_TOOL_RESULT_CHARS = 4000
 MAX_NOTES = 20
 MAX_REFUSALS = 50
