@@ -10,16 +10,6 @@ from hotcb.evals.train import RunSpec, train
 from hotcb.jsonl import read_all
 from hotcb.rundir import RunDir
 
-try:
-    from hotcb.evals.agent_policies import _agent
-
-    _agent("LLMAutopilot")
-    HAVE_AGENT = True
-except RuntimeError:
-    HAVE_AGENT = False
-
-pytestmark = pytest.mark.skipif(not HAVE_AGENT, reason="hotcb.agent's LLM autopilot has not landed")
-
 REPLIES = [
     {"tool_calls": [{"name": "read_trends", "arguments": {"metrics": ["train_loss", "val_loss"]}}]},
     {"tool_calls": [{"name": "apply_op", "arguments": {
