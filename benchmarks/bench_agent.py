@@ -23,10 +23,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hotcb.agent.llm import LLMAutopilot  # noqa: E402
+from hotcb.evals.fake_llm import RecordedLLM, completion  # noqa: E402
 from hotcb.mcp_server.tools import HotcbTools  # noqa: E402
 
 from hotcb import HotKernel, mutable_state, optimizer_actuators  # noqa: E402
-from tests.agent_fake_llm import FakeLLM  # noqa: E402
 
 
 def tokenizer():
@@ -58,7 +58,7 @@ def main() -> None:
                        "module": "opt", "op": "set_params", "params": {"lr": 0.007},
                        "reason": "val_loss improving slowly; gentle lr cut"}}]},
                   {"content": "Cut lr to 0.007 as val_loss slowed; check its slope next wake."}]
-        with FakeLLM(script) as llm:
+        with RecordedLLM(script) as llm:
             p = LLMAutopilot(HotcbTools(run, source="agent", actor="bench"), api_key="k", base_url=llm.base_url,
                              model="bench", retry_wait_s=0.01)
             p.wake("cadence")
@@ -69,14 +69,14 @@ def main() -> None:
                 "tool schemas": count(json.dumps(body["tools"])),
             })
         digest = llm.requests[0]["messages"][1]["content"]
-        completion = sum(count(json.dumps(FakeLLM.completion(r, 0)["choices"][0]["message"])) for r in script)
+        completion_tokens = sum(count(json.dumps(completion(r, "bench", 0)["choices"][0]["message"])) for r in script)
         prompt_total = sum(sum(r.values()) for r in per_req)
     print(f"tokenizer: {name}")
     print(f"digest (user message, 10 metrics): {count(digest)} tokens")
     for i, r in enumerate(per_req, 1):
         print(f"request {i}: prompt {sum(r.values())} tokens ({r})")
-    print(f"wake: {len(per_req)} requests, prompt {prompt_total} tokens, completion ~{completion} tokens, "
-          f"total {prompt_total + completion}")
+    print(f"wake: {len(per_req)} requests, prompt {prompt_total} tokens, completion ~{completion_tokens} tokens, "
+          f"total {prompt_total + completion_tokens}")
     print(f"first-request prompt: {sum(per_req[0].values())} tokens (goal <= 2000)")
 
 

@@ -7,7 +7,9 @@ This is the only mock in the eval, and it sits at the HTTP edge.
 
 Recording format (JSON): ``{"replies": [REPLY, ...]}`` where a REPLY is
 ``{"content": "text"}`` or ``{"tool_calls": [{"name": "apply_op", "arguments": {...}}]}``,
-optionally with ``"usage": {"prompt_tokens": N, "completion_tokens": M}``.
+optionally with ``"usage": {"prompt_tokens": N, "completion_tokens": M}``. For tests of what a
+client does with a bad API or a bad model: ``{"status": 429}`` fails that request with the
+status, and a tool call's ``"raw": "..."`` sends its arguments string as is (e.g. broken JSON).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def completion(reply: dict[str, Any], model: str, n: int) -> dict[str, Any]:
     if calls:
         message["tool_calls"] = [
             {"id": f"call_{n}_{i}", "type": "function",
-             "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments", {}))}}
+             "function": {"name": c["name"], "arguments": c.get("raw", json.dumps(c.get("arguments", {})))}}
             for i, c in enumerate(calls)
         ]
     usage = {"prompt_tokens": 100, "completion_tokens": 20, **(reply.get("usage") or {})}
@@ -69,6 +71,10 @@ class RecordedLLM:
                     owner.requests.append(body)
                     n = len(owner.requests)
                     reply = owner.replies.pop(0) if owner.replies else DONE
+                status = int(reply.get("status", 200))
+                if status != 200:
+                    self._send(status, {"error": {"message": f"recorded {status}", "type": "recorded"}})
+                    return
                 self._send(200, completion(reply, body.get("model") or owner.model, n))
 
             def do_GET(self) -> None:  # noqa: N802 - /v1/models, for clients that probe it
@@ -87,6 +93,11 @@ class RecordedLLM:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def tools_called(self) -> list[str]:
+        """The tool calls of the conversation, as the last request replayed it."""
+        msgs = self.requests[-1].get("messages", []) if self.requests else []
+        return [c["function"]["name"] for m in msgs if m.get("role") == "assistant" for c in m.get("tool_calls") or []]
 
     @property
     def base_url(self) -> str:

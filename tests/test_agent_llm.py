@@ -9,10 +9,10 @@ import time
 import pytest
 from hotcb.agent.budget import Budget
 from hotcb.agent.llm import AI_TOOLS, LLMAutopilot
+from hotcb.evals.fake_llm import RecordedLLM as FakeLLM
 from hotcb.mcp_server.registry import TOOLS
 from hotcb.mcp_server.tools import HotcbTools
 
-from tests.agent_fake_llm import FakeLLM
 from tests.support.proc import Trainer, wait_for
 
 MODEL = "fake-model"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from hotcb.agent.autopilot import AIOptions, Autopilot
+from hotcb.evals.fake_llm import RecordedLLM as FakeLLM
 from hotcb.mcp_server.registry import ToolError
 from hotcb.mcp_server.tools import HotcbTools
 
-from tests.agent_fake_llm import FakeLLM
 from tests.support.proc import Trainer, wait_for
 
 OP = {"module": "opt", "op": "set_params", "params": {"lr": 0.005}}
