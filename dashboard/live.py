@@ -1,8 +1,17 @@
 """The live channel: Server-Sent Events fed by incremental reads through the tools.
 
 Each connection gets one ``snapshot`` (downsampled history, recent ledger, status, knobs,
-panels), then only what is new: metric points after the last step it was sent, ledger rows
-after the last seq, and status/knobs/panels whenever they differ from what it last got.
+panels), then only what is new: metric points it was not sent yet, ledger rows after the last
+seq, and status/knobs/panels whenever they differ from what it last got.
+
+Metric points are tracked per metric, not by one global step: a point that arrives late for a
+step already passed (a ``val_loss`` logged for step 400 after ``train_loss`` for step 450, an
+evaluation job writing old steps, a metric that first appears at an early step) is still sent.
+The cursor of a metric is ``(since, n)``: ``read_metrics(since_step=since)`` returns the points
+from the first one at or after ``since``, in arrival order, and the first ``n`` of those were
+sent. Points are only ever appended to the file, so that window only grows at its end and its
+tail past ``n`` is exactly what is new, whatever steps it carries. ``since`` follows the largest
+step seen (floored), which keeps each read to the recent points. The page orders points by step.
 
 Cheap when idle: a poll first ``stat``s the metrics and ledger files (via the tools' own
 ``RunDir``) and calls a reader only when a file grew or was replaced, and the readers
@@ -12,6 +21,7 @@ themselves tail by byte offset, so cost follows new data, not file size.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +35,11 @@ from .api import dumps
 from .config import DashboardConfig
 
 MAX_DELTA_POINTS = 5000  # the most read_metrics returns per metric per poll
+# A window this long may have been thinned by read_metrics (it strides above max_points), so the
+# cursor's count would be wrong: resend a snapshot instead (a burst of thousands of points per poll).
+RESYNC_POINTS = MAX_DELTA_POINTS // 2
+NAMES_ONLY = 2**53  # since_step past any real step: read_metrics answers with every name, no points
+FROM_START = -(2**53)  # since_step before any step: a new metric's whole recent window
 PANEL_TOOLS = {  # event name -> (tool, arguments); sent only when the tool is registered
     "autopilot": ("autopilot", {"action": "get"}),
     "proposals": ("list_proposals", {"status": "all", "last": 50}),
@@ -53,6 +68,7 @@ class LiveSession:
         self.cfg = cfg
         self.available = available
         self.last_step: int | None = None
+        self.cursors: dict[str, tuple[int, int | None]] = {}  # metric -> (since, points of that window sent)
         self.last_seq: int = -1
         self.metrics_sig = (0, -1)
         self.ledger_sig = (0, -1)
@@ -79,6 +95,7 @@ class LiveSession:
         self.ledger_sig = _sig(self.tools.run.ledger)
         metrics = self._call("read_metrics", {"max_points": h.initial_points}) or {"series": {}, "last_step": None}
         self.last_step = metrics.get("last_step")
+        self._start_cursors(metrics)
         ledger = self._call("read_ledger", {"last": h.ledger_rows}) or {"entries": [], "total": 0}
         self.last_seq = max([e.get("seq") or 0 for e in ledger["entries"]], default=-1)
         out: dict[str, Any] = {"type": "snapshot", "metrics": metrics, "ledger": ledger, "ts": time.time()}
@@ -112,22 +129,18 @@ class LiveSession:
         events: list[dict[str, Any]] = []
         sig = _sig(self.tools.run.metrics)
         if sig != self.metrics_sig:
-            replaced = sig[0] != self.metrics_sig[0] or sig[1] < self.metrics_sig[1]
+            had_file = self.metrics_sig[1] >= 0
+            replaced = had_file and (sig[0] != self.metrics_sig[0] or sig[1] < self.metrics_sig[1])
             self.metrics_sig = sig
-            if replaced and self.last_step is not None:
+            if replaced:
                 events.append(self.snapshot())  # a new run in the same directory: start over
                 return events
-            since = None if self.last_step is None else self.last_step + 1
-            args: dict[str, Any] = {"max_points": MAX_DELTA_POINTS}
-            if since is not None:
-                args["since_step"] = since
-            data = self._call("read_metrics", args)
-            if data and data.get("last_step") is not None:
-                series = {k: v for k, v in data["series"].items() if v["steps"]}
-                self.last_step = data["last_step"]
-                if series:
-                    events.append({"type": "metrics", "series": series, "last_step": self.last_step,
-                                   "ts": time.time()})
+            delta = self._metric_delta()
+            if delta is None:
+                events.append(self.snapshot())  # too much at once, or history trimmed: resync
+                return events
+            if delta:
+                events.append({"type": "metrics", "series": delta, "last_step": self.last_step, "ts": time.time()})
         sig = _sig(self.tools.run.ledger)
         if sig != self.ledger_sig:
             self.ledger_sig = sig
@@ -147,6 +160,57 @@ class LiveSession:
             if ev:
                 events.append({"type": "state", **ev})
         return events
+
+    def _start_cursors(self, metrics: dict[str, Any]) -> None:
+        """Cursors at the snapshot: each metric's window from its largest step, counted by a read
+        of the same records (``records`` unchanged). If the trainer wrote in between, the count is
+        left unknown and the first delta resends that window; the page merges a resent step."""
+        self.cursors = {}
+        groups: dict[int, list[str]] = {}
+        for name, s in metrics["series"].items():
+            if s["steps"]:
+                since = math.floor(max(s["steps"]))
+                self.cursors[name] = (since, None)
+                groups.setdefault(since, []).append(name)
+        for since, group in groups.items():
+            data = self._call("read_metrics", {"metrics": group, "since_step": since, "max_points": MAX_DELTA_POINTS})
+            if data is None or data.get("records") != metrics.get("records"):
+                continue
+            for name, s in data["series"].items():
+                if len(s["steps"]) < RESYNC_POINTS:
+                    self.cursors[name] = (since, len(s["steps"]))
+
+    def _metric_delta(self) -> dict[str, dict[str, list[Any]]] | None:
+        """Every metric point not sent yet, by metric (arrival order); None when the page must
+        be resynced with a snapshot instead."""
+        names = self._call("read_metrics", {"since_step": NAMES_ONLY, "max_points": 2})
+        if names is None:
+            return {}
+        groups: dict[int, list[str]] = {}
+        for name in names["series"]:
+            since = self.cursors.get(name, (FROM_START, 0))[0]
+            groups.setdefault(since, []).append(name)
+        out: dict[str, dict[str, list[Any]]] = {}
+        for since, group in sorted(groups.items()):
+            data = self._call("read_metrics", {"metrics": group, "since_step": since, "max_points": MAX_DELTA_POINTS})
+            if data is None:
+                continue
+            for name, s in data["series"].items():
+                steps, values = s["steps"], s["values"]
+                if len(steps) >= RESYNC_POINTS:
+                    return None
+                sent = self.cursors.get(name, (FROM_START, 0))[1]
+                if sent is not None and len(steps) < sent:
+                    return None  # the reader's recent window moved past this cursor
+                new = slice(sent or 0, None)
+                if steps[new]:
+                    out[name] = {"steps": steps[new], "values": values[new]}
+                if steps:
+                    top = math.floor(max(steps))
+                    first = next(i for i, x in enumerate(steps) if x >= top)
+                    self.cursors[name] = (top, len(steps) - first)
+                    self.last_step = top if self.last_step is None else max(self.last_step, top)
+        return out
 
     def refresh_soon(self) -> None:
         """After an action, show its effect at the next poll instead of a panel period later."""

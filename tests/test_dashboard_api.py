@@ -199,3 +199,40 @@ def test_live_channel_pushes_ledger_rows_of_actions(trained: tuple[Trainer, Test
                 break
         assert seen_metrics  # the trainer kept streaming points meanwhile
     wait_for(lambda: trainer.alive(), 5, what="trainer still alive")
+
+
+def test_live_channel_sends_points_that_arrive_late(trained: tuple[Trainer, TestClient]) -> None:
+    """Points for steps the channel already passed still reach the page: a val_loss an evaluation
+    job logs for an old step, a metric that first appears at early steps, and points of one metric
+    out of step order. Each is sent once (the page orders them by step)."""
+    trainer, _ = trained
+    metrics_file = trainer.run_dir / "hotcb.metrics.jsonl"
+    with ServeProcess(trainer.run_dir, "--set", "live.poll_ms=50") as srv, \
+            httpx.stream("GET", srv.url + "/api/live", timeout=60) as resp:
+        events = sse_events(resp)
+        snap = next(events)
+        assert snap["type"] == "snapshot"
+        first = next(ev for ev in events if ev["type"] == "metrics")  # the channel is past the snapshot
+        now = int(first["last_step"])
+        assert now > 20
+        # an evaluation process appends beside the trainer (append_line takes the file lock)
+        late = [(now - 15, {"val_loss": 123.25}), (now - 20, {"eval_acc": 0.5}), (now - 5, {"eval_acc": 0.75}),
+                (now - 10, {"eval_acc": 0.625})]
+        for step, metrics in late:
+            append_line(metrics_file, {"step": step, "wall_time": time.time(), "metrics": metrics})
+        got: dict[str, list[tuple[float, Any]]] = {"val_loss": [], "eval_acc": []}
+        train_steps: list[float] = []
+        for n, ev in enumerate(events):
+            assert n < 5000, "late points never arrived"
+            if ev["type"] != "metrics":
+                continue
+            for name in got:
+                s = ev["series"].get(name, {"steps": [], "values": []})
+                got[name] += list(zip(s["steps"], s["values"], strict=True))
+            train_steps += ev["series"].get("train_loss", {}).get("steps", [])
+            if len(got["eval_acc"]) >= 3 and (now - 15, 123.25) in got["val_loss"]:
+                break
+        assert got["eval_acc"] == [(now - 20, 0.5), (now - 5, 0.75), (now - 10, 0.625)]  # arrival order, once each
+        assert got["val_loss"].count((now - 15, 123.25)) == 1
+        assert train_steps and min(train_steps) > now - 15  # the trainer's points are not resent from the past
+        assert len(train_steps) == len(set(train_steps))

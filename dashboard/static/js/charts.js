@@ -34,7 +34,7 @@ function dataFor(name) {
   const own = [s.steps, clean(s.values, log)];
   const other = state.compare && state.compare.metrics.series[name];
   if (!other) return [own[0], own[1]];
-  const theirs = [other.steps, clean(other.values.map(Number), log)];
+  const theirs = [other.steps, clean(other.values, log)];
   return uPlot.join([own, theirs]);
 }
 

@@ -1,7 +1,7 @@
 // Compare view: the second run the server was started with (--compare), overlaid on the charts
 // (dashed) with its knob changes. The browser never names a path: /api/compare takes none.
 import { h, $, fmt, replace, describeChange } from './dom.js';
-import { state, emit, knobChanges } from './store.js';
+import { state, emit, knobChanges, mergeSeries } from './store.js';
 import { getJSON } from './api.js';
 
 function render() {
@@ -16,7 +16,9 @@ function render() {
 
 async function refresh() {
   try {
-    state.compare = await getJSON('/api/compare');
+    const data = await getJSON('/api/compare');
+    data.metrics.series = mergeSeries({}, data.metrics.series);  // ordered by step, numbers
+    state.compare = data;
     render();
     emit('compare');
   } catch (err) {

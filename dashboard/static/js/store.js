@@ -41,22 +41,48 @@ export function resetSeries(series) {
   appendSeries(series);
 }
 
-// Append only points past the last step held (a reconnect may resend a boundary point).
+// First index whose step is >= step (steps are kept sorted).
+function lowerBound(steps, step) {
+  let lo = 0;
+  let hi = steps.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (steps[mid] < step) lo = mid + 1; else hi = mid;
+  }
+  return lo;
+}
+
+// Merge points into each metric's series, ordered by step. Points usually arrive in order (a
+// push); a late one (a val_loss logged for a step already passed) is inserted where it belongs,
+// and a step already held takes the new value (a resent point is not drawn twice).
 export function appendSeries(series) {
-  const cap = state.config ? state.config.history.max_points : 20000;
+  mergeSeries(state.series, series, state.config ? state.config.history.max_points : 20000);
+}
+
+// The same merge into any target (the compare run's series are ordered this way too).
+export function mergeSeries(target, series, cap = Infinity) {
   for (const [name, s] of Object.entries(series || {})) {
-    const cur = (state.series[name] ||= { steps: [], values: [] });
-    const last = cur.steps.length ? cur.steps[cur.steps.length - 1] : -Infinity;
+    const cur = (target[name] ||= { steps: [], values: [] });
     for (let i = 0; i < s.steps.length; i++) {
-      if (s.steps[i] <= last) continue;
-      cur.steps.push(s.steps[i]);
-      cur.values.push(toNumber(s.values[i]));
+      const step = s.steps[i];
+      const value = toNumber(s.values[i]);
+      if (typeof step !== 'number' || !Number.isFinite(step)) continue;
+      const n = cur.steps.length;
+      if (!n || step > cur.steps[n - 1]) {
+        cur.steps.push(step);
+        cur.values.push(value);
+        continue;
+      }
+      const at = lowerBound(cur.steps, step);
+      if (cur.steps[at] === step) cur.values[at] = value;
+      else { cur.steps.splice(at, 0, step); cur.values.splice(at, 0, value); }
     }
     if (cur.steps.length > cap * 1.2) {  // trim in batches: appends stay O(1) amortized
       cur.steps.splice(0, cur.steps.length - cap);
       cur.values.splice(0, cur.values.length - cap);
     }
   }
+  return target;
 }
 
 export function addLedger(entries, reset = false) {
