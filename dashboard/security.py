@@ -3,7 +3,11 @@
 - Loopback by default; a non-loopback bind needs a token (``check_bind`` refuses otherwise).
 - With a token, every request (page, assets, API, live channel) must carry it: an
   ``Authorization: Bearer`` / ``X-Hotcb-Token`` header, or the cookie that ``/?token=T`` sets
-  on first load (the redirect then drops the token from the address bar and history).
+  on first load (the redirect then drops the token from the address bar and history). The
+  cookie is ``HttpOnly`` (page scripts never see it), ``SameSite=Lax`` and ``Secure`` over
+  HTTPS; its value is the token percent-encoded, so any token (``;``, spaces, quotes, commas,
+  non-ASCII) survives the trip, and it is parsed here by hand rather than by ``SimpleCookie``,
+  which drops every cookie of a header after one it cannot parse.
 - A request with a foreign ``Origin`` is refused (403): a page on another site cannot drive
   training through a person's browser, nor read the live channel.
 - On a loopback bind the ``Host`` header must be a loopback name, which defeats DNS rebinding
@@ -17,9 +21,8 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from collections.abc import Awaitable, Callable
-from http.cookies import SimpleCookie
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, unquote_to_bytes, urlencode, urlsplit
 
 COOKIE = "hotcb_dash_token"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
@@ -52,10 +55,32 @@ def is_loopback(host: str) -> bool:
 
 
 def check_bind(host: str, token: str | None) -> None:
-    """Refuse a non-loopback bind without a token: anyone who can reach it could steer training."""
+    """Refuse a non-loopback bind without a token: anyone who can reach it could steer training.
+    A token with control characters is refused too: no header can carry it."""
     if not is_loopback(host) and not token:
         raise ValueError(f"refusing to serve on non-loopback host {host!r} without a token "
                          "(--token or $HOTCB_DASH_TOKEN): anyone who can reach it could steer training")
+    if token and any(ord(c) < 32 or ord(c) == 127 for c in token):
+        raise ValueError("the token must not contain control characters (newlines, tabs, ...)")
+
+
+def cookie_value(token: str) -> str:
+    """The token as a cookie value: percent-encoded UTF-8, only RFC 6265 cookie-octets."""
+    return quote(token, safe="")
+
+
+def cookie_tokens(header: str) -> list[bytes]:
+    """Every value of our cookie in a ``Cookie`` header, decoded to the token's bytes. Other
+    cookies, however malformed, are skipped one by one (SimpleCookie gives up on all of them)."""
+    out = []
+    for part in header.split(";"):
+        name, eq, value = part.strip().partition("=")
+        if eq and name.strip() == COOKIE:
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            out.append(unquote_to_bytes(value))
+    return out
 
 
 def _split_host(value: str) -> str:
@@ -87,10 +112,11 @@ class SecurityMiddleware:
             await _plain(send, 403, "forbidden: foreign origin")
             return
         if self.token:
-            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            raw_query = scope.get("query_string", b"").decode("utf-8", "replace")
+            query = dict(parse_qsl(raw_query, keep_blank_values=True))
             given = query.get("token")
             if given is not None and scope["method"] == "GET" and not scope["path"].startswith("/api/"):
-                if not hmac.compare_digest(given.encode(), self.token.encode()):
+                if not _query_token_ok(raw_query, self.token):
                     await _plain(send, 401, "unauthorized: wrong token")
                     return
                 await _redirect_with_cookie(send, scope, query, self.token)
@@ -104,19 +130,27 @@ class SecurityMiddleware:
     def _authorized(self, headers: dict[str, str]) -> bool:
         assert self.token is not None
         want = self.token.encode()
+        # Headers were decoded as latin-1: encoding back gives the bytes sent, compared as bytes
+        # with the token's UTF-8 (a non-ASCII token is sent as its UTF-8 bytes).
         auth = headers.get("authorization", "")
-        candidates = [headers.get("x-hotcb-token", "")]
-        if auth.lower().startswith("bearer "):
-            candidates.append(auth[7:].strip())
-        cookie = SimpleCookie()
-        try:
-            cookie.load(headers.get("cookie", ""))
-        except Exception:  # a malformed Cookie header is just "no cookie"
-            pass
-        if COOKIE in cookie:
-            candidates.append(cookie[COOKIE].value)
+        candidates = [headers.get("x-hotcb-token", "").encode("latin-1")]
+        if auth[:7].lower() == "bearer ":
+            candidates.append(auth[7:].lstrip(" ").encode("latin-1"))
+        candidates += cookie_tokens(headers.get("cookie", ""))
         # compare_digest on every candidate: no early exit that leaks which one was close
-        return any([hmac.compare_digest(c.encode(), want) for c in candidates if c])
+        return any([hmac.compare_digest(c, want) for c in candidates if c])
+
+
+def _query_token_ok(raw_query: str, token: str) -> bool:
+    """``?token=`` as sent: percent-decoded, with ``+`` read both as a space (form encoding) and
+    as itself (a token pasted unencoded); either reading must equal the token exactly."""
+    want = token.encode()
+    candidates = []
+    for part in raw_query.split("&"):
+        name, eq, value = part.partition("=")
+        if eq and unquote_to_bytes(name.replace("+", " ")) == b"token":
+            candidates += [unquote_to_bytes(value.replace("+", " ")), unquote_to_bytes(value)]
+    return any([hmac.compare_digest(c, want) for c in candidates])
 
 
 def _same_origin(origin: str, host: str) -> bool:
@@ -147,9 +181,14 @@ async def _plain(send: Send, status: int, text: str) -> None:
 
 async def _redirect_with_cookie(send: Send, scope: Scope, query: dict[str, str], token: str) -> None:
     rest = urlencode({k: v for k, v in query.items() if k != "token"})
-    location = scope["path"] + (f"?{rest}" if rest else "")
-    cookie = f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
+    location = quote(scope["path"], safe="/") + (f"?{rest}" if rest else "")
+    # HttpOnly: no script of the page can read it. SameSite=Lax, not Strict: Strict withholds the
+    # cookie from a navigation that started on another site (the link to the dashboard clicked
+    # in a chat or an email, and this redirect after it), which would answer 401. Lax still keeps
+    # it off every cross-site POST, fetch and frame; every action here is a same-origin JSON POST.
+    secure = "; Secure" if scope.get("scheme") == "https" else ""
+    cookie = f"{COOKIE}={cookie_value(token)}; Path=/; HttpOnly; SameSite=Lax{secure}"
     await send({"type": "http.response.start", "status": 303,
-                "headers": [(b"location", location.encode("latin-1")), (b"set-cookie", cookie.encode("latin-1")),
-                            (b"content-length", b"0"), *SECURITY_HEADERS]})
+                "headers": [(b"location", location.encode("ascii")), (b"set-cookie", cookie.encode("ascii")),
+                            (b"cache-control", b"no-store"), (b"content-length", b"0"), *SECURITY_HEADERS]})
     await send({"type": "http.response.body", "body": b""})

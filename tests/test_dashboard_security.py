@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import http.client
+import json
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 from hotcb.dashboard.app import create_app
-from hotcb.dashboard.security import COOKIE
+from hotcb.dashboard.security import COOKIE, cookie_value
 
 from tests.test_dashboard_proc import ServeProcess
 
@@ -41,7 +43,7 @@ def test_token_on_every_request(tmp_path: Path) -> None:
         r = c.get("/?token=" + TOKEN)
         assert r.status_code == 303 and r.headers["location"] == "/"
         set_cookie = r.headers["set-cookie"]
-        assert set_cookie.startswith(f"{COOKIE}=") and "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie
+        assert set_cookie.startswith(f"{COOKIE}=") and "HttpOnly" in set_cookie and "SameSite=Lax" in set_cookie
         c.cookies.set(COOKIE, TOKEN)
         assert c.get("/").status_code == 200
         assert c.get("/api/config").status_code == 200
@@ -121,3 +123,57 @@ def test_token_guards_live_channel_on_real_server(tmp_path: Path) -> None:
         assert srv.get("/api/live").status_code == 401
         with httpx.stream("GET", srv.url + "/api/live", cookies={COOKIE: TOKEN}, timeout=30) as resp:
             assert resp.status_code == 200
+
+
+# Every character a cookie or a URL would have to quote: ; , space " = \\ % + / and non-ASCII.
+ODD_TOKEN = 'p@ss w;rd,"q"=\\é+%/ü'
+
+
+def test_token_with_characters_that_need_quoting(tmp_path: Path) -> None:
+    with TestClient(create_app(tmp_path, token=ODD_TOKEN), base_url=BASE, follow_redirects=False) as c:
+        r = c.get("/?token=" + quote(ODD_TOKEN, safe="") + "&keep=1")
+        assert r.status_code == 303, r.text
+        assert r.headers["location"] == "/?keep=1"  # the token leaves the address bar, the rest stays
+        assert r.headers["cache-control"] == "no-store"
+        name, _, rest = r.headers["set-cookie"].partition("=")
+        value, *attrs = [a.strip() for a in rest.split(";")]
+        assert name == COOKIE and value == cookie_value(ODD_TOKEN)
+        assert all(ch.isalnum() or ch in "%-._~" for ch in value)  # RFC 6265 cookie-octets only
+        assert set(attrs) == {"Path=/", "HttpOnly", "SameSite=Lax"}  # no Secure over plain http
+        # the browser sends it back as it got it, beside other cookies, even malformed ones
+        for header in (f"{COOKIE}={value}", f'theme="dark mode; x=1; {COOKIE}={value}', f'{COOKIE}="{value}"'):
+            assert c.get("/api/config", headers={"Cookie": header}).status_code == 200, header
+        assert c.get("/api/config", headers={"Cookie": f"{COOKIE}={value}x"}).status_code == 401
+        # the raw token as a header (UTF-8 bytes), and a token typed unencoded with + in it
+        assert c.get("/api/config", headers={"X-Hotcb-Token": ODD_TOKEN.encode()}).status_code == 200
+        assert c.get("/api/config", headers={"Authorization": b"Bearer " + ODD_TOKEN.encode()}).status_code == 200
+        assert c.get("/?token=" + quote(ODD_TOKEN[:-3], safe="")).status_code == 401
+    with TestClient(create_app(tmp_path, token="a+b"), base_url=BASE, follow_redirects=False) as c:
+        assert c.get("/?token=a+b").status_code == 303
+        assert c.get("/?token=a%2Bb").status_code == 303
+    # a client's cookie jar completes the round trip: redirect, then the page with the cookie
+    with TestClient(create_app(tmp_path, token=ODD_TOKEN), base_url=BASE) as c:
+        r = c.get("/?token=" + quote(ODD_TOKEN, safe=""))
+        assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+        assert c.get("/api/config").status_code == 200
+
+
+def test_cookie_is_secure_over_https_and_control_characters_are_refused(tmp_path: Path) -> None:
+    with TestClient(create_app(tmp_path, token=TOKEN), base_url="https://127.0.0.1:8421", follow_redirects=False) as c:
+        r = c.get("/?token=" + TOKEN)
+        assert r.status_code == 303 and "; Secure" in r.headers["set-cookie"]
+    for bad in ("line\nbreak", "tab\there", "nul\x00"):
+        with pytest.raises(ValueError, match="control characters"):
+            create_app(tmp_path, token=bad)
+
+
+def test_odd_token_cookie_opens_the_live_channel(tmp_path: Path) -> None:
+    with ServeProcess(tmp_path, "--token", ODD_TOKEN) as srv:
+        r = srv.get("/?token=" + quote(ODD_TOKEN, safe=""), follow_redirects=False)
+        assert r.status_code == 303
+        cookie = r.headers["set-cookie"].split(";", 1)[0]
+        assert srv.get("/api/live?token=" + quote(ODD_TOKEN, safe="")).status_code == 401  # the API takes no ?token=
+        with httpx.stream("GET", srv.url + "/api/live", headers={"Cookie": cookie}, timeout=30) as resp:
+            assert resp.status_code == 200
+            first = next(line for line in resp.iter_lines() if line.startswith("data: "))
+            assert json.loads(first[6:])["type"] == "snapshot"
