@@ -25,9 +25,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                     "Calls act as source 'agent' (the guard's limits apply) unless --source human.",
     )
     p.add_argument("run_dir", nargs="?", default=None, help="the run directory (default: --dir or .)")
-    p.add_argument("--source", choices=["agent", "human"], default="agent",
-                   help="who the calls act as. 'human' lifts the guard's rate limits and locks and "
-                        "allows human-only tools: use it only for a client a person drives directly")
+    p.add_argument("--source", choices=["agent", "rule", "human"], default="agent",
+                   help="who the calls act as. 'agent' and 'rule' get the guard's full limits. 'human' lifts "
+                        "the guard's rate limits and locks and allows human-only tools: use it only for a "
+                        "client a person drives directly")
+    p.add_argument("--for-autopilot", action="store_true",
+                   help="serve the hotcb autopilot process (hotcb autopilot --mcp/--mcp-url): adds the "
+                        "autopilot_process tool (alerts, the LLM's memory) and lets each call act as "
+                        "'rule' or 'agent' (never 'human'). Not for other clients")
     p.add_argument("--actor", default=None,
                    help="name recorded as the actor of every change (default: the client's name)")
     p.add_argument("--wait", type=float, default=10.0, help="seconds apply_op waits for a decision (default 10)")
@@ -46,6 +51,9 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     if not os.path.isdir(run_dir):
         print(f"hotcb mcp: {run_dir} is not a directory", file=sys.stderr)
         return 2
+    if args.for_autopilot and args.source == "human":
+        print("hotcb mcp: --for-autopilot serves the autopilot, which never acts as 'human'", file=sys.stderr)
+        return 2
     token = args.token or os.environ.get(TOKEN_ENV)
     if args.http and args.host not in LOOPBACK and not token:
         print(f"hotcb mcp: refusing to serve on non-loopback host {args.host} without --token "
@@ -56,7 +64,8 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     except ImportError as e:
         print(f"hotcb mcp: needs the 'mcp' extra: pip install 'hotcb[mcp]' ({e})", file=sys.stderr)
         return 2
-    server = build_server(run_dir, source=args.source, actor=args.actor, wait_s=args.wait)
+    server = build_server(run_dir, source=args.source, actor=args.actor, wait_s=args.wait,
+                          for_autopilot=args.for_autopilot)
     if not args.http:
         server.run("stdio")
         return 0

@@ -39,6 +39,7 @@ from hotcb import prompts as prompt_files
 from .registry import ToolError, ToolSpec
 from .resources import register_resources, watch_resources
 from .tools import HotcbTools
+from .tools_autopilot import AUTOPILOT_SOURCES, META_ACTOR, META_SOURCE, AutopilotProcessTools
 
 log = logging.getLogger("hotcb.mcp")
 
@@ -85,6 +86,19 @@ class SpecTool(Tool):
         return await self.runner(self.spec, arguments, context)
 
 
+class AutopilotServedTools(HotcbTools, AutopilotProcessTools):
+    """The tools of a server started for the autopilot process: every tool plus ``autopilot_process``."""
+
+
+def request_meta(context: Any) -> dict[str, Any]:
+    """The request's ``_meta`` (empty when absent or outside a request)."""
+    try:
+        meta = context.request_context.meta
+    except Exception:
+        return {}
+    return dict(meta) if isinstance(meta, dict) else {}
+
+
 def client_name(context: Any) -> str | None:
     """The MCP client's name from its initialize request (``clientInfo.name``), if it sent one."""
     try:
@@ -99,18 +113,49 @@ def _error(message: str) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
 
 
-class ToolRunner:
-    """Runs one registry tool for an MCP request: identity, worker thread, progress, errors."""
+def _label(value: Any) -> str | None:
+    """A ``_meta`` actor label: a short printable string (it names, it does not authenticate)."""
+    if isinstance(value, str) and 0 < len(value) <= 200 and value.isprintable():
+        return value
+    return None
 
-    def __init__(self, tools: HotcbTools, actor_override: str | None):
+
+class ToolRunner:
+    """Runs one registry tool for an MCP request: identity, worker thread, progress, errors.
+
+    ``identities`` (a --for-autopilot server only): the tools object per source a call may name
+    in its ``_meta``; an ordinary server ignores ``_meta`` identity keys entirely."""
+
+    def __init__(self, tools: HotcbTools, actor_override: str | None,
+                 identities: dict[str, HotcbTools] | None = None):
         self.tools = tools
         self.actor_override = actor_override
+        self.identities = identities
 
     def actor_for(self, context: Any) -> str:
+        if self.identities is not None and not self.actor_override:
+            label = _label(request_meta(context).get(META_ACTOR))
+            if label:
+                return label
         return self.actor_override or client_name(context) or DEFAULT_ACTOR
 
+    def tools_for(self, context: Any) -> HotcbTools:
+        if self.identities is None:
+            return self.tools
+        source = request_meta(context).get(META_SOURCE)
+        if source is None:
+            return self.tools
+        if source not in self.identities:
+            raise ToolError(f"this server lets a call act as {', '.join(sorted(self.identities))} only, "
+                            f"not {source!r}")
+        return self.identities[source]
+
     async def __call__(self, spec: ToolSpec, arguments: dict[str, Any], context: Any) -> CallToolResult:
-        call = functools.partial(self.tools.call, spec.name, arguments or {}, actor=self.actor_for(context))
+        try:
+            tools = self.tools_for(context)
+        except ToolError as e:
+            return _error(str(e))
+        call = functools.partial(tools.call, spec.name, arguments or {}, actor=self.actor_for(context))
         async with anyio.create_task_group() as tg:
             if not spec.read_only:
                 tg.start_soon(self._progress, spec, arguments or {}, context)
@@ -161,14 +206,28 @@ def _prompt(p: prompt_files.Prompt) -> MCPPrompt:
 
 
 def build_server(run_dir: str | os.PathLike[str], *, source: str = "agent", actor: str | None = None,
-                 wait_s: float = 10.0, watch_interval_s: float = 1.0) -> MCPServer:
+                 wait_s: float = 10.0, watch_interval_s: float = 1.0, for_autopilot: bool = False) -> MCPServer:
     """An MCP server over one run directory.
 
-    ``source`` is fixed for every call (``agent`` by default: the guard's limits apply; ``human``
-    only for a person's own client). ``actor`` overrides the client's self-reported name.
+    ``source`` is fixed for every call (``agent`` by default: the guard's limits apply; ``rule``
+    the same limits; ``human`` only for a person's own client). ``actor`` overrides the client's
+    self-reported name.
+
+    ``for_autopilot``: a server for the hotcb autopilot process (``hotcb autopilot --mcp``). It
+    also serves ``autopilot_process`` (alerts, the AI memory) and lets each call name its
+    identity in ``_meta`` -- ``rule`` or ``agent`` only, both under the guard's full limits --
+    so the rules and the LLM keep their ledger labels over one connection. ``source`` is then
+    the default for calls that name none and cannot be ``human``.
     """
-    tools = HotcbTools(run_dir, source=source, actor=actor, wait_s=wait_s)
-    runner = ToolRunner(tools, actor)
+    identities: dict[str, HotcbTools] | None = None
+    if for_autopilot:
+        if source not in AUTOPILOT_SOURCES:
+            raise ValueError(f"a server for the autopilot acts as {' or '.join(AUTOPILOT_SOURCES)}, not {source!r}")
+        identities = {s: AutopilotServedTools(run_dir, source=s, actor=actor, wait_s=wait_s) for s in AUTOPILOT_SOURCES}
+        tools: HotcbTools = identities[source]
+    else:
+        tools = HotcbTools(run_dir, source=source, actor=actor, wait_s=wait_s)
+    runner = ToolRunner(tools, actor, identities)
     bus = InMemorySubscriptionBus()
 
     @asynccontextmanager

@@ -10,11 +10,21 @@ Files (all in the run directory, written only here):
 - ``hotcb.autopilot.json``: the mode and who set it (atomic replace).
 - ``hotcb.alerts.jsonl``: alerts, append-only. ``hotcb.alerts.json``: user alert rules.
 - ``hotcb.ai.state.json``: the LLM autopilot's memory; written through ``save_ai_state``, a
-  method that is deliberately not a tool (no MCP client should rewrite the agent's memory).
+  method that is deliberately not a tool of ``HotcbTools`` (no MCP client should rewrite the
+  agent's memory).
+
+The autopilot as an MCP client: ``AutopilotProcessTools`` adds one tool, ``autopilot_process``
+(record an alert, read/write the AI memory, say who the call acts as). It is not a base of
+``HotcbTools``, so no ordinary server, the dashboard or the LLM ever sees it; only a server
+started for the autopilot process (``hotcb mcp RUN --for-autopilot``) serves it. On such a
+server a call may also name its identity in the request's ``_meta`` (``META_SOURCE`` = ``rule``
+or ``agent``, never ``human``; ``META_ACTOR`` = the rule id or the model name), so the rules
+and the LLM keep their own ledger labels over one connection, under the same guard.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import uuid
@@ -34,6 +44,11 @@ Mode = Literal["off", "suggest", "auto", "ai_suggest", "ai_auto"]
 ProposalStatus = Literal["pending", "approved", "rejected", "failed", "expired"]
 AlertKind = Literal["threshold", "plateau", "spike", "non_finite"]
 MAX_REASONINGS_SHOWN = 5
+# Request ``_meta`` keys a --for-autopilot server reads: who one call acts as.
+META_SOURCE = "hotcb/source"
+META_ACTOR = "hotcb/actor"
+AUTOPILOT_SOURCES = ("rule", "agent")  # identities the autopilot process may take; never human
+MAX_AI_STATE_CHARS = 512_000
 
 
 # ---------------------------------------------------------------------------------- models
@@ -170,6 +185,41 @@ class AlertRulesOutput(BaseModel):
     rules: list[AlertRule]
     set_by: str | None = None
     set_ts: float | None = None
+
+
+class AlertIn(StrictInput):
+    """An alert the autopilot process records (a rule finding, an alert rule, API health)."""
+
+    rule: str = Field(min_length=1, max_length=200)
+    kind: str = Field(min_length=1, max_length=80)
+    message: str = Field(min_length=1, max_length=4000)
+    metric: str | None = Field(None, max_length=200)
+    severity: Literal["info", "warning", "critical"] = "warning"
+    value: float | int | str | bool | None = None
+    step: int | None = Field(None, ge=0)
+
+
+class AutopilotProcessInput(StrictInput):
+    action: Literal["whoami", "record_alert", "load_state", "save_state"] = Field(
+        description="whoami: the identity this call acts as; record_alert: append an alert; "
+                    "load_state / save_state: the LLM autopilot's memory (hotcb.ai.state.json)")
+    alert: AlertIn | None = Field(None, description="record_alert: the alert")
+    state: dict[str, Any] | None = Field(None, description="save_state: the whole new AI state")
+
+    @field_validator("state")
+    @classmethod
+    def _small(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None and len(json.dumps(v, default=str)) > MAX_AI_STATE_CHARS:
+            raise ValueError(f"the AI state is limited to {MAX_AI_STATE_CHARS} characters of JSON")
+        return v
+
+
+class AutopilotProcessOutput(BaseModel):
+    action: str
+    source: str = Field(description="the source this call acted as")
+    actor: str | None = None
+    alert: Alert | None = None
+    state: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------------------------- tools
@@ -355,3 +405,31 @@ class AutopilotTools(ToolsBase):
                "set_by": self.current_actor() or self.source, "set_ts": time.time()}
         write_json_atomic(self.run.root / ALERT_RULES, doc)
         return self.alert_rules()
+
+
+class AutopilotProcessTools(AutopilotTools):
+    """The autopilot process's own channel over MCP (``hotcb mcp --for-autopilot``). Not a base
+    of ``HotcbTools``: ordinary servers, the dashboard and the LLM never see this tool."""
+
+    @tool(AutopilotProcessInput, AutopilotProcessOutput, read_only=False, title="Autopilot process channel")
+    def autopilot_process(self, args: AutopilotProcessInput) -> AutopilotProcessOutput:
+        """For the hotcb autopilot process only (servers started with --for-autopilot): record an
+        alert, read or write the LLM autopilot's memory, or report which identity a call acts as.
+        Alerts notify and never change the run; the memory is written by the agent identity only."""
+        if self.source not in AUTOPILOT_SOURCES:
+            raise ToolError(f"autopilot_process is for the autopilot's own identities {AUTOPILOT_SOURCES} "
+                            f"(this caller is {self.source!r})")
+        out = AutopilotProcessOutput(action=args.action, source=self.source, actor=self.current_actor())
+        if args.action == "record_alert":
+            if args.alert is None:
+                raise ToolError("record_alert needs alert {rule, kind, message, ...}")
+            out.alert = self.record_alert(**args.alert.model_dump())
+        elif args.action == "load_state":
+            out.state = self.load_ai_state()
+        elif args.action == "save_state":
+            if args.state is None:
+                raise ToolError("save_state needs state (the whole AI state object)")
+            if self.source != "agent":
+                raise ToolError(f"only the LLM autopilot (source 'agent') writes its memory; this call is {self.source!r}")
+            self.save_ai_state(args.state)
+        return out
