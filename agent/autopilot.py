@@ -5,6 +5,10 @@ The mode lives in ``hotcb.autopilot.json`` (set through the ``autopilot`` tool b
 dashboard or ``hotcb autopilot --mode``), so switching it live needs no restart. The LLM wakes on
 new alerts and rule findings and on a cadence of steps; without an API key the ai modes run the
 rules and say so.
+
+Where the tools live is a backend: ``LocalBackend`` (in-process ``HotcbTools``, the default) or
+``McpBackend`` (``agent/mcp_tools.py``: a real MCP server over stdio or HTTP). Either way the
+rules act as source ``rule`` (actor the rule id) and the LLM as ``agent`` (actor the model name).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from hotcb.mcp_server.tools import HotcbTools
 
@@ -37,19 +41,52 @@ class AIOptions:
     timeout_s: float = 60.0
 
 
+class ToolsBackend(Protocol):
+    """Where the autopilot's tools come from: one tools object per identity."""
+
+    def tools(self, source: str, actor: str | None) -> Any: ...
+
+    def set_mode(self, mode: str, reason: str) -> None: ...
+
+    def describe(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+class LocalBackend:
+    """In-process ``HotcbTools`` over the run directory."""
+
+    def __init__(self, run_dir: str | os.PathLike[str]):
+        self.run_dir = run_dir
+
+    def tools(self, source: str, actor: str | None) -> HotcbTools:
+        return HotcbTools(self.run_dir, source=source, actor=actor)
+
+    def set_mode(self, mode: str, reason: str) -> None:
+        # The person who started this process chose the mode.
+        self.tools("human", "hotcb-autopilot").call("autopilot", {"action": "set", "mode": mode, "reason": reason})
+
+    def describe(self) -> str:
+        return str(self.run_dir)
+
+    def close(self) -> None:
+        pass
+
+
 class Autopilot:
     def __init__(self, run_dir: str | os.PathLike[str], *, mode: str | None = None, rules: RulesConfig | None = None,
-                 ai: AIOptions | None = None, interval_s: float = 1.0, exit_when_done: bool = True):
+                 ai: AIOptions | None = None, interval_s: float = 1.0, exit_when_done: bool = True,
+                 backend: ToolsBackend | None = None):
         self.run_dir = run_dir
+        self.backend: ToolsBackend = backend or LocalBackend(run_dir)
         self.rules_cfg = rules or RulesConfig()
         self.ai = ai or AIOptions()
         self.interval_s = interval_s
         self.exit_when_done = exit_when_done
-        self.reader = HotcbTools(run_dir, source="rule", actor="autopilot")
-        if mode is not None:  # the person who started this process chose the mode
-            HotcbTools(run_dir, source="human", actor="hotcb-autopilot").call(
-                "autopilot", {"action": "set", "mode": mode, "reason": "set at autopilot start"})
-        self.alerts = AlertEvaluator(HotcbTools(run_dir, source="rule", actor="alerts"))
+        self.reader = self.backend.tools("rule", "autopilot")
+        if mode is not None:
+            self.backend.set_mode(mode, "set at autopilot start")
+        self.alerts = AlertEvaluator(self.backend.tools("rule", "alerts"))
         self._rules: dict[str, RulesAutopilot] = {}
         self._llm: Any = None
         self._last_wake_step: int | None = None
@@ -63,8 +100,7 @@ class Autopilot:
 
     def rules(self, mode: str) -> RulesAutopilot:
         if mode not in self._rules:
-            self._rules[mode] = RulesAutopilot(HotcbTools(self.run_dir, source="rule", actor="rules"), self.rules_cfg,
-                                               mode=mode)
+            self._rules[mode] = RulesAutopilot(self.backend.tools("rule", "rules"), self.rules_cfg, mode=mode)
         return self._rules[mode]
 
     def llm(self, mode: str) -> Any:
@@ -72,10 +108,11 @@ class Autopilot:
             from .llm import LLMAutopilot
 
             a = self.ai
-            self._llm = LLMAutopilot(HotcbTools(self.run_dir, source="agent", actor=a.model), api_key=a.api_key,
+            self._llm = LLMAutopilot(self.backend.tools("agent", a.model), api_key=a.api_key,
                                      base_url=a.base_url, model=a.model, mode=mode, max_tool_calls=a.max_tool_calls,
                                      timeout_s=a.timeout_s, rules=self.rules_cfg,
-                                     budget=Budget(max_tokens=a.max_tokens, max_cost_usd=a.max_cost_usd))
+                                     budget=Budget(max_tokens=a.max_tokens, max_cost_usd=a.max_cost_usd),
+                                     rule_tools=self.backend.tools("rule", "rules-fallback"))
         return self._llm
 
     def tick(self) -> dict[str, Any]:
@@ -119,7 +156,12 @@ class Autopilot:
         return {"mode": mode, **self.llm(mode).wake(why, alerts=new)}
 
     def training_over(self) -> bool:
-        live = self.reader.liveness()
+        """Training has ended (stopped or dead). False while that cannot be read (a server down)."""
+        try:
+            live = self.reader.liveness()
+        except Exception as e:  # noqa: BLE001 - unknown is "not over": keep ticking, the tick reports it
+            log.debug("liveness unavailable: %s", e)
+            return False
         return live["state"] in ("stopped", "dead")
 
     def run(self) -> None:
@@ -136,3 +178,7 @@ class Autopilot:
 
     def stop(self) -> None:
         self.stop_event.set()
+
+    def close(self) -> None:
+        """Release the backend (an MCP session; a spawned server exits)."""
+        self.backend.close()

@@ -57,11 +57,24 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     _ai_args(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("autopilot", parents=[common], help="run the autopilot against a run directory")
+    p = sub.add_parser(
+        "autopilot", parents=[common], help="run the autopilot against a run directory",
+        description="Run the autopilot (rules or LLM, per the run's mode) on a run. By default it calls the "
+                    "tools in-process; with --mcp stdio it spawns `hotcb mcp RUN --for-autopilot` and acts "
+                    "only through it, with --mcp-url through a running `hotcb mcp RUN --http --for-autopilot`.")
     p.add_argument("--mode", choices=MODES, default=None, help="set the run's mode (default: keep the stored one)")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between passes (default 1)")
     p.add_argument("--once", action="store_true", help="one pass, then exit")
     p.add_argument("--keep-running", action="store_true", help="do not exit when training ends")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--mcp", choices=["stdio"], default=None,
+                   help="act as an MCP client of a `hotcb mcp RUN --for-autopilot` subprocess (stdio)")
+    g.add_argument("--mcp-url", default=None, metavar="URL",
+                   help="act as an MCP client of a running `hotcb mcp RUN --http --for-autopilot` server, "
+                        "e.g. http://127.0.0.1:8765/mcp (the mode is then the run's own: --mode is refused)")
+    p.add_argument("--mcp-token", default=None, metavar="T",
+                   help="bearer token for --mcp-url (default $HOTCB_MCP_TOKEN)")
+    p.add_argument("--mcp-timeout", type=float, default=60.0, help="seconds per MCP call (default 60)")
     _ai_args(p)
     p.set_defaults(func=cmd_autopilot)
 
@@ -127,21 +140,57 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return rc
 
 
+def _backend(args: argparse.Namespace) -> Any:
+    """None (in-process tools) or a connected MCP backend; raises McpUnavailable with the reason."""
+    if not args.mcp and not args.mcp_url:
+        return None
+    from .mcp_tools import McpBackend, McpTarget
+
+    if args.mcp_url:
+        target = McpTarget.http(args.mcp_url, args.mcp_token or os.environ.get("HOTCB_MCP_TOKEN"))
+    else:
+        target = McpTarget.stdio(_run_dir(args))
+    return McpBackend(target, call_timeout_s=args.mcp_timeout).start()
+
+
 def cmd_autopilot(args: argparse.Namespace) -> int:
+    from hotcb.mcp_server.registry import ToolError
+
     from .autopilot import Autopilot
     from .config import RulesConfig
 
-    pilot = Autopilot(_run_dir(args), mode=args.mode, rules=RulesConfig.load(args.rules), ai=_ai_options(args),
-                      interval_s=args.interval, exit_when_done=not args.keep_running)
-    if args.once:
-        print(json.dumps(pilot.tick(), default=str))
-        return 0
-    print(f"hotcb autopilot: {pilot.mode()} on {_run_dir(args)}", file=sys.stderr)
+    if args.mcp_url and args.mode:
+        print("hotcb autopilot: --mode cannot be set through --mcp-url (that server never acts as a person); "
+              "set it with the dashboard or `hotcb autopilot --dir RUN --mode MODE --once` where the run lives",
+              file=sys.stderr)
+        return 2
+    if args.mcp_url and not args.mcp_url.startswith(("http://", "https://")):
+        print(f"hotcb autopilot: --mcp-url must be an http(s) URL, got {args.mcp_url!r}", file=sys.stderr)
+        return 2
+    rules = RulesConfig.load(args.rules)
     try:
-        pilot.run()
-    except KeyboardInterrupt:
-        pass
-    return 0
+        backend = _backend(args)
+    except ConnectionError as e:
+        print(f"hotcb autopilot: {e}", file=sys.stderr)
+        return 1
+    try:
+        pilot = Autopilot(_run_dir(args), mode=args.mode, rules=rules, ai=_ai_options(args),
+                          interval_s=args.interval, exit_when_done=not args.keep_running, backend=backend)
+        if args.once:
+            print(json.dumps(pilot.tick(), default=str))
+            return 0
+        print(f"hotcb autopilot: {pilot.mode()} on {pilot.backend.describe()}", file=sys.stderr)
+        try:
+            pilot.run()
+        except KeyboardInterrupt:
+            pass
+        return 0
+    except (ConnectionError, ToolError) as e:
+        print(f"hotcb autopilot: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if backend is not None:
+            backend.close()
 
 
 def cmd_proposals(args: argparse.Namespace) -> int:

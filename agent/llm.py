@@ -56,7 +56,8 @@ class LLMAutopilot:
     def __init__(self, tools: Any, *, api_key: str | None, base_url: str | None = None, model: str = "gpt-4o-mini",
                  mode: str = "ai_auto", max_tool_calls: int = 6, max_rounds: int = 4, timeout_s: float = 60.0,
                  retries: int = 3, retry_wait_s: float = 1.0, probe_s: float = 60.0, budget: Budget | None = None,
-                 rules: RulesConfig | None = None, fallback: Any = None, client: Any = None):
+                 rules: RulesConfig | None = None, fallback: Any = None, client: Any = None,
+                 rule_tools: Any = None):
         if mode not in ("ai_auto", "ai_suggest"):
             raise ValueError("LLM mode is ai_auto or ai_suggest")
         self.tools = tools
@@ -74,6 +75,7 @@ class LLMAutopilot:
         self._api_key = api_key or "none"  # ollama/vLLM accept any key; the SDK insists on one
         self._rules_cfg = rules
         self._fallback = fallback
+        self._rule_tools = rule_tools  # the rules' own identity (source rule), e.g. over the same MCP server
         state = tools.load_ai_state()
         if state.get("model") == model:
             self.budget.restore(state.get("usage"))  # a restarted autopilot keeps its spend
@@ -100,10 +102,12 @@ class LLMAutopilot:
 
     def fallback(self) -> RulesAutopilot:
         if self._fallback is None:
-            from hotcb.mcp_server.tools import HotcbTools
+            rule_tools = self._rule_tools
+            if rule_tools is None:
+                from hotcb.mcp_server.tools import HotcbTools
 
-            # Rules act as themselves (source rule), not under the model's name.
-            rule_tools = HotcbTools(self.tools.run.root, source="rule", actor="rules-fallback")
+                # Rules act as themselves (source rule), not under the model's name.
+                rule_tools = HotcbTools(self.tools.run.root, source="rule", actor="rules-fallback")
             self._fallback = RulesAutopilot(rule_tools, self._rules_cfg,
                                             mode="suggest" if self.mode == "ai_suggest" else "auto")
         return self._fallback
@@ -116,7 +120,7 @@ class LLMAutopilot:
                           budget_exhausted=self.budget.exhausted() is not None)
         try:
             self.tools.save_ai_state(self.state)
-        except OSError as e:
+        except Exception as e:  # noqa: BLE001 - a disk error or an unreachable MCP server; the wake goes on
             log.warning("could not save the AI state: %s", e)
 
     def _alert(self, kind: str, message: str, severity: str = "warning") -> None:
@@ -266,6 +270,8 @@ class LLMAutopilot:
         except ToolError as e:
             # A guard refusal of apply_op is already in the ledger (the kernel records it).
             return self._refuse("tool_error", name, str(e))
+        except ConnectionError as e:  # the MCP server (when the tools are remote) did not answer
+            return self._refuse("unreachable", name, str(e))
         except Exception as e:  # noqa: BLE001 - a tool crash is reported to the model, not raised
             return self._refuse("tool_crash", name, f"{type(e).__name__}: {e}")
         if name in ("apply_op", "propose_op"):

@@ -154,8 +154,16 @@ class RulesAutopilot:
             f = check(name, cfg, self.obs, self.obs.status, **kw)
             if f is None:
                 continue
+            prev = self.fired_at.get(name)
             self.fired_at[name] = step
-            self.act(f, step)
+            try:
+                self.act(f, step)
+            except ConnectionError:  # the tools (an MCP server) are unreachable: fire again when they answer
+                if prev is None:
+                    self.fired_at.pop(name, None)
+                else:
+                    self.fired_at[name] = prev
+                raise
             fired.append(f)
             if name in ("non_finite", "divergence"):
                 break  # one emergency action per tick; the others re-evaluate after it lands
