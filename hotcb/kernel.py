@@ -4,11 +4,13 @@ Call ``kernel.apply(env=..., events=[...])`` at each safe point (after ``optimiz
 With nothing new it costs one ``stat`` of the commands file. New command lines are parsed,
 checked against freeze mode and the guard, applied, and each gets exactly one ledger decision.
 Nothing in here may raise into the training loop: every failure becomes a recorded decision.
+
+The ``core`` module's ops (pause, freeze, checkpoint, rollback, ...) live in ``core_ops.py``;
+reading and applying ``hotcb.freeze.json`` and ``hotcb.yaml`` in ``watched.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import socket
@@ -19,9 +21,9 @@ from typing import Any
 
 from .actuators.actuator import ValueRefused
 from .actuators.state import MutableState
-from .checkpoint import Snapshots, kernel_state, live_knob_values, load_kernel_state, restore_knobs
+from .checkpoint import Snapshots, kernel_state, live_knob_values, load_kernel_state
 from .collector import MetricsCollector
-from .desired import DesiredStateError, flatten_knobs, parse_desired
+from .core_ops import CoreOps
 from .filewatch import FileWatch
 from .freeze import FreezeState
 from .guard import GuardConfig, check_knob_change
@@ -29,15 +31,16 @@ from .jsonl import JsonlTail, append_line, read_json, write_json_atomic
 from .ledger import Ledger
 from .modules import ApplyContext
 from .modules.callbacks import CallbackLoadError, CallbackModule
-from .ops import CB, CORE, TUNE, CallbackTarget, CommandError, HotOp, auto_cmd_id, parse_command
-from .recipe import RecipePlayer, apply_overlay, load_recipe
+from .ops import CB, CORE, TUNE, CommandError, HotOp, auto_cmd_id, parse_command
+from .recipe import RecipePlayer
 from .rundir import ALERTS, CHECKPOINTS, RunDir
 from .rundir import TUNE as TUNE_FILE
+from .watched import WatchedFiles
 
 log = logging.getLogger("hotcb")
 
 
-class HotKernel:
+class HotKernel(CoreOps, WatchedFiles):
     def __init__(
         self,
         run_dir: str | os.PathLike[str],
@@ -419,207 +422,6 @@ class HotKernel:
             self._load_tune()
         except Exception as e:  # without optuna the run still trains; the refusal is logged
             log.warning("hotcb: tune was enabled in %s but cannot resume: %s", self.run.root, e)
-
-    # ------------------------------------------------------------------ core ops
-    def _core(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
-        p = op.params
-        if op.op == "pause":
-            old, self.paused = self.paused, True
-            self._write_status(force=True)
-            return {"paused": {"old": old, "new": True}}
-        if op.op == "resume":
-            old, self.paused = self.paused, False
-            self._write_status(force=True)
-            return {"paused": {"old": old, "new": False}}
-        if op.op == "stop":
-            self.stop_requested = True
-            self._write_status(force=True)
-            return {"stop": True}
-        if op.op in ("freeze", "unfreeze"):
-            mode = "off" if op.op == "unfreeze" else p.get("mode", "prod")
-            new = FreezeState(
-                mode=mode, recipe_path=p.get("recipe_path"), overlay_path=p.get("overlay_path"),
-                overlay=p.get("overlay") or [], cmd_id=op.cmd_id, source=op.source, actor=op.actor,
-                reason=op.reason,
-            )
-            old = self.freeze.mode
-            self._set_freeze(new)
-            if self.is_writer:
-                new.save(self.run.freeze)
-                self._freeze_watch.changed()  # our own write is not a new change
-            return {"mode": {"old": old, "new": mode}}
-        if op.op in ("lock", "unlock"):
-            keys = p.get("keys") or ([op.id] if op.id else [])
-            if not keys or not all(isinstance(k, str) for k in keys):
-                raise ValueRefused(f"core {op.op} needs params.keys (a list of knob keys)")
-            unknown = [k for k in keys if k not in self.state]
-            if unknown:
-                raise ValueRefused(f"unknown knobs {unknown}")
-            if op.source != "human":
-                raise ValueRefused(f"only a human can {op.op} knobs (source is {op.source!r})")
-            for k in keys:
-                if op.op == "lock":
-                    self.locks[k] = {"actor": op.actor or "human", "step": ctx.step, "ts": time.time()}
-                else:
-                    self.locks.pop(k, None)
-            self._save_locks()
-            return {"locks": sorted(self.locks)}
-        if op.op == "cancel":
-            target = p.get("cmd_id")
-            victim = self.scheduled.pop(target, None) if isinstance(target, str) else None
-            if victim is None:
-                raise ValueRefused(f"no scheduled op with cmd_id {target!r}")
-            self._record(victim, ctx, "rejected", error=f"cancelled by {op.actor or op.source} ({op.cmd_id})")
-            self._publish_schedule()
-            return {"cancelled": target}
-        if op.op == "reschedule":
-            target, at = p.get("cmd_id"), p.get("at_step")
-            if isinstance(at, bool) or not isinstance(at, int) or at < 0:
-                raise ValueRefused("reschedule needs params.at_step, a non-negative integer")
-            victim = self.scheduled.get(target) if isinstance(target, str) else None
-            if victim is None:
-                raise ValueRefused(f"no scheduled op with cmd_id {target!r}")
-            old = victim.at_step
-            victim.at_step = at
-            self._reschedules[victim.cmd_id] = at
-            self._publish_schedule()
-            return {"cmd_id": target, "at_step": {"old": old, "new": at}}
-        if op.op == "checkpoint":
-            snap = self.snapshots.take(ctx.step, live_knob_values(self.state), op.reason)
-            return {"snapshot_step": snap.step, "snapshots": self.snapshots.steps()}
-        if op.op == "rollback":
-            to = p.get("step")
-            snap = self.snapshots.find(int(to) if to is not None else None)
-            self.snapshots.restore(snap)
-            restored = restore_knobs(self.state, snap.knobs, ctx.env, ctx.step)
-            return {"restored_step": snap.step, "knobs": restored}
-        raise ValueRefused(f"unknown core op {op.op!r}")
-
-    def _set_freeze(self, new: FreezeState) -> None:
-        player = None
-        if new.replaying:
-            path = Path(new.recipe_path or "")
-            if not path.is_absolute():
-                path = self.run.root / path
-            entries = load_recipe(path)
-            if not entries and not path.exists():
-                raise ValueRefused(f"recipe not found: {new.recipe_path}")
-            overlay = list(new.overlay)
-            if new.overlay_path:
-                opath = Path(new.overlay_path)
-                overlay += load_recipe(opath if opath.is_absolute() else self.run.root / opath)
-            if new.mode == "replay_adjusted" and overlay:
-                entries = apply_overlay(entries, overlay)
-            player = RecipePlayer(entries)
-            # A resumed run must not fire entries it already replayed.
-            while not player.done and self.ledger.has(
-                f"replay-{player.entries[player.position].get('cmd_id')}-{player.entries[player.position].get('step')}"
-            ):
-                player.position += 1
-                player.fired += 1
-        self.freeze = new
-        self.player = player
-        self._write_status(force=True)
-
-    # ------------------------------------------------------------------ watched files
-    def _watch_files(self, ctx: ApplyContext) -> None:
-        watched = self._read_watched()
-        if self.dist is None:
-            self._apply_watched(watched, ctx)
-        elif watched:
-            # This runs on a wall-clock cadence, which differs across ranks: rank 0 keeps what it
-            # read for the next (step-counted) command broadcast instead of applying it alone.
-            self._watched_pending.update(watched)
-
-    def _read_watched(self) -> dict[str, Any]:
-        if not self.is_writer:
-            return {}
-        out: dict[str, Any] = {}
-        if self._freeze_watch.changed():
-            out["freeze"] = read_json(self.run.freeze)
-        if self._desired_watch.changed() and self._desired_watch.exists():
-            try:
-                out["desired"] = self.run.desired.read_text(encoding="utf-8")
-            except OSError:
-                pass
-        return out
-
-    def _apply_watched(self, watched: dict[str, Any], ctx: ApplyContext) -> None:
-        if watched.get("freeze") is not None:
-            self._apply_freeze_file(ctx, watched["freeze"])
-        if watched.get("desired") is not None:
-            self._apply_desired(ctx, watched["desired"])
-
-    def _apply_freeze_file(self, ctx: ApplyContext, raw: Any) -> None:
-        if raw is None:
-            return
-        cmd_id = raw.get("cmd_id") if isinstance(raw, dict) and isinstance(raw.get("cmd_id"), str) else None
-        cmd_id = cmd_id or "freeze-" + hashlib.sha1(repr(raw).encode()).hexdigest()[:16]
-        if isinstance(raw, dict) and raw.get("cmd_id") == self.freeze.cmd_id and raw.get("mode") == self.freeze.mode:
-            return
-        op = HotOp(module=CORE, op="freeze", params={}, cmd_id=cmd_id, source="human",
-                   actor=raw.get("actor") if isinstance(raw, dict) else None)
-        try:
-            new = FreezeState.from_dict(raw)
-            op.source, op.reason = new.source, new.reason
-            op.params = {"mode": new.mode, "recipe_path": new.recipe_path}
-            old = self.freeze.mode
-            self._set_freeze(new)
-        except (ValueError, OSError) as e:
-            if not self.ledger.has(cmd_id):
-                self._record(op, ctx, "rejected", error=f"invalid {self.run.freeze.name}: {e}")
-            return
-        if not self.ledger.has(cmd_id):
-            self._record(op, ctx, "applied", payload={"mode": {"old": old, "new": new.mode}})
-
-    def _apply_desired(self, ctx: ApplyContext, text: str) -> None:
-        digest = hashlib.sha1(text.encode()).hexdigest()[:12]
-        base = f"yaml-{digest}-{self.session}"
-        try:
-            desired = parse_desired(text)
-            ops = self._desired_ops(desired, base)
-        except (DesiredStateError, ValueRefused, CommandError) as e:
-            if not self.ledger.has(base):
-                op = HotOp(module=CORE, op="desired_state", cmd_id=base, source="yaml", actor="hotcb.yaml")
-                self._record(op, ctx, "rejected", error=str(e))
-            return
-        for op in ops:
-            if not self.ledger.has(op.cmd_id):
-                self._process(op, ctx)
-
-    def _desired_ops(self, desired: dict[str, Any], base: str) -> list[HotOp]:
-        ops: list[HotOp] = []
-        groups = self.state.groups()
-        by_group: dict[str, dict[str, Any]] = {}
-        for (group, key), value in flatten_knobs(desired["knobs"], groups).items():
-            act = self.state.get(key)
-            if act is None or (group is not None and act.group != group):
-                raise ValueRefused(f"hotcb.yaml names unknown knob {key!r} (known: {sorted(self.state.keys())})")
-            act.validate(value)  # an invalid file changes nothing at all
-            if act.describe()["value"] != (list(value) if isinstance(value, tuple) else value):
-                by_group.setdefault(act.group, {})[key] = value
-        for group, params in by_group.items():
-            ops.append(HotOp(module=group, op="set_params", params=params))
-        for cb_id, spec in desired["callbacks"].items():
-            cur = self.cb.callbacks.get(cb_id)
-            enabled = spec.get("enabled", True) is not False
-            if cur is None:
-                if spec.get("target") is None:
-                    raise ValueRefused(f"hotcb.yaml callback {cb_id!r} is not loaded and has no target")
-                ops.append(HotOp(module=CB, op="load", id=cb_id, params=dict(spec.get("params") or {}),
-                                 target=CallbackTarget.from_dict(spec["target"]), extra={"enabled": enabled}))
-                continue
-            if cur.enabled != enabled:
-                ops.append(HotOp(module=CB, op="enable" if enabled else "disable", id=cb_id))
-            params = spec.get("params") or {}
-            if params and any(cur.params.get(k) != v for k, v in params.items()):
-                ops.append(HotOp(module=CB, op="set_params", id=cb_id, params=dict(params)))
-        if desired["freeze"] is not None and desired["freeze"] != self.freeze.mode:
-            ops.append(HotOp(module=CORE, op="freeze" if desired["freeze"] != "off" else "unfreeze",
-                             params={"mode": desired["freeze"]}))
-        for i, op in enumerate(ops):
-            op.cmd_id, op.source, op.actor, op.reason = f"{base}-{i}", "yaml", "hotcb.yaml", "desired state"
-        return ops
 
     # ------------------------------------------------------------------ records and files
     def _record(self, op: HotOp, ctx: ApplyContext, decision: str, *, payload: dict[str, Any] | None = None,

@@ -1,0 +1,142 @@
+"""The ``core`` module's ops: pause, resume, stop, freeze/unfreeze, lock/unlock, cancel,
+reschedule, checkpoint and rollback, and switching the freeze mode (which starts or stops a
+recipe replay).
+
+``CoreOps`` is mixed into ``HotKernel``; it works on the kernel's state (the attributes
+declared below) and records through the kernel's ``_record``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from .actuators.actuator import ValueRefused
+from .actuators.state import MutableState
+from .checkpoint import Snapshots, live_knob_values, restore_knobs
+from .filewatch import FileWatch
+from .freeze import FreezeState
+from .ledger import Ledger
+from .modules import ApplyContext
+from .ops import HotOp
+from .recipe import RecipePlayer, apply_overlay, load_recipe
+from .rundir import RunDir
+
+
+class CoreOps:
+    """Handles ``module == "core"`` ops for ``HotKernel`` (``_core``) and freeze switches."""
+
+    run: RunDir
+    state: MutableState
+    ledger: Ledger
+    snapshots: Snapshots
+    is_writer: bool
+    paused: bool
+    stop_requested: bool
+    freeze: FreezeState
+    player: RecipePlayer | None
+    locks: dict[str, dict[str, Any]]
+    scheduled: dict[str, HotOp]
+    _reschedules: dict[str, int]
+    _freeze_watch: FileWatch
+
+    def _core(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
+        p = op.params
+        if op.op == "pause":
+            old, self.paused = self.paused, True
+            self._write_status(force=True)
+            return {"paused": {"old": old, "new": True}}
+        if op.op == "resume":
+            old, self.paused = self.paused, False
+            self._write_status(force=True)
+            return {"paused": {"old": old, "new": False}}
+        if op.op == "stop":
+            self.stop_requested = True
+            self._write_status(force=True)
+            return {"stop": True}
+        if op.op in ("freeze", "unfreeze"):
+            mode = "off" if op.op == "unfreeze" else p.get("mode", "prod")
+            new = FreezeState(
+                mode=mode, recipe_path=p.get("recipe_path"), overlay_path=p.get("overlay_path"),
+                overlay=p.get("overlay") or [], cmd_id=op.cmd_id, source=op.source, actor=op.actor,
+                reason=op.reason,
+            )
+            old = self.freeze.mode
+            self._set_freeze(new)
+            if self.is_writer:
+                new.save(self.run.freeze)
+                self._freeze_watch.changed()  # our own write is not a new change
+            return {"mode": {"old": old, "new": mode}}
+        if op.op in ("lock", "unlock"):
+            keys = p.get("keys") or ([op.id] if op.id else [])
+            if not keys or not all(isinstance(k, str) for k in keys):
+                raise ValueRefused(f"core {op.op} needs params.keys (a list of knob keys)")
+            unknown = [k for k in keys if k not in self.state]
+            if unknown:
+                raise ValueRefused(f"unknown knobs {unknown}")
+            if op.source != "human":
+                raise ValueRefused(f"only a human can {op.op} knobs (source is {op.source!r})")
+            for k in keys:
+                if op.op == "lock":
+                    self.locks[k] = {"actor": op.actor or "human", "step": ctx.step, "ts": time.time()}
+                else:
+                    self.locks.pop(k, None)
+            self._save_locks()
+            return {"locks": sorted(self.locks)}
+        if op.op == "cancel":
+            target = p.get("cmd_id")
+            victim = self.scheduled.pop(target, None) if isinstance(target, str) else None
+            if victim is None:
+                raise ValueRefused(f"no scheduled op with cmd_id {target!r}")
+            self._record(victim, ctx, "rejected", error=f"cancelled by {op.actor or op.source} ({op.cmd_id})")
+            self._publish_schedule()
+            return {"cancelled": target}
+        if op.op == "reschedule":
+            target, at = p.get("cmd_id"), p.get("at_step")
+            if isinstance(at, bool) or not isinstance(at, int) or at < 0:
+                raise ValueRefused("reschedule needs params.at_step, a non-negative integer")
+            victim = self.scheduled.get(target) if isinstance(target, str) else None
+            if victim is None:
+                raise ValueRefused(f"no scheduled op with cmd_id {target!r}")
+            old = victim.at_step
+            victim.at_step = at
+            self._reschedules[victim.cmd_id] = at
+            self._publish_schedule()
+            return {"cmd_id": target, "at_step": {"old": old, "new": at}}
+        if op.op == "checkpoint":
+            snap = self.snapshots.take(ctx.step, live_knob_values(self.state), op.reason)
+            return {"snapshot_step": snap.step, "snapshots": self.snapshots.steps()}
+        if op.op == "rollback":
+            to = p.get("step")
+            snap = self.snapshots.find(int(to) if to is not None else None)
+            self.snapshots.restore(snap)
+            restored = restore_knobs(self.state, snap.knobs, ctx.env, ctx.step)
+            return {"restored_step": snap.step, "knobs": restored}
+        raise ValueRefused(f"unknown core op {op.op!r}")
+
+    def _set_freeze(self, new: FreezeState) -> None:
+        player = None
+        if new.replaying:
+            path = Path(new.recipe_path or "")
+            if not path.is_absolute():
+                path = self.run.root / path
+            entries = load_recipe(path)
+            if not entries and not path.exists():
+                raise ValueRefused(f"recipe not found: {new.recipe_path}")
+            overlay = list(new.overlay)
+            if new.overlay_path:
+                opath = Path(new.overlay_path)
+                overlay += load_recipe(opath if opath.is_absolute() else self.run.root / opath)
+            if new.mode == "replay_adjusted" and overlay:
+                entries = apply_overlay(entries, overlay)
+            player = RecipePlayer(entries)
+            # A resumed run must not fire entries it already replayed.
+            while not player.done and self.ledger.has(
+                f"replay-{player.entries[player.position].get('cmd_id')}-{player.entries[player.position].get('step')}"
+            ):
+                player.position += 1
+                player.fired += 1
+        self.freeze = new
+        self.player = player
+        self._write_status(force=True)

@@ -1,0 +1,139 @@
+"""Watched files: ``hotcb.freeze.json`` and ``hotcb.yaml`` (desired state), read on a
+wall-clock cadence and applied as ledger-recorded ops.
+
+``hotcb.desired`` parses ``hotcb.yaml``; this turns a parsed desired state into the ops that
+close its difference from the live state. ``WatchedFiles`` is mixed into ``HotKernel``; in
+distributed runs rank 0 reads and the changes ride on the next command broadcast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from .actuators.actuator import ValueRefused
+from .actuators.state import MutableState
+from .desired import DesiredStateError, flatten_knobs, parse_desired
+from .filewatch import FileWatch
+from .freeze import FreezeState
+from .jsonl import read_json
+from .ledger import Ledger
+from .modules import ApplyContext
+from .modules.callbacks import CallbackModule
+from .ops import CB, CORE, CallbackTarget, CommandError, HotOp
+from .rundir import RunDir
+
+
+class WatchedFiles:
+    """Reads and applies ``hotcb.freeze.json`` and ``hotcb.yaml`` for ``HotKernel``."""
+
+    run: RunDir
+    state: MutableState
+    ledger: Ledger
+    cb: CallbackModule
+    dist: Any
+    is_writer: bool
+    session: str
+    freeze: FreezeState
+    _freeze_watch: FileWatch
+    _desired_watch: FileWatch
+    _watched_pending: dict[str, Any]
+
+    def _watch_files(self, ctx: ApplyContext) -> None:
+        watched = self._read_watched()
+        if self.dist is None:
+            self._apply_watched(watched, ctx)
+        elif watched:
+            # This runs on a wall-clock cadence, which differs across ranks: rank 0 keeps what it
+            # read for the next (step-counted) command broadcast instead of applying it alone.
+            self._watched_pending.update(watched)
+
+    def _read_watched(self) -> dict[str, Any]:
+        if not self.is_writer:
+            return {}
+        out: dict[str, Any] = {}
+        if self._freeze_watch.changed():
+            out["freeze"] = read_json(self.run.freeze)
+        if self._desired_watch.changed() and self._desired_watch.exists():
+            try:
+                out["desired"] = self.run.desired.read_text(encoding="utf-8")
+            except OSError:
+                pass
+        return out
+
+    def _apply_watched(self, watched: dict[str, Any], ctx: ApplyContext) -> None:
+        if watched.get("freeze") is not None:
+            self._apply_freeze_file(ctx, watched["freeze"])
+        if watched.get("desired") is not None:
+            self._apply_desired(ctx, watched["desired"])
+
+    def _apply_freeze_file(self, ctx: ApplyContext, raw: Any) -> None:
+        if raw is None:
+            return
+        cmd_id = raw.get("cmd_id") if isinstance(raw, dict) and isinstance(raw.get("cmd_id"), str) else None
+        cmd_id = cmd_id or "freeze-" + hashlib.sha1(repr(raw).encode()).hexdigest()[:16]
+        if isinstance(raw, dict) and raw.get("cmd_id") == self.freeze.cmd_id and raw.get("mode") == self.freeze.mode:
+            return
+        op = HotOp(module=CORE, op="freeze", params={}, cmd_id=cmd_id, source="human",
+                   actor=raw.get("actor") if isinstance(raw, dict) else None)
+        try:
+            new = FreezeState.from_dict(raw)
+            op.source, op.reason = new.source, new.reason
+            op.params = {"mode": new.mode, "recipe_path": new.recipe_path}
+            old = self.freeze.mode
+            self._set_freeze(new)
+        except (ValueError, OSError) as e:
+            if not self.ledger.has(cmd_id):
+                self._record(op, ctx, "rejected", error=f"invalid {self.run.freeze.name}: {e}")
+            return
+        if not self.ledger.has(cmd_id):
+            self._record(op, ctx, "applied", payload={"mode": {"old": old, "new": new.mode}})
+
+    def _apply_desired(self, ctx: ApplyContext, text: str) -> None:
+        digest = hashlib.sha1(text.encode()).hexdigest()[:12]
+        base = f"yaml-{digest}-{self.session}"
+        try:
+            desired = parse_desired(text)
+            ops = self._desired_ops(desired, base)
+        except (DesiredStateError, ValueRefused, CommandError) as e:
+            if not self.ledger.has(base):
+                op = HotOp(module=CORE, op="desired_state", cmd_id=base, source="yaml", actor="hotcb.yaml")
+                self._record(op, ctx, "rejected", error=str(e))
+            return
+        for op in ops:
+            if not self.ledger.has(op.cmd_id):
+                self._process(op, ctx)
+
+    def _desired_ops(self, desired: dict[str, Any], base: str) -> list[HotOp]:
+        ops: list[HotOp] = []
+        groups = self.state.groups()
+        by_group: dict[str, dict[str, Any]] = {}
+        for (group, key), value in flatten_knobs(desired["knobs"], groups).items():
+            act = self.state.get(key)
+            if act is None or (group is not None and act.group != group):
+                raise ValueRefused(f"hotcb.yaml names unknown knob {key!r} (known: {sorted(self.state.keys())})")
+            act.validate(value)  # an invalid file changes nothing at all
+            if act.describe()["value"] != (list(value) if isinstance(value, tuple) else value):
+                by_group.setdefault(act.group, {})[key] = value
+        for group, params in by_group.items():
+            ops.append(HotOp(module=group, op="set_params", params=params))
+        for cb_id, spec in desired["callbacks"].items():
+            cur = self.cb.callbacks.get(cb_id)
+            enabled = spec.get("enabled", True) is not False
+            if cur is None:
+                if spec.get("target") is None:
+                    raise ValueRefused(f"hotcb.yaml callback {cb_id!r} is not loaded and has no target")
+                ops.append(HotOp(module=CB, op="load", id=cb_id, params=dict(spec.get("params") or {}),
+                                 target=CallbackTarget.from_dict(spec["target"]), extra={"enabled": enabled}))
+                continue
+            if cur.enabled != enabled:
+                ops.append(HotOp(module=CB, op="enable" if enabled else "disable", id=cb_id))
+            params = spec.get("params") or {}
+            if params and any(cur.params.get(k) != v for k, v in params.items()):
+                ops.append(HotOp(module=CB, op="set_params", id=cb_id, params=dict(params)))
+        if desired["freeze"] is not None and desired["freeze"] != self.freeze.mode:
+            ops.append(HotOp(module=CORE, op="freeze" if desired["freeze"] != "off" else "unfreeze",
+                             params={"mode": desired["freeze"]}))
+        for i, op in enumerate(ops):
+            op.cmd_id, op.source, op.actor, op.reason = f"{base}-{i}", "yaml", "hotcb.yaml", "desired state"
+        return ops
