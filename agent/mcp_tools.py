@@ -239,6 +239,7 @@ class McpConnection:
                         self.retry_s)
         self.last_error = why
         self._last_attempt = time.monotonic()
+        self._client = None  # no new call goes to it while it closes (a hung stdio server may take seconds)
         stop = self._stop
         if stop is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):
