@@ -1,5 +1,5 @@
-"""hotcb.agent: the autopilot (rules and an LLM agent) acting only through the tool surface,
-plus ``launch`` (training in its own process, the autopilot, optionally the dashboard).
+"""hotcb.agent: the autopilot (rules and an LLM agent) acting only through the tool surface
+(in-process, or as an MCP client: ``McpBackend``), plus ``launch`` (training in its own process, the autopilot, optionally the dashboard).
 
 Names resolve lazily so ``import hotcb.agent`` stays cheap and needs no openai until the LLM
 autopilot is used.
@@ -13,6 +13,7 @@ from typing import Any
 _NAMES = {
     "RulesAutopilot": "rules", "RulesConfig": "config", "LLMAutopilot": "llm", "Budget": "budget",
     "Autopilot": "autopilot", "launch": "launch", "LaunchHandle": "launch", "AlertEvaluator": "alerts",
+    "McpBackend": "mcp_tools", "McpTarget": "mcp_tools",
 }
 __all__ = sorted(_NAMES)
 

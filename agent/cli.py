@@ -74,7 +74,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         "e.g. http://127.0.0.1:8765/mcp (the mode is then the run's own: --mode is refused)")
     p.add_argument("--mcp-token", default=None, metavar="T",
                    help="bearer token for --mcp-url (default $HOTCB_MCP_TOKEN)")
-    p.add_argument("--mcp-timeout", type=float, default=60.0, help="seconds per MCP call (default 60)")
+    p.add_argument("--mcp-timeout", type=float, default=60.0, metavar="S", help="seconds per MCP call (default 60)")
     _ai_args(p)
     p.set_defaults(func=cmd_autopilot)
 

@@ -400,19 +400,25 @@ class McpBackend:
         return f"MCP {self.target.describe()}"
 
     def start(self) -> McpBackend:
-        """Connect and check the server serves the autopilot (``--for-autopilot``): McpUnavailable if not."""
+        """Connect and check the server serves the autopilot (``--for-autopilot``): McpUnavailable if not.
+        On failure the connection is closed (nothing is left running)."""
+        try:
+            self._check()
+        except BaseException:
+            self.conn.close()
+            raise
+        return self
+
+    def _check(self) -> None:
         self.conn.start()
         if PROCESS_TOOL not in self.conn.tool_names:
-            self.conn.close()
             raise McpUnavailable(
                 f"{self.target.describe()} does not serve the autopilot: start it with "
                 f"`hotcb mcp RUN_DIR --for-autopilot` (with --http/--token for a URL). An ordinary server "
                 f"fixes one source for every call and offers no alerts or AI memory to its clients.")
         who = McpTools(self.conn, source="rule", actor=None).call(PROCESS_TOOL, {"action": "whoami"})
         if who.get("source") != "rule":
-            self.conn.close()
             raise McpUnavailable(f"{self.target.describe()} did not act as 'rule' when asked (got {who.get('source')!r})")
-        return self
 
     def tools(self, source: str, actor: str | None) -> McpTools:
         return McpTools(self.conn, source=source, actor=actor)

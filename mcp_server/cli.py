@@ -22,7 +22,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "mcp", parents=[common], help="serve the run's tools over MCP (stdio; --http for streamable HTTP)",
         description="Serve hotcb's tools, resources and prompts for one run directory over MCP. "
-                    "Calls act as source 'agent' (the guard's limits apply) unless --source human.",
+                    "Calls act as source 'agent' (the guard's limits apply; --source rule alike) unless --source human.",
     )
     p.add_argument("run_dir", nargs="?", default=None, help="the run directory (default: --dir or .)")
     p.add_argument("--source", choices=["agent", "rule", "human"], default="agent",
