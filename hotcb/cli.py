@@ -16,6 +16,7 @@ from typing import Any
 from .client import liveness, send_command, wait_decision
 from .freeze import MODES, FreezeState
 from .jsonl import read_all, read_json
+from .ledger import filter_entries
 from .ops import make_command, new_cmd_id
 from .recipe import export_recipe, load_recipe, validate_recipe, write_recipe
 from .rundir import RunDir
@@ -88,6 +89,8 @@ def _fmt_change(payload: dict[str, Any]) -> str:
     for k, v in (payload or {}).items():
         if isinstance(v, dict) and "old" in v and "new" in v:
             parts.append(f"{k}: {v['old']} -> {v['new']}")
+        elif k == "knobs" and isinstance(v, dict):  # rollback / restore: {key: {old, new}}
+            parts.append(_fmt_change(v))
         else:
             parts.append(f"{k}={v}")
     return ", ".join(parts)
@@ -201,10 +204,11 @@ def cmd_recipe(args: argparse.Namespace) -> int:
 
 def cmd_ledger(args: argparse.Namespace) -> int:
     run = RunDir(args.dir, create=False)
-    rows = [e for e in read_all(run.ledger) if isinstance(e, dict)]
-    for field, want in (("source", args.source), ("decision", args.decision), ("module", args.module)):
-        if want:
-            rows = [e for e in rows if e.get(field) == want]
+    try:
+        rows = filter_entries(read_all(run.ledger), source=args.source, decision=args.decision, module=args.module,
+                              since_step=args.since_step, until_step=args.until_step)
+    except ValueError as e:
+        raise SystemExit(f"hotcb: {e}") from None
     if args.last:
         rows = rows[-args.last:]
     for e in rows:
@@ -278,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", default=None, help="recipe for replay modes")
     p.add_argument("--overlay", default=None, help="patches for replay_adjusted (a recipe-format .jsonl)")
     p.set_defaults(func=cmd_freeze)
+    p = sub.add_parser("unfreeze", parents=[common, writes], help="set the freeze mode to off (= freeze --mode off)")
+    p.set_defaults(func=cmd_freeze, mode="off", recipe=None, overlay=None)
 
     r = sub.add_parser("recipe", parents=[common], help="export or validate recipes")
     rs = r.add_subparsers(dest="recipe_op", required=True)
@@ -292,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source")
     p.add_argument("--decision")
     p.add_argument("--module")
+    p.add_argument("--since-step", type=int, default=None, metavar="N", help="only entries at step N or later")
+    p.add_argument("--until-step", type=int, default=None, metavar="M", help="only entries at step M or earlier")
     p.add_argument("--last", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ledger)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from .jsonl import JsonlTail, append_line
@@ -65,3 +66,39 @@ class Ledger:
         append_line(self.path, entry)
         self._remember(entry)
         return entry
+
+
+def filter_entries(
+    entries: Iterable[Any],
+    *,
+    source: str | None = None,
+    decision: str | None = None,
+    module: str | None = None,
+    cmd_id: str | None = None,
+    since_step: int | None = None,
+    until_step: int | None = None,
+    since_seq: int | None = None,
+) -> list[dict[str, Any]]:
+    """Ledger entries matching every filter given (the CLI and ``read_ledger`` share it).
+
+    ``since_step``/``until_step`` bound the training step, both inclusive; an entry without an
+    integer step is left out once either is given. ``since_seq`` keeps entries after that seq.
+    """
+    if since_step is not None and until_step is not None and since_step > until_step:
+        raise ValueError(f"since_step ({since_step}) is after until_step ({until_step})")
+    wanted = {k: v for k, v in (("source", source), ("decision", decision), ("module", module),
+                                ("cmd_id", cmd_id)) if v}
+    out = []
+    for e in entries:
+        if not isinstance(e, dict) or any(e.get(k) != v for k, v in wanted.items()):
+            continue
+        if since_step is not None or until_step is not None:
+            step = e.get("step")
+            if isinstance(step, bool) or not isinstance(step, int):
+                continue
+            if (since_step is not None and step < since_step) or (until_step is not None and step > until_step):
+                continue
+        if since_seq is not None and (e.get("seq") or 0) <= since_seq:
+            continue
+        out.append(e)
+    return out

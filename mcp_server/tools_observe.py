@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from hotcb.jsonl import read_json
+from hotcb.ledger import filter_entries
 from hotcb.rundir import AUTOPILOT
 
 from . import trend_math
@@ -100,6 +101,14 @@ class LedgerInput(StrictInput):
     decision: str | None = None
     module: str | None = None
     cmd_id: str | None = None
+    since_step: int | None = Field(None, ge=0, description="only entries at this training step or later")
+    until_step: int | None = Field(None, ge=0, description="only entries at this training step or earlier")
+
+    @model_validator(mode="after")
+    def _step_range(self) -> LedgerInput:
+        if self.since_step is not None and self.until_step is not None and self.since_step > self.until_step:
+            raise ValueError(f"since_step ({self.since_step}) is after until_step ({self.until_step})")
+        return self
 
 
 class LedgerOutput(BaseModel):
@@ -224,14 +233,12 @@ class ObserveTools(ToolsBase):
     @tool(LedgerInput, LedgerOutput, read_only=True, idempotent=True, title="Read the ledger")
     def read_ledger(self, args: LedgerInput) -> LedgerOutput:
         """The ledger: every command's decision (applied/rejected/failed/ignored_*), with step, source,
-        actor, reason, old -> new values and errors. Filter by source, decision, module or cmd_id."""
+        actor, reason, old -> new values and errors. Filter by source, decision, module, cmd_id, or a
+        training-step range (since_step..until_step, inclusive)."""
         rows = self.ledger_entries()
         total = len(rows)
-        for field in ("source", "decision", "module", "cmd_id"):
-            want = getattr(args, field)
-            if want:
-                rows = [e for e in rows if e.get(field) == want]
-        if args.since_seq is not None:
-            rows = [e for e in rows if (e.get("seq") or 0) > args.since_seq]
+        rows = filter_entries(rows, source=args.source, decision=args.decision, module=args.module,
+                              cmd_id=args.cmd_id, since_step=args.since_step, until_step=args.until_step,
+                              since_seq=args.since_seq)
         rows = rows[-args.last:]
         return LedgerOutput(total=total, entries=[LedgerEntry(**{k: e.get(k) for k in LedgerEntry.model_fields}) for e in rows])
