@@ -85,6 +85,9 @@ class HotKernel(CoreOps, WatchedFiles):
         self._desired_watch = FileWatch(self.run.desired)
         allowed = [Path(d) for d in (allowed_callback_dirs or [Path.cwd()])]
         self.cb = CallbackModule(self.run.root, allowed, on_error=self._callback_failed)
+        # Who loaded each callback by command (its failures are attributed to them); a callback
+        # added in code was put there by the script's author, a human.
+        self._cb_loaders: dict[str, str] = {}
         for cb_id, obj in (callbacks or {}).items():
             self.cb.add(cb_id, obj)
         self.modules: dict[str, Any] = {CB: self.cb}
@@ -152,13 +155,20 @@ class HotKernel(CoreOps, WatchedFiles):
 
     def load_state_dict(self, state: dict[str, Any] | None, env: dict[str, Any] | None = None) -> dict[str, Any]:
         """Call after a framework checkpoint load: re-applies knob values (the state's, else the
-        ledger's), since loading optimizer state would otherwise silently reset lr."""
+        ledger's), since loading optimizer state would otherwise silently reset lr. The values
+        re-applied are recorded as one ``core restore`` ledger entry (source ``kernel``)."""
         changed = load_kernel_state(self, state, env)
         self._publish_actuators()
+        if changed:
+            try:
+                self._record_restore(changed, "checkpoint" if _has_knobs(state) else "ledger", env)
+            except Exception as e:  # the values are in place; a lost record must not stop the resume
+                self._internal_error(e)
         return changed
 
     def add_callback(self, cb_id: str, obj: Any, enabled: bool = True) -> None:
         self.cb.add(cb_id, obj, enabled)
+        self._cb_loaders.pop(cb_id, None)
         self._publish_actuators()
 
     def register_module(self, name: str, module: Any) -> None:
@@ -378,6 +388,8 @@ class HotKernel(CoreOps, WatchedFiles):
             self._publish_actuators()
             return self._record(op, ctx, "failed", error=f"{type(e).__name__}: {e}")
         entry = self._record(op, ctx, "applied", payload=payload)
+        if op.module == CB and op.op == "load" and op.id:
+            self._cb_loaders[op.id] = op.source
         self._publish_actuators()
         return entry
 
@@ -462,9 +474,20 @@ class HotKernel(CoreOps, WatchedFiles):
             error=reason, extra=extra,
         )
 
+    def _record_restore(self, knobs: dict[str, Any], origin: str, env: dict[str, Any] | None) -> None:
+        """The knob values a resume re-applied, configured (old) -> live (new). Not a change anyone
+        asked for: recipes leave it out (``hotcb.recipe.is_replayable``)."""
+        op = HotOp(module=CORE, op="restore", cmd_id=f"restore-{self.session}-{uuid.uuid4().hex[:12]}",
+                   source="kernel", actor="resume",
+                   reason=f"knob values re-applied after a checkpoint load (from the {origin})")
+        ctx = ApplyContext(self.step, self.epoch, ["resume"], dict(env or {}))
+        self._record(op, ctx, "applied", payload={"knobs": knobs, "from": origin})
+
     def _callback_failed(self, cb: Any, event: str, step: int, tb: str) -> None:
+        # Attributed to whoever put the callback there (source) and to the callback (actor).
         op = HotOp(module=CB, op="handle", id=cb.id, cmd_id=f"cb-error-{cb.id}-{uuid.uuid4().hex[:12]}",
-                   source="human", actor="kernel", reason=f"callback raised during {event}; disabled")
+                   source=self._cb_loaders.get(cb.id, "human"), actor=cb.id,
+                   reason=f"callback raised during {event}; disabled")
         ctx = ApplyContext(step, self.epoch, [event], {})
         self._record(op, ctx, "failed", error=f"{cb.last_error}\n{tb}")
         self._publish_actuators()
@@ -551,6 +574,11 @@ class HotKernel(CoreOps, WatchedFiles):
             self._rate_mark = (now, self.step)
         if self.is_writer:
             write_json_atomic(self.run.status, self.status())
+
+
+def _has_knobs(state: Any) -> bool:
+    """Whether a checkpoint's hotcb state carries knob values (else the ledger supplies them)."""
+    return isinstance(state, dict) and isinstance(state.get("knobs"), dict)
 
 
 def _detect_distributed() -> Any:

@@ -28,6 +28,10 @@ def _entry_params(entry: dict[str, Any]) -> dict[str, Any]:
 def is_replayable(entry: dict[str, Any]) -> bool:
     if entry.get("decision") != "applied" or entry.get("step") is None:
         return False
+    if entry.get("source") == "kernel":
+        # What the kernel recorded on its own (a resume's ``core restore`` of knob values) is no
+        # change anyone asked for: replayed, those values would be applied a second time.
+        return False
     module, op = entry.get("module"), entry.get("op")
     if module == CORE:
         return op in REPLAYED_CORE_OPS

@@ -131,5 +131,11 @@ def test_resume_keeps_live_values(run_dir, tmp_path):
     tr2.train(resume_from_checkpoint=True)
     kernel2.close()
     assert probe2.seen == [(5, 0.03, 0.5), (6, 0.03, 0.5)]
-    ids = [e["cmd_id"] for e in read_jsonl(kernel2.run.ledger)]
+    entries = read_jsonl(kernel2.run.ledger)
+    ids = [e["cmd_id"] for e in entries if e["source"] != "kernel"]
     assert len(ids) == len(set(ids)) == 2
+    # The re-applied values are accounted for: one core restore entry, configured -> live.
+    restores = [e for e in entries if e["source"] == "kernel"]
+    assert [(e["module"], e["op"], e["decision"]) for e in restores] == [("core", "restore", "applied")]
+    assert restores[0]["payload"]["knobs"]["mse"] == {"old": 1.0, "new": 0.5}
+    assert restores[0]["payload"]["knobs"]["lr"]["new"] == 0.03

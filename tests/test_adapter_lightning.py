@@ -199,8 +199,15 @@ def test_resume_keeps_live_values_not_configured_ones(run_dir, tmp_path, with_ho
     assert all(s[1:] == (0.03, 0.5) for s in module2.seen)
     assert kernel2.state.get("lr").value == 0.03 and kernel2.state.get("mse").value == 0.5
     # Exactly once: the resumed run applied no command a second time.
-    ids = [e["cmd_id"] for e in ledger(kernel2)]
+    entries = ledger(kernel2)
+    ids = [e["cmd_id"] for e in entries if e["source"] != "kernel"]
     assert len(ids) == len(set(ids)) == 2
+    # The re-applied values are accounted for: one core restore entry, configured -> live.
+    restores = [e for e in entries if e["source"] == "kernel"]
+    assert [(e["module"], e["op"], e["decision"]) for e in restores] == [("core", "restore", "applied")]
+    assert restores[0]["payload"]["knobs"]["mse"] == {"old": 1.0, "new": 0.5}
+    assert restores[0]["payload"]["knobs"]["lr"]["new"] == 0.03
+    assert restores[0]["payload"]["from"] == ("checkpoint" if with_hotcb_state else "ledger")
 
 
 def test_stop_command_ends_fit(run_dir):
