@@ -32,8 +32,10 @@ function dataFor(name) {
   const s = state.series[name] || { steps: [], values: [] };
   const log = isLog(name);
   const own = [s.steps, clean(s.values, log)];
-  const other = state.compare && state.compare.metrics.series[name];
-  if (!other) return [own[0], own[1]];
+  if (!state.compare) return own;
+  const other = state.compare.metrics.series[name];
+  // A metric the compare run does not have still needs its (empty) third column.
+  if (!other) return [own[0], own[1], own[0].map(() => null)];
   const theirs = [other.steps, clean(other.values, log)];
   return uPlot.join([own, theirs]);
 }
