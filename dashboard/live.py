@@ -40,11 +40,17 @@ MAX_DELTA_POINTS = 5000  # the most read_metrics returns per metric per poll
 RESYNC_POINTS = MAX_DELTA_POINTS // 2
 NAMES_ONLY = 2**53  # since_step past any real step: read_metrics answers with every name, no points
 FROM_START = -(2**53)  # since_step before any step: a new metric's whole recent window
+STATUS_TOOLS = {  # event name -> (tool, arguments), every status_ms; sent only when registered
+    "status": ("get_status", {}),
+    "actuators": ("describe_actuators", {}),
+    "replay": ("replay", {"action": "status"}),  # a read: freeze mode and the replay's progress
+}
 PANEL_TOOLS = {  # event name -> (tool, arguments); sent only when the tool is registered
     "autopilot": ("autopilot", {"action": "get"}),
     "proposals": ("list_proposals", {"status": "all", "last": 50}),
     "alerts": ("list_alerts", {"last": 50}),
     "schedule": ("schedule_op", {"action": "list"}),
+    "rules": ("set_alert_rules", {}),  # no rules given: a read of the user's alert rules
 }
 
 
@@ -107,8 +113,11 @@ class LiveSession:
 
     def _status_events(self, force: bool = False) -> dict[str, Any]:
         out = {}
-        for name, tool in (("status", "get_status"), ("actuators", "describe_actuators")):
-            data = self._call(tool, {})
+        have = self.available()
+        for name, (tool, args) in STATUS_TOOLS.items():
+            if tool not in have:
+                continue
+            data = self._call(tool, args)
             if data is not None and (self._changed(name, data) or force):
                 out[name] = data
         return out

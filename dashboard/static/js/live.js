@@ -1,7 +1,7 @@
 // The live channel (Server-Sent Events): one snapshot, then only what is new.
 import { state, emit, resetSeries, appendSeries, addLedger } from './store.js';
 
-const PANELS = ['status', 'actuators', 'autopilot', 'proposals', 'alerts', 'schedule'];
+const PANELS = ['status', 'actuators', 'replay', 'autopilot', 'proposals', 'alerts', 'schedule', 'rules'];
 
 function applyState(ev) {
   for (const key of PANELS) {

@@ -11,6 +11,7 @@ import { initLedger } from './ledger.js';
 import { initCallbacks } from './callbacks.js';
 import { initAutopilot } from './autopilot.js';
 import { initRecipe } from './recipe.js';
+import { initReplay } from './replay.js';
 import { initAlerts } from './alerts.js';
 import { initCompare } from './compare.js';
 
@@ -31,6 +32,7 @@ async function boot() {
   initLedger();
   initAutopilot();
   initRecipe();
+  initReplay();
   initAlerts();
   initCompare();
   connect();

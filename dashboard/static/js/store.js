@@ -12,6 +12,8 @@ export const state = {
   proposals: null,
   alerts: null,
   schedule: null,
+  replay: null,      // replay status: {freeze_mode, status: {total, fired, late, next_step, done}}
+  rules: null,       // the user's alert rules (set_alert_rules read)
   compare: null,     // {label, metrics, ledger} from /api/compare
   connected: false,
 };
