@@ -1,72 +1,145 @@
-// Alerts: what fired (list_alerts) and the user's alert rules (set_alert_rules). Alerts notify;
-// they never change the run.
+// Alerts: what fired (list_alerts) and the user's alert rules (set_alert_rules): threshold
+// (above and/or below), plateau, spike and non-finite on any metric, added and removed here.
+// Alerts notify; they never change the run. Rules set elsewhere (an agent, another tab) arrive
+// through the live channel.
 import { h, $, fmt, replace, badge, ago } from './dom.js';
 import { state, on } from './store.js';
 import { act, available, callTool } from './api.js';
 
-let rules = null;
+const KINDS = ['threshold', 'plateau', 'spike', 'non_finite'];
+const FIELDS = {  // which inputs each kind uses
+  threshold: ['above', 'below'],
+  plateau: ['window', 'plateau_rel'],
+  spike: ['window', 'spike_factor'],
+  non_finite: [],
+};
 let form = null;
 
-async function loadRules() {
-  try { rules = (await callTool('set_alert_rules', {})).rules; } catch { rules = []; }
-  render();
+function currentRules() {
+  return (state.rules && state.rules.rules) || [];
 }
 
-function ruleText(r) {
-  if (r.kind === 'threshold') return `${r.metric} ${r.above !== null && r.above !== undefined ? '> ' + fmt(r.above) : ''}${r.below !== null && r.below !== undefined ? ' < ' + fmt(r.below) : ''}`;
-  if (r.kind === 'plateau') return `${r.metric} plateau (< ${fmt(r.plateau_rel * 100)}% over ${r.window})`;
-  if (r.kind === 'spike') return `${r.metric} spike (> ${fmt(r.spike_factor)}× median of ${r.window})`;
+function has(v) {
+  return v !== null && v !== undefined;
+}
+
+export function ruleText(r) {
+  if (r.kind === 'threshold') {
+    return [has(r.above) ? `${r.metric} > ${fmt(r.above)}` : null, has(r.below) ? `${r.metric} < ${fmt(r.below)}` : null]
+      .filter(Boolean).join(' or ');
+  }
+  if (r.kind === 'plateau') return `${r.metric} plateau (< ${fmt(r.plateau_rel * 100)}% better over ${r.window} points)`;
+  if (r.kind === 'spike') return `${r.metric} spike (> ${fmt(r.spike_factor)}× the median of ${r.window} points)`;
   return `${r.metric} non-finite`;
 }
 
+function numberInput(name, placeholder, attrs = {}) {
+  return h('input', { class: 'num', type: 'number', step: 'any', id: `rule-${name}`, placeholder, 'aria-label': placeholder,
+    title: placeholder, ...attrs });
+}
+
+function uniqueId(base) {
+  const taken = new Set(currentRules().map((r) => r.id));
+  const clean = base.replace(/[^A-Za-z0-9_.:-]/g, '_').slice(0, 72) || 'rule';
+  if (!taken.has(clean)) return clean;
+  for (let i = 2; ; i++) if (!taken.has(`${clean}-${i}`)) return `${clean}-${i}`;
+}
+
 function buildForm() {
-  const metric = h('select', { 'aria-label': 'metric' });
-  const kind = h('select', { 'aria-label': 'kind' }, ['threshold', 'plateau', 'spike', 'non_finite'].map((k) => h('option', { value: k }, k)));
-  const above = h('input', { class: 'num', type: 'number', step: 'any', placeholder: 'above', 'aria-label': 'above' });
-  const add = h('button', { class: 'btn small primary' }, 'Add rule');
+  const metric = h('input', { type: 'text', id: 'rule-metric', class: 'num wide', list: 'rule-metrics', placeholder: 'metric',
+    'aria-label': 'metric', maxlength: 200, autocomplete: 'off' });
+  const names = h('datalist', { id: 'rule-metrics' });
+  const kind = h('select', { id: 'rule-kind', 'aria-label': 'kind' }, KINDS.map((k) => h('option', { value: k }, k)));
+  const inputs = {
+    above: numberInput('above', 'above'),
+    below: numberInput('below', 'below'),
+    window: numberInput('window', 'window (points)', { min: 8, max: 20000, step: 1, value: '50' }),
+    plateau_rel: numberInput('plateau_rel', 'min rel. improvement', { min: 0, max: 1, value: '0.01' }),
+    spike_factor: numberInput('spike_factor', 'factor × median', { min: 1, value: '3' }),
+  };
+  const severity = h('select', { id: 'rule-severity', 'aria-label': 'severity' },
+    ['warning', 'info', 'critical'].map((s) => h('option', { value: s }, s)));
+  const id = h('input', { type: 'text', id: 'rule-id', class: 'num', placeholder: 'id (optional)', 'aria-label': 'rule id', maxlength: 80 });
+  const add = h('button', { class: 'btn small primary', id: 'rule-add' }, 'Add rule');
+  const showFields = () => {
+    for (const [name, el] of Object.entries(inputs)) el.hidden = !FIELDS[kind.value].includes(name);
+  };
+  kind.addEventListener('change', showFields);
+  showFields();
   add.addEventListener('click', async () => {
-    const id = `${kind.value}-${metric.value}`.replace(/[^A-Za-z0-9_.:-]/g, '_').slice(0, 80);
-    const rule = { id, kind: kind.value, metric: metric.value };
-    if (kind.value === 'threshold') rule.above = Number(above.value);
-    const out = await act('set_alert_rules', { rules: [rule], replace: false }, `alert rule ${id} saved`);
-    if (out) { rules = out.rules; render(); }
+    const m = metric.value.trim();
+    if (!m) { metric.focus(); return; }
+    const rule = { id: id.value.trim() || uniqueId(`${kind.value}-${m}`), kind: kind.value, metric: m, severity: severity.value };
+    for (const name of FIELDS[kind.value]) {
+      const raw = inputs[name].value.trim();
+      if (raw === '') continue;  // left empty: the tool's default (or, for a threshold, no bound on that side)
+      rule[name] = name === 'window' ? parseInt(raw, 10) : Number(raw);
+    }
+    add.disabled = true;
+    const out = await act('set_alert_rules', { rules: [rule], replace: false }, `alert rule ${rule.id} saved`);
+    add.disabled = false;
+    if (out) {
+      state.rules = out;
+      id.value = '';
+      inputs.above.value = '';  // bounds belong to the rule just added, not to the next one
+      inputs.below.value = '';
+      render();
+    }
   });
-  form = { metric, el: h('div', { class: 'form-row' }, metric, kind, above, add) };
+  form = { metric, names, el: h('div', {},
+    h('div', { class: 'form-row' }, metric, names, kind, ...Object.values(inputs)),
+    h('div', { class: 'form-row' }, severity, id, add)) };
 }
 
 function fillMetrics() {
   const names = Object.keys(state.series).sort((a, b) => a.includes('/') - b.includes('/') || a.localeCompare(b));
-  if (form.metric.dataset.names === names.join(',')) return;
-  form.metric.dataset.names = names.join(',');
-  replace(form.metric, names.map((n) => h('option', { value: n }, n)));
+  if (form.names.dataset.names === names.join(',')) return;
+  form.names.dataset.names = names.join(',');
+  replace(form.names, names.map((n) => h('option', { value: n })));
+}
+
+async function removeRule(ruleId) {
+  // Re-read first: a rule someone else added since this page last heard must survive.
+  let latest;
+  try { latest = await callTool('set_alert_rules', {}); } catch { latest = state.rules || { rules: [] }; }
+  const out = await act('set_alert_rules', { rules: latest.rules.filter((x) => x.id !== ruleId), replace: true },
+    `rule ${ruleId} removed`);
+  if (out) { state.rules = out; render(); }
+}
+
+function ruleItem(r) {
+  return h('li', { class: 'rule', dataset: { id: r.id, kind: r.kind } },
+    h('div', { class: 'cb-top' },
+      badge(r.severity || 'warning', r.severity === 'critical' ? 'bad' : r.severity === 'warning' ? 'warn' : ''),
+      h('span', { class: 'small rule-text' }, ruleText(r)), h('span', { class: 'spacer' }),
+      h('span', { class: 'muted small cb-id' }, r.id),
+      h('button', { class: 'btn small', onclick: () => removeRule(r.id) }, 'Remove')));
 }
 
 function render() {
   const box = $('alerts');
   if (!available.has('list_alerts')) { replace(box, h('div', { class: 'empty' }, 'Alerts are not available on this server.')); return; }
   const alerts = state.alerts ? state.alerts.alerts.slice().reverse() : [];
-  if (!form) buildForm();
-  fillMetrics();
+  const canEdit = available.has('set_alert_rules');
+  if (canEdit && !form) buildForm();
+  if (form) fillMetrics();
+  const rules = currentRules();
   replace(box,
-    alerts.length ? h('ul', { class: 'list', id: 'alert-list' }, alerts.slice(0, 20).map((a) => h('li', { class: `alert ${a.severity}` },
+    alerts.length ? h('ul', { class: 'list', id: 'alert-list' }, alerts.slice(0, 20).map((a) => h('li', { class: `alert ${a.severity}`, dataset: { rule: a.rule || '' } },
       h('div', { class: 'cb-top' }, badge(a.severity, a.severity === 'critical' ? 'bad' : a.severity === 'warning' ? 'warn' : ''),
         h('span', { class: 'cb-id' }, a.metric || a.kind), h('span', { class: 'spacer' }),
         h('span', { class: 'muted small' }, `step ${fmt(a.step)} · ${ago(a.ts)}`)),
-      h('div', { class: 'small' }, a.message))))
+      h('div', { class: 'small alert-msg' }, a.message))))
       : h('div', { class: 'muted small' }, 'No alerts.'),
-    h('div', { class: 'sub' }, 'Rules'),
-    rules && rules.length ? h('ul', { class: 'list' }, rules.map((r) => h('li', { class: 'rule' },
-      h('div', { class: 'cb-top' }, h('span', { class: 'small' }, ruleText(r)), h('span', { class: 'spacer' }),
-        h('button', { class: 'btn small', onclick: async () => {
-          const out = await act('set_alert_rules', { rules: rules.filter((x) => x.id !== r.id), replace: true }, `rule ${r.id} removed`);
-          if (out) { rules = out.rules; render(); }
-        } }, 'Remove')))))
-      : h('div', { class: 'muted small' }, 'No user rules.'),
-    available.has('set_alert_rules') ? form.el : null);
+    h('div', { class: 'sub' }, 'Your alert rules'),
+    rules.length ? h('ul', { class: 'list', id: 'rule-list' }, rules.map(ruleItem))
+      : h('div', { class: 'muted small', id: 'rule-list-empty' }, 'No user rules.'),
+    canEdit ? form.el : null);
 }
 
 export function initAlerts() {
   on('alerts', render);
+  on('rules', render);
   on('metrics', () => { if (form) fillMetrics(); });
-  if (available.has('set_alert_rules')) loadRules(); else render();
+  render();
 }
