@@ -28,15 +28,25 @@ function placeTimeline(root) {
   for (const el of root.querySelectorAll('[data-w]')) el.style.width = el.dataset.w;
 }
 
+const drafts = new Map();  // cmd_id -> the step being typed in its "move to" field (survives re-renders)
+
 function opRow(o) {
-  const at = h('input', { type: 'number', class: 'num small-num', min: 0, step: 1, value: String(o.at_step ?? ''), 'aria-label': 'move to step' });
-  return h('tr', { dataset: { cmd: o.cmd_id } },
+  const at = h('input', { type: 'number', class: 'num small-num', min: 0, step: 1, value: drafts.get(o.cmd_id) ?? String(o.at_step ?? ''),
+    'aria-label': 'move to step' });
+  at.addEventListener('input', () => drafts.set(o.cmd_id, at.value));
+  const move = async () => {
+    const to = parseInt(at.value, 10);
+    const out = await act('schedule_op', { action: 'move', cmd_id: o.cmd_id, at_step: Number.isFinite(to) ? to : null }, `moved to step ${at.value}`);
+    if (out) drafts.delete(o.cmd_id);
+  };
+  at.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') move(); });
+  return h('tr', { dataset: { cmd: o.cmd_id, step: String(o.at_step ?? '') } },
     h('td', { class: 'num' }, fmt(o.at_step)),
     h('td', { class: 'change' }, describeChange(o)),
     h('td', { class: 'actor' }, `${o.source || ''}${o.actor ? ' / ' + o.actor : ''}`),
     h('td', { class: 'reason' }, o.reason || ''),
     h('td', { class: 'row-btns' }, at,
-      h('button', { class: 'btn small', onclick: () => act('schedule_op', { action: 'move', cmd_id: o.cmd_id, at_step: parseInt(at.value, 10) }, `moved to step ${at.value}`) }, 'Move'),
+      h('button', { class: 'btn small', onclick: move }, 'Move'),
       h('button', { class: 'btn small danger', onclick: () => act('schedule_op', { action: 'cancel', cmd_id: o.cmd_id }, 'cancelled') }, 'Cancel')));
 }
 
@@ -70,6 +80,7 @@ function render() {
   if (!form) buildForm();
   fillKnobs();
   const ops = pendingOps();
+  for (const id of drafts.keys()) if (!ops.some((o) => o.cmd_id === id)) drafts.delete(id);
   const tl = h('div', { class: 'tl-box' });
   replace(box, tl, form.el,
     ops.length ? h('table', { class: 'grid', id: 'schedule' }, h('thead', {}, h('tr', {}, ['at step', 'op', 'by', 'reason', ''].map((t) => h('th', {}, t)))),
