@@ -236,3 +236,36 @@ def test_live_channel_sends_points_that_arrive_late(trained: tuple[Trainer, Test
         assert got["val_loss"].count((now - 15, 123.25)) == 1
         assert train_steps and min(train_steps) > now - 15  # the trainer's points are not resent from the past
         assert len(train_steps) == len(set(train_steps))
+
+
+def test_replay_through_the_api_takes_recipe_content_not_paths(trained: tuple[Trainer, TestClient]) -> None:
+    """What the page's replay panel sends: start with recipe entries (a file's content, read by
+    the browser) and an overlay, status, stop. The live channel carries the replay's status and
+    the user's alert rules."""
+    trainer, client = trained
+    for bad in ({"action": "start", "recipe_path": "/etc/passwd"}, {"action": "start", "recipe": "/etc/passwd"},
+                {"action": "start", "overlay_path": "x.jsonl"}):
+        r = call(client, "replay", bad)
+        assert r.status_code == 422, (bad, r.text)
+    r = call(client, "replay", {"action": "start", "recipe": [{"step": 5, "module": "opt", "op": "set_params"},
+                                                              {"step": 1, "module": "opt", "op": "set_params"}]})
+    assert r.status_code == 409 and "steps must not decrease" in r.json()["error"]
+    far = int(trainer.status()["step"]) + 10**6  # never reached: nothing fires, the test only steers
+    recipe = [{"step": far, "module": "opt", "op": "set_params", "params": {"lr": 0.003}, "reason": "<b>x</b>"}]
+    overlay = [{"step": far, "module": "opt", "op": "set_params", "params": {"lr": 0.002}}]
+    r = call(client, "replay", {"action": "start", "recipe": recipe, "overlay": overlay, "reason": "from the page"})
+    assert r.status_code == 200, r.text
+    assert (r.json()["freeze_mode"], r.json()["entries"]) == ("replay_adjusted", 1)
+
+    def replay_status() -> dict[str, Any]:
+        return call(client, "replay", {"action": "status"}).json()
+
+    st = wait_for(lambda: (s := replay_status())["freeze_mode"] == "replay_adjusted" and s, 60, what="replay on")
+    assert st["status"] == {"total": 1, "fired": 0, "late": 0, "next_step": far, "done": False}
+    with ServeProcess(trainer.run_dir) as srv, httpx.stream("GET", srv.url + "/api/live", timeout=60) as resp:
+        snap = next(sse_events(resp))
+        assert snap["replay"]["freeze_mode"] == "replay_adjusted" and snap["replay"]["status"]["next_step"] == far
+        assert snap["rules"]["rules"] == []
+    r = call(client, "replay", {"action": "stop", "reason": "done"})
+    assert r.status_code == 200 and r.json()["freeze_mode"] == "off"
+    wait_for(lambda: replay_status()["freeze_mode"] == "off", 60, what="replay off")

@@ -7,16 +7,24 @@ last one saves ``test-artifacts/dashboard.png``.
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import re
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+from hotcb.dashboard.security import COOKIE
 from hotcb.mcp_server.tools import HotcbTools
 
+from hotcb.jsonl import append_line
+from hotcb.recipe import export_recipe
 from tests.conftest import need
 from tests.support.proc import Trainer, wait_for
 from tests.test_dashboard_proc import ServeProcess
@@ -32,6 +40,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 class Page:
     """The page plus everything it complained about."""
+
+    def expected_refusal(self) -> None:
+        """The browser logs a refused call (4xx) as a console error; a test that provoked one clears it."""
+        self.errors[:] = [e for e in self.errors if "the server responded with a status of 409" not in e]
 
     def __init__(self, page: Any, trainer: Trainer, url: str):
         self.page, self.trainer, self.url = page, trainer, url
@@ -162,20 +174,264 @@ def test_a_proposal_is_approved_from_the_page(ui: Page) -> None:
     page.click("#autopilot .seg-btn[data-mode='off']")
 
 
-def test_recipe_editor_adds_moves_and_cancels(ui: Page) -> None:
-    page = ui.page
+def pending(trainer: Trainer) -> dict[str, int | None]:
+    out = HotcbTools(trainer.run_dir, source="human").call("schedule_op", {"action": "list"})
+    return {o["cmd_id"]: o.get("at_step") for o in out["pending"]}
+
+
+def test_recipe_editor_adds_an_op_that_fires_at_its_step(ui: Page) -> None:
+    page, trainer = ui.page, ui.trainer
+    at = int(trainer.status()["step"]) + 300
+    page.fill("#reason", "scheduled from the browser")
+    page.select_option("#sched-knob", "opt|lr")
+    page.fill("#sched-value", "0.0045")
+    page.fill("#sched-step", str(at))
+    page.click("#sched-add")
+    row = page.wait_for_selector(f"#schedule tbody tr[data-step='{at}']")
+    cmd = row.get_attribute("data-cmd")
+    assert "lr" in row.text_content() and "0.0045" in row.text_content()
+    assert "scheduled from the browser" in row.query_selector(".reason").text_content()
+    page.wait_for_selector(f"#recipe .tl-op[data-cmd='{cmd}']")  # on the timeline too
+    assert pending(trainer).get(cmd) == at
+    # it fires at its step, recorded as the person's change
+    entry = wait_for(lambda: ledger_entry(trainer, cmd_id=cmd, decision="applied"), 60, what="the scheduled op applied")
+    assert (entry["source"], entry["actor"], entry["step"]) == ("human", "dashboard", at)
+    assert entry["payload"]["lr"]["new"] == 0.0045
+    page.wait_for_selector(f"#schedule tr[data-cmd='{cmd}']", state="detached")
+    page.wait_for_selector(".knob[data-key='lr'] .knob-live:text-is('0.0045')")
+
+
+def test_recipe_editor_moves_an_op(ui: Page) -> None:
+    page, trainer = ui.page, ui.trainer
     page.select_option("#sched-knob", "opt|lr")
     page.fill("#sched-value", "0.004")
     page.fill("#sched-step", "90000")
     page.click("#sched-add")
-    row = page.wait_for_selector("#schedule tbody tr")
+    row = page.wait_for_selector("#schedule tbody tr[data-step='90000']")
     cmd = row.get_attribute("data-cmd")
-    assert "90000" in row.text_content() and "lr" in row.text_content()
     row.query_selector("input").fill("95000")
     row.query_selector("button:has-text('Move')").click()
-    page.wait_for_selector(f"#schedule tr[data-cmd='{cmd}'] td:first-child:has-text('95000')")
-    page.click(f"#schedule tr[data-cmd='{cmd}'] button:has-text('Cancel')")
+    page.wait_for_selector(f"#schedule tr[data-cmd='{cmd}'][data-step='95000'] td:first-child:has-text('95000')")
+    assert pending(trainer)[cmd] == 95000
+    move = wait_for(lambda: ledger_entry(trainer, module="core", op="reschedule", decision="applied"), 60, what="move")
+    assert move["source"] == "human" and move["params"] == {"cmd_id": cmd, "at_step": 95000}
+
+
+def test_recipe_editor_cancels_an_op(ui: Page) -> None:
+    page, trainer = ui.page, ui.trainer
+    row = page.wait_for_selector("#schedule tbody tr[data-step='95000']")
+    cmd = row.get_attribute("data-cmd")
+    row.query_selector("button:has-text('Cancel')").click()
     page.wait_for_selector(f"#schedule tr[data-cmd='{cmd}']", state="detached")
+    page.wait_for_selector(f"#recipe .tl-op[data-cmd='{cmd}']", state="detached")
+    assert cmd not in pending(trainer)
+    cancel = wait_for(lambda: ledger_entry(trainer, module="core", op="cancel", decision="applied"), 60, what="cancel")
+    assert cancel["source"] == "human" and cancel["params"] == {"cmd_id": cmd}
+
+
+def rules_of(trainer: Trainer) -> dict[str, dict[str, Any]]:
+    out = HotcbTools(trainer.run_dir, source="human").call("set_alert_rules", {})
+    return {r["id"]: r for r in out["rules"]}
+
+
+def add_rule(page: Any, metric: str, kind: str, **fields: str) -> None:
+    page.fill("#rule-metric", metric)
+    page.select_option("#rule-kind", kind)
+    for name, value in fields.items():
+        if name == "severity":
+            page.select_option("#rule-severity", value)
+        else:
+            page.fill(f"#rule-{name}", value)
+    page.click("#rule-add")
+
+
+def test_alert_rules_are_added_and_removed_from_the_page(ui: Page) -> None:
+    page, trainer = ui.page, ui.trainer
+    add_rule(page, "train_loss", "threshold", above="1000000", below="-1", severity="critical")
+    page.wait_for_selector("#rule-list li[data-id='threshold-train_loss']")
+    add_rule(page, "val_loss", "plateau", window="20", plateau_rel="0.05", severity="info")
+    add_rule(page, "mse", "spike", window="30", spike_factor="4", severity="warning")
+    add_rule(page, "grad_norm", "non_finite")  # any metric, even one not logged (yet)
+    add_rule(page, "train_loss", "threshold", above="5")  # a second rule on one metric gets its own id
+    page.wait_for_selector("#rule-list li[data-id='threshold-train_loss-2']")
+    rules = rules_of(trainer)
+    assert rules["threshold-train_loss"].items() >= {"kind": "threshold", "metric": "train_loss", "above": 1e6,
+                                                     "below": -1.0, "severity": "critical"}.items()
+    assert rules["plateau-val_loss"].items() >= {"kind": "plateau", "window": 20, "plateau_rel": 0.05,
+                                                 "severity": "info"}.items()
+    assert rules["spike-mse"].items() >= {"kind": "spike", "window": 30, "spike_factor": 4.0}.items()
+    assert rules["non_finite-grad_norm"]["kind"] == "non_finite"
+    assert rules["threshold-train_loss-2"]["above"] == 5 and rules["threshold-train_loss-2"]["below"] is None
+    text = page.text_content("#rule-list")
+    assert "train_loss > 1.00e+6 or train_loss < -1" in text and "val_loss plateau" in text and "grad_norm non-finite" in text
+    # the tool's refusal is shown, nothing saved
+    add_rule(page, "mse", "threshold", above="", below="")
+    page.wait_for_selector(".toast.error:has-text('needs above or below')")
+    assert "threshold-mse" not in rules_of(trainer)
+    ui.expected_refusal()
+    # remove one; a rule an agent added meanwhile survives and shows up through the live channel
+    agent = HotcbTools(trainer.run_dir, source="agent", actor="watcher")
+    agent.call("set_alert_rules", {"rules": [{"id": "agent-rule", "kind": "non_finite", "metric": "val_loss"}], "replace": False})
+    page.wait_for_selector("#rule-list li[data-id='agent-rule']")
+    page.click("#rule-list li[data-id='plateau-val_loss'] button:has-text('Remove')")
+    page.wait_for_selector("#rule-list li[data-id='plateau-val_loss']", state="detached")
+    assert set(rules_of(trainer)) == {"threshold-train_loss", "spike-mse", "non_finite-grad_norm", "threshold-train_loss-2",
+                                      "agent-rule"}
+    # an alert that fired (the autopilot process records them) is listed, its message as text
+    HotcbTools(trainer.run_dir, source="rule", actor="alerts").record_alert(
+        rule="threshold-train_loss", kind="threshold", metric="train_loss", severity="critical", message=XSS)
+    item = page.wait_for_selector("#alert-list li[data-rule='threshold-train_loss']")
+    assert item.query_selector(".alert-msg").text_content() == XSS
+    assert page.query_selector_all("#alerts img") == []
+    for rid in ("threshold-train_loss", "spike-mse", "non_finite-grad_norm", "threshold-train_loss-2", "agent-rule"):
+        page.click(f"#rule-list li[data-id='{rid}'] button:has-text('Remove')")
+        page.wait_for_selector(f"#rule-list li[data-id='{rid}']", state="detached")
+    assert rules_of(trainer) == {}
+    assert not ui.dialogs and not ui.errors, (ui.dialogs, ui.errors)
+
+
+def recipe_line(step: int, reason: str | None = None, **params: Any) -> dict[str, Any]:
+    return {"step": step, "module": "opt", "op": "set_params", "params": params, "reason": reason}
+
+
+def test_replay_an_uploaded_recipe_with_an_overlay_then_stop(ui: Page) -> None:
+    page, trainer = ui.page, ui.trainer
+    now = int(trainer.status()["step"])
+    recipe = [recipe_line(now + 250, XSS, lr=0.003), recipe_line(now + 300, weight_decay=0.0002)]
+    content = "".join(json.dumps(e) + "\n" for e in recipe).encode()
+    # the file's content goes to the page (never a path): exactly what a person's file picker gives
+    page.set_input_files("#replay-file", files=[{"name": "other.recipe.jsonl", "mimeType": "application/x-ndjson",
+                                                 "buffer": content}])
+    info = page.wait_for_selector("#replay-file-info[data-entries='2']")
+    assert f"steps {now + 250}–{now + 300}" in info.text_content()
+    assert XSS in page.text_content("#replay-preview") and page.query_selector_all("#replay-card img") == []
+    assert page.is_checked("#replay-src-file")
+    page.fill("#replay-overlay", json.dumps(recipe_line(now + 250, lr=0.002)))
+    page.fill("#reason", "replay the other run, lr patched")
+    page.click("#replay-start")
+    page.wait_for_selector("#replay-status[data-mode='replay_adjusted'][data-total='2']")
+    page.wait_for_selector("#status .pill:has-text('replay_adjusted')")
+    # the overlay replaced the recipe's lr change; both fire at their steps, as source replay
+    lr = wait_for(lambda: ledger_entry(trainer, source="replay", decision="applied", step=now + 250), 60, what="replayed lr")
+    assert lr["payload"]["lr"]["new"] == 0.002
+    page.wait_for_selector("#replay-status[data-fired='2'][data-done='true']")
+    wd = ledger_entry(trainer, source="replay", decision="applied", step=now + 300)
+    assert wd is not None and wd["payload"]["weight_decay"]["new"] == 0.0002
+    page.click("#replay-stop")
+    page.wait_for_selector("#replay-status[data-mode='off']")
+    status = HotcbTools(trainer.run_dir, source="human").call("replay", {"action": "status"})
+    assert status["freeze_mode"] == "off"
+    assert page.is_disabled("#replay-stop")
+    assert not ui.errors, ui.errors
+
+
+def test_replay_this_runs_recipe_and_a_refused_recipe(ui: Page) -> None:
+    page, trainer = ui.page, ui.trainer
+    # a recipe the tool refuses (steps go backwards): the reason is shown, nothing starts
+    bad = [recipe_line(500, lr=0.003), recipe_line(100, lr=0.004)]
+    page.set_input_files("#replay-file", files=[{"name": "bad.json", "mimeType": "application/json",
+                                                 "buffer": json.dumps(bad).encode()}])
+    page.wait_for_selector("#replay-file-info[data-entries='2']")
+    page.click("#replay-start")
+    page.wait_for_selector(".toast.error:has-text('steps must not decrease')")
+    ui.expected_refusal()
+    assert HotcbTools(trainer.run_dir, source="human").call("replay", {"action": "status"})["freeze_mode"] == "off"
+    # this run's own recipe: the tool exports the applied changes and replays them
+    page.check("#replay-src-run")
+    page.fill("#replay-overlay", "")
+    total = len(export_recipe(trainer.ledger()))
+    assert total >= 5
+    page.click("#replay-start")
+    page.wait_for_selector(f"#replay-status[data-mode='replay'][data-total='{total}']")
+    page.wait_for_selector(f"#replay-status[data-fired='{total}'][data-done='true']")
+    page.click("#replay-stop")
+    page.wait_for_selector("#replay-status[data-mode='off']")
+    assert not ui.errors, ui.errors
+
+
+def test_points_logged_late_reach_the_charts(ui: Page) -> None:
+    """An evaluation job logs for steps the live channel already passed; the charts get them, in
+    step order per metric."""
+    page, trainer = ui.page, ui.trainer
+    now = int(trainer.status()["step"])
+    path = trainer.run_dir / "hotcb.metrics.jsonl"
+    for step, value in ((now - 30, 0.5), (now - 10, 0.75), (now - 20, 0.625)):
+        append_line(path, {"step": step, "wall_time": time.time(), "metrics": {"eval_acc": value}})
+    append_line(path, {"step": now - 15, "wall_time": time.time(), "metrics": {"val_loss": 42.5}})
+    card = page.wait_for_selector(".chart-card[data-metric='eval_acc'][data-points='3']")
+    assert card.query_selector(".chart-value").text_content() == "0.75"  # the latest step's value
+    held = page.evaluate("""async (step) => {
+        const { state } = await import('/static/js/store.js');
+        const s = state.series; const i = s.val_loss.steps.indexOf(step);
+        return { steps: s.eval_acc.steps, values: s.eval_acc.values, val: i < 0 ? null : s.val_loss.values[i],
+                 sorted: s.val_loss.steps.every((x, k, a) => k === 0 || a[k - 1] < x) }; }""", now - 15)
+    assert held["steps"] == [now - 30, now - 20, now - 10] and held["values"] == [0.5, 0.625, 0.75]
+    assert held["val"] == 42.5 and held["sorted"]
+    assert not ui.errors, ui.errors
+
+
+class LinkSite:
+    """A page on another site (http://localhost:PORT, while the dashboard is 127.0.0.1) that
+    links to the dashboard, as a chat message or an e-mail would."""
+
+    def __init__(self, html: str):
+        body = f"<!doctype html><title>elsewhere</title>{html}".encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+                self.send_response(200)
+                self.send_header("content-type", "text/html; charset=utf-8")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://localhost:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def __enter__(self) -> LinkSite:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_token_cookie_from_a_link_on_another_site(ui: Page) -> None:
+    """Opened from a link elsewhere (chat, e-mail) with ?token=: the HttpOnly cookie is set, the
+    token leaves the address bar, and the page and its live channel work with the cookie."""
+    trainer = ui.trainer
+    token = 'tok;en "with" spaces,=é'
+    with ServeProcess(trainer.run_dir, "--token", token, "--set", "live.poll_ms=100") as srv:
+        ctx = ui.page.context.browser.new_context(viewport={"width": 1200, "height": 900})
+        try:
+            page = ctx.new_page()
+            page.set_default_timeout(WAIT_MS)
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(srv.url + "/")
+            assert "unauthorized" in page.text_content("body")
+            with LinkSite(f'<a id="go" href="{srv.url}/?token={quote(token, safe="")}">dashboard</a>') as other:
+                page.goto(other.url)  # another site: localhost is not 127.0.0.1
+                page.click("#go")
+                page.wait_for_url(srv.url + "/")
+            page.wait_for_selector("body[data-ready='1']")
+            assert page.url == srv.url + "/"
+            page.wait_for_selector("#liveness[data-state='running']")  # status came over the live channel
+            card = page.wait_for_selector(".chart-card[data-metric='train_loss']")
+            first = int(card.get_attribute("data-points"))
+            wait_for(lambda: int(card.get_attribute("data-points")) > first, 60, what="live points")
+            cookies = {c["name"]: c for c in ctx.cookies()}
+            assert cookies[COOKIE]["httpOnly"] and cookies[COOKIE]["sameSite"] == "Lax"
+            assert page.evaluate("document.cookie") == ""  # no script can read the token
+            page.reload()
+            page.wait_for_selector("body[data-ready='1']")
+            assert not errors, errors
+        finally:
+            ctx.close()
 
 
 def test_pause_resume_and_compare_overlay(ui: Page) -> None:
