@@ -38,7 +38,6 @@ MAX_DELTA_POINTS = 5000  # the most read_metrics returns per metric per poll
 # A window this long may have been thinned by read_metrics (it strides above max_points), so the
 # cursor's count would be wrong: resend a snapshot instead (a burst of thousands of points per poll).
 RESYNC_POINTS = MAX_DELTA_POINTS // 2
-NAMES_ONLY = 2**53  # since_step past any real step: read_metrics answers with every name, no points
 FROM_START = -(2**53)  # since_step before any step: a new metric's whole recent window
 STATUS_TOOLS = {  # event name -> (tool, arguments), every status_ms; sent only when registered
     "status": ("get_status", {}),
@@ -191,35 +190,48 @@ class LiveSession:
 
     def _metric_delta(self) -> dict[str, dict[str, list[Any]]] | None:
         """Every metric point not sent yet, by metric (arrival order); None when the page must
-        be resynced with a snapshot instead."""
-        names = self._call("read_metrics", {"since_step": NAMES_ONLY, "max_points": 2})
-        if names is None:
+        be resynced with a snapshot instead.
+
+        One read of every metric from the largest cursor (usually the only one needed: most
+        metrics share the latest step) also lists the names; metrics behind it (a val_loss
+        logged less often) and new ones are read again from their own cursor."""
+        top = max((since for since, _ in self.cursors.values()), default=FROM_START)
+        data = self._call("read_metrics", {"since_step": top, "max_points": MAX_DELTA_POINTS})
+        if data is None:
             return {}
-        groups: dict[int, list[str]] = {}
-        for name in names["series"]:
-            since = self.cursors.get(name, (FROM_START, 0))[0]
-            groups.setdefault(since, []).append(name)
         out: dict[str, dict[str, list[Any]]] = {}
+        groups: dict[int, list[str]] = {}
+        for name in data["series"]:
+            since = self.cursors.get(name, (FROM_START, 0))[0]
+            if since != top:
+                groups.setdefault(since, []).append(name)
+        if not self._take(data, top, out):
+            return None
         for since, group in sorted(groups.items()):
-            data = self._call("read_metrics", {"metrics": group, "since_step": since, "max_points": MAX_DELTA_POINTS})
-            if data is None:
-                continue
-            for name, s in data["series"].items():
-                steps, values = s["steps"], s["values"]
-                if len(steps) >= RESYNC_POINTS:
-                    return None
-                sent = self.cursors.get(name, (FROM_START, 0))[1]
-                if sent is not None and len(steps) < sent:
-                    return None  # the reader's recent window moved past this cursor
-                new = slice(sent or 0, None)
-                if steps[new]:
-                    out[name] = {"steps": steps[new], "values": values[new]}
-                if steps:
-                    top = math.floor(max(steps))
-                    first = next(i for i, x in enumerate(steps) if x >= top)
-                    self.cursors[name] = (top, len(steps) - first)
-                    self.last_step = top if self.last_step is None else max(self.last_step, top)
+            more = self._call("read_metrics", {"metrics": group, "since_step": since, "max_points": MAX_DELTA_POINTS})
+            if more is not None and not self._take(more, since, out):
+                return None
         return out
+
+    def _take(self, data: dict[str, Any], since: int, out: dict[str, dict[str, list[Any]]]) -> bool:
+        """Move the cursors of the metrics read from ``since`` and collect their unsent points;
+        False when a window cannot be trusted (thinned by the reader, or trimmed past a cursor)."""
+        for name, s in data["series"].items():
+            cursor = self.cursors.get(name, (FROM_START, 0))
+            if cursor[0] != since:
+                continue  # read from another step than its cursor: its own read follows
+            steps, values = s["steps"], s["values"]
+            if len(steps) >= RESYNC_POINTS or (cursor[1] is not None and len(steps) < cursor[1]):
+                return False
+            new = slice(cursor[1] or 0, None)
+            if steps[new]:
+                out[name] = {"steps": steps[new], "values": values[new]}
+            if steps:
+                top = math.floor(max(steps))
+                first = next(i for i, x in enumerate(steps) if x >= top)
+                self.cursors[name] = (top, len(steps) - first)
+                self.last_step = top if self.last_step is None else max(self.last_step, top)
+        return True
 
     def refresh_soon(self) -> None:
         """After an action, show its effect at the next poll instead of a panel period later."""
