@@ -18,6 +18,21 @@ scores it if someone applies it; ``observe`` scores every change others make. Th
 in ``RUN_DIR/hotcb.tune.journal`` (Optuna JournalStorage), so a restarted process continues it.
 The state the tool surface reads is published atomically to ``RUN_DIR/hotcb.tune.json``.
 Nothing here raises into the training loop: every failure is recorded and training goes on.
+
+Under ``torch.distributed`` rank 0 alone decides (study, journal, records, status file); the
+other ranks follow. Knob changes happen only at *sync steps*, known to every rank in advance:
+there all ranks enter one ``kernel.dist.broadcast``, rank 0 makes its decisions inside the
+reader (applying them through the kernel), and every other rank applies the same ops, in the
+same order, right after the broadcast. Each broadcast also names the next sync step (idle: one
+per horizon; during a trial: the risk-check cadence, the due step and the give-up step).
+The first sync step is set by a command rank 0 writes to the commands file (``tune enable``
+with ``params.sync``): the kernel broadcasts it, so every rank has this module and starts at
+the same step, however each rank came to have it (a collective entered by one rank would hang).
+
+A trial whose change is live when it is abandoned, or when the process ends, leaves an *undo*
+(the record's ``undo: pending``): tune sets its knobs back to the pre-trial values, through the
+guard, as soon as it can, but only while the live values are still the trial's (after a
+restart the live values come from the checkpoint or the ledger; tune re-applies nothing).
 """
 
 from __future__ import annotations
@@ -36,17 +51,27 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from ..actuators.actuator import ValueRefused
-from ..jsonl import read_json, write_json_atomic
+from ..guard import check_knob_change
+from ..jsonl import append_line, read_json, write_json_atomic
 from ..ops import TUNE, HotOp
 from ..rundir import TUNE as TUNE_FILE
 from . import ApplyContext
-from .tune_recipe import DEFAULT_OBJECTIVES, MODES, KnobSpace, TuneRecipe, parse_recipe, resolve_space
+from .tune_recipe import (
+    DEFAULT_OBJECTIVES,
+    MODES,
+    KnobSpace,
+    TuneRecipe,
+    _guard_limits,
+    parse_recipe,
+    resolve_space,
+)
 from .tune_score import Point, fit_trend, score_change, worse_than
 
 log = logging.getLogger("hotcb.tune")
 JOURNAL = "hotcb.tune.journal"
 KEEP_RECORDS = 500  # trials kept in hotcb.tune.json (the journal keeps them all)
 NEVER = 1 << 62
+ENDED = "the training process ended during the trial"
 
 
 @dataclass
@@ -102,14 +127,44 @@ class TuneModule:
         self._seen: dict[str, Any] = {}  # observe/suggest: knob -> last_change_step (and value)
         self._space_cache: list[KnobSpace] = []
         self.last_refusal: str | None = None
-        if self.mode != "off":
-            try:
+        self.skipped: list[str] = []  # knobs the last trial could not move, and why
+        # Trials whose change must be undone (records with undo == "pending"); see _try_undo.
+        self._undo: list[dict[str, Any]] = []
+        self._undo_why: dict[int, str] = {}
+        self._undo_ready = -1  # the step the next undo attempt waits for (guard cooldown)
+        # Distributed: the next step at which every rank enters tune's broadcast; NEVER until the
+        # sync command (the same step on every rank: the kernel broadcast it) sets it to -1.
+        self._next_sync = NEVER
+        self._booted = False
+        self._boot_id: str | None = None  # rank 0: the sync command it wrote
+        self._boot_retry = 0
+        self._syncing = False  # rank 0, inside the broadcast's reader: knob ops allowed
+        self._outbox: list[dict[str, Any]] = []  # rank 0: ops applied in this sync, for the others
+        # The study is reopened on the first step or op, when the process's rank is known
+        # (Lightning/HF attach torch.distributed after the kernel is built).
+        self._resumed = False
+
+    def _leader(self) -> bool:
+        """True on the process that decides: single-process, or rank 0."""
+        dist = self.kernel.dist
+        return dist is None or dist.rank == 0
+
+    def _resume(self) -> None:
+        """Once per process, on the deciding rank: reopen the study, settle what the last process
+        left (trials it left running are told failed once; a change it left live is undone)."""
+        self._resumed = True
+        if not self._leader():
+            return
+        try:
+            if self.mode != "off":
                 self.study, self.objective = self._open_study(self.recipe)
-                self._fail_stale()
+                self._fail_stale(restart=True)
                 self.status = "resumed"
-            except Exception as e:  # a study that cannot be reopened must not stop the run
-                self._fail(e, "resuming the tune study")
-                self.mode = "off"
+            self._undo = [r for r in self.records if r.get("undo") == "pending"]
+        except Exception as e:  # a study that cannot be reopened must not stop the run
+            self._fail(e, "resuming the tune study")
+            self.mode = "off"
+        if self.mode != "off" or self._undo:
             self._publish()
 
     # ------------------------------------------------------------------ routed ops
@@ -119,6 +174,17 @@ class TuneModule:
             if op.source != "tune":
                 raise ValueRefused("tune verdicts are recorded by tune itself")
             return dict(p)
+        if op.op == "enable" and p.get("sync"):  # distributed: every rank starts syncing now
+            if op.source != "tune":
+                raise ValueRefused("tune's sync command is written by tune itself")
+            self._booted, self._next_sync = True, -1
+            if not self._leader() and p.get("mode") in MODES:
+                self.mode = p["mode"]
+            return {"sync": p["sync"], "rank": self.kernel.dist.rank if self.kernel.dist is not None else 0}
+        if not self._leader():
+            return self._follow_op(op)
+        if not self._resumed:
+            self._resume()
         if op.op == "disable" or (op.op == "enable" and p.get("mode") == "off"):
             old = self.mode
             self._abandon(ctx, f"tune disabled by {op.source}")
@@ -143,6 +209,25 @@ class TuneModule:
             self._publish()
             return {"recipe": recipe.to_dict()}
         raise ValueRefused(f"unknown tune op {op.op!r} (use enable, disable, set_recipe)")
+
+    def _follow_op(self, op: HotOp) -> dict[str, Any]:
+        """A rank other than 0: validate like rank 0 (same refusals), keep the mode; no study.
+
+        Its knob changes come from rank 0 through the broadcast, never from here.
+        """
+        p = op.params or {}
+        if op.op == "disable" or (op.op == "enable" and p.get("mode") == "off"):
+            self.mode = "off"
+        elif op.op == "enable":
+            if p.get("mode", "active") not in MODES:
+                raise ValueRefused(f"tune mode must be one of {', '.join(MODES)}, got {p.get('mode')!r}")
+            self.recipe = parse_recipe(p["recipe"]) if "recipe" in p else self.recipe
+            self.mode = p.get("mode", "active")
+        elif op.op == "set_recipe":
+            self.recipe = parse_recipe(p["recipe"] if "recipe" in p else (p or None))
+        else:
+            raise ValueRefused(f"unknown tune op {op.op!r} (use enable, disable, set_recipe)")
+        return {"mode": self.mode, "decided_by_rank": 0}
 
     def _switch(self, recipe: TuneRecipe, ctx: ApplyContext, reason: str, force: bool = False) -> None:
         """Adopt a recipe: open its study first, so a refusal changes nothing."""
@@ -182,34 +267,166 @@ class TuneModule:
             study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=recipe.n_startup_trials)
         return study, stored or recipe.objective
 
-    def _fail_stale(self) -> None:
-        """Trials left running by a process that ended mid-trial can never be scored."""
+    def _fail_stale(self, restart: bool = False) -> None:
+        """Trials left running by a process that ended mid-trial can never be scored: told
+        failed (once: a finished trial is skipped). At a restart, an active trial's change may
+        still be live: its record gets ``undo: pending``."""
         live = self.trial.number if self.trial is not None else None
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.number != live:
                 self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-                self._update_record(t.number, state="failed", outcome="interrupted", accepted=False,
-                                    reason="the training process ended during the trial")
+                self._interrupted(t.number, restart)
+        if restart:  # records the last process published as running (e.g. it died after a tell)
+            for rec in list(self.records):
+                if rec.get("state") == "running" and rec.get("number") != live:
+                    self._interrupted(rec["number"], restart)
+
+    def _interrupted(self, number: int, restart: bool) -> None:
+        for rec in self.records:
+            if rec.get("number") == number and rec.get("state") == "running":
+                rec.update(state="failed", outcome="interrupted", accepted=False, reason=ENDED)
+                if restart and rec.get("kind") == "active" and rec.get("undo") is None:
+                    rec["undo"] = "pending"
+                if rec.get("kind") == "suggested":
+                    self._set_suggestion_status(number, "interrupted")
 
     # ------------------------------------------------------------------ per step
     def on_step(self, ctx: ApplyContext) -> None:
         """Called by the kernel every step: cheap unless a trial or a check is due."""
-        if self.mode == "off":
+        dist = self.kernel.dist
+        if dist is not None:
+            return self._dist_step(ctx, dist)
+        if not self._resumed:
+            self._resume()
+        if self.mode == "off" and not self._undo:
             return
+        self._guarded_step(ctx, act=True)
+
+    def _guarded_step(self, ctx: ApplyContext, act: bool) -> None:
         try:
-            value = self._observe(ctx.env.get("metrics"), ctx.step)
-            t = self.trial
-            if t is not None:
-                if t.change_step < 0:
-                    self._watch_suggestion(ctx)
-                else:
-                    self._advance(ctx, t, value)
-            elif self.mode == "observe":
-                self._watch_changes(ctx)
-            elif ctx.step >= self.next_check:
-                self._maybe_start(ctx)
+            self._step(ctx, act)
         except Exception as e:  # the run matters more than the search
             self._fail(e, "tune step", ctx)
+
+    def _step(self, ctx: ApplyContext, act: bool) -> None:
+        """One step of the search. ``act`` False: observe only, change no knob (distributed,
+        between sync steps); suggest and observe modes never change knobs, so they run anyway."""
+        value = self._observe(ctx.env.get("metrics"), ctx.step)
+        if self._undo:  # nothing new starts while a trial's change waits to be undone
+            if act:
+                self._try_undo(ctx)
+            return
+        if self.mode == "off":
+            return
+        t = self.trial
+        if t is not None:
+            if t.change_step < 0:
+                self._watch_suggestion(ctx)
+            else:
+                self._advance(ctx, t, value, act)
+        elif self.mode == "observe":
+            self._watch_changes(ctx)
+        elif ctx.step >= self.next_check and (act or self.mode != "active"):
+            self._maybe_start(ctx)
+
+    # ------------------------------------------------------------------ distributed
+    def _dist_step(self, ctx: ApplyContext, dist: Any) -> None:
+        """Every rank: between sync steps only rank 0 observes; at a sync step all ranks enter
+        one broadcast (same step on every rank: the previous broadcast named it)."""
+        leader = dist.rank == 0
+        if leader and not self._resumed:
+            self._resume()
+        if ctx.step < self._next_sync:
+            if leader and (self.mode != "off" or self._undo):
+                self._guarded_step(ctx, act=False)
+                if not self._booted:
+                    self._bootstrap(ctx)
+            return
+        try:
+            payload = dist.broadcast((lambda: self._lead(ctx)) if leader else None)
+        except Exception as e:  # a failed collective cannot be retried in step: stop tuning
+            self._next_sync = NEVER
+            self.mode = "off"
+            self._fail(e, "tune broadcast")
+            return
+        payload = payload if isinstance(payload, dict) else {}
+        nxt = payload.get("next")
+        self._next_sync = nxt if isinstance(nxt, int) else ctx.step + 1
+        if not leader:
+            self._follow(ctx, payload.get("ops") or [])
+
+    def _bootstrap(self, ctx: ApplyContext) -> None:
+        """Rank 0: write the sync command (once; again only if it was refused, e.g. by freeze)."""
+        if self._boot_id is not None and not (
+            self.kernel.ledger.has(self._boot_id) and self.kernel.freeze.mode == "off" and ctx.step >= self._boot_retry
+        ):
+            return
+        self._boot_id = f"tune-sync-{uuid.uuid4().hex[:16]}"
+        self._boot_retry = ctx.step + max(10, self.recipe.horizon)
+        try:
+            append_line(self.kernel.run.commands, {
+                "cmd_id": self._boot_id, "ts": time.time(), "module": TUNE, "op": "enable", "source": "tune",
+                "actor": "tune", "params": {"mode": self.mode, "sync": self._boot_id},
+                "reason": "tune: rank 0 decides for every rank, at steps all ranks share",
+            })
+        except OSError as e:
+            self._fail(e, "writing tune's sync command")
+
+    def _lead(self, ctx: ApplyContext) -> dict[str, Any]:
+        """Rank 0, inside the broadcast: decide and apply; return the ops and the next sync step.
+        Never raises (an exception here would leave the other ranks waiting in the broadcast)."""
+        self._outbox = []
+        if self.mode != "off" or self._undo:
+            self._syncing = True
+            try:
+                self._step(ctx, act=True)
+            except Exception as e:
+                try:
+                    self._fail(e, "tune step", ctx)
+                except Exception:
+                    pass
+            finally:
+                self._syncing = False
+        try:
+            nxt = self._schedule(ctx.step)
+        except Exception:
+            nxt = ctx.step + 1
+        ops, self._outbox = self._outbox, []
+        return {"ops": ops, "next": int(nxt)}
+
+    def _schedule(self, step: int) -> int:
+        """Rank 0: the next step at which it may need to change a knob (a sync step)."""
+        r = self.recipe
+        beat = max(1, r.horizon)  # idle: picks up a mode change, a new recipe, the next check
+        k = max(1, r.horizon // 10)  # during a trial: how often the risk limits are checked
+        t = self.trial
+        if self._undo:
+            return max(step + 1, min(self._undo_ready, step + beat))
+        if self.mode != "active" or (t is not None and (t.kind != "active" or t.change_step < 0)):
+            return step + beat
+        if t is None:
+            return max(step + 1, min(self.next_check, step + beat))
+        if step >= t.due:
+            return max(step + 1, min(step + k, t.give_up))
+        nxt = min(t.due, t.give_up)
+        if r.risk.abort_worsening is not None:
+            nxt = min(nxt, max(t.abort_from, step + k))
+        return max(step + 1, nxt)
+
+    def _follow(self, ctx: ApplyContext, ops: list[dict[str, Any]]) -> None:
+        """A rank other than 0: apply rank 0's ops, in its order, through this rank's kernel."""
+        for d in ops:
+            try:
+                op = HotOp(module=d["module"], op=d["op"], params=dict(d["params"]), source="tune",
+                           actor=d.get("actor"), reason=d.get("reason"), cmd_id=d["cmd_id"])
+                entry = self.kernel.submit(op, ctx.env)
+                if entry.get("decision") != d.get("decision"):
+                    self.last_error = (f"rank {self.kernel.dist.rank}: {op.cmd_id} was {entry.get('decision')} "
+                                       f"here but {d.get('decision')} on rank 0 ({entry.get('error')})")
+                    log.warning("hotcb tune: %s", self.last_error)
+            except Exception as e:
+                self.last_error = f"applying rank 0's tune op: {type(e).__name__}: {e}"
+                log.exception("hotcb tune: applying rank 0's op failed (training continues)")
 
     def _observe(self, metrics: Any, step: int) -> float | None:
         if not metrics or not isinstance(metrics, dict):
@@ -296,12 +513,23 @@ class TuneModule:
             return self._wait(step, why, wait)
         cur = {s.key: float(self.kernel.state.get(s.key).value) for s in space}
         dists = {}
+        at_zero = []
         for s in space:
             w = s.window(cur[s.key])
-            if w is not None:
+            why = None
+            if cur[s.key] == 0:  # "off": a trial tries the bottom of its range, if tune can undo that
+                why = (f"{s.key}: at 0; give it a min > 0 in the recipe (the lowest value tune tries from 0)"
+                       if w is None else self._zero_undo_refused(s.key, w[0]))
+            if why:
+                at_zero.append(why)
+            elif w is not None:
                 dists[s.key] = FloatDistribution(w[0], w[1], log=s.log)
+        if problems + at_zero != self.skipped:
+            self.skipped = problems + at_zero
+            self._publish()
         if not dists:
-            return self._wait(step, "no room to move: every knob sits at its bound", r.horizon)
+            why = "; ".join(at_zero) if at_zero else "every knob sits at its bound"
+            return self._wait(step, "no room to move: " + why, r.horizon)
         trend = fit_trend(pre)
         if self.anchor is None:
             self.anchor = trend.mean_y
@@ -332,6 +560,17 @@ class TuneModule:
             return self._wait(step, f"trial {t.number} refused: {self.last_refusal}", r.horizon)
         self._begin_post(t, step, space)
 
+    def _zero_undo_refused(self, key: str, probe: float) -> str | None:
+        """Why tune may not move ``key`` off 0: the guard would refuse setting it back to 0."""
+        a = self.kernel.state.get(key)
+        desc = {**a.describe(), "value": probe, "last_change_step": None}
+        try:
+            check_knob_change(desc, 0.0, source="tune", step=None, lock=None, config=self.kernel.guard)
+        except ValueRefused as e:
+            return (f"{key}: at 0, and the guard would refuse tune setting it back to 0 ({e}); lift the "
+                    f"guard's ratio limit for it (per_knob {key}: max_rel_change: null) to let tune try it")
+        return None
+
     def _begin_post(self, t: _Live, step: int, space: list[KnobSpace]) -> None:
         r = self.recipe
         t.change_step = step
@@ -358,12 +597,14 @@ class TuneModule:
         self.best = {"number": number, "params": rec["params"], "value": self.anchor, "improvement": 0.0}
 
     # ------------------------------------------------------------------ a trial in flight
-    def _advance(self, ctx: ApplyContext, t: _Live, value: float | None) -> None:
+    def _advance(self, ctx: ApplyContext, t: _Live, value: float | None, act: bool = True) -> None:
         step, r = ctx.step, self.recipe
         if value is not None and step > t.post_from:
             t.post.append((step, value))
+        if t.kind == "active" and not act:  # its verdict may change knobs: only at a sync step
+            return
         if t.kind == "active" and r.risk.abort_worsening is not None and step >= t.abort_from and t.post and (
-            not math.isfinite(t.post[-1][1])
+            any(not math.isfinite(v) for _, v in t.post)
             or (len(t.post) >= r.min_points and worse_than(t.pre_level, t.post, r.risk.abort_worsening, r.direction))
         ):
             return self._finish(ctx, t, aborted=True)
@@ -440,16 +681,84 @@ class TuneModule:
         done = self._apply(ctx, t.before, f"tune roll back trial {t.number}: {why}")
         return done is True
 
-    def _abandon(self, ctx: ApplyContext, why: str) -> None:
-        """End the trial in flight unscored (mode change, disable, close); undo an active change."""
+    def _abandon(self, ctx: ApplyContext | None, why: str) -> None:
+        """End the trial in flight unscored (mode change, disable, error); undo an active change
+        (now, or at the next sync step when distributed)."""
         t, self.trial = self.trial, None
         if t is None:
             return
         if self.study is not None:
             self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-        if t.kind == "active" and ctx is not None:
-            self._rollback(ctx, t, why)
         self._finish_record(t, ctx.step if ctx else self.kernel.step, state="failed", outcome="abandoned", reason=why)
+        if t.kind == "active" and t.change_step >= 0:
+            t.record["undo"] = "pending"
+            self._undo.append(t.record)
+            self._undo_why[t.number] = why
+            if ctx is not None and self._can_apply():
+                self._try_undo(ctx)
+
+    def _can_apply(self) -> bool:
+        return self.kernel.dist is None or self._syncing
+
+    def _try_undo(self, ctx: ApplyContext) -> None:
+        """Set each pending trial's knobs back to its pre-trial values, while they still hold the
+        trial's values: once the guard's cooldown allows it (a restore just changed them), one
+        attempt; refused for another reason (a lock), the undo is left ``refused``."""
+        step, changed = ctx.step, False
+        self._undo_ready = NEVER
+        for rec in list(self._undo):
+            number, params, before = rec.get("number"), rec.get("params") or {}, rec.get("before") or {}
+            live = {}
+            for k in before:
+                a = self.kernel.state.get(k)
+                if a is not None:
+                    a.refresh()
+                    live[k] = _to_float(a.value)
+            todo = {k: float(before[k]) for k, v in live.items() if v is None or not _same(v, before[k])}
+            if not todo or any(live[k] is None or not _same(live[k], params.get(k, math.nan)) for k in todo):
+                # Back at the pre-trial values already, or someone set other values: nothing to undo.
+                self._resolve_undo(rec, "rolled_back" if rec.get("rolled_back") else "not_live")
+                changed = True
+                continue
+            ready = self._cooldown_end(todo)
+            if step < ready:
+                self._undo_ready = min(self._undo_ready, ready)
+                why = f"rolling back trial {number} at step {ready} (guard cooldown)"
+                changed, self.status = changed or why != self.status, why
+                continue
+            done = self._apply(ctx, todo, f"tune roll back trial {number}: {self._undo_why.get(number, ENDED)}")
+            if done is True:
+                rec["rolled_back"] = True
+                self._resolve_undo(rec, "rolled_back")
+            elif done:
+                rec["rolled_back"] = True  # part of it; the rest at the next step
+                self._undo_ready = step + 1
+            else:
+                self._resolve_undo(rec, "refused")
+                rec["undo_error"] = self.last_refusal
+            for k in todo if done is True else (done or []):
+                if k in self._seen:  # observe mode must not score tune's own undo
+                    self._seen[k] = self.kernel.state.get(k).last_change_step
+                    self._seen[k + "\0value"] = todo[k]
+            changed = True
+        if changed:
+            self._publish()
+
+    def _resolve_undo(self, rec: dict[str, Any], how: str) -> None:
+        rec["undo"] = how
+        self._undo = [r for r in self._undo if r is not rec]
+        self._undo_why.pop(rec.get("number"), None)
+        if not self._undo:
+            self.status = f"trial {rec.get('number')}: undo {how}"
+
+    def _cooldown_end(self, keys: Any) -> int:
+        """The first step at which the guard's cooldown lets tune change all of ``keys``."""
+        end = -NEVER
+        for k in keys:
+            a = self.kernel.state.get(k)
+            if a is not None and a.last_change_step is not None:
+                end = max(end, a.last_change_step + _guard_limits(a.describe(), self.kernel.guard)[1])
+        return end
 
     # ------------------------------------------------------------------ suggest / observe
     def _watch_suggestion(self, ctx: ApplyContext) -> None:
@@ -551,7 +860,12 @@ class TuneModule:
         """Set knobs as ``source: tune`` through the kernel (freeze + guard + ledger).
 
         Returns True when every group applied, else the keys that did apply (to undo them).
+        Distributed: only inside rank 0's broadcast, and each op goes to the other ranks too.
         """
+        if not self._can_apply():  # never on one rank alone: that would split the ranks
+            self.last_refusal = "not at a sync step (distributed)"
+            log.error("hotcb tune: a knob change outside a sync step was dropped: %s", reason)
+            return []
         by_group: dict[str, dict[str, float]] = {}
         for k, v in values.items():
             a = self.kernel.state.get(k)
@@ -563,6 +877,9 @@ class TuneModule:
                        actor=f"tune/{self.recipe.sampler}", reason=reason,
                        cmd_id=f"tune-{uuid.uuid4().hex[:16]}")
             entry = self.kernel.submit(op, ctx.env)
+            if self.kernel.dist is not None:
+                self._outbox.append({"module": group, "op": "set_params", "params": params, "actor": op.actor,
+                                     "reason": reason, "cmd_id": op.cmd_id, "decision": entry.get("decision")})
             if entry.get("decision") == "applied":
                 done.extend(params)
             else:
@@ -584,7 +901,7 @@ class TuneModule:
         rec = {"number": number, "kind": kind, "params": params, "before": before, "pre_score": None,
                "post_score": None, "improvement": None, "se": None, "value": None, "accepted": None,
                "rolled_back": False, "step_start": step, "step_end": None, "state": "running",
-               "outcome": None, "reason": None}
+               "outcome": None, "reason": None, "undo": None}
         self.records.append(rec)
         self.records = self.records[-KEEP_RECORDS:]
         return rec
@@ -593,11 +910,6 @@ class TuneModule:
         t.record.update(step_end=step, **kw)
         if t.record["accepted"] is None and kw.get("state") == "failed":
             t.record["accepted"] = False
-
-    def _update_record(self, number: int, **kw: Any) -> None:
-        for rec in self.records:
-            if rec.get("number") == number and rec.get("state") == "running":
-                rec.update(**kw)
 
     def snapshot(self) -> dict[str, Any]:
         """What ``hotcb.tune.json`` holds (the tool surface and ``hotcb tune status`` read it)."""
@@ -615,7 +927,8 @@ class TuneModule:
             "step": self.kernel.step, "updated_at": time.time(), "anchor": self.anchor,
             "trials": self.records, "accepted": self.accepted, "rolled_back": self.rolled_back,
             "best": self.best, "active_trial": active, "suggestions": self.suggestions,
-            "recipe": self.recipe.to_dict(), "last_error": self.last_error,
+            "recipe": self.recipe.to_dict(), "last_error": self.last_error, "skipped": self.skipped,
+            "pending_undo": [r.get("number") for r in self._undo],
         }
 
     def _publish(self) -> None:
@@ -629,8 +942,8 @@ class TuneModule:
     def _fail(self, e: Exception, what: str, ctx: ApplyContext | None = None) -> None:
         self.last_error = f"{what}: {type(e).__name__}: {e}"
         log.exception("hotcb tune: %s failed (training continues)", what)
-        if ctx is not None and self.trial is not None:
-            try:  # best effort: undo an active change and close the trial
+        if self.trial is not None:
+            try:  # best effort: close the trial, undo an active change (at once, or when it can)
                 self._abandon(ctx, f"tune error: {self.last_error}")
             except Exception:
                 pass
@@ -642,15 +955,18 @@ class TuneModule:
             pass
 
     def close(self) -> None:
-        """End of the run: a trial in flight is recorded as failed (nothing more is applied)."""
+        """End of the run: a trial in flight is recorded as failed (nothing more is applied); a
+        change of it that is live gets ``undo: pending``, for the next process on this run."""
         try:
             t, self.trial = self.trial, None
-            if t is not None:
+            if t is not None and self._leader():
                 if self.study is not None:
                     self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
                 self._finish_record(t, self.kernel.step, state="failed", outcome="interrupted",
                                     reason="the run ended during the trial")
-            if self.mode != "off":
+                if t.kind == "active" and t.change_step >= 0:
+                    t.record["undo"] = "pending"
+            if self._resumed and (self.mode != "off" or self._undo):
                 self._publish()
         except Exception as e:
             log.warning("hotcb tune: close failed: %s", e)
@@ -663,6 +979,11 @@ def _to_float(v: Any) -> float | None:
         return float(v)
     except (TypeError, ValueError):
         return None
+
+
+def _same(a: float, b: Any) -> bool:
+    b = _to_float(b)
+    return b is not None and (a == b or math.isclose(a, b, rel_tol=1e-6))
 
 
 def _full(s: KnobSpace, value: float) -> FloatDistribution | None:

@@ -211,14 +211,20 @@ class KnobSpace:
     cooldown: int  # the guard's per-knob cooldown (steps)
 
     def window(self, value: float) -> tuple[float, float] | None:
-        """The values one trial may try from ``value``: within bounds and ``max_step``."""
+        """The values one trial may try from ``value``: within bounds and ``max_step``.
+
+        From 0 (a knob that is "off", e.g. weight_decay) there is no ratio to step by: a trial
+        tries the bottom of the range, ``lo .. lo * max_step``, which needs ``lo > 0`` (on either
+        scale). Whether tune may then put it back to 0 is the guard's call (``TuneModule``)."""
         # A hair inside the step so float rounding never trips the guard's ratio check.
         s = 1.0 + (self.max_step - 1.0) * 0.999
         if value > 0:
             lo, hi = max(self.lo, value / s), min(self.hi, value * s)
         elif value < 0:
             lo, hi = max(self.lo, value * s), min(self.hi, value / s)
-        else:  # a move off 0 could never be rolled back within the guard's ratio limit: leave it
+        elif self.lo > 0:
+            lo, hi = self.lo, min(self.hi, self.lo * s)
+        else:  # 0 inside the range: no bottom to start from
             return None
         if self.log:
             lo = max(lo, self.lo) if self.lo > 0 else lo
