@@ -124,7 +124,10 @@ def cmd_launch(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .launch import launch
 
-    run_dir = getattr(args, "dir", None) or tempfile.mkdtemp(prefix="hotcb-demo-")
+    # A fresh run directory unless one was named: a demo must never resume (or litter) the
+    # current directory, which is what the top-level --dir default "." would mean here.
+    named = getattr(args, "dir", None)
+    run_dir = named if named not in (None, ".") else tempfile.mkdtemp(prefix="hotcb-demo-")
     mode = args.autopilot or ("ai_auto" if os.environ.get("HOTCB_AI_KEY") else "auto")
     fn = "hotcb.demos:golden" if args.golden else "hotcb.demos:classifier"
     h = launch(fn, run_dir, max_steps=args.max_steps, autopilot=mode, rules=args.rules, ai=_ai_options(args),

@@ -44,7 +44,7 @@ class HotcbTools(KnobTools, ObserveTools, ReplayTools, TuneTools, AutopilotTools
     def _call(self, name: str, arguments: dict[str, Any] | None) -> dict[str, Any]:
         spec = TOOLS.get(name)
         if spec is None or not hasattr(self, spec.method):
-            raise ToolError(f"unknown tool {name!r}; tools: {', '.join(sorted(TOOLS))}")
+            raise ToolError(f"unknown tool {name!r}; tools: {', '.join(sorted(s.name for s in self.specs()))}")
         if spec.human_only and self.source != "human":
             raise ToolError(f"{name} is reserved to humans (this caller is {self.source!r})")
         try:

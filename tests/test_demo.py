@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +46,13 @@ def test_synthetic_images_are_deterministic_and_offline():
     assert len(set(ya.tolist())) > 3
     with pytest.raises(AssertionError):
         assert (synthetic_images(50, seed=4)[0] == a).all()
+
+
+def test_demo_without_dir_uses_a_fresh_run_directory_not_the_cwd(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "HOTCB_AI_KEY"}
+    r = subprocess.run([sys.executable, "-m", "hotcb.cli", "demo", "--no-serve", "--max-steps", "5"],
+                       capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert not list(tmp_path.glob("hotcb.*"))
+    run_dir = r.stderr.split("run dir ", 1)[1].split(",", 1)[0]
+    assert json.loads((Path(run_dir) / "hotcb.status.json").read_text())["step"] == 5
