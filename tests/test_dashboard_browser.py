@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 XSS = "<img src=x onerror=alert(1)>"
 WAIT_MS = 60_000
+STEPS_WAIT_S = 240  # waits for the trainer to reach a step: generous, a loaded machine trains slowly
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 
@@ -181,7 +182,7 @@ def pending(trainer: Trainer) -> dict[str, int | None]:
 
 def test_recipe_editor_adds_an_op_that_fires_at_its_step(ui: Page) -> None:
     page, trainer = ui.page, ui.trainer
-    at = int(trainer.status()["step"]) + 300
+    at = int(trainer.status()["step"]) + 200  # far enough ahead for the op to arrive first
     page.fill("#reason", "scheduled from the browser")
     page.select_option("#sched-knob", "opt|lr")
     page.fill("#sched-value", "0.0045")
@@ -194,7 +195,8 @@ def test_recipe_editor_adds_an_op_that_fires_at_its_step(ui: Page) -> None:
     page.wait_for_selector(f"#recipe .tl-op[data-cmd='{cmd}']")  # on the timeline too
     assert pending(trainer).get(cmd) == at
     # it fires at its step, recorded as the person's change
-    entry = wait_for(lambda: ledger_entry(trainer, cmd_id=cmd, decision="applied"), 60, what="the scheduled op applied")
+    entry = wait_for(lambda: ledger_entry(trainer, cmd_id=cmd, decision="applied"), STEPS_WAIT_S,
+                     what="the scheduled op applied")
     assert (entry["source"], entry["actor"], entry["step"]) == ("human", "dashboard", at)
     assert entry["payload"]["lr"]["new"] == 0.0045
     page.wait_for_selector(f"#schedule tr[data-cmd='{cmd}']", state="detached")
@@ -297,26 +299,27 @@ def recipe_line(step: int, reason: str | None = None, **params: Any) -> dict[str
 def test_replay_an_uploaded_recipe_with_an_overlay_then_stop(ui: Page) -> None:
     page, trainer = ui.page, ui.trainer
     now = int(trainer.status()["step"])
-    recipe = [recipe_line(now + 250, XSS, lr=0.003), recipe_line(now + 300, weight_decay=0.0002)]
+    recipe = [recipe_line(now + 150, XSS, lr=0.003), recipe_line(now + 200, weight_decay=0.0002)]
     content = "".join(json.dumps(e) + "\n" for e in recipe).encode()
     # the file's content goes to the page (never a path): exactly what a person's file picker gives
     page.set_input_files("#replay-file", files=[{"name": "other.recipe.jsonl", "mimeType": "application/x-ndjson",
                                                  "buffer": content}])
     info = page.wait_for_selector("#replay-file-info[data-entries='2']")
-    assert f"steps {now + 250}–{now + 300}" in info.text_content()
+    assert f"steps {now + 150}–{now + 200}" in info.text_content()
     assert XSS in page.text_content("#replay-preview") and page.query_selector_all("#replay-card img") == []
     assert page.is_checked("#replay-src-file")
-    page.fill("#replay-overlay", json.dumps(recipe_line(now + 250, lr=0.002)))
+    page.fill("#replay-overlay", json.dumps(recipe_line(now + 150, lr=0.002)))
     page.fill("#reason", "replay the other run, lr patched")
     page.click("#replay-start")
     page.wait_for_selector("#replay-status[data-mode='replay_adjusted'][data-total='2']")
     page.wait_for_selector("#status .pill:has-text('replay_adjusted')")
     # the overlay replaced the recipe's lr change; both fire at their steps, as source replay
-    lr = wait_for(lambda: ledger_entry(trainer, source="replay", decision="applied", step=now + 250), 60, what="replayed lr")
-    assert lr["payload"]["lr"]["new"] == 0.002
-    page.wait_for_selector("#replay-status[data-fired='2'][data-done='true']")
-    wd = ledger_entry(trainer, source="replay", decision="applied", step=now + 300)
-    assert wd is not None and wd["payload"]["weight_decay"]["new"] == 0.0002
+    lr = wait_for(lambda: ledger_entry(trainer, source="replay", decision="applied", params={"lr": 0.002}), STEPS_WAIT_S,
+                  what="replayed lr")
+    assert lr["payload"]["lr"]["new"] == 0.002 and lr["step"] >= now + 150
+    page.wait_for_selector("#replay-status[data-fired='2'][data-done='true']", timeout=STEPS_WAIT_S * 1000)
+    wd = ledger_entry(trainer, source="replay", decision="applied", params={"weight_decay": 0.0002})
+    assert wd is not None and wd["payload"]["weight_decay"]["new"] == 0.0002 and wd["step"] >= now + 200
     page.click("#replay-stop")
     page.wait_for_selector("#replay-status[data-mode='off']")
     status = HotcbTools(trainer.run_dir, source="human").call("replay", {"action": "status"})
