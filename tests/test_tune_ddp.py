@@ -161,3 +161,37 @@ def test_rank0_decides_and_every_rank_applies_the_same_tune_changes_at_the_same_
     syncs = [e for e in ledger if e["module"] == "tune" and (e["params"] or {}).get("sync")]
     assert len(syncs) == 2 and all(e["source"] == "tune" and e["decision"] == "applied" for e in syncs)
     assert syncs[0]["step"] <= 3 and syncs[1]["step"] <= STEPS + 3
+
+
+class OneRank:
+    """``kernel.dist`` for a world of one (rank 0): the broadcast returns rank 0's reader result."""
+
+    rank, world_size = 0, 1
+
+    def broadcast(self, reader: Any) -> Any:
+        return reader() if reader is not None else None
+
+
+def test_the_sync_command_waits_out_a_freeze_and_then_tune_goes_on(run_dir: Path) -> None:
+    from tests.test_tune import FAST, SyntheticRun, tune_knob_sets
+
+    run = SyntheticRun(run_dir, start=1e-3, opt=3e-2)
+    run.kernel.dist = OneRank()  # rank 0 of a distributed run: tune syncs before it changes anything
+    assert run.submit("tune", "enable", {"mode": "active", "recipe": FAST})["decision"] == "applied"
+    run.run(1)  # rank 0's tune wrote its sync command; the kernel reads it at the next step
+    assert run.submit("core", "freeze", {"mode": "prod"})["decision"] == "applied"
+    run.run(300)
+
+    def syncs() -> list[dict[str, Any]]:
+        return [e for e in run.ledger() if e["module"] == "tune" and (e["params"] or {}).get("sync")]
+
+    assert [e["decision"] for e in syncs()] == ["ignored_freeze"]  # written once, not again while frozen
+    assert not tune_knob_sets(run.ledger()) and set(run.traj) == {1e-3}
+    assert run.submit("core", "unfreeze", {})["decision"] == "applied"
+    thawed = run.step
+    run.run(400)
+    assert [e["decision"] for e in syncs()] == ["ignored_freeze", "applied"]
+    sets = tune_knob_sets(run.ledger())
+    assert len(sets) >= 4 and all(e["step"] > thawed for e in sets)
+    assert run.tune_state()["last_error"] is None
+    run.kernel.close()
