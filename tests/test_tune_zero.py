@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import math
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +128,6 @@ def test_without_a_way_back_to_zero_the_knob_is_left_alone_and_the_status_says_w
     assert "weight_decay: at 0; give it a min > 0" in st["status"]
     assert not run.tune_sets() and set(run.traj) == {0.0}
     run.kernel.close()
+    out = subprocess.run([sys.executable, "-m", "hotcb.cli", "--dir", str(run_dir), "tune", "status"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "not searched: weight_decay: at 0; give it a min > 0" in out.stdout, out.stderr

@@ -109,9 +109,14 @@ def _status(args: argparse.Namespace) -> int:
         print(f"in flight: trial {act.get('number')} ({act.get('kind')}) {_params(act.get('params'))} "
               f"until step {act.get('due_step')}")
     for t in trials[-args.last:] if args.last > 0 else []:
+        undo = f"  undo {t['undo']}" if t.get("undo") else ""
         print(f"  #{t.get('number'):<4} {t.get('kind'):<9} {str(t.get('outcome') or t.get('state')):<16} "
               f"{_params(t.get('params'))}  improvement {_num(t.get('improvement'))}  "
-              f"steps {t.get('step_start')}..{t.get('step_end')}")
+              f"steps {t.get('step_start')}..{t.get('step_end')}{undo}")
+    if state.get("pending_undo"):
+        print(f"waiting to roll back trial(s) {', '.join(str(n) for n in state['pending_undo'])}")
+    for why in state.get("skipped") or []:
+        print(f"not searched: {why}")
     for s in [s for s in state.get("suggestions") or [] if s.get("status") == "pending"]:
         print(f"  suggestion (trial {s.get('trial')}, {s.get('kind')}): {_params(s.get('params'))}")
     if state.get("last_error"):
