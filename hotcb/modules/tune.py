@@ -357,19 +357,21 @@ class TuneModule:
 
     def _bootstrap(self, ctx: ApplyContext) -> None:
         """Rank 0: write the sync command (once; again only if it was refused, e.g. by freeze)."""
-        if self._boot_id is not None and not (
-            self.kernel.ledger.has(self._boot_id) and self.kernel.freeze.mode == "off" and ctx.step >= self._boot_retry
-        ):
-            return
-        self._boot_id = f"tune-sync-{uuid.uuid4().hex[:16]}"
-        self._boot_retry = ctx.step + max(10, self.recipe.horizon)
         try:
+            if self._boot_id is not None and not (self.kernel.ledger.has(self._boot_id)
+                                                  and self.kernel.freeze.mode == "off" and ctx.step >= self._boot_retry):
+                return
+        except Exception as e:
+            return self._fail(e, "checking tune's sync command")
+        try:
+            self._boot_id = f"tune-sync-{uuid.uuid4().hex[:16]}"
+            self._boot_retry = ctx.step + max(10, self.recipe.horizon)
             append_line(self.kernel.run.commands, {
                 "cmd_id": self._boot_id, "ts": time.time(), "module": TUNE, "op": "enable", "source": "tune",
                 "actor": "tune", "params": {"mode": self.mode, "sync": self._boot_id},
                 "reason": "tune: rank 0 decides for every rank, at steps all ranks share",
             })
-        except OSError as e:
+        except Exception as e:
             self._fail(e, "writing tune's sync command")
 
     def _lead(self, ctx: ApplyContext) -> dict[str, Any]:
