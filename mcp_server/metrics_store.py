@@ -110,7 +110,8 @@ class MetricsStore:
                 if s is None:
                     s = self.series[name] = Series(self.recent_cap, self.history_cap)
                 s.add(float(step), v)
-            self.last_step = int(step)
+            # the furthest step seen: a late record for an earlier step must not move it back
+            self.last_step = int(step) if self.last_step is None else max(self.last_step, int(step))
             wt = rec.get("wall_time")
             self.last_wall_time = wt if isinstance(wt, (int, float)) else self.last_wall_time
             n += 1

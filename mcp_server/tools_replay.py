@@ -73,6 +73,9 @@ class ReplayTools(ToolsBase):
         if status.get("freeze_mode") == "prod" and self.source != "human":
             raise ToolError("the run is frozen (prod); only a human can change its freeze mode")
         if args.action == "stop":
+            if status.get("freeze_mode") not in ("replay", "replay_adjusted"):
+                # 'stop' ends a replay; it must not lift another freeze mode (prod) as a side effect.
+                raise ToolError(f"no replay is running (freeze mode {status.get('freeze_mode')!r}); nothing to stop")
             state = FreezeState(mode="off", cmd_id=uuid.uuid4().hex, source=self.source, actor=self.current_actor(),
                                 reason=args.reason)
             state.save(self.run.freeze)

@@ -105,3 +105,11 @@ def test_metrics_store_reads_only_new_bytes_and_detects_replacement(run_dir: Pat
     append_lines(path, records(1, 50))
     assert tools.call("read_trends", {"metrics": ["val_loss"]})["step_range"] == [1, 50]
     assert tools.metrics.records == 50
+
+
+def test_a_late_record_for_an_earlier_step_does_not_move_last_step_back(run_dir: Path) -> None:
+    path = run_dir / "hotcb.metrics.jsonl"
+    append_lines(path, records(1, 100))
+    append_lines(path, [{"step": 40, "metrics": {"val_loss": 0.5}}])  # e.g. an eval logged late
+    out = HotcbTools(run_dir).call("read_metrics", {"metrics": ["val_loss"]})
+    assert out["last_step"] == 100

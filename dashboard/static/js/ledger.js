@@ -2,7 +2,7 @@
 import { h, $, fmt, replace, badge, describeChange } from './dom.js';
 import { state, on } from './store.js';
 
-const SOURCES = ['all', 'human', 'agent', 'rule', 'tune', 'replay', 'yaml'];
+const SOURCES = ['all', 'human', 'agent', 'rule', 'tune', 'replay', 'yaml', 'kernel'];
 const DECISIONS = ['all', 'applied', 'rejected', 'failed', 'ignored_freeze', 'ignored_replay'];
 const filter = { source: 'all', decision: 'all' };
 const DECISION_KIND = { applied: 'good', rejected: 'bad', failed: 'bad', ignored_freeze: 'warn', ignored_replay: 'warn' };
