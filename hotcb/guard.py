@@ -26,6 +26,9 @@ class GuardConfig:
 
     ``max_rel_change`` = 2.0 allows a knob to move within x0.5 .. x2 of its value per op.
     ``cooldown_steps`` is the minimum number of steps between two changes of one knob.
+    ``per_knob`` overrides either per knob key, and ``allow_zero: true`` there lets a knob be set
+    to exactly 0 (e.g. weight decay "off", a rollback to 0) while every other change keeps the
+    ratio limit. A change *from* 0 has no ratio and is limited by the knob's bounds only.
     """
 
     max_rel_change: float = 2.0
@@ -74,7 +77,9 @@ def check_knob_change(
     old = desc.get("value")
     kind = ActuatorType(desc.get("type", "float"))
     numeric = kind in (ActuatorType.FLOAT, ActuatorType.LOG_FLOAT, ActuatorType.INT)
-    if numeric and isinstance(old, (int, float)) and not isinstance(old, bool) and old != 0 and factor:
+    to_zero_allowed = float(new) == 0 and bool(over.get("allow_zero", desc.get("allow_zero"))) if numeric else False
+    if (numeric and isinstance(old, (int, float)) and not isinstance(old, bool) and old != 0 and factor
+            and not to_zero_allowed):
         ratio = float(new) / float(old)
         if ratio <= 0 or ratio > factor or ratio < 1.0 / factor:
             raise GuardRefusal(

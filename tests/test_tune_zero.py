@@ -26,8 +26,9 @@ from hotcb.jsonl import read_all  # noqa: E402
 
 FAST = {"seed": 0, "horizon": 30, "settle": 5, "n_startup_trials": 4}
 WD_LOG = {"weight_decay": {"min": 1e-4, "max": 0.1, "scale": "log"}}
-# Lifts the guard's ratio limit for weight_decay only (tune still moves it x2 at most per trial).
-NO_RATIO = GuardConfig(per_knob={"weight_decay": {"max_rel_change": None}})
+# Lets non-human sources set weight_decay to exactly 0 (its rollback); every other change keeps
+# the guard's ratio limit.
+ALLOW_ZERO = GuardConfig(per_knob={"weight_decay": {"allow_zero": True}})
 
 
 class WdRun:
@@ -73,7 +74,7 @@ class WdRun:
 
 
 def test_off_is_best_each_try_from_zero_starts_at_the_bottom_and_is_rolled_back_to_exactly_zero(run_dir: Path) -> None:
-    run = WdRun(run_dir, objective=lambda wd: 3000.0 * wd, guard=NO_RATIO)  # any weight decay hurts
+    run = WdRun(run_dir, objective=lambda wd: 3000.0 * wd, guard=ALLOW_ZERO)  # any weight decay hurts
     run.enable({**FAST, "actuators": WD_LOG})
     run.run(800)
     run.kernel.close()
@@ -100,7 +101,7 @@ def test_on_is_better_the_first_try_is_kept_and_the_search_goes_on_from_there(ru
     def objective(wd: float) -> float:  # best at 1e-2; "off" is far worse
         return 0.5 * math.log10(max(wd, 1e-6) / 1e-2) ** 2
 
-    run = WdRun(run_dir, objective=objective, guard=NO_RATIO)
+    run = WdRun(run_dir, objective=objective, guard=ALLOW_ZERO)
     run.enable({**FAST, "actuators": WD_LOG})
     run.run(1500)
     run.kernel.close()
