@@ -73,6 +73,8 @@ class AlertRule(StrictInput):
 class AlertRulesInput(StrictInput):
     rules: list[AlertRule] | None = Field(None, description="the new rule set; omit to read the current one")
     replace: bool = Field(True, description="replace the rule set (true) or add/overwrite by id (false)")
+    remove: list[str] = Field(default_factory=list, max_length=100,
+                              description="rule ids to remove from the current set (with or without rules)")
 
 
 class AlertRulesOutput(BaseModel):
@@ -124,13 +126,19 @@ class AlertTools(ToolsBase):
         """Read (no rules given) or set alert rules on any metric: threshold (above/below), plateau,
         spike (last value above spike_factor x the window median), non_finite. Alerts notify; they
         never change the run."""
-        if args.rules is None:
+        if args.rules is None and not args.remove:
             return self.alert_rules()
-        for r in args.rules:
+        for r in args.rules or []:
             if r.kind == "threshold" and r.above is None and r.below is None:
                 raise ToolError(f"threshold rule {r.id!r} needs above or below")
-        rules = {} if args.replace else {r.id: r for r in self.alert_rules().rules}
-        rules.update({r.id: r for r in args.rules})
+        current = {r.id: r for r in self.alert_rules().rules}
+        rules = {} if (args.replace and args.rules is not None) else current
+        rules.update({r.id: r for r in args.rules or []})
+        missing = [i for i in args.remove if i not in rules]
+        if missing:
+            raise ToolError(f"no alert rule {', '.join(map(repr, missing))}; rules: {', '.join(rules) or 'none'}")
+        for i in args.remove:
+            del rules[i]
         doc = {"rules": [r.model_dump(mode="json") for r in rules.values()],
                "set_by": self.current_actor() or self.source, "set_ts": time.time()}
         write_json_atomic(self.run.root / ALERT_RULES, doc)

@@ -49,6 +49,10 @@ def test_mode_is_set_by_humans_only_and_alert_rules_validate(tmp_path):
     human.call("set_alert_rules", {"rules": [{"id": "a", "kind": "non_finite", "metric": "loss"}]})
     out = human.call("set_alert_rules", {"rules": [{"id": "b", "kind": "spike", "metric": "g"}], "replace": False})
     assert [r["id"] for r in out["rules"]] == ["a", "b"]
+    out = human.call("set_alert_rules", {"remove": ["a"]})  # by id: rules added meanwhile survive
+    assert [r["id"] for r in out["rules"]] == ["b"]
+    with pytest.raises(ToolError, match="no alert rule 'a'"):
+        human.call("set_alert_rules", {"remove": ["a"]})
 
 
 def test_ai_auto_process_wakes_on_a_user_alert_and_acts(tmp_path):

@@ -4,7 +4,7 @@
 // through the live channel.
 import { h, $, fmt, replace, badge, ago } from './dom.js';
 import { state, on } from './store.js';
-import { act, available, callTool } from './api.js';
+import { act, available } from './api.js';
 
 const KINDS = ['threshold', 'plateau', 'spike', 'non_finite'];
 const FIELDS = {  // which inputs each kind uses
@@ -99,11 +99,8 @@ function fillMetrics() {
 }
 
 async function removeRule(ruleId) {
-  // Re-read first: a rule someone else added since this page last heard must survive.
-  let latest;
-  try { latest = await callTool('set_alert_rules', {}); } catch { latest = state.rules || { rules: [] }; }
-  const out = await act('set_alert_rules', { rules: latest.rules.filter((x) => x.id !== ruleId), replace: true },
-    `rule ${ruleId} removed`);
+  // By id, so a rule someone else added since this page last heard survives.
+  const out = await act('set_alert_rules', { remove: [ruleId], replace: false }, `rule ${ruleId} removed`);
   if (out) { state.rules = out; render(); }
 }
 
