@@ -69,9 +69,11 @@ def test_hostile_replies_are_refused_and_recorded(tmp_path):
         t.wait_step(5)
         out = pilot(tmp_path, llm.base_url, max_tool_calls=10).wake("test")
         assert out["outcome"] == "ok" and out["actions"] == []
-        rejected = wait_for(lambda: [e for e in agent_entries(t) if e["decision"] == "rejected"], 30,
-                            what="refusals in the ledger")
-        assert len(rejected) == 3  # lr=1000, lr=NaN, core stop: all recorded by the kernel, none applied
+        # lr=1000, lr=NaN, core stop: all recorded by the kernel (at its next safe points), none applied
+        wait_for(lambda: len([e for e in agent_entries(t) if e["decision"] == "rejected"]) >= 3, 60,
+                 what="three refusals in the ledger")
+        t.wait_step(t.status()["step"] + 5)  # a few more steps: nothing else arrives late
+        assert len([e for e in agent_entries(t) if e["decision"] == "rejected"]) == 3
         assert not [e for e in agent_entries(t) if e["decision"] == "applied"]
         assert t.alive()
     kinds = [r["kind"] for r in HotcbTools(tmp_path).load_ai_state()["refusals"]]

@@ -252,8 +252,11 @@ def test_alert_rules_are_added_and_removed_from_the_page(ui: Page) -> None:
     add_rule(page, "train_loss", "threshold", above="1000000", below="-1", severity="critical")
     page.wait_for_selector("#rule-list li[data-id='threshold-train_loss']")
     add_rule(page, "val_loss", "plateau", window="20", plateau_rel="0.05", severity="info")
+    page.wait_for_selector("#rule-list li[data-id='plateau-val_loss']")
     add_rule(page, "mse", "spike", window="30", spike_factor="4", severity="warning")
+    page.wait_for_selector("#rule-list li[data-id='spike-mse']")
     add_rule(page, "grad_norm", "non_finite")  # any metric, even one not logged (yet)
+    page.wait_for_selector("#rule-list li[data-id='non_finite-grad_norm']")
     add_rule(page, "train_loss", "threshold", above="5")  # a second rule on one metric gets its own id
     page.wait_for_selector("#rule-list li[data-id='threshold-train_loss-2']")
     rules = rules_of(trainer)

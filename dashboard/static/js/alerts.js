@@ -76,13 +76,16 @@ function buildForm() {
       rule[name] = name === 'window' ? parseInt(raw, 10) : Number(raw);
     }
     add.disabled = true;
+    const sent = { id: id.value, above: inputs.above.value, below: inputs.below.value };
     const out = await act('set_alert_rules', { rules: [rule], replace: false }, `alert rule ${rule.id} saved`);
     add.disabled = false;
     if (out) {
       state.rules = out;
-      id.value = '';
-      inputs.above.value = '';  // bounds belong to the rule just added, not to the next one
-      inputs.below.value = '';
+      // Bounds belong to the rule just added, not to the next one; but whatever was typed while
+      // this save was in flight belongs to the next rule and stays.
+      if (id.value === sent.id) id.value = '';
+      if (inputs.above.value === sent.above) inputs.above.value = '';
+      if (inputs.below.value === sent.below) inputs.below.value = '';
       render();
     }
   });
