@@ -13,7 +13,10 @@ from .config import Action
 
 
 class Unresolvable(Exception):
-    """The action cannot apply to this run (no such knob, a zero value, locked, ...)."""
+    """The action cannot apply to this run (no such knob, no numeric value, 0, at its bound).
+
+    A locked or cooling-down knob is *not* unresolvable: the op goes to the guard, which refuses
+    it on the record (the ledger), and the rule says so in its alert."""
 
 
 def resolve(action: Action, describe: dict[str, Any]) -> dict[str, Any]:
@@ -23,8 +26,6 @@ def resolve(action: Action, describe: dict[str, Any]) -> dict[str, Any]:
     if not cands:
         raise Unresolvable(f"no knob {action.knob!r}" + (f" in module {action.module!r}" if action.module else ""))
     knob = cands[0]
-    if knob.get("locked_by"):
-        raise Unresolvable(f"{action.knob} is locked by {knob['locked_by']}")
     value = knob.get("value")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise Unresolvable(f"{action.knob} has no numeric live value ({value!r})")

@@ -37,7 +37,7 @@ class RuleConfig:
     plateau_rel: float = 0.01        # plateau: relative improvement across the window below this
     diverge_factor: float = 1.5      # divergence: value above best x factor and rising
     gap_growth: float = 0.1          # overfitting: val-train gap grew by this fraction of val
-    spike_factor: float = 5.0        # gradient spike: last above factor x window mean
+    spike_factor: float = 5.0        # gradient spike: a point above factor x the mean of the window before it
     rollback: bool = True            # non-finite: roll back to the last good snapshot when there is one
     action: Action | None = field(default_factory=Action)
 
@@ -46,9 +46,14 @@ DEFAULT_RULES: dict[str, RuleConfig] = {
     "plateau": RuleConfig(metric="val_loss", window=100, cooldown_steps=200, warmup_steps=100),
     "divergence": RuleConfig(metric="train_loss", window=30, cooldown_steps=30),
     "non_finite": RuleConfig(metric="train_loss", window=10, cooldown_steps=20),
-    # Overfitting: the gap says "regularize", not "slow down": alert only unless configured.
+    # Overfitting: the gap says "regularize", not "slow down", and the usual remedy (stop, keep the
+    # best checkpoint) is no knob; doubling weight decay at every cooldown while the gap persists
+    # compounds. Alert only unless configured (e.g. {knob: weight_decay, factor: 2}).
     "overfitting": RuleConfig(metric="val_loss", window=200, cooldown_steps=400, warmup_steps=200, action=None),
-    "grad_spike": RuleConfig(metric="grad_norm", window=50, cooldown_steps=100),
+    # Gradient spike: one batch's event; a permanent lr cut per spike compounds (a healthy run near
+    # convergence has heavy-tailed grad norms: the demo classifier shows 5x spikes). The damage a
+    # spike does is divergence's and non_finite's to act on. Alert only unless configured.
+    "grad_spike": RuleConfig(metric="grad_norm", window=50, cooldown_steps=100, action=None),
 }
 
 

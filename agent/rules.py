@@ -9,9 +9,12 @@ with a reason); in ``suggest`` mode to ``propose_op``. Every finding is also an 
 from __future__ import annotations
 
 import logging
+import math
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from hotcb.mcp_server import trend_math
 from hotcb.mcp_server.registry import ToolError
 
 from .actions import Unresolvable, resolve
@@ -31,6 +34,10 @@ class Finding:
     rollback: bool = False
     value: Any = None
     outcome: list[str] = field(default_factory=list)
+    landed: int = 0      # ops applied (or proposed)
+    refused: int = 0     # ops refused (guard, lock, freeze, kernel)
+    refused_knobs: set[tuple[str, str]] = field(default_factory=set)
+    retry_at: int | None = None  # all refused, a knob cooling down: the step the rule may retry
 
 
 def _last(s: dict[str, Any]) -> Any:
@@ -65,36 +72,70 @@ def check_plateau(name: str, cfg: RuleConfig, obs: Observer, status: dict[str, A
                    f"(threshold {cfg.plateau_rel})", action=cfg.action, value=_last(s))
 
 
+def _median(xs: list[float]) -> float:
+    return float(statistics.median(xs))
+
+
 def check_overfitting(name: str, cfg: RuleConfig, obs: Observer, status: dict[str, Any],
                       train_metric: str = "train_loss") -> Finding | None:
+    """The val-train gap grew by ``gap_growth`` of val's level across the window, with train
+    improving and val not. Halves are compared by their medians, over the step range of the last
+    ``window`` val points (val is often logged less often than train)."""
     val = cfg.metric or "val_loss"
     vs, vv = obs.window(val, cfg.window)
-    ts, tv = obs.window(train_metric, cfg.window)
-    if len(vs) < cfg.window or len(ts) < cfg.window:
+    if len(vs) < max(cfg.window, 8) or not all(math.isfinite(v) for v in vv):
+        return None  # a full window of finite values; non-finite values are non_finite's business
+    ts, tv = obs.between(train_metric, vs[0], vs[-1])
+    st = trend_math.summarize(train_metric, ts, tv) if ts else None
+    if not st or st.get("trend") in ("non_finite", "diverging"):
+        return None  # a diverging train loss is divergence's business, not a gap
+    half = len(vs) // 2
+    split = vs[half]
+    t1 = [v for s, v in zip(ts, tv, strict=True) if s < split and math.isfinite(v)]
+    t2 = [v for s, v in zip(ts, tv, strict=True) if s >= split and math.isfinite(v)]
+    if len(t1) < 4 or len(t2) < 4:
         return None
-    sv = obs.summary(val, cfg.window)
-    st = obs.summary(train_metric, cfg.window)
-    if not sv or not st or sv.get("trend") in ("non_finite", "diverging"):
+    sign = -1.0 if trend_math.goal(val) == "max" else 1.0  # scores: the gap is train - val
+    v1, v2, a1, a2 = _median(vv[:half]), _median(vv[half:]), _median(t1), _median(t2)
+    level = max(abs(v1), 1e-12)
+    train_gain = sign * (a1 - a2) / max(abs(a1), 1e-12)  # > 0: train improved
+    val_gain = sign * (v1 - v2) / level                   # <= 0: val did not
+    growth = sign * ((v2 - a2) - (v1 - a1)) / level       # the gap's growth, as a fraction of val
+    if not (train_gain > 0 and val_gain <= 0 and growth >= cfg.gap_growth):
         return None
-    # The gap's growth across the window, from the two summaries' halves: val getting worse (or
-    # flat) while train improves, by more than gap_growth of val's level.
-    val_rel, train_rel = sv.get("rel_change") or 0.0, st.get("rel_change") or 0.0
-    growth = train_rel - val_rel  # both are "improvement" fractions (positive = better)
-    if not (train_rel > 0 and val_rel <= 0 and growth >= cfg.gap_growth):
-        return None
-    return Finding(name, val, f"overfitting: {train_metric} improved {train_rel:.3g} while {val} changed "
-                   f"{-val_rel:+.3g} over the window", action=cfg.action, value=sv.get("last"))
+    return Finding(name, val, f"overfitting: {train_metric} improved {train_gain:.3g} while {val} worsened "
+                   f"{-val_gain:.3g}; the gap grew {growth:.3g} of {val} over steps {int(vs[0])}-{int(vs[-1])} "
+                   f"(threshold {cfg.gap_growth:g})", action=cfg.action, value=trend_math.sig(vv[-1]))
 
 
-def check_grad_spike(name: str, cfg: RuleConfig, obs: Observer, status: dict[str, Any]) -> Finding | None:
+def check_grad_spike(name: str, cfg: RuleConfig, obs: Observer, status: dict[str, Any],
+                     since: float | None = None) -> Finding | None:
+    """A point above ``spike_factor`` x the mean of the ``window`` finite points before it.
+
+    Every point logged since the last tick (``since``) is examined, not just the latest: a
+    one-batch spike is rarely the last point when the tick reads. The first tick looks at the
+    latest point only (an autopilot started late does not act on old spikes)."""
     metric = cfg.metric or "grad_norm"
-    s = obs.summary(metric, cfg.window)
-    if not s or s.get("n", 0) < 8 or not isinstance(s.get("last"), float) or not s.get("mean"):
+    steps, values = obs.series.get(metric, ([], []))  # the tick read the window plus what arrived since
+    if since is not None:
+        start = next((i for i, s in enumerate(steps) if s > since), len(steps))
+    else:
+        start = len(steps) - 1
+    best: tuple[float, float, float, float] | None = None  # (ratio, step, value, baseline)
+    for i in range(max(start, 0), len(steps)):
+        v = values[i]
+        base = [x for x in values[max(0, i - cfg.window):i] if math.isfinite(x)]
+        if not math.isfinite(v) or len(base) < 8:
+            continue
+        mean = sum(base) / len(base)
+        if mean > 0 and v > cfg.spike_factor * mean and (best is None or v / mean > best[0]):
+            best = (v / mean, steps[i], v, mean)
+    if best is None:
         return None
-    if s["last"] <= cfg.spike_factor * s["mean"]:
-        return None
-    return Finding(name, metric, f"{metric} spiked to {s['last']} (window mean {s['mean']}, factor {cfg.spike_factor})",
-                   action=cfg.action, value=s["last"])
+    ratio, at, v, mean = best
+    return Finding(name, metric, f"{metric} spiked to {v:.4g} at step {int(at)}: x{ratio:.3g} the mean "
+                   f"{mean:.4g} of the {cfg.window} points before it (factor {cfg.spike_factor:g})",
+                   action=cfg.action, value=trend_math.sig(v))
 
 
 CHECKS = {
@@ -111,7 +152,12 @@ class RulesAutopilot:
 
     Modes: ``auto`` applies, ``suggest`` proposes; under the LLM, ``sense`` / ``sense_suggest``
     only raise alerts (which wake the model), except the non-finite safety net, which applies /
-    proposes its rollback and lr cut at once."""
+    proposes its rollback and lr cut at once.
+
+    Cooldowns: a rule that acted waits its ``cooldown_steps``. A rule whose every op was refused
+    (the guard's knob cooldown, a human's lock, a freeze) has not acted: its alert says so and the
+    ledger holds the refusal; when the refusal was the knob's cooldown it may fire again as soon
+    as that cooldown ends, otherwise after its own cooldown."""
 
     def __init__(self, tools: Any, config: RulesConfig | None = None, mode: str = "auto"):
         if mode not in ("auto", "suggest", "sense", "sense_suggest"):
@@ -120,7 +166,10 @@ class RulesAutopilot:
         self.config = config or RulesConfig()
         self.mode = mode
         self.obs = Observer(tools)
-        self.fired_at: dict[str, int] = {}  # rule -> step it last fired (its cooldown)
+        self.fired_at: dict[str, int] = {}  # rule -> step it last fired
+        self.next_at: dict[str, int] = {}   # rule -> first step it may fire again (cooldown or retry)
+        self.seen: dict[str, float] = {}    # rule -> last metric step it examined (grad_spike)
+        self.retrying: set[str] = set()     # rules waiting for a knob's cooldown to retry a refused op
         self.findings: list[Finding] = []
 
     def _metrics(self) -> list[str]:
@@ -136,34 +185,58 @@ class RulesAutopilot:
             log.warning("rules tick failed: %s: %s", type(e).__name__, e)
             return []
 
+    def _read_window(self) -> int:
+        enabled = [(n, c) for n, c in self.config.rules.items() if c.enabled]
+        # grad_spike examines every point since the last tick, each against the window before it.
+        return max([c.window * 2 if n == "grad_spike" else c.window for n, c in enabled] or [1])
+
+    def _mark_seen(self, name: str, cfg: RuleConfig) -> None:
+        steps = self.obs.series.get(cfg.metric or "grad_norm", ([], []))[0] if name == "grad_spike" else []
+        if steps:
+            self.seen[name] = steps[-1]
+
     def _tick(self) -> list[Finding]:
-        window = max(c.window for c in self.config.rules.values())
-        self.obs.refresh(self._metrics(), window)
+        self.obs.refresh(self._metrics(), self._read_window())
         step = self.obs.step
         if step is None:
             return []
         fired: list[Finding] = []
         for name, check in CHECKS.items():
             cfg = self.config.rules.get(name)
-            if cfg is None or not cfg.enabled or step < cfg.warmup_steps:
+            if cfg is None or not cfg.enabled:
                 continue
-            last = self.fired_at.get(name)
-            if last is not None and step < last + cfg.cooldown_steps:
+            if step < cfg.warmup_steps or step < self.next_at.get(name, step):
+                if name not in self.retrying:
+                    self._mark_seen(name, cfg)  # spikes during a warmup or cooldown are not acted on later
                 continue
-            kw = {"train_metric": self.config.train_metric} if name == "overfitting" else {}
+            kw: dict[str, Any] = {}
+            if name == "overfitting":
+                kw["train_metric"] = self.config.train_metric
+            elif name == "grad_spike":
+                kw["since"] = self.seen.get(name)
             f = check(name, cfg, self.obs, self.obs.status, **kw)
             if f is None:
+                self.retrying.discard(name)  # the condition cleared while it waited
+                self._mark_seen(name, cfg)
                 continue
-            prev = self.fired_at.get(name)
+            prev = (self.fired_at.get(name), self.next_at.get(name))
             self.fired_at[name] = step
+            self.next_at[name] = step + cfg.cooldown_steps
             try:
                 self.act(f, step)
             except ConnectionError:  # the tools (an MCP server) are unreachable: fire again when they answer
-                if prev is None:
-                    self.fired_at.pop(name, None)
-                else:
-                    self.fired_at[name] = prev
+                for d, v in zip((self.fired_at, self.next_at), prev, strict=True):
+                    if v is None:
+                        d.pop(name, None)
+                    else:
+                        d[name] = v
                 raise
+            if f.retry_at is not None:
+                self.next_at[name] = f.retry_at
+                self.retrying.add(name)  # keep the finding's points: the retry re-examines them
+            else:
+                self.retrying.discard(name)
+                self._mark_seen(name, cfg)
             fired.append(f)
             if name in ("non_finite", "divergence"):
                 break  # one emergency action per tick; the others re-evaluate after it lands
@@ -185,12 +258,39 @@ class RulesAutopilot:
             f.outcome.append("alert only: the LLM autopilot decides")
         else:
             self._act(f)
+            if f.refused and not f.landed:
+                self._plan_retry(f, step)
         try:
             self.tools.record_alert(rule=f.rule, kind=f.rule, metric=f.metric, severity=f.severity, step=step,
                                     message=f"{f.message}" + (f" -> {'; '.join(f.outcome)}" if f.outcome else ""),
                                     value=f.value)
         except Exception as e:  # noqa: BLE001 - an unwritable alert must not stop the action
             log.warning("could not record alert: %s", e)
+
+    def _plan_retry(self, f: Finding, step: int) -> None:
+        """Every op of ``f`` was refused. If a refused knob is only cooling down, retry when it may
+        change again; otherwise (locked, frozen, ...) the rule's own cooldown stands."""
+        cfg = self.config.rules[f.rule]
+        until: list[int] = []
+        try:
+            desc = self.tools.call("describe_actuators", {})
+        except ToolError:
+            desc = {}
+        per_knob = (desc.get("guard") or {}).get("per_knob") or {}
+        for knob in desc.get("actuators", []):
+            if (knob.get("module"), knob.get("key")) not in f.refused_knobs or knob.get("locked_by"):
+                continue
+            c = knob.get("cooldown_until_step")
+            over = (per_knob.get(knob.get("key")) or {}).get("cooldown_steps")
+            if isinstance(over, int) and isinstance(knob.get("last_change_step"), int):
+                c = knob["last_change_step"] + over  # the guard's per-knob cooldown wins
+            if isinstance(c, int) and c > step:
+                until.append(c)
+        if until and min(until) < step + cfg.cooldown_steps:
+            f.retry_at = min(until)
+            f.outcome.append(f"not applied: will retry at step {f.retry_at} when the knob's cooldown ends")
+        else:
+            f.outcome.append(f"not applied: will re-check after the rule's cooldown (step {step + cfg.cooldown_steps})")
 
     def _act(self, f: Finding) -> None:
         if f.rollback:
@@ -208,11 +308,17 @@ class RulesAutopilot:
                 self._do(f, {**op, "reason": reason}, reason)
 
     def _do(self, f: Finding, op: dict[str, Any], reason: str) -> None:
-        if self.mode in ("suggest", "sense_suggest"):
+        propose = self.mode in ("suggest", "sense_suggest")
+        if propose:
             res = self._call(f, "propose_op", {"op": op, "reason": reason})
             if res:
                 f.outcome.append(f"proposed {op['module']}.{op['op']} {op.get('params')} ({res['proposal_id']})")
-            return
-        res = self._call(f, "apply_op", op)
+        else:
+            res = self._call(f, "apply_op", op)
+            if res:
+                f.outcome.append(f"{op['module']}.{op['op']} {op.get('params') or ''} {res['decision']}")
         if res:
-            f.outcome.append(f"{op['module']}.{op['op']} {op.get('params') or ''} {res['decision']}")
+            f.landed += 1
+        else:
+            f.refused += 1
+            f.refused_knobs |= {(op["module"], k) for k in (op.get("params") or {})}

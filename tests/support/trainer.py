@@ -2,10 +2,20 @@
 
     python tests/support/trainer.py --dir RUN --steps 100000 --sleep 0.01 [--seed 0]
         [--loss-weights] [--scheduler cosine] [--checkpoint-every 20] [--nan-at STEP]
+        [--overfit] [--weight-decay 1e-4] [--grad-norm] [--grad-spike-at 80,200]
+        [--guard-cooldown STEPS]
 
 It runs until ``max_steps`` or a ``core stop``; every step reports train_loss, val_loss.
 ``--nan-at`` makes the loss non-finite from that step on (until a rollback/lr cut) to test
 divergence handling.
+
+``--overfit``: real memorisation: full-batch training of a wider MLP on 32 samples with noisy
+targets; the train loss keeps falling while val_loss (clean held-out data) first falls, then
+rises from about step 25 (deterministic for a seed).
+``--grad-norm`` reports the real gradient norm (``grad_norm``, before the step);
+``--grad-spike-at`` (implies it) multiplies that step's batch targets by ``--grad-spike-scale``,
+so the real gradient spikes (x100+ the usual norm at scale 10) and the step's update is big.
+``--guard-cooldown`` sets the guard's per-knob cooldown for non-human sources.
 """
 
 from __future__ import annotations
@@ -19,6 +29,15 @@ import torch
 from torch import nn
 
 from hotcb import HotKernel, loss_actuators, mutable_state, optimizer_actuators
+from hotcb.guard import GuardConfig
+
+
+def _steps(text: str) -> set[int]:
+    return {int(x) for x in text.split(",") if x.strip()}
+
+
+def _grad_norm(model: nn.Module) -> float:
+    return math.sqrt(sum(float(p.grad.pow(2).sum()) for p in model.parameters() if p.grad is not None))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,6 +53,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--plateau", action="store_true", help="report a flat val_loss")
     ap.add_argument("--callback-dir", default=None)
     ap.add_argument("--summary", default=None, help="write per-step losses and lrs as JSON here")
+    # Additive flags (their defaults leave every run above unchanged).
+    ap.add_argument("--overfit", action="store_true", help="memorise 32 noisy samples: val_loss rises")
+    ap.add_argument("--weight-decay", type=float, default=0.0)
+    ap.add_argument("--grad-norm", action="store_true", help="report grad_norm")
+    ap.add_argument("--grad-spike-at", type=_steps, default=set(), help="comma-separated steps")
+    ap.add_argument("--grad-spike-scale", type=float, default=10.0)
+    ap.add_argument("--guard-cooldown", type=int, default=None)
     args = ap.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -41,8 +67,13 @@ def main(argv: list[str] | None = None) -> None:
     w_true = torch.randn(8, 1, generator=g)
     x = torch.randn(512, 8, generator=g)
     y = x @ w_true + 0.1 * torch.randn(512, 1, generator=g)
-    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 1))
-    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=0.0)
+    if args.overfit:  # drawn after the data above, so every other run's numbers stay the same
+        x_small = x[:32]
+        y_small = y[:32] + 1.5 * torch.randn(32, 1, generator=g)
+        model = nn.Sequential(nn.Linear(8, 256), nn.Tanh(), nn.Linear(256, 1))
+    else:
+        model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
     sched = None
     if args.scheduler == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(args.steps, 1))
@@ -52,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     state = mutable_state(optimizer_actuators(opt, scheduler=sched) + loss_actuators(weights))
     kernel = HotKernel(args.dir, mutable_state=state, max_steps=args.steps,
                        checkpoint_every=args.checkpoint_every or None,
+                       guard=GuardConfig(cooldown_steps=args.guard_cooldown) if args.guard_cooldown is not None else None,
                        allowed_callback_dirs=[args.callback_dir] if args.callback_dir else None)
     kernel.register_state("model", model)
     kernel.register_state("optimizer", opt)
@@ -61,14 +93,18 @@ def main(argv: list[str] | None = None) -> None:
     try:
         while not kernel.should_stop:
             idx = torch.randint(0, 448, (32,), generator=bg)
-            pred = model(x[idx])
-            mse = nn.functional.mse_loss(pred, y[idx])
+            xb, yb = (x_small, y_small) if args.overfit else (x[idx], y[idx])
+            if step + 1 in args.grad_spike_at:
+                yb = yb * args.grad_spike_scale
+            pred = model(xb)
+            mse = nn.functional.mse_loss(pred, yb)
             l1 = sum(p.abs().sum() for p in model.parameters())
             loss = weights["mse_w"] * mse + weights["l1_w"] * l1
             if 0 <= args.nan_at <= step and opt.param_groups[0]["lr"] > args.lr * 0.6:
                 loss = loss * float("nan")
             opt.zero_grad()
             loss.backward()
+            gnorm = _grad_norm(model) if args.grad_norm or args.grad_spike_at else None
             if math.isfinite(loss.item()):
                 opt.step()
             if sched is not None:
@@ -80,10 +116,11 @@ def main(argv: list[str] | None = None) -> None:
                 val = 0.5 + 1e-4 * math.sin(step)
             losses.append(loss.item())
             lrs.append(opt.param_groups[0]["lr"])
+            metrics = {"train_loss": loss.item(), "val_loss": val, "mse": mse.item(), "lr": opt.param_groups[0]["lr"]}
+            if gnorm is not None:
+                metrics["grad_norm"] = gnorm
             kernel.apply(env={"step": step, "epoch": step // 100, "optimizer": opt, "scheduler": sched,
-                              "model": model,
-                              "metrics": {"train_loss": loss.item(), "val_loss": val, "mse": mse.item(),
-                                          "lr": opt.param_groups[0]["lr"]}},
+                              "model": model, "metrics": metrics},
                          events=["train_step_end"])
             if args.sleep:
                 time.sleep(args.sleep)
