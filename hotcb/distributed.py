@@ -8,8 +8,13 @@ Every collective here must be entered by all ranks in the same order, so the ker
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from typing import Any
+
+# Set by launchers for each process of a multi-process job: torchrun sets RANK (and LOCAL_RANK);
+# Lightning's ``ddp`` launcher re-runs the script with LOCAL_RANK/NODE_RANK but no RANK.
+RANK_ENV = ("RANK", "LOCAL_RANK", "NODE_RANK")
 
 
 class DistributedSync:
@@ -32,6 +37,24 @@ class DistributedSync:
     def broadcast_lines(self, reader: Callable[[], list[Any]] | None) -> list[Any]:
         """``broadcast`` for a list of command lines (empty when rank 0 read nothing)."""
         return self.broadcast(reader) or []
+
+
+def launched_as_other_rank(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether a launcher started this process as a rank other than 0 (``WORLD_SIZE`` > 1 and a
+    non-zero ``RANK``/``LOCAL_RANK``/``NODE_RANK``), before any process group exists.
+
+    A kernel built before the process group (as with Lightning and transformers) cannot ask
+    ``torch.distributed`` for its rank yet; without this, every rank took itself for the writer
+    until the adapter attached the group, and rank 1 wrote ``hotcb.status.json`` (as rank 0 of a
+    world of 1) and ``hotcb.actuators.json`` at construction, racing rank 0's own writes.
+    """
+    env = os.environ if environ is None else environ
+    try:
+        if int(env.get("WORLD_SIZE", "1")) <= 1:
+            return False
+        return any(int(env.get(k, "0")) != 0 for k in RANK_ENV)
+    except ValueError:
+        return False
 
 
 def attach(kernel: Any) -> bool:

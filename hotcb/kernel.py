@@ -24,6 +24,7 @@ from .actuators.state import MutableState
 from .checkpoint import Snapshots, kernel_state, live_knob_values, load_kernel_state
 from .collector import MetricsCollector
 from .core_ops import CoreOps
+from .distributed import launched_as_other_rank
 from .filewatch import FileWatch
 from .freeze import FreezeState
 from .guard import GuardConfig, check_knob_change
@@ -77,7 +78,9 @@ class HotKernel(CoreOps, WatchedFiles):
         self.checkpoint_every = checkpoint_every
         self.session = uuid.uuid4().hex[:8]
         self.dist = distributed if distributed is not None else _detect_distributed()
-        self.is_writer = self.dist is None or self.dist.rank == 0
+        # Built before the process group (Lightning/HF start it in fit/train): the launcher's
+        # environment tells a non-zero rank not to write until ``distributed.attach`` runs.
+        self.is_writer = self.dist.rank == 0 if self.dist is not None else not launched_as_other_rank()
 
         self.ledger = Ledger(self.run.ledger)
         self._commands = JsonlTail(self.run.commands)
