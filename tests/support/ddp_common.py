@@ -62,6 +62,14 @@ def watch_writes(run_dir: Path) -> dict[str, str]:
     return writes
 
 
+def note_pid(out_dir: Path) -> None:
+    """Leave ``OUT_DIR/pids/<pid>``: torchrun starts its workers in their own sessions, so the
+    test finds them here to kill them if the run fails."""
+    d = Path(out_dir) / "pids"
+    d.mkdir(exist_ok=True)
+    (d / str(os.getpid())).touch()
+
+
 def wait_gate(out_dir: Path, step: int, rank: int, timeout: float = 120.0) -> None:
     """Say this rank is at the gate (``at-<step>.<rank>``), then wait for ``go-<step>``. Called
     where no safe point of ``step`` is left (HF applies twice a step: step end, then log)."""
@@ -131,6 +139,18 @@ def drive(cmd: list[str], run_dir: Path, out: Path, lr_gate: int, w_gate: int, l
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+            kill_ranks(out)
+
+
+def kill_ranks(out: Path) -> None:
+    """SIGKILL the training processes that noted their pid (``note_pid``) and still run it."""
+    for f in (Path(out) / "pids").glob("*"):
+        try:
+            pid = int(f.name)
+            if str(out) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                os.kill(pid, signal.SIGKILL)
+        except (ValueError, OSError):
+            pass
 
 
 def check_ranks(run_dir: Path, out: Path, steps: int, lr_gate: int, w_gate: int, lr: tuple[float, float],

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: make tests.support importable
-from tests.support.ddp_common import wait_gate, watch_writes  # noqa: E402
+from tests.support.ddp_common import note_pid, wait_gate, watch_writes  # noqa: E402
 
 
 def main() -> None:
@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--gates", default="4,9")
     a = ap.parse_args()
     writes = watch_writes(a.run_dir)  # before hotcb is imported
+    note_pid(a.out_dir)
 
     import lightning.pytorch as pl
     import torch
