@@ -14,6 +14,7 @@ written once both ranks are there is read at step G + 1, by rank 0, and broadcas
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -29,6 +30,34 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 
 
 # ---------------------------------------------------------------------- in the training script
+def script_args() -> tuple[argparse.Namespace, dict[str, str]]:
+    """The training scripts' command line (RUN_DIR OUT_DIR [--steps] [--gates]), with the write
+    watch installed (before hotcb is imported) and this process's pid noted."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("out_dir", type=Path)
+    ap.add_argument("--steps", type=int, default=14)
+    ap.add_argument("--gates", default="4,9")
+    a = ap.parse_args()
+    a.gates = {int(g) for g in a.gates.split(",") if g}
+    writes = watch_writes(a.run_dir)
+    note_pid(a.out_dir)
+    return a, writes
+
+
+def save_rank(out_dir: Path, rank: int, world_size: int, kernel: Any, seen: list[dict[str, Any]],
+              params: Any, writes: dict[str, str]) -> None:
+    """What ``check_ranks`` compares, as ``OUT_DIR/rank<r>.pt``."""
+    import torch
+
+    torch.save({
+        "rank": rank, "world_size": world_size, "pid": os.getpid(),
+        "is_writer": kernel.is_writer, "attached": kernel.dist is not None, "seen": seen,
+        "params": [p.detach().clone() for p in params], "writes": dict(writes),
+        "internal_errors": kernel.internal_errors, "last_internal_error": kernel.last_internal_error,
+    }, Path(out_dir) / f"rank{rank}.pt")
+
+
 def watch_writes(run_dir: Path) -> dict[str, str]:
     """Paths (relative to ``run_dir``) this process opens for writing or renames onto from now on,
     each with where it was first written from (a short stack)."""

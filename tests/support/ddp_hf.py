@@ -13,25 +13,17 @@ files written in RUN_DIR.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: make tests.support importable
-from tests.support.ddp_common import note_pid, wait_gate, watch_writes  # noqa: E402
+from tests.support.ddp_common import save_rank, script_args, wait_gate  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("run_dir", type=Path)
-    ap.add_argument("out_dir", type=Path)
-    ap.add_argument("--steps", type=int, default=14)
-    ap.add_argument("--gates", default="4,9")
-    a = ap.parse_args()
-    writes = watch_writes(a.run_dir)  # before hotcb is imported
-    note_pid(a.out_dir)
+    a, writes = script_args()  # before hotcb is imported
 
     import torch
     import torch.distributed as dist
@@ -42,7 +34,6 @@ def main() -> None:
     from hotcb.adapters.hf import HotCBHFCallback
 
     transformers.logging.set_verbosity_error()
-    gates = {int(g) for g in a.gates.split(",") if g}
 
     class Tiny(nn.Module):
         def __init__(self, weights: dict[str, float]):
@@ -74,7 +65,7 @@ def main() -> None:
             self.weights, self.seen = weights, []
 
         def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if state.global_step in gates:  # after both safe points (step end, log) of global_step
+            if state.global_step in a.gates:  # after both safe points (step end, log) of global_step
                 wait_gate(a.out_dir, state.global_step, args.process_index)
 
         def on_step_end(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kw: Any) -> None:
@@ -95,13 +86,7 @@ def main() -> None:
                                    callbacks=[HotCBHFCallback(kernel), rec])
     trainer.train()
     kernel.close()
-    rank, world = dist.get_rank(), dist.get_world_size()
-    torch.save({
-        "rank": rank, "world_size": world, "pid": os.getpid(),
-        "is_writer": kernel.is_writer, "attached": kernel.dist is not None, "seen": rec.seen,
-        "params": [p.detach().clone() for p in model.parameters()], "writes": dict(writes),
-        "internal_errors": kernel.internal_errors, "last_internal_error": kernel.last_internal_error,
-    }, a.out_dir / f"rank{rank}.pt")
+    save_rank(a.out_dir, dist.get_rank(), dist.get_world_size(), kernel, rec.seen, model.parameters(), writes)
     # Leave without tearing the gloo group down: here ``dist.barrier(); dist.destroy_process_group()``
     # deadlocked once in ~50 runs inside torch, after both ranks had saved: the main thread, holding
     # the GIL, freed the DDP reducer's last reference to the group and joined gloo's run-loop thread,

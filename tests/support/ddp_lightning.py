@@ -12,26 +12,17 @@ lr and loss weight after every step's safe point, final parameters, files writte
 
 from __future__ import annotations
 
-import argparse
 import faulthandler
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: make tests.support importable
-from tests.support.ddp_common import note_pid, wait_gate, watch_writes  # noqa: E402
+from tests.support.ddp_common import save_rank, script_args, wait_gate  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("run_dir", type=Path)
-    ap.add_argument("out_dir", type=Path)
-    ap.add_argument("--steps", type=int, default=14)
-    ap.add_argument("--gates", default="4,9")
-    a = ap.parse_args()
-    writes = watch_writes(a.run_dir)  # before hotcb is imported
-    note_pid(a.out_dir)
+    a, writes = script_args()  # before hotcb is imported
 
     import lightning.pytorch as pl
     import torch
@@ -41,7 +32,6 @@ def main() -> None:
     from hotcb import HotKernel, loss_actuators, mutable_state
     from hotcb.adapters.lightning import HotCBLightning
 
-    gates = {int(g) for g in a.gates.split(",") if g}
 
     class Tiny(pl.LightningModule):
         def __init__(self, weights: dict[str, float]):
@@ -51,7 +41,7 @@ def main() -> None:
             self.weights = weights
 
         def training_step(self, batch: Any, batch_idx: int) -> Any:
-            if self.global_step in gates:  # after the safe point of step global_step
+            if self.global_step in a.gates:  # after the safe point of step global_step
                 wait_gate(a.out_dir, self.global_step, self.global_rank)
             x, y = batch
             pred = self.net(x)
@@ -87,12 +77,7 @@ def main() -> None:
     module = Tiny(weights)
     trainer.fit(module, data)  # Lightning keeps and tears down its own process group
     kernel.close()
-    torch.save({
-        "rank": trainer.global_rank, "world_size": trainer.world_size, "pid": os.getpid(),
-        "is_writer": kernel.is_writer, "attached": kernel.dist is not None, "seen": rec.seen,
-        "params": [p.detach().clone() for p in module.parameters()], "writes": dict(writes),
-        "internal_errors": kernel.internal_errors, "last_internal_error": kernel.last_internal_error,
-    }, a.out_dir / f"rank{trainer.global_rank}.pt")
+    save_rank(a.out_dir, trainer.global_rank, trainer.world_size, kernel, rec.seen, module.parameters(), writes)
     # A teardown that hangs shows where (in the test's train.log) and fails the run, not the test's wait.
     faulthandler.dump_traceback_later(60, exit=True)
 
