@@ -276,14 +276,10 @@ class RulesAutopilot:
             desc = self.tools.call("describe_actuators", {})
         except ToolError:
             desc = {}
-        per_knob = (desc.get("guard") or {}).get("per_knob") or {}
         for knob in desc.get("actuators", []):
             if (knob.get("module"), knob.get("key")) not in f.refused_knobs or knob.get("locked_by"):
                 continue
-            c = knob.get("cooldown_until_step")
-            over = (per_knob.get(knob.get("key")) or {}).get("cooldown_steps")
-            if isinstance(over, int) and isinstance(knob.get("last_change_step"), int):
-                c = knob["last_change_step"] + over  # the guard's per-knob cooldown wins
+            c = knob.get("cooldown_until_step")  # the guard's own resolution, per-knob overrides included
             if isinstance(c, int) and c > step:
                 until.append(c)
         if until and min(until) < step + cfg.cooldown_steps:

@@ -53,6 +53,15 @@ class GuardConfig:
         )
 
 
+def knob_limits(desc: dict[str, Any], config: GuardConfig) -> tuple[float | None, int]:
+    """The per-op ratio limit and the cooldown that bind non-human changes of one knob: the
+    guard's ``per_knob`` override first, then the knob's own, then the guard's defaults."""
+    over = config.per_knob.get(desc.get("key", "?"), {})
+    factor = over.get("max_rel_change", desc.get("max_rel_change") or config.max_rel_change)
+    cooldown = over.get("cooldown_steps", desc.get("cooldown_steps"))
+    return factor, config.cooldown_steps if cooldown is None else cooldown
+
+
 def check_knob_change(
     desc: dict[str, Any],
     value: Any,
@@ -71,9 +80,7 @@ def check_knob_change(
     if source in config.trusted_sources:
         return new
     over = config.per_knob.get(key, {})
-    factor = over.get("max_rel_change", desc.get("max_rel_change") or config.max_rel_change)
-    cooldown = over.get("cooldown_steps", desc.get("cooldown_steps"))
-    cooldown = config.cooldown_steps if cooldown is None else cooldown
+    factor, cooldown = knob_limits(desc, config)
     old = desc.get("value")
     kind = ActuatorType(desc.get("type", "float"))
     numeric = kind in (ActuatorType.FLOAT, ActuatorType.LOG_FLOAT, ActuatorType.INT)

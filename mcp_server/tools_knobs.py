@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from hotcb.guard import GuardConfig
+from hotcb.guard import GuardConfig, knob_limits
 from hotcb.ops import CORE
 
 from .registry import StrictInput, tool
@@ -56,7 +56,7 @@ class KnobTools(ToolsBase):
         locks = doc.get("locks") or {}
         acts = []
         for a in doc.get("actuators", []):
-            cooldown = a.get("cooldown_steps") if a.get("cooldown_steps") is not None else guard.cooldown_steps
+            factor, cooldown = knob_limits(a, guard)  # what the guard will apply, overrides included
             last = a.get("last_change_step")
             acts.append(ActuatorInfo(
                 **{k: a.get(k) for k in ("key", "module", "type", "min", "max", "choices", "value", "state",
@@ -64,7 +64,7 @@ class KnobTools(ToolsBase):
                 description=a.get("description") or "",
                 locked_by=(locks.get(a["key"]) or {}).get("actor") if a["key"] in locks else None,
                 cooldown_until_step=(last + cooldown) if last is not None and cooldown else None,
-                max_rel_change=a.get("max_rel_change") or guard.max_rel_change,
+                max_rel_change=factor,
             ))
         return DescribeOutput(
             step=status.get("step", doc.get("step")), liveness=self.liveness()["state"], actuators=acts,

@@ -37,3 +37,14 @@ def test_cooldown_and_non_finite():
         check(0.02, desc={**WD, "last_change_step": 95})
     with pytest.raises(ValueError):
         check(math.nan)
+
+
+def test_knob_limits_resolve_overrides_as_the_guard_does():
+    from hotcb.guard import knob_limits
+
+    cfg = GuardConfig(per_knob={"weight_decay": {"cooldown_steps": 50, "max_rel_change": None}})
+    assert knob_limits(WD, GuardConfig()) == (2.0, 10)
+    assert knob_limits({**WD, "cooldown_steps": 3}, GuardConfig()) == (2.0, 3)
+    assert knob_limits({**WD, "cooldown_steps": 3}, cfg) == (None, 50)
+    with pytest.raises(GuardRefusal, match="until step 145"):
+        check(0.02, cfg, desc={**WD, "last_change_step": 95})
