@@ -57,7 +57,7 @@ class AlertRule(StrictInput):
     below: float | None = Field(None, description="threshold: alert when the last value is below this")
     window: int = Field(50, ge=8, le=20000, description="points considered (plateau, spike)")
     plateau_rel: float = Field(0.01, gt=0, le=1, description="plateau: relative improvement below this")
-    spike_factor: float = Field(3.0, gt=1, le=1e6, description="spike: last value above factor x window median")
+    spike_factor: float = Field(3.0, gt=1, le=1e6, description="spike: last value above factor x the window mean (the window includes it)")
     cooldown_steps: int = Field(100, ge=0, le=10_000_000)
     severity: Literal["info", "warning", "critical"] = "warning"
     enabled: bool = True
@@ -124,7 +124,7 @@ class AlertTools(ToolsBase):
     @tool(AlertRulesInput, AlertRulesOutput, read_only=False, idempotent=True, title="Alert rules")
     def set_alert_rules(self, args: AlertRulesInput) -> AlertRulesOutput:
         """Read (no rules given) or set alert rules on any metric: threshold (above/below), plateau,
-        spike (last value above spike_factor x the window median), non_finite. Alerts notify; they
+        spike (last value above spike_factor x the window mean), non_finite. Alerts notify; they
         never change the run."""
         if args.rules is None and not args.remove:
             return self.alert_rules()
