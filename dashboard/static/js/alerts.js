@@ -29,7 +29,7 @@ export function ruleText(r) {
       .filter(Boolean).join(' or ');
   }
   if (r.kind === 'plateau') return `${r.metric} plateau (< ${fmt(r.plateau_rel * 100)}% better over ${r.window} points)`;
-  if (r.kind === 'spike') return `${r.metric} spike (> ${fmt(r.spike_factor)}× the median of ${r.window} points)`;
+  if (r.kind === 'spike') return `${r.metric} spike (> ${fmt(r.spike_factor)}× the mean of ${r.window} points)`;
   return `${r.metric} non-finite`;
 }
 
@@ -55,7 +55,7 @@ function buildForm() {
     below: numberInput('below', 'below'),
     window: numberInput('window', 'window (points)', { min: 8, max: 20000, step: 1, value: '50' }),
     plateau_rel: numberInput('plateau_rel', 'min rel. improvement', { min: 0, max: 1, value: '0.01' }),
-    spike_factor: numberInput('spike_factor', 'factor × median', { min: 1, value: '3' }),
+    spike_factor: numberInput('spike_factor', 'factor × mean', { min: 1, value: '3' }),
   };
   const severity = h('select', { id: 'rule-severity', 'aria-label': 'severity' },
     ['warning', 'info', 'critical'].map((s) => h('option', { value: s }, s)));
