@@ -60,6 +60,22 @@ def status_for(message: str) -> int:
     return 409  # refused by the guard, rejected or failed in the kernel: a conflict with the run's state
 
 
+async def bounded_body(request: Request, limit: int) -> bytes | None:
+    """The body, read chunk by chunk and cut off past ``limit`` (None then): a huge upload is
+    refused after ``limit`` bytes, never held in memory whole. A declared Content-Length over
+    the limit is refused before reading anything."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    parts, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 def actor_for(request: Request, default: str) -> str:
     """The person's name if the page sent one (free text from the user, stored as text), else
     the configured actor. The *source* is always human here; the name cannot raise rights."""
@@ -89,9 +105,9 @@ def build_router(tools: HotcbTools, cfg: DashboardConfig, compare: HotcbTools | 
         if not request.headers.get("content-type", "").startswith("application/json"):
             # A cross-site form cannot send JSON without a CORS preflight, which we never grant.
             return JSONResponse({"error": "send a JSON object (Content-Type: application/json)"}, 415)
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return JSONResponse({"error": "request too large"}, 413)
+        body = await bounded_body(request, MAX_BODY)
+        if body is None:
+            return JSONResponse({"error": f"request too large (limit {MAX_BODY} bytes)"}, 413)
         try:
             args = json.loads(body or b"{}")
         except ValueError:

@@ -48,9 +48,15 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     # Logs go to stderr: on stdio, stdout is the protocol channel.
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="hotcb mcp: %(message)s")
     run_dir = args.run_dir or getattr(args, "dir", None) or "."
-    if not os.path.isdir(run_dir):
-        print(f"hotcb mcp: {run_dir} is not a directory", file=sys.stderr)
+    from hotcb.rundir import open_for_controller
+
+    try:
+        _, note = open_for_controller(run_dir)
+    except ValueError as e:
+        print(f"hotcb mcp: {e}", file=sys.stderr)
         return 2
+    if note:  # stderr: on stdio, stdout is the protocol channel
+        print(f"hotcb mcp: {note}", file=sys.stderr)
     if args.for_autopilot and args.source == "human":
         print("hotcb mcp: --for-autopilot serves the autopilot, which never acts as 'human'", file=sys.stderr)
         return 2

@@ -78,7 +78,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> Iterator
             page = browser.new_page(viewport={"width": 1600, "height": 1250})
             page.set_default_timeout(WAIT_MS)
             ui = Page(page, trainer, srv.url)
-            page.goto(srv.url + "/")
+            page.goto(srv.page_url)
             page.wait_for_selector("body[data-ready='1']")
             yield ui
             browser.close()
