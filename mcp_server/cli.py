@@ -35,6 +35,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         "'rule' or 'agent' (never 'human'). Not for other clients")
     p.add_argument("--actor", default=None,
                    help="name recorded as the actor of every change (default: the client's name)")
+    p.add_argument("--tools", dest="profile", choices=["observe", "control", "all"], default="all",
+                   help="which tools to serve: observe (read-only), control (observe + apply_op, propose_op, "
+                        "schedule_op) or all (default); fewer tools, less of the client's context")
     p.add_argument("--wait", type=float, default=10.0, help="seconds apply_op waits for a decision (default 10)")
     p.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
     p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
@@ -70,8 +73,11 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     except ImportError as e:
         print(f"hotcb mcp: needs the 'mcp' extra: pip install 'hotcb[mcp]' ({e})", file=sys.stderr)
         return 2
+    if args.for_autopilot and args.profile != "all":
+        print("hotcb mcp: --for-autopilot serves every tool (--tools all)", file=sys.stderr)
+        return 2
     server = build_server(run_dir, source=args.source, actor=args.actor, wait_s=args.wait,
-                          for_autopilot=args.for_autopilot)
+                          for_autopilot=args.for_autopilot, profile=args.profile)
     if not args.http:
         server.run("stdio")
         return 0
