@@ -19,6 +19,15 @@ KEY_METRIC_PREFERENCE = ("val_loss", "valid_loss", "eval_loss", "val_acc", "trai
 DEFAULT_TREND_METRICS = 10
 
 
+def echo_metric(name: str, names: list[str]) -> str | None:
+    """The metric a name means: itself if logged, else a knob's echo (``lr`` -> ``opt/lr``,
+    ``aux_w`` -> ``loss/aux_w``: the kernel logs every knob as GROUP/KEY). None if neither."""
+    if name in names:
+        return name
+    echoes = sorted(n for n in names if n.rpartition("/")[2] == name and "/" in n)
+    return echoes[0] if len(echoes) == 1 else next((n for n in echoes if n.startswith("opt/")), None)
+
+
 class StatusOutput(BaseModel):
     liveness: str = Field(description="running, paused, stopped, dead, stale or absent")
     reason: str | None = None
@@ -55,6 +64,7 @@ class Forecast(BaseModel):
     fit_points: int
     extrapolation: float | None = Field(None, description="fitted spans between the last point and at_step; "
                                                           "beyond ~3 treat the value as a rough guide")
+    reason: str | None = Field(None, description="why value/low/high are null (at_step too far past the data)")
 
 
 class KnobChange(BaseModel):
@@ -172,13 +182,16 @@ class ObserveTools(ToolsBase):
         counts: dict[str, int] = {}
         first_step = None
         for name in chosen:
-            s = self.metrics.get(name)
+            source = echo_metric(name, names)
+            s = self.metrics.get(source) if source else None
             if s is None:
                 out[name] = {"n": 0, "trend": "no_data"}
                 continue
             steps, values = s.window(args.window)
             summary = trend_math.summarize(name, steps, values)
             out[name] = trend_math.compact(summary)
+            if source != name:
+                out[name]["metric"] = source  # the knob's echo (lr -> opt/lr)
             if steps:
                 ranges[name], counts[name] = summary["step_range"], summary["n"]
                 first_step = steps[0] if first_step is None else min(first_step, steps[0])
@@ -189,7 +202,8 @@ class ObserveTools(ToolsBase):
                 out[name]["steps"] = r
                 out[name]["n"] = counts[name]
         st = self.status_doc()
-        key = args.key_metric or next((m for m in KEY_METRIC_PREFERENCE if m in names), None)
+        key = echo_metric(args.key_metric, names) if args.key_metric else None
+        key = key or args.key_metric or next((m for m in KEY_METRIC_PREFERENCE if m in names), None)
         fc = None
         horizon = args.horizon_step or st.get("max_steps")
         if key and horizon and self.metrics.get(key) is not None:
