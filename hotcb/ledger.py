@@ -75,9 +75,12 @@ class Ledger:
         self.seq = 0
         self.history: list[dict[str, Any]] = []  # applied entries that later logic replays
         self.pending: list[dict[str, Any]] = []  # decided, not yet written (write failed)
-        for entry in JsonlTail(self.path).all_values():
-            if isinstance(entry, dict):
-                self._remember(entry)
+        try:
+            for entry in JsonlTail(self.path).all_values():
+                if isinstance(entry, dict):
+                    self._remember(entry)
+        except OSError as e:  # a symlinked or unreadable ledger: nothing is decided until it is fixed
+            self.write_error = f"{type(e).__name__}: {e}"
 
     def _remember(self, entry: dict[str, Any]) -> None:
         if isinstance(entry.get("cmd_id"), str):
