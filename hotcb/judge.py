@@ -35,6 +35,8 @@ from .ops import (
     CB_OPS,
     CORE,
     CORE_OPS,
+    RESCUE,
+    RESCUE_OPS,
     SOURCES,
     TUNE,
     TUNE_OPS,
@@ -183,6 +185,8 @@ def _by_module(op: HotOp, who: str, view: View, static: bool) -> Refusal | None:
         return _rejected(problem) if problem else None
     if op.module == TUNE:
         return None if op.op in TUNE_OPS else _rejected(f"unknown tune op {op.op!r}; known: {', '.join(TUNE_OPS)}")
+    if op.module == RESCUE:
+        return None if op.op in RESCUE_OPS else _rejected(f"unknown rescue op {op.op!r}; known: {', '.join(RESCUE_OPS)}")
     return _knobs(op, who, view, static)
 
 

@@ -35,6 +35,7 @@ from .modules import ApplyContext
 from .modules.callbacks import CallbackLoadError, CallbackModule
 from .ops import CB, CORE, TUNE, CommandError, HotOp, auto_cmd_id, parse_command
 from .recipe import RecipePlayer
+from .rescue import RESCUE, Rescue
 from .rundir import ALERTS, CHECKPOINTS, RunDir
 from .rundir import TUNE as TUNE_FILE
 from .watched import WatchedFiles
@@ -103,6 +104,7 @@ class HotKernel(CoreOps, WatchedFiles):
             keep=keep_checkpoints, directory=self.run.root / CHECKPOINTS if checkpoint_on_disk else None,
             rank=self.dist.rank if self.dist is not None else None,
         )
+        self.modules[RESCUE] = Rescue(self)  # rescue (issue 13): divergence watch + rollback, off until enabled
 
         self.step = 0
         self.epoch: int | None = None
@@ -447,6 +449,8 @@ class HotKernel(CoreOps, WatchedFiles):
         if verdict is not None:
             return self._record(op, ctx, verdict.decision.value, error=verdict.reason)
         try:
+            if op.op == "set_params" and op.module in self.state.groups():  # rescue (issue 13): pre-change snapshot
+                self.modules[RESCUE].before_change(op, ctx)
             if op.module == CORE:
                 payload = self._core(op, ctx)
             elif op.module in self.modules:
@@ -618,7 +622,7 @@ class HotKernel(CoreOps, WatchedFiles):
             "locks": self.locks,
             "guard": self.guard.to_dict(),
             "code_policy": self.code.to_dict(),
-            "modules": sorted(self.state.groups() | {CB, CORE, TUNE}),
+            "modules": sorted(self.state.groups() | {CB, CORE, TUNE, RESCUE}),
         })
 
     def status(self) -> dict[str, Any]:
@@ -633,6 +637,7 @@ class HotKernel(CoreOps, WatchedFiles):
             "max_steps": self.max_steps, "snapshots": self.snapshots.steps(),
             "rank": self.dist.rank if self.dist else 0, "world_size": self.dist.world_size if self.dist else 1,
             "heartbeat_interval_s": self.status_interval_s,
+            "rescue": self.modules[RESCUE].describe(),  # rescue (issue 13)
         }
 
     def _write_status(self, force: bool = False) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 SOURCES = ("human", "agent", "rule", "tune", "replay", "yaml")
 # Modules with their own handler; any other identifier is a knob group (opt, loss, custom).
-CB, TUNE, CORE = "cb", "tune", "core"
+CB, TUNE, CORE, RESCUE = "cb", "tune", "core", "rescue"
 KNOB_OPS = ("set_params",)
 CB_OPS = ("load", "unload", "enable", "disable", "set_params")
 CORE_OPS = (
@@ -23,6 +23,7 @@ CORE_OPS = (
     "lock", "unlock", "cancel", "reschedule",
 )
 TUNE_OPS = ("enable", "disable", "set_recipe")
+RESCUE_OPS = ("enable", "disable", "rollback")  # hotcb.rescue: the divergence watch and its rollback
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 _KNOWN_KEYS = {
     "cmd_id", "ts", "source", "actor", "reason", "module", "op", "id", "params", "target",
