@@ -16,8 +16,8 @@ from collections.abc import Iterable
 
 log = logging.getLogger(__name__)
 
-DEBOUNCE_MS = 30  # changes within this are one wake-up (bounds wake-ups at ~30/s on a busy run)
-STEP_MS = 5
+DEBOUNCE_MS = 50  # changes within this are one wake-up: at most ~20 reads/s on a busy run
+STEP_MS = 20  # a wake-up waits this long for a following change (a burst of appends is one read)
 
 
 def watch_available() -> bool:
