@@ -26,6 +26,12 @@ MAX_LEDGER_CACHE = 200_000
 CALL_ACTOR: contextvars.ContextVar[str | None] = contextvars.ContextVar("hotcb_call_actor", default=None)
 
 
+def acting_for(source: str) -> str:
+    """Whom a caller's ops act for: a ``replay`` caller (a recipe replayed as commands) for the
+    person who runs it, as the kernel judges such a line; anyone else for itself."""
+    return "human" if source == "replay" else source
+
+
 class ToolsBase:
     def __init__(self, run_dir: str | os.PathLike[str], *, source: str = "agent", actor: str | None = None,
                  wait_s: float = 10.0):
@@ -101,7 +107,7 @@ class ToolsBase:
                                             target=spec.target))
         except CommandError as e:
             return f"invalid op: {e}"
-        refusal = judge(op, source, self.judge_view())
+        refusal = judge(op, acting_for(source), self.judge_view())
         if refusal is None or refusal.decision == Decision.UNCHANGED:
             return None  # "already in force" is the kernel's to record, not a refusal
         return refusal.reason if refusal.decision == Decision.REJECTED else f"{refusal.decision.value}: {refusal.reason}"
