@@ -36,6 +36,7 @@ class AIOptions:
     base_url: str | None = field(default_factory=lambda: os.environ.get("HOTCB_AI_BASE_URL"))
     model: str = field(default_factory=lambda: os.environ.get("HOTCB_AI_MODEL") or "gpt-4o-mini")
     cadence_steps: int = field(default_factory=lambda: env_number("HOTCB_AI_CADENCE_STEPS", 200, int))
+    min_gap_steps: int = field(default_factory=lambda: env_number("HOTCB_AI_MIN_GAP_STEPS", 0, int))
     max_tool_calls: int = 6
     max_tokens: int | None = None
     max_cost_usd: float | None = None
@@ -113,6 +114,7 @@ class Autopilot:
             self._llm = LLMAutopilot(self.backend.tools("agent", a.model), api_key=a.api_key,
                                      base_url=a.base_url, model=a.model, mode=mode, max_tool_calls=a.max_tool_calls,
                                      timeout_s=a.timeout_s, max_rounds=a.max_rounds, cadence_steps=a.cadence_steps,
+                                     min_gap_steps=a.min_gap_steps,
                                      max_completion_tokens=a.max_completion_tokens, rules=self.rules_cfg,
                                      budget=Budget(max_tokens=a.max_tokens, max_cost_usd=a.max_cost_usd),
                                      rule_tools=self.backend.tools("rule", "rules-fallback"),

@@ -20,6 +20,8 @@ def _ai_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-url", default=None, help="OpenAI-compatible base URL (default $HOTCB_AI_BASE_URL)")
     p.add_argument("--cadence-steps", type=int, default=None,
                    help="LLM wakes at least every N steps (default $HOTCB_AI_CADENCE_STEPS or 200)")
+    p.add_argument("--min-wake-gap", type=int, default=None, metavar="N",
+                   help="steps between two LLM wakes at least, alerts included (default $HOTCB_AI_MIN_GAP_STEPS or 0)")
     p.add_argument("--max-tool-calls", type=int, default=6, help="tool calls per LLM wake (default 6)")
     p.add_argument("--max-rounds", type=int, default=None,
                    help="LLM requests per wake (default $HOTCB_AI_MAX_ROUNDS or 4)")
@@ -35,7 +37,8 @@ def _ai_options(args: argparse.Namespace) -> Any:
     from .autopilot import AIOptions
 
     ai = AIOptions(max_tool_calls=args.max_tool_calls, max_tokens=args.max_tokens, max_cost_usd=args.max_cost)
-    for name, value in (("cadence_steps", args.cadence_steps), ("max_rounds", args.max_rounds),
+    for name, value in (("cadence_steps", args.cadence_steps), ("min_gap_steps", args.min_wake_gap),
+                        ("max_rounds", args.max_rounds),
                         ("timeout_s", args.ai_timeout), ("max_completion_tokens", args.max_completion)):
         if value is not None:
             setattr(ai, name, value)

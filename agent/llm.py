@@ -38,7 +38,7 @@ from .llm_api import ChatApi, ModelOutputError, is_transient  # noqa: F401 - is_
 from .replies import TextCallError, parse_reply
 from .rules import RulesAutopilot
 from .stance import Stances
-from .untrusted import fence, redact_tree, redact_url
+from .untrusted import FENCE_CLOSE, FENCE_OPEN, fence, redact_tree, redact_url
 
 log = logging.getLogger("hotcb.agent.llm")
 
@@ -50,6 +50,13 @@ CORRECTIVE = ("Your last reply could not be used: {why}. Reply with exactly one 
               "tool-calling interface or as only this JSON: {{\"name\": \"apply_op\", \"arguments\": {{\"module\": "
               "\"opt\", \"op\": \"set_params\", \"params\": {{\"lr\": 0.01}}, \"reason\": \"...\"}}}}; or, if no "
               "change is needed, a short note in plain words without JSON.")
+
+
+def _canonical(raw: str | None) -> str:
+    try:
+        return json.dumps(json.loads(raw or "{}"), sort_keys=True)
+    except (ValueError, RecursionError):
+        return raw or ""
 
 
 def env_number(name: str, default: float, kind: type = float) -> Any:
@@ -66,7 +73,8 @@ class LLMAutopilot:
 
     def __init__(self, tools: Any, *, api_key: str | None, base_url: str | None = None, model: str = "gpt-4o-mini",
                  mode: str = "ai_auto", max_tool_calls: int = 6, max_rounds: int | None = None,
-                 timeout_s: float | None = None, cadence_steps: int | None = None, retries: int = 3,
+                 timeout_s: float | None = None, cadence_steps: int | None = None, min_gap_steps: int | None = None,
+                 retries: int = 3,
                  retry_wait_s: float = 1.0, probe_s: float = 60.0, budget: Budget | None = None,
                  rules: RulesConfig | None = None, fallback: Any = None, client: Any = None,
                  rule_tools: Any = None, sensor: Any = None, max_completion_tokens: int | None = None):
@@ -80,6 +88,7 @@ class LLMAutopilot:
         self.max_rounds = max_rounds or env_number("HOTCB_AI_MAX_ROUNDS", 4, int)
         self.timeout_s = timeout_s or env_number("HOTCB_AI_TIMEOUT", 60.0)
         self.cadence_steps = cadence_steps or env_number("HOTCB_AI_CADENCE_STEPS", 200, int)
+        self.min_gap_steps = min_gap_steps if min_gap_steps is not None else env_number("HOTCB_AI_MIN_GAP_STEPS", 0, int)
         self.probe_s = probe_s
         self.budget = budget or Budget()
         self.api = ChatApi(model=model, api_key=api_key, base_url=base_url, budget=self.budget,
@@ -104,6 +113,8 @@ class LLMAutopilot:
         self._down_since: float | None = None
         self._last_wake_step: int | None = None
         self._seen_alert_ts = 0.0
+        self._pending_alerts: list[dict[str, Any]] = []
+        self._pending_findings: list[Any] = []
         self.tool_specs = model_tools.specs()
 
     # ------------------------------------------------------------------ plumbing
@@ -177,26 +188,32 @@ class LLMAutopilot:
     # ------------------------------------------------------------------ scheduling
     def tick(self) -> dict[str, Any]:
         """One pass: the rules sense (their NaN safety net acts at once); the model wakes on their
-        findings, on new alerts, or every ``cadence_steps``. Never raises."""
+        findings, on new alerts, or every ``cadence_steps``, never twice within ``min_gap_steps``
+        (what arrives in between is kept for the next wake). Never raises."""
         try:
-            findings = self.sensor().tick()
+            self._pending_findings += self.sensor().tick()
             new = self.tools.call("list_alerts", {"since_ts": self._seen_alert_ts, "last": 20})["alerts"]
             new = [a for a in new if not str(a.get("rule", "")).startswith("autopilot_")]
             if new:
                 self._seen_alert_ts = max(a["ts"] for a in new)
+                self._pending_alerts = (self._pending_alerts + new)[-20:]
             step = self.tools.status_doc().get("step")
         except Exception as e:  # noqa: BLE001 - the autopilot never takes training down
             log.warning("LLM tick failed: %s: %s", type(e).__name__, self.api.scrub(str(e)))
             return {"outcome": "error", "error": self.api.scrub(str(e))}
         if step is None:
             return {"waiting": "no training step yet"}
-        due = self._last_wake_step is None or step >= self._last_wake_step + self.cadence_steps
-        if not (new or findings or due):
+        last = self._last_wake_step
+        due = last is None or step >= last + self.cadence_steps
+        woken = bool(self._pending_alerts or self._pending_findings) and (last is None or step >= last + self.min_gap_steps)
+        if not (woken or due):
             return {}
+        alerts, findings = self._pending_alerts, self._pending_findings[-4:]
+        self._pending_alerts, self._pending_findings = [], []
         self._last_wake_step = step
-        why = ("alerts: " + ", ".join(sorted({a["rule"] for a in new}))) if new else \
+        why = ("alerts: " + ", ".join(sorted({a["rule"] for a in alerts}))) if alerts else \
             f"cadence (every {self.cadence_steps} steps)"
-        return self.wake(why, alerts=new, findings=findings)
+        return self.wake(why, alerts=alerts, findings=findings)
 
     # ------------------------------------------------------------------ one wake
     def wake(self, why: str = "cadence", alerts: list[dict[str, Any]] | None = None,
@@ -233,6 +250,7 @@ class LLMAutopilot:
         self.stats["wakes"] += 1
         self.state["last_wake"] = time.time()
         describe = self.tools.call("describe_actuators", {})
+        snapshots = len(self.tools.call("get_status", {}).get("snapshots") or [])
         stances = Stances(findings, describe, self.stats)
         notes = [r.get("text", "") for r in self.state["reasonings"]]
         system = load("autopilot_system").render() + "\n" + load(f"autopilot_{self.mode}").render()
@@ -242,7 +260,7 @@ class LLMAutopilot:
                                                      rules=stances.views, refusals=self.state["refusals"],
                                                      describe=describe)},
         ]
-        out = self._converse(messages, stances, describe)
+        out = self._converse(messages, stances, describe, snapshots)
         if out["outcome"] == "ok":
             vetoed = stances.vetoes()
             for v in vetoed:
@@ -251,12 +269,13 @@ class LLMAutopilot:
         self.save()
         return out
 
-    def _converse(self, messages: list[dict[str, Any]], stances: Stances,
-                  describe: dict[str, Any]) -> dict[str, Any]:
+    def _converse(self, messages: list[dict[str, Any]], stances: Stances, describe: dict[str, Any],
+                  snapshots: int) -> dict[str, Any]:
         calls_made, actions = 0, []
         knobs = {(a.get("module"), a.get("key")): a.get("value") for a in describe.get("actuators", [])}
         known = set(AI_TOOLS) | set(TOOLS)
-        corrected = answered = False
+        corrected = answered = looping = False
+        refused: set[str] = set()  # calls refused this wake: the same one again ends the wake
         msg: Any = None
         for _ in range(self.max_rounds):
             msg = None
@@ -299,14 +318,21 @@ class LLMAutopilot:
                              "tool_calls": [{"id": c.id, "type": "function",
                                              "function": {"name": c.name, "arguments": c.arguments}} for c in calls]})
             for c in calls:
+                key = c.name + ":" + _canonical(c.arguments)
                 if calls_made >= self.max_tool_calls:
                     result = self._refuse("limit", c.name, f"at most {self.max_tool_calls} tool calls per wake")
+                elif key in refused:
+                    looping = True
+                    result = self._refuse("repeated", c.name, "this exact call was refused already this wake; "
+                                                              "the wake ends")
                 else:
                     calls_made += 1
-                    result = self._run_tool(c.name, c.arguments, actions, knobs, stances)
+                    result = self._run_tool(c.name, c.arguments, actions, knobs, stances, snapshots)
+                    if result.startswith(("refused", "not sent")):
+                        refused.add(key)
                 messages.append({"role": "tool", "tool_call_id": c.id,
                                  "content": fence(result[:MAX_TOOL_RESULT_CHARS])})
-            if calls_made >= self.max_tool_calls:
+            if calls_made >= self.max_tool_calls or looping:
                 break
         if answered:
             self.stats["llm_wakes"] += 1
@@ -331,6 +357,8 @@ class LLMAutopilot:
             {"state": "ok", "since": time.time(), "recovered_after_retries": self.api.attempts - 1}
 
     def _note(self, text: str) -> None:
+        if FENCE_OPEN in text:  # a small model echoing the digest: keep what it added, not the data
+            text = text.split(FENCE_CLOSE)[-1] if FENCE_CLOSE in text else "(echoed the digest)"
         step = None
         try:
             step = self.tools.status_doc().get("step")
@@ -340,7 +368,7 @@ class LLMAutopilot:
                                                                  "text": text.strip()[:600]}])[-MAX_NOTES:]
 
     def _run_tool(self, name: str, raw_args: str | None, actions: list[dict[str, Any]],
-                  knobs: dict[tuple[Any, Any], Any], stances: Stances) -> str:
+                  knobs: dict[tuple[Any, Any], Any], stances: Stances, snapshots: int) -> str:
         if name not in AI_TOOLS:
             return self._refuse("unknown_tool", name, f"no tool {name!r}; tools: {', '.join(AI_TOOLS)}")
         try:
@@ -349,7 +377,7 @@ class LLMAutopilot:
             return self._refuse("bad_json", name, f"arguments are not JSON: {e}")
         if not isinstance(args, dict):
             return self._refuse("bad_json", name, "arguments must be a JSON object")
-        refusal, args, same = model_tools.check(name, args, knobs)
+        refusal, args, same = model_tools.check(name, args, knobs, snapshots)
         if same and refusal:
             self.stats["unchanged"] += 1
             return f"not sent: {refusal}"

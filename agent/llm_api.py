@@ -71,6 +71,7 @@ class ChatApi:
         self._api_key = api_key or "none"  # ollama/vLLM/llama.cpp accept any key; the SDK insists on one
         self.error: str | None = None
         self.attempts = 0
+        self.first_prompt_tokens: int | None = None  # the prompt of the first request answered (benchmarks)
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -122,6 +123,8 @@ class ChatApi:
             timings = getattr(resp, "timings", None) or (getattr(resp, "model_extra", None) or {}).get("timings")
             if isinstance(timings, dict):
                 cached = int(timings.get("cache_n") or 0)
-        self.budget.add(self.model, getattr(u, "prompt_tokens", 0) or 0, getattr(u, "completion_tokens", 0) or 0,
-                        cached)
+        prompt = getattr(u, "prompt_tokens", 0) or 0
+        if self.first_prompt_tokens is None:
+            self.first_prompt_tokens = prompt
+        self.budget.add(self.model, prompt, getattr(u, "completion_tokens", 0) or 0, cached)
         return resp

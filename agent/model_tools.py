@@ -28,6 +28,8 @@ APPLY_DESCRIPTION = (
     "{key: value}) or a rollback to the latest snapshot (module core, op rollback, params {}). The guard "
     "checks it (bounds, x0.5..x2 per op, cooldown, locks, freeze) and the reply says what the kernel "
     "decided. A reason is required.")
+TRENDS_DESCRIPTION = ("Trends of chosen metrics over a window of recent points (last, min, max, slope, trend, flags, "
+                      "forecast), when the digest's are not enough.")
 
 
 def specs() -> list[dict[str, Any]]:
@@ -36,6 +38,8 @@ def specs() -> list[dict[str, Any]]:
         spec = copy.deepcopy(TOOLS[name].openai_function())
         params = spec["function"]["parameters"]
         params["properties"] = {k: v for k, v in params["properties"].items() if k in KEEP[name]}
+        if name == "read_trends":
+            spec["function"]["description"] = TRENDS_DESCRIPTION
         if name == "apply_op":
             spec["function"]["description"] = APPLY_DESCRIPTION
             params["properties"]["op"] = {**params["properties"]["op"], "enum": list(AGENT_OPS),
@@ -54,10 +58,10 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def check(name: str, args: dict[str, Any], knobs: dict[tuple[str, str], Any],
+def check(name: str, args: dict[str, Any], knobs: dict[tuple[str, str], Any], snapshots: int = 0,
           extra: set[str] | None = None) -> tuple[str | None, dict[str, Any], list[str]]:
     """(refusal or None, the args to send, keys dropped as unchanged). ``knobs`` maps
-    (module, key) to the live value."""
+    (module, key) to the live value; ``snapshots`` is how many a rollback could return to."""
     allowed = set(KEEP.get(name, ())) | (extra or set())
     stray = sorted(set(args) - allowed)
     if stray:
@@ -70,6 +74,8 @@ def check(name: str, args: dict[str, Any], knobs: dict[tuple[str, str], Any],
                 args, [])
     if op == "rollback" and module != "core":
         return "rollback is module core, op rollback, params {}", args, []
+    if op == "rollback" and snapshots <= 0:
+        return "no snapshot exists in this run: rollback is not available (change a knob instead)", args, []
     if op == "set_params" and module in ("core", "cb"):
         return f"set_params is for knobs; module {module!r} has none for the autopilot", args, []
     reason = args.get("reason")
