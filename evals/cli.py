@@ -1,7 +1,8 @@
 """CLI commands of this layer (registered through the ``hotcb.cli`` entry point group).
 
     hotcb eval autopilot --task cifar10 --policies none,cosine,rules,tune,ai --seeds 5 \
-        [--start-config default|lr_high|lr_low] [--budget-epochs E] [--jobs J] --out DIR
+        [--start-config default|lr_high|lr_low] [--budget-epochs E] [--jobs J] --out DIR \
+        [--executor local|ray [--address ADDR] [--cpus-per-run N]]
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--start-config", choices=("default", "lr_high", "lr_low"), default="default")
     p.add_argument("--budget-epochs", type=int, default=None, help="epochs per run (default: the task's)")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
+    p.add_argument("--executor", choices=("local", "ray"), default="local", help="ray: each run a Ray task (hotcb[ray])")
+    p.add_argument("--address", default=None, help="ray: the cluster address (default: start a local Ray instance)")
+    p.add_argument("--cpus-per-run", type=int, default=None, help="CPUs (torch threads) per run (default: CPUs / jobs)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     p.add_argument("--out", required=True, help="output directory (results.json, report.md, plots, runs/)")
     p.add_argument("--data-dir", default="data", help="cifar10: folder with cifar-10-batches-py")
@@ -67,7 +71,7 @@ def cmd_autopilot(args: argparse.Namespace) -> int:
         task=args.task, policies=args.policies, seeds=args.seeds, out=args.out, start_config=args.start_config,
         budget_epochs=args.budget_epochs, jobs=args.jobs, device=args.device,
         task_options={"data_dir": args.data_dir, "download": args.download}, policy_options=policy_options,
-        progress=not args.no_progress,
+        progress=not args.no_progress, executor=args.executor, address=args.address, cpus_per_run=args.cpus_per_run,
     )
     if args.task == "cifar10":
         from .cifar10 import download, find_folder

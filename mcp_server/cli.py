@@ -24,7 +24,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         description="Serve hotcb's tools, resources and prompts for one run directory over MCP. "
                     "Calls act as source 'agent' (the guard's limits apply; --source rule alike) unless --source human.",
     )
-    p.add_argument("run_dir", nargs="?", default=None, help="the run directory (default: --dir or .)")
+    p.add_argument("run_dir", nargs="?", default=None,
+                   help="the run directory (default: --dir or .), or a root of run directories (see --root)")
+    p.add_argument("--root", action="store_true",
+                   help="RUN_DIR is a directory of run directories: list_runs, and every tool takes run=NAME "
+                        "(implied when RUN_DIR is no run itself but holds runs)")
     p.add_argument("--source", choices=["agent", "rule", "human"], default="agent",
                    help="who the calls act as. 'agent' and 'rule' get the guard's full limits. 'human' lifts "
                         "the guard's rate limits and locks and allows human-only tools: use it only for a "
@@ -64,8 +68,18 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     except ImportError as e:
         print(f"hotcb mcp: needs the 'mcp' extra: pip install 'hotcb[mcp]' ({e})", file=sys.stderr)
         return 2
-    server = build_server(run_dir, source=args.source, actor=args.actor, wait_s=args.wait,
-                          for_autopilot=args.for_autopilot)
+    from .run_root import looks_like_root  # a root of runs: its own layer (run_root.py, server_root.py)
+
+    if args.root or looks_like_root(run_dir):
+        if args.for_autopilot:
+            print("hotcb mcp: --for-autopilot serves one run; for a root use hotcb autopilot --root", file=sys.stderr)
+            return 2
+        from .server_root import build_root_server
+
+        server = build_root_server(run_dir, source=args.source, actor=args.actor, wait_s=args.wait)
+    else:
+        server = build_server(run_dir, source=args.source, actor=args.actor, wait_s=args.wait,
+                              for_autopilot=args.for_autopilot)
     if not args.http:
         server.run("stdio")
         return 0

@@ -167,6 +167,8 @@ class ObserveTools(ToolsBase):
         self.metrics.refresh()
         names = self.metrics.names()
         chosen = args.metrics or pick_metrics(names)
+        key = args.key_metric or next((m for m in KEY_METRIC_PREFERENCE if m in names), None)
+        self.metrics.extend(chosen + ([key] if key else []), points=args.window)  # a long file read by seek
         out: dict[str, dict[str, Any]] = {}
         ranges: dict[str, list[int]] = {}
         counts: dict[str, int] = {}
@@ -189,7 +191,6 @@ class ObserveTools(ToolsBase):
                 out[name]["steps"] = r
                 out[name]["n"] = counts[name]
         st = self.status_doc()
-        key = args.key_metric or next((m for m in KEY_METRIC_PREFERENCE if m in names), None)
         fc = None
         horizon = args.horizon_step or st.get("max_steps")
         if key and horizon and self.metrics.get(key) is not None:
@@ -215,6 +216,8 @@ class ObserveTools(ToolsBase):
         """Metric series, downsampled to at most max_points per metric (whole run, or since a step)."""
         self.metrics.refresh()
         names = args.metrics or self.metrics.names()
+        if args.since_step is not None:
+            self.metrics.extend(names, since_step=args.since_step)  # a long file read by seek
         series = {}
         for name in names:
             s = self.metrics.get(name)
