@@ -52,6 +52,17 @@ def knob_line(describe: dict[str, Any], step: int | None = None) -> str:
     return "; ".join(parts) or "none published yet"
 
 
+def rescue_line(tools: Any) -> str:
+    """The kernel's divergence watch (hotcb.rescue): its verdict on the loss and what it did last."""
+    try:
+        r = tools.status_doc().get("rescue")
+    except Exception:  # noqa: BLE001 - an older kernel or a remote status without it
+        r = None
+    if not isinstance(r, dict):
+        return "unknown"
+    return _j({k: r.get(k) for k in ("enabled", "verdict", "level", "noise", "rescues", "probe", "last_action")})
+
+
 def tune_line(tools: Any) -> str:
     try:
         t = tools.call("tune_status", {})
@@ -79,8 +90,9 @@ def build(tools: Any, *, why: str, alerts: list[dict[str, Any]], notes: list[str
     body = load("autopilot_wake").render(
         why=why, step=step, max_steps=status.get("max_steps") or "?", liveness=status.get("liveness"),
         steps_per_s=status.get("steps_per_s"), freeze=status.get("freeze_mode") or "off",
-        snapshots=(f"{len(snaps)} (latest at steps {snaps[-3:]}): core rollback returns to the latest"
+        snapshots=(f"{len(snaps)} (latest at steps {snaps[-3:]}): rollback returns to the newest healthy one"
                    if snaps else "none: rollback is not available"),
+        rescue=rescue_line(tools),
         window=trends.get("window"),
         step_range=trends.get("step_range"), trends=_j(trends.get("metrics")),
         forecast=_j({k: fc.get(k) for k in ("metric", "at_step", "value", "low", "high")}) if fc else "none",

@@ -116,6 +116,7 @@ class LLMAutopilot:
         self._pending_alerts: list[dict[str, Any]] = []
         self._pending_findings: list[Any] = []
         self.tool_specs = model_tools.specs()
+        self._rescue = False  # the kernel has the rescue module (read at each wake)
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -251,6 +252,7 @@ class LLMAutopilot:
         self.state["last_wake"] = time.time()
         describe = self.tools.call("describe_actuators", {})
         snapshots = len(self.tools.call("get_status", {}).get("snapshots") or [])
+        self._rescue = isinstance(self.tools.status_doc().get("rescue"), dict)
         stances = Stances(findings, describe, self.stats)
         notes = [r.get("text", "") for r in self.state["reasonings"]]
         system = load("autopilot_system").render() + "\n" + load(f"autopilot_{self.mode}").render()
@@ -377,7 +379,7 @@ class LLMAutopilot:
             return self._refuse("bad_json", name, f"arguments are not JSON: {e}")
         if not isinstance(args, dict):
             return self._refuse("bad_json", name, "arguments must be a JSON object")
-        refusal, args, same = model_tools.check(name, args, knobs, snapshots)
+        refusal, args, same = model_tools.check(name, args, knobs, snapshots, rescue=self._rescue)
         if same and refusal:
             self.stats["unchanged"] += 1
             return f"not sent: {refusal}"

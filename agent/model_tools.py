@@ -25,7 +25,8 @@ AGENT_OPS = ("set_params", "rollback")
 KEEP = {"read_trends": ("metrics", "window"), "apply_op": ("module", "op", "params", "reason")}
 APPLY_DESCRIPTION = (
     "Change the running training job: a knob (module as listed under Knobs, op set_params, params "
-    "{key: value}) or a rollback to the latest snapshot (module core, op rollback, params {}). The guard "
+    "{key: value}) or a rollback (module rescue, op rollback, params {}: back to the newest healthy snapshot, "
+    "lr cut). The guard "
     "checks it (bounds, x0.5..x2 per op, cooldown, locks, freeze) and the reply says what the kernel "
     "decided. A reason is required.")
 TRENDS_DESCRIPTION = ("Trends of chosen metrics over a window of recent points (last, min, max, slope, trend, flags, "
@@ -43,7 +44,7 @@ def specs() -> list[dict[str, Any]]:
         if name == "apply_op":
             spec["function"]["description"] = APPLY_DESCRIPTION
             params["properties"]["op"] = {**params["properties"]["op"], "enum": list(AGENT_OPS),
-                                          "description": "set_params (a knob) or rollback (module core)"}
+                                          "description": "set_params (a knob) or rollback (module rescue)"}
             params["properties"]["reason"] = {"type": "string", "description": "why; recorded in the ledger"}
             params["required"] = ["module", "op", "params", "reason"]
         out.append(spec)
@@ -59,9 +60,10 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def check(name: str, args: dict[str, Any], knobs: dict[tuple[str, str], Any], snapshots: int = 0,
-          extra: set[str] | None = None) -> tuple[str | None, dict[str, Any], list[str]]:
+          rescue: bool = False, extra: set[str] | None = None) -> tuple[str | None, dict[str, Any], list[str]]:
     """(refusal or None, the args to send, keys dropped as unchanged). ``knobs`` maps
-    (module, key) to the live value; ``snapshots`` is how many a rollback could return to."""
+    (module, key) to the live value; ``snapshots`` is how many a rollback could return to; ``rescue``
+    whether the kernel has the rescue module (its rollback is then the one sent)."""
     allowed = set(KEEP.get(name, ())) | (extra or set())
     stray = sorted(set(args) - allowed)
     if stray:
@@ -72,17 +74,19 @@ def check(name: str, args: dict[str, Any], knobs: dict[tuple[str, str], Any], sn
     if op not in AGENT_OPS:
         return (f"op {op!r} is not offered to the autopilot; ops: set_params on a knob, rollback on module core",
                 args, [])
-    if op == "rollback" and module != "core":
-        return "rollback is module core, op rollback, params {}", args, []
+    if op == "rollback" and module not in ("rescue", "core"):
+        return "rollback is module rescue, op rollback, params {}", args, []
     if op == "rollback" and snapshots <= 0:
         return "no snapshot exists in this run: rollback is not available (change a knob instead)", args, []
-    if op == "set_params" and module in ("core", "cb"):
+    if op == "set_params" and module in ("core", "cb", "rescue"):
         return f"set_params is for knobs; module {module!r} has none for the autopilot", args, []
     reason = args.get("reason")
     if not isinstance(reason, str) or not reason.strip():
         return "give a reason: every autopilot op needs one (it is recorded in the ledger)", args, []
     if op != "set_params":
-        return None, {**args, "params": {}}, []
+        # The rescue's rollback (newest healthy snapshot, then an lr cut, one decision) where the
+        # kernel has a rescue; the core one (latest snapshot) otherwise.
+        return None, {**args, "module": "rescue" if rescue else "core", "params": {}}, []
     params = args.get("params")
     if not isinstance(params, dict) or not params:
         return "params must name at least one knob and its new value, e.g. {\"lr\": 0.01}", args, []
