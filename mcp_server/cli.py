@@ -24,7 +24,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         description="Serve hotcb's tools, resources and prompts for one run directory over MCP. "
                     "Calls act as source 'agent' (the guard's limits apply; --source rule alike) unless --source human.",
     )
-    p.add_argument("run_dir", nargs="?", default=None, help="the run directory (default: --dir or .)")
+    p.add_argument("run_dir", nargs="?", default=None,
+                   help="the run directory (default: --dir or .), or a root of run directories (see --root)")
+    p.add_argument("--root", action="store_true",
+                   help="RUN_DIR is a directory of run directories: list_runs, and every tool takes run=NAME "
+                        "(implied when RUN_DIR is no run itself but holds runs)")
     p.add_argument("--source", choices=["agent", "rule", "human"], default="agent",
                    help="who the calls act as. 'agent' and 'rule' get the guard's full limits. 'human' lifts "
                         "the guard's rate limits and locks and allows human-only tools: use it only for a "
@@ -53,13 +57,16 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or getattr(args, "dir", None) or "."
     from hotcb.rundir import open_for_controller
 
-    try:
-        _, note = open_for_controller(run_dir)
-    except ValueError as e:
-        print(f"hotcb mcp: {e}", file=sys.stderr)
-        return 2
-    if note:  # stderr: on stdio, stdout is the protocol channel
-        print(f"hotcb mcp: {note}", file=sys.stderr)
+    from .run_root import looks_like_root
+
+    if not (args.root or looks_like_root(run_dir)):  # a root's runs each say so in list_runs
+        try:
+            _, note = open_for_controller(run_dir)
+        except ValueError as e:
+            print(f"hotcb mcp: {e}", file=sys.stderr)
+            return 2
+        if note:  # stderr: on stdio, stdout is the protocol channel
+            print(f"hotcb mcp: {note}", file=sys.stderr)
     if args.for_autopilot and args.source == "human":
         print("hotcb mcp: --for-autopilot serves the autopilot, which never acts as 'human'", file=sys.stderr)
         return 2
@@ -76,8 +83,19 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     if args.for_autopilot and args.profile != "all":
         print("hotcb mcp: --for-autopilot serves every tool (--tools all)", file=sys.stderr)
         return 2
-    server = build_server(run_dir, source=args.source, actor=args.actor, wait_s=args.wait,
-                          for_autopilot=args.for_autopilot, profile=args.profile)
+    from .run_root import looks_like_root  # a root of runs: its own layer (run_root.py, server_root.py)
+
+    if args.root or looks_like_root(run_dir):
+        if args.for_autopilot:
+            print("hotcb mcp: --for-autopilot serves one run; for a root use hotcb autopilot --root", file=sys.stderr)
+            return 2
+        from .server_root import build_root_server
+
+        server = build_root_server(run_dir, source=args.source, actor=args.actor, wait_s=args.wait,
+                                   profile=args.profile)
+    else:
+        server = build_server(run_dir, source=args.source, actor=args.actor, wait_s=args.wait,
+                              for_autopilot=args.for_autopilot, profile=args.profile)
     if not args.http:
         server.run("stdio")
         return 0

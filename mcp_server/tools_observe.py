@@ -177,12 +177,17 @@ class ObserveTools(ToolsBase):
         self.metrics.refresh()
         names = self.metrics.names()
         chosen = args.metrics or pick_metrics(names)
+        sources = {n: echo_metric(n, names) for n in chosen}  # a knob's plain name reads its echo
+        key = (echo_metric(args.key_metric, names) or args.key_metric) if args.key_metric else None
+        key = key or next((m for m in KEY_METRIC_PREFERENCE if m in names), None)
+        wanted = [src for src in sources.values() if src] + ([key] if key else [])
+        self.metrics.extend(wanted, points=args.window)  # a long file read by seek
         out: dict[str, dict[str, Any]] = {}
         ranges: dict[str, list[int]] = {}
         counts: dict[str, int] = {}
         first_step = None
         for name in chosen:
-            source = echo_metric(name, names)
+            source = sources[name]
             s = self.metrics.get(source) if source else None
             if s is None:
                 out[name] = {"n": 0, "trend": "no_data"}
@@ -202,8 +207,6 @@ class ObserveTools(ToolsBase):
                 out[name]["steps"] = r
                 out[name]["n"] = counts[name]
         st = self.status_doc()
-        key = echo_metric(args.key_metric, names) if args.key_metric else None
-        key = key or args.key_metric or next((m for m in KEY_METRIC_PREFERENCE if m in names), None)
         fc = None
         horizon = args.horizon_step or st.get("max_steps")
         if key and horizon and self.metrics.get(key) is not None:
@@ -229,6 +232,8 @@ class ObserveTools(ToolsBase):
         """Metric series, downsampled to at most max_points per metric (whole run, or since a step)."""
         self.metrics.refresh()
         names = args.metrics or self.metrics.names()
+        if args.since_step is not None:
+            self.metrics.extend(names, since_step=args.since_step)  # a long file read by seek
         series = {}
         for name in names:
             s = self.metrics.get(name)

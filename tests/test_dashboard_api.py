@@ -150,12 +150,20 @@ def sse_events(resp: httpx.Response) -> Iterator[dict[str, Any]]:
             yield json.loads(line[6:])
 
 
-def test_live_channel_sends_a_snapshot_then_only_new_points(tmp_path: Path) -> None:
+WAKES = {  # file-change wake-ups alone (every timer far off: only a notification can deliver), and the poll
+    "watch": ["--set", "live.wake=watch", "--set", "live.fallback_poll_ms=60000", "--set", "live.status_ms=60000",
+              "--set", "live.panels_ms=600000"],
+    "poll": ["--set", "live.wake=poll", "--set", "live.poll_ms=50"],
+}
+
+
+@pytest.mark.parametrize("wake", sorted(WAKES))
+def test_live_channel_sends_a_snapshot_then_only_new_points(tmp_path: Path, wake: str) -> None:
     run = tmp_path / "run"
     run.mkdir()
     for step in range(1, 51):  # a finished run's history...
         append_line(run / "hotcb.metrics.jsonl", {"step": step, "wall_time": time.time(), "metrics": {"loss": 1.0 / step}})
-    with ServeProcess(run, "--set", "live.poll_ms=50") as srv, \
+    with ServeProcess(run, *WAKES[wake]) as srv, \
             httpx.stream("GET", srv.url + "/api/live", headers=srv.auth(), timeout=60) as resp:
         assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
         events = sse_events(resp)
