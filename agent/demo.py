@@ -56,11 +56,12 @@ def schedule_mishap(tools: Any, at_step: int, factor: float = MISHAP_FACTOR, wai
     try:
         tools.call("schedule_op", {"action": "add", "at_step": at_step, "op": {
             "module": knobs["lr"].get("module", "opt"), "op": "set_params", "params": {"lr": bad},
-            "reason": f"scheduled mishap: a typo sets lr x{factor:g} ({lr:g} -> {bad:g}); watch the autopilot"}})
+            "reason": f"scheduled mishap: a typo sets lr to {bad:g} (x{factor:g} the starting {lr:g}); "
+                      "watch the autopilot"}})
     except ToolError as e:
         print(f"hotcb demo: the mishap could not be scheduled ({e}); the demo goes on without it", file=sys.stderr)
         return None
-    return f"at step {at_step} a scheduled mishap sets lr x{factor:g} ({lr:g} -> {bad:g})"
+    return f"at step {at_step} a scheduled mishap sets lr to {bad:g} (x{factor:g} the starting {lr:g})"
 
 
 def _until_interrupted(serve: Any) -> None:
@@ -109,7 +110,7 @@ def run_demo(args: argparse.Namespace, mode: str, mode_note: str | None, ai: Any
                 print(f"hotcb demo: {msg}", file=sys.stderr, flush=True)
 
         threading.Thread(target=mishap, name="hotcb-demo-mishap", daemon=True).start()
-    progress = RunProgress(h.tools, out=sys.stdout).start()
+    progress = RunProgress(h.tools, out=sys.stdout, story_actors=(MISHAP_ACTOR,)).start()
     try:
         rc = wait(h, keep_dashboard=True)
     finally:

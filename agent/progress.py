@@ -27,13 +27,14 @@ class Snapshot:
     lr: float | None = None
     val_acc: float | None = None
     actions: list[dict[str, Any]] = field(default_factory=list)  # applied autopilot changes
+    story: list[dict[str, Any]] = field(default_factory=list)  # those and the story actors' changes
 
 
 def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
-def describe_change(e: dict[str, Any]) -> str:
+def describe_change(e: dict[str, Any], reason: bool = True) -> str:
     """``step 210 rule/lr_plateau: opt.set_params lr 0.05 -> 0.025 (val_loss flat)``."""
     parts = []
     for k, v in (e.get("payload") or {}).items():
@@ -41,15 +42,17 @@ def describe_change(e: dict[str, Any]) -> str:
             parts.append(f"{k} {v['old']:.4g} -> {v['new']:.4g}" if isinstance(v["old"], float)
                          and isinstance(v["new"], float) else f"{k} {v['old']} -> {v['new']}")
     what = f"{e.get('module')}.{e.get('op')}" + (f" {', '.join(parts)}" if parts else "")
-    why = f" ({e['reason']})" if e.get("reason") else ""
+    why = f" ({e['reason']})" if reason and e.get("reason") else ""
     return f"step {e.get('step')} {e.get('source')}/{e.get('actor') or '-'}: {what}{why}"
 
 
 class RunProgress:
     """Reads the run every ``interval_s`` and shows one line until ``stop()``."""
 
-    def __init__(self, tools: Any, out: TextIO | None = None, interval_s: float = 0.5, plain_every_s: float = 5.0):
+    def __init__(self, tools: Any, out: TextIO | None = None, interval_s: float = 0.5, plain_every_s: float = 5.0,
+                 story_actors: tuple[str, ...] = ()):
         self.tools = tools
+        self.story_actors = story_actors  # people whose changes belong in the story too (the demo's mishap)
         self.out = out or sys.stdout
         self.interval_s = interval_s
         self.plain_every_s = plain_every_s
@@ -64,8 +67,9 @@ class RunProgress:
         lr = _num(m.get("lr", m.get("opt/lr")))
         rows = self.tools.call("read_ledger", {"decision": "applied", "last": 5000})["entries"]
         actions = [e for e in rows if e.get("source") in AUTOPILOT_SOURCES]
+        story = [e for e in rows if e.get("source") in AUTOPILOT_SOURCES or e.get("actor") in self.story_actors]
         return Snapshot(step=st.get("step"), max_steps=st.get("max_steps"), liveness=st.get("liveness", "absent"),
-                        loss=loss, lr=lr, val_acc=_num(m.get("val_acc")), actions=actions)
+                        loss=loss, lr=lr, val_acc=_num(m.get("val_acc")), actions=actions, story=story)
 
     @staticmethod
     def line(s: Snapshot) -> str:
@@ -78,7 +82,7 @@ class RunProgress:
             bits.append(f"val_acc {s.val_acc:.3f}")
         acts = f"autopilot: {len(s.actions)} action{'s' if len(s.actions) != 1 else ''}"
         if s.actions:
-            acts += f" (last {describe_change(s.actions[-1])})"
+            acts += f" (last: {describe_change(s.actions[-1], reason=False)})"
         bits.append(acts)
         return " | ".join(bits)
 
@@ -154,5 +158,7 @@ class RunProgress:
         out = [f"final: {self.line(s)}"]
         if not s.actions:
             out.append("the autopilot made no change (nothing it watches for happened)")
-        out += [f"  {describe_change(e)}" for e in s.actions]
+        if s.story:
+            out.append("what happened:")
+        out += [f"  {describe_change(e)}" for e in s.story]
         return out

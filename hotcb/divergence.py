@@ -23,7 +23,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
-
 EARLY_POINTS = 5  # the run's early level: the mean of its first points
 
 

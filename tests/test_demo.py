@@ -89,7 +89,7 @@ def test_demo_with_a_busy_port_serves_the_url_it_prints_and_stays_up(tmp_path):
             assert c.get(url).status_code == 200
             assert c.get(url.split("/?", 1)[0] + "/api/config").json()["run"] == tmp_path.name
         # a live line, then the summary; the dashboard stays up after training ends
-        at = int(_lines_until(proc, r"at step (\d+) a scheduled mishap sets lr x30", seen).group(1))
+        at = int(_lines_until(proc, r"at step (\d+) a scheduled mishap sets lr to ", seen).group(1))
         _lines_until(proc, r"step \d+/120 \| loss", seen)
         _lines_until(proc, r"press Ctrl-C to quit", seen)
         out = "".join(seen)
@@ -109,3 +109,9 @@ def test_demo_with_a_busy_port_serves_the_url_it_prints_and_stays_up(tmp_path):
     mishap = [e for e in read_jsonl(tmp_path / "hotcb.applied.jsonl") if e.get("actor") == "demo-mishap"]
     assert mishap and mishap[0]["decision"] == "applied" and mishap[0]["step"] == at
     assert "scheduled mishap" in mishap[0]["reason"]
+    # ...and the autopilot's answer after it (the kernel's rescue, enabled by the rules in auto)
+    rescued = [e for e in read_jsonl(tmp_path / "hotcb.applied.jsonl")
+               if e.get("source") == "rule" and e.get("decision") == "applied" and (e.get("step") or 0) >= at
+               and e.get("op") == "rollback"]
+    assert rescued and rescued[0]["payload"]["lr"]["new"] < mishap[0]["payload"]["lr"]["new"]
+    assert "what happened:" in out
