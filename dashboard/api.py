@@ -17,6 +17,8 @@ from fastapi.responses import JSONResponse, Response
 from hotcb.mcp_server.registry import ToolError
 from hotcb.mcp_server.tools import HotcbTools
 
+from hotcb.codec import encode
+
 from .config import DashboardConfig
 
 ACTOR_HEADER = "x-hotcb-user"
@@ -30,19 +32,9 @@ def dumps(data: Any) -> str:
     try:
         return json.dumps(data, allow_nan=False, separators=(",", ":"))
     except ValueError:
-        return json.dumps(_finite(data), separators=(",", ":"))
+        return json.dumps(encode(data), separators=(",", ":"))
 
 
-def _finite(v: Any) -> Any:
-    if isinstance(v, float) and v != v:
-        return "nan"
-    if isinstance(v, float) and v in (float("inf"), float("-inf")):
-        return "inf" if v > 0 else "-inf"
-    if isinstance(v, dict):
-        return {k: _finite(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_finite(x) for x in v]
-    return v
 
 
 def json_response(data: Any, status: int = 200) -> Response:
