@@ -18,6 +18,8 @@ from hotcb.mcp_server.registry import ToolError
 from hotcb.mcp_server.tools import HotcbTools
 
 from hotcb.codec import encode
+from hotcb.ledger import DECISIONS
+from hotcb.ops import SOURCES
 
 from .config import DashboardConfig
 
@@ -81,8 +83,10 @@ def build_router(tools: HotcbTools, cfg: DashboardConfig, compare: HotcbTools | 
 
     @r.get("/config")
     def get_config() -> Response:
+        # The ledger's closed sets come from core, so the page never lists a stale one.
         return json_response({"config": cfg.model_dump(mode="json"), "compare": compare_label,
-                              "run": tools.run.root.name})
+                              "run": tools.run.root.name,
+                              "enums": {"decisions": list(DECISIONS), "sources": [*SOURCES, "kernel"]}})
 
     @r.get("/tools")
     def list_tools() -> Response:
