@@ -36,11 +36,9 @@ from .checkpoint import Snapshot, live_knob_values, restore_knobs
 from .divergence import DetectorConfig, LossDetector, Verdict
 from .guard import check_knob_change
 from .modules import ApplyContext
-from .ops import HotOp
+from .ops import RESCUE, RESCUE_OPS, HotOp
 from .probe import LrProbe, ProbeConfig, ProbeState
 
-RESCUE = "rescue"
-RESCUE_OPS = ("enable", "disable", "rollback")
 ACTOR = "rescue"
 LOSS_METRICS = ("train_loss", "loss")
 
