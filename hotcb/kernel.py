@@ -34,6 +34,7 @@ from .modules import ApplyContext
 from .modules.callbacks import CallbackLoadError, CallbackModule
 from .ops import CB, CORE, TUNE, CommandError, HotOp, auto_cmd_id, parse_command
 from .recipe import RecipePlayer
+from .rescue import RESCUE, Rescue
 from .rundir import ALERTS, CHECKPOINTS, RunDir
 from .rundir import TUNE as TUNE_FILE
 from .watched import WatchedFiles
@@ -98,6 +99,7 @@ class HotKernel(CoreOps, WatchedFiles):
             keep=keep_checkpoints, directory=self.run.root / CHECKPOINTS if checkpoint_on_disk else None,
             rank=self.dist.rank if self.dist is not None else None,
         )
+        self.modules[RESCUE] = Rescue(self)  # rescue (issue 13): divergence watch + rollback, off until enabled
 
         self.step = 0
         self.epoch: int | None = None
@@ -379,6 +381,8 @@ class HotKernel(CoreOps, WatchedFiles):
             why = f"freeze mode is {self.freeze.mode!r}"
             return self._record(op, ctx, ignored, error=why)
         try:
+            if op.op == "set_params" and op.module in self.state.groups():  # rescue (issue 13): pre-change snapshot
+                self.modules[RESCUE].before_change(op, ctx)
             if op.module == CORE:
                 payload = self._core(op, ctx)
             elif op.module in self.modules:
@@ -551,7 +555,7 @@ class HotKernel(CoreOps, WatchedFiles):
             "callbacks": self.cb.describe(),
             "locks": self.locks,
             "guard": self.guard.to_dict(),
-            "modules": sorted(self.state.groups() | {CB, CORE, TUNE}),
+            "modules": sorted(self.state.groups() | {CB, CORE, TUNE, RESCUE}),
         })
 
     def status(self) -> dict[str, Any]:
@@ -566,6 +570,7 @@ class HotKernel(CoreOps, WatchedFiles):
             "max_steps": self.max_steps, "snapshots": self.snapshots.steps(),
             "rank": self.dist.rank if self.dist else 0, "world_size": self.dist.world_size if self.dist else 1,
             "heartbeat_interval_s": self.status_interval_s,
+            "rescue": self.modules[RESCUE].describe(),  # rescue (issue 13)
         }
 
     def _write_status(self, force: bool = False) -> None:

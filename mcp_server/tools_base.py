@@ -13,6 +13,7 @@ from hotcb.freeze import freeze_decision
 from hotcb.guard import GuardConfig, GuardRefusal, check_knob_change
 from hotcb.jsonl import JsonlTail, read_json
 from hotcb.ops import CB, CB_OPS, CORE, CORE_OPS, SOURCES, TUNE, TUNE_OPS, CommandError, make_command
+from hotcb.rescue import RESCUE, RESCUE_OPS  # rescue (issue 13)
 from hotcb.rundir import RunDir
 
 from .metrics_store import MetricsStore
@@ -98,6 +99,8 @@ class ToolsBase:
             return None
         if module == TUNE:
             return None if op in TUNE_OPS else f"unknown tune op {op!r}; known: {', '.join(TUNE_OPS)}"
+        if module == RESCUE:  # rescue (issue 13): the kernel judges the rest
+            return None if op in RESCUE_OPS else f"unknown rescue op {op!r}; known: {', '.join(RESCUE_OPS)}"
         if op != "set_params":
             return f"knob group {module!r} only supports set_params"
         if not spec.params:
