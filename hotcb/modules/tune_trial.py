@@ -24,6 +24,7 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
+from ..divergence import Verdict
 from ..ops import TUNE, HotOp
 from . import ApplyContext
 from .tune_recipe import KnobSpace
@@ -252,6 +253,12 @@ class TrialMixin:
         """Why no change may be accepted now: the run is diverging or at chance (else None)."""
         if not math.isfinite(level):
             return "the objective is not finite (the run is diverging)"
+        det = getattr(self.kernel.modules.get("rescue"), "detector", None)  # the kernel's divergence detector
+        if det is not None:
+            if det.verdict in (Verdict.BLOWUP, Verdict.NON_FINITE, Verdict.CHANCE):
+                return f"the run's divergence detector says {det.verdict.value} ({det.describe()})"
+            if det.at_chance_since_start():
+                return f"the run's loss sits at chance (ln {det.config.classes}) since its start"
         if self.no_progress(level):
             return (f"the run is at chance or broken ({self.objective} {level:.4g} is no better than its "
                     f"start, {self.start_level():.4g})")
