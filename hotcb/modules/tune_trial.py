@@ -8,8 +8,10 @@ against the pre-change trend, tell Optuna, then keep the change or set the knobs
 A rejected trial may have hurt the weights, not only the knobs: the registered state is
 snapshotted right before the change (``TrialWeights``) and loaded back with the knobs when the
 trial is undone (``risk.restore_weights``: when the trial left the network worse than it found
-it, the default; on every rejection; or never). Nothing is accepted while the run is at chance or broken, and a
-change still unscored at the run's last step (``max_steps``) is scored with what it has, or undone.
+it, the default; on every rejection; or never). Nothing is accepted, and no trial starts, while
+the kernel's divergence detector says the run blew up, went non-finite or sits at chance; no
+trial starts while the run is still in its first descent (``still_starting``); a change still
+unscored at the run's last step (``max_steps``) is scored with what it has, or undone.
 """
 
 from __future__ import annotations
@@ -77,6 +79,13 @@ class TrialMixin:
         pre, why, wait = self._pre_segment(step, space)
         if pre is None:
             return self._wait(step, why, wait)
+        if self.mode == "active":
+            broken = self._broken(sum(v for _, v in pre) / len(pre))
+            if broken is not None:  # nothing could be accepted: a trial would only cost the run
+                return self._wait(step, f"no trial while {broken}", r.horizon)
+            if self.still_starting(pre):
+                return self._wait(step, f"no trial while the run is in its first descent ({self.objective} "
+                                        f"within 10% of its start, {self.start_level():.4g}, and falling)", r.horizon)
         cur = {s.key: float(self.kernel.state.get(s.key).value) for s in space}
         dists = {}
         at_zero = []
@@ -259,9 +268,6 @@ class TrialMixin:
                 return f"the run's divergence detector says {det.verdict.value} ({det.describe()})"
             if det.at_chance_since_start():
                 return f"the run's loss sits at chance (ln {det.config.classes}) since its start"
-        if self.no_progress(level):
-            return (f"the run is at chance or broken ({self.objective} {level:.4g} is no better than its "
-                    f"start, {self.start_level():.4g})")
         return None
 
     def _weights_wanted(self, t: _Live, s: Any) -> bool:
