@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from hotcb.actuators.actuator import ActuatorType
+
 from .config import Action
 
 
@@ -39,7 +41,7 @@ def resolve(action: Action, describe: dict[str, Any]) -> dict[str, Any]:
         new = max(new, float(knob["min"]))
     if knob.get("max") is not None:
         new = min(new, float(knob["max"]))
-    if knob.get("type") == "INT":
+    if str(knob.get("type", "")).lower() == ActuatorType.INT.value:  # knobs publish "int"
         new = int(round(new))
     if new == value:
         raise Unresolvable(f"{action.knob} is at its bound ({value})")

@@ -71,6 +71,18 @@ class Observer:
             k = next((i for i, s in enumerate(s2) if s >= first), len(s2))
             self.series[name] = (s2[:k] + s1, v2[:k] + v1)
 
+    def points_window(self, metric: str, n: int, min_points: int = 8, share: int = 3) -> int:
+        """A window of ``n`` points, cut to what the run will actually produce: a metric logged
+        every k steps gives about max_steps / k points a run, and a window should fit ``share``
+        times in it (a 100-point val window can never fill on a run that logs 18 val points)."""
+        steps = self.series.get(metric, ([], []))[0]
+        total = self.status.get("max_steps")
+        if not isinstance(total, int) or total <= 0 or len(steps) < 2:
+            return n
+        spacing = max((steps[-1] - steps[0]) / (len(steps) - 1), 1.0)
+        expected = int(total / spacing)
+        return max(min_points, min(n, expected // share))
+
     def window(self, metric: str, n: int) -> tuple[list[float], list[float]]:
         """The last ``n`` points of ``metric``."""
         steps, values = self.series.get(metric, ([], []))

@@ -26,6 +26,7 @@ only watches (each rank sees its own loss, and every rank must act alike).
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -68,6 +69,7 @@ class Rescue:
         self.last_snapshot_step: int | None = None
         self.last_action: str | None = None
         self.last_restored: int | None = None  # the step the last rollback returned to
+        self._detector_at: dict[int, LossDetector] = {}
         self._acting = False
 
     # ------------------------------------------------------------------ configuration
@@ -158,6 +160,10 @@ class Rescue:
     def _snapshot(self, step: int, reason: str, healthy: bool) -> None:
         self.kernel.snapshots.take(step, live_knob_values(self.kernel.state), reason, healthy=healthy)
         self.last_snapshot_step = step
+        # The detector as it stood: a rollback returns the run *and* its measured level there.
+        kept = set(self.kernel.snapshots.steps())
+        self._detector_at = {s: d for s, d in self._detector_at.items() if s in kept}
+        self._detector_at[step] = copy.deepcopy(self.detector)
 
     def _knob(self, key: str) -> Any:
         return self.kernel.state.get(key)
@@ -193,6 +199,7 @@ class Rescue:
         entry = self._submit(op, ctx)
         self.rescues += 1
         self.last_action = f"step {ctx.step}: rollback {entry.get('decision')}"
+        det = self.detector  # restored with the snapshot when the rollback landed
         det.over = 0
         det.healthy_run = 0
         det.at_chance = 0
@@ -241,6 +248,8 @@ class Rescue:
             act.apply(new_value, ctx.env, ctx.step)
             payload[key] = {"old": old, "new": act.value}
         snaps.drop_after(snap.step)
+        if snap.step in self._detector_at:
+            self.detector = copy.deepcopy(self._detector_at[snap.step])
         self.last_restored = snap.step
         payload["restored_step"] = snap.step
         if note:

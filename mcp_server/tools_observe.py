@@ -36,6 +36,8 @@ class StatusOutput(BaseModel):
     last_metrics: dict[str, Any] = {}
     autopilot: dict[str, Any] | None = None
     internal_errors: int = 0
+    rescue: dict[str, Any] | None = Field(None, description="the kernel's rescue: enabled, the detector's verdict, "
+                                          "level and noise of the loss, rollbacks so far, the lr probe's state")
 
 
 class TrendsInput(StrictInput):
@@ -155,6 +157,7 @@ class ObserveTools(ToolsBase):
             scheduled=int(st.get("scheduled") or 0), snapshots=st.get("snapshots") or [],
             metrics=self.metrics.names(), last_metrics=last,
             autopilot=read_json(self.run.root / AUTOPILOT), internal_errors=int(st.get("internal_errors") or 0),
+            rescue=st.get("rescue") if isinstance(st.get("rescue"), dict) else None,
         )
 
     @tool(TrendsInput, TrendsOutput, read_only=True, idempotent=True, title="Read trends")
