@@ -20,6 +20,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1); others need --token")
     p.add_argument("--token", default=None, help="access token (or $HOTCB_DASH_TOKEN); open the page once "
                                                  "as /?token=T, or send Authorization: Bearer T")
+    p.add_argument("--root", default=None, metavar="ROOT",
+                   help="a directory of run directories: the runs, a compare view with a metric-space map, "
+                        "and each run's own dashboard at /runs/NAME/ (instead of --dir)")
     p.add_argument("--compare", default=None, metavar="OTHER_RUN_DIR",
                    help="a second run directory to overlay (fixed here; the browser cannot name paths)")
     p.add_argument("--config", default=None, metavar="dashboard.yaml", help="DashboardConfig YAML file")
@@ -35,7 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .config import TOKEN_ENV, cli_overrides, load_config
     from .security import check_bind
 
-    run_dir = getattr(args, "dir", None) or "."
+    run_dir = args.root or getattr(args, "dir", None) or "."
     token = args.token or os.environ.get(TOKEN_ENV) or None
     try:
         check_bind(args.host, token)  # before any import or file access: refuse early and clearly
@@ -44,6 +47,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     if not os.path.isdir(run_dir):
         print(f"hotcb serve: {run_dir} is not a directory", file=sys.stderr)
+        return 2
+    if args.root and args.compare:
+        print("hotcb serve: --root compares every run under the root; --compare is for one run", file=sys.stderr)
         return 2
     try:
         cli = cli_overrides(args.overrides)
@@ -59,11 +65,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import uvicorn
 
         from .app import create_app
+        from .root_app import create_root_app
     except ImportError as e:
         print(f"hotcb serve: needs the 'dashboard' extra: pip install 'hotcb[dashboard]' ({e})", file=sys.stderr)
         return 2
     try:
-        app = create_app(run_dir, config=cfg, token=token, host=args.host, compare_dir=args.compare)
+        if args.root:
+            app = create_root_app(run_dir, config=cfg, token=token, host=args.host)
+        else:
+            app = create_app(run_dir, config=cfg, token=token, host=args.host, compare_dir=args.compare)
     except ValueError as e:
         print(f"hotcb serve: {e}", file=sys.stderr)
         return 2
