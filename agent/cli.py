@@ -18,8 +18,17 @@ def _ai_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rules", default=None, metavar="rules.yaml", help="rule thresholds/cooldowns/actions (YAML or JSON)")
     p.add_argument("--model", default=None, help="LLM model (default $HOTCB_AI_MODEL or gpt-4o-mini)")
     p.add_argument("--base-url", default=None, help="OpenAI-compatible base URL (default $HOTCB_AI_BASE_URL)")
-    p.add_argument("--cadence-steps", type=int, default=200, help="LLM wakes at least every N steps (default 200)")
+    p.add_argument("--cadence-steps", type=int, default=None,
+                   help="LLM wakes at least every N steps (default $HOTCB_AI_CADENCE_STEPS or 200)")
+    p.add_argument("--min-wake-gap", type=int, default=None, metavar="N",
+                   help="steps between two LLM wakes at least, alerts included (default $HOTCB_AI_MIN_GAP_STEPS or 0)")
     p.add_argument("--max-tool-calls", type=int, default=6, help="tool calls per LLM wake (default 6)")
+    p.add_argument("--max-rounds", type=int, default=None,
+                   help="LLM requests per wake (default $HOTCB_AI_MAX_ROUNDS or 4)")
+    p.add_argument("--ai-timeout", type=float, default=None, metavar="S",
+                   help="seconds per LLM request (default $HOTCB_AI_TIMEOUT or 60; local CPU models need more)")
+    p.add_argument("--max-completion", type=int, default=None, metavar="N",
+                   help="max tokens the model may write per request (default $HOTCB_AI_MAX_COMPLETION or the server's)")
     p.add_argument("--max-tokens", type=int, default=None, help="token budget for the run's LLM calls")
     p.add_argument("--max-cost", type=float, default=None, help="USD budget for the run's LLM calls")
 
@@ -27,8 +36,12 @@ def _ai_args(p: argparse.ArgumentParser) -> None:
 def _ai_options(args: argparse.Namespace) -> Any:
     from .autopilot import AIOptions
 
-    ai = AIOptions(cadence_steps=args.cadence_steps, max_tool_calls=args.max_tool_calls,
-                   max_tokens=args.max_tokens, max_cost_usd=args.max_cost)
+    ai = AIOptions(max_tool_calls=args.max_tool_calls, max_tokens=args.max_tokens, max_cost_usd=args.max_cost)
+    for name, value in (("cadence_steps", args.cadence_steps), ("min_gap_steps", args.min_wake_gap),
+                        ("max_rounds", args.max_rounds),
+                        ("timeout_s", args.ai_timeout), ("max_completion_tokens", args.max_completion)):
+        if value is not None:
+            setattr(ai, name, value)
     if args.model:
         ai.model = args.model
     if args.base_url:

@@ -49,6 +49,7 @@ class Snapshot:
     knobs: dict[str, Any]
     reason: str | None = None
     path: Path | None = None
+    healthy: bool = False  # confirmed by the divergence detector: a state the rescue may return to
 
 
 class Snapshots:
@@ -76,21 +77,48 @@ class Snapshots:
             raise TypeError(f"{name}: needs state_dict() and load_state_dict()")
         self.objects[name] = obj
 
-    def take(self, step: int, knobs: dict[str, Any], reason: str | None = None) -> Snapshot:
+    def take(self, step: int, knobs: dict[str, Any], reason: str | None = None, healthy: bool = False) -> Snapshot:
         if not self.objects:
             raise RuntimeError("no state registered for checkpoints (kernel.register_state)")
         states = {n: _to_cpu(o.state_dict()) for n, o in self.objects.items()}
-        snap = Snapshot(step, states, dict(knobs), reason)
+        snap = Snapshot(step, states, dict(knobs), reason, healthy=healthy)
         if self.directory is not None:
             snap.path = self._save(snap)
             snap.states = None
         self.snapshots = deque([s for s in self.snapshots if s.step != step])
         self.snapshots.append(snap)
-        while len(self.snapshots) > self.keep:
-            old = self.snapshots.popleft()
-            if old.path is not None:
-                old.path.unlink(missing_ok=True)
+        self._evict()
         return snap
+
+    def _evict(self) -> None:
+        """A ring of ``keep``: the oldest goes first, except the newest healthy snapshot, which
+        stays until a newer one is confirmed (the rescue must always have one to return to)."""
+        while len(self.snapshots) > self.keep:
+            keeper = self.last_healthy()
+            victim = next((s for s in self.snapshots if s is not keeper), None)
+            if victim is None:
+                return
+            self.snapshots.remove(victim)
+            if victim.path is not None:
+                victim.path.unlink(missing_ok=True)
+
+    def last_healthy(self) -> Snapshot | None:
+        return next((s for s in reversed(self.snapshots) if s.healthy), None)
+
+    def confirm(self, since: int, upto: int) -> None:
+        """Mark healthy the snapshots taken at steps ``since..upto`` (the detector saw healthy
+        training from ``since`` through at least a confirmation window after ``upto``)."""
+        for s in self.snapshots:
+            if since <= s.step <= upto:
+                s.healthy = True
+        self._evict()
+
+    def drop_after(self, step: int) -> None:
+        """Forget snapshots newer than ``step`` (after a rollback they belong to an abandoned path)."""
+        for s in [s for s in self.snapshots if s.step > step]:
+            self.snapshots.remove(s)
+            if s.path is not None:
+                s.path.unlink(missing_ok=True)
 
     def find(self, step: int | None = None) -> Snapshot:
         if not self.snapshots:

@@ -91,7 +91,7 @@ def test_no_endpoint_takes_a_path(tmp_path: Path) -> None:
     with TestClient(app, base_url=BASE) as c:
         r = c.post("/api/tools/apply_op", json={"module": "cb", "op": "load", "id": "x",
                                                 "target": {"kind": "python_file", "path": "../../etc/passwd", "symbol": "X"}})
-        assert r.status_code == 409 and "relative to the run directory" in r.json()["error"]
+        assert r.status_code == 409 and "outside the run directory" in r.json()["error"]
         r = c.post("/api/tools/apply_op", json={"module": "cb", "op": "load", "id": "x",
                                                 "target": {"kind": "python_file", "path": "/etc/passwd", "symbol": "X"}})
         assert r.status_code == 409

@@ -21,6 +21,8 @@ A recipe (YAML or JSON; every key optional)::
       abort_worsening: 0.5       # roll back early when the segment is 50% worse than the trend
       max_trials: null
       max_consecutive_rollbacks: null
+      restore_weights: worse     # a rejected trial's weights go back: worse (measurably worse than the
+                                 # trend), rejected (every rejected trial) or never (knobs only)
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ SAMPLERS = ("tpe", "random")
 DIRECTIONS = ("minimize", "maximize")
 SEARCHABLE_TYPES = ("float", "log_float")
 DEFAULT_OBJECTIVES = ("val_loss", "train_loss")  # first one the run reports wins
+RESTORE_WEIGHTS = ("worse", "rejected", "never")
 
 
 @dataclass
@@ -56,6 +59,7 @@ class RiskLimits:
     abort_worsening: float | None = 0.5
     max_trials: int | None = None
     max_consecutive_rollbacks: int | None = None
+    restore_weights: str = "worse"
 
 
 @dataclass
@@ -183,6 +187,10 @@ def parse_recipe(raw: Any) -> TuneRecipe:
         for key in ("max_trials", "max_consecutive_rollbacks"):
             if key in risk:
                 setattr(r.risk, key, _num(risk, key, integer=True, lo=1, nullable=True))
+        if "restore_weights" in risk:
+            if risk["restore_weights"] not in RESTORE_WEIGHTS:
+                raise ValueRefused(f"tune recipe: risk.restore_weights must be one of {RESTORE_WEIGHTS}")
+            r.risk.restore_weights = risk["restore_weights"]
     return r
 
 

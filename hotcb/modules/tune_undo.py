@@ -26,6 +26,7 @@ class UndoMixin:
         """End the trial in flight unscored (mode change, disable, error); undo an active change
         (now, or at the next sync step when distributed)."""
         t, self.trial = self.trial, None
+        self.weights.drop()  # abandoned, not judged: the weights stay as they are
         if t is None:
             return
         if self.study is not None:

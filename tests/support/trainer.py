@@ -3,7 +3,7 @@
     python tests/support/trainer.py --dir RUN --steps 100000 --sleep 0.01 [--seed 0]
         [--loss-weights] [--scheduler cosine] [--checkpoint-every 20] [--nan-at STEP]
         [--overfit] [--weight-decay 1e-4] [--grad-norm] [--grad-spike-at 80,200]
-        [--guard-cooldown STEPS]
+        [--guard-cooldown STEPS] [--rescue] [--no-probe] [--rollback-dump DIR]
 
 It runs until ``max_steps`` or a ``core stop``; every step reports train_loss, val_loss.
 ``--nan-at`` makes the loss non-finite from that step on (until a rollback/lr cut) to test
@@ -16,6 +16,9 @@ rises from about step 25 (deterministic for a seed).
 ``--grad-spike-at`` (implies it) multiplies that step's batch targets by ``--grad-spike-scale``,
 so the real gradient spikes (x100+ the usual norm at scale 10) and the step's update is big.
 ``--guard-cooldown`` sets the guard's per-knob cooldown for non-human sources.
+``--rescue`` enables the kernel's rescue from the script (``--no-probe``: without the lr probe);
+``--rollback-dump DIR``: after each rescue rollback, the weights now and the weights this loop
+itself kept at the step rolled back to go to ``DIR/rollback-N.pt`` (tests compare them).
 """
 
 from __future__ import annotations
@@ -23,13 +26,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
+from typing import Any
 
 import torch
 from torch import nn
 
 from hotcb import HotKernel, loss_actuators, mutable_state, optimizer_actuators
 from hotcb.guard import GuardConfig
+from hotcb.rescue import rescue_of
 
 
 def _steps(text: str) -> set[int]:
@@ -59,7 +65,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--grad-norm", action="store_true", help="report grad_norm")
     ap.add_argument("--grad-spike-at", type=_steps, default=set(), help="comma-separated steps")
     ap.add_argument("--grad-spike-scale", type=float, default=10.0)
+    ap.add_argument("--extra-metric", default=None, help="also log a metric of this name (e.g. a hostile one)")
     ap.add_argument("--guard-cooldown", type=int, default=None)
+    ap.add_argument("--rescue", action="store_true")
+    ap.add_argument("--no-probe", action="store_true")
+    ap.add_argument("--rollback-dump", default=None)
     args = ap.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -87,6 +97,10 @@ def main(argv: list[str] | None = None) -> None:
                        allowed_callback_dirs=[args.callback_dir] if args.callback_dir else None)
     kernel.register_state("model", model)
     kernel.register_state("optimizer", opt)
+    rescue = rescue_of(kernel)
+    if args.rescue:
+        rescue.configure(enabled=True, probe=not args.no_probe)
+    kept: dict[int, dict[str, torch.Tensor]] = {}  # --rollback-dump: this loop's own copy of recent weights
     losses, lrs = [], []
     step = 0
     bg = torch.Generator().manual_seed(args.seed + 7)
@@ -119,9 +133,13 @@ def main(argv: list[str] | None = None) -> None:
             metrics = {"train_loss": loss.item(), "val_loss": val, "mse": mse.item(), "lr": opt.param_groups[0]["lr"]}
             if gnorm is not None:
                 metrics["grad_norm"] = gnorm
+            if args.extra_metric:
+                metrics[args.extra_metric] = 1.0
             kernel.apply(env={"step": step, "epoch": step // 100, "optimizer": opt, "scheduler": sched,
                               "model": model, "metrics": metrics},
                          events=["train_step_end"])
+            if args.rollback_dump:
+                _dump_rollback(args.rollback_dump, rescue, model, kept, step)
             if args.sleep:
                 time.sleep(args.sleep)
     finally:
@@ -129,6 +147,16 @@ def main(argv: list[str] | None = None) -> None:
         if args.summary:
             with open(args.summary, "w") as f:
                 json.dump({"losses": losses, "lrs": lrs, "steps": step}, f)
+
+
+def _dump_rollback(folder: str, rescue: Any, model: nn.Module, kept: dict[int, Any], step: int) -> None:
+    if rescue.rescues > len([p for p in os.listdir(folder) if p.startswith("rollback-")]) and rescue.last_restored:
+        torch.save({"restored_step": rescue.last_restored, "after": model.state_dict(),
+                    "kept": kept.get(rescue.last_restored)},
+                   os.path.join(folder, f"rollback-{rescue.rescues}.pt"))
+    kept[step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    for old in [s for s in kept if s < step - 400]:
+        del kept[old]
 
 
 if __name__ == "__main__":

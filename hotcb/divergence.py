@@ -1,0 +1,178 @@
+"""Divergence maths on a run's own loss scale: a robust running level, the noise around it, and
+the verdicts drawn from them. Pure (no kernel, no files), written once: the in-kernel rescue
+(``hotcb/rescue.py``) feeds it each step's loss, the rules autopilot (``agent/rules.py``) replays
+a window of logged points through it, so both call the same thing a blow-up.
+
+The level is an EMA of the loss and the noise an EMA of the absolute deviation from it (a
+streaming MAD). A point counts as *over* when it exceeds ``level + max(band x noise,
+rel x |level|)``: far outside the run's own minibatch noise *and* a real fraction above its
+level, so neither a noisy high-loss run nor a quiet converged one alarms on an unlucky batch.
+A blow-up needs ``persist`` consecutive points over (a non-finite value is one at once). Points
+over the line enter the level clipped to the line, so a blow-up cannot drag the level up with
+it, while a genuine change of scale is still adopted within a few dozen points.
+
+Before ``warmup`` points the noise is not yet measured: the line is ``early_rel`` above the
+running mean.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Verdict(str, Enum):
+    WARMING = "warming"        # too few points to judge the noise
+    HEALTHY = "healthy"
+    SUSPECT = "suspect"        # over the line, not yet for ``persist`` points
+    BLOWUP = "blowup"          # over the line for ``persist`` consecutive points
+    NON_FINITE = "non_finite"  # NaN or inf
+    CHANCE = "chance"          # a classifier's loss flat at ln(classes) after it had blown up or learned
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    alpha: float = 0.05       # weight of a new point in the level and noise EMAs (~ 20-40 point memory)
+    warmup: int = 20          # points before the noise band is trusted
+    band: float = 6.0         # over: above level + band x noise ...
+    rel: float = 0.5          # ... and above level + rel x |level|
+    early_rel: float = 1.0    # before warmup: above level + early_rel x |level|
+    persist: int = 3          # consecutive points over the line make a blow-up
+    confirm: int = 10         # consecutive healthy points that confirm a state as healthy
+    classes: int | None = None  # known: "stuck at chance" is checked (loss near ln(classes))
+    chance_window: int = 20   # points the level must sit at chance
+    chance_tol: float = 0.1   # "at chance": within this fraction of ln(classes)
+
+
+class LossDetector:
+    """Feed one loss value per step with ``update``; read ``verdict``, ``level``, ``noise``."""
+
+    def __init__(self, config: DetectorConfig | None = None):
+        self.config = config or DetectorConfig()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the run's level (after a change of the loss's scale, e.g. a loss weight)."""
+        self.level: float | None = None
+        self.noise = 0.0
+        self.n = 0
+        self.over = 0           # consecutive points over the line (or non-finite)
+        self.healthy_run = 0    # consecutive points judged healthy
+        self.start: float | None = None
+        self.peak = -math.inf   # the highest finite point seen
+        self.best = math.inf    # the lowest level reached
+        self.at_chance = 0      # consecutive points with the level at chance
+        self.verdict = Verdict.WARMING
+        self.last: float | None = None
+
+    # ------------------------------------------------------------------ the line
+    def line(self) -> float:
+        """The value above which a point counts as over."""
+        if self.level is None:
+            return math.inf
+        c = self.config
+        # The noise is not measured yet early: a loss ``early_rel`` above its running mean is over.
+        if self.n < c.warmup:
+            return self.level + c.early_rel * abs(self.level)
+        return self.level + max(c.rel * abs(self.level), c.band * self.noise)
+
+    @property
+    def chance_level(self) -> float | None:
+        c = self.config.classes
+        return math.log(c) if c and c > 1 else None
+
+    def confirmed(self) -> bool:
+        """The last ``confirm`` points were healthy."""
+        return self.healthy_run >= self.config.confirm
+
+    # ------------------------------------------------------------------ one point
+    def update(self, x: float) -> Verdict:
+        c = self.config
+        self.last = x
+        if not math.isfinite(x):
+            self.over += 1
+            self.healthy_run = 0
+            self.verdict = Verdict.NON_FINITE
+            return self.verdict
+        if self.level is None:
+            self.level, self.start, self.n = x, x, 1
+            self.peak = self.best = x
+            self.verdict = Verdict.WARMING
+            return self.verdict
+        line = self.line()
+        over = x > line
+        self.over = self.over + 1 if over else 0
+        self.peak = max(self.peak, x)
+        # Early on a running mean (the first points matter equally), then the EMA.
+        a = max(c.alpha, 1.0 / (self.n + 1))
+        clipped = min(x, line)
+        self.noise += a * (abs(clipped - self.level) - self.noise)
+        self.level += a * (clipped - self.level)
+        self.n += 1
+        self.best = min(self.best, self.level)
+        self._track_chance()
+        if self.over >= (c.persist if self.n > c.warmup else c.persist + 1):  # early: one more, noise unmeasured
+            self.verdict = Verdict.BLOWUP
+        elif over:
+            self.verdict = Verdict.SUSPECT
+        elif self.collapsed():
+            self.verdict = Verdict.CHANCE
+        else:
+            self.verdict = Verdict.HEALTHY if self.n >= c.warmup else Verdict.WARMING
+        self.healthy_run = self.healthy_run + 1 if self.verdict in (Verdict.HEALTHY, Verdict.WARMING) else 0
+        return self.verdict
+
+    def _track_chance(self) -> None:
+        chance = self.chance_level
+        if chance is None or self.level is None:
+            return
+        near = abs(self.level - chance) <= self.config.chance_tol * chance
+        self.at_chance = self.at_chance + 1 if near else 0
+
+    def collapsed(self) -> bool:
+        """Stuck at chance after the run had learned (its level fell well below chance) or blown
+        up (a point above twice its start): a dead network, not a slow start."""
+        chance = self.chance_level
+        if chance is None or self.at_chance < self.config.chance_window or self.start is None:
+            return False
+        learned = self.best < 0.7 * chance
+        blew_up = self.peak > 2 * max(self.start, chance)
+        return learned or blew_up
+
+    def at_chance_since_start(self) -> bool:
+        """Flat at chance for a window and never better: a start too slow (or too dead) to learn."""
+        chance = self.chance_level
+        return (chance is not None and self.at_chance >= self.config.chance_window
+                and not self.collapsed())
+
+    def describe(self) -> str:
+        lvl = "?" if self.level is None else f"{self.level:.4g}"
+        return f"level {lvl}, noise {self.noise:.3g}, line {self.line():.4g}"
+
+
+def first_blowup(values: Iterable[float], config: DetectorConfig | None = None) -> tuple[int, LossDetector] | None:
+    """Replay ``values`` through a fresh detector; the index of the first blow-up (or non-finite
+    point) and the detector as it stood there, or None."""
+    det = LossDetector(config)
+    for i, v in enumerate(values):
+        if det.update(v) in (Verdict.BLOWUP, Verdict.NON_FINITE):
+            return i, det
+    return None
+
+
+def log_slope(values: list[float]) -> tuple[float, float]:
+    """Least-squares slope of log(value) per point over ``values`` (positive, finite) and its
+    standard error; (0, inf) when it cannot be fitted. The probe compares descent rates with it."""
+    ys = [math.log(v) for v in values if v > 0 and math.isfinite(v)]
+    n = len(ys)
+    if n < 4:
+        return 0.0, math.inf
+    xm = (n - 1) / 2
+    ym = sum(ys) / n
+    sxx = sum((i - xm) ** 2 for i in range(n))
+    b = sum((i - xm) * (y - ym) for i, y in enumerate(ys)) / sxx
+    resid = sum((y - (ym + b * (i - xm))) ** 2 for i, y in enumerate(ys))
+    se = math.sqrt(resid / max(n - 2, 1) / sxx)
+    return b, se

@@ -1,0 +1,123 @@
+"""The way up: an lr probe for a run whose loss falls far slower than it could.
+
+In the small-lr regime the loss's rate of descent grows with lr (one SGD step lowers the loss by
+about lr x |grad|^2), so doubling lr about doubles the rate; near a good lr it does not. The
+probe measures that directly on the run: the rate of descent (slope of log loss per step) over a
+window, then over a window at twice the lr. It keeps the raise when the rate grew by
+``keep_ratio`` and tries again (up to ``max_raises``), otherwise it halves lr back and settles.
+A blow-up during a trial is the rescue's: it rolls back to the snapshot taken just before the
+raise (that snapshot restores the lr too) and the probe settles. Each raise or revert is one
+guarded lr op (source ``rule``, actor ``probe``) with its measurements in the reason.
+
+Pure decisions here; ``hotcb.rescue.Rescue`` owns the probe and submits what it decides.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+
+from .divergence import LossDetector, log_slope
+
+
+class ProbeState(str, Enum):
+    WAITING = "waiting"   # for a confirmed healthy window that is still clearly improving
+    TRIAL = "trial"       # lr raised; measuring the new rate
+    SETTLED = "settled"   # done for this run
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    window: int = 30          # points per measurement
+    factor: float = 2.0       # each raise (the guard's per-op limit binds it too)
+    keep_ratio: float = 1.4   # keep a raise when the rate of descent grew at least this much
+    max_raises: int = 4       # at most factor ** max_raises the starting lr
+    min_t: float = 3.0        # "clearly improving": rate above min_t standard errors
+
+
+@dataclass
+class ProbeStep:
+    """What the probe wants now: multiply lr by ``factor``, and why."""
+
+    factor: float
+    reason: str
+
+
+class LrProbe:
+    def __init__(self, config: ProbeConfig | None = None):
+        self.config = config or ProbeConfig()
+        self.state = ProbeState.WAITING
+        self.values: deque[float] = deque(maxlen=self.config.window)
+        self.raises = 0
+        self.base_rate = 0.0
+        self.expected_lr: float | None = None  # the lr the probe set (another actor moving it ends the trial)
+        self.history: list[str] = []
+
+    def settle(self, why: str) -> None:
+        if self.state is not ProbeState.SETTLED:
+            self.state = ProbeState.SETTLED
+            self.history.append(why)
+
+    def observe(self, x: float) -> None:
+        if math.isfinite(x) and x > 0:
+            self.values.append(x)
+
+    def _rate(self) -> tuple[float, float]:
+        slope, se = log_slope(list(self.values))
+        return -slope, se  # > 0: the loss falls
+
+    def decide(self, step: int, lr: float | None, det: LossDetector, max_steps: int | None) -> ProbeStep | None:
+        """Called once per step after ``observe``; returns the lr change to make, if any."""
+        c = self.config
+        if self.state is ProbeState.SETTLED or lr is None or lr <= 0:
+            return None
+        if self.state is ProbeState.TRIAL and self.expected_lr is not None and not math.isclose(lr, self.expected_lr,
+                                                                                                   rel_tol=1e-6):
+            self.settle(f"lr moved to {lr:g} by someone else during the trial")
+            return None
+        if len(self.values) < c.window or not det.confirmed():
+            return None
+        remaining = (max_steps - step) if max_steps else None
+        rate, se = self._rate()
+        if self.state is ProbeState.WAITING:
+            if remaining is not None and remaining < 3 * c.window:
+                self.settle("too close to the end of the run to measure a raise")
+                return None
+            stuck = det.at_chance_since_start()
+            if not (stuck or (rate > 0 and rate > c.min_t * se)):
+                return None  # not clearly improving: nothing to learn from a faster rate
+            return self._raise(rate, f"loss at chance, flat over {c.window} points" if stuck else
+                               f"loss falls {100 * rate:.3g}%/step (±{100 * se:.2g}) over {c.window} points")
+        # TRIAL: the window now holds only points at the raised lr.
+        if rate >= c.keep_ratio * self.base_rate and rate > c.min_t * se:
+            if self.raises < c.max_raises and (remaining is None or remaining >= 3 * c.window):
+                return self._raise(rate, f"x{c.factor:g} lr raised the rate of descent to {100 * rate:.3g}%/step "
+                                   f"(from {100 * self.base_rate:.3g}%)")
+            self.settle(f"kept lr {lr:g}: rate {100 * rate:.3g}%/step")
+            return None
+        self.settle(f"x{c.factor:g} lr gave {100 * rate:.3g}%/step vs {100 * self.base_rate:.3g}% before")
+        self.expected_lr = lr / c.factor
+        return ProbeStep(1 / c.factor, f"lr probe: x{c.factor:g} did not speed descent ({100 * rate:.3g}%/step vs "
+                         f"{100 * self.base_rate:.3g}% before, needs x{c.keep_ratio:g}); back to the previous lr, settled")
+
+    def _raise(self, rate: float, why: str) -> ProbeStep:
+        c = self.config
+        self.state = ProbeState.TRIAL
+        self.base_rate = max(rate, 0.0)
+        self.raises += 1
+        self.values.clear()
+        return ProbeStep(c.factor, f"lr probe {self.raises}/{c.max_raises}: {why}; x{c.factor:g} lr to test a faster "
+                         f"rate (a snapshot to return to is kept)")
+
+    def applied(self, lr: float) -> None:
+        """The probe's op landed: ``lr`` is now in force."""
+        self.expected_lr = lr
+
+    def refused(self) -> None:
+        """The probe's op did not land: wait for another window."""
+        if self.state is ProbeState.TRIAL:
+            self.raises -= 1
+            self.state = ProbeState.WAITING
+        self.values.clear()

@@ -1,0 +1,278 @@
+"""The rescue: the kernel module that watches every step's loss (``hotcb.divergence``), keeps
+snapshots to return to, and on a blow-up rolls back and cuts lr as one ledgered decision.
+
+Registered by the kernel as module ``rescue``; it sees every ``kernel.apply`` (``on_step``).
+The detector always runs (O(1) a step); nothing acts until the rescue is enabled, by an op
+(``rescue enable``: the autopilot sends it when its mode acts, ``auto`` / ``ai_auto``) or by the
+training script (``rescue_of(kernel).configure(enabled=True)``). Its ops go through
+``kernel.submit``, so freeze mode, the guard and the ledger apply as to any rule op.
+
+Snapshots (``kernel.snapshots``, a ring of ``keep_checkpoints``), all while enabled: one when
+the rescue starts (the first step it is enabled: step 0 where the script enables it), one every
+``snapshot_every`` steps while healthy, and one right before any non-human knob change (the
+kernel calls ``before_change``). A snapshot is *healthy* once the detector has
+seen ``confirm`` healthy points after it (a pre-change snapshot taken while the run is confirmed
+healthy is healthy at once); the ring never evicts the newest healthy one.
+
+On a blow-up (``persist`` points far above the run's level), a non-finite loss, or a classifier
+dead at chance, the rescue submits ``rescue rollback`` (source ``rule``, actor ``rescue``): the
+weights, optimizer and knobs go back to the newest healthy snapshot, and lr is cut: if lr had
+been raised since that snapshot, back to the snapshot's value (the raise is undone); otherwise
+the lr in use is cut by ``cut`` (repeated blow-ups cut further). The cut is checked by the guard
+(ratio limit from the lr in use, locks, bounds); it is not held back by the knob's cooldown, since
+the rollback has just undone the change that cooldown protects. In a distributed run the rescue
+only watches (each rank sees its own loss, and every rank must act alike).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .actuators.actuator import ValueRefused
+from .checkpoint import live_knob_values, restore_knobs
+from .divergence import DetectorConfig, LossDetector, Verdict
+from .guard import check_knob_change
+from .modules import ApplyContext
+from .ops import RESCUE, RESCUE_OPS, HotOp
+from .probe import LrProbe, ProbeConfig, ProbeState
+
+ACTOR = "rescue"
+LOSS_METRICS = ("train_loss", "loss")
+
+
+@dataclass(frozen=True)
+class RescueConfig:
+    metric: str | None = None        # the loss to watch (None: train_loss, else loss)
+    knob: str = "lr"                 # the knob a rescue cuts and the probe raises
+    cut: float = 0.5                 # a rescue's lr factor (the guard's per-op limit binds it)
+    snapshot_every: int = 50         # healthy snapshots while enabled (steps)
+    max_rescues: int = 6             # then the rescue stops acting and says so
+    probe: bool = True               # the lr probe (the way up)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    probe_config: ProbeConfig = field(default_factory=ProbeConfig)
+
+
+class Rescue:
+    def __init__(self, kernel: Any, config: RescueConfig | None = None):
+        self.kernel = kernel
+        self.config = config or RescueConfig()
+        self.enabled = False
+        self.detector = LossDetector(self.config.detector)
+        self.probe = LrProbe(self.config.probe_config)
+        self.rescues = 0
+        self.started = False
+        self.last_snapshot_step: int | None = None
+        self.last_action: str | None = None
+        self.last_restored: int | None = None  # the step the last rollback returned to
+        self._acting = False
+
+    # ------------------------------------------------------------------ configuration
+    def configure(self, *, enabled: bool | None = None, classes: int | None = None, probe: bool | None = None,
+                  **detector: Any) -> None:
+        """For the training script: e.g. ``configure(classes=10)`` (enables "stuck at chance")."""
+        if classes is not None or detector:
+            over = dict(detector)
+            if classes is not None:
+                over["classes"] = int(classes)
+            self.config = replace(self.config, detector=replace(self.config.detector, **over))
+            self.detector.config = self.config.detector
+        if probe is not None:
+            self.config = replace(self.config, probe=bool(probe))
+        if enabled is not None:
+            self.enabled = bool(enabled)
+
+    def describe(self) -> dict[str, Any]:
+        d = self.detector
+        return {"enabled": self.enabled, "verdict": d.verdict.value, "level": _num(d.level), "noise": _num(d.noise),
+                "rescues": self.rescues, "probe": self.probe.state.value if self.config.probe else "off",
+                "last_action": self.last_action}
+
+    # ------------------------------------------------------------------ ops
+    def handle(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
+        if op.op == "enable":
+            old = self.enabled
+            p = op.params
+            self.configure(enabled=True, classes=p.get("classes") if isinstance(p.get("classes"), int) else None,
+                           probe=p.get("probe") if isinstance(p.get("probe"), bool) else None)
+            return {"enabled": {"old": old, "new": True}, "probe": self.config.probe}
+        if op.op == "disable":
+            old, self.enabled = self.enabled, False
+            return {"enabled": {"old": old, "new": False}}
+        if op.op == "rollback":
+            return self._rollback(op, ctx)
+        raise ValueRefused(f"unknown rescue op {op.op!r}; known: {', '.join(RESCUE_OPS)}")
+
+    def before_change(self, op: HotOp, ctx: ApplyContext) -> None:
+        """The kernel calls this just before it applies a knob op (any source)."""
+        group = self._knob(self.config.knob)
+        if any(op.module != (group.group if group else None) and k in self.kernel.state for k in op.params):
+            self.detector.reset()  # a loss weight changes the loss's scale: learn the new level
+        if not self.enabled or op.source in self.kernel.guard.trusted_sources or not self.kernel.snapshots.objects:
+            return
+        self._snapshot(ctx.step, "before a change by " + (op.actor or op.source), healthy=self.detector.confirmed())
+
+    # ------------------------------------------------------------------ every step
+    def on_step(self, ctx: ApplyContext) -> None:
+        if self.enabled and not self.started:
+            self.started = True
+            if self.kernel.snapshots.objects:  # where the rescue began: always a place to return to
+                self._snapshot(ctx.step, "rescue start", healthy=True)
+        x = self._loss(ctx.env.get("metrics") or {})
+        if x is None:
+            return
+        verdict = self.detector.update(x)
+        if self.config.probe:
+            self.probe.observe(x)
+        if not self.enabled or self.kernel.dist is not None or self._acting:
+            return
+        if verdict in (Verdict.BLOWUP, Verdict.NON_FINITE, Verdict.CHANCE):
+            self._rescue(ctx, verdict, x)
+            return
+        det = self.detector
+        if det.confirmed():
+            self.kernel.snapshots.confirm(since=ctx.step - det.healthy_run + 1, upto=ctx.step - det.config.confirm)
+        every = self.config.snapshot_every
+        if (verdict is Verdict.HEALTHY and self.kernel.snapshots.objects
+                and (self.last_snapshot_step is None or ctx.step - self.last_snapshot_step >= every)):
+            self._snapshot(ctx.step, "periodic (confirmed healthy later)", healthy=False)
+        if self.config.probe and self.probe.state is not ProbeState.SETTLED:
+            self._probe(ctx)
+
+    def _loss(self, metrics: dict[str, Any]) -> float | None:
+        names = (self.config.metric,) if self.config.metric else LOSS_METRICS
+        for name in names:
+            v = metrics.get(name)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return float(v)
+            if v is not None:
+                try:
+                    return float(v)  # a 0-d tensor
+                except (TypeError, ValueError):
+                    return None
+        return None
+
+    def _snapshot(self, step: int, reason: str, healthy: bool) -> None:
+        self.kernel.snapshots.take(step, live_knob_values(self.kernel.state), reason, healthy=healthy)
+        self.last_snapshot_step = step
+
+    def _knob(self, key: str) -> Any:
+        return self.kernel.state.get(key)
+
+    def _submit(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
+        self._acting = True
+        try:
+            return self.kernel.submit(op, env=ctx.env)
+        finally:
+            self._acting = False
+
+    # ------------------------------------------------------------------ the rescue
+    def _rescue(self, ctx: ApplyContext, verdict: Verdict, x: float) -> None:
+        det = self.detector
+        if self.rescues >= self.config.max_rescues:
+            if self.rescues == self.config.max_rescues:
+                self.rescues += 1
+                self.kernel.raise_alert("rescue", f"the rescue rolled back {self.config.max_rescues} times and "
+                                        "stops acting: this run needs a person", metric=self.config.metric, value=x)
+            return
+        if verdict is Verdict.NON_FINITE:
+            why = f"loss is non-finite ({x})"
+        elif verdict is Verdict.CHANCE:
+            why = (f"loss flat at chance ({det.level:.4g} ~ ln {det.config.classes} = {det.chance_level:.4g}) "
+                   f"for {det.at_chance} points after it had learned or blown up")
+        else:
+            why = (f"loss {x:.4g} above the run's level for {det.over} steps ({det.describe()}; "
+                   f"over = level + max({det.config.band:g} x noise, {det.config.rel:g} x level))")
+        snap = self.kernel.snapshots.last_healthy()
+        target = f"roll back to step {snap.step}" if snap else "no healthy snapshot"
+        op = HotOp(module=RESCUE, op="rollback", params={"cut": self.config.cut}, source="rule", actor=ACTOR,
+                   reason=f"rescue: {why}; {target} and cut {self.config.knob}")
+        entry = self._submit(op, ctx)
+        self.rescues += 1
+        self.last_action = f"step {ctx.step}: rollback {entry.get('decision')}"
+        det.over = 0
+        det.healthy_run = 0
+        det.at_chance = 0
+        self.probe.settle(f"rescue at step {ctx.step}")
+        if entry.get("decision") == "applied":
+            self.kernel.raise_alert("rescue", op.reason or "", metric=self.config.metric, value=x)
+
+    def _rollback(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
+        """One decision: restore the newest healthy snapshot and cut the knob. Everything is
+        checked before anything is restored, so a refusal leaves the run as it was."""
+        snaps = self.kernel.snapshots
+        if not snaps.objects:
+            raise ValueRefused("no state registered (kernel.register_state): nothing to roll back")
+        snap = snaps.last_healthy()
+        if snap is None:
+            raise ValueRefused(f"no healthy snapshot to roll back to (have {snaps.steps()})")
+        cut = op.params.get("cut", self.config.cut)
+        if isinstance(cut, bool) or not isinstance(cut, (int, float)) or not 0 < cut <= 1:
+            raise ValueRefused("rescue rollback: params.cut must be a number in (0, 1]")
+        locks = self.kernel.locks
+        key = self.config.knob
+        act = self._knob(key)
+        new_value, note = None, None
+        if act is not None and key in locks:
+            note = f"{key} is locked by {locks[key].get('actor') or 'a human'}: left as it is"
+        elif act is not None:
+            act.refresh()
+            live = act.value
+            before = snap.knobs.get(key)
+            if isinstance(live, (int, float)) and not isinstance(live, bool) and live > 0:
+                if isinstance(before, (int, float)) and live > before * (1 + 1e-9):
+                    new_value = before  # raised since the snapshot: undoing the raise is the cut
+                    note = f"{key} was raised since step {snap.step}: back to its value there"
+                else:
+                    desc = dict(act.describe(), value=live, last_change_step=None)  # see the module docstring
+                    lo = desc.get("min")
+                    target = max(live * cut, lo) if lo is not None else live * cut
+                    new_value = check_knob_change(desc, target, source=op.source, step=ctx.step, lock=None,
+                                                  config=self.kernel.guard)
+        snaps.restore(snap)
+        knobs = {k: v for k, v in snap.knobs.items() if k not in locks}
+        restored = restore_knobs(self.kernel.state, knobs, ctx.env, ctx.step)
+        payload: dict[str, Any] = {k: v for k, v in restored.items() if v["old"] != v["new"]}
+        if new_value is not None and act is not None:
+            old = payload.get(key, {}).get("old", act.value)
+            act.apply(new_value, ctx.env, ctx.step)
+            payload[key] = {"old": old, "new": act.value}
+        snaps.drop_after(snap.step)
+        self.last_restored = snap.step
+        payload["restored_step"] = snap.step
+        if note:
+            payload["note"] = note
+        self.last_snapshot_step = ctx.step
+        return payload
+
+    # ------------------------------------------------------------------ the way up
+    def _probe(self, ctx: ApplyContext) -> None:
+        act = self._knob(self.config.knob)
+        if act is None:
+            self.probe.settle(f"no {self.config.knob} knob")
+            return
+        act.refresh()
+        lr = act.value if isinstance(act.value, (int, float)) and not isinstance(act.value, bool) else None
+        step = self.probe.decide(ctx.step, lr, self.detector, self.kernel.max_steps)
+        if step is None or lr is None:
+            return
+        new = lr * step.factor
+        op = HotOp(module=act.group, op="set_params", params={act.param_key: new}, source="rule", actor="probe",
+                   reason=step.reason)
+        entry = self._submit(op, ctx)
+        if entry.get("decision") == "applied":
+            act.refresh()
+            self.probe.applied(float(act.value))
+            self.last_action = f"step {ctx.step}: probe {act.param_key} {lr:g} -> {act.value:g}"
+        else:
+            self.probe.refused()
+
+
+def rescue_of(kernel: Any) -> Rescue:
+    """The kernel's rescue module (for the training script: ``rescue_of(kernel).configure(...)``)."""
+    return kernel.modules[RESCUE]
+
+
+def _num(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(v) else float(f"{v:.4g}")
