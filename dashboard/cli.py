@@ -25,8 +25,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                                                  "Authorization: Bearer T")
     p.add_argument("--no-token", action="store_true",
                    help="serve without a token (loopback only): then any local process may steer training")
-    p.add_argument("--token", default=None, help="access token (or $HOTCB_DASH_TOKEN); open the page once "
-                                                 "as /?token=T, or send Authorization: Bearer T")
     p.add_argument("--root", default=None, metavar="ROOT",
                    help="a directory of run directories: the runs, a compare view with a metric-space map, "
                         "and each run's own dashboard at /runs/NAME/ (instead of --dir)")
