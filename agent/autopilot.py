@@ -24,6 +24,7 @@ from hotcb.mcp_server.tools import HotcbTools
 from .alerts import AlertEvaluator
 from .budget import Budget
 from .config import RulesConfig
+from .llm import env_number
 from .rules import RulesAutopilot
 
 log = logging.getLogger("hotcb.agent")
@@ -34,11 +35,15 @@ class AIOptions:
     api_key: str | None = field(default_factory=lambda: os.environ.get("HOTCB_AI_KEY"))
     base_url: str | None = field(default_factory=lambda: os.environ.get("HOTCB_AI_BASE_URL"))
     model: str = field(default_factory=lambda: os.environ.get("HOTCB_AI_MODEL") or "gpt-4o-mini")
-    cadence_steps: int = 200
+    cadence_steps: int = field(default_factory=lambda: env_number("HOTCB_AI_CADENCE_STEPS", 200, int))
+    min_gap_steps: int = field(default_factory=lambda: env_number("HOTCB_AI_MIN_GAP_STEPS", 0, int))
     max_tool_calls: int = 6
     max_tokens: int | None = None
     max_cost_usd: float | None = None
-    timeout_s: float = 60.0
+    timeout_s: float = field(default_factory=lambda: env_number("HOTCB_AI_TIMEOUT", 60.0))
+    max_rounds: int = field(default_factory=lambda: env_number("HOTCB_AI_MAX_ROUNDS", 4, int))
+    max_completion_tokens: int | None = field(
+        default_factory=lambda: env_number("HOTCB_AI_MAX_COMPLETION", 0, int) or None)
 
 
 class ToolsBackend(Protocol):
@@ -89,8 +94,6 @@ class Autopilot:
         self.alerts = AlertEvaluator(self.backend.tools("rule", "alerts"))
         self._rules: dict[str, RulesAutopilot] = {}
         self._llm: Any = None
-        self._last_wake_step: int | None = None
-        self._seen_alert_ts = 0.0
         self._noted_no_key = False
         self.stop_event = threading.Event()
         self.ticks = 0
@@ -110,9 +113,12 @@ class Autopilot:
             a = self.ai
             self._llm = LLMAutopilot(self.backend.tools("agent", a.model), api_key=a.api_key,
                                      base_url=a.base_url, model=a.model, mode=mode, max_tool_calls=a.max_tool_calls,
-                                     timeout_s=a.timeout_s, rules=self.rules_cfg,
+                                     timeout_s=a.timeout_s, max_rounds=a.max_rounds, cadence_steps=a.cadence_steps,
+                                     min_gap_steps=a.min_gap_steps,
+                                     max_completion_tokens=a.max_completion_tokens, rules=self.rules_cfg,
                                      budget=Budget(max_tokens=a.max_tokens, max_cost_usd=a.max_cost_usd),
-                                     rule_tools=self.backend.tools("rule", "rules-fallback"))
+                                     rule_tools=self.backend.tools("rule", "rules-fallback"),
+                                     sensor=self.rules("sense_suggest" if mode == "ai_suggest" else "sense"))
         return self._llm
 
     def tick(self) -> dict[str, Any]:
@@ -141,22 +147,9 @@ class Autopilot:
                 self.reader.record_alert(rule="autopilot_no_key", kind="api_down", severity="warning",
                                          message=f"{mode} needs HOTCB_AI_KEY (or a base URL); the rules run instead")
             return {"mode": mode, "fallback": "rules", "findings": len(self.rules(rules_mode).tick())}
-        # The rules sense (alerts) and keep the NaN safety net; the LLM decides the rest.
-        self.rules("sense_suggest" if mode == "ai_suggest" else "sense").tick()
-        # Wake the LLM on new alerts (its own, the rules', the user's) or every cadence_steps.
-        new = self.reader.call("list_alerts", {"since_ts": self._seen_alert_ts, "last": 20})["alerts"]
-        new = [a for a in new if not str(a.get("rule", "")).startswith("autopilot_")]
-        if new:
-            self._seen_alert_ts = max(a["ts"] for a in new)
-        step = self.reader.status_doc().get("step")
-        if step is None:
-            return {"mode": mode, "waiting": "no training step yet"}
-        due = self._last_wake_step is None or step >= self._last_wake_step + self.ai.cadence_steps
-        if not (new or due):
-            return {"mode": mode}
-        self._last_wake_step = step
-        why = "alerts: " + ", ".join(sorted({a["rule"] for a in new})) if new else f"cadence (every {self.ai.cadence_steps} steps)"
-        return {"mode": mode, **self.llm(mode).wake(why, alerts=new)}
+        # The rules sense (alerts) and keep the NaN safety net; the LLM wakes on their findings,
+        # new alerts and its cadence, and decides the rest (LLMAutopilot.tick).
+        return {"mode": mode, **self.llm(mode).tick()}
 
     def training_over(self) -> bool:
         """Training has ended (stopped or dead). False while that cannot be read (a server down)."""

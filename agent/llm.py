@@ -1,63 +1,83 @@
 """The LLM autopilot: an OpenAI-compatible chat-completions tool-calling loop over the tool surface.
 
-The model sees the tool surface's own schemas (``ToolSpec.openai_function()``) for a small set of
-tools, and every call it makes goes through ``HotcbTools.call`` (source ``agent``, actor the model
-name): the guard judges it and the kernel records it. Anything malformed (bad JSON, unknown tool,
-absurd values) is refused, told to the model, and recorded; nothing raises out of ``wake``.
+The model sees the tool surface's own schemas, narrowed to what it may do (``model_tools``), and
+every call it makes goes through ``HotcbTools.call`` (source ``agent``, actor the model name): the
+guard judges it and the kernel records it. Calls come natively or written as JSON text
+(``replies``); both are validated alike and the way each came is counted. Anything malformed is
+refused, told to the model, and recorded; nothing raises out of ``wake``.
 
-Transient API errors (429, 5xx, timeouts, connection errors) are retried with tenacity (the SDK's
-own retries are off); when the API stays down, the rules autopilot runs instead until a probe
-succeeds, and the switch is recorded in the AI state and as an alert. At the budget cap it stops
-calling. Memory (usage, API health, the model's notes) lives in ``hotcb.ai.state.json``, written
-through the tools' ``save_ai_state``.
+Failures (``llm_api``): an outage falls back to the rules until a probe succeeds; a model error
+(output the server could not parse, a tool call that cannot be read) is retried once with a
+corrective message and, if it fails again, that wake falls back to the rules, recorded as a model
+error, never as an outage. Every wake is accounted (``stats``): LLM wakes, fallbacks and why.
+
+Scheduling (``tick``): the rules are the sensors; their findings and new alerts wake the model,
+and so does a cadence of steps. The digest tells the model what the rules would do; the model
+endorses, vetoes or overrides, and the op's ledger reason says which (a veto is an alert).
+A wake ends when the run ends. Memory (usage, API health, notes, stats) lives in
+``hotcb.ai.state.json`` through ``save_ai_state``, redacted: no key or credential is ever written.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from typing import Any
 
 from hotcb.mcp_server.registry import TOOLS, ToolError
 from hotcb.prompts import load
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from hotcb.jsonl import dumps
 
-from . import digest
+from . import digest, model_tools, wake_stats
 from .budget import Budget
 from .config import RulesConfig
+from .llm_api import ChatApi, ModelOutputError, is_transient  # noqa: F401 - is_transient re-exported
+from .replies import TextCallError, parse_reply
 from .rules import RulesAutopilot
+from .stance import Stances
+from .untrusted import FENCE_CLOSE, FENCE_OPEN, fence, redact_tree, redact_url
 
 log = logging.getLogger("hotcb.agent.llm")
 
-# The tools the model gets: enough to observe and act, few enough to keep each request small
-# (schemas are re-sent with every request). Alerts, recent changes and pending proposals come in
-# the wake's digest, so read_ledger/list_alerts are left out (~350 tokens per request saved).
-AI_TOOLS = ("get_status", "read_trends", "describe_actuators", "apply_op")
+AI_TOOLS = model_tools.OFFERED
 MAX_TOOL_RESULT_CHARS = 4000
 MAX_NOTES = 20
 MAX_REFUSALS = 50
+CORRECTIVE = ("Your last reply could not be used: {why}. Reply with exactly one tool call, either through the "
+              "tool-calling interface or as only this JSON: {{\"name\": \"apply_op\", \"arguments\": {{\"module\": "
+              "\"opt\", \"op\": \"set_params\", \"params\": {{\"lr\": 0.01}}, \"reason\": \"...\"}}}}; or, if no "
+              "change is needed, a short note in plain words without JSON.")
 
 
-def is_transient(e: BaseException) -> bool:
-    import openai
+def _canonical(raw: str | None) -> str:
+    try:
+        return json.dumps(json.loads(raw or "{}"), sort_keys=True)
+    except (ValueError, RecursionError):
+        return raw or ""
 
-    if isinstance(e, (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError,
-                      openai.InternalServerError)):
-        return True
-    return isinstance(e, openai.APIStatusError) and (e.status_code >= 500 or e.status_code in (408, 409, 429))
+
+def env_number(name: str, default: float, kind: type = float) -> Any:
+    raw = os.environ.get(name)
+    try:
+        return kind(raw) if raw not in (None, "") else default
+    except ValueError:
+        log.warning("ignoring %s=%r (not a number)", name, raw)
+        return default
 
 
 class LLMAutopilot:
     """``LLMAutopilot(HotcbTools(run, source="agent", actor=model), api_key=..., model=...).tick()``."""
 
     def __init__(self, tools: Any, *, api_key: str | None, base_url: str | None = None, model: str = "gpt-4o-mini",
-                 mode: str = "ai_auto", max_tool_calls: int = 6, max_rounds: int = 4, timeout_s: float = 60.0,
-                 retries: int = 3, retry_wait_s: float = 1.0, probe_s: float = 60.0, budget: Budget | None = None,
+                 mode: str = "ai_auto", max_tool_calls: int = 6, max_rounds: int | None = None,
+                 timeout_s: float | None = None, cadence_steps: int | None = None, min_gap_steps: int | None = None,
+                 retries: int = 3,
+                 retry_wait_s: float = 1.0, probe_s: float = 60.0, budget: Budget | None = None,
                  rules: RulesConfig | None = None, fallback: Any = None, client: Any = None,
-                 rule_tools: Any = None):
+                 rule_tools: Any = None, sensor: Any = None, max_completion_tokens: int | None = None):
         if mode not in ("ai_auto", "ai_suggest"):
             raise ValueError("LLM mode is ai_auto or ai_suggest")
         self.tools = tools
@@ -65,145 +85,282 @@ class LLMAutopilot:
         self.mode = mode
         self.base_url = base_url
         self.max_tool_calls = max_tool_calls
-        self.max_rounds = max_rounds
-        self.timeout_s = timeout_s
-        self.retries = retries
-        self.retry_wait_s = retry_wait_s
+        self.max_rounds = max_rounds or env_number("HOTCB_AI_MAX_ROUNDS", 4, int)
+        self.timeout_s = timeout_s or env_number("HOTCB_AI_TIMEOUT", 60.0)
+        self.cadence_steps = cadence_steps or env_number("HOTCB_AI_CADENCE_STEPS", 200, int)
+        self.min_gap_steps = min_gap_steps if min_gap_steps is not None else env_number("HOTCB_AI_MIN_GAP_STEPS", 0, int)
         self.probe_s = probe_s
         self.budget = budget or Budget()
-        self._client = client
-        self._api_key = api_key or "none"  # ollama/vLLM accept any key; the SDK insists on one
+        self.api = ChatApi(model=model, api_key=api_key, base_url=base_url, budget=self.budget,
+                           timeout_s=self.timeout_s, retries=retries, retry_wait_s=retry_wait_s, client=client,
+                           max_completion_tokens=max_completion_tokens or env_number("HOTCB_AI_MAX_COMPLETION", 0, int))
         self._rules_cfg = rules
         self._fallback = fallback
         self._rule_tools = rule_tools  # the rules' own identity (source rule), e.g. over the same MCP server
+        self._sensor = sensor
         state = tools.load_ai_state()
-        if state.get("model") == model:
+        same = state.get("model") == model
+        if same:
             self.budget.restore(state.get("usage"))  # a restarted autopilot keeps its spend
         self.state: dict[str, Any] = {
-            "model": model, "base_url": base_url, "mode": mode, "wakes": int(state.get("wakes", 0)),
+            "model": model, "base_url": redact_url(base_url), "mode": mode, "wakes": int(state.get("wakes", 0)),
             "reasonings": list(state.get("reasonings") or [])[-MAX_NOTES:],
             "refusals": list(state.get("refusals") or [])[-MAX_REFUSALS:],
             "api": {"state": "unknown"}, "last_wake": state.get("last_wake"),
-            "budget_alerted": bool(state.get("budget_alerted")) and state.get("model") == model,
+            "budget_alerted": bool(state.get("budget_alerted")) and same,
+            "stats": wake_stats.restore(state.get("stats") if same else None),
         }
         self._down_since: float | None = None
-        self._last_alert_ts = 0.0
-        self.tool_specs = [TOOLS[n].openai_function() for n in AI_TOOLS if n in TOOLS]
+        self._last_wake_step: int | None = None
+        self._seen_alert_ts = 0.0
+        self._pending_alerts: list[dict[str, Any]] = []
+        self._pending_findings: list[Any] = []
+        self.tool_specs = model_tools.specs()
+        self._rescue = False  # the kernel has the rescue module (read at each wake)
 
     # ------------------------------------------------------------------ plumbing
     @property
     def client(self) -> Any:
-        if self._client is None:
-            import openai
+        return self.api.client
 
-            self._client = openai.OpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=0,
-                                         timeout=self.timeout_s)
-        return self._client
+    def _rules(self, mode: str, actor: str) -> RulesAutopilot:
+        rule_tools = self._rule_tools
+        if rule_tools is None:
+            from hotcb.mcp_server.tools import HotcbTools
+
+            # Rules act as themselves (source rule), not under the model's name.
+            rule_tools = HotcbTools(self.tools.run.root, source="rule", actor=actor)
+        return RulesAutopilot(rule_tools, self._rules_cfg, mode=mode)
 
     def fallback(self) -> RulesAutopilot:
         if self._fallback is None:
-            rule_tools = self._rule_tools
-            if rule_tools is None:
-                from hotcb.mcp_server.tools import HotcbTools
-
-                # Rules act as themselves (source rule), not under the model's name.
-                rule_tools = HotcbTools(self.tools.run.root, source="rule", actor="rules-fallback")
-            self._fallback = RulesAutopilot(rule_tools, self._rules_cfg,
-                                            mode="suggest" if self.mode == "ai_suggest" else "auto")
+            self._fallback = self._rules("suggest" if self.mode == "ai_suggest" else "auto", "rules-fallback")
         return self._fallback
+
+    def sensor(self) -> RulesAutopilot:
+        if self._sensor is None:
+            self._sensor = self._rules("sense_suggest" if self.mode == "ai_suggest" else "sense", "rules")
+        return self._sensor
 
     def usage(self) -> dict[str, Any]:
         return self.budget.usage()
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return self.state["stats"]
 
     def save(self) -> None:
         self.state.update(usage=self.budget.usage(), budget=self.budget.limits(),
                           budget_exhausted=self.budget.exhausted() is not None)
         try:
-            self.tools.save_ai_state(self.state)
+            # Redacted at the boundary: nothing the API said (it may echo headers) carries a secret out.
+            self.tools.save_ai_state(redact_tree(self.state, self.api.secrets))
         except Exception as e:  # noqa: BLE001 - a disk error or an unreachable MCP server; the wake goes on
-            log.warning("could not save the AI state: %s", e)
+            log.warning("could not save the AI state: %s", self.api.scrub(str(e)))
 
     def _alert(self, kind: str, message: str, severity: str = "warning") -> None:
         try:
-            self.tools.record_alert(rule=f"autopilot_{kind}", kind=kind, message=message, severity=severity)
+            self.tools.record_alert(rule=f"autopilot_{kind}", kind=kind, message=self.api.scrub(message),
+                                    severity=severity)
         except Exception as e:  # noqa: BLE001 - an alert that cannot be written is logged, no more
             log.warning("could not record alert: %s", e)
 
     def _refuse(self, kind: str, tool: str | None, detail: str) -> str:
+        detail = self.api.scrub(detail)
         self.state["refusals"] = (self.state["refusals"] + [{"ts": time.time(), "kind": kind, "tool": tool,
                                                              "detail": detail[:300]}])[-MAX_REFUSALS:]
         return f"refused ({kind}): {detail}"
 
-    # ------------------------------------------------------------------ one wake
-    def tick(self) -> dict[str, Any]:
-        return self.wake("cadence")
+    def _fall_back(self, why: str) -> None:
+        self.stats["fallbacks"][why] = self.stats["fallbacks"].get(why, 0) + 1
+        self.fallback().tick()
 
-    def wake(self, why: str = "cadence", alerts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """One wake: a bounded tool-calling conversation, or the rules while the API is down or
-        the budget is spent. Returns what happened. Never raises."""
+    def _run_over(self) -> str | None:
         try:
-            return self._wake(why, alerts or [])
-        except Exception as e:  # noqa: BLE001 - the autopilot never takes training down
-            log.warning("LLM wake failed: %s: %s", type(e).__name__, e)
-            self.state["api"] = {**self.state.get("api", {}), "error": f"{type(e).__name__}: {e}"[:300]}
-            self.save()
-            return {"outcome": "error", "error": str(e)}
+            st = self.tools.call("get_status", {})
+        except Exception:  # noqa: BLE001 - unknown is not over; the next call reports it
+            return None
+        if st.get("liveness") in ("stopped", "dead"):
+            return f"training is {st.get('liveness')}"
+        if st.get("stop_requested"):
+            return "training was asked to stop"
+        return None
 
-    def _wake(self, why: str, alerts: list[dict[str, Any]]) -> dict[str, Any]:
+    # ------------------------------------------------------------------ scheduling
+    def tick(self) -> dict[str, Any]:
+        """One pass: the rules sense (their NaN safety net acts at once); the model wakes on their
+        findings, on new alerts, or every ``cadence_steps``, never twice within ``min_gap_steps``
+        (what arrives in between is kept for the next wake). Never raises."""
+        try:
+            self._pending_findings += self.sensor().tick()
+            new = self.tools.call("list_alerts", {"since_ts": self._seen_alert_ts, "last": 20})["alerts"]
+            new = [a for a in new if not str(a.get("rule", "")).startswith("autopilot_")]
+            if new:
+                self._seen_alert_ts = max(a["ts"] for a in new)
+                self._pending_alerts = (self._pending_alerts + new)[-20:]
+            step = self.tools.status_doc().get("step")
+        except Exception as e:  # noqa: BLE001 - the autopilot never takes training down
+            log.warning("LLM tick failed: %s: %s", type(e).__name__, self.api.scrub(str(e)))
+            return {"outcome": "error", "error": self.api.scrub(str(e))}
+        if step is None:
+            return {"waiting": "no training step yet"}
+        last = self._last_wake_step
+        due = last is None or step >= last + self.cadence_steps
+        woken = bool(self._pending_alerts or self._pending_findings) and (last is None or step >= last + self.min_gap_steps)
+        if not (woken or due):
+            return {}
+        alerts, findings = self._pending_alerts, self._pending_findings[-4:]
+        self._pending_alerts, self._pending_findings = [], []
+        self._last_wake_step = step
+        why = ("alerts: " + ", ".join(sorted({a["rule"] for a in alerts}))) if alerts else \
+            f"cadence (every {self.cadence_steps} steps)"
+        return self.wake(why, alerts=alerts, findings=findings)
+
+    # ------------------------------------------------------------------ one wake
+    def wake(self, why: str = "cadence", alerts: list[dict[str, Any]] | None = None,
+             findings: list[Any] | None = None) -> dict[str, Any]:
+        """One wake: a bounded tool-calling conversation, or the rules while the API is down, the
+        budget is spent or the model's output is unusable. Returns what happened. Never raises."""
+        try:
+            return self._wake(why, alerts or [], findings or [])
+        except Exception as e:  # noqa: BLE001 - the autopilot never takes training down
+            err = self.api.scrub(f"{type(e).__name__}: {e}")[:300]
+            log.warning("LLM wake failed: %s", err)
+            self.state["api"] = {**self.state.get("api", {}), "error": err}
+            self.save()
+            return {"outcome": "error", "error": err}
+
+    def _wake(self, why: str, alerts: list[dict[str, Any]], findings: list[Any]) -> dict[str, Any]:
         spent = self.budget.exhausted()
         if spent:
             if not self.state.get("budget_alerted"):
                 self.state["budget_alerted"] = True
                 self._alert("budget", f"LLM autopilot stopped calling {self.model}: {spent}; rules run instead")
             self.state["api"] = {**self.state["api"], "fallback": "rules (budget spent)"}
-            self.fallback().tick()
+            self._fall_back("budget")
             self.save()
             return {"outcome": "budget_exhausted", "reason": spent}
         if self._down_since is not None and time.monotonic() - self._down_since < self.probe_s:
-            self.fallback().tick()  # the API is down: rules keep the run safe until the next probe
+            self._fall_back("api_down")  # the API is down: rules keep the run safe until the next probe
+            self.save()
             return {"outcome": "fallback"}
+        over = self._run_over()
+        if over:
+            return {"outcome": "run_over", "reason": over}
         self.state["wakes"] += 1
+        self.stats["wakes"] += 1
         self.state["last_wake"] = time.time()
+        describe = self.tools.call("describe_actuators", {})
+        snapshots = len(self.tools.call("get_status", {}).get("snapshots") or [])
+        self._rescue = isinstance(self.tools.status_doc().get("rescue"), dict)
+        stances = Stances(findings, describe, self.stats)
         notes = [r.get("text", "") for r in self.state["reasonings"]]
         system = load("autopilot_system").render() + "\n" + load(f"autopilot_{self.mode}").render()
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": system},
-            {"role": "user", "content": digest.build(self.tools, why=why, alerts=alerts, notes=notes)},
+            {"role": "user", "content": digest.build(self.tools, why=why, alerts=alerts, notes=notes,
+                                                     rules=stances.views, refusals=self.state["refusals"],
+                                                     describe=describe)},
         ]
+        out = self._converse(messages, stances, describe, snapshots)
+        if out["outcome"] == "ok":
+            vetoed = stances.vetoes()
+            for v in vetoed:
+                self._alert("veto", f"{self.model} vetoed rule {v.rule} ({v.line()['would']}): {v.saw[:160]}",
+                            severity="info")
+        self.save()
+        return out
+
+    def _converse(self, messages: list[dict[str, Any]], stances: Stances, describe: dict[str, Any],
+                  snapshots: int) -> dict[str, Any]:
         calls_made, actions = 0, []
+        knobs = {(a.get("module"), a.get("key")): a.get("value") for a in describe.get("actuators", [])}
+        known = set(AI_TOOLS) | set(TOOLS)
+        corrected = answered = looping = False
+        refused: set[str] = set()  # calls refused this wake: the same one again ends the wake
+        msg: Any = None
         for _ in range(self.max_rounds):
+            msg = None
             if self.budget.exhausted():
                 break
-            resp = self._complete(messages)
-            if resp is None:
-                self.fallback().tick()
-                self.save()
-                return {"outcome": "api_down", "error": self.state["api"].get("error")}
-            msg = resp.choices[0].message if getattr(resp, "choices", None) else None
-            if msg is None:
+            over = self._run_over()
+            if over:
+                return {"outcome": "run_over", "reason": over, "tool_calls": calls_made, "actions": actions}
+            try:
+                resp = self.api.complete(messages, self.tool_specs)
+                if resp is None:
+                    return self._outage(calls_made, actions)
+                self._api_ok()
+                answered = True
+                msg = resp.choices[0].message if getattr(resp, "choices", None) else None
+                if msg is None:
+                    break
+                calls, text = parse_reply(msg, known)
+            except (ModelOutputError, TextCallError) as e:
+                self.stats["model_errors"] += 1
+                detail = self.api.scrub(str(e))[:300]
+                if not corrected:  # once, with a corrective message
+                    corrected = True
+                    if isinstance(e, TextCallError) and msg is not None and msg.content:
+                        messages.append({"role": "assistant", "content": msg.content})
+                    messages.append({"role": "user", "content": CORRECTIVE.format(why=detail)})
+                    continue
+                self._alert("model_error", f"{self.model}'s output was unusable twice this wake ({detail}); "
+                                           "the rules act for this wake (not an outage: the API answered)")
+                self.state["api"] = {"state": "ok", "since": time.time(), "model_error": detail}
+                self._fall_back("model_error")
+                return {"outcome": "model_error", "error": detail, "tool_calls": calls_made, "actions": actions}
+            if not calls:
+                if text:
+                    self._note(text)
                 break
-            tool_calls = list(getattr(msg, "tool_calls", None) or [])
-            if not tool_calls:
-                if msg.content:
-                    self._note(msg.content)
-                break
-            messages.append({"role": "assistant", "content": msg.content or "", "tool_calls": [
-                {"id": tc.id, "type": "function",
-                 "function": {"name": tc.function.name, "arguments": tc.function.arguments or ""}}
-                for tc in tool_calls]})
-            for tc in tool_calls:
+            for c in calls:
+                self.stats["tool_calls_" + c.via] += 1
+            messages.append({"role": "assistant", "content": msg.content if calls[0].via == "native" else "",
+                             "tool_calls": [{"id": c.id, "type": "function",
+                                             "function": {"name": c.name, "arguments": c.arguments}} for c in calls]})
+            for c in calls:
+                key = c.name + ":" + _canonical(c.arguments)
                 if calls_made >= self.max_tool_calls:
-                    result = self._refuse("limit", tc.function.name, f"at most {self.max_tool_calls} tool calls per wake")
+                    result = self._refuse("limit", c.name, f"at most {self.max_tool_calls} tool calls per wake")
+                elif key in refused:
+                    looping = True
+                    result = self._refuse("repeated", c.name, "this exact call was refused already this wake; "
+                                                              "the wake ends")
                 else:
                     calls_made += 1
-                    result = self._run_tool(tc.function.name, tc.function.arguments, actions)
-                messages.append({"role": "tool", "tool_call_id": tc.id, "content": result[:MAX_TOOL_RESULT_CHARS]})
-            if calls_made >= self.max_tool_calls:
+                    result = self._run_tool(c.name, c.arguments, actions, knobs, stances, snapshots)
+                    if result.startswith(("refused", "not sent")):
+                        refused.add(key)
+                messages.append({"role": "tool", "tool_call_id": c.id,
+                                 "content": fence(result[:MAX_TOOL_RESULT_CHARS])})
+            if calls_made >= self.max_tool_calls or looping:
                 break
-        self.save()
+        if answered:
+            self.stats["llm_wakes"] += 1
         return {"outcome": "ok", "tool_calls": calls_made, "actions": actions}
 
+    def _outage(self, calls_made: int, actions: list[dict[str, Any]]) -> dict[str, Any]:
+        was_down = self._down_since is not None
+        self._down_since = time.monotonic()
+        self.state["api"] = {"state": "down", "error": self.api.error, "since": time.time(), "fallback": "rules"}
+        if not was_down:
+            self._alert("api_down", f"LLM API unreachable ({self.api.error}); the rules autopilot runs "
+                                    "instead until it answers again", severity="critical")
+        self._fall_back("api_down")
+        self.save()
+        return {"outcome": "api_down", "error": self.api.error, "tool_calls": calls_made, "actions": actions}
+
+    def _api_ok(self) -> None:
+        if self._down_since is not None:
+            self._alert("api_up", f"LLM API answers again; {self.model} resumes", severity="info")
+        self._down_since = None
+        self.state["api"] = {"state": "ok", "since": time.time()} if self.api.attempts <= 1 else \
+            {"state": "ok", "since": time.time(), "recovered_after_retries": self.api.attempts - 1}
+
     def _note(self, text: str) -> None:
+        if FENCE_OPEN in text:  # a small model echoing the digest: keep what it added, not the data
+            text = text.split(FENCE_CLOSE)[-1] if FENCE_CLOSE in text else "(echoed the digest)"
         step = None
         try:
             step = self.tools.status_doc().get("step")
@@ -212,48 +369,8 @@ class LLMAutopilot:
         self.state["reasonings"] = (self.state["reasonings"] + [{"ts": time.time(), "step": step,
                                                                  "text": text.strip()[:600]}])[-MAX_NOTES:]
 
-    def _complete(self, messages: list[dict[str, Any]]) -> Any:
-        """One chat completion with retries; None (and the API marked down) when it cannot be had."""
-        import openai
-
-        attempts = {"n": 0}
-
-        def before(_: Any) -> None:
-            attempts["n"] += 1
-            if attempts["n"] > 1:
-                self.state["api"] = {"state": "degraded", "error": self.state["api"].get("error"),
-                                     "since": time.time()}
-
-        try:
-            for attempt in Retrying(stop=stop_after_attempt(self.retries + 1), reraise=True,
-                                    wait=wait_exponential(multiplier=self.retry_wait_s, max=30 * self.retry_wait_s),
-                                    retry=retry_if_exception(is_transient), before=before):
-                with attempt:
-                    try:
-                        resp = self.client.chat.completions.create(
-                            model=self.model, messages=messages, tools=self.tool_specs, tool_choice="auto")
-                    except openai.APIError as e:
-                        self.state["api"] = {**self.state["api"], "error": f"{type(e).__name__}: {e}"[:300]}
-                        raise
-        except Exception as e:  # noqa: BLE001 - any failure of the API is a fallback, never a crash
-            was_down = self._down_since is not None
-            self._down_since = time.monotonic()
-            self.state["api"] = {"state": "down", "error": f"{type(e).__name__}: {e}"[:300], "since": time.time(),
-                                 "fallback": "rules"}
-            if not was_down:
-                self._alert("api_down", f"LLM API unreachable ({type(e).__name__}); the rules autopilot runs "
-                                        f"instead until it answers again", severity="critical")
-            return None
-        if self._down_since is not None:
-            self._alert("api_up", f"LLM API answers again; {self.model} resumes", severity="info")
-        self._down_since = None
-        self.state["api"] = {"state": "ok", "since": time.time()} if attempts["n"] <= 1 else \
-            {"state": "ok", "since": time.time(), "recovered_after_retries": attempts["n"] - 1}
-        u = getattr(resp, "usage", None)
-        self.budget.add(self.model, getattr(u, "prompt_tokens", 0) or 0, getattr(u, "completion_tokens", 0) or 0)
-        return resp
-
-    def _run_tool(self, name: str, raw_args: str | None, actions: list[dict[str, Any]]) -> str:
+    def _run_tool(self, name: str, raw_args: str | None, actions: list[dict[str, Any]],
+                  knobs: dict[tuple[Any, Any], Any], stances: Stances, snapshots: int) -> str:
         if name not in AI_TOOLS:
             return self._refuse("unknown_tool", name, f"no tool {name!r}; tools: {', '.join(AI_TOOLS)}")
         try:
@@ -262,9 +379,20 @@ class LLMAutopilot:
             return self._refuse("bad_json", name, f"arguments are not JSON: {e}")
         if not isinstance(args, dict):
             return self._refuse("bad_json", name, "arguments must be a JSON object")
+        refusal, args, same = model_tools.check(name, args, knobs, snapshots, rescue=self._rescue)
+        if same and refusal:
+            self.stats["unchanged"] += 1
+            return f"not sent: {refusal}"
+        if refusal:
+            return self._refuse("not_offered", name, refusal)
+        if name == "apply_op":
+            over = self._run_over()
+            if over:
+                return self._refuse("run_over", name, f"{over}: no op is sent to a run that has ended")
+            args["reason"] = stances.label(args)
         if name == "apply_op" and self.mode == "ai_suggest":
-            op = {k: v for k, v in args.items() if k in ("module", "op", "params", "id", "target", "reason")}
-            name, args = "propose_op", {"op": op, "reason": str(args.get("reason") or "proposed by the autopilot")}
+            op = {k: v for k, v in args.items() if k in ("module", "op", "params", "reason")}
+            name, args = "propose_op", {"op": op, "reason": str(args.get("reason"))}
         try:
             out = self.tools.call(name, args)
         except ToolError as e:
@@ -277,4 +405,8 @@ class LLMAutopilot:
         if name in ("apply_op", "propose_op"):
             actions.append({"tool": name, "args": args, "result": {k: out.get(k) for k in
                                                                    ("cmd_id", "decision", "proposal_id", "status")}})
-        return dumps(out)  # non-finite numbers as "nan"/"inf" strings: valid JSON for the model
+            if out.get("decision") == "applied":
+                for k, v in (args.get("params") or {}).items():
+                    knobs[(args.get("module"), k)] = v  # a later op this wake compares against the new value
+        note = f" (also not sent, unchanged: {', '.join(same)})" if same else ""
+        return dumps(out) + note  # non-finite numbers as "nan"/"inf" strings: valid JSON for the model

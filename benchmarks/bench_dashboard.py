@@ -1,8 +1,9 @@
 """Dashboard live channel: latency from a metrics append to an SSE client, and server CPU.
 
-    python benchmarks/bench_dashboard.py [--rate 100] [--seconds 20] [--poll-ms 250,50]
+    python benchmarks/bench_dashboard.py [--rate 100] [--seconds 20] [--wakes watch,250]
 
-For each poll interval: start ``hotcb serve`` (a real uvicorn subprocess) on a fresh run
+For each wake mode (``watch``: file-change wake-ups; a number: a fixed poll of that many ms),
+side by side in one run: start ``hotcb serve`` (a real uvicorn subprocess) on a fresh run
 directory, connect one SSE client to ``/api/live`` (what the browser's EventSource does), then
 append metric records (5 metrics each, the kernel's record shape) at ``--rate`` per second.
 Latency is the client's receive time minus the append time of each step (same clock: both on
@@ -41,7 +42,7 @@ def cpu_s(proc: psutil.Process) -> float:
     return t.user + t.system
 
 
-def run_once(rate: float, seconds: float, poll_ms: int) -> dict[str, float]:
+def run_once(rate: float, seconds: float, wake: str) -> dict[str, float]:
     run = Path(tempfile.mkdtemp(prefix="bench_dash_")) / "run"
     run.mkdir()
     metrics = run / "hotcb.metrics.jsonl"
@@ -49,7 +50,8 @@ def run_once(rate: float, seconds: float, poll_ms: int) -> dict[str, float]:
     appended: dict[int, float] = {}
     received: dict[int, float] = {}
     ready = threading.Event()
-    with ServeProcess(run, "--set", f"live.poll_ms={poll_ms}") as srv:
+    flags = ["--set", "live.wake=watch"] if wake == "watch" else ["--set", "live.wake=poll", "--set", f"live.poll_ms={wake}"]
+    with ServeProcess(run, *flags) as srv:
         server = psutil.Process(srv.proc.pid)
 
         def reader() -> None:
@@ -59,7 +61,7 @@ def run_once(rate: float, seconds: float, poll_ms: int) -> dict[str, float]:
                 pass  # the server stops at the end of the run, mid-stream
 
         def read() -> None:
-            with httpx.stream("GET", srv.url + "/api/live", timeout=None) as resp:
+            with httpx.stream("GET", srv.url + "/api/live", headers=srv.auth(), timeout=None) as resp:
                 for line in resp.iter_lines():
                     if not line.startswith("data: "):
                         continue
@@ -97,7 +99,7 @@ def run_once(rate: float, seconds: float, poll_ms: int) -> dict[str, float]:
             time.sleep(0.05)
         stop.set()
     lat = [(received[i] - appended[i]) * 1000 for i in range(1, n + 1) if i in received]
-    return {"poll_ms": poll_ms, "records": n, "received": len(lat), "p50_ms": statistics.median(lat),
+    return {"wake": wake, "records": n, "received": len(lat), "p50_ms": statistics.median(lat),
             "p95_ms": pct(lat, 0.95), "max_ms": max(lat), "cpu_busy_pct": busy, "cpu_idle_pct": idle}
 
 
@@ -105,14 +107,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rate", type=float, default=100.0, help="metric records per second")
     ap.add_argument("--seconds", type=float, default=20.0)
-    ap.add_argument("--poll-ms", default="250,50", help="server poll intervals to measure (comma-separated)")
+    ap.add_argument("--wakes", default="watch,250", help="watch and/or poll intervals in ms (comma-separated)")
     args = ap.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.rate:g} records/s for {args.seconds:g} s")
-    print("| poll_ms | records | received | latency p50 | p95 | max | server CPU at rate | idle CPU |")
+    print("| wake | records | received | latency p50 | p95 | max | server CPU at rate | idle CPU |")
     print("|---|---|---|---|---|---|---|---|")
-    for poll in [int(x) for x in args.poll_ms.split(",")]:
-        r = run_once(args.rate, args.seconds, poll)
-        print(f"| {poll} | {r['records']} | {r['received']} | {r['p50_ms']:.0f} ms | {r['p95_ms']:.0f} ms | "
+    for wake in args.wakes.split(","):
+        r = run_once(args.rate, args.seconds, wake)
+        label = "file change (watchfiles)" if wake == "watch" else f"poll {wake} ms"
+        print(f"| {label} | {r['records']} | {r['received']} | {r['p50_ms']:.0f} ms | {r['p95_ms']:.0f} ms | "
               f"{r['max_ms']:.0f} ms | {r['cpu_busy_pct']:.1f} % of a core | {r['cpu_idle_pct']:.1f} % |", flush=True)
 
 

@@ -3,9 +3,11 @@
     python benchmarks/bench_tools.py [--records 1000000] [--ops 40]
 
 1. read_trends over ``hotcb.metrics.jsonl`` with ``--records`` records (4 metrics each): the cold
-   call (reads the whole file), warm calls with nothing new, and warm calls after 100 new records
-   -- compared with the same call after 100 new records on a 1,000-record file, which shows the
-   cost follows new data, not the file's size. Peak memory by tracemalloc.
+   call in a fresh process (the first read seeks: recent window from the end, sampled history),
+   beside the same call reading the whole file (the seek disabled); the dashboard's first
+   snapshot read; warm calls with nothing new, and warm calls after 100 new records -- compared
+   with the same call after 100 new records on a 1,000-record file, which shows the cost follows
+   new data, not the file's size. Peak memory by tracemalloc.
 2. apply_op round trip (tool call -> command line -> the kernel's ledger decision -> result)
    against a real training process stepping every 10 ms: p50/p99, through ``HotcbTools.call``
    and through an in-process MCP client (the SDK's full request path).
@@ -17,6 +19,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,6 +55,27 @@ def timed(fn, repeat: int = 1) -> float:
     return statistics.median(best)
 
 
+FRESH = """
+import json, sys, time
+t0 = time.perf_counter()
+from hotcb.mcp_server import HotcbTools, metrics_store
+if sys.argv[2] == "whole":
+    metrics_store.SEEK_ABOVE_BYTES = 1 << 62
+t1 = time.perf_counter()
+tools = HotcbTools(sys.argv[1])
+tools.call(sys.argv[3], json.loads(sys.argv[4]))
+t2 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "first_call_s": t2 - t1}))
+"""
+
+
+def fresh_process(run: Path, mode: str, tool: str = "read_trends", args: str = "{}") -> dict:
+    """A first call in a new interpreter: what a restarted ``hotcb mcp`` or dashboard pays."""
+    out = subprocess.run([sys.executable, "-c", FRESH, str(run), mode, tool, args], capture_output=True,
+                         text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def bench_trends(records: int) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="hotcb-bench-tools-"))
     big, small = tmp / "big", tmp / "small"
@@ -63,6 +87,9 @@ def bench_trends(records: int) -> dict:
     size_mb = (big / "hotcb.metrics.jsonl").stat().st_size / 1e6
     write_metrics(small / "hotcb.metrics.jsonl", 1, 1000)
 
+    cold_fresh = [fresh_process(big, "seek") for _ in range(3)]
+    snapshot_fresh = fresh_process(big, "seek", "read_metrics", '{"max_points": 2000}')
+    whole_fresh = fresh_process(big, "whole")
     # Peak memory on its own cold pass: tracemalloc slows allocation-heavy code several times over.
     tracemalloc.start()
     HotcbTools(big).call("read_trends", {})
@@ -96,7 +123,13 @@ def bench_trends(records: int) -> dict:
     warm_small = after_100(small_tools, small, [1001])
     out = json.dumps(tools.call("read_trends", {}), separators=(",", ":"))
     return {"records": records, "file_mb": round(size_mb, 1), "write_s": round(write_s, 1),
-            "cold_s": round(cold, 2), "cold_peak_mb": round(cold_peak / 1e6, 1),
+            "cold_fresh_process_s": round(statistics.median(c["first_call_s"] for c in cold_fresh), 3),
+            "import_s": round(statistics.median(c["import_s"] for c in cold_fresh), 2),
+            "snapshot_read_metrics_fresh_s": round(snapshot_fresh["first_call_s"], 3),
+            "whole_read_fresh_process_s": round(whole_fresh["first_call_s"], 2),
+            "cold_ratio_seek_vs_whole": round(statistics.median(c["first_call_s"] for c in cold_fresh)
+                                              / whole_fresh["first_call_s"], 3),
+            "cold_in_process_s": round(cold, 3), "cold_peak_mb": round(cold_peak / 1e6, 1),
             "warm_idle_ms": round(warm_idle * 1e3, 2), "warm_idle_peak_kb": round(warm_peak / 1e3, 1),
             "warm_after_100_ms": round(warm_big * 1e3, 2), "same_on_1k_file_ms": round(warm_small * 1e3, 2),
             "ratio_big_vs_small": round(warm_big / warm_small, 2),
@@ -164,10 +197,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--ops", type=int, default=40)
+    ap.add_argument("--only", choices=["trends", "apply"], default=None)
     args = ap.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
-    print("read_trends:", json.dumps(bench_trends(args.records)))
-    print("apply_op:", json.dumps(bench_apply(args.ops)))
+    if args.only in (None, "trends"):
+        print("read_trends:", json.dumps(bench_trends(args.records)))
+    if args.only in (None, "apply"):
+        print("apply_op:", json.dumps(bench_apply(args.ops)))
 
 
 if __name__ == "__main__":

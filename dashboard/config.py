@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,7 +28,12 @@ class _Section(BaseModel):
 class LiveConfig(_Section):
     """The server-side poller that feeds the live channel."""
 
-    poll_ms: int = Field(250, ge=20, le=60_000, description="how often new metrics/ledger lines are read")
+    poll_ms: int = Field(250, ge=20, le=60_000, description="how often new metrics/ledger lines are read "
+                                                             "when wake is poll (or file watching is unavailable)")
+    wake: Literal["watch", "poll"] = Field("watch", description="watch: read when the metrics/ledger file changes "
+                                                                "(watchfiles); poll: every poll_ms")
+    fallback_poll_ms: int = Field(1000, ge=100, le=60_000, description="with wake=watch, read at least this often "
+                                                                      "anyway (a missed notification)")
     status_ms: int = Field(1000, ge=100, le=60_000, description="how often status and knobs are re-read")
     panels_ms: int = Field(3000, ge=250, le=600_000, description="autopilot, proposals, alerts, schedule refresh")
     keepalive_s: float = Field(15.0, ge=1, le=300, description="SSE comment sent when nothing else is")

@@ -13,9 +13,11 @@ sent. Points are only ever appended to the file, so that window only grows at it
 tail past ``n`` is exactly what is new, whatever steps it carries. ``since`` follows the largest
 step seen (floored), which keeps each read to the recent points. The page orders points by step.
 
-Cheap when idle: a poll first ``stat``s the metrics and ledger files (via the tools' own
-``RunDir``) and calls a reader only when a file grew or was replaced, and the readers
-themselves tail by byte offset, so cost follows new data, not file size.
+Cheap when idle: a session wakes when the metrics or ledger file changes (``wake.FileWake``,
+with a fallback poll) or every ``poll_ms`` with ``live.wake: poll``; a wake first ``stat``s the
+metrics and ledger files (via the tools' own ``RunDir``) and calls a reader only when a file
+grew or was replaced, and the readers themselves tail by byte offset, so cost follows new data,
+not file size.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .api import dumps
 from .config import DashboardConfig
+from .wake import FileWake, wait_woken
 
 MAX_DELTA_POINTS = 5000  # the most read_metrics returns per metric per poll
 # A window this long may have been thinned by read_metrics (it strides above max_points), so the
@@ -80,6 +83,11 @@ class LiveSession:
         self.sent: dict[str, str] = {}  # event -> the JSON last sent, to send only changes
         self.next_status = 0.0
         self.next_panels = 0.0
+        self.woken: asyncio.Event | None = None  # set by the file watcher (or a nudge) to wake the stream
+
+    def until_due(self) -> float:
+        """Seconds until the status or panel refresh is due (a watching session sleeps no longer)."""
+        return max(0.0, min(self.next_status, self.next_panels) - time.monotonic())
 
     def _call(self, name: str, args: dict[str, Any]) -> dict[str, Any] | None:
         try:
@@ -246,21 +254,29 @@ class LiveHub:
         self.cfg = cfg
         self.available = available
         self.sessions: set[LiveSession] = set()
+        run = tools.run
+        self.wake = FileWake(run.root, {os.path.basename(run.metrics), os.path.basename(run.ledger)}) \
+            if cfg.live.wake == "watch" else None
 
     def nudge(self) -> None:
-        for s in list(self.sessions):
+        for s in list(self.sessions):  # called on the event loop (the action's request handler)
             s.refresh_soon()
+            if s.woken is not None:
+                s.woken.set()
 
     async def stream(self, is_disconnected: Callable[[], Any]) -> AsyncIterator[bytes]:
         session = LiveSession(self.tools, self.cfg, self.available)
         self.sessions.add(session)
         try:
             yield f"retry: {self.cfg.ui.reconnect_ms}\n\n".encode()
+            woken = session.woken = self.wake.subscribe() if self.wake is not None and self.wake.watching else None
             yield sse(await run_in_threadpool(session.snapshot))
-            poll_s = self.cfg.live.poll_ms / 1000
             last_sent = time.monotonic()
             while not await is_disconnected():
-                await asyncio.sleep(poll_s)
+                if woken is not None and self.wake is not None and self.wake.watching:
+                    await wait_woken(woken, min(self.cfg.live.fallback_poll_ms / 1000, session.until_due() + 0.001))
+                else:
+                    await asyncio.sleep(self.cfg.live.poll_ms / 1000)
                 for ev in await run_in_threadpool(session.poll):
                     yield sse(ev)
                     last_sent = time.monotonic()
@@ -269,3 +285,5 @@ class LiveHub:
                     last_sent = time.monotonic()
         finally:
             self.sessions.discard(session)
+            if session.woken is not None and self.wake is not None:
+                self.wake.unsubscribe(session.woken)

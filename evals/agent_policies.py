@@ -51,8 +51,18 @@ class AIPolicy(Policy):
     def usage(self) -> dict[str, Any]:
         pilot = getattr(self, "pilot", None)
         u = pilot.usage() if pilot is not None else {}
+        # llm-owned accounting (issue 14): how many wakes the model answered, how many fell back
+        # to the rules and why, so an ai row can never silently be a rules row.
+        st = pilot.stats if pilot is not None else {}
         return {"llm_calls": int(u.get("calls", 0)), "tokens": int(u.get("tokens", 0)),
-                "cost_usd": float(u.get("cost_usd", 0.0))}
+                "cost_usd": float(u.get("cost_usd", 0.0)), "prompt_tokens": int(u.get("prompt_tokens", 0)),
+                "cached_tokens": int(u.get("cached_tokens", 0)),
+                "completion_tokens": int(u.get("completion_tokens", 0)),
+                "ai_wakes": int(st.get("wakes", 0)), "ai_llm_wakes": int(st.get("llm_wakes", 0)),
+                "ai_fallbacks": dict(st.get("fallbacks") or {}), "ai_model_errors": int(st.get("model_errors", 0)),
+                "ai_tool_calls": {"native": int(st.get("tool_calls_native", 0)),
+                                  "text": int(st.get("tool_calls_text", 0))},
+                "ai_unchanged": int(st.get("unchanged", 0)), "ai_stances": dict(st.get("stances") or {})}
 
     def close(self) -> None:
         if getattr(self, "_server", None) is not None:

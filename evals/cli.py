@@ -2,7 +2,7 @@
 
     hotcb eval autopilot --task cifar10 --policies none,cosine,rules,tune,ai --seeds 5 \
         [--start-config default|lr_high|lr_low | --lr-scale X] [--budget-epochs E] [--jobs J] \
-        [--threads T] --out DIR
+        [--threads T] --out DIR [--executor local|ray [--address ADDR] [--cpus-per-run N]]
 """
 
 from __future__ import annotations
@@ -68,6 +68,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--budget-epochs", type=int, default=None, help="epochs per run (default: the task's)")
     p.add_argument("--jobs", type=_positive, default=1, help="runs in parallel processes")
     p.add_argument("--threads", type=_positive, default=1, help="torch threads per run (default 1)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local", help="ray: each run a Ray task (hotcb[ray])")
+    p.add_argument("--address", default=None, help="ray: the cluster address (default: start a local Ray instance)")
+    p.add_argument("--cpus-per-run", type=_positive, default=None,
+                   help="CPUs reserved (and torch threads) per run (default: --threads)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     p.add_argument("--out", required=True, help="output directory (results.json, report.md, plots, runs/)")
     p.add_argument("--data-dir", default="data", help="cifar10: folder with cifar-10-batches-py")
@@ -94,7 +98,7 @@ def cmd_autopilot(args: argparse.Namespace) -> int:
         task=args.task, policies=args.policies, seeds=args.seeds, out=args.out, start_config=args.start_config,
         lr_scale=args.lr_scale, budget_epochs=args.budget_epochs, jobs=args.jobs, threads=args.threads, device=args.device,
         task_options={"data_dir": args.data_dir, "download": args.download}, policy_options=policy_options,
-        progress=not args.no_progress,
+        progress=not args.no_progress, executor=args.executor, address=args.address, cpus_per_run=args.cpus_per_run,
     )
     if args.task == "cifar10":
         from .cifar10 import download, find_folder

@@ -9,7 +9,9 @@ Recording format (JSON): ``{"replies": [REPLY, ...]}`` where a REPLY is
 ``{"content": "text"}`` or ``{"tool_calls": [{"name": "apply_op", "arguments": {...}}]}``,
 optionally with ``"usage": {"prompt_tokens": N, "completion_tokens": M}``. For tests of what a
 client does with a bad API or a bad model: ``{"status": 429}`` fails that request with the
-status, and a tool call's ``"raw": "..."`` sends its arguments string as is (e.g. broken JSON).
+status (with ``"message"`` as its error text, and ``"echo_headers": true`` appending the request's
+headers, as a careless server does), and a tool call's ``"raw": "..."`` sends its arguments string
+as is (e.g. broken JSON).
 """
 
 from __future__ import annotations
@@ -73,7 +75,12 @@ class RecordedLLM:
                     reply = owner.replies.pop(0) if owner.replies else DONE
                 status = int(reply.get("status", 200))
                 if status != 200:
-                    self._send(status, {"error": {"message": f"recorded {status}", "type": "recorded"}})
+                    # "message": the error text (e.g. llama.cpp's parse failure); "echo_headers": a
+                    # careless server that echoes the request headers (the API key) in its error.
+                    msg = reply.get("message") or f"recorded {status}"
+                    if reply.get("echo_headers"):
+                        msg += " " + json.dumps(dict(self.headers.items()))
+                    self._send(status, {"error": {"message": msg, "type": "recorded"}})
                     return
                 self._send(200, completion(reply, body.get("model") or owner.model, n))
 

@@ -17,11 +17,14 @@ from .actuators.state import MutableState
 from .checkpoint import Snapshots, live_knob_values, restore_knobs
 from .filewatch import FileWatch
 from .freeze import FreezeState
+from .judge import CodePolicy, View, judge_recipe
 from .ledger import Ledger
 from .modules import ApplyContext
 from .ops import HotOp
-from .recipe import RecipePlayer, apply_overlay, load_recipe
+from .recipe import RecipePlayer, apply_overlay, load_recipe, validate_recipe
 from .rundir import RunDir
+
+MAX_RECIPE_BYTES = 16 << 20
 
 
 class CoreOps:
@@ -40,6 +43,9 @@ class CoreOps:
     scheduled: dict[str, HotOp]
     _reschedules: dict[str, int]
     _freeze_watch: FileWatch
+    code: CodePolicy
+
+    def view(self, step: int | None = None) -> View: ...
 
     def _core(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
         p = op.params
@@ -74,9 +80,7 @@ class CoreOps:
                 raise ValueRefused(f"core {op.op} needs params.keys (a list of knob keys)")
             unknown = [k for k in keys if k not in self.state]
             if unknown:
-                raise ValueRefused(f"unknown knobs {unknown}")
-            if op.source != "human":
-                raise ValueRefused(f"only a human can {op.op} knobs (source is {op.source!r})")
+                raise ValueRefused(f"unknown knobs {unknown} (known: {', '.join(sorted(self.state.keys()))})")
             for k in keys:
                 if op.op == "lock":
                     self.locks[k] = {"actor": op.actor or "human", "step": ctx.step, "ts": time.time()}
@@ -115,21 +119,34 @@ class CoreOps:
             return {"restored_step": snap.step, "knobs": restored}
         raise ValueRefused(f"unknown core op {op.op!r}")
 
-    def _set_freeze(self, new: FreezeState) -> None:
+    def _recipe_file(self, given: str | None, what: str, from_code: bool = False) -> Path:
+        # A path the training script itself gave (``HotKernel(freeze=...)``) is its author's;
+        # one from a command or the freeze file must lie in the run directory or allowed dirs.
+        path = Path(given or "").resolve() if from_code and given and Path(given).is_absolute() else self.code.place(given or "")
+        if path is None:
+            raise ValueRefused(f"{what} {given!r} is outside the run directory and the allowed directories")
+        if not path.is_file():
+            raise ValueRefused(f"{what} not found: {given}")
+        if path.stat().st_size > MAX_RECIPE_BYTES:
+            raise ValueRefused(f"{what} {given} is larger than {MAX_RECIPE_BYTES >> 20} MiB")
+        return path
+
+    def _set_freeze(self, new: FreezeState, from_code: bool = False) -> None:
+        """Switch freeze mode. A replay is validated whole before it starts -- every entry and
+        overlay patch, by the judge, as the source that starts it -- or it does not start."""
         player = None
         if new.replaying:
-            path = Path(new.recipe_path or "")
-            if not path.is_absolute():
-                path = self.run.root / path
-            entries = load_recipe(path)
-            if not entries and not path.exists():
-                raise ValueRefused(f"recipe not found: {new.recipe_path}")
+            entries = load_recipe(self._recipe_file(new.recipe_path, "recipe", from_code))
             overlay = list(new.overlay)
             if new.overlay_path:
-                opath = Path(new.overlay_path)
-                overlay += load_recipe(opath if opath.is_absolute() else self.run.root / opath)
+                overlay += load_recipe(self._recipe_file(new.overlay_path, "overlay", from_code))
+            problems = validate_recipe(entries, "entry") + validate_recipe(overlay, "overlay entry", overlay=True)
             if new.mode == "replay_adjusted" and overlay:
                 entries = apply_overlay(entries, overlay)
+            problems += judge_recipe(entries, new.source, self.view())
+            if problems:
+                more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
+                raise ValueRefused("recipe refused: " + "; ".join(problems[:5]) + more)
             player = RecipePlayer(entries)
             # A resumed run must not fire entries it already replayed.
             while not player.done and self.ledger.has(

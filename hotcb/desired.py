@@ -12,23 +12,57 @@ The kernel turns the differences from the live state into ops with ``source: yam
 
 from __future__ import annotations
 
+import hashlib
+import os
+import threading
 from typing import Any
 
 import yaml
 
 from .freeze import MODES
+from .jsonl import open_nofollow
 from .ops import CallbackTarget, CommandError
+
+# A desired-state file is a few lines; anything near this is a mistake or an attack (a 4 MB file
+# took seconds of a training step to parse). Aliases are refused outright: a 500-byte "billion
+# laughs" file expands to hundreds of MB.
+MAX_DESIRED_BYTES = 64 << 10
+MAX_NODES = 20_000
 
 
 class DesiredStateError(ValueError):
     pass
 
 
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases and with a node budget."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._nodes = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise DesiredStateError("hotcb.yaml uses a YAML alias (*name); aliases are not allowed")
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise DesiredStateError(f"hotcb.yaml has more than {MAX_NODES} nodes")
+        return super().compose_node(parent, index)
+
+
 def parse_desired(text: str) -> dict[str, Any]:
+    if len(text) > MAX_DESIRED_BYTES:
+        raise DesiredStateError(f"hotcb.yaml is larger than {MAX_DESIRED_BYTES >> 10} KiB")
     try:
-        doc = yaml.safe_load(text) if text.strip() else {}
+        loader = _BoundedLoader(text)
+        try:
+            doc = loader.get_single_data() if text.strip() else {}
+        finally:
+            loader.dispose()
     except yaml.YAMLError as e:
-        raise DesiredStateError(f"hotcb.yaml is not valid YAML: {e}") from None
+        raise DesiredStateError(f"hotcb.yaml is not valid YAML: {str(e)[:300]}") from None
+    except RecursionError:
+        raise DesiredStateError("hotcb.yaml is nested too deeply") from None
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
@@ -70,3 +104,60 @@ def flatten_knobs(knobs: dict[str, Any], groups: set[str]) -> dict[tuple[str | N
         else:
             out[(None, k)] = v
     return out
+
+
+def read_desired(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and parse ``hotcb.yaml``: ``{"digest", "doc"}`` or ``{"digest", "error"}``."""
+    try:
+        with os.fdopen(open_nofollow(path, os.O_RDONLY), "rb") as f:
+            data = f.read(MAX_DESIRED_BYTES + 1)
+    except OSError as e:
+        return {"digest": f"unreadable-{hashlib.sha1(str(e).encode()).hexdigest()[:8]}",
+                "error": f"hotcb.yaml cannot be read: {e}"}
+    digest = hashlib.sha1(data).hexdigest()[:12]
+    try:
+        return {"digest": digest, "doc": parse_desired(data.decode("utf-8", "replace"))}
+    except DesiredStateError as e:
+        return {"digest": digest, "error": str(e)}
+
+
+class BackgroundRead:
+    """Runs a read off the training thread; the training thread only starts it and takes the
+    result at a later step. A change seen while a read runs starts one more read after it."""
+
+    def __init__(self, read: Any):
+        self._read = read
+        self._lock = threading.Lock()
+        self._running = False
+        self._again = False
+        self._result: Any = None
+
+    def start(self) -> None:
+        with self._lock:
+            if self._running:
+                self._again = True
+                return
+            self._running = True
+        threading.Thread(target=self._run, name="hotcb-watched-read", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                result = self._read()
+            except Exception as e:  # a reader bug must not kill the thread silently
+                result = {"digest": "error", "error": f"{type(e).__name__}: {e}"}
+            with self._lock:
+                self._result = result
+                if not self._again:
+                    self._running = False
+                    return
+                self._again = False
+
+    def take(self) -> Any:
+        with self._lock:
+            result, self._result = self._result, None
+            return result
+
+    @property
+    def busy(self) -> bool:
+        return self._running

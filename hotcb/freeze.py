@@ -19,8 +19,11 @@ MODES = ("off", "prod", "replay", "replay_adjusted")
 _FROZEN_CORE_OK = {"freeze", "unfreeze", "pause", "resume", "stop", "checkpoint", "lock", "unlock"}
 
 
-def freeze_decision(mode: str, module: str, op: str, source: str) -> str | None:
-    """``None`` if the op may proceed under ``mode``, else the ledger decision that ignores it."""
+def freeze_decision(mode: str, module: str, op: str, source: str, owner: str | None = "human") -> str | None:
+    """``None`` if the op may proceed under ``mode``, else the ledger decision that ignores it.
+
+    ``owner`` is the source that set the mode: a replay that automation started does not lock a
+    person out (their changes proceed; the recipe's next entries still fire)."""
     if mode == "off":
         return None
     if mode == "prod":
@@ -28,6 +31,8 @@ def freeze_decision(mode: str, module: str, op: str, source: str) -> str | None:
             return None
         return "ignored_freeze"
     if source == "replay" or module == "core":
+        return None
+    if source in ("human", "yaml") and owner not in ("human", "yaml", None):
         return None
     return "ignored_replay"
 
@@ -70,6 +75,9 @@ class FreezeState:
         overlay = d.get("overlay") or []
         if not isinstance(overlay, list):
             raise ValueError("overlay must be a list of recipe patches")
+        for key in ("mode", "recipe_path", "overlay_path", "source", "actor", "reason", "cmd_id"):
+            if d.get(key) is not None and not isinstance(d.get(key), str):
+                raise ValueError(f"{key} must be a string")
         return cls(
             mode=d.get("mode", "off"), recipe_path=d.get("recipe_path"),
             overlay_path=d.get("overlay_path"), overlay=overlay, cmd_id=d.get("cmd_id"),

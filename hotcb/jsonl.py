@@ -3,38 +3,56 @@
 Rules (SPEC section 2): appends are whole lines written with one ``write`` on an ``O_APPEND``
 descriptor under an advisory lock; readers never consume a line without its newline; rewritten
 JSON files are replaced atomically; readers tail by byte offset and detect truncation/rotation.
+
+The run directory is hostile input: files are opened without following symlinks (a link planted
+in place of a run file is refused, never written through), a line is parsed only up to a size
+and a nesting depth, and a line that fails either becomes one error ``Line``, never an exception.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
-import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .codec import encode
+
 try:  # advisory locks are POSIX; elsewhere O_APPEND alone keeps single-write lines whole
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
+# Refuse symlinks where the platform can (a run file replaced by a link must not redirect writes).
+O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+# A JSON value nested deeper than this is refused: deep values blow Python's recursion limit in
+# every later encoder and walker, and no command needs more than a few levels.
+MAX_DEPTH = 64
+# Lines longer than this (bytes) are refused unparsed; readers of big data lines raise it.
+DEFAULT_MAX_LINE = 1 << 20
 
-def _finite_or_tag(value: Any) -> Any:
-    """Non-finite floats become the strings "nan", "inf", "-inf" so JSON stays standard."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {k: _finite_or_tag(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_tag(v) for v in value]
-    return value
+
+class UnsafeFile(OSError):
+    """A run file that is a symlink (or otherwise not a regular file): refused, never followed."""
+
+
+def open_nofollow(path: str | os.PathLike[str], flags: int, mode: int = 0o644) -> int:
+    """``os.open`` that refuses a symlink at ``path`` with ``UnsafeFile``."""
+    try:
+        return os.open(os.fspath(path), flags | O_NOFOLLOW, mode)
+    except OSError as e:
+        if e.errno == errno.ELOOP or (O_NOFOLLOW == 0 and os.path.islink(path)):
+            raise UnsafeFile(e.errno or errno.ELOOP, f"{os.fspath(path)} is a symlink; run files are never followed") from None
+        raise
 
 
 def dumps(record: Any) -> str:
     """Serialize one record as a single JSON line (no newline), never emitting NaN/Infinity."""
-    return json.dumps(_finite_or_tag(record), separators=(",", ":"), default=str, allow_nan=False)
+    return json.dumps(encode(record), separators=(",", ":"), default=str, allow_nan=False)
 
 
 def append_lines(path: str | os.PathLike[str], records: Iterable[Any]) -> None:
@@ -42,7 +60,7 @@ def append_lines(path: str | os.PathLike[str], records: Iterable[Any]) -> None:
     data = "".join(dumps(r) + "\n" for r in records).encode("utf-8")
     if not data:
         return
-    fd = os.open(os.fspath(path), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)  # RDWR: the torn-tail check reads
+    fd = open_nofollow(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)  # RDWR: the torn-tail check reads
     try:
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -53,9 +71,18 @@ def append_lines(path: str | os.PathLike[str], records: Iterable[Any]) -> None:
             if size and os.pread(fd, 1, size - 1) != b"\n":
                 data = b"\n" + data
             view = memoryview(data)
-            while view:  # one write in practice; loop only guards against short writes
-                n = os.write(fd, view)
-                view = view[n:]
+            try:
+                while view:  # one write in practice; loop only guards against short writes
+                    n = os.write(fd, view)
+                    view = view[n:]
+            except OSError:
+                # A full disk mid-write: take the partial line back so the caller's retry
+                # writes it whole and no torn line is left behind.
+                try:
+                    os.ftruncate(fd, size)
+                except OSError:
+                    pass
+                raise
         finally:
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_UN)
@@ -73,7 +100,7 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(_finite_or_tag(obj), indent=1, default=str, allow_nan=False))
+            f.write(json.dumps(encode(obj), indent=1, default=str, allow_nan=False))
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -84,11 +111,11 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike[str], default: Any = None) -> Any:
-    """Read a JSON file; a missing or unreadable file gives ``default``."""
+    """Read a JSON file; a missing, unreadable, symlinked or malformed file gives ``default``."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with os.fdopen(open_nofollow(path, os.O_RDONLY), encoding="utf-8") as f:
             return json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return default
 
 
@@ -104,36 +131,66 @@ class Line:
         self.error = error
 
 
-def parse_line(raw: str) -> tuple[Any, str | None]:
+def depth_of(value: Any, limit: int = MAX_DEPTH) -> int:
+    """Nesting depth of a parsed JSON value, counted without recursion (stops past ``limit``)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list)):
+            deepest = max(deepest, d)
+            if deepest > limit:
+                return deepest
+            stack.extend((c, d + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
+def digest(data: bytes | str) -> str:
+    """A short, stable fingerprint of oversized data (recorded instead of the data)."""
+    raw = data.encode("utf-8", "replace") if isinstance(data, str) else data
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def parse_line(raw: str, max_depth: int = MAX_DEPTH) -> tuple[Any, str | None]:
     try:
-        return json.loads(raw), None
+        value = json.loads(raw)
+    except RecursionError:
+        return None, f"JSON nested deeper than {max_depth} levels"
     except ValueError as e:
-        return None, f"malformed JSON: {e}"
+        return None, f"malformed JSON: {str(e)[:200]}"
+    if depth_of(value, max_depth) > max_depth:
+        return None, f"JSON nested deeper than {max_depth} levels"
+    return value, None
 
 
 class JsonlTail:
     """Incremental reader of an append-only JSONL file.
 
     ``changed()`` costs one ``stat``; ``read_new()`` returns only complete lines appended since
-    the last call. A file whose inode changed or that shrank is read again from the start, and
-    ``reset_count`` tells callers that happened.
+    the last call (at most ``max_bytes_per_read`` a call: ``changed()`` stays true while more
+    remain, and ``read_all_new()`` drains them). A file whose inode changed or that shrank is
+    read again from the start, and ``reset_count`` tells callers that happened. A line over
+    ``max_line_bytes`` is returned as an error ``Line`` (with its size and digest), never parsed,
+    so one huge or deep line can neither stall nor wedge the reader.
     """
 
-    def __init__(self, path: str | os.PathLike[str], max_bytes_per_read: int = 64 << 20):
+    def __init__(self, path: str | os.PathLike[str], max_bytes_per_read: int = 64 << 20,
+                 max_line_bytes: int = DEFAULT_MAX_LINE):
         self.path = os.fspath(path)
         self.offset = 0
         self.inode: int | None = None
         self.size_seen = -1
         self.mtime_seen = -1
         self.reset_count = 0
-        self.max_bytes_per_read = max_bytes_per_read
+        self.max_line_bytes = max_line_bytes
+        # A full read with no newline in it then means "a line longer than the limit".
+        self.max_bytes_per_read = max(max_bytes_per_read, max_line_bytes + 1)
         # The first bytes of the file as first read: a file truncated and rewritten past our
         # offset keeps its inode and grows, so only its changed head reveals the rewrite.
         self._head = b""
 
     def _stat(self) -> os.stat_result | None:
         try:
-            return os.stat(self.path)
+            return os.lstat(self.path)
         except OSError:
             return None
 
@@ -156,7 +213,7 @@ class JsonlTail:
         self.mtime_seen = st.st_mtime_ns
         if st.st_size <= self.offset:
             return []
-        with open(self.path, "rb") as f:
+        with os.fdopen(open_nofollow(self.path, os.O_RDONLY), "rb") as f:
             if self._head and self.offset:
                 f.seek(0)
                 if f.read(len(self._head)) != self._head:
@@ -164,18 +221,22 @@ class JsonlTail:
             f.seek(self.offset)
             want = st.st_size - self.offset
             chunk = f.read(min(want, self.max_bytes_per_read))
-        if self.offset == 0:
-            self._head = chunk[:64]
-        end = chunk.rfind(b"\n")
-        if end < 0:
-            return []  # only a partial line so far: read it next time, once it is whole
+            if self.offset == 0:
+                self._head = chunk[:64]
+            end = chunk.rfind(b"\n")
+            if end < 0:
+                if len(chunk) < self.max_bytes_per_read:
+                    return []  # only a partial line so far: read it next time, once it is whole
+                return self._skip_oversized(f, chunk)
         lines: list[Line] = []
         pos = 0
         base = self.offset
-        body = chunk[: end + 1]
-        for raw_b in body.split(b"\n")[:-1]:
+        for raw_b in chunk[: end + 1].split(b"\n")[:-1]:
             off = base + pos
             pos += len(raw_b) + 1
+            if len(raw_b) > self.max_line_bytes:
+                lines.append(self._oversized(off, raw_b, len(raw_b)))
+                continue
             raw = raw_b.decode("utf-8", errors="replace").strip()
             if not raw:
                 continue
@@ -186,6 +247,41 @@ class JsonlTail:
             self.size_seen = -1  # the read was capped: more whole lines remain, report it again
         # A partial last line needs no re-read until the file grows (changed() sees the size).
         return lines
+
+    def read_all_new(self) -> list[Line]:
+        """Every complete line not yet read, however large the file (drains capped reads)."""
+        out: list[Line] = []
+        while True:
+            batch = self.read_new()
+            out.extend(batch)
+            if self.size_seen != -1 or (not batch and self.offset >= max(self.size_seen, 0)):
+                return out
+
+    def _skip_oversized(self, f: Any, head: bytes) -> list[Line]:
+        """The line at the offset is longer than any allowed line: find its end without keeping it."""
+        h = hashlib.sha256(head)
+        size = len(head)
+        while True:
+            block = f.read(1 << 20)
+            if not block:
+                return []  # not even whole yet; looked at again once the file grows
+            nl = block.find(b"\n")
+            if nl >= 0:
+                h.update(block[:nl])
+                size += nl
+                line = Line(self.offset, head[:200].decode("utf-8", "replace"), None,
+                            f"line of {size} bytes exceeds the limit of {self.max_line_bytes} "
+                            f"(sha256 {h.hexdigest()[:16]}); not parsed")
+                self.offset += size + 1
+                self.size_seen = -1  # more may follow in the file
+                return [line]
+            h.update(block)
+            size += len(block)
+
+    def _oversized(self, offset: int, raw_b: bytes, size: int) -> Line:
+        return Line(offset, raw_b[:200].decode("utf-8", "replace"), None,
+                    f"line of {size} bytes exceeds the limit of {self.max_line_bytes} "
+                    f"(sha256 {digest(raw_b)}); not parsed")
 
     def _reset(self, inode: int | None) -> None:
         self.offset = 0
@@ -199,7 +295,13 @@ class JsonlTail:
             if line.error is None:
                 yield line.value
 
+    def all_values(self) -> Iterator[Any]:
+        """Every well-formed value not yet read, however large the file."""
+        for line in self.read_all_new():
+            if line.error is None:
+                yield line.value
+
 
 def read_all(path: str | os.PathLike[str]) -> list[Any]:
-    """Every complete, well-formed JSON value of a JSONL file (for small files and tools)."""
-    return list(JsonlTail(path).values())
+    """Every complete, well-formed JSON value of a JSONL file, whatever its size."""
+    return list(JsonlTail(path).all_values())

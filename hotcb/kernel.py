@@ -27,8 +27,9 @@ from .core_ops import CoreOps
 from .distributed import launched_as_other_rank
 from .filewatch import FileWatch
 from .freeze import FreezeState
-from .guard import GuardConfig, check_knob_change
-from .jsonl import JsonlTail, append_line, read_json, write_json_atomic
+from .guard import GuardConfig
+from .jsonl import JsonlTail, UnsafeFile, append_line, read_json, write_json_atomic
+from .judge import CodePolicy, Refusal, View, judge, unchanged_keys
 from .ledger import Ledger
 from .modules import ApplyContext
 from .modules.callbacks import CallbackLoadError, CallbackModule
@@ -55,6 +56,8 @@ class HotKernel(CoreOps, WatchedFiles):
         callbacks: dict[str, Any] | None = None,
         features: Any = None,
         allowed_callback_dirs: list[str | os.PathLike[str]] | None = None,
+        allowed_callback_modules: list[str] | None = None,
+        callback_timeout_s: float | None = 30.0,
         checkpoint_every: int | None = None,
         keep_checkpoints: int = 3,
         checkpoint_on_disk: bool = False,
@@ -87,8 +90,10 @@ class HotKernel(CoreOps, WatchedFiles):
         self._commands = JsonlTail(self.run.commands)
         self._freeze_watch = FileWatch(self.run.freeze)
         self._desired_watch = FileWatch(self.run.desired)
-        allowed = [Path(d) for d in (allowed_callback_dirs or [Path.cwd()])]
-        self.cb = CallbackModule(self.run.root, allowed, on_error=self._callback_failed)
+        # Where callback code (and recipes) may come from, for every source: the judge's policy.
+        self.code = CodePolicy.build(self.run.root, allowed_callback_modules or (), allowed_callback_dirs or ())
+        self.cb = CallbackModule(self.run.root, [Path(d) for d in self.code.dirs], on_error=self._callback_failed,
+                                 timeout_s=callback_timeout_s)
         # Who loaded each callback by command (its failures are attributed to them); a callback
         # added in code was put there by the script's author, a human.
         self._cb_loaders: dict[str, str] = {}
@@ -119,6 +124,8 @@ class HotKernel(CoreOps, WatchedFiles):
         self.steps_per_s: float | None = None
         self.internal_errors = 0
         self.last_internal_error: str | None = None
+        self._next_error_log = 0.0
+        self._refused_files: set[str] = set()  # run files refused (symlinks): recorded once each
         self._last_metrics: dict[str, Any] = {}
 
         self._started = time.time()  # before anything below may write status
@@ -126,7 +133,7 @@ class HotKernel(CoreOps, WatchedFiles):
         if isinstance(freeze, str):
             freeze = FreezeState(mode=freeze)
         if freeze is not None:
-            self._set_freeze(freeze)
+            self._set_freeze(freeze, from_code=True)
         self._publish_actuators()
         self._write_status(force=True)
         self._resume_tune()
@@ -186,7 +193,8 @@ class HotKernel(CoreOps, WatchedFiles):
         self.modules[name] = module
 
     def submit(self, op: HotOp, env: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Apply an op produced inside the training process (e.g. by tune) now, with a ledger entry."""
+        """Apply an op produced inside the training process (e.g. by tune) now, with a ledger
+        entry; it passes the judge like any command from its source."""
         if not op.cmd_id:
             op.cmd_id = f"{op.source}-{uuid.uuid4().hex}"
         ctx = ApplyContext(self.step, self.epoch, ["internal"], env or {})
@@ -200,6 +208,26 @@ class HotKernel(CoreOps, WatchedFiles):
             self._apply(env, list(events) if events else ["train_step_end"])
         except Exception as e:  # the run matters more than this call
             self._internal_error(e)
+
+    def view(self, step: int | None = None) -> View:
+        """The run as the judge sees it now (live knob values, locks, freeze, schedule)."""
+        state = self.state
+
+        def knob(module: str, key: str) -> dict[str, Any] | None:
+            act = state.get(key)
+            if act is None or act.group != module:
+                return None
+            act.refresh()  # the guard's relative limit applies to the live value (schedulers move it)
+            return act.describe()
+
+        def scheduled_source(cmd_id: str) -> str | None:
+            op = self.scheduled.get(cmd_id)
+            return op.source if op is not None else None
+
+        return View(code=self.code, guard=self.guard, freeze_mode=self.freeze.mode, freeze_source=self.freeze.source,
+                    step=self.step if step is None else step,
+                    locks=self.locks, groups=frozenset(state.groups()), knob=knob, knob_keys=state.keys,
+                    scheduled_source=scheduled_source)
 
     def close(self) -> None:
         if self.closed:
@@ -290,23 +318,61 @@ class HotKernel(CoreOps, WatchedFiles):
             lines, watched = self.dist.broadcast(self._read_batch if self.is_writer else None) or ([], {})
             self._apply_watched(watched, ctx)
         else:
-            if not self._commands.changed():
+            if not self._commands.changed() and not self.ledger.pending:
                 return
             lines = self._read_lines()
-        for offset, raw, value, error in lines:
-            self._handle_line(offset, raw, value, error, ctx)
+        for i, (offset, raw, value, error) in enumerate(lines):
+            try:
+                self._handle_line(offset, raw, value, error, ctx)
+            except Exception as e:  # one line never wedges the stream: it gets a decision
+                self._handle_line_error(offset, raw, value, e, ctx)
+            if self.ledger.pending:
+                # Its decision could not be written (a full disk): it stays held and is retried
+                # first; the lines after it are read again then, none is lost or decided twice.
+                if self.dist is None and i + 1 < len(lines):
+                    self._commands.offset = lines[i + 1][0]
+                    self._commands.size_seen = -1
+                break
+
+    def _handle_line_error(self, offset: int, raw: str, value: Any, e: Exception, ctx: ApplyContext) -> None:
+        given = value.get("cmd_id") if isinstance(value, dict) else None
+        cmd_id = given if isinstance(given, str) and 0 < len(given) <= 128 else auto_cmd_id(raw, offset)
+        if not self.ledger.has(cmd_id):
+            self._record_refusal(cmd_id, None, f"could not be handled: {type(e).__name__}: {str(e)[:300]}", ctx, raw=raw)
 
     def _read_batch(self) -> tuple[list[tuple[int, str, Any, str | None]], dict[str, Any]]:
         watched, self._watched_pending = self._watched_pending, {}
         return self._read_lines(), watched
 
     def _read_lines(self) -> list[tuple[int, str, Any, str | None]]:
+        if self.ledger.pending and not self.ledger.flush():
+            return []  # decisions still held: read nothing new until they are written
         resets = self._commands.reset_count
-        lines = self._commands.read_new()
+        try:
+            lines = self._commands.read_new()
+        except UnsafeFile as e:
+            self._refuse_file(self._commands.path, e)
+            return []
         if self._commands.reset_count != resets:
             log.warning("hotcb: %s was truncated or replaced; re-reading it from the start", self._commands.path)
             self._write_status(force=True)
         return [(ln.offset, ln.raw, ln.value, ln.error) for ln in lines]
+
+    def _refuse_file(self, path: str, e: OSError) -> None:
+        """A run file that is a symlink: never followed; one recorded refusal (and an alert)."""
+        if path in self._refused_files:
+            return
+        self._refused_files.add(path)
+        reason = f"{os.path.basename(path)} is a symlink; hotcb never reads or writes through links ({e})"
+        log.error("hotcb: %s", reason)
+        self.last_internal_error = reason
+        op = HotOp(module=CORE, op="read_commands", cmd_id=f"unsafe-file-{self.session}-{uuid.uuid4().hex[:8]}",
+                   source="kernel", actor="kernel", reason="run file refused")
+        try:
+            self._record(op, ApplyContext(self.step, self.epoch, ["unsafe_file"], {}), "rejected", error=reason)
+            self.raise_alert("unsafe_file", reason)
+        except OSError:
+            pass
 
     def _handle_line(self, offset: int, raw: str, value: Any, error: str | None, ctx: ApplyContext) -> None:
         fallback = auto_cmd_id(raw, offset)
@@ -315,9 +381,11 @@ class HotKernel(CoreOps, WatchedFiles):
                 self._record_refusal(fallback, None, error, ctx, raw=raw)
             return
         try:
-            op = parse_command(value, fallback_id=fallback)
+            op = parse_command(value)
         except CommandError as e:
-            cmd_id = value.get("cmd_id") if isinstance(value, dict) and isinstance(value.get("cmd_id"), str) else fallback
+            given = value.get("cmd_id") if isinstance(value, dict) else None
+            # A usable id of its own keeps one refusal per command; anything else gets the line's id.
+            cmd_id = given if isinstance(given, str) and 0 < len(given) <= 128 else fallback
             if not self.ledger.has(cmd_id):
                 self._record_refusal(cmd_id, value if isinstance(value, dict) else None, str(e), ctx, raw=raw)
             return
@@ -367,19 +435,24 @@ class HotKernel(CoreOps, WatchedFiles):
             except CommandError as e:
                 self._record_refusal(rec["cmd_id"], rec, str(e), ctx)
                 continue
-            self._process(op, ctx)
+            # A recipe entry acts for whoever started the replay: an agent's recipe is an agent's op.
+            op.extra["acting_for"] = self.freeze.source
+            self._process(op, ctx, who=self.freeze.source)
         if self.player.done:
             self._write_status(force=True)
 
     # ------------------------------------------------------------------ applying one op
-    def _process(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
+    def _process(self, op: HotOp, ctx: ApplyContext, who: str | None = None) -> dict[str, Any]:
+        """Judge, then apply: the one path every op takes, whatever wrote it."""
         refused = op.extra.get("refused")
         if refused:  # the tool surface already refused it: recorded, never applied
             return self._record(op, ctx, "rejected", error=str(refused))
-        ignored = self.freeze.decision_for(op.module, op.op, op.source)
-        if ignored is not None:
-            why = f"freeze mode is {self.freeze.mode!r}"
-            return self._record(op, ctx, ignored, error=why)
+        who = who or op.source
+        if who == "replay":
+            who = "human"  # a recipe line written by hand into the commands file: its writer's
+        verdict: Refusal | None = judge(op, who, self.view(ctx.step))
+        if verdict is not None:
+            return self._record(op, ctx, verdict.decision.value, error=verdict.reason)
         try:
             if op.op == "set_params" and op.module in self.state.groups():  # rescue (issue 13): pre-change snapshot
                 self.modules[RESCUE].before_change(op, ctx)
@@ -396,9 +469,9 @@ class HotKernel(CoreOps, WatchedFiles):
         except CallbackLoadError as e:
             self._publish_actuators()
             return self._record(op, ctx, "failed", error=str(e))
-        except Exception as e:
+        except BaseException as e:  # noqa: BLE001 - user code (callbacks) may raise even SystemExit
             self._publish_actuators()
-            return self._record(op, ctx, "failed", error=f"{type(e).__name__}: {e}")
+            return self._record(op, ctx, "failed", error=f"{type(e).__name__}: {str(e)[:500]}")
         entry = self._record(op, ctx, "applied", payload=payload)
         if op.module == CB and op.op == "load" and op.id:
             self._cb_loaders[op.id] = op.source
@@ -413,17 +486,12 @@ class HotKernel(CoreOps, WatchedFiles):
             raise ValueRefused(f"unknown module {op.module!r} (known: {groups})")
         if not op.params:
             raise ValueRefused("set_params needs at least one key")
-        checked = {}
-        for key, value in op.params.items():
-            act = self.state.resolve(op.module, key)
-            act.refresh()  # the guard's relative limit applies to the live value (schedulers move it)
-            checked[key] = check_knob_change(
-                act.describe(), value, source=op.source, step=ctx.step,
-                lock=self.locks.get(key), config=self.guard,
-            )
-        payload = self.state.apply(op.module, checked, ctx.env, ctx.step)
+        # The judge has passed every value; keys already in force are left alone (no cooldown).
+        same = set(unchanged_keys(self.view(ctx.step), op))
+        params = {k: v for k, v in op.params.items() if k not in same} or {}
+        payload = self.state.apply(op.module, params, ctx.env, ctx.step) if params else {}
         if op.lock and op.source == "human":
-            for key in checked:
+            for key in op.params:
                 self.locks[key] = {"actor": op.actor or "human", "step": ctx.step, "ts": time.time()}
             self._save_locks()
         return payload
@@ -514,8 +582,11 @@ class HotKernel(CoreOps, WatchedFiles):
 
     def _internal_error(self, e: Exception) -> None:
         self.internal_errors += 1
-        self.last_internal_error = f"{type(e).__name__}: {e}"
-        log.exception("hotcb: internal error in kernel.apply (training continues)")
+        self.last_internal_error = f"{type(e).__name__}: {str(e)[:500]}"
+        now = time.monotonic()
+        if now >= self._next_error_log:  # at most one traceback a minute: a full disk fails every step
+            self._next_error_log = now + 60.0
+            log.exception("hotcb: internal error in kernel.apply (training continues; %d so far)", self.internal_errors)
         try:
             self._write_status(force=True)
         except Exception:
@@ -555,6 +626,7 @@ class HotKernel(CoreOps, WatchedFiles):
             "callbacks": self.cb.describe(),
             "locks": self.locks,
             "guard": self.guard.to_dict(),
+            "code_policy": self.code.to_dict(),
             "modules": sorted(self.state.groups() | {CB, CORE, TUNE, RESCUE}),
         })
 
@@ -563,7 +635,7 @@ class HotKernel(CoreOps, WatchedFiles):
             "pid": os.getpid(), "host": socket.gethostname(), "session": self.session,
             "step": self.step, "epoch": self.epoch, "wall_time": time.time(), "started_at": self._started,
             "paused": self.paused, "stop_requested": self.stop_requested, "closed": self.closed,
-            "freeze_mode": self.freeze.mode, "steps_per_s": self.steps_per_s,
+            "freeze_mode": self.freeze.mode, "freeze_source": self.freeze.source, "steps_per_s": self.steps_per_s,
             "replay": self.player.status() if self.player else None,
             "scheduled": len(self.scheduled), "commands_file_resets": self._commands.reset_count,
             "internal_errors": self.internal_errors, "last_internal_error": self.last_internal_error,

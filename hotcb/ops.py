@@ -15,7 +15,7 @@ from typing import Any
 
 SOURCES = ("human", "agent", "rule", "tune", "replay", "yaml")
 # Modules with their own handler; any other identifier is a knob group (opt, loss, custom).
-CB, TUNE, CORE = "cb", "tune", "core"
+CB, TUNE, CORE, RESCUE = "cb", "tune", "core", "rescue"
 KNOB_OPS = ("set_params",)
 CB_OPS = ("load", "unload", "enable", "disable", "set_params")
 CORE_OPS = (
@@ -23,6 +23,7 @@ CORE_OPS = (
     "lock", "unlock", "cancel", "reschedule",
 )
 TUNE_OPS = ("enable", "disable", "set_recipe")
+RESCUE_OPS = ("enable", "disable", "rollback")  # hotcb.rescue: the divergence watch and its rollback
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 _KNOWN_KEYS = {
     "cmd_id", "ts", "source", "actor", "reason", "module", "op", "id", "params", "target",
@@ -119,7 +120,11 @@ def parse_command(rec: Any, fallback_id: str | None = None) -> HotOp:
     if not isinstance(rec, dict):
         raise CommandError(f"command must be a JSON object, got {type(rec).__name__}")
     cmd_id = rec.get("cmd_id", fallback_id)
-    if not isinstance(cmd_id, str) or not cmd_id or len(cmd_id) > 128:
+    if cmd_id is None:
+        # Exactly once needs an id of the writer's own: one derived from the line's position
+        # would change if the file were rewritten, and the command would apply twice.
+        raise CommandError("cmd_id is required (a unique string per command)")
+    if not isinstance(cmd_id, str) or not cmd_id.strip() or len(cmd_id) > 128:
         raise CommandError("cmd_id must be a non-empty string of at most 128 characters")
     module, op = rec.get("module"), rec.get("op")
     if not isinstance(module, str) or not _MODULE_RE.match(module):

@@ -71,12 +71,20 @@ def load_recipe(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return read_all(path)
 
 
-def validate_recipe(entries: list[Any]) -> list[str]:
-    """Human-readable problems; an empty list means the recipe can be replayed."""
+MAX_RECIPE_ENTRIES = 100_000
+
+
+def validate_recipe(entries: Any, what: str = "entry", overlay: bool = False) -> list[str]:
+    """Human-readable problems of a recipe (or, ``overlay``, of patches); none means it can be
+    replayed. The judge's own checks (code, who may) come on top, in the kernel and the tools."""
+    if not isinstance(entries, list):
+        return [f"a recipe is a list of entries, got {type(entries).__name__}"]
+    if len(entries) > MAX_RECIPE_ENTRIES:
+        return [f"{len(entries)} entries; at most {MAX_RECIPE_ENTRIES}"]
     problems = []
     last_step = -1
     for i, e in enumerate(entries):
-        where = f"entry {i}"
+        where = f"{what} {i}"
         if not isinstance(e, dict):
             problems.append(f"{where}: not an object")
             continue
@@ -84,7 +92,7 @@ def validate_recipe(entries: list[Any]) -> list[str]:
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             problems.append(f"{where}: step must be a non-negative integer")
             continue
-        if step < last_step:
+        if step < last_step and not overlay:
             problems.append(f"{where}: steps must not decrease ({step} after {last_step})")
         last_step = max(last_step, step)
         if not isinstance(e.get("module"), str) or not isinstance(e.get("op"), str):
@@ -124,7 +132,7 @@ def apply_overlay(entries: list[dict[str, Any]], overlay: list[dict[str, Any]]) 
         out = kept
         if not patch.get("drop"):
             out.append({k: v for k, v in patch.items() if k != "drop"} | {"overlay": True})
-    out.sort(key=lambda e: e.get("step", 0))
+    out.sort(key=lambda e: e["step"] if isinstance(e.get("step"), int) else 0)
     return out
 
 
@@ -136,8 +144,12 @@ class RecipePlayer:
     """
 
     def __init__(self, entries: list[dict[str, Any]]):
+        # Validated before a replay starts; anything malformed that slips by is left out here
+        # rather than raising at every step.
         self.entries = sorted(
-            [e for e in entries if isinstance(e, dict)], key=lambda e: int(e.get("step", 0))
+            [e for e in entries if isinstance(e, dict) and isinstance(e.get("step"), int)
+             and not isinstance(e.get("step"), bool)],
+            key=lambda e: e["step"],
         )
         self.position = 0
         self.fired = 0

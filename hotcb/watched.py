@@ -13,14 +13,15 @@ from typing import Any
 
 from .actuators.actuator import ValueRefused
 from .actuators.state import MutableState
-from .desired import DesiredStateError, flatten_knobs, parse_desired
+from .desired import BackgroundRead, DesiredStateError, flatten_knobs, read_desired
 from .filewatch import FileWatch
 from .freeze import FreezeState
 from .jsonl import read_json
+from .judge import View, judge
 from .ledger import Ledger
 from .modules import ApplyContext
 from .modules.callbacks import CallbackModule
-from .ops import CB, CORE, CallbackTarget, CommandError, HotOp
+from .ops import CB, CORE, SOURCES, CallbackTarget, CommandError, HotOp
 from .rundir import RunDir
 
 
@@ -38,6 +39,9 @@ class WatchedFiles:
     _freeze_watch: FileWatch
     _desired_watch: FileWatch
     _watched_pending: dict[str, Any]
+    _desired_reader: BackgroundRead | None = None
+
+    def view(self, step: int | None = None) -> View: ...
 
     def _watch_files(self, ctx: ApplyContext) -> None:
         watched = self._read_watched()
@@ -54,11 +58,14 @@ class WatchedFiles:
         out: dict[str, Any] = {}
         if self._freeze_watch.changed():
             out["freeze"] = read_json(self.run.freeze)
+        if self._desired_reader is None:
+            path = self.run.desired
+            self._desired_reader = BackgroundRead(lambda: read_desired(path))
         if self._desired_watch.changed() and self._desired_watch.exists():
-            try:
-                out["desired"] = self.run.desired.read_text(encoding="utf-8")
-            except OSError:
-                pass
+            self._desired_reader.start()  # read and parsed off the step; applied when ready
+        done = self._desired_reader.take()
+        if done is not None:
+            out["desired"] = done
         return out
 
     def _apply_watched(self, watched: dict[str, Any], ctx: ApplyContext) -> None:
@@ -74,12 +81,19 @@ class WatchedFiles:
         cmd_id = cmd_id or "freeze-" + hashlib.sha1(repr(raw).encode()).hexdigest()[:16]
         if isinstance(raw, dict) and raw.get("cmd_id") == self.freeze.cmd_id and raw.get("mode") == self.freeze.mode:
             return
+        actor = raw.get("actor") if isinstance(raw, dict) else None
         op = HotOp(module=CORE, op="freeze", params={}, cmd_id=cmd_id, source="human",
-                   actor=raw.get("actor") if isinstance(raw, dict) else None)
+                   actor=actor if isinstance(actor, str) else None)
         try:
             new = FreezeState.from_dict(raw)
+            if new.source not in SOURCES or new.source == "replay":
+                raise ValueError(f"source must be one of {', '.join(s for s in SOURCES if s != 'replay')}")
             op.source, op.reason = new.source, new.reason
             op.params = {"mode": new.mode, "recipe_path": new.recipe_path}
+            # The file is one more way to send ``core freeze``: the same judge decides.
+            refusal = judge(op, new.source, self.view(ctx.step))
+            if refusal is not None:
+                raise ValueError(refusal.reason)
             old = self.freeze.mode
             self._set_freeze(new)
         except (ValueError, OSError) as e:
@@ -89,12 +103,12 @@ class WatchedFiles:
         if not self.ledger.has(cmd_id):
             self._record(op, ctx, "applied", payload={"mode": {"old": old, "new": new.mode}})
 
-    def _apply_desired(self, ctx: ApplyContext, text: str) -> None:
-        digest = hashlib.sha1(text.encode()).hexdigest()[:12]
-        base = f"yaml-{digest}-{self.session}"
+    def _apply_desired(self, ctx: ApplyContext, read: dict[str, Any]) -> None:
+        base = f"yaml-{read.get('digest')}-{self.session}"
         try:
-            desired = parse_desired(text)
-            ops = self._desired_ops(desired, base)
+            if read.get("error"):
+                raise DesiredStateError(read["error"])
+            ops = self._desired_ops(read["doc"], base)
         except (DesiredStateError, ValueRefused, CommandError) as e:
             if not self.ledger.has(base):
                 op = HotOp(module=CORE, op="desired_state", cmd_id=base, source="yaml", actor="hotcb.yaml")

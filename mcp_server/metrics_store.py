@@ -1,7 +1,8 @@
 """An incremental, bounded-memory view of ``hotcb.metrics.jsonl``.
 
 ``refresh()`` reads only the bytes appended since the last call (a truncated or replaced file
-is detected and read again). Each metric keeps its recent points exactly and its older history
+is detected and read again). The first read of a long file seeks instead of reading it all
+(``metrics_seek``): the recent window from the end, the history sampled. Each metric keeps its recent points exactly and its older history
 downsampled (the stride doubles whenever the history fills), so memory stays bounded on
 million-record runs while the whole run can still be charted.
 """
@@ -12,7 +13,9 @@ import os
 from typing import Any
 
 from hotcb.collector import parse_metric
-from hotcb.jsonl import JsonlTail
+
+from .metrics_seek import EXTEND_BUDGET_BYTES, SEEK_ABOVE_BYTES, SeekableTail, first_read, read_back
+from .metrics_seek import record_step as _step
 
 
 class Series:
@@ -43,8 +46,25 @@ class Series:
                 self.stride *= 2
         self._seen += 1
 
+    def seed_history(self, steps: list[float], values: list[float], seen: int) -> None:
+        """History sampled by a seek (``seen`` points estimated before it): later points keep
+        joining it at about the same spacing."""
+        self.h_steps, self.h_values = steps[-self.history_cap:], values[-self.history_cap:]
+        stride = 1
+        while stride * max(1, len(self.h_steps)) < seen:
+            stride *= 2
+        self.stride, self._seen = stride, seen
+
+    def prepend(self, steps: list[float], values: list[float]) -> None:
+        """Older exact points read back after a seek; never beyond the recent cap's trim size."""
+        room = max(0, 2 * self.recent_cap - len(self.steps))
+        if room and steps:
+            self.steps = steps[-room:] + self.steps
+            self.values = values[-room:] + self.values
+
     def window(self, last_n: int | None = None, since_step: float | None = None) -> tuple[list[float], list[float]]:
-        steps, values = self.steps, self.values
+        # A metric absent from the exact region a seek read (logged only early) has only its history.
+        steps, values = (self.steps, self.values) if self.steps else (self.h_steps, self.h_values)
         if since_step is not None:
             i = next((k for k, s in enumerate(steps) if s >= since_step), len(steps))
             steps, values = steps[i:], values[i:]
@@ -69,7 +89,7 @@ CHUNK_BYTES = 1 << 20  # bytes per read: bounds a cold start's peak memory on mi
 
 class MetricsStore:
     def __init__(self, path: str | os.PathLike[str], recent_cap: int = 5000, history_cap: int = 2000):
-        self.tail = JsonlTail(path, max_bytes_per_read=CHUNK_BYTES)
+        self.tail = SeekableTail(path, max_bytes_per_read=CHUNK_BYTES)
         self.recent_cap = recent_cap
         self.history_cap = history_cap
         self.series: dict[str, Series] = {}
@@ -77,30 +97,103 @@ class MetricsStore:
         self.last_step: int | None = None
         self.last_wall_time: float | None = None
         self._resets = 0
+        self.exact_from = 0  # byte offset from which every record is held exactly (0: read whole)
 
     def refresh(self) -> int:
         """Read new records; returns how many arrived. Reads in bounded chunks until caught up, so a
         cold start on a huge file keeps peak memory at one chunk, not the file."""
-        total = 0
+        total = (self._seek_start() or 0) if self.tail.offset == 0 and self.tail.inode is None else 0
         while True:
             lines = self.tail.read_new()
             if self.tail.reset_count != self._resets:  # truncated or replaced: a different run
                 self._resets = self.tail.reset_count
-                self.series.clear()
-                self.records = 0
+                self._clear()
+                total = self._seek_start()
+                if total is not None:
+                    continue  # the new file is long: the lines just read are covered by the seek
                 total = 0
-            total += self._ingest(lines)
+            total += self._ingest([line.value for line in lines])
             if self.tail.size_seen != -1 or not lines:  # -1: the read was capped, more whole lines wait
                 return total
 
-    def _ingest(self, lines: list[Any]) -> int:
+    def _clear(self) -> None:
+        self.exact_from = 0
+        self.series.clear()
+        self.records = 0
+        self.last_step = None
+        self.last_wall_time = None
+
+    def _seek_start(self) -> int | None:
+        """A long file's first read: recent window from its end, sampled history, lines before
+        the window counted. Returns the records of the window; None (nothing done) on a short file."""
+        try:
+            size = os.stat(self.tail.path).st_size
+        except OSError:
+            return None
+        found = first_read(self.tail.path, size, self.recent_cap, self.history_cap // 2) if size > SEEK_ABOVE_BYTES else None
+        if found is None:
+            return None
+        self._clear()
+        share: dict[str, int] = {}  # each metric's share of the recent records estimates its count before
+        for rec in found.recent:
+            for name in rec["metrics"] if _step(rec) is not None else ():
+                share[name] = share.get(name, 0) + 1
+        for name, (steps, values) in found.history.items():
+            s = self.series[name] = Series(self.recent_cap, self.history_cap)
+            s.seed_history(steps, values, found.lines_before * share.get(name, 1) // max(1, len(found.recent)))
+            self.last_step = int(max(steps)) if self.last_step is None else max(self.last_step, int(max(steps)))
+        self.tail.start_at(found.end)
+        n = self._ingest(found.recent)
+        self.records += found.lines_before  # lines before the window are counted, not parsed
+        self.exact_from = found.tail_start
+        return n
+
+    def extend(self, names: list[str], points: int | None = None, since_step: float | None = None) -> None:
+        """After a seek: read further back (within a budget per call) until each of ``names`` has
+        ``points`` exact points, or its points reach back to ``since_step``. A no-op otherwise."""
+        names = [n for n in names if n in self.series]  # an unknown name is not searched for
+        if not self.exact_from or not names:
+            return
+        want = min(points or 0, self.recent_cap)
+
+        def enough(counts: dict[str, int], _total: int, first_step: float | None) -> bool:
+            for name in names:
+                s = self.series.get(name)
+                have = (len(s.steps) if s is not None else 0) + counts.get(name, 0)
+                if have < want:
+                    return False
+                reached = first_step is not None and first_step <= since_step if since_step is not None else True
+                if not reached and have < self.recent_cap:
+                    return False
+            return True
+
+        if enough({}, 0, self._first_exact_step()):
+            return
+        with open(self.tail.path, "rb") as f:
+            self.exact_from, recs = read_back(f, self.exact_from, enough, EXTEND_BUDGET_BYTES)
+        older: dict[str, tuple[list[float], list[float]]] = {}
+        for rec in recs:
+            step = _step(rec)
+            for name, raw in rec["metrics"].items() if step is not None else ():
+                v = parse_metric(raw)
+                if v is not None:
+                    st, va = older.setdefault(name, ([], []))
+                    st.append(float(step))
+                    va.append(v)
+        for name, (st, va) in older.items():
+            s = self.series.get(name)
+            if s is None:
+                s = self.series[name] = Series(self.recent_cap, self.history_cap)
+            s.prepend(st, va)
+
+    def _first_exact_step(self) -> float | None:
+        return min((s.steps[0] for s in self.series.values() if s.steps), default=None)
+
+    def _ingest(self, recs: list[Any]) -> int:
         n = 0
-        for line in lines:
-            rec = line.value
-            if not isinstance(rec, dict) or not isinstance(rec.get("metrics"), dict):
-                continue
-            step = rec.get("step")
-            if not isinstance(step, (int, float)) or isinstance(step, bool):
+        for rec in recs:
+            step = _step(rec)
+            if step is None:
                 continue
             for name, raw in rec["metrics"].items():
                 v = parse_metric(raw)

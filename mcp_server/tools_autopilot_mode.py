@@ -35,9 +35,11 @@ class AIStateSummary(BaseModel):
     model: str | None = None
     calls: int = 0
     prompt_tokens: int = 0
+    cached_tokens: int = Field(0, description="the part of prompt_tokens served from a prompt cache")
     completion_tokens: int = 0
-    tokens: int = 0
+    tokens: int = Field(0, description="fresh tokens: prompt tokens not cached plus completion tokens")
     cost_usd: float = 0.0
+    base_url: str | None = Field(None, description="the API's base URL, credentials redacted")
     budget: dict[str, Any] = {}
     budget_exhausted: bool = False
     api: str = Field("unknown", description="ok, degraded (retrying/falling back), down, or unknown")
@@ -46,6 +48,9 @@ class AIStateSummary(BaseModel):
     last_wake: float | None = None
     reasonings: list[dict[str, Any]] = []
     refusals: int = 0
+    stats: dict[str, Any] = Field(default_factory=dict, description=(
+        "wakes, llm_wakes (answered by the model), fallbacks by reason (api_down, budget, model_error), "
+        "model_errors, tool calls native/text, unchanged (not sent), stances on the rules' proposals"))
 
 
 class AutopilotOutput(BaseModel):
@@ -79,6 +84,8 @@ class AutopilotModeTools(ToolsBase):
         return AIStateSummary(
             model=st.get("model"), calls=int(usage.get("calls", 0)),
             prompt_tokens=int(usage.get("prompt_tokens", 0)), completion_tokens=int(usage.get("completion_tokens", 0)),
+            cached_tokens=int(usage.get("cached_tokens", 0)), base_url=st.get("base_url"),
+            stats=st.get("stats") if isinstance(st.get("stats"), dict) else {},
             tokens=int(usage.get("tokens", 0)), cost_usd=float(usage.get("cost_usd", 0.0)),
             budget=st.get("budget") or {}, budget_exhausted=bool(st.get("budget_exhausted")),
             api=str(api.get("state", "unknown")), api_error=api.get("error"), fallback=api.get("fallback"),

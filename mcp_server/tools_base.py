@@ -7,28 +7,29 @@ import os
 import threading
 from typing import Any
 
-from hotcb.actuators.actuator import ValueRefused
 from hotcb.client import liveness, send_command, wait_decision
-from hotcb.freeze import freeze_decision
-from hotcb.guard import GuardConfig, GuardRefusal, check_knob_change
+from hotcb.guard import GuardConfig
 from hotcb.jsonl import JsonlTail, read_json
-from hotcb.ops import CB, CB_OPS, CORE, CORE_OPS, SOURCES, TUNE, TUNE_OPS, CommandError, make_command
-from hotcb.rescue import RESCUE, RESCUE_OPS  # rescue (issue 13)
+from hotcb.judge import CodePolicy, View, judge
+from hotcb.ledger import Decision
+from hotcb.ops import SOURCES, CommandError, make_command, parse_command
 from hotcb.rundir import RunDir
 
 from .metrics_store import MetricsStore
 from .registry import ToolError
 from .schemas import Change, OpSpec
 
-# Core ops an agent, rule or tune may not send (they change who controls the run).
-HUMAN_ONLY_CORE = {"stop", "freeze", "unfreeze", "lock", "unlock"}
-# Callback code an agent may load: our built-ins, or files inside the run directory.
-AGENT_CB_MODULE_PREFIX = "hotcb.callbacks."
 MAX_LEDGER_CACHE = 200_000
 
 # Who is calling, per call: a server shared by several MCP clients (HTTP) knows the client's
 # name only per request, so ``HotcbTools.call`` sets this instead of mutating shared state.
 CALL_ACTOR: contextvars.ContextVar[str | None] = contextvars.ContextVar("hotcb_call_actor", default=None)
+
+
+def acting_for(source: str) -> str:
+    """Whom a caller's ops act for: a ``replay`` caller (a recipe replayed as commands) for the
+    person who runs it, as the kernel judges such a line; anyone else for itself."""
+    return "human" if source == "replay" else source
 
 
 class ToolsBase:
@@ -76,70 +77,40 @@ class ToolsBase:
             return self._ledger
 
     # ------------------------------------------------------------------ writing ops
-    def check_op(self, spec: OpSpec, source: str) -> str | None:
-        """The refusal reason for ``spec`` from ``source``, or None. Same rules as the kernel."""
-        module, op = spec.module, spec.op
-        status = self.status_doc()
-        decision = freeze_decision(status.get("freeze_mode") or "off", module, op, source)
-        if decision is not None:
-            return f"{decision}: the run's freeze mode is {status.get('freeze_mode')!r}"
-        if module == CORE:
-            if op not in CORE_OPS:
-                return f"unknown core op {op!r}; known: {', '.join(CORE_OPS)}"
-            if op in HUMAN_ONLY_CORE and source != "human":
-                return f"core {op} is reserved to humans (this caller is {source!r})"
-            return None
-        if module == CB:
-            if op not in CB_OPS:
-                return f"unknown cb op {op!r}; known: {', '.join(CB_OPS)}"
-            if not spec.id:
-                return f"cb {op} needs an id"
-            if op == "load":
-                return self._check_cb_target(spec.target, source)
-            return None
-        if module == TUNE:
-            return None if op in TUNE_OPS else f"unknown tune op {op!r}; known: {', '.join(TUNE_OPS)}"
-        if module == RESCUE:  # rescue (issue 13): the kernel judges the rest
-            return None if op in RESCUE_OPS else f"unknown rescue op {op!r}; known: {', '.join(RESCUE_OPS)}"
-        if op != "set_params":
-            return f"knob group {module!r} only supports set_params"
-        if not spec.params:
-            return "set_params needs at least one key in params"
+    def judge_view(self) -> View:
+        """The run as the kernel last published it, for the judge's early verdict."""
         doc = self.actuators_doc()
-        if not doc:
-            return None  # no training process has published its knobs yet: the kernel will judge
-        descs = {a["key"]: a for a in doc.get("actuators", []) if a.get("module") == module}
-        if not descs:
-            groups = sorted({a.get("module") for a in doc.get("actuators", [])} | {CB, CORE, TUNE})
-            return f"unknown module {module!r}; known: {', '.join(groups)}"
-        guard = GuardConfig.from_dict(doc.get("guard"))
-        locks = doc.get("locks") or {}
-        step = status.get("step")
-        for key, value in spec.params.items():
-            desc = descs.get(key)
-            if desc is None:
-                return f"unknown knob {module}.{key}; known in {module!r}: {', '.join(sorted(descs))}"
-            try:
-                check_knob_change(desc, value, source=source, step=step, lock=locks.get(key), config=guard)
-            except (GuardRefusal, ValueRefused) as e:
-                return str(e)
-        return None
+        status = self.status_doc()
+        descs = {(a.get("module"), a.get("key")): a for a in doc.get("actuators", []) if isinstance(a, dict)}
+        pending = (read_json(self.run.schedule, {}) or {}).get("pending") or []
+        sources = {p.get("cmd_id"): p.get("source") for p in pending if isinstance(p, dict)}
+        return View(
+            # Before a training process declares more, only the built-ins and the run directory.
+            code=CodePolicy.from_dict(self.run.root, doc.get("code_policy")),
+            guard=GuardConfig.from_dict(doc.get("guard")),
+            freeze_mode=status.get("freeze_mode") or "off",
+            freeze_source=status.get("freeze_source") or "human",
+            step=status.get("step"),
+            locks=doc.get("locks") or {},
+            groups=frozenset(m for (m, _k) in descs if isinstance(m, str)) if doc else None,
+            knob=lambda module, key: descs.get((module, key)),
+            knob_keys=lambda module: [k for (m, k) in descs if m == module],
+            scheduled_source=sources.get,
+        )
 
-    def _check_cb_target(self, target: dict[str, str] | None, source: str) -> str | None:
-        if not target:
-            return "cb load needs target {kind, path, symbol}"
-        kind, path = target.get("kind"), str(target.get("path", ""))
-        if kind == "python_file":
-            if os.path.isabs(path) or ".." in path.replace("\\", "/").split("/"):
-                return "python_file paths must be relative to the run directory (no absolute paths, no '..')"
-            if not (self.run.root / path).resolve().is_file():
-                return f"callback file not found in the run directory: {path}"
-        elif kind == "module":
-            if source != "human" and not path.startswith(AGENT_CB_MODULE_PREFIX):
-                return f"{source} callers may load modules under {AGENT_CB_MODULE_PREFIX}* only"
-        else:
-            return "target.kind must be 'module' or 'python_file'"
-        return None
+    def check_op(self, spec: OpSpec, source: str, reason: str | None = None) -> str | None:
+        """The refusal reason for ``spec`` from ``source``, or None: the kernel's own judge, asked
+        early over the files it publishes (the kernel judges again when the op lands)."""
+        try:
+            op = parse_command(make_command(spec.module, spec.op, spec.params, id=spec.id, source=source,
+                                            reason=reason if reason is not None else spec.reason,
+                                            target=spec.target))
+        except CommandError as e:
+            return f"invalid op: {e}"
+        refusal = judge(op, acting_for(source), self.judge_view())
+        if refusal is None or refusal.decision == Decision.UNCHANGED:
+            return None  # "already in force" is the kernel's to record, not a refusal
+        return refusal.reason if refusal.decision == Decision.REJECTED else f"{refusal.decision.value}: {refusal.reason}"
 
     def submit(self, spec: OpSpec, *, source: str | None = None, actor: str | None = None,
                wait_s: float | None = None, at_step: int | None = None, lock: bool = False,

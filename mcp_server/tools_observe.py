@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
+from hotcb.codec import tag
 from hotcb.jsonl import read_json
 from hotcb.ledger import filter_entries
 from hotcb.rundir import AUTOPILOT
@@ -17,6 +18,15 @@ from .tools_base import ToolsBase
 
 KEY_METRIC_PREFERENCE = ("val_loss", "valid_loss", "eval_loss", "val_acc", "train_loss", "loss")
 DEFAULT_TREND_METRICS = 10
+
+
+def echo_metric(name: str, names: list[str]) -> str | None:
+    """The metric a name means: itself if logged, else a knob's echo (``lr`` -> ``opt/lr``,
+    ``aux_w`` -> ``loss/aux_w``: the kernel logs every knob as GROUP/KEY). None if neither."""
+    if name in names:
+        return name
+    echoes = sorted(n for n in names if n.rpartition("/")[2] == name and "/" in n)
+    return echoes[0] if len(echoes) == 1 else next((n for n in echoes if n.startswith("opt/")), None)
 
 
 class StatusOutput(BaseModel):
@@ -57,6 +67,7 @@ class Forecast(BaseModel):
     fit_points: int
     extrapolation: float | None = Field(None, description="fitted spans between the last point and at_step; "
                                                           "beyond ~3 treat the value as a rough guide")
+    reason: str | None = Field(None, description="why value/low/high are null (at_step too far past the data)")
 
 
 class KnobChange(BaseModel):
@@ -119,7 +130,7 @@ class LedgerOutput(BaseModel):
 
 
 def _plain(v: float) -> float | str:
-    return v if v == v and v not in (float("inf"), float("-inf")) else ("nan" if v != v else ("inf" if v > 0 else "-inf"))
+    return tag(v)
 
 
 def pick_metrics(names: list[str], limit: int = DEFAULT_TREND_METRICS) -> list[str]:
@@ -170,18 +181,26 @@ class ObserveTools(ToolsBase):
         self.metrics.refresh()
         names = self.metrics.names()
         chosen = args.metrics or pick_metrics(names)
+        sources = {n: echo_metric(n, names) for n in chosen}  # a knob's plain name reads its echo
+        key = (echo_metric(args.key_metric, names) or args.key_metric) if args.key_metric else None
+        key = key or next((m for m in KEY_METRIC_PREFERENCE if m in names), None)
+        wanted = [src for src in sources.values() if src] + ([key] if key else [])
+        self.metrics.extend(wanted, points=args.window)  # a long file read by seek
         out: dict[str, dict[str, Any]] = {}
         ranges: dict[str, list[int]] = {}
         counts: dict[str, int] = {}
         first_step = None
         for name in chosen:
-            s = self.metrics.get(name)
+            source = sources[name]
+            s = self.metrics.get(source) if source else None
             if s is None:
                 out[name] = {"n": 0, "trend": "no_data"}
                 continue
             steps, values = s.window(args.window)
             summary = trend_math.summarize(name, steps, values)
             out[name] = trend_math.compact(summary)
+            if source != name:
+                out[name]["metric"] = source  # the knob's echo (lr -> opt/lr)
             if steps:
                 ranges[name], counts[name] = summary["step_range"], summary["n"]
                 first_step = steps[0] if first_step is None else min(first_step, steps[0])
@@ -192,7 +211,6 @@ class ObserveTools(ToolsBase):
                 out[name]["steps"] = r
                 out[name]["n"] = counts[name]
         st = self.status_doc()
-        key = args.key_metric or next((m for m in KEY_METRIC_PREFERENCE if m in names), None)
         fc = None
         horizon = args.horizon_step or st.get("max_steps")
         if key and horizon and self.metrics.get(key) is not None:
@@ -218,6 +236,8 @@ class ObserveTools(ToolsBase):
         """Metric series, downsampled to at most max_points per metric (whole run, or since a step)."""
         self.metrics.refresh()
         names = args.metrics or self.metrics.names()
+        if args.since_step is not None:
+            self.metrics.extend(names, since_step=args.since_step)  # a long file read by seek
         series = {}
         for name in names:
             s = self.metrics.get(name)

@@ -101,7 +101,7 @@ class ProposalTools(ToolsBase):
         """Propose an op for a human to approve instead of applying it (suggest modes). The guard's
         immediate checks run now so hopeless proposals are refused early; approval applies it later
         with your source and actor. Always give the reason a person needs to decide."""
-        refusal = self.check_op(args.op, self.source)
+        refusal = self.check_op(args.op, self.source, reason=args.op.reason or args.reason)
         if refusal:
             raise ToolError(f"refused: {refusal}")
         op = args.op.model_copy(update={"reason": args.op.reason or args.reason})

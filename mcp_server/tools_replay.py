@@ -9,12 +9,13 @@ from pydantic import BaseModel, Field
 
 from hotcb.freeze import FreezeState
 from hotcb.jsonl import read_json
-from hotcb.ops import CORE
+from hotcb.judge import judge, judge_recipe
+from hotcb.ops import CORE, HotOp
 from hotcb.recipe import export_recipe, validate_recipe, write_recipe
 
 from .registry import StrictInput, ToolError, tool
 from .schemas import OpSpec
-from .tools_base import ToolsBase
+from .tools_base import ToolsBase, acting_for
 
 REPLAY_RECIPE = "hotcb.recipe.replay.jsonl"  # where a recipe given to `replay start` is stored
 MAX_INLINE_RECIPE = 2000
@@ -45,6 +46,7 @@ class ScheduleInput(StrictInput):
     at_step: int | None = Field(None, ge=0, description="add/move: the step at which it applies")
     at_event: str | None = Field(None, description="add: apply at the first kernel call with this event")
     cmd_id: str | None = Field(None, description="move/cancel: which scheduled op")
+    reason: str | None = Field(None, description="move/cancel: why (agents must say why)")
 
 
 class ScheduleOutput(BaseModel):
@@ -70,27 +72,38 @@ class ReplayTools(ToolsBase):
         status = self.status_doc()
         if args.action == "status":
             return ReplayOutput(action="status", freeze_mode=status.get("freeze_mode"), status=status.get("replay"))
-        if status.get("freeze_mode") == "prod" and self.source != "human":
-            raise ToolError("the run is frozen (prod); only a human can change its freeze mode")
         if args.action == "stop":
             if status.get("freeze_mode") not in ("replay", "replay_adjusted"):
                 # 'stop' ends a replay; it must not lift another freeze mode (prod) as a side effect.
                 raise ToolError(f"no replay is running (freeze mode {status.get('freeze_mode')!r}); nothing to stop")
-            state = FreezeState(mode="off", cmd_id=uuid.uuid4().hex, source=self.source, actor=self.current_actor(),
+            self._judge_freeze("unfreeze", "off", args.reason)
+            state = FreezeState(mode="off", cmd_id=uuid.uuid4().hex, source=acting_for(self.source), actor=self.current_actor(),
                                 reason=args.reason)
             state.save(self.run.freeze)
             return ReplayOutput(action="stop", freeze_mode="off", message="replay stops at the next safe point")
         entries = args.recipe if args.recipe is not None else export_recipe(self.ledger_entries())
-        problems = validate_recipe(entries)
-        if problems:
-            raise ToolError("invalid recipe: " + "; ".join(problems[:5]))
-        write_recipe(self.run.file(REPLAY_RECIPE), entries)
         mode = "replay_adjusted" if args.overlay else "replay"
+        self._judge_freeze("freeze", mode, args.reason)
+        # The kernel validates the whole recipe again before it starts; asked here first so the
+        # caller hears every problem now: structure, then what this caller may do at all.
+        problems = validate_recipe(entries) + validate_recipe(args.overlay or [], "overlay entry", overlay=True)
+        problems += judge_recipe([*entries, *(args.overlay or [])], acting_for(self.source), self.judge_view())
+        if problems:
+            more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
+            raise ToolError("invalid recipe: " + "; ".join(problems[:5]) + more)
+        write_recipe(self.run.file(REPLAY_RECIPE), entries)
         state = FreezeState(mode=mode, recipe_path=REPLAY_RECIPE, overlay=args.overlay or [],
-                            cmd_id=uuid.uuid4().hex, source=self.source, actor=self.current_actor(), reason=args.reason)
+                            cmd_id=uuid.uuid4().hex, source=acting_for(self.source), actor=self.current_actor(),
+                            reason=args.reason)
         state.save(self.run.freeze)
         return ReplayOutput(action="start", freeze_mode=mode, entries=len(entries),
                             message="replay starts at the next safe point (entries already past fire late)")
+
+    def _judge_freeze(self, op: str, mode: str, reason: str | None) -> None:
+        refusal = judge(HotOp(module=CORE, op=op, params={"mode": mode}, source=self.source, reason=reason),
+                        acting_for(self.source), self.judge_view())
+        if refusal is not None:
+            raise ToolError(f"refused: {refusal.reason}")
 
     @tool(ScheduleInput, ScheduleOutput, read_only=False, destructive=True, title="Schedule ops")
     def schedule_op(self, args: ScheduleInput) -> ScheduleOutput:
@@ -110,8 +123,10 @@ class ReplayTools(ToolsBase):
         if args.action == "move":
             if args.at_step is None:
                 raise ToolError("move needs at_step")
-            spec = OpSpec(module=CORE, op="reschedule", params={"cmd_id": args.cmd_id, "at_step": args.at_step})
+            spec = OpSpec(module=CORE, op="reschedule", params={"cmd_id": args.cmd_id, "at_step": args.at_step},
+                          reason=args.reason or f"schedule_op move {args.cmd_id} to step {args.at_step}")
         else:
-            spec = OpSpec(module=CORE, op="cancel", params={"cmd_id": args.cmd_id})
+            spec = OpSpec(module=CORE, op="cancel", params={"cmd_id": args.cmd_id},
+                          reason=args.reason or f"schedule_op cancel {args.cmd_id}")
         out = self.submit(spec)
         return ScheduleOutput(action=args.action, cmd_id=args.cmd_id, at_step=args.at_step, message=out["decision"])

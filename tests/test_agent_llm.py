@@ -9,6 +9,7 @@ import time
 import pytest
 from hotcb.agent.budget import Budget
 from hotcb.agent.llm import AI_TOOLS, LLMAutopilot
+from hotcb.agent.untrusted import FENCE_OPEN
 from hotcb.evals.fake_llm import RecordedLLM as FakeLLM
 from hotcb.mcp_server.registry import TOOLS
 from hotcb.mcp_server.tools import HotcbTools
@@ -45,9 +46,16 @@ def test_reads_trends_then_applies_in_a_real_training_process(tmp_path):
         wait_for(lambda: any(m["metrics"].get("lr") == pytest.approx(0.005) for m in t.metrics()), 30,
                  what="the training loop running at the new lr")
     assert llm.tools_called() == ["read_trends", "apply_op"]
-    # The model was offered the tool surface's own schemas, not hand-written ones.
+    # The model was offered the tool surface's own schemas, narrowed to what it may do.
     first = llm.requests[0]
-    assert first["tools"] == [TOOLS[n].openai_function() for n in AI_TOOLS]
+    assert [t["function"]["name"] for t in first["tools"]] == list(AI_TOOLS) == ["read_trends", "apply_op"]
+    for offered in first["tools"]:
+        surface = TOOLS[offered["function"]["name"]].openai_function()["function"]["parameters"]["properties"]
+        props = offered["function"]["parameters"]["properties"]
+        assert set(props) <= set(surface)
+    apply = first["tools"][1]["function"]["parameters"]
+    assert apply["properties"]["op"]["enum"] == ["set_params", "rollback"] and "reason" in apply["required"]
+    assert "lock" not in apply["properties"] and "wait_s" not in apply["properties"]
     assert "train_loss" in first["messages"][1]["content"]  # the digest
     state = HotcbTools(tmp_path).call("autopilot", {})["ai"]
     assert state["calls"] == 3 and state["tokens"] == 360 and state["api"] == "ok"
@@ -69,18 +77,20 @@ def test_hostile_replies_are_refused_and_recorded(tmp_path):
         t.wait_step(5)
         out = pilot(tmp_path, llm.base_url, max_tool_calls=10).wake("test")
         assert out["outcome"] == "ok" and out["actions"] == []
-        # lr=1000, lr=NaN, core stop: all recorded by the kernel (at its next safe points), none applied
-        wait_for(lambda: len([e for e in agent_entries(t) if e["decision"] == "rejected"]) >= 3, 60,
-                 what="three refusals in the ledger")
+        # lr=1000, lr=NaN: recorded by the kernel (at its next safe points), none applied; core stop
+        # is not offered to the autopilot at all (refused before it is sent).
+        wait_for(lambda: len([e for e in agent_entries(t) if e["decision"] == "rejected"]) >= 2, 60,
+                 what="two refusals in the ledger")
         t.wait_step(t.status()["step"] + 5)  # a few more steps: nothing else arrives late
-        assert len([e for e in agent_entries(t) if e["decision"] == "rejected"]) == 3
+        assert len([e for e in agent_entries(t) if e["decision"] == "rejected"]) == 2
         assert not [e for e in agent_entries(t) if e["decision"] == "applied"]
         assert t.alive()
     kinds = [r["kind"] for r in HotcbTools(tmp_path).load_ai_state()["refusals"]]
-    assert kinds.count("tool_error") == 3 and "unknown_tool" in kinds and "bad_json" in kinds
+    assert kinds.count("tool_error") == 2 and "unknown_tool" in kinds and "bad_json" in kinds
+    assert "not_offered" in kinds
     # The model was told why, in the tool messages of its next request.
     tool_msgs = [m["content"] for m in llm.requests[1]["messages"] if m["role"] == "tool"]
-    assert len(tool_msgs) == 5 and all(m.startswith("refused") for m in tool_msgs)
+    assert len(tool_msgs) == 5 and all(m.startswith(FENCE_OPEN + "\nrefused") for m in tool_msgs)
 
 
 def test_429_and_500_are_retried(tmp_path):

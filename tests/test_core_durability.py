@@ -26,7 +26,9 @@ run, wid, n, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 while not os.path.exists(go):
     time.sleep(0.001)
 for i in range(n):
-    rec = make_command("loss", "set_params", {"mse_w": 1.0}, cmd_id=f"w{wid}-{i:04d}", actor=f"writer{wid}")
+    # a distinct value per command: a value already in force would be decided "unchanged"
+    rec = make_command("loss", "set_params", {"mse_w": 1.0 + (wid * n + i) * 1e-4}, cmd_id=f"w{wid}-{i:04d}",
+                       actor=f"writer{wid}")
     append_line(os.path.join(run, "hotcb.commands.jsonl"), rec)
 """
 
@@ -73,7 +75,7 @@ def test_sigkill_restart_applies_nothing_twice_and_loses_nothing(run_dir: Path) 
         for i in range(300):
             if stop.is_set():
                 return
-            rec = make_command("loss", "set_params", {"l1_w": (i % 7) * 1e-4}, cmd_id=f"c{i:04d}")
+            rec = make_command("loss", "set_params", {"l1_w": (i + 1) * 1e-5}, cmd_id=f"c{i:04d}")
             append_line(commands, rec)
             sent.append(rec["cmd_id"])
             time.sleep(0.003)

@@ -33,7 +33,7 @@ def test_raising_callback_is_attributed_to_its_loader_and_itself(run_dir: Path, 
     (run_dir / "bad_cb.py").write_text(BAD_CB)
     loop = Loop(run_dir)
     loop.send("cb", "load", id="bad", target={"kind": "python_file", "path": "bad_cb.py", "symbol": "Bad"},
-              source=source, actor=actor)
+              source=source, actor=actor, reason="watch the loss")
     loop.run(5)
     loop.close()
     [e] = failures(loop)

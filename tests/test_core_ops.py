@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -197,25 +198,37 @@ def test_pause_stop_freeze_in_process(run_dir: Path) -> None:
 def test_desired_yaml_applied_on_change_and_invalid_rejected(run_dir: Path) -> None:
     lp = Loop(run_dir, watch_interval_s=0.0)
     lp.run(1)
+
+    def run_until(cond: object, what: str) -> None:
+        # hotcb.yaml is read and parsed off the training thread: applied a few steps after a change
+        for _ in range(2000):
+            lp.run(1)
+            if cond():  # type: ignore[operator]
+                return
+            time.sleep(0.001)
+        raise AssertionError(f"hotcb.yaml never got {what}")
+
     (run_dir / "hotcb.yaml").write_text("knobs:\n  lr: 0.02\n  l2_w: 0.001\nfreeze: off\n")
-    lp.run(1)
+    run_until(lambda: len([e for e in lp.ledger() if e["source"] == "yaml"]) >= 2, "applied")
     assert lp.opt.param_groups[0]["lr"] == pytest.approx(0.02) and lp.weights["l2_w"] == 0.001
     yaml_entries = [e for e in lp.ledger() if e["source"] == "yaml"]
     assert {e["module"] for e in yaml_entries} == {"opt", "loss"}
     assert all(e["decision"] == "applied" for e in yaml_entries)
+    n = len(lp.ledger())
     (run_dir / "hotcb.yaml").write_text("knobs:\n  opt: {lr: 0.03}\ncallbacks:\n  t:\n"
                                         "    target: {kind: module, path: hotcb.callbacks.timing, symbol: TimingCallback}\n")
-    lp.run(2)
+    run_until(lambda: len(lp.ledger()) >= n + 2, "the second version")
     assert lp.opt.param_groups[0]["lr"] == pytest.approx(0.03)
     assert "t" in lp.kernel.cb.callbacks
     n = len(lp.ledger())
     (run_dir / "hotcb.yaml").write_text("knobs:\n  lr: 0.04\n  warp_w: 1.0\n")  # one unknown knob: nothing changes
-    lp.run(1)
+    run_until(lambda: len(lp.ledger()) > n, "a decision on the unknown knob")
     new = lp.ledger()[n:]
     assert len(new) == 1 and new[0]["decision"] == "rejected" and "warp_w" in new[0]["error"]
     assert lp.opt.param_groups[0]["lr"] == pytest.approx(0.03)
+    n = len(lp.ledger())
     (run_dir / "hotcb.yaml").write_text("knobs: [oops\n")
-    lp.run(1)
+    run_until(lambda: len(lp.ledger()) > n, "a decision on invalid YAML")
     assert lp.ledger()[-1]["decision"] == "rejected" and "not valid YAML" in lp.ledger()[-1]["error"]
     lp.run(2)
     lp.close()

@@ -166,10 +166,10 @@ def test_missing_callback_file_fails_the_load(loop: Loop) -> None:
 
 
 def test_unimportable_callback_module_fails_the_load(loop: Loop) -> None:
-    cmd = loop.send("cb", "load", id="m", target={"kind": "module", "path": "no_such_pkg.cbs", "symbol": "X"})
+    cmd = loop.send("cb", "load", id="m", target={"kind": "module", "path": "hotcb.callbacks.no_such", "symbol": "X"})
     loop.run(1)
     e = loop.decision(cmd)
-    assert e["decision"] == "failed" and "cannot import no_such_pkg.cbs" in e["error"]
+    assert e["decision"] == "failed" and "cannot import hotcb.callbacks.no_such" in e["error"]
     assert_still_training(loop)
 
 

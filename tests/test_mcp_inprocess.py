@@ -81,7 +81,7 @@ def test_resources_prompts_progress_and_dead_process(run_dir: Path) -> None:
                 os.kill(trainer.proc.pid, signal.SIGSTOP)
                 try:
                     out = data(await c.call_tool(
-                        "apply_op", {"module": "loss", "op": "set_params", "params": {"mse_w": 1.2}},
+                        "apply_op", {"module": "loss", "op": "set_params", "params": {"mse_w": 1.2}, "reason": "stall test"},
                         progress_callback=on_progress))
                 finally:
                     os.kill(trainer.proc.pid, signal.SIGCONT)
@@ -93,7 +93,7 @@ def test_resources_prompts_progress_and_dead_process(run_dir: Path) -> None:
                 # A dead training process is reported as such, at once, not as a hang.
                 trainer.kill()
                 out = data(await c.call_tool("apply_op", {"module": "opt", "op": "set_params",
-                                                          "params": {"momentum": 0.85}}))
+                                                          "params": {"momentum": 0.85}, "reason": "dead test"}))
                 assert out["decision"] == "queued" and out["liveness"] == "dead", out
                 assert "dead" in out["message"] and "exactly once" in out["message"]
                 status = data(await c.call_tool("get_status", {}))

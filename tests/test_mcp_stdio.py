@@ -37,7 +37,8 @@ def test_actor_override_over_stdio(run_dir: Path) -> None:
         async def main() -> None:
             async with connect(run_dir, "--actor", "ops-bot") as c:
                 trainer.wait_step(5, timeout=120)
-                r = await c.call_tool("apply_op", {"module": "loss", "op": "set_params", "params": {"mse_w": 1.5}})
+                r = await c.call_tool("apply_op", {"module": "loss", "op": "set_params", "params": {"mse_w": 1.5},
+                                                   "reason": "stdio test"})
                 assert not r.is_error, r.content[0].text
                 ledger = await c.call_tool("read_ledger", {"cmd_id": r.structured_content["cmd_id"]})
                 entry = ledger.structured_content["entries"][0]

@@ -2,7 +2,10 @@
 
 A callback is duck-typed: ``handle(event, env)`` and optionally ``set_params(**kw)`` and
 ``close()``. Loading captures a hash of the source so a replay can tell it runs the same code.
-An exception inside a callback disables that callback and is recorded; training goes on.
+Anything a callback raises -- ``SystemExit`` and ``KeyboardInterrupt`` included, at import time
+too -- disables that callback and is recorded; so does running past its time budget
+(``hotcb.watchdog``). A callback cannot end training: only the kernel's own stop does.
+Where code may come from is the judge's ``CodePolicy``; this module only loads it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 from ..actuators.actuator import ValueRefused
 from ..ops import CallbackTarget, HotOp
+from ..watchdog import CallbackTimeout, CallWatchdog
 from . import ApplyContext
 
 
@@ -68,13 +72,33 @@ def resolve_file(path: str, run_dir: Path, allowed_dirs: list[Path]) -> Path:
     raise CallbackLoadError(f"callback file {path} is outside the run directory and the allowed directories")
 
 
+def _what(e: BaseException) -> str:
+    if isinstance(e, SystemExit):
+        return f"SystemExit({e.code!r}) (a callback cannot end training)"
+    if isinstance(e, KeyboardInterrupt):
+        return "KeyboardInterrupt (a callback cannot end training)"
+    return f"{e!r}"[:500]
+
+
 def load_target(target: CallbackTarget, params: dict[str, Any], run_dir: Path,
                 allowed_dirs: list[Path]) -> tuple[Any, str | None]:
+    """Import the target and build the callback. Anything raised (``SystemExit`` at import
+    included) becomes ``CallbackLoadError``: the command fails, the run goes on."""
+    try:
+        return _load_target(target, params, run_dir, allowed_dirs)
+    except CallbackLoadError:
+        raise
+    except BaseException as e:  # noqa: BLE001 - user code may raise anything, even SystemExit
+        raise CallbackLoadError(f"loading {target.path}:{target.symbol} raised {_what(e)}") from None
+
+
+def _load_target(target: CallbackTarget, params: dict[str, Any], run_dir: Path,
+                 allowed_dirs: list[Path]) -> tuple[Any, str | None]:
     if target.kind == "module":
         try:
             module = importlib.import_module(target.path)
-        except Exception as e:
-            raise CallbackLoadError(f"cannot import {target.path}: {e!r}") from e
+        except BaseException as e:  # noqa: BLE001
+            raise CallbackLoadError(f"cannot import {target.path}: {_what(e)}") from None
         source = getattr(module, "__file__", None)
     else:
         file = resolve_file(target.path, run_dir, allowed_dirs)
@@ -86,13 +110,17 @@ def load_target(target: CallbackTarget, params: dict[str, Any], run_dir: Path,
         try:
             sys.modules[name] = module
             spec.loader.exec_module(module)
-        except Exception as e:
+        except BaseException as e:  # noqa: BLE001
             sys.modules.pop(name, None)
-            raise CallbackLoadError(f"error executing {file}: {e!r}") from e
+            raise CallbackLoadError(f"error executing {file}: {_what(e)}") from None
         source = str(file)
     factory = getattr(module, target.symbol, None)
     if factory is None:
         raise CallbackLoadError(f"{target.path} has no symbol {target.symbol!r}")
+    home = getattr(factory, "__module__", None) or module.__name__
+    if home != module.__name__ and not home.startswith(module.__name__ + "."):
+        # Only what the module (or its package) defines: an imported name (os, Popen) is no callback.
+        raise CallbackLoadError(f"{target.path}.{target.symbol} is not defined in {target.path}")
     if inspect.isclass(factory):
         try:
             obj = factory(**params)
@@ -110,11 +138,13 @@ def load_target(target: CallbackTarget, params: dict[str, Any], run_dir: Path,
 class CallbackModule:
     name = "cb"
 
-    def __init__(self, run_dir: Path, allowed_dirs: list[Path] | None = None, on_error=None):
+    def __init__(self, run_dir: Path, allowed_dirs: list[Path] | None = None, on_error=None,
+                 timeout_s: float | None = 30.0):
         self.run_dir = run_dir
         self.allowed_dirs = [Path(d).resolve() for d in (allowed_dirs or [])]
         self.callbacks: dict[str, LoadedCallback] = {}
         self._on_error = on_error  # kernel hook: records a raising callback in the ledger
+        self.watchdog = CallWatchdog(timeout_s)
 
     def add(self, cb_id: str, obj: Any, enabled: bool = True) -> None:
         """Register a callback object from code (not through a command)."""
@@ -142,7 +172,16 @@ class CallbackModule:
                 raise ValueRefused("cb load needs an id")
             if op.target is None:
                 raise ValueRefused("cb load needs a target {kind, path, symbol}")
-            obj, digest = load_target(op.target, op.params, self.run_dir, self.allowed_dirs)
+            call = self.watchdog.begin(f"loading {op.id}")
+            try:
+                try:
+                    obj, digest = load_target(op.target, op.params, self.run_dir, self.allowed_dirs)
+                finally:
+                    late = self.watchdog.end(call)
+            except CallbackTimeout:
+                late = True
+            if late:
+                raise CallbackLoadError(f"loading {op.id} ran past the {self.watchdog.budget_s:g}s budget")
             old = self.callbacks.pop(op.id, None)
             if old is not None:
                 _close(old.obj)
@@ -174,15 +213,29 @@ class CallbackModule:
             if not cb.enabled:
                 continue
             for event in events:
+                call = self.watchdog.begin(cb.id)
                 try:
-                    cb.obj.handle(event, env)
-                except Exception as e:
-                    cb.enabled = False
-                    cb.errors += 1
-                    cb.last_error = f"{type(e).__name__}: {e}"
-                    if self._on_error is not None:
-                        self._on_error(cb, event, step, traceback.format_exc(limit=3))
+                    try:
+                        cb.obj.handle(event, env)
+                    finally:
+                        late = self.watchdog.end(call)
+                    if late:
+                        raise CallbackTimeout
+                except BaseException as e:  # noqa: BLE001 - nothing a callback raises may end training
+                    self._disable(cb, e, event, step)
                     break
+
+    def _disable(self, cb: LoadedCallback, e: BaseException, event: str, step: int) -> None:
+        cb.enabled = False
+        cb.errors += 1
+        if isinstance(e, CallbackTimeout):
+            cb.last_error = f"timed out: {event} ran past the {self.watchdog.budget_s:g}s budget"
+        elif isinstance(e, (SystemExit, KeyboardInterrupt)):
+            cb.last_error = _what(e)
+        else:
+            cb.last_error = f"{type(e).__name__}: {str(e)[:500]}"
+        if self._on_error is not None:
+            self._on_error(cb, event, step, traceback.format_exc(limit=3))
 
     def describe(self) -> list[dict[str, Any]]:
         return [cb.describe() for cb in self.callbacks.values()]
@@ -190,6 +243,7 @@ class CallbackModule:
     def close(self) -> None:
         for cb in self.callbacks.values():
             _close(cb.obj)
+        self.watchdog.close()
 
 
 def _close(obj: Any) -> None:
@@ -197,5 +251,5 @@ def _close(obj: Any) -> None:
     if callable(closer):
         try:
             closer()
-        except Exception:
+        except BaseException:  # noqa: BLE001 - closing user code must not end the run either
             pass

@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--grad-norm", action="store_true", help="report grad_norm")
     ap.add_argument("--grad-spike-at", type=_steps, default=set(), help="comma-separated steps")
     ap.add_argument("--grad-spike-scale", type=float, default=10.0)
+    ap.add_argument("--extra-metric", default=None, help="also log a metric of this name (e.g. a hostile one)")
     ap.add_argument("--guard-cooldown", type=int, default=None)
     ap.add_argument("--rescue", action="store_true")
     ap.add_argument("--no-probe", action="store_true")
@@ -132,6 +133,8 @@ def main(argv: list[str] | None = None) -> None:
             metrics = {"train_loss": loss.item(), "val_loss": val, "mse": mse.item(), "lr": opt.param_groups[0]["lr"]}
             if gnorm is not None:
                 metrics["grad_norm"] = gnorm
+            if args.extra_metric:
+                metrics[args.extra_metric] = 1.0
             kernel.apply(env={"step": step, "epoch": step // 100, "optimizer": opt, "scheduler": sched,
                               "model": model, "metrics": metrics},
                          events=["train_step_end"])

@@ -1,0 +1,295 @@
+"""The one judge: who may do what to a run.
+
+Every rule about who may do what is written here, once. The kernel applies ``judge`` to every op
+from every source at the moment it would act (command lines, scheduled ops, recipe and overlay
+entries, ``hotcb.yaml``, the freeze file, ops made inside the training process); the tool surface
+asks the same function early, over the files the kernel publishes, so a caller gets an immediate
+refusal with the same reason. Nothing else decides.
+
+Who: an op's ``source`` is what its writer declared. A recipe entry acts for whoever started the
+replay (``who``), so an agent cannot launder an op through a recipe. The kinds of source:
+
+- ``human``, ``yaml``: a person (or a file a person wrote) -- the guard's bounds only.
+- ``agent``, ``rule``, ``tune``: automation -- bounds, ratio limits, cooldowns, locks, no
+  human-only core op, and (agent) a reason for every op.
+- ``replay``: an entry of a recipe, judged as the source that started it.
+
+Code: whatever the source, a callback is loaded only from the places the training process
+declared (``CodePolicy``): the built-in ``hotcb.callbacks`` modules, the module names it lists,
+and python files inside the run directory or the directories it lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .actuators.actuator import ValueRefused, validate_value
+from .freeze import freeze_decision
+from .guard import GuardConfig, GuardRefusal, check_knob_change
+from .ledger import Decision
+from .ops import (
+    CB,
+    CB_OPS,
+    CORE,
+    CORE_OPS,
+    RESCUE,
+    RESCUE_OPS,
+    SOURCES,
+    TUNE,
+    TUNE_OPS,
+    CallbackTarget,
+    CommandError,
+    HotOp,
+    parse_command,
+)
+
+# Sources that speak for a person; every other source is automation.
+HUMAN_SOURCES = ("human", "yaml")
+# Core ops only a person may send: they decide who controls the run (or end it).
+HUMAN_ONLY_CORE = frozenset({"stop", "freeze", "unfreeze", "lock", "unlock"})
+# Freeze modes automation may enter or leave by itself: a replay (never ``prod``).
+AUTOMATION_FREEZE_MODES = ("replay", "replay_adjusted")
+# Callback code every run may load: the built-ins.
+BUILTIN_CALLBACK_PACKAGE = "hotcb.callbacks"
+MAX_REASON = 2000
+
+
+def is_human(source: str | None) -> bool:
+    return source in HUMAN_SOURCES
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The judge's no: the ledger decision to record and why."""
+
+    decision: Decision
+    reason: str
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def _rejected(reason: str) -> Refusal:
+    return Refusal(Decision.REJECTED, reason)
+
+
+@dataclass(frozen=True)
+class CodePolicy:
+    """Where callback code and recipes may come from, as the training process declared it."""
+
+    root: Path
+    modules: tuple[str, ...] = ()  # module names; "pkg." (trailing dot) allows a package's modules
+    dirs: tuple[Path, ...] = ()
+
+    @classmethod
+    def build(cls, root: str | Path, modules: list[str] | tuple[str, ...] = (),
+              dirs: list[Any] | tuple[Any, ...] = ()) -> CodePolicy:
+        return cls(Path(root).resolve(), tuple(str(m) for m in modules), tuple(Path(d).resolve() for d in dirs))
+
+    def module_allowed(self, name: str) -> bool:
+        if name == BUILTIN_CALLBACK_PACKAGE or name.startswith(BUILTIN_CALLBACK_PACKAGE + "."):
+            return not any(part.startswith("_") for part in name.split(".")[2:])
+        return any(name == m or (m.endswith(".") and name.startswith(m)) for m in self.modules)
+
+    def place(self, path: str) -> Path | None:
+        """``path`` resolved inside the run directory or an allowed directory, else None."""
+        p = Path(path)
+        bases = [self.root, *self.dirs]
+        candidates = [p] if p.is_absolute() else [b / p for b in bases]
+        for c in candidates:
+            c = c.resolve()
+            if any(c == b or b in c.parents for b in bases):
+                return c
+        return None
+
+    def check_target(self, target: CallbackTarget | None) -> str | None:
+        if target is None:
+            return "cb load needs a target {kind, path, symbol}"
+        if target.symbol.startswith("_"):
+            return f"target.symbol {target.symbol!r} is private"
+        if target.kind == "module":
+            if not self.module_allowed(target.path):
+                allowed = [f"{BUILTIN_CALLBACK_PACKAGE}.*", *self.modules]
+                return (f"module {target.path!r} is not an allowed callback module (allowed: "
+                        f"{', '.join(allowed)}); the training process declares more with "
+                        "HotKernel(allowed_callback_modules=[...])")
+            return None
+        if self.place(target.path) is None:
+            return (f"callback file {target.path!r} is outside the run directory and the allowed "
+                    "directories (HotKernel(allowed_callback_dirs=[...]))")
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"modules": [f"{BUILTIN_CALLBACK_PACKAGE}.", *self.modules], "dirs": [str(d) for d in self.dirs]}
+
+    @classmethod
+    def from_dict(cls, root: str | Path, d: dict[str, Any] | None) -> CodePolicy:
+        d = d or {}
+        modules = [m for m in d.get("modules", []) if isinstance(m, str) and m != f"{BUILTIN_CALLBACK_PACKAGE}."]
+        dirs = [x for x in d.get("dirs", []) if isinstance(x, str)]
+        return cls.build(root, modules, dirs)
+
+
+@dataclass
+class View:
+    """What the judge may look at: the run as the kernel sees it (or as its files say).
+
+    ``knob(module, key)`` gives a knob's live description (``None``: unknown), ``knob_keys(module)``
+    the keys of a group; ``groups`` the knob groups (``None``: no training process has published them yet, so knob ops are left for
+    the kernel to judge); ``scheduled_source(cmd_id)`` the source of a scheduled op.
+    """
+
+    code: CodePolicy | None  # None: not published yet (the kernel judges code when the op lands)
+    guard: GuardConfig = field(default_factory=GuardConfig)
+    freeze_mode: str = "off"
+    freeze_source: str = "human"  # who set the freeze mode (a replay acts for its starter)
+    step: int | None = None
+    locks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    groups: frozenset[str] | None = None
+    knob: Callable[[str, str], dict[str, Any] | None] = lambda module, key: None
+    knob_keys: Callable[[str], list[str]] = lambda module: []
+    scheduled_source: Callable[[str], str | None] = lambda cmd_id: None
+
+
+def judge(op: HotOp, who: str, view: View, *, static: bool = False) -> Refusal | None:
+    """The decision for ``op`` acting for ``who``: ``None`` to proceed, else a ``Refusal``.
+
+    ``static`` judges what can be known before the op's time comes (a recipe at replay start):
+    structure, code, human-only ops and value bounds, not ratios, cooldowns, locks or freeze.
+    """
+    if who not in SOURCES or who == "replay":
+        return _rejected(f"unknown source {who!r}")
+    if not static:
+        ignored = freeze_decision(view.freeze_mode, op.module, op.op, op.source, owner=view.freeze_source)
+        if ignored is not None:
+            return Refusal(Decision(ignored), f"freeze mode is {view.freeze_mode!r}")
+    refusal = _by_module(op, who, view, static)
+    if refusal is None and op.source == "agent" and not static and not (op.reason and op.reason.strip()):
+        # Checked last, so an op refused anyway hears its real reason first.
+        return _rejected("agent ops need a reason (say why, in a sentence)")
+    return refusal
+
+
+def _by_module(op: HotOp, who: str, view: View, static: bool) -> Refusal | None:
+    if op.module == CORE:
+        return _core(op, who, view)
+    if op.module == CB:
+        if op.op not in CB_OPS:
+            return _rejected(f"unknown cb op {op.op!r}; known: {', '.join(CB_OPS)}")
+        if not op.id:
+            return _rejected(f"cb {op.op} needs an id")
+        problem = view.code.check_target(op.target) if op.op == "load" and view.code is not None else None
+        return _rejected(problem) if problem else None
+    if op.module == TUNE:
+        return None if op.op in TUNE_OPS else _rejected(f"unknown tune op {op.op!r}; known: {', '.join(TUNE_OPS)}")
+    if op.module == RESCUE:
+        return None if op.op in RESCUE_OPS else _rejected(f"unknown rescue op {op.op!r}; known: {', '.join(RESCUE_OPS)}")
+    return _knobs(op, who, view, static)
+
+
+def _core(op: HotOp, who: str, view: View) -> Refusal | None:
+    if op.op not in CORE_OPS:
+        return _rejected(f"unknown core op {op.op!r}; known: {', '.join(CORE_OPS)}")
+    if is_human(who):
+        return None
+    if op.op in ("freeze", "unfreeze"):
+        return _automation_freeze(op, who, view)
+    if op.op in HUMAN_ONLY_CORE:
+        return _rejected(f"core {op.op} is reserved to humans (this op acts for {who!r})")
+    if op.op in ("cancel", "reschedule"):
+        target = op.params.get("cmd_id")
+        owner = view.scheduled_source(target) if isinstance(target, str) else None
+        if is_human(owner):
+            return _rejected(f"core {op.op}: the scheduled op {target} is a human's; only a human can change it")
+    return None
+
+
+def _automation_freeze(op: HotOp, who: str, view: View) -> Refusal | None:
+    """Automation may start a replay (its entries then act for it) and end a replay it started."""
+    mode = "off" if op.op == "unfreeze" else op.params.get("mode", "prod")
+    current, owner = view.freeze_mode, view.freeze_source
+    if mode in AUTOMATION_FREEZE_MODES and (current == "off" or (current in AUTOMATION_FREEZE_MODES and not is_human(owner))):
+        return None
+    if mode == "off" and current in AUTOMATION_FREEZE_MODES and not is_human(owner):
+        return None
+    return _rejected(f"core {op.op} to {mode!r} (now {current!r}) is reserved to humans (this op acts for {who!r}); "
+                     "automation may only start a replay, or stop one that automation started")
+
+
+def _knobs(op: HotOp, who: str, view: View, static: bool) -> Refusal | None:
+    if op.op != "set_params":
+        return _rejected(f"unknown op {op.op!r} for knob group {op.module!r} (use set_params)")
+    if not op.params:
+        return _rejected("set_params needs at least one key in params")
+    if view.groups is None:
+        return None  # no training process has published its knobs yet: the kernel will judge
+    if op.module not in view.groups:
+        return _rejected(f"unknown module {op.module!r} (known: {', '.join(sorted(view.groups | {CB, CORE, TUNE}))})")
+    unchanged = []
+    for key, value in op.params.items():
+        desc = view.knob(op.module, key)
+        if desc is None:
+            known = sorted(view.knob_keys(op.module))
+            return _rejected(f"unknown knob {op.module}.{key}; known in {op.module!r}: {', '.join(known) or 'none'}")
+        try:
+            if static:
+                validate_value(desc, value)
+                continue
+            new = check_knob_change(desc, value, source=who, step=view.step, lock=view.locks.get(key),
+                                    config=view.guard)
+        except (GuardRefusal, ValueRefused) as e:
+            return _rejected(str(e)[:MAX_REASON])
+        if _same(new, desc.get("value")):
+            unchanged.append(key)
+    if unchanged and len(unchanged) == len(op.params) and not op.lock:
+        values = ", ".join(f"{k}={(view.knob(op.module, k) or {}).get('value')!r}" for k in unchanged)
+        return Refusal(Decision.UNCHANGED, f"already in force: {values}; nothing applied, no cooldown started")
+    return None
+
+
+def _same(new: Any, old: Any) -> bool:
+    if isinstance(new, tuple):
+        new = list(new)
+    if isinstance(new, bool) or isinstance(old, bool):
+        return new is old
+    if isinstance(new, (int, float)) and isinstance(old, (int, float)):
+        return float(new) == float(old)
+    return new == old
+
+
+def unchanged_keys(view: View, op: HotOp) -> list[str]:
+    """Keys of a knob op whose value is already in force (the kernel leaves them out)."""
+    out = []
+    for key, value in op.params.items():
+        desc = view.knob(op.module, key)
+        if desc is None:
+            continue
+        try:
+            new = validate_value(desc, value)
+        except ValueRefused:
+            continue
+        if _same(new, desc.get("value")):
+            out.append(key)
+    return out
+
+
+def judge_recipe(entries: list[Any], who: str, view: View) -> list[str]:
+    """What the judge would refuse in a recipe (or overlay) started by ``who``, whatever the step:
+    structure, code, human-only ops, bounds. Ratios and cooldowns are judged as each entry fires."""
+    problems = []
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict):
+            continue  # validate_recipe reports it
+        fields = {k: e.get(k) for k in ("module", "op", "id", "params", "target") if e.get(k) is not None}
+        try:
+            op = parse_command({**fields, "cmd_id": f"recipe-{i}", "source": "replay"})
+        except CommandError as err:
+            problems.append(f"entry {i}: {err}")
+            continue
+        refusal = judge(op, who, view, static=True)
+        if refusal is not None:
+            problems.append(f"entry {i} ({op.module} {op.op}): {refusal.reason}")
+    return problems

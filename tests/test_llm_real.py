@@ -1,0 +1,119 @@
+"""The real-model tier: the LLM autopilot, in its own process, against a real local model
+(Qwen2.5-Coder-1.5B-Instruct behind llama.cpp's OpenAI-compatible server, CPU) over a real
+training run in its own process.
+
+Asserts plumbing and safety, never the model's taste: the model's replies are parsed into tool
+calls, every op it sends is judged by the kernel (a ledger decision per command), every op has a
+reason and the model's name as actor, the run's rules proposal is endorsed/overridden/vetoed on
+the record, nothing crashes, and nothing is queued into the run once it has stopped.
+
+Enable: ``eval "$(.ci/llm-model)"`` (fetches the pinned server and model into ~/.cache/hotcb-llm,
+starts the server on loopback, exports HOTCB_LLM_BASE_URL / HOTCB_LLM_MODEL), then
+``python -m pytest -m llm``. Outside CI, without a server, the tier skips; in CI (HOTCB_CI=1) a
+missing server fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+from hotcb.mcp_server.tools import HotcbTools
+
+from tests.support.proc import Trainer, wait_for
+
+pytestmark = [pytest.mark.llm, pytest.mark.slow]
+
+DEFAULT_URL = "http://127.0.0.1:8439/v1"
+ENABLE = 'eval "$(.ci/llm-model)" && python -m pytest -m llm'
+HOTCB = shutil.which("hotcb") or str(Path(sys.executable).with_name("hotcb"))
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url.rsplit("/v1", 1)[0] + "/health", timeout=5) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def llm() -> tuple[str, str]:
+    url = os.environ.get("HOTCB_LLM_BASE_URL") or DEFAULT_URL
+    model = os.environ.get("HOTCB_LLM_MODEL") or "qwen2.5-coder-1.5b-instruct"
+    if not _answers(url):
+        msg = f"no local LLM server at {url}; enable the real-model tier with: {ENABLE}"
+        if os.environ.get("HOTCB_CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return url, model
+
+
+def lines(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+@pytest.mark.timeout(1500)
+def test_real_model_autopilot_on_a_real_run(tmp_path, llm):
+    url, model = llm
+    run = tmp_path / "run"
+    log = open(tmp_path / "autopilot.log", "wb")
+    # A flat val_loss: the plateau rule (the LLM's sensor) says it would halve lr, and the model
+    # is woken with that proposal in its digest.
+    with Trainer(run, "--plateau", sleep=0.05) as t:
+        t.wait_step(150)
+        pilot = subprocess.Popen(
+            [HOTCB, "autopilot", "--dir", str(run), "--mode", "ai_auto", "--base-url", url, "--model", model,
+             "--cadence-steps", "100000", "--max-rounds", "2", "--max-completion", "160", "--ai-timeout", "600",
+             "--interval", "0.5"],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HOTCB_AI_KEY": ""})
+        try:
+            tools = HotcbTools(run)
+
+            def woke() -> dict | None:
+                assert pilot.poll() is None, (tmp_path / "autopilot.log").read_text()[-3000:]
+                st = tools.load_ai_state().get("stats") or {}
+                return st if st.get("llm_wakes", 0) + sum((st.get("fallbacks") or {}).values()) >= 1 else None
+
+            stats = wait_for(woke, 1200, 1.0, "one wake of the real model")
+            assert t.alive()
+            human = HotcbTools(run, source="human", actor="tester")
+            human.call("apply_op", {"module": "core", "op": "stop", "reason": "end of the real-model test"})
+            wait_for(lambda: not t.alive(), 120, what="training to stop")
+            assert pilot.wait(900) == 0, (tmp_path / "autopilot.log").read_text()[-3000:]
+        finally:
+            if pilot.poll() is None:
+                pilot.kill()
+            log.close()
+    state = HotcbTools(run).load_ai_state()
+    stats = state["stats"]
+    # The model answered (no outage, no model-error fallback) and its calls were parsed.
+    assert stats["llm_wakes"] >= 1 and stats["fallbacks"] == {}, stats
+    assert stats["tool_calls_text"] + stats["tool_calls_native"] >= 1, (stats, state.get("reasonings"))
+    assert state["usage"]["calls"] >= 1 and state["usage"]["prompt_tokens"] > 0
+    # Every op the model sent was judged by the kernel, under its name, with a reason.
+    cmds = [c for c in lines(run / "hotcb.commands.jsonl") if c.get("source") == "agent"]
+    ledger = lines(run / "hotcb.applied.jsonl")
+    decided = {e.get("cmd_id") for e in ledger}
+    assert all(c["cmd_id"] in decided for c in cmds), "an agent op without a ledger decision"
+    ops = [e for e in ledger if e.get("source") == "agent"]
+    assert ops, f"the model sent no op: {state.get('reasonings')} {state.get('refusals')}"
+    assert all(e["actor"] == model and (e.get("reason") or "").strip() for e in ops), ops
+    # Its stance on the rules' proposal is on the record: in the op's reason, or as a veto alert.
+    s = stats["stances"]
+    assert s["endorse"] + s["override"] + s["veto"] >= 1, stats
+    # Nothing was queued into the run after it stopped.
+    stop = next(e for e in ledger if e.get("op") == "stop" and e.get("decision") == "applied")
+    assert not [c for c in cmds if c.get("ts", 0) > stop.get("wall_time", float("inf"))]
+    # No secret or credential is in any run file.
+    for f in run.iterdir():
+        if f.is_file():
+            assert "Bearer" not in f.read_text(errors="replace")
