@@ -44,14 +44,6 @@ def json_response(data: Any, status: int = 200) -> Response:
                     headers={"cache-control": "no-store"})
 
 
-def status_for(message: str) -> int:
-    if message.startswith("unknown tool"):
-        return 404
-    if message.startswith("invalid arguments"):
-        return 422
-    if "reserved to humans" in message:
-        return 403
-    return 409  # refused by the guard, rejected or failed in the kernel: a conflict with the run's state
 
 
 async def bounded_body(request: Request, limit: int) -> bytes | None:
@@ -118,7 +110,7 @@ def build_router(tools: HotcbTools, cfg: DashboardConfig, compare: HotcbTools | 
             result = await run_in_threadpool(tools.call, name, args, actor=actor)
         except ToolError as e:
             on_action()  # a refusal is in the ledger too: show it now
-            return json_response({"error": str(e)}, status_for(str(e)))
+            return json_response({"error": str(e)}, e.http_status)  # the error's kind says its status
         on_action()
         return json_response(result)
 

@@ -1,6 +1,6 @@
 """JSON lines and JSON files in the run directory: the one place that reads and writes them.
 
-Rules (SPEC section 2): appends are whole lines written with one ``write`` on an ``O_APPEND``
+Rules (docs/core.md, "The run directory"): appends are whole lines written with one ``write`` on an ``O_APPEND``
 descriptor under an advisory lock; readers never consume a line without its newline; rewritten
 JSON files are replaced atomically; readers tail by byte offset and detect truncation/rotation.
 

@@ -254,3 +254,17 @@ def test_dashboard_human_cannot_load_code_from_outside(run_dir: Path, tmp_path: 
         trainer.wait_step(trainer.status()["step"] + 10)
         assert trainer.alive()
     assert not marker.exists()
+
+
+def test_every_core_op_has_one_handler_and_kernel_options_are_typed(run_dir: Path) -> None:
+    """Core ops are a table (one handler per op); the kernel's options are KernelConfig's fields."""
+    from hotcb import HotKernel, KernelConfig
+    from hotcb.core_ops import CORE_HANDLERS, CoreOps
+    from hotcb.ops import CORE_OPS
+
+    assert set(CORE_HANDLERS) == set(CORE_OPS) and all(hasattr(CoreOps, h) for h in CORE_HANDLERS.values())
+    with pytest.raises(TypeError, match="unknown options"):
+        HotKernel(run_dir, checkpoint_evry=5)
+    k = HotKernel(run_dir, config=KernelConfig(max_steps=7), checkpoint_every=3)
+    assert (k.config.max_steps, k.config.checkpoint_every, k.max_steps) == (7, 3, 7)
+    k.close()

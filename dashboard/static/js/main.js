@@ -16,7 +16,7 @@ import { initAlerts } from './alerts.js';
 import { initCompare } from './compare.js';
 
 async function boot() {
-  const cfg = await getJSON('/api/config');
+  const cfg = await getJSON('api/config');
   state.config = cfg.config;
   state.run = cfg.run;
   state.compareLabel = cfg.compare;
