@@ -14,7 +14,7 @@ from typing import Any
 from hotcb.agent.llm import LLMAutopilot
 from hotcb.agent.rules import RulesAutopilot
 
-from .policies import Policy
+from .policy_base import Policy
 
 
 class RulesPolicy(Policy):

@@ -1,13 +1,15 @@
 """CLI commands of this layer (registered through the ``hotcb.cli`` entry point group).
 
     hotcb eval autopilot --task cifar10 --policies none,cosine,rules,tune,ai --seeds 5 \
-        [--start-config default|lr_high|lr_low] [--budget-epochs E] [--jobs J] --out DIR \
-        [--executor local|ray [--address ADDR] [--cpus-per-run N]]
+        [--start-config default|lr_high|lr_low | --lr-scale X] [--budget-epochs E] [--jobs J] \
+        [--threads T] --out DIR [--executor local|ray [--address ADDR] [--cpus-per-run N]]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 from typing import Any
 
 TASK_NAMES = ("cifar10", "digits", "synthetic")  # kept here so --help needs no torch import
@@ -22,6 +24,23 @@ def _seeds(text: str) -> list[int]:
     if n < 1:
         raise argparse.ArgumentTypeError("--seeds needs at least 1")
     return list(range(n))
+
+
+def _lr_scale(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        x = math.nan
+    if not (x > 0 and math.isfinite(x)):
+        raise argparse.ArgumentTypeError(f"--lr-scale needs a finite number > 0, got {text!r}")
+    return x
+
+
+def _positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError("needs an integer >= 1")
+    return n
 
 
 def _policies(text: str) -> list[str]:
@@ -41,12 +60,18 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--policies", type=_policies, default=["none", "cosine", "rules", "tune"],
                    help=f"comma-separated, from {','.join(POLICY_NAMES)} (default: none,cosine,rules,tune)")
     p.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="a count (N: seeds 0..N-1) or a list 3,7,11")
-    p.add_argument("--start-config", choices=("default", "lr_high", "lr_low"), default="default")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--start-config", choices=("default", "lr_high", "lr_low"), default="default",
+                       help="the start lr: the task's x1, x4 or x0.25")
+    start.add_argument("--lr-scale", type=_lr_scale, default=None, metavar="X",
+                       help="the start lr as any multiple X of the task's (e.g. 8 diverges digits unaided)")
     p.add_argument("--budget-epochs", type=int, default=None, help="epochs per run (default: the task's)")
-    p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
+    p.add_argument("--jobs", type=_positive, default=1, help="runs in parallel processes")
+    p.add_argument("--threads", type=_positive, default=1, help="torch threads per run (default 1)")
     p.add_argument("--executor", choices=("local", "ray"), default="local", help="ray: each run a Ray task (hotcb[ray])")
     p.add_argument("--address", default=None, help="ray: the cluster address (default: start a local Ray instance)")
-    p.add_argument("--cpus-per-run", type=int, default=None, help="CPUs (torch threads) per run (default: CPUs / jobs)")
+    p.add_argument("--cpus-per-run", type=_positive, default=None,
+                   help="CPUs reserved (and torch threads) per run (default: --threads)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     p.add_argument("--out", required=True, help="output directory (results.json, report.md, plots, runs/)")
     p.add_argument("--data-dir", default="data", help="cifar10: folder with cifar-10-batches-py")
@@ -60,6 +85,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_autopilot(args: argparse.Namespace) -> int:
+    # Before torch loads (it reads this once): idle OpenMP threads sleep instead of spinning.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from .cifar10 import CifarMissing
     from .plots import write_plots
     from .report import write_report
@@ -69,7 +96,7 @@ def cmd_autopilot(args: argparse.Namespace) -> int:
                                         ("ai_replies", args.ai_replies)) if v}
     cfg = EvalConfig(
         task=args.task, policies=args.policies, seeds=args.seeds, out=args.out, start_config=args.start_config,
-        budget_epochs=args.budget_epochs, jobs=args.jobs, device=args.device,
+        lr_scale=args.lr_scale, budget_epochs=args.budget_epochs, jobs=args.jobs, threads=args.threads, device=args.device,
         task_options={"data_dir": args.data_dir, "download": args.download}, policy_options=policy_options,
         progress=not args.no_progress, executor=args.executor, address=args.address, cpus_per_run=args.cpus_per_run,
     )

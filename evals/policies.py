@@ -12,52 +12,13 @@ tool surface, so the production guard binds it), at the training loop's fixed st
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
+from .policy_base import Policy, PolicyContext
+
+__all__ = ["POLICIES", "Policy", "PolicyContext", "make_policy"]
+
 POLICIES = ("none", "cosine", "rules", "tune", "ai", "replay")
-
-
-@dataclass
-class PolicyContext:
-    run_dir: str
-    seed: int
-    total_steps: int
-    base_lr: float
-    task: str
-    tune_horizon: int
-    controller_every: int
-
-
-class Policy:
-    name = "none"
-    source = "agent"  # the ledger source whose applied knob changes count as this policy's interventions
-
-    def __init__(self, options: dict[str, Any] | None = None):
-        self.options = dict(options or {})
-        self.errors: list[str] = []
-        self.ctx: PolicyContext | None = None
-
-    def bind(self, ctx: PolicyContext) -> None:
-        self.ctx = ctx
-
-    def tools(self, actor: str, source: str | None = None, wait_s: float = 30.0) -> Any:
-        from hotcb.mcp_server.tools import HotcbTools
-
-        assert self.ctx is not None
-        return HotcbTools(self.ctx.run_dir, source=source or self.source, actor=actor, wait_s=wait_s)
-
-    def start(self, step: int) -> None:
-        """Before the first training step."""
-
-    def act(self, step: int) -> None:
-        """Every ``controller_every`` steps."""
-
-    def usage(self) -> dict[str, Any]:
-        return {"llm_calls": 0, "tokens": 0, "cost_usd": 0.0}
-
-    def close(self) -> None:
-        pass
 
 
 class NonePolicy(Policy):

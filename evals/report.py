@@ -9,8 +9,16 @@ from typing import Any
 from . import ai_accounting, stats
 
 BASELINE = "none"
-COLUMNS = ("policy", "n", "test acc mean", "95% CI", "diff vs none", "diff 95% CI", "P(better than none)",
+COLUMNS = ("policy", "n", "test acc mean", "95% CI", "diff vs none", "diff 95% CI", "diff t 95% CI",
+           "worst seed diff", "Wilcoxon p", "sign W-L-T (p)", "P(better than none)", "at chance",
            "interventions", "refused", "LLM calls", "tokens", "cost $", "train s", "policy s")
+CHANCE_FACTOR = 1.5  # a run whose test accuracy is below 1.5 x chance (1/classes) learned next to nothing
+
+
+def at_chance(run: dict[str, Any]) -> bool:
+    """Whether a run ended at chance: test accuracy below ``CHANCE_FACTOR`` x 1/classes."""
+    chance = run.get("chance_acc")
+    return chance is not None and run["test_acc"] < CHANCE_FACTOR * chance
 
 
 def _by_policy(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -35,9 +43,15 @@ def summarize_runs(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if policy != BASELINE and paired:
             s.update({k: v for k, v in stats.summarize([r["test_acc"] for r in paired],
                                                        [base[r["seed"]] for r in paired]).items()
-                      if k.startswith("diff") or k == "p_better"})
+                      if k.startswith(("diff", "sign", "wilcoxon")) or k == "p_better"})
+            s["diff_worst"] = min(r["test_acc"] - base[r["seed"]] for r in paired)
+        else:
+            s["diff_worst"] = None
         s.update(
             seeds=[r["seed"] for r in runs],
+            per_seed={str(r["seed"]): r["test_acc"] for r in runs},
+            at_chance=sum(at_chance(r) for r in runs),
+            interventions_max=max(r["interventions"] for r in runs),
             interventions_mean=sum(r["interventions"] for r in runs) / len(runs),
             refused_total=sum(r["refused"] for r in runs),
             llm_calls=sum(r.get("llm_calls", 0) for r in runs),
@@ -60,18 +74,67 @@ def _ci(lo: float | None, hi: float | None) -> str:
     return "—" if lo is None or hi is None else f"[{100 * lo:.2f}, {100 * hi:.2f}]"
 
 
+def _sign(s: dict[str, Any]) -> str:
+    if s.get("sign_p") is None:
+        return "—"
+    return f"{int(s['sign_wins'])}-{int(s['sign_losses'])}-{int(s['sign_ties'])} ({s['sign_p']:.3f})"
+
+
+def _diff(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:+.2f}"
+
+
 def table_rows(summary: dict[str, dict[str, Any]], order: list[str]) -> list[list[str]]:
     rows = []
     for p in [p for p in order if p in summary]:
         s = summary[p]
         rows.append([
             p, str(int(s["n"])), _pct(s["mean"]), _ci(s["ci_low"], s["ci_high"]),
-            "—" if s["diff"] is None else f"{100 * s['diff']:+.2f}", _ci(s["diff_low"], s["diff_high"]),
-            "—" if s["p_better"] is None else f"{s['p_better']:.3f}",
+            _diff(s["diff"]), _ci(s["diff_low"], s["diff_high"]), _ci(s.get("diff_t_low"), s.get("diff_t_high")),
+            _diff(s.get("diff_worst")), "—" if s.get("wilcoxon_p") is None else f"{s['wilcoxon_p']:.3f}", _sign(s),
+            "—" if s["p_better"] is None else f"{s['p_better']:.3f}", f"{s.get('at_chance', 0)}/{int(s['n'])}",
             f"{s['interventions_mean']:.1f}", str(s["refused_total"]), str(s["llm_calls"]), str(s["tokens"]),
             f"{s['cost_usd']:.4f}", f"{s['train_s_mean']:.1f}", f"{s['policy_s_mean']:.1f}",
         ])
     return rows
+
+
+def _start(cfg: dict[str, Any]) -> str:
+    if cfg.get("lr_scale") is not None:
+        return f"lr x{cfg['lr_scale']:g} of the task's (`--lr-scale {cfg['lr_scale']:g}`)"
+    return f"config `{cfg['start_config']}`"
+
+
+def _chance_note(results: dict[str, Any]) -> list[str]:
+    runs = results["runs"]
+    low = [r for r in runs if at_chance(r)]
+    if not low:
+        return []
+    if len(low) == len(runs):
+        return ["", f"**Every run ended at chance (test accuracy below {CHANCE_FACTOR:g} x 1/classes): no policy "
+                    "trained a working model here, so the differences above compare broken runs.**"]
+    names = ", ".join(f"{r['policy']} seed {r['seed']}" for r in low)
+    return ["", f"**At chance (test accuracy below {CHANCE_FACTOR:g} x 1/classes): {names}.**"]
+
+
+def _per_seed(summary: dict[str, dict[str, Any]], order: list[str]) -> list[str]:
+    """Each seed's test accuracy per policy, with its paired difference against ``none``."""
+    policies = [p for p in order if p in summary]
+    seeds = sorted({int(k) for p in policies for k in summary[p]["per_seed"]})
+    base = summary.get(BASELINE, {}).get("per_seed", {})
+    lines = ["", "## Per seed", "", "Test accuracy (%) and, in brackets, the difference from `none` on the same seed.",
+             "", "| seed | " + " | ".join(policies) + " |", "|" + "---|" * (len(policies) + 1)]
+    for seed in seeds:
+        cells = []
+        for p in policies:
+            acc = summary[p]["per_seed"].get(str(seed))
+            if acc is None:
+                cells.append("—")
+                continue
+            b = base.get(str(seed))
+            cells.append(f"{100 * acc:.2f}" + ("" if p == BASELINE or b is None else f" ({100 * (acc - b):+.2f})"))
+        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def write_report(results: dict[str, Any], out: str | Path, plots: list[str] | None = None) -> Path:
@@ -80,7 +143,7 @@ def write_report(results: dict[str, Any], out: str | Path, plots: list[str] | No
         f"# hotcb eval autopilot: {cfg['task']}",
         "",
         f"Seeds {cfg['seeds']} (paired: every policy trains from the same init, data order and augmentation "
-        f"per seed), start config `{cfg['start_config']}`, equal training steps per run "
+        f"per seed), start {_start(cfg)}, equal training steps per run "
         f"({', '.join(str(s) for s in sorted({r['steps'] for r in results['runs']}))}). Accuracy is on the "
         "held-out test split, which no policy sees (policies read validation metrics only).",
         "",
@@ -91,13 +154,20 @@ def write_report(results: dict[str, Any], out: str | Path, plots: list[str] | No
     lines += [
         "",
         "Accuracy and differences in percentage points. CI: percentile bootstrap over seeds (10,000 "
-        "resamples, seeded). Diff: paired by seed against `none`. P(better than none): share of paired "
-        "bootstrap resamples with a positive mean difference (0.5 = no evidence either way). With few "
-        "seeds the intervals are wide and honest about it. Interventions: applied knob changes in the "
+        "resamples, seeded). Diff: paired by seed against `none`. The bootstrap is too narrow with few "
+        "seeds, so beside it: diff t 95% CI, the paired Student t-interval; worst seed diff, the lowest "
+        "paired difference of any seed; Wilcoxon p, the two-sided signed-rank test of the paired "
+        "differences (zeros dropped); sign W-L-T (p), the seeds the policy won, lost and tied against "
+        "`none` and the exact two-sided sign test. P(better than none): share of paired "
+        "bootstrap resamples with a positive mean difference (0.5 = no evidence either way). At chance: "
+        f"runs whose test accuracy is below {CHANCE_FACTOR:g} x chance (1/classes). "
+        "Interventions: applied knob changes in the "
         "ledger by the policy's source, mean per run; refused: ops the guard or kernel refused (total). "
         "Train s: training compute per run (policy time excluded); policy s: time in the policy "
         "(LLM calls included), per run.",
     ]
+    lines += _chance_note(results)
+    lines += _per_seed(summary, cfg["policies"])
     if cfg.get("replay_of"):
         ro = cfg["replay_of"]
         lines += ["", f"`replay` replays the recipe of the run with the best final validation accuracy "

@@ -1,4 +1,6 @@
-"""Honest statistics over seeds, in one place: bootstrap CIs, paired differences, P(better).
+"""Honest statistics over seeds, in one place: bootstrap CIs, paired differences, P(better),
+and beside the bootstrap (too narrow with few seeds) a paired t-interval, the Wilcoxon
+signed-rank test and the exact sign test.
 
 Every function takes a ``seed`` so a report is reproducible: the same results give the same
 intervals. With n seeds the bootstrap resamples seeds (the unit of independent replication),
@@ -7,7 +9,9 @@ never steps or batches, so the interval reflects run-to-run variation.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -60,12 +64,70 @@ def p_better(a: Sequence[float], b: Sequence[float], n_boot: int = N_BOOT, seed:
     return float(np.mean(means > 0) + 0.5 * np.mean(means == 0))
 
 
+def t_interval(values: Sequence[float], alpha: float = 0.05) -> tuple[float, float | None, float | None]:
+    """(mean, low, high): the Student t (1 - alpha) interval of the mean; no interval for one value."""
+    from scipy import stats as sst
+
+    arr = _as_array(values)
+    mean = float(arr.mean())
+    if arr.size < 2:
+        return mean, None, None
+    half = float(sst.t.ppf(1 - alpha / 2, arr.size - 1)) * float(arr.std(ddof=1)) / math.sqrt(arr.size)
+    return mean, mean - half, mean + half
+
+
+def paired_t(a: Sequence[float], b: Sequence[float], alpha: float = 0.05) -> tuple[float, float | None, float | None]:
+    """(mean difference a - b, low, high): the paired t-interval over seeds."""
+    return t_interval(paired_diffs(a, b), alpha)
+
+
+@dataclass(frozen=True)
+class SignTest:
+    wins: int
+    losses: int
+    ties: int
+    p: float  # two-sided, exact (binomial, ties dropped)
+
+
+def sign_test(a: Sequence[float], b: Sequence[float]) -> SignTest:
+    """The exact two-sided sign test of a - b: ties are dropped; p = P(a split at least this
+    lopsided | wins and losses equally likely)."""
+    d = paired_diffs(a, b)
+    wins, losses = int((d > 0).sum()), int((d < 0).sum())
+    n = wins + losses
+    if n == 0:
+        return SignTest(0, 0, int(d.size), 1.0)
+    tail = sum(math.comb(n, k) for k in range(min(wins, losses) + 1)) / 2.0 ** n
+    return SignTest(wins, losses, int(d.size) - n, min(1.0, 2.0 * tail))
+
+
+def wilcoxon_p(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Two-sided p of the Wilcoxon signed-rank test of a - b (zero differences dropped; exact
+    where scipy can be, else its normal approximation). 1.0 when every difference is zero;
+    None without scipy."""
+    try:
+        from scipy import stats as sst
+    except ImportError:  # pragma: no cover (scipy comes with scikit-learn, an evals dependency)
+        return None
+    d = paired_diffs(a, b)
+    if not np.any(d != 0):
+        return 1.0
+    return float(sst.wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue)
+
+
 def summarize(values: Sequence[float], baseline: Sequence[float] | None = None, seed: int = 0) -> dict[str, float | None]:
     """The report's numbers for one policy (and its paired comparison with the baseline)."""
     mean, lo, hi = bootstrap_ci(values, seed=seed)
     out: dict[str, float | None] = {"n": float(len(values)), "mean": mean, "ci_low": lo, "ci_high": hi,
-                                    "diff": None, "diff_low": None, "diff_high": None, "p_better": None}
+                                    "diff": None, "diff_low": None, "diff_high": None, "p_better": None,
+                                    "diff_t_low": None, "diff_t_high": None, "wilcoxon_p": None,
+                                    "sign_wins": None, "sign_losses": None, "sign_ties": None, "sign_p": None}
     if baseline is not None:
         d, dlo, dhi = paired_bootstrap(values, baseline, seed=seed)
-        out.update(diff=d, diff_low=dlo, diff_high=dhi, p_better=p_better(values, baseline, seed=seed))
+        _, tlo, thi = paired_t(values, baseline)
+        sign = sign_test(values, baseline)
+        out.update(diff=d, diff_low=dlo, diff_high=dhi, p_better=p_better(values, baseline, seed=seed),
+                   diff_t_low=tlo, diff_t_high=thi, wilcoxon_p=wilcoxon_p(values, baseline),
+                   sign_wins=float(sign.wins), sign_losses=float(sign.losses), sign_ties=float(sign.ties),
+                   sign_p=sign.p)
     return out

@@ -9,6 +9,7 @@ reported accuracy is on the untouched test split, so no policy can overfit what 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,16 @@ from torch import nn
 # Start configurations: the learning rate every policy starts from, as a multiple of the task's
 # default. No policy is credited for it (it is set before the first step, not as an op).
 START_CONFIGS = {"default": 1.0, "lr_high": 4.0, "lr_low": 0.25}
+
+
+def start_multiplier(start_config: str = "default", lr_scale: float | None = None) -> float:
+    """The start lr as a multiple of the task's: ``lr_scale`` if given (``--lr-scale``), else the
+    named start config's."""
+    if lr_scale is not None:
+        if not (lr_scale > 0 and math.isfinite(lr_scale)):
+            raise ValueError(f"lr_scale must be a finite number > 0, got {lr_scale!r}")
+        return float(lr_scale)
+    return START_CONFIGS[start_config]
 
 
 @dataclass
@@ -39,6 +50,7 @@ class Task:
     epochs: int
     batch_size: int
     lr: float
+    classes: int = 10  # chance accuracy is 1 / classes
     momentum: float = 0.9
     weight_decay: float = 5e-4
     label_smoothing: float = 0.0

@@ -22,12 +22,17 @@ from torch import nn
 
 from hotcb import GuardConfig, HotKernel, mutable_state, optimizer_actuators
 from hotcb.jsonl import read_all
+from hotcb.rescue import rescue_of
 from hotcb.rundir import RunDir
 
-from .policies import Policy, PolicyContext, make_policy
-from .tasks import START_CONFIGS, Task, get_task
+from .policies import make_policy
+from .policy_base import Policy, PolicyContext
+from .tasks import Task, get_task, start_multiplier
 
 KNOB_MODULES_EXCLUDED = ("core", "cb", "tune")
+# The heartbeat of hotcb.status.json between policy ticks. Rewriting it at every step was 38% of a
+# digits run; the policies read it only at their ticks, and each tick publishes it first.
+STATUS_INTERVAL_S = 30.0
 
 
 @dataclass
@@ -37,6 +42,7 @@ class RunSpec:
     seed: int
     run_dir: str
     start_config: str = "default"
+    lr_scale: float | None = None  # the start lr as a multiple of the task's (overrides start_config)
     budget_epochs: int | None = None
     device: str | None = None
     threads: int | None = None
@@ -79,6 +85,7 @@ def run_policy_tick(policy: Policy, kernel: HotKernel, step: int, env: dict[str,
         except BaseException as e:  # reported after the tick; training goes on
             error.append(e)
 
+    kernel.publish_status()  # the step, freeze mode and snapshots the policy reads are this step's
     t0 = time.perf_counter()
     worker = threading.Thread(target=target, name=f"policy-{policy.name}", daemon=True)
     worker.start()
@@ -119,7 +126,7 @@ def train(spec: RunSpec) -> dict[str, Any]:
     steps_per_epoch = len(x_train) // task.batch_size  # drop the ragged tail: every step is a full batch
     total_steps = epochs * steps_per_epoch
     eval_every = task.eval_every or steps_per_epoch
-    base_lr = task.lr * START_CONFIGS[spec.start_config]
+    base_lr = task.lr * start_multiplier(spec.start_config, spec.lr_scale)
 
     # The start config is set here, before the kernel exists: no policy is credited for it.
     opt = torch.optim.SGD(model.parameters(), lr=base_lr, momentum=task.momentum, nesterov=True,
@@ -127,9 +134,13 @@ def train(spec: RunSpec) -> dict[str, Any]:
     kernel = HotKernel(
         run_dir, mutable_state=mutable_state(optimizer_actuators(opt)),
         guard=GuardConfig(),  # the production defaults, identical for every policy
-        status_interval_s=0.0, watch_interval_s=0.0,  # status and watched files current at every step
+        status_interval_s=STATUS_INTERVAL_S, watch_interval_s=0.0,  # status at each tick; watched files every step
         max_steps=total_steps,
     )
+    # rescue (issue 13): registered state makes rollback possible; the class count, "stuck at chance".
+    kernel.register_state("model", model)
+    kernel.register_state("optimizer", opt)
+    rescue_of(kernel).configure(classes=int(data.y_train.max()) + 1)
     policy = make_policy(spec.policy, spec.policy_options)
     ctx = PolicyContext(run_dir=str(run_dir), seed=spec.seed, total_steps=total_steps, base_lr=base_lr,
                         task=task.name, tune_horizon=task.tune_horizon, controller_every=task.controller_every)
@@ -184,12 +195,13 @@ def train(spec: RunSpec) -> dict[str, Any]:
         for e in ledger
         if e.get("source") == policy.source and e.get("decision") == "applied"
         and e.get("module") not in KNOB_MODULES_EXCLUDED
+        and not (e.get("module") == "rescue" and e.get("op") in ("enable", "disable"))  # rescue: a switch, no change
     ]
     refused = sum(1 for e in ledger if e.get("source") == policy.source and e.get("decision") != "applied")
     final_loss = curves["train_loss"][-1] if curves["train_loss"] else math.nan
     return {
         **asdict(spec), "device": str(device), "steps": step, "epochs": epochs, "total_steps": total_steps,
-        "base_lr": base_lr, "test_acc": test_acc, "test_loss": test_loss,
+        "base_lr": base_lr, "chance_acc": 1.0 / task.classes, "test_acc": test_acc, "test_loss": test_loss,
         "final_val_acc": curves["val_acc"][-1] if curves["val_acc"] else None, "final_train_loss": final_loss,
         "interventions": len(interventions), "intervention_log": interventions, "refused": refused,
         **policy.usage(), "policy_errors": list(policy.errors), "policy_started": started,

@@ -15,7 +15,7 @@ from hotcb.recipe import export_recipe, validate_recipe, write_recipe
 
 from .registry import StrictInput, ToolError, tool
 from .schemas import OpSpec
-from .tools_base import ToolsBase
+from .tools_base import ToolsBase, acting_for
 
 REPLAY_RECIPE = "hotcb.recipe.replay.jsonl"  # where a recipe given to `replay start` is stored
 MAX_INLINE_RECIPE = 2000
@@ -77,7 +77,7 @@ class ReplayTools(ToolsBase):
                 # 'stop' ends a replay; it must not lift another freeze mode (prod) as a side effect.
                 raise ToolError(f"no replay is running (freeze mode {status.get('freeze_mode')!r}); nothing to stop")
             self._judge_freeze("unfreeze", "off", args.reason)
-            state = FreezeState(mode="off", cmd_id=uuid.uuid4().hex, source=self.source, actor=self.current_actor(),
+            state = FreezeState(mode="off", cmd_id=uuid.uuid4().hex, source=acting_for(self.source), actor=self.current_actor(),
                                 reason=args.reason)
             state.save(self.run.freeze)
             return ReplayOutput(action="stop", freeze_mode="off", message="replay stops at the next safe point")
@@ -87,20 +87,21 @@ class ReplayTools(ToolsBase):
         # The kernel validates the whole recipe again before it starts; asked here first so the
         # caller hears every problem now: structure, then what this caller may do at all.
         problems = validate_recipe(entries) + validate_recipe(args.overlay or [], "overlay entry", overlay=True)
-        problems += judge_recipe([*entries, *(args.overlay or [])], self.source, self.judge_view())
+        problems += judge_recipe([*entries, *(args.overlay or [])], acting_for(self.source), self.judge_view())
         if problems:
             more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
             raise ToolError("invalid recipe: " + "; ".join(problems[:5]) + more)
         write_recipe(self.run.file(REPLAY_RECIPE), entries)
         state = FreezeState(mode=mode, recipe_path=REPLAY_RECIPE, overlay=args.overlay or [],
-                            cmd_id=uuid.uuid4().hex, source=self.source, actor=self.current_actor(), reason=args.reason)
+                            cmd_id=uuid.uuid4().hex, source=acting_for(self.source), actor=self.current_actor(),
+                            reason=args.reason)
         state.save(self.run.freeze)
         return ReplayOutput(action="start", freeze_mode=mode, entries=len(entries),
                             message="replay starts at the next safe point (entries already past fire late)")
 
     def _judge_freeze(self, op: str, mode: str, reason: str | None) -> None:
         refusal = judge(HotOp(module=CORE, op=op, params={"mode": mode}, source=self.source, reason=reason),
-                        self.source, self.judge_view())
+                        acting_for(self.source), self.judge_view())
         if refusal is not None:
             raise ToolError(f"refused: {refusal.reason}")
 

@@ -15,7 +15,9 @@ from hotcb.rundir import RunDir
 
 
 def _table(report: str) -> dict[str, dict[str, str]]:
-    lines = [ln for ln in report.splitlines() if ln.startswith("|")]
+    """The report's first table (the summary), by policy."""
+    text = report.split("\n| policy ", 1)[1].split("\n\n", 1)[0]
+    lines = ["| policy " + text.splitlines()[0]] + text.splitlines()[1:]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     rows = {}
     for ln in lines[2:]:
@@ -52,6 +54,11 @@ def test_eval_cli_writes_a_report_that_matches_results(tmp_path):
     assert _pair(rows["cosine"]["diff 95% CI"]) == pytest.approx((100 * dlo, 100 * dhi), abs=0.006)
     assert float(rows["cosine"]["P(better than none)"]) == pytest.approx(stats.p_better(acc["cosine"], acc["none"]), abs=6e-4)
     assert rows["none"]["diff vs none"] == "—"
+    _, tlo, thi = stats.paired_t(acc["cosine"], acc["none"])
+    assert _pair(rows["cosine"]["diff t 95% CI"]) == pytest.approx((100 * tlo, 100 * thi), abs=0.006)
+    sign = stats.sign_test(acc["cosine"], acc["none"])
+    assert rows["cosine"]["sign W-L-T (p)"] == f"{sign.wins}-{sign.losses}-{sign.ties} ({sign.p:.3f})"
+    assert float(rows["cosine"]["Wilcoxon p"]) == pytest.approx(stats.wilcoxon_p(acc["cosine"], acc["none"]), abs=6e-4)
 
     # Interventions are the cosine policy's applied lr changes, as the run's own ledger says.
     for r in runs:
@@ -100,3 +107,37 @@ def test_paired_seed_shares_init_and_data_until_the_first_intervention(tmp_path)
     first = cos["intervention_log"][0]["step"]  # applied at this step's safe point: steps 1..first are untouched
     assert cos["curves"]["train_loss"][:first] == base["curves"]["train_loss"][:first]
     assert cos["curves"]["train_loss"][first + 1] != base["curves"]["train_loss"][first + 1]
+
+
+def test_lr_scale_sets_the_start_lr_and_the_report_shows_seeds_and_chance(tmp_path):
+    # x400 of synthetic's lr blows the network up at the first steps: every run ends at chance.
+    out = tmp_path / "eval"
+    rc = main(["eval", "autopilot", "--task", "synthetic", "--policies", "none,cosine", "--seeds", "2",
+               "--budget-epochs", "1", "--lr-scale", "400", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["lr_scale"] == 400.0 and results["config"]["threads_per_run"] == 1
+    for r in results["runs"]:
+        assert r["base_lr"] == pytest.approx(0.05 * 400) and r["chance_acc"] == pytest.approx(0.1)
+        assert r["curves"]["lr"][0] == pytest.approx(r["base_lr"]) or r["policy"] == "cosine"
+        assert r["test_acc"] < 0.15
+    report = (out / "report.md").read_text()
+    assert "`--lr-scale 400`" in report
+    assert "Every run ended at chance" in report
+    rows = _table(report)
+    assert rows["none"]["at chance"] == "2/2" and rows["cosine"]["at chance"] == "2/2"
+    # The per-seed table: one row per seed, each policy's accuracy, the paired difference beside it.
+    acc = {(r["policy"], r["seed"]): 100 * r["test_acc"] for r in results["runs"]}
+    for seed in (0, 1):
+        row = next(ln for ln in report.splitlines() if ln.startswith(f"| {seed} | "))
+        none, cos = (c.strip() for c in row.strip("|").split("|")[1:])
+        assert float(none) == pytest.approx(acc[("none", seed)], abs=0.006)
+        assert cos == f"{acc[('cosine', seed)]:.2f} ({acc[('cosine', seed)] - acc[('none', seed)]:+.2f})"
+
+
+def test_lr_scale_and_start_config_are_one_choice():
+    with pytest.raises(SystemExit):
+        main(["eval", "autopilot", "--task", "synthetic", "--lr-scale", "2", "--start-config", "lr_high",
+              "--out", "x"])
+    with pytest.raises(SystemExit):
+        main(["eval", "autopilot", "--task", "synthetic", "--lr-scale", "-1", "--out", "x"])

@@ -57,6 +57,7 @@ from .tune_study import JOURNAL, KEEP_RECORDS, StudyMixin
 from .tune_sync import SyncMixin
 from .tune_trial import ENDED, NEVER, TrialMixin, _Live
 from .tune_undo import UndoMixin
+from .tune_weights import TrialWeights
 
 __all__ = ["ENDED", "JOURNAL", "KEEP_RECORDS", "NEVER", "TuneModule"]  # as before the split
 
@@ -88,6 +89,8 @@ class TuneModule(StudyMixin, ReadyMixin, SpaceMixin, TrialMixin, UndoMixin, Pass
         self.study: Any = None
         self.trial: _Live | None = None
         self.windows: dict[str, deque[Point]] = {}
+        self._first_reports: dict[str, list[Point]] = {}  # each objective's first reports (start_level)
+        self.weights = TrialWeights(kernel)  # the trial in flight's starting weights (its own snapshot)
         self.next_check = 0
         self.status = "off"
         self.last_error: str | None = None
@@ -300,6 +303,7 @@ class TuneModule(StudyMixin, ReadyMixin, SpaceMixin, TrialMixin, UndoMixin, Pass
         change of it that is live gets ``undo: pending``, for the next process on this run."""
         try:
             t, self.trial = self.trial, None
+            self.weights.drop()
             if t is not None and self._leader():
                 if self.study is not None:
                     self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)

@@ -3,6 +3,12 @@
 A trial starts only when the objective has a quiet pre-change segment (``horizon`` steps since
 the last change of a searched knob, plus ``settle``, with ``min_points`` finite reports, past the
 guard's cooldown) and the recipe's risk limits still allow one; until then tune waits and says why.
+Where the kernel knows the run's length (``max_steps``), no active trial starts unless it can be
+scored at least one horizon before the end, so the run's last stretch trains on settled values.
+
+The objective's first reports are kept (``start_level``): while the run is still in its first
+descent from that level, learning on its own, no trial starts (it would cost the run the most
+and be judged against the steepest trend).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from collections import deque
 from typing import Any
 
 from .tune_recipe import DEFAULT_OBJECTIVES, KnobSpace
-from .tune_score import Point
+from .tune_score import Point, fit_trend
 from .tune_space import _to_float
 from .tune_trial import NEVER
 
@@ -35,6 +41,9 @@ class ReadyMixin:
                 if win is None:
                     win = self.windows[name] = deque(maxlen=max(512, 4 * self.recipe.horizon))
                 win.append((step, v))
+                first = self._first_reports.setdefault(name, [])
+                if len(first) < self.recipe.min_points and math.isfinite(v):
+                    first.append((step, v))
                 if name == self.objective:
                     out = v
         return out
@@ -72,8 +81,36 @@ class ReadyMixin:
             return None, f"{self.objective} is not finite; not tuning", r.horizon
         return pre, "", 0
 
-    def _limits_reached(self) -> str | None:
-        risk = self.recipe.risk
+    def start_level(self) -> float | None:
+        """The objective's level when the run started (the mean of its first finite reports), if
+        tune saw it from the run's first steps (a tune enabled late knows no start level)."""
+        first = self._first_reports.get(self.objective or "", [])
+        if len(first) < self.recipe.min_points or first[0][0] > self.recipe.horizon:
+            return None
+        return sum(v for _, v in first) / len(first)
+
+    def still_starting(self, pre: list[Point]) -> bool:
+        """Whether the run is still in its first descent: the objective within 10% of its start
+        level and improving on its own (a significant slope). A trial there costs the run the
+        most and is judged against the steepest trend; tune waits until the run is under way.
+        (Flat at the start level is another matter: a stuck run, which a trial may unstick.)"""
+        start = self.start_level()
+        if start is None or len(pre) < 2:
+            return False
+        trend = fit_trend(pre)
+        sign = 1.0 if self.recipe.direction == "minimize" else -1.0
+        gain = sign * (start - trend.mean_y)
+        return gain < 0.1 * abs(start) and sign * trend.slope < 0
+
+    def _limits_reached(self, step: int = 0) -> str | None:
+        r = self.recipe
+        end = self.kernel.max_steps
+        if end is not None and self.mode == "active":
+            last = end - r.settle_steps - 2 * r.horizon
+            if step > last:
+                return (f"done: no new trial this close to the run's end (max_steps {end}; a trial must be scored "
+                        f"one horizon before it, so the last one could start at step {max(last, 0)})")
+        risk = r.risk
         done = sum(1 for rec in self.records if rec.get("kind") == "active" and rec.get("state") != "running")
         if risk.max_trials is not None and done >= risk.max_trials:
             return f"done: max_trials={risk.max_trials} reached"

@@ -4,6 +4,14 @@ Ask Optuna within each knob's window of its live value, apply the values through
 (``source: tune``: freeze, locks and the guard apply), collect the post-change segment, score it
 against the pre-change trend, tell Optuna, then keep the change or set the knobs back; a
 ``tune verdict`` ledger entry tells each trial's story. ``_Live`` is the trial in flight.
+
+A rejected trial may have hurt the weights, not only the knobs: the registered state is
+snapshotted right before the change (``TrialWeights``) and loaded back with the knobs when the
+trial is undone (``risk.restore_weights``: when the trial left the network worse than it found
+it, the default; on every rejection; or never). Nothing is accepted, and no trial starts, while
+the kernel's divergence detector says the run blew up, went non-finite or sits at chance; no
+trial starts while the run is still in its first descent (``still_starting``); a change still
+unscored at the run's last step (``max_steps``) is scored with what it has, or undone.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
+from ..divergence import Verdict
 from ..ops import TUNE, HotOp
 from . import ApplyContext
 from .tune_recipe import KnobSpace
@@ -57,7 +66,7 @@ class TrialMixin:
     # ------------------------------------------------------------------ starting a trial
     def _maybe_start(self, ctx: ApplyContext) -> None:
         step, r = ctx.step, self.recipe
-        stop = self._limits_reached()
+        stop = self._limits_reached(step)
         if stop:
             return self._wait(step, stop, NEVER)
         space, problems = self._space()
@@ -70,6 +79,13 @@ class TrialMixin:
         pre, why, wait = self._pre_segment(step, space)
         if pre is None:
             return self._wait(step, why, wait)
+        if self.mode == "active":
+            broken = self._broken(sum(v for _, v in pre) / len(pre))
+            if broken is not None:  # nothing could be accepted: a trial would only cost the run
+                return self._wait(step, f"no trial while {broken}", r.horizon)
+            if self.still_starting(pre):
+                return self._wait(step, f"no trial while the run is in its first descent ({self.objective} "
+                                        f"within 10% of its start, {self.start_level():.4g}, and falling)", r.horizon)
         cur = {s.key: float(self.kernel.state.get(s.key).value) for s in space}
         dists = {}
         at_zero = []
@@ -110,8 +126,10 @@ class TrialMixin:
             self.status = f"suggested trial {t.number}"
             self._publish()
             return
+        rec["weights_step"] = self.weights.take(step)  # before the change: the weights to return to
         applied = self._apply(ctx, params, f"tune trial {t.number}: try " + _fmt(params, before))
         if applied is not True:
+            self.weights.drop()
             self._apply(ctx, {k: before[k] for k in applied}, f"tune revert trial {t.number}: partly refused")
             self.study.tell(otrial.number, state=TrialState.FAIL)
             self._finish_record(t, step, state="failed", outcome="refused", reason=self.last_refusal)
@@ -151,35 +169,50 @@ class TrialMixin:
             t.post.append((step, value))
         if t.kind == "active" and not act:  # its verdict may change knobs: only at a sync step
             return
+        end = self.kernel.max_steps
+        if t.kind == "active" and end is not None and step >= end:  # never leave an unscored change live
+            return self._finish(ctx, t, unscorable=len(t.post) < r.min_points, at_end=True)
         if t.kind == "active" and r.risk.abort_worsening is not None and step >= t.abort_from and t.post and (
             any(not math.isfinite(v) for _, v in t.post)
             or (len(t.post) >= r.min_points and worse_than(t.pre_level, t.post, r.risk.abort_worsening, r.direction))
         ):
-            return self._finish(ctx, t, aborted=True)
+            return self._finish(ctx, t, aborted=True, why="aborted early by risk.abort_worsening; ")
+        if t.kind == "active" and r.risk.abort_z is not None and step >= t.abort_from \
+                and len(t.post) >= max(r.min_points, r.horizon // 4) and step < t.due:
+            # A clearly worse trial costs the run every step it goes on: stop it as soon as the
+            # evidence is in (a good trial cut short costs only the search a sample).
+            s = score_change(t.pre, t.post, direction=r.direction, accept_z=r.accept_z)
+            if s.improvement < -r.risk.abort_z * s.se:
+                return self._finish(ctx, t, aborted=True, why=f"aborted early by risk.abort_z={r.risk.abort_z:g}; ")
         if step >= t.due and len(t.post) >= r.min_points:
             return self._finish(ctx, t)
         if step >= t.give_up:
             return self._finish(ctx, t, unscorable=True)
 
-    def _finish(self, ctx: ApplyContext, t: _Live, aborted: bool = False, unscorable: bool = False) -> None:
+    def _finish(self, ctx: ApplyContext, t: _Live, aborted: bool = False, unscorable: bool = False,
+                at_end: bool = False, why: str = "") -> None:
         step, r = ctx.step, self.recipe
         self.trial = None
         self.next_check = step + r.cooldown
         moved = [k for k, mark in t.marks.items()
                  if (a := self.kernel.state.get(k)) is None or a.last_change_step != mark]
         if moved:  # someone else changed a knob mid-trial: their change stands, the trial is void
+            self.weights.drop()
             self.study.tell(t.number, state=TrialState.FAIL)
             self._finish_record(t, step, state="failed", outcome="interrupted",
                                 reason=f"{', '.join(moved)} changed by another source during the trial")
             return self._publish()
+        ending = f"the run ends at step {self.kernel.max_steps}; " if at_end else ""
         if unscorable:
             self.study.tell(t.number, state=TrialState.FAIL)
-            why = f"only {len(t.post)} reports of {self.objective} after the change"
-            if t.kind == "active":
-                self._rollback(ctx, t, why)
+            why = ending + f"only {len(t.post)} reports of {self.objective} after the change"
+            if t.kind == "active" and self._rollback(ctx, t, why) and r.risk.restore_weights != "never":
+                self._restore_weights(ctx, t)  # unproven: back to where it started
+            self.weights.drop()
             self._finish_record(t, step, state="failed", outcome="unscorable", reason=why)
             return self._publish()
         s = score_change(t.pre, t.post, direction=r.direction, accept_z=r.accept_z)
+        broken = self._broken(s.post_score)
         sign = 1.0 if r.direction == "minimize" else -1.0
         anchor = self.anchor if self.anchor is not None else s.pre_score
         if math.isfinite(s.improvement):
@@ -187,8 +220,10 @@ class TrialMixin:
         else:  # diverged: a large penalty so the sampler learns to stay away
             value = anchor + sign * 10.0 * max(abs(s.pre_score), 1e-3)
         self.study.tell(t.number, value)
-        accepted = s.accepted and not aborted
-        reason = ("aborted early by risk.abort_worsening; " if aborted else "") + s.reason
+        accepted = s.accepted and not aborted and broken is None
+        reason = ending + why + s.reason
+        if broken is not None:
+            reason += f"; nothing is accepted while {broken}"
         t.record.update(pre_score=s.pre_score, post_score=s.post_score, improvement=s.improvement, se=s.se,
                         value=value, accepted=accepted)
         if t.kind == "active":
@@ -199,6 +234,8 @@ class TrialMixin:
                 self.consecutive_rollbacks = 0
             else:
                 rolled = self._rollback(ctx, t, reason)
+                if rolled and self._weights_wanted(t, s):
+                    self._restore_weights(ctx, t)
                 self.rolled_back += int(rolled)
                 self.consecutive_rollbacks += 1
                 if not rolled:  # the trial's values stay live (e.g. a human locked a knob meanwhile)
@@ -218,7 +255,44 @@ class TrialMixin:
                          "step_end": step}
         self._finish_record(t, step, state="complete", outcome=outcome, reason=reason)
         self.status = f"trial {t.number} {outcome}"
+        self.weights.drop()
         self._publish()
+
+    def _broken(self, level: float) -> str | None:
+        """Why no change may be accepted now: the run is diverging or at chance (else None)."""
+        if not math.isfinite(level):
+            return "the objective is not finite (the run is diverging)"
+        det = getattr(self.kernel.modules.get("rescue"), "detector", None)  # the kernel's divergence detector
+        if det is not None:
+            if det.verdict in (Verdict.BLOWUP, Verdict.NON_FINITE, Verdict.CHANCE):
+                return f"the run's divergence detector says {det.verdict.value} ({det.describe()})"
+            if det.at_chance_since_start():
+                return f"the run's loss sits at chance (ln {det.config.classes}) since its start"
+        return None
+
+    def _weights_wanted(self, t: _Live, s: Any) -> bool:
+        """Whether a rejected trial's weights go back (``risk.restore_weights``). ``worse``: only
+        when the trial left the network measurably worse than it found it (the objective after
+        the change against its level just before the change, not projected): a trial that
+        made progress, only less than the old setting would have, keeps what it gained, since
+        the snapshot is further behind still."""
+        mode = self.recipe.risk.restore_weights
+        if mode == "never":
+            return False
+        if mode == "rejected" or not math.isfinite(s.post_score):
+            return True
+        sign = 1.0 if self.recipe.direction == "minimize" else -1.0
+        tail = [v for _, v in t.pre[-max(self.recipe.min_points, len(t.pre) // 4):]]
+        lost = sign * (s.post_score - sum(tail) / len(tail))  # against the level the snapshot holds
+        return lost > self.recipe.accept_z * s.se
+
+    def _restore_weights(self, ctx: ApplyContext, t: _Live) -> None:
+        try:
+            t.record["weights_restored"] = self.weights.restore(ctx.env, ctx.step)
+        except Exception as e:  # the knobs are back; the weights stay as the trial left them
+            t.record["weights_restored"] = None
+            t.record["weights_error"] = f"{type(e).__name__}: {e}"
+            log.warning("hotcb tune: restoring trial %s's weights failed: %s", t.number, e)
 
     def _better(self, value: float) -> bool:
         if self.best is None or not isinstance(self.best.get("value"), (int, float)):
@@ -264,7 +338,8 @@ class TrialMixin:
         """A ledger entry for the verdict, so the ledger alone tells each trial's story."""
         params = {"trial": t.number, "outcome": outcome, "params": t.params, "before": t.before,
                   "improvement": t.record.get("improvement"), "pre_score": t.record.get("pre_score"),
-                  "post_score": t.record.get("post_score")}
+                  "post_score": t.record.get("post_score"),
+                  "weights_restored_to_step": t.record.get("weights_restored")}
         self.kernel.submit(HotOp(module=TUNE, op="verdict", params=params, source="tune",
                                  actor=f"tune/{self.recipe.sampler}", reason=f"tune trial {t.number} {outcome}: {reason}",
                                  cmd_id=f"tune-{uuid.uuid4().hex[:16]}"), ctx.env)
