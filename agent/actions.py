@@ -42,7 +42,8 @@ def resolve(action: Action, describe: dict[str, Any]) -> dict[str, Any]:
     if knob.get("max") is not None:
         new = min(new, float(knob["max"]))
     if str(knob.get("type", "")).lower() == ActuatorType.INT.value:  # knobs publish "int"
-        new = int(round(new))
+        # Toward the live value: rounding 2.5 to 2 would be a x0.4 "halving", outside the guard.
+        new = math.ceil(new) if new < value else math.floor(new)
     if new == value:
         raise Unresolvable(f"{action.knob} is at its bound ({value})")
     return {"module": knob["module"], "op": "set_params", "params": {action.knob: new}}

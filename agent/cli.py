@@ -90,6 +90,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--mcp-token", default=None, metavar="T",
                    help="bearer token for --mcp-url (default $HOTCB_MCP_TOKEN)")
     p.add_argument("--mcp-timeout", type=float, default=60.0, metavar="S", help="seconds per MCP call (default 60)")
+    p.add_argument("--root", default=None, metavar="ROOT",
+                   help="a directory of run directories: one autopilot per run, runs started later included")
     _ai_args(p)
     p.set_defaults(func=cmd_autopilot)
 
@@ -199,6 +201,8 @@ def cmd_autopilot(args: argparse.Namespace) -> int:
         print(f"hotcb autopilot: --mcp-url must be an http(s) URL, got {args.mcp_url!r}", file=sys.stderr)
         return 2
     rules = RulesConfig.load(args.rules)
+    if args.root:
+        return _autopilot_root(args, rules)
     if not args.mcp_url:  # the same rule for every controller: the run directory may come first
         try:
             open_for_controller(_run_dir(args))
@@ -232,6 +236,28 @@ def cmd_autopilot(args: argparse.Namespace) -> int:
     finally:
         if backend is not None:
             backend.close()
+
+
+def _autopilot_root(args: argparse.Namespace, rules: Any) -> int:
+    from .root_pilot import RootAutopilot
+
+    if args.mcp or args.mcp_url:
+        print("hotcb autopilot: --root acts on each run in-process; --mcp/--mcp-url serve one run", file=sys.stderr)
+        return 2
+    if not os.path.isdir(args.root):
+        print(f"hotcb autopilot: {args.root} is not a directory", file=sys.stderr)
+        return 2
+    pilot = RootAutopilot(args.root, mode=args.mode, rules=rules, ai=_ai_options(args), interval_s=args.interval,
+                          exit_when_done=not args.keep_running)
+    if args.once:
+        print(json.dumps(pilot.tick(), default=str))
+        return 0
+    print(f"hotcb autopilot: {pilot.describe()}", file=sys.stderr)
+    try:
+        pilot.run()
+    except KeyboardInterrupt:
+        pilot.stop()
+    return 0
 
 
 def cmd_proposals(args: argparse.Namespace) -> int:

@@ -13,17 +13,15 @@ from typing import Any
 
 from hotcb.mcp_server import trend_math
 
+from hotcb.codec import decode_number
+
 MAX_POINTS = 5000  # read_metrics' own cap; a window's points are never thinned below it
 
 
 def as_float(v: Any) -> float:
     """Tool output carries non-finite values as "nan"/"inf"/"-inf" strings (or None)."""
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return float(v)
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
+    x = decode_number(v)
+    return math.nan if x is None else x
 
 
 class Observer:

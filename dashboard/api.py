@@ -17,6 +17,10 @@ from fastapi.responses import JSONResponse, Response
 from hotcb.mcp_server.registry import ToolError
 from hotcb.mcp_server.tools import HotcbTools
 
+from hotcb.codec import encode
+from hotcb.ledger import DECISIONS
+from hotcb.ops import SOURCES
+
 from .config import DashboardConfig
 
 ACTOR_HEADER = "x-hotcb-user"
@@ -30,19 +34,9 @@ def dumps(data: Any) -> str:
     try:
         return json.dumps(data, allow_nan=False, separators=(",", ":"))
     except ValueError:
-        return json.dumps(_finite(data), separators=(",", ":"))
+        return json.dumps(encode(data), separators=(",", ":"))
 
 
-def _finite(v: Any) -> Any:
-    if isinstance(v, float) and v != v:
-        return "nan"
-    if isinstance(v, float) and v in (float("inf"), float("-inf")):
-        return "inf" if v > 0 else "-inf"
-    if isinstance(v, dict):
-        return {k: _finite(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_finite(x) for x in v]
-    return v
 
 
 def json_response(data: Any, status: int = 200) -> Response:
@@ -50,14 +44,6 @@ def json_response(data: Any, status: int = 200) -> Response:
                     headers={"cache-control": "no-store"})
 
 
-def status_for(message: str) -> int:
-    if message.startswith("unknown tool"):
-        return 404
-    if message.startswith("invalid arguments"):
-        return 422
-    if "reserved to humans" in message:
-        return 403
-    return 409  # refused by the guard, rejected or failed in the kernel: a conflict with the run's state
 
 
 async def bounded_body(request: Request, limit: int) -> bytes | None:
@@ -89,8 +75,10 @@ def build_router(tools: HotcbTools, cfg: DashboardConfig, compare: HotcbTools | 
 
     @r.get("/config")
     def get_config() -> Response:
+        # The ledger's closed sets come from core, so the page never lists a stale one.
         return json_response({"config": cfg.model_dump(mode="json"), "compare": compare_label,
-                              "run": tools.run.root.name})
+                              "run": tools.run.root.name,
+                              "enums": {"decisions": list(DECISIONS), "sources": [*SOURCES, "kernel"]}})
 
     @r.get("/tools")
     def list_tools() -> Response:
@@ -122,7 +110,7 @@ def build_router(tools: HotcbTools, cfg: DashboardConfig, compare: HotcbTools | 
             result = await run_in_threadpool(tools.call, name, args, actor=actor)
         except ToolError as e:
             on_action()  # a refusal is in the ledger too: show it now
-            return json_response({"error": str(e)}, status_for(str(e)))
+            return json_response({"error": str(e)}, e.http_status)  # the error's kind says its status
         on_action()
         return json_response(result)
 

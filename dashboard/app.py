@@ -37,6 +37,24 @@ def asset_table(root: Path = STATIC) -> dict[str, tuple[bytes, str]]:
     return table
 
 
+def add_asset_routes(app: FastAPI, assets: dict[str, tuple[bytes, str]], index: str) -> None:
+    """``/`` (the page ``index``) and ``/static/{name}``, from the whitelist ``assets``."""
+    def asset(name: str) -> Response:
+        hit = assets.get(name)
+        if hit is None:
+            return Response("not found", status_code=404, media_type="text/plain")
+        body, kind = hit
+        return Response(body, media_type=kind, headers={"cache-control": "no-cache"})
+
+    @app.get("/")
+    def page() -> Response:
+        return asset(index)
+
+    @app.get("/static/{name:path}")
+    def static(name: str) -> Response:
+        return asset(name)
+
+
 def create_app(run_dir: str | os.PathLike[str], *, config: DashboardConfig | None = None, token: str | None = None,
                host: str = "127.0.0.1", compare_dir: str | os.PathLike[str] | None = None) -> FastAPI:
     cfg = config or DashboardConfig()
@@ -64,21 +82,7 @@ def create_app(run_dir: str | os.PathLike[str], *, config: DashboardConfig | Non
         return StreamingResponse(hub.stream(request.is_disconnected), media_type="text/event-stream",
                                  headers={"cache-control": "no-store", "x-accel-buffering": "no"})
 
-    def asset(name: str) -> Response:
-        hit = assets.get(name)
-        if hit is None:
-            return Response("not found", status_code=404, media_type="text/plain")
-        body, kind = hit
-        return Response(body, media_type=kind, headers={"cache-control": "no-cache"})
-
-    @app.get("/")
-    def index() -> Response:
-        return asset("index.html")
-
-    @app.get("/static/{name:path}")
-    def static(name: str) -> Response:
-        return asset(name)
-
+    add_asset_routes(app, assets, "index.html")
     # Outermost: nothing (not even a 404) is answered before the token and Origin checks.
     app.add_middleware(SecurityMiddleware, token=token, loopback_only=is_loopback(host))
     return app

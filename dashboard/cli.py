@@ -25,6 +25,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                                                  "Authorization: Bearer T")
     p.add_argument("--no-token", action="store_true",
                    help="serve without a token (loopback only): then any local process may steer training")
+    p.add_argument("--root", default=None, metavar="ROOT",
+                   help="a directory of run directories: the runs, a compare view with a metric-space map, "
+                        "and each run's own dashboard at /runs/NAME/ (instead of --dir)")
     p.add_argument("--compare", default=None, metavar="OTHER_RUN_DIR",
                    help="a second run directory to overlay (fixed here; the browser cannot name paths)")
     p.add_argument("--config", default=None, metavar="dashboard.yaml", help="DashboardConfig YAML file")
@@ -42,7 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .config import TOKEN_ENV, cli_overrides, load_config
     from .security import check_bind
 
-    run_dir = getattr(args, "dir", None) or "."
+    run_dir = args.root or getattr(args, "dir", None) or "."
     token = args.token or os.environ.get(TOKEN_ENV) or None
     if args.no_token and token:
         print("hotcb serve: --no-token and a token (--token or $HOTCB_DASH_TOKEN) contradict each other",
@@ -62,13 +65,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         generated = True
     else:
         generated = False
-    try:
-        _, note = open_for_controller(run_dir)
-    except ValueError as e:
-        print(f"hotcb serve: {e}", file=sys.stderr)
+    if args.root and args.compare:
+        print("hotcb serve: --root compares every run under the root; --compare is for one run", file=sys.stderr)
         return 2
-    if note:
-        print(f"hotcb serve: {note}", file=sys.stderr)
+    if args.root:
+        if not os.path.isdir(run_dir):
+            print(f"hotcb serve: --root {run_dir} is not a directory", file=sys.stderr)
+            return 2
+    else:
+        try:
+            _, note = open_for_controller(run_dir)
+        except ValueError as e:
+            print(f"hotcb serve: {e}", file=sys.stderr)
+            return 2
+        if note:
+            print(f"hotcb serve: {note}", file=sys.stderr)
     try:
         cli = cli_overrides(args.overrides)
         if args.poll_ms is not None:
@@ -83,11 +94,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import uvicorn
 
         from .app import create_app
+        from .root_app import create_root_app
     except ImportError as e:
         print(f"hotcb serve: needs the 'dashboard' extra: pip install 'hotcb[dashboard]' ({e})", file=sys.stderr)
         return 2
     try:
-        app = create_app(run_dir, config=cfg, token=token, host=args.host, compare_dir=args.compare)
+        if args.root:
+            app = create_root_app(run_dir, config=cfg, token=token, host=args.host)
+        else:
+            app = create_app(run_dir, config=cfg, token=token, host=args.host, compare_dir=args.compare)
     except ValueError as e:
         print(f"hotcb serve: {e}", file=sys.stderr)
         return 2

@@ -91,9 +91,3 @@ def wait_decision(run: RunDir, cmd_id: str, timeout_s: float = 10.0, poll_s: flo
             return entry, live
         time.sleep(poll_s)
 
-
-def ledger_size(run: RunDir) -> int:
-    try:
-        return os.path.getsize(run.ledger)
-    except OSError:
-        return 0

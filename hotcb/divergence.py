@@ -8,7 +8,8 @@ streaming MAD). A point counts as *over* when it exceeds ``level + max(band x no
 rel x |level|)``: far outside the run's own minibatch noise *and* a real fraction above its
 level, so neither a noisy high-loss run nor a quiet converged one alarms on an unlucky batch.
 A blow-up needs ``persist`` consecutive points over (a non-finite value is one at once), or the
-level itself ``drift`` times above the lowest level the run reached (a slow, noisy climb). Points
+level itself ``drift`` times (and two noise widths) above the lowest level the run reached (a
+slow, noisy climb). Points
 over the line enter the level clipped to the line, so a blow-up cannot drag the level up with
 it, while a genuine change of scale is still adopted within a few dozen points.
 
@@ -44,6 +45,7 @@ class DetectorConfig:
     early_rel: float = 1.0    # before warmup: above level + early_rel x |level|
     persist: int = 3          # consecutive points over the line make a blow-up
     drift: float = 3.0        # a slow blow-up: the level itself above drift x the lowest level reached
+    #                           (and 2 noise above it: a converged loss near 0 moves by factors)
     confirm: int = 10         # consecutive healthy points that confirm a state as healthy
     classes: int | None = None  # known: "stuck at chance" is checked (loss near ln(classes))
     chance_window: int = 20   # points the level must sit at chance
@@ -139,7 +141,7 @@ class LossDetector:
         line; its level does leave the lowest level the run reached."""
         c = self.config
         return (self.n > c.warmup and self.level is not None and 0 < self.best < math.inf
-                and self.level > c.drift * self.best)
+                and self.level > c.drift * self.best and self.level > self.best + 2 * self.noise)
 
     def _track_chance(self) -> None:
         chance = self.chance_level
@@ -158,10 +160,11 @@ class LossDetector:
         blew_up = self.peak > 2 * max(self.start, chance)
         return learned or blew_up
 
-    def stalled(self, share: float) -> bool:
-        """The level is still above ``share`` of its early level: the run has hardly learned."""
+    def stalled(self, share: float, quiet: float = 0.3) -> bool:
+        """The level is still above ``share`` of its early level, and not above it, with little
+        noise: a run that has hardly learned, smoothly (a too-high lr that stalls is noisy)."""
         return (self.early is not None and self.level is not None and self.early > 0
-                and self.level > share * self.early)
+                and share * self.early < self.level <= 1.05 * self.early and self.noise < quiet * abs(self.level))
 
     def at_chance_since_start(self) -> bool:
         """Flat at chance for a window and never better: a start too slow (or too dead) to learn."""

@@ -39,6 +39,7 @@ class ProbeConfig:
     assumed_remaining: int = 300  # steps left, for a run that does not say (no max_steps)
     stalled: float = 0.85     # or the level is still above this share of its early level
     start_within: float = 0.25  # a probe starts in this first share of the run or never
+    quiet: float = 0.3        # "stalled" needs noise below this share of the level (a too-high lr is loud)
 
 
 @dataclass
@@ -93,7 +94,10 @@ class LrProbe:
             if step > c.start_within * (max_steps or c.assumed_remaining):
                 self.settle("not too slow in the first part of the run")
                 return None
-            stuck = det.at_chance_since_start() or det.stalled(c.stalled)
+            if det.early is not None and det.peak > 2 * det.early:
+                self.settle(f"the loss spiked to {det.peak:.4g} (early level {det.early:.4g}): no raise")
+                return None
+            stuck = det.at_chance_since_start() or det.stalled(c.stalled, c.quiet)
             if not (stuck or (rate > 0 and rate > c.min_t * se)):
                 return None  # not clearly improving: nothing to learn from a faster rate
             left = remaining if remaining is not None else c.assumed_remaining

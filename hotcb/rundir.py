@@ -1,4 +1,4 @@
-"""Names of the files in a run directory (SPEC section 2), fixed and shared by every layer."""
+"""Names of the files in a run directory (docs/core.md), fixed and shared by every layer."""
 
 from __future__ import annotations
 

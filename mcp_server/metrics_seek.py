@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hotcb.collector import parse_metric
-from hotcb.jsonl import JsonlTail, parse_line
+from hotcb.jsonl import DEFAULT_MAX_LINE, JsonlTail, open_nofollow, parse_line
 
 SEEK_ABOVE_BYTES = 16 << 20  # ~100k records: a whole read below this costs under ~1 s
 TAIL_BUDGET_BYTES = 4 << 20  # the most a first read reads backwards for metrics logged less often
@@ -45,7 +45,7 @@ class SeekableTail(JsonlTail):
     the file's first bytes are remembered as if it had been read from the start."""
 
     def start_at(self, offset: int) -> None:
-        with open(self.path, "rb") as f:
+        with open_run_file(self.path) as f:
             self._head = f.read(64) if offset else b""
         self.offset = offset
 
@@ -58,6 +58,11 @@ def record_step(rec: Any) -> float | None:
     return None if not isinstance(step, (int, float)) or isinstance(step, bool) else step
 
 
+def open_run_file(path: str | os.PathLike[str]) -> Any:
+    """The file for reading, never through a symlink (run files are hostile input)."""
+    return os.fdopen(open_nofollow(path, os.O_RDONLY), "rb")
+
+
 def _metric_names(rec: Any) -> list[str]:
     return list(rec["metrics"]) if record_step(rec) is not None else []
 
@@ -66,7 +71,7 @@ def _parse_block(body: bytes) -> list[Any]:
     out = []
     for raw in body.split(b"\n"):
         raw = raw.strip()
-        if raw:
+        if raw and len(raw) <= DEFAULT_MAX_LINE:  # an oversized line is never parsed (as JsonlTail)
             value, err = parse_line(raw.decode("utf-8", errors="replace"))
             if err is None:
                 out.append(value)
@@ -155,7 +160,7 @@ def _count_lines(f: Any, stop: int) -> int:
 
 def first_read(path: str | os.PathLike[str], size: int, recent_cap: int, history_points: int) -> FirstRead | None:
     """The recent window from the end and a sampled history; None when the file has no complete line."""
-    with open(path, "rb") as f:
+    with open_run_file(path) as f:
         probe = max(0, size - 65536)
         while True:  # the end of the last complete line (a partial one is read later, once whole)
             f.seek(probe)

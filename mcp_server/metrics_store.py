@@ -14,7 +14,14 @@ from typing import Any
 
 from hotcb.collector import parse_metric
 
-from .metrics_seek import EXTEND_BUDGET_BYTES, SEEK_ABOVE_BYTES, SeekableTail, first_read, read_back
+from .metrics_seek import (
+    EXTEND_BUDGET_BYTES,
+    SEEK_ABOVE_BYTES,
+    SeekableTail,
+    first_read,
+    open_run_file,
+    read_back,
+)
 from .metrics_seek import record_step as _step
 
 
@@ -127,7 +134,7 @@ class MetricsStore:
         """A long file's first read: recent window from its end, sampled history, lines before
         the window counted. Returns the records of the window; None (nothing done) on a short file."""
         try:
-            size = os.stat(self.tail.path).st_size
+            size = os.lstat(self.tail.path).st_size
         except OSError:
             return None
         found = first_read(self.tail.path, size, self.recent_cap, self.history_cap // 2) if size > SEEK_ABOVE_BYTES else None
@@ -169,7 +176,7 @@ class MetricsStore:
 
         if enough({}, 0, self._first_exact_step()):
             return
-        with open(self.tail.path, "rb") as f:
+        with open_run_file(self.tail.path) as f:
             self.exact_from, recs = read_back(f, self.exact_from, enough, EXTEND_BUDGET_BYTES)
         older: dict[str, tuple[list[float], list[float]]] = {}
         for rec in recs:

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
+from hotcb.codec import tag
 from hotcb.jsonl import read_json
 from hotcb.ledger import filter_entries
 from hotcb.rundir import AUTOPILOT
@@ -129,7 +130,7 @@ class LedgerOutput(BaseModel):
 
 
 def _plain(v: float) -> float | str:
-    return v if v == v and v not in (float("inf"), float("-inf")) else ("nan" if v != v else ("inf" if v > 0 else "-inf"))
+    return tag(v)
 
 
 def pick_metrics(names: list[str], limit: int = DEFAULT_TREND_METRICS) -> list[str]:

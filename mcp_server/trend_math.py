@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from hotcb.trend import fit_line
+
 # Metrics whose names contain these are maximized; everything else (losses) is minimized.
 _MAXIMIZE_HINTS = ("acc", "f1", "auc", "precision", "recall", "bleu", "score", "reward", "iou", "map")
 
@@ -46,10 +48,9 @@ def ema(values: np.ndarray, alpha: float) -> float:
 
 
 def slope(steps: np.ndarray, values: np.ndarray) -> float:
-    if len(values) < 2 or np.ptp(steps) == 0:
+    if len(values) < 2:
         return 0.0
-    s = steps - steps.mean()
-    return float((s * (values - values.mean())).sum() / (s * s).sum())
+    return fit_line(zip(steps.tolist(), values.tolist(), strict=True)).slope  # the core's one least-squares line
 
 
 def summarize(name: str, steps: Sequence[float], values: Sequence[float], *, plateau_rel: float = 0.01,

@@ -13,7 +13,7 @@ from hotcb.agent.config import Action, RulesConfig
 from hotcb.agent.rules import RulesAutopilot
 from hotcb.mcp_server.tools import HotcbTools
 
-from tests.support.proc import Trainer, wait_for
+from tests.support.proc import Trainer, read_jsonl, wait_for
 
 
 def run_until(pilot: RulesAutopilot, trainer: Trainer, cond, timeout: float = 120.0, what: str = "rule action"):
@@ -131,3 +131,25 @@ def test_rules_file_is_data_only(tmp_path):
         p.write_text(bad)
         with pytest.raises((ValueError, yaml.YAMLError)):
             RulesConfig.load(p)
+
+
+def test_an_int_knob_halved_by_a_rule_stays_an_int(tmp_path):
+    # Knobs publish their type as "int" (ActuatorType.INT.value); a rule halving 5 sends 3 (an int,
+    # rounded toward the live value so the guard's x0.5 limit holds), not 2.5.
+    from hotcb import HotKernel
+    from hotcb.actuators.actuator import ActuatorType, HotcbActuator
+    from hotcb.actuators.state import MutableState
+
+    box = {"accum": 5}
+    knob = HotcbActuator("accum", ActuatorType.INT, apply_fn=lambda v, env: box.update(accum=v),
+                         read_fn=lambda: box["accum"], min=1, max=64, group="train")
+    kernel = HotKernel(tmp_path, mutable_state=MutableState([knob]), status_interval_s=0.0)
+    tools = HotcbTools(tmp_path, source="rule", actor="plateau", wait_s=0)
+    op = resolve(Action(knob="accum", factor=0.5), tools.call("describe_actuators", {}))
+    assert op["params"] == {"accum": 3} and isinstance(op["params"]["accum"], int)
+    tools.call("apply_op", {**op, "reason": "rule plateau: halve accum"})
+    kernel.apply(env={"step": 1})
+    kernel.close()
+    entry = [e for e in read_jsonl(tmp_path / "hotcb.applied.jsonl") if e["module"] == "train"][0]
+    assert entry["decision"] == "applied" and entry["payload"]["accum"] == {"old": 5, "new": 3}
+    assert box["accum"] == 3 and isinstance(box["accum"], int)

@@ -42,7 +42,7 @@ def test_human_lr_spike_is_rolled_back_and_cut_weights_equal_the_snapshot(tmp_pa
     assert entry["decision"] == "applied" and entry["source"] == "rule" and entry["actor"] == "rescue"
     assert 0 < entry["step"] - spiked_at <= 6  # within a few steps of the blow-up
     assert entry["payload"]["lr"]["old"] == pytest.approx(1.0)
-    assert entry["payload"]["lr"]["new"] == pytest.approx(0.01)  # the snapshot's lr: the raise undone
+    assert entry["payload"]["lr"]["new"] == pytest.approx(0.005)  # the raise undone, the snapshot's lr cut
     assert entry["payload"]["restored_step"] < spiked_at
     assert "above the run's level" in entry["reason"] and "roll back to step" in entry["reason"]
     saved = torch.load(dump / "rollback-1.pt", weights_only=True)

@@ -13,7 +13,7 @@ export async function getJSON(path) {
 
 export async function callTool(name, args = {}) {
   if (!available.has(name)) throw new Error(`the ${name} tool is not available on this server`);
-  const r = await fetch(`/api/tools/${encodeURIComponent(name)}`, {
+  const r = await fetch(`api/tools/${encodeURIComponent(name)}`, {
     method: 'POST', credentials: 'same-origin',
     headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
     body: JSON.stringify(args),
@@ -39,7 +39,7 @@ export async function act(name, args, okText) {
 }
 
 export async function loadTools() {
-  const data = await getJSON('/api/tools');
+  const data = await getJSON('api/tools');
   available.clear();
   for (const t of data.tools) available.add(t.name);
   return available;

@@ -16,7 +16,7 @@ function render() {
 
 async function refresh() {
   try {
-    const data = await getJSON('/api/compare');
+    const data = await getJSON('api/compare');
     data.metrics.series = mergeSeries({}, data.metrics.series);  // ordered by step, numbers
     state.compare = data;
     render();

@@ -33,7 +33,7 @@ function handle(ev) {
 
 export function connect() {
   // EventSource reconnects by itself (the server sends `retry:`); the next snapshot resyncs.
-  const es = new EventSource('/api/live');
+  const es = new EventSource('api/live');
   es.onopen = () => { state.connected = true; emit('connection'); };
   es.onerror = () => { state.connected = false; emit('connection'); };
   es.onmessage = (msg) => {

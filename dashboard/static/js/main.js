@@ -16,10 +16,11 @@ import { initAlerts } from './alerts.js';
 import { initCompare } from './compare.js';
 
 async function boot() {
-  const cfg = await getJSON('/api/config');
+  const cfg = await getJSON('api/config');
   state.config = cfg.config;
   state.run = cfg.run;
   state.compareLabel = cfg.compare;
+  state.enums = cfg.enums;
   document.title = `${cfg.run} · ${cfg.config.title}`;
   $('run-name').textContent = cfg.run;
   document.documentElement.style.setProperty('--chart-cols', String(cfg.config.chart.columns));
