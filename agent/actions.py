@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from hotcb.actuators.actuator import ActuatorType
+
 from .config import Action
 
 
@@ -39,8 +41,9 @@ def resolve(action: Action, describe: dict[str, Any]) -> dict[str, Any]:
         new = max(new, float(knob["min"]))
     if knob.get("max") is not None:
         new = min(new, float(knob["max"]))
-    if knob.get("type") == "INT":
-        new = int(round(new))
+    if str(knob.get("type", "")).lower() == ActuatorType.INT.value:  # knobs publish "int"
+        # Toward the live value: rounding 2.5 to 2 would be a x0.4 "halving", outside the guard.
+        new = math.ceil(new) if new < value else math.floor(new)
     if new == value:
         raise Unresolvable(f"{action.knob} is at its bound ({value})")
     return {"module": knob["module"], "op": "set_params", "params": {action.knob: new}}

@@ -133,6 +133,9 @@ class Autopilot:
     def _tick(self) -> dict[str, Any]:
         mode = self.mode()
         self.alerts.tick()
+        if mode not in ("auto", "ai_auto"):  # the kernel's rescue acts by itself only in the modes that act
+            for pilot in self._rules.values():
+                pilot.disable_rescue()
         if mode == "off":
             return {"mode": mode}
         if mode in ("auto", "suggest"):

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import sys
-import tempfile
 from typing import Any
 
 MODES = ["off", "suggest", "auto", "ai_suggest", "ai_auto"]
@@ -66,7 +65,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--autopilot", choices=MODES, default=None,
                    help="default: ai_auto when HOTCB_AI_KEY is set, else auto (rules)")
     p.add_argument("--no-serve", action="store_true", help="no dashboard")
-    p.add_argument("--port", type=int, default=8421)
+    p.add_argument("--port", type=int, default=8421, help="dashboard port (default 8421; a free one if taken)")
+    p.add_argument("--no-mishap", action="store_true", help="no scheduled lr mishap for the autopilot to rescue")
+    p.add_argument("--exit-when-done", action="store_true",
+                   help="end when training ends (default: the dashboard stays up until Ctrl-C)")
     _ai_args(p)
     p.set_defaults(func=cmd_demo)
 
@@ -107,55 +109,66 @@ def _run_dir(args: argparse.Namespace) -> str:
     return getattr(args, "dir", None) or "."
 
 
-def _wait_handle(h: Any) -> int:
+def _wait_handle(h: Any, keep_dashboard: bool = False) -> int:
     """Wait for training; Ctrl-C / SIGTERM asks it to stop cleanly."""
     def on_term(*_: Any) -> None:
         raise KeyboardInterrupt
 
     old = signal.signal(signal.SIGTERM, on_term)
     try:
-        rc = h.wait()
+        rc = h.wait(keep_dashboard=keep_dashboard)
     except KeyboardInterrupt:
         print("hotcb: stopping training at its next safe point...", file=sys.stderr)
-        rc = h.stop()
+        rc = h.stop(keep_dashboard=keep_dashboard)
     finally:
         signal.signal(signal.SIGTERM, old)
     return int(rc or 0)
 
 
+def mode_note(mode: str, ai: Any) -> str | None:
+    """Why the mode that will really run differs from the one asked for (None when it does not)."""
+    if mode in ("ai_auto", "ai_suggest") and not ai.api_key and not ai.base_url:
+        rules = "auto" if mode == "ai_auto" else "suggest"
+        return (f"{mode} needs an LLM (HOTCB_AI_KEY, or --base-url / HOTCB_AI_BASE_URL for a local server) "
+                f"and has none: the rules run instead ({rules})")
+    return None
+
+
+def _print_mode(prefix: str, mode: str, ai: Any) -> None:
+    note = mode_note(mode, ai)
+    running = mode if note is None else f"{mode} (running: rules; {note})"
+    print(f"{prefix}: autopilot {running}", file=sys.stderr, flush=True)
+
+
+def _summary(prefix: str, tools: Any) -> None:
+    from .progress import RunProgress
+
+    for line in RunProgress(tools).summary():
+        print(f"{prefix}: {line}", file=sys.stderr)
+
+
 def cmd_launch(args: argparse.Namespace) -> int:
     from .launch import launch
 
+    ai = _ai_options(args)
     h = launch(args.train_fn, _run_dir(args), max_steps=args.max_steps, autopilot=args.autopilot, rules=args.rules,
-               ai=_ai_options(args), serve=args.serve, port=args.port)
-    print(f"hotcb: training {args.train_fn} in {h.run_dir} (pid {h.train.pid}), autopilot {args.autopilot}"
+               ai=ai, serve=args.serve, port=args.port)
+    print(f"hotcb: training {args.train_fn} in {h.run_dir} (pid {h.train.pid})"
           + (f", dashboard {h.url}" if h.url else ""), file=sys.stderr)
+    _print_mode("hotcb", args.autopilot, ai)
     rc = _wait_handle(h)
+    _summary("hotcb", h.tools)
     if rc:
         print(f"hotcb: training exited with {rc}; see {h.run_dir / 'train.log'}", file=sys.stderr)
     return rc
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .launch import launch
+    from .demo import run_demo
 
-    # A fresh run directory unless one was named: a demo must never resume (or litter) the
-    # current directory, which is what the top-level --dir default "." would mean here.
-    named = getattr(args, "dir", None)
-    run_dir = named if named not in (None, ".") else tempfile.mkdtemp(prefix="hotcb-demo-")
-    mode = args.autopilot or ("ai_auto" if os.environ.get("HOTCB_AI_KEY") else "auto")
-    fn = "hotcb.demos:golden" if args.golden else "hotcb.demos:classifier"
-    h = launch(fn, run_dir, max_steps=args.max_steps, autopilot=mode, rules=args.rules, ai=_ai_options(args),
-               serve=not args.no_serve, port=args.port)
-    print(f"hotcb demo: {'golden multi-task' if args.golden else 'CNN'} on synthetic images, run dir {h.run_dir}, "
-          f"autopilot {mode}", file=sys.stderr)
-    if h.url:
-        print(f"hotcb demo: dashboard at {h.url}", flush=True)
-    rc = _wait_handle(h)
-    status = h.tools.call("get_status", {})
-    print(f"hotcb demo: done at step {status.get('step')}; last metrics {json.dumps(status.get('last_metrics'))}",
-          file=sys.stderr)
-    return rc
+    ai = _ai_options(args)
+    mode = args.autopilot or ("ai_auto" if ai.api_key or ai.base_url else "auto")
+    return run_demo(args, mode, mode_note(mode, ai), ai, _wait_handle)
 
 
 def _backend(args: argparse.Namespace) -> Any:
@@ -174,6 +187,8 @@ def _backend(args: argparse.Namespace) -> Any:
 def cmd_autopilot(args: argparse.Namespace) -> int:
     from hotcb.mcp_server.registry import ToolError
 
+    from hotcb.rundir import NO_TRAINING_YET, open_for_controller
+
     from .autopilot import Autopilot
     from .config import RulesConfig
 
@@ -188,6 +203,12 @@ def cmd_autopilot(args: argparse.Namespace) -> int:
     rules = RulesConfig.load(args.rules)
     if args.root:
         return _autopilot_root(args, rules)
+    if not args.mcp_url:  # the same rule for every controller: the run directory may come first
+        try:
+            open_for_controller(_run_dir(args))
+        except ValueError as e:
+            print(f"hotcb autopilot: {e}", file=sys.stderr)
+            return 2
     try:
         backend = _backend(args)
     except ConnectionError as e:
@@ -199,11 +220,15 @@ def cmd_autopilot(args: argparse.Namespace) -> int:
         if args.once:
             print(json.dumps(pilot.tick(), default=str))
             return 0
-        print(f"hotcb autopilot: {pilot.mode()} on {pilot.backend.describe()}", file=sys.stderr)
+        print(f"hotcb autopilot: acting on {pilot.backend.describe()}", file=sys.stderr)
+        _print_mode("hotcb autopilot", pilot.mode(), pilot.ai)
+        if pilot.reader.status_doc().get("step") is None:
+            print(f"hotcb autopilot: {NO_TRAINING_YET}; waiting for one", file=sys.stderr, flush=True)
         try:
             pilot.run()
         except KeyboardInterrupt:
             pass
+        _summary("hotcb autopilot", pilot.reader)
         return 0
     except (ConnectionError, ToolError) as e:
         print(f"hotcb autopilot: {e}", file=sys.stderr)

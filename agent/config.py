@@ -39,12 +39,17 @@ class RuleConfig:
     gap_growth: float = 0.1          # overfitting: val-train gap grew by this fraction of val
     spike_factor: float = 5.0        # gradient spike: a point above factor x the mean of the window before it
     rollback: bool = True            # non-finite: roll back to the last good snapshot when there is one
+    max_actions: int = 0             # acts at most this many times a run (0: no limit)
     action: Action | None = field(default_factory=Action)
 
 
 DEFAULT_RULES: dict[str, RuleConfig] = {
-    "plateau": RuleConfig(metric="val_loss", window=100, cooldown_steps=200, warmup_steps=100),
-    "divergence": RuleConfig(metric="train_loss", window=30, cooldown_steps=30),
+    # Plateau: a reduce-on-plateau that stops: each cut needs a full window of flat points after
+    # the last, and three cuts a run at most (a long run must not be halved to the lr floor).
+    "plateau": RuleConfig(metric="val_loss", window=100, cooldown_steps=200, warmup_steps=100, max_actions=3),
+    # Divergence: hotcb.divergence's blow-up test (the kernel's rescue uses the same maths) over
+    # the last ``window`` points. With the rescue on (auto modes) the rescue acts, in the kernel.
+    "divergence": RuleConfig(metric="train_loss", window=60, cooldown_steps=30),
     "non_finite": RuleConfig(metric="train_loss", window=10, cooldown_steps=20),
     # Overfitting: the gap says "regularize", not "slow down", and the usual remedy (stop, keep the
     # best checkpoint) is no knob; doubling weight decay at every cooldown while the gap persists
@@ -61,11 +66,15 @@ DEFAULT_RULES: dict[str, RuleConfig] = {
 class RulesConfig:
     train_metric: str = "train_loss"
     rules: dict[str, RuleConfig] = field(default_factory=lambda: dict(DEFAULT_RULES))
+    # In the modes that act (auto, and the rules under ai_auto) enable the kernel's rescue
+    # (hotcb/rescue.py): rollback + lr cut at the step of a blow-up, and the lr probe.
+    rescue: bool = True
+    probe: bool = True
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> RulesConfig:
         d = dict(d or {})
-        unknown = set(d) - {"train_metric", "rules"}
+        unknown = set(d) - {"train_metric", "rules", "rescue", "probe"}
         if unknown:
             raise ValueError(f"rules config: unknown keys {sorted(unknown)}")
         rules = dict(DEFAULT_RULES)
@@ -76,7 +85,11 @@ class RulesConfig:
             if "action" in over:
                 over["action"] = Action.parse(over["action"])
             rules[name] = replace(rules[name], **_checked(RuleConfig, over, f"rules.{name}"))
-        return cls(train_metric=str(d.get("train_metric", "train_loss")), rules=rules)
+        for flag in ("rescue", "probe"):
+            if not isinstance(d.get(flag, True), bool):
+                raise ValueError(f"rules config: {flag} must be true or false")
+        return cls(train_metric=str(d.get("train_metric", "train_loss")), rules=rules,
+                   rescue=d.get("rescue", True), probe=d.get("probe", True))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None) -> RulesConfig:

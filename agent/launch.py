@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import secrets
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from hotcb.mcp_server.registry import ToolError
 from hotcb.mcp_server.tools import HotcbTools
@@ -50,16 +52,23 @@ class LaunchHandle:
     def running(self) -> bool:
         return self.train.poll() is None
 
-    def wait(self, timeout: float | None = None) -> int | None:
-        """Wait for training to end (None on timeout), then stop the autopilot and the dashboard."""
+    def wait(self, timeout: float | None = None, keep_dashboard: bool = False) -> int | None:
+        """Wait for training to end (None on timeout), then stop the autopilot and (unless
+        ``keep_dashboard``: ``close()`` does it later) the dashboard."""
         try:
             rc = self.train.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
-        self._shutdown()
+        self._shutdown(keep_dashboard)
         return rc
 
-    def stop(self, timeout: float = 60.0, reason: str = "stopped from launch") -> int:
+    def close(self) -> None:
+        """Stop whatever still runs: training (cleanly), the autopilot, the dashboard."""
+        if self.running():
+            self.stop()
+        self._shutdown()
+
+    def stop(self, timeout: float = 60.0, reason: str = "stopped from launch", keep_dashboard: bool = False) -> int:
         """Ask training to stop at its next safe point; kill it only if it does not."""
         if self.running():
             try:
@@ -75,14 +84,16 @@ class LaunchHandle:
                 except subprocess.TimeoutExpired:
                     self.train.kill()
                     self.train.wait()
-        self._shutdown()
+        self._shutdown(keep_dashboard)
         return self.train.returncode
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, keep_dashboard: bool = False) -> None:
         if self.pilot is not None:
             self.pilot.stop()
             if self._thread is not None:
                 self._thread.join(timeout=120)
+        if keep_dashboard:
+            return
         if self.serve is not None and self.serve.poll() is None:
             self.serve.terminate()
             try:
@@ -121,20 +132,62 @@ class LaunchHandle:
         self.stop()
 
 
+SERVE_URL = re.compile(r" at (http://\S+?):(\d+)/")
+SERVE_START_S = 120.0  # generous: a loaded machine imports FastAPI slowly; the wait ends on the line
+
+
 def start_serve(run_dir: Path, port: int) -> tuple[subprocess.Popen | None, str | None]:
-    """``hotcb serve`` as a subprocess; None if it cannot start (e.g. the dashboard extra is missing)."""
+    """``hotcb serve`` as a subprocess behind a fresh token, and the URL it really serves (with
+    the token, so opening it logs the browser in). A port in use falls back to a free one (said
+    so); None, None if the dashboard cannot start (e.g. its extra is missing)."""
+    token = secrets.token_urlsafe(24)
+    proc, bound = _serve_on(run_dir, port, token)
+    if proc is None and bound == "in use" and port != 0:
+        print(f"hotcb: port {port} is in use; the dashboard takes a free port instead", file=sys.stderr)
+        proc, bound = _serve_on(run_dir, 0, token)
+    if proc is None:
+        print(f"hotcb: dashboard not started ({bound}; see {run_dir / 'serve.log'}); training goes on without it",
+              file=sys.stderr)
+        return None, None
+    return proc, f"{bound}/?token={quote(token, safe='')}"
+
+
+def _serve_on(run_dir: Path, port: int, token: str) -> tuple[subprocess.Popen | None, str]:
+    """(process, "http://host:port") once it listens, else (None, why). The token travels in the
+    environment (not argv, which other users can read); serve.log gets serve's own lines, which
+    never contain a token it was given."""
     cmd = [sys.executable, "-m", "hotcb.cli", "serve", "--dir", str(run_dir), "--port", str(port)]
     try:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(run_dir / "serve.log", "ab"))
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "HOTCB_DASH_TOKEN": token})
     except OSError as e:
-        print(f"hotcb: dashboard not started ({e})", file=sys.stderr)
-        return None, None
-    time.sleep(1.0)
-    if proc.poll() is not None:
-        print(f"hotcb: dashboard not started (hotcb serve exited {proc.returncode}; see {run_dir / 'serve.log'}); "
-              "training goes on without it", file=sys.stderr)
-        return None, None
-    return proc, f"http://127.0.0.1:{port}/"
+        return None, str(e)
+    found: list[str] = []
+    seen: list[str] = []
+    ready = threading.Event()
+
+    def drain() -> None:
+        assert proc.stderr is not None
+        with open(run_dir / "serve.log", "a") as log_file:
+            for line in proc.stderr:
+                log_file.write(line)
+                log_file.flush()
+                seen.append(line)
+                m = SERVE_URL.search(line)
+                if m and not found:
+                    found.append(f"{m.group(1)}:{m.group(2)}")
+                    ready.set()
+        ready.set()  # the process ended
+
+    threading.Thread(target=drain, name="hotcb-serve-log", daemon=True).start()
+    ready.wait(SERVE_START_S)
+    if found:
+        return proc, found[0]
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    text = "".join(seen)
+    return None, "in use" if "cannot listen" in text and "in use" in text else f"hotcb serve exited {proc.returncode}"
 
 
 def launch(train_fn: str, run_dir: str | os.PathLike[str], *, max_steps: int | None = None,

@@ -13,17 +13,15 @@ from typing import Any
 
 from hotcb.mcp_server import trend_math
 
+from hotcb.codec import decode_number
+
 MAX_POINTS = 5000  # read_metrics' own cap; a window's points are never thinned below it
 
 
 def as_float(v: Any) -> float:
     """Tool output carries non-finite values as "nan"/"inf"/"-inf" strings (or None)."""
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return float(v)
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
+    x = decode_number(v)
+    return math.nan if x is None else x
 
 
 class Observer:
@@ -70,6 +68,18 @@ class Observer:
             first = s1[0] if s1 else math.inf
             k = next((i for i, s in enumerate(s2) if s >= first), len(s2))
             self.series[name] = (s2[:k] + s1, v2[:k] + v1)
+
+    def points_window(self, metric: str, n: int, min_points: int = 8, share: int = 3) -> int:
+        """A window of ``n`` points, cut to what the run will actually produce: a metric logged
+        every k steps gives about max_steps / k points a run, and a window should fit ``share``
+        times in it (a 100-point val window can never fill on a run that logs 18 val points)."""
+        steps = self.series.get(metric, ([], []))[0]
+        total = self.status.get("max_steps")
+        if not isinstance(total, int) or total <= 0 or len(steps) < 2:
+            return n
+        spacing = max((steps[-1] - steps[0]) / (len(steps) - 1), 1.0)
+        expected = int(total / spacing)
+        return max(min_points, min(n, expected // share))
 
     def window(self, metric: str, n: int) -> tuple[list[float], list[float]]:
         """The last ``n`` points of ``metric``."""

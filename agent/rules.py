@@ -17,6 +17,8 @@ from typing import Any
 from hotcb.mcp_server import trend_math
 from hotcb.mcp_server.registry import ToolError
 
+from hotcb.divergence import LossDetector, Verdict
+
 from .actions import Unresolvable, resolve
 from .config import Action, RuleConfig, RulesConfig
 from .observe import Observer
@@ -55,18 +57,27 @@ def check_non_finite(name: str, cfg: RuleConfig, obs: Observer, status: dict[str
 
 
 def check_divergence(name: str, cfg: RuleConfig, obs: Observer, status: dict[str, Any]) -> Finding | None:
+    """The window's points replayed through ``hotcb.divergence`` (the kernel's rescue uses the same
+    detector every step): fires when the newest points are a blow-up on the run's own scale, i.e.
+    ``persist`` points in a row far above the level and noise the window itself measured."""
     metric = cfg.metric or "train_loss"
-    s = obs.summary(metric, cfg.window, diverge_factor=cfg.diverge_factor)
-    if not s or s.get("n", 0) < min(cfg.window, 8) or s.get("trend") != "diverging":
+    _, values = obs.window(metric, cfg.window)
+    if len(values) < min(cfg.window, 8):
         return None
-    return Finding(name, metric, f"{metric} is diverging: {_last(s)} vs best {s.get('min')} in the window",
-                   severity="critical", action=cfg.action, value=_last(s))
+    det = LossDetector()
+    verdicts = [det.update(v) for v in values]
+    if verdicts[-1] is not Verdict.BLOWUP:
+        return None  # a non-finite point is non_finite's business
+    last = values[-1]
+    return Finding(name, metric, f"{metric} is diverging: {last:.4g} over the run's line for {det.over} points "
+                   f"({det.describe()})", severity="critical", action=cfg.action, value=trend_math.sig(last))
 
 
 def check_plateau(name: str, cfg: RuleConfig, obs: Observer, status: dict[str, Any]) -> Finding | None:
     metric = cfg.metric or "val_loss"
-    s = obs.summary(metric, cfg.window, plateau_rel=cfg.plateau_rel)
-    if not s or s.get("n", 0) < cfg.window or not s.get("plateau"):
+    window = obs.points_window(metric, cfg.window)
+    s = obs.summary(metric, window, plateau_rel=cfg.plateau_rel)
+    if not s or s.get("n", 0) < window or not s.get("plateau"):
         return None  # a full window only: early noise is not a plateau
     return Finding(name, metric, f"{metric} plateaued: {s.get('rel_change')} relative change over {s['n']} points "
                    f"(threshold {cfg.plateau_rel})", action=cfg.action, value=_last(s))
@@ -170,7 +181,9 @@ class RulesAutopilot:
         self.next_at: dict[str, int] = {}   # rule -> first step it may fire again (cooldown or retry)
         self.seen: dict[str, float] = {}    # rule -> last metric step it examined (grad_spike)
         self.retrying: set[str] = set()     # rules waiting for a knob's cooldown to retry a refused op
+        self.acted: dict[str, int] = {}     # rule -> times its ops landed (max_actions)
         self.findings: list[Finding] = []
+        self.rescue_enabled = False         # this autopilot enabled the kernel's rescue
 
     def _metrics(self) -> list[str]:
         names = {self.config.train_metric}
@@ -195,15 +208,53 @@ class RulesAutopilot:
         if steps:
             self.seen[name] = steps[-1]
 
+    def rescue_acts(self) -> bool:
+        """The kernel's rescue watches every step and acts (this autopilot or the script enabled it)."""
+        return bool((self.obs.status.get("rescue") or {}).get("enabled"))
+
+    def _sync_rescue(self) -> None:
+        """In the modes that act, enable the kernel's rescue once (an op through the tool surface,
+        so the guard, freeze mode and the ledger see it)."""
+        if not self.config.rescue or self.mode not in ("auto", "sense") or self.rescue_enabled:
+            return
+        rescue = self.obs.status.get("rescue")
+        if not isinstance(rescue, dict) or rescue.get("enabled"):
+            return  # a kernel without a rescue, or one the script enabled itself
+        try:
+            self.tools.call("apply_op", {"module": "rescue", "op": "enable", "params": {"probe": self.config.probe},
+                                         "reason": f"autopilot mode {self.mode}: the rescue rolls back blow-ups "
+                                                   "in the kernel" + (" and probes a too-low lr" if self.config.probe
+                                                                      else "")}, actor="rescue")
+            self.rescue_enabled = True
+            self.obs.status.setdefault("rescue", {})["enabled"] = True
+        except ToolError as e:
+            log.warning("could not enable the rescue: %s", e)
+
+    def disable_rescue(self) -> None:
+        """Undo ``_sync_rescue`` (the autopilot left a mode that acts)."""
+        if not self.rescue_enabled:
+            return
+        try:
+            self.tools.call("apply_op", {"module": "rescue", "op": "disable",
+                                         "reason": "autopilot left the modes that act"}, actor="rescue")
+            self.rescue_enabled = False
+        except ToolError as e:
+            log.warning("could not disable the rescue: %s", e)
+
     def _tick(self) -> list[Finding]:
         self.obs.refresh(self._metrics(), self._read_window())
         step = self.obs.step
         if step is None:
             return []
+        self._sync_rescue()
         fired: list[Finding] = []
         for name, check in CHECKS.items():
             cfg = self.config.rules.get(name)
             if cfg is None or not cfg.enabled:
+                continue
+            if name in ("non_finite", "divergence") and self.rescue_acts():
+                continue  # the rescue acts on it in the kernel, at the step, with a rollback
+            if cfg.max_actions and self.acted.get(name, 0) >= cfg.max_actions:
                 continue
             if step < cfg.warmup_steps or step < self.next_at.get(name, step):
                 if name not in self.retrying:
@@ -231,6 +282,8 @@ class RulesAutopilot:
                     else:
                         d[name] = v
                 raise
+            if f.landed:
+                self.acted[name] = self.acted.get(name, 0) + 1
             if f.retry_at is not None:
                 self.next_at[name] = f.retry_at
                 self.retrying.add(name)  # keep the finding's points: the retry re-examines them

@@ -61,7 +61,7 @@ def run_once(rate: float, seconds: float, wake: str) -> dict[str, float]:
                 pass  # the server stops at the end of the run, mid-stream
 
         def read() -> None:
-            with httpx.stream("GET", srv.url + "/api/live", timeout=None) as resp:
+            with httpx.stream("GET", srv.url + "/api/live", headers=srv.auth(), timeout=None) as resp:
                 for line in resp.iter_lines():
                     if not line.startswith("data: "):
                         continue

@@ -17,6 +17,10 @@ from fastapi.responses import JSONResponse, Response
 from hotcb.mcp_server.registry import ToolError
 from hotcb.mcp_server.tools import HotcbTools
 
+from hotcb.codec import encode
+from hotcb.ledger import DECISIONS
+from hotcb.ops import SOURCES
+
 from .config import DashboardConfig
 
 ACTOR_HEADER = "x-hotcb-user"
@@ -30,19 +34,9 @@ def dumps(data: Any) -> str:
     try:
         return json.dumps(data, allow_nan=False, separators=(",", ":"))
     except ValueError:
-        return json.dumps(_finite(data), separators=(",", ":"))
+        return json.dumps(encode(data), separators=(",", ":"))
 
 
-def _finite(v: Any) -> Any:
-    if isinstance(v, float) and v != v:
-        return "nan"
-    if isinstance(v, float) and v in (float("inf"), float("-inf")):
-        return "inf" if v > 0 else "-inf"
-    if isinstance(v, dict):
-        return {k: _finite(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_finite(x) for x in v]
-    return v
 
 
 def json_response(data: Any, status: int = 200) -> Response:
@@ -50,14 +44,22 @@ def json_response(data: Any, status: int = 200) -> Response:
                     headers={"cache-control": "no-store"})
 
 
-def status_for(message: str) -> int:
-    if message.startswith("unknown tool"):
-        return 404
-    if message.startswith("invalid arguments"):
-        return 422
-    if "reserved to humans" in message:
-        return 403
-    return 409  # refused by the guard, rejected or failed in the kernel: a conflict with the run's state
+
+
+async def bounded_body(request: Request, limit: int) -> bytes | None:
+    """The body, read chunk by chunk and cut off past ``limit`` (None then): a huge upload is
+    refused after ``limit`` bytes, never held in memory whole. A declared Content-Length over
+    the limit is refused before reading anything."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    parts, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def actor_for(request: Request, default: str) -> str:
@@ -73,8 +75,10 @@ def build_router(tools: HotcbTools, cfg: DashboardConfig, compare: HotcbTools | 
 
     @r.get("/config")
     def get_config() -> Response:
+        # The ledger's closed sets come from core, so the page never lists a stale one.
         return json_response({"config": cfg.model_dump(mode="json"), "compare": compare_label,
-                              "run": tools.run.root.name})
+                              "run": tools.run.root.name,
+                              "enums": {"decisions": list(DECISIONS), "sources": [*SOURCES, "kernel"]}})
 
     @r.get("/tools")
     def list_tools() -> Response:
@@ -89,9 +93,9 @@ def build_router(tools: HotcbTools, cfg: DashboardConfig, compare: HotcbTools | 
         if not request.headers.get("content-type", "").startswith("application/json"):
             # A cross-site form cannot send JSON without a CORS preflight, which we never grant.
             return JSONResponse({"error": "send a JSON object (Content-Type: application/json)"}, 415)
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return JSONResponse({"error": "request too large"}, 413)
+        body = await bounded_body(request, MAX_BODY)
+        if body is None:
+            return JSONResponse({"error": f"request too large (limit {MAX_BODY} bytes)"}, 413)
         try:
             args = json.loads(body or b"{}")
         except ValueError:
@@ -106,7 +110,7 @@ def build_router(tools: HotcbTools, cfg: DashboardConfig, compare: HotcbTools | 
             result = await run_in_threadpool(tools.call, name, args, actor=actor)
         except ToolError as e:
             on_action()  # a refusal is in the ledger too: show it now
-            return json_response({"error": str(e)}, status_for(str(e)))
+            return json_response({"error": str(e)}, e.http_status)  # the error's kind says its status
         on_action()
         return json_response(result)
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from typing import Any
+from urllib.parse import quote
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -18,8 +20,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--port", type=int, default=8421, help="port (default 8421; 0 picks a free one)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1); others need --token")
-    p.add_argument("--token", default=None, help="access token (or $HOTCB_DASH_TOKEN); open the page once "
-                                                 "as /?token=T, or send Authorization: Bearer T")
+    p.add_argument("--token", default=None, help="access token (or $HOTCB_DASH_TOKEN; default: a fresh one, "
+                                                 "printed in the URL); open the page once as /?token=T, or send "
+                                                 "Authorization: Bearer T")
+    p.add_argument("--no-token", action="store_true",
+                   help="serve without a token (loopback only): then any local process may steer training")
     p.add_argument("--root", default=None, metavar="ROOT",
                    help="a directory of run directories: the runs, a compare view with a metric-space map, "
                         "and each run's own dashboard at /runs/NAME/ (instead of --dir)")
@@ -35,22 +40,46 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from hotcb.rundir import open_for_controller
+
     from .config import TOKEN_ENV, cli_overrides, load_config
     from .security import check_bind
 
     run_dir = args.root or getattr(args, "dir", None) or "."
     token = args.token or os.environ.get(TOKEN_ENV) or None
+    if args.no_token and token:
+        print("hotcb serve: --no-token and a token (--token or $HOTCB_DASH_TOKEN) contradict each other",
+              file=sys.stderr)
+        return 2
     try:
         check_bind(args.host, token)  # before any import or file access: refuse early and clearly
     except ValueError as e:
         print(f"hotcb serve: {e}", file=sys.stderr)
         return 2
-    if not os.path.isdir(run_dir):
-        print(f"hotcb serve: {run_dir} is not a directory", file=sys.stderr)
-        return 2
+    if not token and not args.no_token:
+        # As notebook servers do: even on loopback every local process (and user) is a caller,
+        # and the dashboard acts as a human, so it needs a secret by default.
+        import secrets
+
+        token = secrets.token_urlsafe(24)
+        generated = True
+    else:
+        generated = False
     if args.root and args.compare:
         print("hotcb serve: --root compares every run under the root; --compare is for one run", file=sys.stderr)
         return 2
+    if args.root:
+        if not os.path.isdir(run_dir):
+            print(f"hotcb serve: --root {run_dir} is not a directory", file=sys.stderr)
+            return 2
+    else:
+        try:
+            _, note = open_for_controller(run_dir)
+        except ValueError as e:
+            print(f"hotcb serve: {e}", file=sys.stderr)
+            return 2
+        if note:
+            print(f"hotcb serve: {note}", file=sys.stderr)
     try:
         cli = cli_overrides(args.overrides)
         if args.poll_ms is not None:
@@ -89,11 +118,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for s in server.servers:
             for sock in s.sockets:
                 port = sock.getsockname()[1]
-                hint = "/?token=<your token>" if token else "/"
+                # A generated token is printed (the only way to learn it); a given one is not
+                # echoed into logs (launch writes this line to the run's serve.log).
+                hint = "/" if not token else (f"/?token={quote(token, safe='')}" if generated
+                                               else "/?token=<your token>")
                 print(f"hotcb serve: dashboard for {os.path.abspath(run_dir)} at http://{shown}:{port}{hint}",
                       file=sys.stderr, flush=True)
                 return
 
     server.startup = startup  # type: ignore[method-assign]
-    server.run()
+    try:
+        sock = _bind(args.host, args.port)
+    except OSError as e:
+        print(f"hotcb serve: cannot listen on {shown}:{args.port} ({e.strerror or e}); pick another with "
+              "--port P, or --port 0 for a free one", file=sys.stderr)
+        return 2
+    server.run(sockets=[sock])
     return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here so a port in use is a clear error before anything is
+    printed (uvicorn would log a traceback-like error and the caller might show a wrong URL)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is not "in use"
+        sock.bind((host, port))
+        sock.listen(2048)
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock

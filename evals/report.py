@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import stats
+from . import ai_accounting, stats
 
 BASELINE = "none"
 COLUMNS = ("policy", "n", "test acc mean", "95% CI", "diff vs none", "diff 95% CI", "diff t 95% CI",
@@ -180,6 +180,7 @@ def write_report(results: dict[str, Any], out: str | Path, plots: list[str] | No
         if dead:
             lines += [f"**Did not start (these runs trained unchanged, like `none`): {', '.join(dead)}.**", ""]
         lines += [f"- {p} seed {s}: {e}" for p, s, e in errors[:50]]
+    lines += ai_accounting.section(results)  # llm-owned (issue 14): the ai policy's wakes and fallbacks
     if plots:
         lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
     path = Path(out) / "report.md"

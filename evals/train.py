@@ -22,6 +22,7 @@ from torch import nn
 
 from hotcb import GuardConfig, HotKernel, mutable_state, optimizer_actuators
 from hotcb.jsonl import read_all
+from hotcb.rescue import rescue_of
 from hotcb.rundir import RunDir
 
 from .policies import make_policy
@@ -136,6 +137,10 @@ def train(spec: RunSpec) -> dict[str, Any]:
         status_interval_s=STATUS_INTERVAL_S, watch_interval_s=0.0,  # status at each tick; watched files every step
         max_steps=total_steps,
     )
+    # rescue (issue 13): registered state makes rollback possible; the class count, "stuck at chance".
+    kernel.register_state("model", model)
+    kernel.register_state("optimizer", opt)
+    rescue_of(kernel).configure(classes=int(data.y_train.max()) + 1)
     policy = make_policy(spec.policy, spec.policy_options)
     ctx = PolicyContext(run_dir=str(run_dir), seed=spec.seed, total_steps=total_steps, base_lr=base_lr,
                         task=task.name, tune_horizon=task.tune_horizon, controller_every=task.controller_every)
@@ -190,6 +195,7 @@ def train(spec: RunSpec) -> dict[str, Any]:
         for e in ledger
         if e.get("source") == policy.source and e.get("decision") == "applied"
         and e.get("module") not in KNOB_MODULES_EXCLUDED
+        and not (e.get("module") == "rescue" and e.get("op") in ("enable", "disable"))  # rescue: a switch, no change
     ]
     refused = sum(1 for e in ledger if e.get("source") == policy.source and e.get("decision") != "applied")
     final_loss = curves["train_loss"][-1] if curves["train_loss"] else math.nan

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from hotcb import HotKernel, loss_actuators, mutable_state, optimizer_actuators
+from hotcb.rescue import rescue_of
 
 
 def make_data(n: int = 2048, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,6 +35,7 @@ def train(run_dir: str, max_steps: int = 300, seed: int = 0, batch: int = 64) ->
     kernel = HotKernel(run_dir, mutable_state=state, max_steps=max_steps)
     kernel.register_state("model", model)
     kernel.register_state("optimizer", opt)
+    rescue_of(kernel).configure(classes=4)  # the rescue (on in the autopilot's auto modes) knows chance
     g = torch.Generator().manual_seed(seed + 1)
     loss = torch.tensor(0.0)
     step = 0

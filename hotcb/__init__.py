@@ -19,6 +19,7 @@ from .features import FeatureCapture
 from .freeze import FreezeState
 from .guard import GuardConfig
 from .kernel import HotKernel
+from .kernel_config import KernelConfig
 from .ops import CallbackTarget, HotOp
 from .recipe import RecipePlayer
 
@@ -26,7 +27,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActuatorState", "ActuatorType", "CallbackTarget", "FeatureCapture", "FreezeState", "GuardConfig",
-    "HotKernel", "HotOp", "HotcbActuator", "MetricsCollector", "MutableState", "RecipePlayer",
+    "HotKernel", "HotOp", "KernelConfig", "HotcbActuator", "MetricsCollector", "MutableState", "RecipePlayer",
     "loss_actuators", "mutable_state", "optimizer_actuators",
 ]
 

@@ -77,11 +77,22 @@ class Snapshots:
             raise TypeError(f"{name}: needs state_dict() and load_state_dict()")
         self.objects[name] = obj
 
-    def take(self, step: int, knobs: dict[str, Any], reason: str | None = None, healthy: bool = False) -> Snapshot:
+    def capture(self, step: int, knobs: dict[str, Any], reason: str | None = None) -> Snapshot:
+        """A snapshot in memory, not put in the ring."""
         if not self.objects:
             raise RuntimeError("no state registered for checkpoints (kernel.register_state)")
         states = {n: _to_cpu(o.state_dict()) for n, o in self.objects.items()}
-        snap = Snapshot(step, states, dict(knobs), reason, healthy=healthy)
+        return Snapshot(step, states, dict(knobs), reason)
+
+    def add_oldest(self, snap: Snapshot) -> None:
+        """Put an in-memory snapshot taken earlier (``capture``) into the ring, at its old end."""
+        if snap.step not in self.steps():
+            self.snapshots.appendleft(snap)
+            self._evict()
+
+    def take(self, step: int, knobs: dict[str, Any], reason: str | None = None, healthy: bool = False) -> Snapshot:
+        snap = self.capture(step, knobs, reason)
+        snap.healthy = healthy
         if self.directory is not None:
             snap.path = self._save(snap)
             snap.states = None

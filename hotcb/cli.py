@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from importlib.metadata import entry_points
 from typing import Any
@@ -19,7 +20,7 @@ from .jsonl import read_all, read_json
 from .ledger import filter_entries
 from .ops import make_command, new_cmd_id
 from .recipe import export_recipe, load_recipe, validate_recipe, write_recipe
-from .rundir import RunDir
+from .rundir import NO_TRAINING_YET, RunDir, open_for_controller
 
 OPT_KEYS = ("lr", "weight_decay", "betas", "momentum", "eps")
 
@@ -52,22 +53,33 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
 
 
 def route_knob(key: str, actuators: list[dict[str, Any]]) -> str:
-    """The module a bare knob key belongs to (``set lr=...``)."""
+    """The module a bare knob key belongs to (``set lr=...``). Once training has published its
+    knobs, a key that is not one of them is refused with the list; before that (no training
+    process yet) the usual names are routed by convention and queued."""
     for a in actuators:
         if a.get("key") == key:
             return a.get("module", "opt")
+    if actuators:
+        known = ", ".join(sorted(str(a.get("key", "?")) for a in actuators))
+        raise SystemExit(f"hotcb: unknown knob {key!r}; known knobs: {known}")
     if key in OPT_KEYS or key.split(".g")[0] in OPT_KEYS:
         return "opt"
     if key.endswith("_w"):
         return "loss"
-    known = ", ".join(sorted(a.get("key", "?") for a in actuators)) or "none published yet (is training running?)"
-    raise SystemExit(f"hotcb: unknown knob {key!r}; known knobs: {known}")
+    raise SystemExit(f"hotcb: unknown knob {key!r}; {NO_TRAINING_YET}, so no knobs are published: "
+                     f"name the group explicitly (hotcb knob GROUP set_params {key}=...)")
 
 
 # ---------------------------------------------------------------------------- command helpers
 def _submit(args: argparse.Namespace, rec: dict[str, Any]) -> int:
-    run = RunDir(args.dir)
+    try:
+        run, note = open_for_controller(args.dir)
+    except ValueError as e:
+        raise SystemExit(f"hotcb: {e}") from None
     send_command(run, rec)
+    if note:
+        print(f"queued {rec['module']} {rec['op']} cmd_id={rec['cmd_id']} ({note})")
+        return 0
     if args.wait <= 0:
         print(f"queued {rec['module']} {rec['op']} cmd_id={rec['cmd_id']}")
         return 0
@@ -89,8 +101,9 @@ def _fmt_change(payload: dict[str, Any]) -> str:
     for k, v in (payload or {}).items():
         if isinstance(v, dict) and "old" in v and "new" in v:
             parts.append(f"{k}: {v['old']} -> {v['new']}")
-        elif k == "knobs" and isinstance(v, dict):  # rollback / restore: {key: {old, new}}
-            parts.append(_fmt_change(v))
+        elif k == "knobs" and isinstance(v, dict):  # rollback / restore: {key: {old, new}}: what changed only
+            moved = {key: c for key, c in v.items() if not (isinstance(c, dict) and c.get("old") == c.get("new"))}
+            parts.append(_fmt_change(moved) or "no knob changed")
         else:
             parts.append(f"{k}={v}")
     return ", ".join(parts)
@@ -100,7 +113,8 @@ def _fmt_entry(e: dict[str, Any]) -> str:
     what = f"{e.get('module')}.{e.get('op')}" + (f"[{e['id']}]" if e.get("id") else "")
     detail = _fmt_change(e.get("payload") or {}) or json.dumps(e.get("params") or {})
     who = f"{e.get('source')}/{e.get('actor') or '-'}"
-    line = f"#{e.get('seq'):<4} step {e.get('step')!s:>6}  {e.get('decision'):<14} {what:<22} {who:<20} {detail}"
+    step = e.get("step") if e.get("step") is not None else "-"
+    line = f"#{e.get('seq'):<4} step {step!s:>6}  {e.get('decision'):<14} {what:<22} {who:<20} {detail}"
     if e.get("error"):
         line += f"  !! {str(e['error']).splitlines()[0]}"
     if e.get("reason"):
@@ -115,29 +129,37 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fields(pairs: list[tuple[str, Any]]) -> str:
+    """``name value`` pairs, leaving out what is unknown (no ``None`` in a person's terminal)."""
+    return "  ".join(f"{k} {v}" for k, v in pairs if v is not None)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     run = RunDir(args.dir, create=False)
-    status = read_json(run.status)
+    status = read_json(run.status) if run.root.is_dir() else None
     live = liveness(run, status)
-    acts = read_json(run.actuators, {}) or {}
+    acts = (read_json(run.actuators, {}) or {}) if run.root.is_dir() else {}
     if args.json:
         print(json.dumps({"liveness": live, "status": status, "actuators": acts}, indent=1))
         return 0
     print(f"run: {run.root}\nstate: {live['state']}" + (f" ({live['reason']})" if live.get("reason") else ""))
     if status:
-        print(f"step {status.get('step')}  epoch {status.get('epoch')}  steps/s {status.get('steps_per_s')}  "
-              f"paused {status.get('paused')}  freeze {status.get('freeze_mode')}")
+        print(_fields([("step", status.get("step")), ("epoch", status.get("epoch")),
+                       ("steps/s", status.get("steps_per_s")), ("paused", status.get("paused")),
+                       ("freeze", status.get("freeze_mode"))]))
     for a in acts.get("actuators", []):
         lock = "  [locked]" if a["key"] in (acts.get("locks") or {}) else ""
-        print(f"  {a['module']}.{a['key']} = {a['value']}  ({a['type']}, {a['min']}..{a['max']}, {a['state']}){lock}")
+        bounds = f"{a['min']}..{a['max']}" if a.get("min") is not None or a.get("max") is not None else None
+        what = ", ".join(str(x) for x in (a.get("type"), bounds, a.get("state")) if x is not None)
+        print(f"  {a['module']}.{a['key']} = {a['value']}" + (f"  ({what})" if what else "") + lock)
     for cb in acts.get("callbacks", []):
         print(f"  cb {cb['id']}: {cb['state']}")
     return 0
 
 
 def cmd_set(args: argparse.Namespace) -> int:
-    run = RunDir(args.dir)
-    acts = (read_json(run.actuators, {}) or {}).get("actuators", [])
+    run = RunDir(args.dir, create=False)
+    acts = (read_json(run.actuators, {}) or {}).get("actuators", []) if run.root.is_dir() else []
     by_module: dict[str, dict[str, Any]] = {}
     for key, value in parse_assignments(args.pairs).items():
         by_module.setdefault(route_knob(key, acts), {})[key] = value
@@ -213,6 +235,10 @@ def cmd_ledger(args: argparse.Namespace) -> int:
         rows = rows[-args.last:]
     for e in rows:
         print(json.dumps(e) if args.json else _fmt_entry(e))
+    if not rows and not args.json:
+        print("no entries" + (" match the filters" if any(
+            x is not None for x in (args.source, args.decision, args.module, args.since_step, args.until_step))
+            else " yet"))
     return 0
 
 
@@ -338,7 +364,15 @@ def main(argv: list[str] | None = None) -> int:
         args.pairs = list(args.pairs or []) + extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    return int(args.func(args) or 0)
+    try:
+        rc = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, so a closed pipe is caught below and not at interpreter exit
+        return rc
+    except BrokenPipeError:
+        # `hotcb status | head -3`: the reader left; that is not an error worth a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python flushes stdout at exit; let that go nowhere
+        return 0
 
 
 if __name__ == "__main__":

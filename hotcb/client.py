@@ -9,7 +9,7 @@ from typing import Any
 
 from .jsonl import JsonlTail, append_line, read_json
 from .ops import parse_command
-from .rundir import RunDir
+from .rundir import NO_TRAINING_YET, RunDir
 
 # A heartbeat older than this many status intervals (or seconds, whichever is larger) is stale.
 STALE_INTERVALS = 10
@@ -32,7 +32,7 @@ def liveness(run: RunDir, status: dict[str, Any] | None = None) -> dict[str, Any
     """``{"state": "running"|"paused"|"stopped"|"dead"|"absent"|"stale", "reason": ...}``."""
     status = status if status is not None else read_json(run.status)
     if not isinstance(status, dict):
-        return {"state": "absent", "reason": "no training process has started in this run directory"}
+        return {"state": "absent", "reason": f"{NO_TRAINING_YET} in this run directory"}
     if status.get("closed"):
         return {"state": "stopped", "reason": f"training ended at step {status.get('step')}"}
     if not pid_alive(status.get("pid")) and status.get("host") in (None, _host()):
@@ -91,9 +91,3 @@ def wait_decision(run: RunDir, cmd_id: str, timeout_s: float = 10.0, poll_s: flo
             return entry, live
         time.sleep(poll_s)
 
-
-def ledger_size(run: RunDir) -> int:
-    try:
-        return os.path.getsize(run.ledger)
-    except OSError:
-        return 0

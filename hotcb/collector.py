@@ -6,12 +6,12 @@ Non-finite values are recorded (as "nan"/"inf"/"-inf"), never dropped: divergenc
 from __future__ import annotations
 
 import fnmatch
-import math
 import os
 import time
 from collections.abc import Iterable
 from typing import Any
 
+from .codec import decode_number, tag
 from .jsonl import append_line
 
 
@@ -34,22 +34,12 @@ def to_number(value: Any) -> float | None:
 
 def number_or_tag(value: Any) -> float | str | None:
     v = to_number(value)
-    if v is None:
-        return None
-    if not math.isfinite(v):
-        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    return v
+    return None if v is None else tag(v)
 
 
 def parse_metric(value: Any) -> float | None:
     """Read a recorded metric back: numbers as floats, "nan"/"inf"/"-inf" as floats."""
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str) and value in ("nan", "inf", "-inf"):
-        return float(value)
-    return None
+    return decode_number(value)
 
 
 class MetricsCollector:

@@ -25,6 +25,13 @@ from .recipe import RecipePlayer, apply_overlay, load_recipe, validate_recipe
 from .rundir import RunDir
 
 MAX_RECIPE_BYTES = 16 << 20
+# Each core op's handler: a table, so a new op is one method and one row.
+CORE_HANDLERS = {
+    "pause": "_core_pause", "resume": "_core_resume", "stop": "_core_stop",
+    "freeze": "_core_freeze", "unfreeze": "_core_freeze", "lock": "_core_lock", "unlock": "_core_lock",
+    "cancel": "_core_cancel", "reschedule": "_core_reschedule",
+    "checkpoint": "_core_checkpoint", "rollback": "_core_rollback",
+}
 
 
 class CoreOps:
@@ -48,76 +55,89 @@ class CoreOps:
     def view(self, step: int | None = None) -> View: ...
 
     def _core(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
+        """Route a core op to its handler (one method per op, in ``CORE_HANDLERS``)."""
+        handler = CORE_HANDLERS.get(op.op)
+        if handler is None:
+            raise ValueRefused(f"unknown core op {op.op!r}")
+        return getattr(self, handler)(op, ctx)
+
+    def _core_pause(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
+        old, self.paused = self.paused, True
+        self._write_status(force=True)
+        return {"paused": {"old": old, "new": True}}
+
+    def _core_resume(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
+        old, self.paused = self.paused, False
+        self._write_status(force=True)
+        return {"paused": {"old": old, "new": False}}
+
+    def _core_stop(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
+        self.stop_requested = True
+        self._write_status(force=True)
+        return {"stop": True}
+
+    def _core_freeze(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
         p = op.params
-        if op.op == "pause":
-            old, self.paused = self.paused, True
-            self._write_status(force=True)
-            return {"paused": {"old": old, "new": True}}
-        if op.op == "resume":
-            old, self.paused = self.paused, False
-            self._write_status(force=True)
-            return {"paused": {"old": old, "new": False}}
-        if op.op == "stop":
-            self.stop_requested = True
-            self._write_status(force=True)
-            return {"stop": True}
-        if op.op in ("freeze", "unfreeze"):
-            mode = "off" if op.op == "unfreeze" else p.get("mode", "prod")
-            new = FreezeState(
-                mode=mode, recipe_path=p.get("recipe_path"), overlay_path=p.get("overlay_path"),
-                overlay=p.get("overlay") or [], cmd_id=op.cmd_id, source=op.source, actor=op.actor,
-                reason=op.reason,
-            )
-            old = self.freeze.mode
-            self._set_freeze(new)
-            if self.is_writer:
-                new.save(self.run.freeze)
-                self._freeze_watch.changed()  # our own write is not a new change
-            return {"mode": {"old": old, "new": mode}}
-        if op.op in ("lock", "unlock"):
-            keys = p.get("keys") or ([op.id] if op.id else [])
-            if not keys or not all(isinstance(k, str) for k in keys):
-                raise ValueRefused(f"core {op.op} needs params.keys (a list of knob keys)")
-            unknown = [k for k in keys if k not in self.state]
-            if unknown:
-                raise ValueRefused(f"unknown knobs {unknown} (known: {', '.join(sorted(self.state.keys()))})")
-            for k in keys:
-                if op.op == "lock":
-                    self.locks[k] = {"actor": op.actor or "human", "step": ctx.step, "ts": time.time()}
-                else:
-                    self.locks.pop(k, None)
-            self._save_locks()
-            return {"locks": sorted(self.locks)}
-        if op.op == "cancel":
-            target = p.get("cmd_id")
-            victim = self.scheduled.pop(target, None) if isinstance(target, str) else None
-            if victim is None:
-                raise ValueRefused(f"no scheduled op with cmd_id {target!r}")
-            self._record(victim, ctx, "rejected", error=f"cancelled by {op.actor or op.source} ({op.cmd_id})")
-            self._publish_schedule()
-            return {"cancelled": target}
-        if op.op == "reschedule":
-            target, at = p.get("cmd_id"), p.get("at_step")
-            if isinstance(at, bool) or not isinstance(at, int) or at < 0:
-                raise ValueRefused("reschedule needs params.at_step, a non-negative integer")
-            victim = self.scheduled.get(target) if isinstance(target, str) else None
-            if victim is None:
-                raise ValueRefused(f"no scheduled op with cmd_id {target!r}")
-            old = victim.at_step
-            victim.at_step = at
-            self._reschedules[victim.cmd_id] = at
-            self._publish_schedule()
-            return {"cmd_id": target, "at_step": {"old": old, "new": at}}
-        if op.op == "checkpoint":
-            snap = self.snapshots.take(ctx.step, live_knob_values(self.state), op.reason)
-            return {"snapshot_step": snap.step, "snapshots": self.snapshots.steps()}
-        if op.op == "rollback":
-            to = p.get("step")
-            snap = self.snapshots.find(int(to) if to is not None else None)
-            self.snapshots.restore(snap)
-            restored = restore_knobs(self.state, snap.knobs, ctx.env, ctx.step)
-            return {"restored_step": snap.step, "knobs": restored}
-        raise ValueRefused(f"unknown core op {op.op!r}")
+        mode = "off" if op.op == "unfreeze" else p.get("mode", "prod")
+        new = FreezeState(
+            mode=mode, recipe_path=p.get("recipe_path"), overlay_path=p.get("overlay_path"),
+            overlay=p.get("overlay") or [], cmd_id=op.cmd_id, source=op.source, actor=op.actor,
+            reason=op.reason,
+        )
+        old = self.freeze.mode
+        self._set_freeze(new)
+        if self.is_writer:
+            new.save(self.run.freeze)
+            self._freeze_watch.changed()  # our own write is not a new change
+        return {"mode": {"old": old, "new": mode}}
+
+    def _core_lock(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
+        keys = op.params.get("keys") or ([op.id] if op.id else [])
+        if not keys or not all(isinstance(k, str) for k in keys):
+            raise ValueRefused(f"core {op.op} needs params.keys (a list of knob keys)")
+        unknown = [k for k in keys if k not in self.state]
+        if unknown:
+            raise ValueRefused(f"unknown knobs {unknown} (known: {', '.join(sorted(self.state.keys()))})")
+        for k in keys:
+            if op.op == "lock":
+                self.locks[k] = {"actor": op.actor or "human", "step": ctx.step, "ts": time.time()}
+            else:
+                self.locks.pop(k, None)
+        self._save_locks()
+        return {"locks": sorted(self.locks)}
+
+    def _core_cancel(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
+        target = op.params.get("cmd_id")
+        victim = self.scheduled.pop(target, None) if isinstance(target, str) else None
+        if victim is None:
+            raise ValueRefused(f"no scheduled op with cmd_id {target!r}")
+        self._record(victim, ctx, "rejected", error=f"cancelled by {op.actor or op.source} ({op.cmd_id})")
+        self._publish_schedule()
+        return {"cancelled": target}
+
+    def _core_reschedule(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
+        target, at = op.params.get("cmd_id"), op.params.get("at_step")
+        if isinstance(at, bool) or not isinstance(at, int) or at < 0:
+            raise ValueRefused("reschedule needs params.at_step, a non-negative integer")
+        victim = self.scheduled.get(target) if isinstance(target, str) else None
+        if victim is None:
+            raise ValueRefused(f"no scheduled op with cmd_id {target!r}")
+        old = victim.at_step
+        victim.at_step = at
+        self._reschedules[victim.cmd_id] = at
+        self._publish_schedule()
+        return {"cmd_id": target, "at_step": {"old": old, "new": at}}
+
+    def _core_checkpoint(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
+        snap = self.snapshots.take(ctx.step, live_knob_values(self.state), op.reason)
+        return {"snapshot_step": snap.step, "snapshots": self.snapshots.steps()}
+
+    def _core_rollback(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
+        to = op.params.get("step")
+        snap = self.snapshots.find(int(to) if to is not None else None)
+        self.snapshots.restore(snap)
+        restored = restore_knobs(self.state, snap.knobs, ctx.env, ctx.step)
+        return {"restored_step": snap.step, "knobs": restored}
 
     def _recipe_file(self, given: str | None, what: str, from_code: bool = False) -> Path:
         # A path the training script itself gave (``HotKernel(freeze=...)``) is its author's;

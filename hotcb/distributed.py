@@ -34,10 +34,6 @@ class DistributedSync:
         self._dist.broadcast_object_list(box, src=self.src, group=self.group)
         return box[0]
 
-    def broadcast_lines(self, reader: Callable[[], list[Any]] | None) -> list[Any]:
-        """``broadcast`` for a list of command lines (empty when rank 0 read nothing)."""
-        return self.broadcast(reader) or []
-
 
 def launched_as_other_rank(environ: Mapping[str, str] | None = None) -> bool:
     """Whether a launcher started this process as a rank other than 0 (``WORLD_SIZE`` > 1 and a

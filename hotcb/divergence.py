@@ -7,7 +7,9 @@ The level is an EMA of the loss and the noise an EMA of the absolute deviation f
 streaming MAD). A point counts as *over* when it exceeds ``level + max(band x noise,
 rel x |level|)``: far outside the run's own minibatch noise *and* a real fraction above its
 level, so neither a noisy high-loss run nor a quiet converged one alarms on an unlucky batch.
-A blow-up needs ``persist`` consecutive points over (a non-finite value is one at once). Points
+A blow-up needs ``persist`` consecutive points over (a non-finite value is one at once), or the
+level itself ``drift`` times (and two noise widths) above the lowest level the run reached (a
+slow, noisy climb). Points
 over the line enter the level clipped to the line, so a blow-up cannot drag the level up with
 it, while a genuine change of scale is still adopted within a few dozen points.
 
@@ -21,6 +23,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
+
+EARLY_POINTS = 5  # the run's early level: the mean of its first points
 
 
 class Verdict(str, Enum):
@@ -40,6 +44,8 @@ class DetectorConfig:
     rel: float = 0.5          # ... and above level + rel x |level|
     early_rel: float = 1.0    # before warmup: above level + early_rel x |level|
     persist: int = 3          # consecutive points over the line make a blow-up
+    drift: float = 3.0        # a slow blow-up: the level itself above drift x the lowest level reached
+    #                           (and 2 noise above it: a converged loss near 0 moves by factors)
     confirm: int = 10         # consecutive healthy points that confirm a state as healthy
     classes: int | None = None  # known: "stuck at chance" is checked (loss near ln(classes))
     chance_window: int = 20   # points the level must sit at chance
@@ -62,7 +68,8 @@ class LossDetector:
         self.healthy_run = 0    # consecutive points judged healthy
         self.start: float | None = None
         self.peak = -math.inf   # the highest finite point seen
-        self.best = math.inf    # the lowest level reached
+        self.best = math.inf    # the lowest level reached (after warmup)
+        self.early: float | None = None  # the mean of the first EARLY_POINTS points
         self.at_chance = 0      # consecutive points with the level at chance
         self.verdict = Verdict.WARMING
         self.last: float | None = None
@@ -98,7 +105,7 @@ class LossDetector:
             return self.verdict
         if self.level is None:
             self.level, self.start, self.n = x, x, 1
-            self.peak = self.best = x
+            self.peak = x
             self.verdict = Verdict.WARMING
             return self.verdict
         line = self.line()
@@ -111,9 +118,14 @@ class LossDetector:
         self.noise += a * (abs(clipped - self.level) - self.noise)
         self.level += a * (clipped - self.level)
         self.n += 1
-        self.best = min(self.best, self.level)
+        if self.n >= c.warmup:  # the early running mean swings with single points
+            self.best = min(self.best, self.level)
+        if self.n == EARLY_POINTS:
+            self.early = self.level
         self._track_chance()
         if self.over >= (c.persist if self.n > c.warmup else c.persist + 1):  # early: one more, noise unmeasured
+            self.verdict = Verdict.BLOWUP
+        elif self.drifted():
             self.verdict = Verdict.BLOWUP
         elif over:
             self.verdict = Verdict.SUSPECT
@@ -123,6 +135,13 @@ class LossDetector:
             self.verdict = Verdict.HEALTHY if self.n >= c.warmup else Verdict.WARMING
         self.healthy_run = self.healthy_run + 1 if self.verdict in (Verdict.HEALTHY, Verdict.WARMING) else 0
         return self.verdict
+
+    def drifted(self) -> bool:
+        """A loss that climbs steadily, with noise growing as fast as it does, never jumps over the
+        line; its level does leave the lowest level the run reached."""
+        c = self.config
+        return (self.n > c.warmup and self.level is not None and 0 < self.best < math.inf
+                and self.level > c.drift * self.best and self.level > self.best + 2 * self.noise)
 
     def _track_chance(self) -> None:
         chance = self.chance_level
@@ -140,6 +159,12 @@ class LossDetector:
         learned = self.best < 0.7 * chance
         blew_up = self.peak > 2 * max(self.start, chance)
         return learned or blew_up
+
+    def stalled(self, share: float, quiet: float = 0.3) -> bool:
+        """The level is still above ``share`` of its early level, and not above it, with little
+        noise: a run that has hardly learned, smoothly (a too-high lr that stalls is noisy)."""
+        return (self.early is not None and self.level is not None and self.early > 0
+                and share * self.early < self.level <= 1.05 * self.early and self.noise < quiet * abs(self.level))
 
     def at_chance_since_start(self) -> bool:
         """Flat at chance for a window and never better: a start too slow (or too dead) to learn."""

@@ -1,6 +1,6 @@
 """JSON lines and JSON files in the run directory: the one place that reads and writes them.
 
-Rules (SPEC section 2): appends are whole lines written with one ``write`` on an ``O_APPEND``
+Rules (docs/core.md, "The run directory"): appends are whole lines written with one ``write`` on an ``O_APPEND``
 descriptor under an advisory lock; readers never consume a line without its newline; rewritten
 JSON files are replaced atomically; readers tail by byte offset and detect truncation/rotation.
 
@@ -14,12 +14,13 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from .codec import encode
 
 try:  # advisory locks are POSIX; elsewhere O_APPEND alone keeps single-write lines whole
     import fcntl
@@ -49,20 +50,9 @@ def open_nofollow(path: str | os.PathLike[str], flags: int, mode: int = 0o644) -
         raise
 
 
-def _finite_or_tag(value: Any) -> Any:
-    """Non-finite floats become the strings "nan", "inf", "-inf" so JSON stays standard."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {k: _finite_or_tag(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_tag(v) for v in value]
-    return value
-
-
 def dumps(record: Any) -> str:
     """Serialize one record as a single JSON line (no newline), never emitting NaN/Infinity."""
-    return json.dumps(_finite_or_tag(record), separators=(",", ":"), default=str, allow_nan=False)
+    return json.dumps(encode(record), separators=(",", ":"), default=str, allow_nan=False)
 
 
 def append_lines(path: str | os.PathLike[str], records: Iterable[Any]) -> None:
@@ -110,7 +100,7 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(_finite_or_tag(obj), indent=1, default=str, allow_nan=False))
+            f.write(json.dumps(encode(obj), indent=1, default=str, allow_nan=False))
         os.replace(tmp, path)
     except BaseException:
         try:

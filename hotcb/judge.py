@@ -67,13 +67,14 @@ class Refusal:
 
     decision: Decision
     reason: str
+    forbidden: bool = False  # not this caller's to send at all (a person's op), whatever the state
 
     def __str__(self) -> str:
         return self.reason
 
 
-def _rejected(reason: str) -> Refusal:
-    return Refusal(Decision.REJECTED, reason)
+def _rejected(reason: str, forbidden: bool = False) -> Refusal:
+    return Refusal(Decision.REJECTED, reason, forbidden)
 
 
 @dataclass(frozen=True)
@@ -198,12 +199,13 @@ def _core(op: HotOp, who: str, view: View) -> Refusal | None:
     if op.op in ("freeze", "unfreeze"):
         return _automation_freeze(op, who, view)
     if op.op in HUMAN_ONLY_CORE:
-        return _rejected(f"core {op.op} is reserved to humans (this op acts for {who!r})")
+        return _rejected(f"core {op.op} is reserved to humans (this op acts for {who!r})", forbidden=True)
     if op.op in ("cancel", "reschedule"):
         target = op.params.get("cmd_id")
         owner = view.scheduled_source(target) if isinstance(target, str) else None
         if is_human(owner):
-            return _rejected(f"core {op.op}: the scheduled op {target} is a human's; only a human can change it")
+            return _rejected(f"core {op.op}: the scheduled op {target} is a human's; only a human can change it",
+                             forbidden=True)
     return None
 
 
@@ -216,7 +218,7 @@ def _automation_freeze(op: HotOp, who: str, view: View) -> Refusal | None:
     if mode == "off" and current in AUTOMATION_FREEZE_MODES and not is_human(owner):
         return None
     return _rejected(f"core {op.op} to {mode!r} (now {current!r}) is reserved to humans (this op acts for {who!r}); "
-                     "automation may only start a replay, or stop one that automation started")
+                     "automation may only start a replay, or stop one that automation started", forbidden=True)
 
 
 def _knobs(op: HotOp, who: str, view: View, static: bool) -> Refusal | None:

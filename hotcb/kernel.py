@@ -27,9 +27,9 @@ from .core_ops import CoreOps
 from .distributed import launched_as_other_rank
 from .filewatch import FileWatch
 from .freeze import FreezeState
-from .guard import GuardConfig
 from .jsonl import JsonlTail, UnsafeFile, append_line, read_json, write_json_atomic
 from .judge import CodePolicy, Refusal, View, judge, unchanged_keys
+from .kernel_config import KernelConfig
 from .ledger import Ledger
 from .modules import ApplyContext
 from .modules.callbacks import CallbackLoadError, CallbackModule
@@ -50,36 +50,29 @@ class HotKernel(CoreOps, WatchedFiles):
         mutable_state: MutableState | None = None,
         debounce_steps: int = 1,
         *,
-        guard: GuardConfig | None = None,
+        config: KernelConfig | None = None,
         metrics_collector: MetricsCollector | None = None,
         freeze: FreezeState | str | None = None,
         callbacks: dict[str, Any] | None = None,
         features: Any = None,
-        allowed_callback_dirs: list[str | os.PathLike[str]] | None = None,
-        allowed_callback_modules: list[str] | None = None,
-        callback_timeout_s: float | None = 30.0,
-        checkpoint_every: int | None = None,
-        keep_checkpoints: int = 3,
-        checkpoint_on_disk: bool = False,
-        status_interval_s: float = 0.5,
-        watch_interval_s: float = 0.25,
-        pause_poll_s: float = 0.05,
-        record_knobs: bool = True,
-        max_steps: int | None = None,
         distributed: Any = None,
+        **options: Any,
     ):
+        """``options`` are ``KernelConfig`` fields (guard, allowed_callback_modules, checkpoint_every,
+        max_steps, ...), applied over ``config``; the rest are the loop's collaborators."""
+        self.config = cfg = KernelConfig.build(config, options)
         self.run = RunDir(run_dir)
         self.state = mutable_state if mutable_state is not None else MutableState()
         self.debounce_steps = max(1, int(debounce_steps))
-        self.guard = guard or GuardConfig()
+        self.guard = cfg.guard
         self.collector = metrics_collector or MetricsCollector(self.run.metrics)
         self.features = features
-        self.status_interval_s = status_interval_s
-        self.watch_interval_s = watch_interval_s
-        self.pause_poll_s = pause_poll_s
-        self.record_knobs = record_knobs
-        self.max_steps = max_steps
-        self.checkpoint_every = checkpoint_every
+        self.status_interval_s = cfg.status_interval_s
+        self.watch_interval_s = cfg.watch_interval_s
+        self.pause_poll_s = cfg.pause_poll_s
+        self.record_knobs = cfg.record_knobs
+        self.max_steps = cfg.max_steps
+        self.checkpoint_every = cfg.checkpoint_every
         self.session = uuid.uuid4().hex[:8]
         self.dist = distributed if distributed is not None else _detect_distributed()
         # Built before the process group (Lightning/HF start it in fit/train): the launcher's
@@ -91,9 +84,9 @@ class HotKernel(CoreOps, WatchedFiles):
         self._freeze_watch = FileWatch(self.run.freeze)
         self._desired_watch = FileWatch(self.run.desired)
         # Where callback code (and recipes) may come from, for every source: the judge's policy.
-        self.code = CodePolicy.build(self.run.root, allowed_callback_modules or (), allowed_callback_dirs or ())
+        self.code = CodePolicy.build(self.run.root, cfg.allowed_callback_modules, cfg.allowed_callback_dirs)
         self.cb = CallbackModule(self.run.root, [Path(d) for d in self.code.dirs], on_error=self._callback_failed,
-                                 timeout_s=callback_timeout_s)
+                                 timeout_s=cfg.callback_timeout_s)
         # Who loaded each callback by command (its failures are attributed to them); a callback
         # added in code was put there by the script's author, a human.
         self._cb_loaders: dict[str, str] = {}
@@ -101,7 +94,7 @@ class HotKernel(CoreOps, WatchedFiles):
             self.cb.add(cb_id, obj)
         self.modules: dict[str, Any] = {CB: self.cb}
         self.snapshots = Snapshots(
-            keep=keep_checkpoints, directory=self.run.root / CHECKPOINTS if checkpoint_on_disk else None,
+            keep=cfg.keep_checkpoints, directory=self.run.root / CHECKPOINTS if cfg.checkpoint_on_disk else None,
             rank=self.dist.rank if self.dist is not None else None,
         )
         self.modules[RESCUE] = Rescue(self)  # rescue (issue 13): divergence watch + rollback, off until enabled

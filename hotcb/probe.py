@@ -35,6 +35,11 @@ class ProbeConfig:
     keep_ratio: float = 1.4   # keep a raise when the rate of descent grew at least this much
     max_raises: int = 4       # at most factor ** max_raises the starting lr
     min_t: float = 3.0        # "clearly improving": rate above min_t standard errors
+    afford: float = 3.0       # "far too slow": at this rate the rest of the run lowers log(loss) by less
+    assumed_remaining: int = 300  # steps left, for a run that does not say (no max_steps)
+    stalled: float = 0.85     # or the level is still above this share of its early level
+    start_within: float = 0.25  # a probe starts in this first share of the run or never
+    quiet: float = 0.3        # "stalled" needs noise below this share of the level (a too-high lr is loud)
 
 
 @dataclass
@@ -82,16 +87,29 @@ class LrProbe:
         remaining = (max_steps - step) if max_steps else None
         rate, se = self._rate()
         if self.state is ProbeState.WAITING:
+            self.values.clear()  # one look per window (a look every step would find a lucky moment)
             if remaining is not None and remaining < 3 * c.window:
                 self.settle("too close to the end of the run to measure a raise")
                 return None
-            stuck = det.at_chance_since_start()
+            if step > c.start_within * (max_steps or c.assumed_remaining):
+                self.settle("not too slow in the first part of the run")
+                return None
+            if det.early is not None and det.peak > 2 * det.early:
+                self.settle(f"the loss spiked to {det.peak:.4g} (early level {det.early:.4g}): no raise")
+                return None
+            stuck = det.at_chance_since_start() or det.stalled(c.stalled, c.quiet)
             if not (stuck or (rate > 0 and rate > c.min_t * se)):
                 return None  # not clearly improving: nothing to learn from a faster rate
-            return self._raise(rate, f"loss at chance, flat over {c.window} points" if stuck else
-                               f"loss falls {100 * rate:.3g}%/step (±{100 * se:.2g}) over {c.window} points")
+            left = remaining if remaining is not None else c.assumed_remaining
+            if not stuck and rate * left >= c.afford:
+                return None  # at this rate the run has the time it needs
+            return self._raise(rate, f"loss still at {det.level:.4g}, {100 * det.level / det.early:.3g}% of its early "
+                               f"level {det.early:.4g}" if stuck and det.early else
+                               f"loss falls {100 * rate:.3g}%/step (±{100 * se:.2g}) over {c.window} points: "
+                               f"at that rate the {left} steps left lower log(loss) by {rate * left:.2g} "
+                               f"(< {c.afford:g})")
         # TRIAL: the window now holds only points at the raised lr.
-        if rate >= c.keep_ratio * self.base_rate and rate > c.min_t * se:
+        if rate > 0 and rate >= c.keep_ratio * self.base_rate:
             if self.raises < c.max_raises and (remaining is None or remaining >= 3 * c.window):
                 return self._raise(rate, f"x{c.factor:g} lr raised the rate of descent to {100 * rate:.3g}%/step "
                                    f"(from {100 * self.base_rate:.3g}%)")

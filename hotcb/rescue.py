@@ -7,8 +7,8 @@ The detector always runs (O(1) a step); nothing acts until the rescue is enabled
 training script (``rescue_of(kernel).configure(enabled=True)``). Its ops go through
 ``kernel.submit``, so freeze mode, the guard and the ledger apply as to any rule op.
 
-Snapshots (``kernel.snapshots``, a ring of ``keep_checkpoints``), all while enabled: one when
-the rescue starts (the first step it is enabled: step 0 where the script enables it), one every
+Snapshots (``kernel.snapshots``, a ring of ``keep_checkpoints``): the run's first state (held
+by the rescue, one copy, and put in the ring as healthy when the rescue is enabled), one every
 ``snapshot_every`` steps while healthy, and one right before any non-human knob change (the
 kernel calls ``before_change``). A snapshot is *healthy* once the detector has
 seen ``confirm`` healthy points after it (a pre-change snapshot taken while the run is confirmed
@@ -16,22 +16,23 @@ healthy is healthy at once); the ring never evicts the newest healthy one.
 
 On a blow-up (``persist`` points far above the run's level), a non-finite loss, or a classifier
 dead at chance, the rescue submits ``rescue rollback`` (source ``rule``, actor ``rescue``): the
-weights, optimizer and knobs go back to the newest healthy snapshot, and lr is cut: if lr had
-been raised since that snapshot, back to the snapshot's value (the raise is undone); otherwise
-the lr in use is cut by ``cut`` (repeated blow-ups cut further). The cut is checked by the guard
-(ratio limit from the lr in use, locks, bounds); it is not held back by the knob's cooldown, since
+weights, optimizer and knobs go back to the newest healthy snapshot, and lr is cut by ``cut``
+from the lower of the lr in use and the snapshot's (a raise since the snapshot is undone by the
+rollback; repeated blow-ups cut further). The cut is checked by the guard (ratio limit from that
+lower lr, locks, bounds); it is not held back by the knob's cooldown, since
 the rollback has just undone the change that cooldown protects. In a distributed run the rescue
 only watches (each rank sees its own loss, and every rank must act alike).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .actuators.actuator import ValueRefused
-from .checkpoint import live_knob_values, restore_knobs
+from .checkpoint import Snapshot, live_knob_values, restore_knobs
 from .divergence import DetectorConfig, LossDetector, Verdict
 from .guard import check_knob_change
 from .modules import ApplyContext
@@ -66,6 +67,8 @@ class Rescue:
         self.last_snapshot_step: int | None = None
         self.last_action: str | None = None
         self.last_restored: int | None = None  # the step the last rollback returned to
+        self._detector_at: dict[int, LossDetector] = {}
+        self._start: Snapshot | None = None
         self._acting = False
 
     # ------------------------------------------------------------------ configuration
@@ -115,10 +118,16 @@ class Rescue:
 
     # ------------------------------------------------------------------ every step
     def on_step(self, ctx: ApplyContext) -> None:
+        if self._start is None and self.kernel.snapshots.objects:
+            # The run's first state, held here (outside the ring) until the rescue is enabled:
+            # an autopilot that enables it a few steps in can still return to the start.
+            self._start = self.kernel.snapshots.capture(ctx.step, live_knob_values(self.kernel.state), "run start")
+            self._detector_at[ctx.step] = copy.deepcopy(self.detector)
         if self.enabled and not self.started:
             self.started = True
-            if self.kernel.snapshots.objects:  # where the rescue began: always a place to return to
-                self._snapshot(ctx.step, "rescue start", healthy=True)
+            if self._start is not None:
+                self._start.healthy = True
+                self.kernel.snapshots.add_oldest(self._start)
         x = self._loss(ctx.env.get("metrics") or {})
         if x is None:
             return
@@ -156,6 +165,10 @@ class Rescue:
     def _snapshot(self, step: int, reason: str, healthy: bool) -> None:
         self.kernel.snapshots.take(step, live_knob_values(self.kernel.state), reason, healthy=healthy)
         self.last_snapshot_step = step
+        # The detector as it stood: a rollback returns the run *and* its measured level there.
+        kept = set(self.kernel.snapshots.steps()) | ({self._start.step} if self._start else set())
+        self._detector_at = {s: d for s, d in self._detector_at.items() if s in kept}
+        self._detector_at[step] = copy.deepcopy(self.detector)
 
     def _knob(self, key: str) -> Any:
         return self.kernel.state.get(key)
@@ -181,9 +194,12 @@ class Rescue:
         elif verdict is Verdict.CHANCE:
             why = (f"loss flat at chance ({det.level:.4g} ~ ln {det.config.classes} = {det.chance_level:.4g}) "
                    f"for {det.at_chance} points after it had learned or blown up")
-        else:
+        elif det.over >= det.config.persist:
             why = (f"loss {x:.4g} above the run's level for {det.over} steps ({det.describe()}; "
                    f"over = level + max({det.config.band:g} x noise, {det.config.rel:g} x level))")
+        else:
+            why = (f"loss level {det.level:.4g} climbed to {det.level / det.best:.3g}x its lowest level "
+                   f"{det.best:.4g} (noise {det.noise:.3g})")
         snap = self.kernel.snapshots.last_healthy()
         target = f"roll back to step {snap.step}" if snap else "no healthy snapshot"
         op = HotOp(module=RESCUE, op="rollback", params={"cut": self.config.cut}, source="rule", actor=ACTOR,
@@ -191,6 +207,7 @@ class Rescue:
         entry = self._submit(op, ctx)
         self.rescues += 1
         self.last_action = f"step {ctx.step}: rollback {entry.get('decision')}"
+        det = self.detector  # restored with the snapshot when the rollback landed
         det.over = 0
         det.healthy_run = 0
         det.at_chance = 0
@@ -221,15 +238,14 @@ class Rescue:
             live = act.value
             before = snap.knobs.get(key)
             if isinstance(live, (int, float)) and not isinstance(live, bool) and live > 0:
-                if isinstance(before, (int, float)) and live > before * (1 + 1e-9):
-                    new_value = before  # raised since the snapshot: undoing the raise is the cut
-                    note = f"{key} was raised since step {snap.step}: back to its value there"
-                else:
-                    desc = dict(act.describe(), value=live, last_change_step=None)  # see the module docstring
-                    lo = desc.get("min")
-                    target = max(live * cut, lo) if lo is not None else live * cut
-                    new_value = check_knob_change(desc, target, source=op.source, step=ctx.step, lock=None,
-                                                  config=self.kernel.guard)
+                # From the lower of the lr in use and the snapshot's: a raise since the snapshot is
+                # undone by the rollback itself, and the lr that led here is cut.
+                base = min(live, before) if isinstance(before, (int, float)) and before > 0 else live
+                desc = dict(act.describe(), value=base, last_change_step=None)  # see the module docstring
+                lo = desc.get("min")
+                target = max(base * cut, lo) if lo is not None else base * cut
+                new_value = check_knob_change(desc, target, source=op.source, step=ctx.step, lock=None,
+                                              config=self.kernel.guard)
         snaps.restore(snap)
         knobs = {k: v for k, v in snap.knobs.items() if k not in locks}
         restored = restore_knobs(self.kernel.state, knobs, ctx.env, ctx.step)
@@ -239,6 +255,8 @@ class Rescue:
             act.apply(new_value, ctx.env, ctx.step)
             payload[key] = {"old": old, "new": act.value}
         snaps.drop_after(snap.step)
+        if snap.step in self._detector_at:
+            self.detector = copy.deepcopy(self._detector_at[snap.step])
         self.last_restored = snap.step
         payload["restored_step"] = snap.step
         if note:

@@ -1,4 +1,4 @@
-"""Names of the files in a run directory (SPEC section 2), fixed and shared by every layer."""
+"""Names of the files in a run directory (docs/core.md), fixed and shared by every layer."""
 
 from __future__ import annotations
 
@@ -92,3 +92,22 @@ class RunDir:
     @property
     def desired(self) -> Path:
         return self.root / DESIRED
+
+
+# The one wording every controller (mcp, serve, set, status, autopilot) uses for a run directory
+# whose training has not started: starting a controller first is normal, not an error.
+NO_TRAINING_YET = "no training process yet"
+
+
+def open_for_controller(path: str | os.PathLike[str]) -> tuple[RunDir, str | None]:
+    """The run directory a controller acts on, created if missing (as ``hotcb init`` would), and
+    the note to show when no training process has written to it yet (None once one has).
+
+    Raises ValueError when the path exists and is not a directory."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"{p} exists and is not a directory")
+    run = RunDir(p)
+    if run.status.exists():
+        return run, None
+    return run, f"{NO_TRAINING_YET} in {run.root}; waiting for one (commands queue until it starts)"

@@ -39,6 +39,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         "'rule' or 'agent' (never 'human'). Not for other clients")
     p.add_argument("--actor", default=None,
                    help="name recorded as the actor of every change (default: the client's name)")
+    p.add_argument("--tools", dest="profile", choices=["observe", "control", "all"], default="all",
+                   help="which tools to serve: observe (read-only), control (observe + apply_op, propose_op, "
+                        "schedule_op) or all (default); fewer tools, less of the client's context")
     p.add_argument("--wait", type=float, default=10.0, help="seconds apply_op waits for a decision (default 10)")
     p.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
     p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
@@ -52,9 +55,18 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     # Logs go to stderr: on stdio, stdout is the protocol channel.
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="hotcb mcp: %(message)s")
     run_dir = args.run_dir or getattr(args, "dir", None) or "."
-    if not os.path.isdir(run_dir):
-        print(f"hotcb mcp: {run_dir} is not a directory", file=sys.stderr)
-        return 2
+    from hotcb.rundir import open_for_controller
+
+    from .run_root import looks_like_root
+
+    if not (args.root or looks_like_root(run_dir)):  # a root's runs each say so in list_runs
+        try:
+            _, note = open_for_controller(run_dir)
+        except ValueError as e:
+            print(f"hotcb mcp: {e}", file=sys.stderr)
+            return 2
+        if note:  # stderr: on stdio, stdout is the protocol channel
+            print(f"hotcb mcp: {note}", file=sys.stderr)
     if args.for_autopilot and args.source == "human":
         print("hotcb mcp: --for-autopilot serves the autopilot, which never acts as 'human'", file=sys.stderr)
         return 2
@@ -68,6 +80,9 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     except ImportError as e:
         print(f"hotcb mcp: needs the 'mcp' extra: pip install 'hotcb[mcp]' ({e})", file=sys.stderr)
         return 2
+    if args.for_autopilot and args.profile != "all":
+        print("hotcb mcp: --for-autopilot serves every tool (--tools all)", file=sys.stderr)
+        return 2
     from .run_root import looks_like_root  # a root of runs: its own layer (run_root.py, server_root.py)
 
     if args.root or looks_like_root(run_dir):
@@ -76,10 +91,11 @@ def cmd_mcp(args: argparse.Namespace) -> int:
             return 2
         from .server_root import build_root_server
 
-        server = build_root_server(run_dir, source=args.source, actor=args.actor, wait_s=args.wait)
+        server = build_root_server(run_dir, source=args.source, actor=args.actor, wait_s=args.wait,
+                                   profile=args.profile)
     else:
         server = build_server(run_dir, source=args.source, actor=args.actor, wait_s=args.wait,
-                              for_autopilot=args.for_autopilot)
+                              for_autopilot=args.for_autopilot, profile=args.profile)
     if not args.http:
         server.run("stdio")
         return 0

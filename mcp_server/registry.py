@@ -13,7 +13,27 @@ from pydantic import BaseModel, ConfigDict
 
 class ToolError(Exception):
     """A refusal or failure the caller should read: becomes an MCP tool error, an HTTP 4xx, or
-    a tool message to the LLM. Never a crash."""
+    a tool message to the LLM. Never a crash. Each kind says its HTTP status by its type."""
+
+    http_status = 409  # a conflict with the run's state: refused, rejected or failed in the kernel
+
+
+class UnknownTool(ToolError):
+    http_status = 404
+
+
+class InvalidArguments(ToolError):
+    http_status = 422
+
+
+class Forbidden(ToolError):
+    """Not for this caller at all (a person's tool or op), whatever the run's state."""
+
+    http_status = 403
+
+
+class Refused(ToolError):
+    """The judge or the kernel said no to this op now (bounds, ratio, cooldown, lock, freeze)."""
 
 
 class StrictInput(BaseModel):

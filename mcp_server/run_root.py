@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, create_model
 
 from hotcb.rundir import ACTUATORS, COMMANDS, LEDGER, METRICS, STATUS
 
-from .registry import TOOLS, StrictInput, ToolError, ToolSpec
+from .registry import TOOLS, InvalidArguments, StrictInput, ToolError, ToolSpec
 from .tools import HotcbTools
 from .tools_observe import KEY_METRIC_PREFERENCE
 from .trend_math import sig
@@ -144,11 +144,11 @@ class RunRoot:
         args = dict(arguments or {})
         if name == LIST_RUNS.name:
             if args:
-                raise ToolError(f"invalid arguments for list_runs: takes none, got {', '.join(sorted(args))}")
+                raise InvalidArguments(f"invalid arguments for list_runs: takes none, got {', '.join(sorted(args))}")
             return self.list_runs().model_dump(mode="json")
         run = args.pop(RUN_ARG, None)
         if run is not None and not isinstance(run, str):
-            raise ToolError(f"invalid arguments for {name}: run: must be a run name (a string)")
+            raise InvalidArguments(f"invalid arguments for {name}: run: must be a run name (a string)")
         return self.get(run).call(name, args, actor=actor)
 
     def list_runs(self) -> ListRunsOutput:

@@ -6,9 +6,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from hotcb.ledger import DECISIONS
+
 from .registry import StrictInput
 
-Decision = Literal["applied", "rejected", "failed", "ignored_freeze", "ignored_replay", "queued", "pending"]
+# The kernel's decisions (hotcb.ledger.Decision, the one list), plus the two a tool reports
+# before one arrives.
+Decision = Literal[(*DECISIONS, "queued", "pending")]  # type: ignore[valid-type]
 
 
 class Empty(StrictInput):

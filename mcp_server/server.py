@@ -31,13 +31,15 @@ from mcp.server.mcpserver.prompts.base import PromptArgument
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import func_metadata
 from mcp.server.subscriptions import InMemorySubscriptionBus
-from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS, CallToolResult, TextContent, ToolAnnotations
 from pydantic import ConfigDict, Field
 
 from hotcb import prompts as prompt_files
 
 from .registry import ToolError, ToolSpec
 from .resources import register_resources, watch_resources
+from .strict_schema import from_pairs, strict_input_schema
 from .tools import HotcbTools
 from .tools_autopilot import AUTOPILOT_SOURCES, META_ACTOR, META_SOURCE, AutopilotProcessTools
 
@@ -52,6 +54,30 @@ INSTRUCTIONS = (
     "passes the guard (bounds, x0.5..x2 per op for agents, cooldown, human locks, freeze) and is "
     "recorded in the ledger (read_ledger). Refusals come back as tool errors with the reason."
 )
+
+
+# Tool profiles (``hotcb mcp --tools``): a client that only watches needs far fewer schemas in
+# its context. observe: the read-only tools; control: those plus the ops that steer the run;
+# all: everything this server's source may call.
+CONTROL_TOOLS = ("apply_op", "propose_op", "schedule_op")
+PROFILES = ("observe", "control", "all")
+
+
+def in_profile(spec: ToolSpec, profile: str) -> bool:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown tool profile {profile!r} (profiles: {', '.join(PROFILES)})")
+    if profile == "all" or spec.read_only:
+        return True
+    return profile == "control" and spec.name in CONTROL_TOOLS
+
+
+def annotations_for(spec: ToolSpec) -> ToolAnnotations:
+    """The MCP annotations of a tool, from its spec (docs/mcp.md's table is generated from these)."""
+    return ToolAnnotations(
+        title=spec.title or spec.name, read_only_hint=spec.read_only,
+        destructive_hint=spec.destructive and not spec.read_only, idempotent_hint=spec.idempotent,
+        open_world_hint=False,  # hotcb acts on one local run directory, nothing beyond it
+    )
 
 
 def _placeholder() -> None:
@@ -73,13 +99,9 @@ class SpecTool(Tool):
     def from_spec(cls, spec: ToolSpec, runner: Callable[..., Any]) -> SpecTool:
         return cls(
             fn=_placeholder, name=spec.name, title=spec.title or spec.name, description=spec.description,
-            parameters=spec.input_schema(), fn_metadata=func_metadata(_placeholder), is_async=False,
-            annotations=ToolAnnotations(
-                title=spec.title or spec.name, read_only_hint=spec.read_only,
-                destructive_hint=spec.destructive and not spec.read_only, idempotent_hint=spec.idempotent,
-                open_world_hint=False,  # hotcb acts on one local run directory, nothing beyond it
-            ),
-            spec=spec, runner=runner,
+            parameters=strict_input_schema(spec.input_schema()), fn_metadata=func_metadata(_placeholder),
+            is_async=False,
+            annotations=annotations_for(spec), spec=spec, runner=runner,
         )
 
     async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> CallToolResult:
@@ -155,7 +177,9 @@ class ToolRunner:
             tools = self.tools_for(context)
         except ToolError as e:
             return _error(str(e))
-        call = functools.partial(tools.call, spec.name, arguments or {}, actor=self.actor_for(context))
+        # Free-form maps may arrive as the advertised {key, value} pairs (strict-mode clients).
+        arguments = from_pairs(spec.input_schema(), arguments or {})
+        call = functools.partial(tools.call, spec.name, arguments, actor=self.actor_for(context))
         async with anyio.create_task_group() as tg:
             if not spec.read_only:
                 tg.start_soon(self._progress, spec, arguments or {}, context)
@@ -189,6 +213,24 @@ class ToolRunner:
                 return
 
 
+class HotcbMCPServer(MCPServer):
+    """The SDK's server with JSON-RPC error codes where it has none: a prompt that does not exist
+    or arguments a prompt cannot take are the caller's error (-32602 invalid params, as for an
+    unknown resource), not a generic error 0."""
+
+    async def get_prompt(self, name: str, arguments: dict[str, Any] | None = None, context: Any = None) -> Any:
+        if self._prompt_manager.get_prompt(name) is None:
+            known = ", ".join(sorted(p.name for p in self._prompt_manager.list_prompts()))
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {name} (prompts: {known})",
+                           data={"name": name})
+        try:
+            return await super().get_prompt(name, arguments, context)
+        except MCPError:
+            raise
+        except ValueError as e:  # missing or invalid arguments, as the SDK reports them
+            raise MCPError(code=INVALID_PARAMS, message=str(e), data={"name": name}) from e
+
+
 def _prompt(p: prompt_files.Prompt) -> MCPPrompt:
     declared = {a["name"]: a for a in p.arguments if isinstance(a, dict) and a.get("name")}
 
@@ -206,7 +248,8 @@ def _prompt(p: prompt_files.Prompt) -> MCPPrompt:
 
 
 def build_server(run_dir: str | os.PathLike[str], *, source: str = "agent", actor: str | None = None,
-                 wait_s: float = 10.0, watch_interval_s: float = 1.0, for_autopilot: bool = False) -> MCPServer:
+                 wait_s: float = 10.0, watch_interval_s: float = 1.0, for_autopilot: bool = False,
+                 profile: str = "all") -> MCPServer:
     """An MCP server over one run directory.
 
     ``source`` is fixed for every call (``agent`` by default: the guard's limits apply; ``rule``
@@ -218,7 +261,11 @@ def build_server(run_dir: str | os.PathLike[str], *, source: str = "agent", acto
     identity in ``_meta`` -- ``rule`` or ``agent`` only, both under the guard's full limits --
     so the rules and the LLM keep their ledger labels over one connection. ``source`` is then
     the default for calls that name none and cannot be ``human``.
+
+    ``profile``: which tools are served (``PROFILES``; a server for the autopilot serves all).
     """
+    if for_autopilot and profile != "all":
+        raise ValueError("a server for the autopilot serves every tool (profile 'all')")
     identities: dict[str, HotcbTools] | None = None
     if for_autopilot:
         if source not in AUTOPILOT_SOURCES:
@@ -242,9 +289,9 @@ def build_server(run_dir: str | os.PathLike[str], *, source: str = "agent", acto
 
     from hotcb import __version__
 
-    server: MCPServer = MCPServer(
+    server: MCPServer = HotcbMCPServer(
         SERVER_NAME, title="hotcb training control", instructions=INSTRUCTIONS, version=__version__,
-        tools=[SpecTool.from_spec(spec, runner) for spec in tools.specs()],
+        tools=[SpecTool.from_spec(spec, runner) for spec in tools.specs() if in_profile(spec, profile)],
         subscriptions=bus, lifespan=lifespan, log_level="WARNING",
     )
     register_resources(server, tools)

@@ -15,7 +15,7 @@ from mcp.server.mcpserver import MCPServer
 from hotcb import prompts as prompt_files
 
 from .run_root import RunRoot
-from .server import INSTRUCTIONS, SERVER_NAME, SpecTool, ToolRunner, _prompt
+from .server import INSTRUCTIONS, SERVER_NAME, HotcbMCPServer, SpecTool, ToolRunner, _prompt, in_profile
 
 ROOT_INSTRUCTIONS = INSTRUCTIONS + (
     " This server serves several runs under one root: call list_runs first, then pass run=NAME to "
@@ -24,14 +24,16 @@ ROOT_INSTRUCTIONS = INSTRUCTIONS + (
 
 
 def build_root_server(root: str | os.PathLike[str], *, source: str = "agent", actor: str | None = None,
-                      wait_s: float = 10.0) -> MCPServer:
+                      wait_s: float = 10.0, profile: str = "all") -> MCPServer:
     runs = RunRoot(root, source=source, actor=actor, wait_s=wait_s)
     runner = ToolRunner(runs, actor)  # type: ignore[arg-type]  # RunRoot has HotcbTools' call/wait_s
     from hotcb import __version__
 
-    server = MCPServer(
+    # firsthour: the same -32602 prompt errors and --tools profiles as a single run's server
+    server = HotcbMCPServer(
         SERVER_NAME, title="hotcb training control (a root of runs)", instructions=ROOT_INSTRUCTIONS,
-        version=__version__, tools=[SpecTool.from_spec(spec, runner) for spec in runs.specs()], log_level="WARNING",
+        version=__version__, tools=[SpecTool.from_spec(spec, runner) for spec in runs.specs()
+                                    if in_profile(spec, profile)], log_level="WARNING",
     )
     for p in prompt_files.latest().values():
         if p.mcp:

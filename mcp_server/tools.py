@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .registry import TOOLS, ToolError, ToolSpec
+from .registry import TOOLS, Forbidden, InvalidArguments, ToolSpec, UnknownTool
 from .tools_autopilot import AutopilotTools
 from .tools_base import CALL_ACTOR
 from .tools_knobs import KnobTools
@@ -44,14 +44,14 @@ class HotcbTools(KnobTools, ObserveTools, ReplayTools, TuneTools, AutopilotTools
     def _call(self, name: str, arguments: dict[str, Any] | None) -> dict[str, Any]:
         spec = TOOLS.get(name)
         if spec is None or not hasattr(self, spec.method):
-            raise ToolError(f"unknown tool {name!r}; tools: {', '.join(sorted(s.name for s in self.specs()))}")
+            raise UnknownTool(f"unknown tool {name!r}; tools: {', '.join(sorted(s.name for s in self.specs()))}")
         if spec.human_only and self.source != "human":
-            raise ToolError(f"{name} is reserved to humans (this caller is {self.source!r})")
+            raise Forbidden(f"{name} is reserved to humans (this caller is {self.source!r})")
         try:
             args = spec.input_model.model_validate(arguments or {})
         except ValidationError as e:
             problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'arguments'}: {err['msg']}" for err in e.errors())
-            raise ToolError(f"invalid arguments for {name}: {problems}") from None
+            raise InvalidArguments(f"invalid arguments for {name}: {problems}") from None
         if spec.read_only:  # readers share cached state (metrics store, ledger cache)
             with self.lock:
                 result = getattr(self, spec.method)(args)

@@ -121,7 +121,8 @@ class AlertTools(ToolsBase):
                 continue  # a hand-edited bad rule is skipped, never fatal
         return AlertRulesOutput(rules=rules, set_by=doc.get("set_by"), set_ts=doc.get("set_ts"))
 
-    @tool(AlertRulesInput, AlertRulesOutput, read_only=False, idempotent=True, title="Alert rules")
+    @tool(AlertRulesInput, AlertRulesOutput, read_only=False, destructive=True, idempotent=True,
+           title="Alert rules")  # destructive: its default (replace) drops every rule not given
     def set_alert_rules(self, args: AlertRulesInput) -> AlertRulesOutput:
         """Read (no rules given) or set alert rules on any metric: threshold (above/below), plateau,
         spike (last value above spike_factor x the window mean), non_finite. Alerts notify; they

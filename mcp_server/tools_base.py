@@ -10,13 +10,13 @@ from typing import Any
 from hotcb.client import liveness, send_command, wait_decision
 from hotcb.guard import GuardConfig
 from hotcb.jsonl import JsonlTail, read_json
-from hotcb.judge import CodePolicy, View, judge
+from hotcb.judge import CodePolicy, Refusal, View, judge
 from hotcb.ledger import Decision
 from hotcb.ops import SOURCES, CommandError, make_command, parse_command
 from hotcb.rundir import RunDir
 
 from .metrics_store import MetricsStore
-from .registry import ToolError
+from .registry import Forbidden, InvalidArguments, Refused, ToolError
 from .schemas import Change, OpSpec
 
 MAX_LEDGER_CACHE = 200_000
@@ -24,6 +24,11 @@ MAX_LEDGER_CACHE = 200_000
 # Who is calling, per call: a server shared by several MCP clients (HTTP) knows the client's
 # name only per request, so ``HotcbTools.call`` sets this instead of mutating shared state.
 CALL_ACTOR: contextvars.ContextVar[str | None] = contextvars.ContextVar("hotcb_call_actor", default=None)
+
+
+def refusal_error(refusal: Refusal, suffix: str = "") -> ToolError:
+    """The tool error for a judge's refusal: ``Forbidden`` when it is not this caller's op at all."""
+    return (Forbidden if refusal.forbidden else Refused)(f"refused: {refusal.reason}{suffix}")
 
 
 def acting_for(source: str) -> str:
@@ -98,19 +103,21 @@ class ToolsBase:
             scheduled_source=sources.get,
         )
 
-    def check_op(self, spec: OpSpec, source: str, reason: str | None = None) -> str | None:
-        """The refusal reason for ``spec`` from ``source``, or None: the kernel's own judge, asked
+    def check_op(self, spec: OpSpec, source: str, reason: str | None = None) -> Refusal | None:
+        """The judge's refusal of ``spec`` from ``source``, or None: the kernel's own judge, asked
         early over the files it publishes (the kernel judges again when the op lands)."""
         try:
             op = parse_command(make_command(spec.module, spec.op, spec.params, id=spec.id, source=source,
                                             reason=reason if reason is not None else spec.reason,
                                             target=spec.target))
         except CommandError as e:
-            return f"invalid op: {e}"
+            return Refusal(Decision.REJECTED, f"invalid op: {e}")
         refusal = judge(op, acting_for(source), self.judge_view())
         if refusal is None or refusal.decision == Decision.UNCHANGED:
             return None  # "already in force" is the kernel's to record, not a refusal
-        return refusal.reason if refusal.decision == Decision.REJECTED else f"{refusal.decision.value}: {refusal.reason}"
+        if refusal.decision != Decision.REJECTED:
+            return Refusal(refusal.decision, f"{refusal.decision.value}: {refusal.reason}", refusal.forbidden)
+        return refusal
 
     def submit(self, spec: OpSpec, *, source: str | None = None, actor: str | None = None,
                wait_s: float | None = None, at_step: int | None = None, lock: bool = False,
@@ -119,18 +126,18 @@ class ToolsBase:
         source = source or self.source
         actor = actor or self.current_actor()
         if lock and source != "human":
-            raise ToolError("only a human can lock a knob")
+            raise Forbidden("only a human can lock a knob")
         try:
             rec = make_command(spec.module, spec.op, spec.params, id=spec.id, source=source, actor=actor,
                                reason=spec.reason, target=spec.target, at_step=at_step, lock=lock)
         except CommandError as e:
-            raise ToolError(f"invalid op: {e}") from None
+            raise InvalidArguments(f"invalid op: {e}") from None
         rec.update(extra or {})
         refusal = self.check_op(spec, source)
         if refusal:
-            rec["refused"] = refusal
+            rec["refused"] = refusal.reason
             send_command(self.run, rec)  # recorded in the ledger by the kernel, never applied
-            raise ToolError(f"refused: {refusal} (cmd_id {rec['cmd_id']})")
+            raise refusal_error(refusal, f" (cmd_id {rec['cmd_id']})")
         start = os.path.getsize(self.run.ledger) if self.run.ledger.exists() else 0
         send_command(self.run, rec)
         wait = self.wait_s if wait_s is None else wait_s
@@ -155,6 +162,8 @@ class ToolsBase:
         out["error"] = entry.get("error")
         payload = entry.get("payload") or {}
         out["changes"] = {k: Change(**v) for k, v in payload.items() if isinstance(v, dict) and {"old", "new"} <= set(v)}
-        if out["decision"] != "applied":
-            raise ToolError(f"{out['decision']}: {entry.get('error')} (cmd_id {rec['cmd_id']}, step {entry.get('step')})")
+        if out["decision"] == "unchanged":
+            out["message"] = entry.get("error")  # already in force: nothing applied, no cooldown started
+        elif out["decision"] != "applied":
+            raise Refused(f"{out['decision']}: {entry.get('error')} (cmd_id {rec['cmd_id']}, step {entry.get('step')})")
         return out

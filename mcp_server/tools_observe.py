@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
+from hotcb.codec import tag
 from hotcb.jsonl import read_json
 from hotcb.ledger import filter_entries
 from hotcb.rundir import AUTOPILOT
@@ -17,6 +18,15 @@ from .tools_base import ToolsBase
 
 KEY_METRIC_PREFERENCE = ("val_loss", "valid_loss", "eval_loss", "val_acc", "train_loss", "loss")
 DEFAULT_TREND_METRICS = 10
+
+
+def echo_metric(name: str, names: list[str]) -> str | None:
+    """The metric a name means: itself if logged, else a knob's echo (``lr`` -> ``opt/lr``,
+    ``aux_w`` -> ``loss/aux_w``: the kernel logs every knob as GROUP/KEY). None if neither."""
+    if name in names:
+        return name
+    echoes = sorted(n for n in names if n.rpartition("/")[2] == name and "/" in n)
+    return echoes[0] if len(echoes) == 1 else next((n for n in echoes if n.startswith("opt/")), None)
 
 
 class StatusOutput(BaseModel):
@@ -36,6 +46,8 @@ class StatusOutput(BaseModel):
     last_metrics: dict[str, Any] = {}
     autopilot: dict[str, Any] | None = None
     internal_errors: int = 0
+    rescue: dict[str, Any] | None = Field(None, description="the kernel's rescue: enabled, the detector's verdict, "
+                                          "level and noise of the loss, rollbacks so far, the lr probe's state")
 
 
 class TrendsInput(StrictInput):
@@ -55,6 +67,7 @@ class Forecast(BaseModel):
     fit_points: int
     extrapolation: float | None = Field(None, description="fitted spans between the last point and at_step; "
                                                           "beyond ~3 treat the value as a rough guide")
+    reason: str | None = Field(None, description="why value/low/high are null (at_step too far past the data)")
 
 
 class KnobChange(BaseModel):
@@ -117,7 +130,7 @@ class LedgerOutput(BaseModel):
 
 
 def _plain(v: float) -> float | str:
-    return v if v == v and v not in (float("inf"), float("-inf")) else ("nan" if v != v else ("inf" if v > 0 else "-inf"))
+    return tag(v)
 
 
 def pick_metrics(names: list[str], limit: int = DEFAULT_TREND_METRICS) -> list[str]:
@@ -155,6 +168,7 @@ class ObserveTools(ToolsBase):
             scheduled=int(st.get("scheduled") or 0), snapshots=st.get("snapshots") or [],
             metrics=self.metrics.names(), last_metrics=last,
             autopilot=read_json(self.run.root / AUTOPILOT), internal_errors=int(st.get("internal_errors") or 0),
+            rescue=st.get("rescue") if isinstance(st.get("rescue"), dict) else None,
         )
 
     @tool(TrendsInput, TrendsOutput, read_only=True, idempotent=True, title="Read trends")
@@ -167,20 +181,26 @@ class ObserveTools(ToolsBase):
         self.metrics.refresh()
         names = self.metrics.names()
         chosen = args.metrics or pick_metrics(names)
-        key = args.key_metric or next((m for m in KEY_METRIC_PREFERENCE if m in names), None)
-        self.metrics.extend(chosen + ([key] if key else []), points=args.window)  # a long file read by seek
+        sources = {n: echo_metric(n, names) for n in chosen}  # a knob's plain name reads its echo
+        key = (echo_metric(args.key_metric, names) or args.key_metric) if args.key_metric else None
+        key = key or next((m for m in KEY_METRIC_PREFERENCE if m in names), None)
+        wanted = [src for src in sources.values() if src] + ([key] if key else [])
+        self.metrics.extend(wanted, points=args.window)  # a long file read by seek
         out: dict[str, dict[str, Any]] = {}
         ranges: dict[str, list[int]] = {}
         counts: dict[str, int] = {}
         first_step = None
         for name in chosen:
-            s = self.metrics.get(name)
+            source = sources[name]
+            s = self.metrics.get(source) if source else None
             if s is None:
                 out[name] = {"n": 0, "trend": "no_data"}
                 continue
             steps, values = s.window(args.window)
             summary = trend_math.summarize(name, steps, values)
             out[name] = trend_math.compact(summary)
+            if source != name:
+                out[name]["metric"] = source  # the knob's echo (lr -> opt/lr)
             if steps:
                 ranges[name], counts[name] = summary["step_range"], summary["n"]
                 first_step = steps[0] if first_step is None else min(first_step, steps[0])

@@ -22,7 +22,7 @@ from hotcb.rundir import PROPOSALS
 
 from .registry import StrictInput, ToolError, tool
 from .schemas import OpSpec
-from .tools_base import ToolsBase
+from .tools_base import ToolsBase, refusal_error
 
 ProposalStatus = Literal["pending", "approved", "rejected", "failed", "expired"]
 
@@ -103,7 +103,7 @@ class ProposalTools(ToolsBase):
         with your source and actor. Always give the reason a person needs to decide."""
         refusal = self.check_op(args.op, self.source, reason=args.op.reason or args.reason)
         if refusal:
-            raise ToolError(f"refused: {refusal}")
+            raise refusal_error(refusal)
         op = args.op.model_copy(update={"reason": args.op.reason or args.reason})
         p = Proposal(proposal_id=uuid.uuid4().hex[:12], ts=time.time(), step=self.status_doc().get("step"),
                      source=self.source, actor=self.current_actor(), op=op, reason=args.reason)

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from hotcb.trend import fit_line
+
 # Metrics whose names contain these are maximized; everything else (losses) is minimized.
 _MAXIMIZE_HINTS = ("acc", "f1", "auc", "precision", "recall", "bleu", "score", "reward", "iou", "map")
 
@@ -46,10 +48,9 @@ def ema(values: np.ndarray, alpha: float) -> float:
 
 
 def slope(steps: np.ndarray, values: np.ndarray) -> float:
-    if len(values) < 2 or np.ptp(steps) == 0:
+    if len(values) < 2:
         return 0.0
-    s = steps - steps.mean()
-    return float((s * (values - values.mean())).sum() / (s * s).sum())
+    return fit_line(zip(steps.tolist(), values.tolist(), strict=True)).slope  # the core's one least-squares line
 
 
 def summarize(name: str, steps: Sequence[float], values: Sequence[float], *, plateau_rel: float = 0.01,
@@ -151,8 +152,11 @@ def compact(summary: dict[str, Any], window_n: int | None = None, digits: int = 
     return out
 
 
+MAX_HORIZON_SPANS = 5.0  # how far past the data a forecast is still worth a number (in window spans)
+
+
 def forecast(steps: Sequence[float], values: Sequence[float], at_step: float, z: float = 1.96,
-             tail: float = 0.5) -> dict[str, Any] | None:
+             tail: float = 0.5, max_spans: float = MAX_HORIZON_SPANS) -> dict[str, Any] | None:
     """Extrapolate a metric to ``at_step`` from the recent part of its window.
 
     The fit uses the last ``tail`` fraction of the points (the current regime, not the first
@@ -161,18 +165,30 @@ def forecast(steps: Sequence[float], values: Sequence[float], at_step: float, z:
     ``y = a + b*log(step)``. The band is the regression's prediction interval
     (±z·σ·sqrt(1 + 1/n + leverage)), which widens with the distance extrapolated;
     ``extrapolation`` says how many fitted spans lie between the last point and ``at_step``.
-    Returns None with too little data.
+    Returns None with too little data. Beyond ``max_spans`` spans of the window past its last
+    point the fit says nothing useful (a power law 4,000 windows out gives 1e21): the value
+    and band are then null, with the reason and the farthest step that gets a number.
     """
     st = np.asarray(steps, dtype=float)
     va = np.asarray(values, dtype=float)
     ok = np.isfinite(va) & (st > 0)
     st, va = st[ok], va[ok]
+    window_span = max(float(st[-1] - st[0]), 1.0) if len(st) else 1.0
     if len(va) >= 16:
         keep = max(8, int(len(va) * tail))
         st, va = st[-keep:], va[-keep:]
     if len(va) < 8 or at_step <= 0:
         return None
     positive = bool((va > 0).all())
+    model = "power law (log y ~ log step)" if positive else "y ~ log step"
+    spans = (at_step - float(st[-1])) / window_span
+    if spans > max_spans:
+        limit = int(float(st[-1]) + max_spans * window_span)
+        return {"at_step": int(at_step), "value": None, "low": None, "high": None, "model": model,
+                "fit_points": int(len(va)),
+                "extrapolation": sig((at_step - float(st[-1])) / max(float(st[-1] - st[0]), 1.0), 3),
+                "reason": f"step {int(at_step)} is {spans:.3g} window spans past the data (limit {max_spans:g}): "
+                          f"too far for the fit to mean anything; ask for horizon_step <= {limit}"}
     y = np.log(va) if positive else va
     x = np.log(st)
     xm = x.mean()
@@ -198,5 +214,5 @@ def forecast(steps: Sequence[float], values: Sequence[float], at_step: float, z:
         level = float(np.median(va[-max(3, len(va) // 8):]))
         lo, hi = min(lo, level), max(hi, level)
     return {"at_step": int(at_step), "value": sig(pred), "low": sig(lo), "high": sig(hi),
-            "model": "power law (log y ~ log step)" if positive else "y ~ log step", "fit_points": int(len(y)),
+            "model": model, "fit_points": int(len(y)),
             "extrapolation": sig(extrapolation, 3)}

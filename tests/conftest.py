@@ -35,5 +35,5 @@ def chromium() -> str:
 @pytest.fixture
 def inspector() -> str:
     path = ROOT / ".ci" / "node" / "node_modules" / ".bin" / "mcp-inspector"
-    need(path.exists(), "MCP Inspector (run .ci/run or npm install --prefix .ci/node @modelcontextprotocol/inspector@0.15.0)")
+    need(path.exists(), "MCP Inspector (run .ci/run or npm install --prefix .ci/node @modelcontextprotocol/inspector@2.12.0)")
     return str(path)

@@ -197,3 +197,18 @@ def test_cached_prompt_tokens_are_counted_apart_and_priced_as_cached():
     assert (u["prompt_tokens"], u["cached_tokens"], u["tokens"]) == (2000, 1900, 150)
     assert b.exhausted() is None  # the cap counts fresh tokens
     assert b.cost_usd == pytest.approx((100 * 0.15 + 1900 * 0.075 + 50 * 0.60) / 1e6)
+
+
+def test_rollback_is_the_rescues_when_snapshots_exist(tmp_path):
+    """The digest lists the snapshots and the rescue's verdict; the model's rollback is sent as the
+    rescue's (newest healthy snapshot, then an lr cut: one decision), judged by the kernel."""
+    rollback = {"module": "core", "op": "rollback", "params": {}, "reason": "train_loss blew up: roll back"}
+    with Trainer(tmp_path, "--checkpoint-every", "5", sleep=0.01) as t, \
+            FakeLLM([{"tool_calls": [{"name": "apply_op", "arguments": rollback}]}, {"content": "rolled back"}]) as llm:
+        wait_for(lambda: t.status().get("snapshots"), 60, what="a snapshot")
+        pilot(tmp_path, llm.base_url).wake("test")
+        wait_for(lambda: agent_ops(t), 60, what="the rollback decided")
+        e = agent_ops(t)[0]
+    digest = llm.requests[0]["messages"][1]["content"]
+    assert "rollback returns to the newest healthy one" in digest and "Rescue (divergence watch): {" in digest
+    assert (e["module"], e["op"], e["actor"]) == ("rescue", "rollback", MODEL) and e["decision"]

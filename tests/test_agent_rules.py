@@ -13,7 +13,7 @@ from hotcb.agent.config import Action, RulesConfig
 from hotcb.agent.rules import RulesAutopilot
 from hotcb.mcp_server.tools import HotcbTools
 
-from tests.support.proc import Trainer, wait_for
+from tests.support.proc import Trainer, read_jsonl, wait_for
 
 
 def run_until(pilot: RulesAutopilot, trainer: Trainer, cond, timeout: float = 120.0, what: str = "rule action"):
@@ -49,7 +49,8 @@ def test_plateau_halves_lr(tmp_path):
 
 def test_divergence_cuts_lr(tmp_path):
     # lr 0.2 makes this model's loss climb from ~3 to hundreds over ~100 steps (measured).
-    cfg = RulesConfig.from_dict({"rules": {"plateau": {"enabled": False}, "divergence": {"window": 20}}})
+    # The rule alone (rescue off): the same blow-up maths as the kernel's rescue, over its window.
+    cfg = RulesConfig.from_dict({"rescue": False, "rules": {"plateau": {"enabled": False}}})
     with Trainer(tmp_path, "--lr", "0.2", sleep=0.01) as t:
         pilot = RulesAutopilot(HotcbTools(tmp_path, source="rule", actor="rules"), cfg)
         ops = run_until(pilot, t, lambda led: [e for e in rule_ops(led, "divergence") if e["decision"] == "applied"])
@@ -58,16 +59,20 @@ def test_divergence_cuts_lr(tmp_path):
 
 
 def test_nan_rolls_back_to_snapshot_then_cuts_lr(tmp_path):
-    # trainer: from step 60 the loss is NaN while lr > 0.6 x the initial lr; snapshots every 20 steps.
+    # trainer: from step 60 the loss is NaN while lr > 0.6 x the initial lr. In auto mode the rules
+    # enable the kernel's rescue, which rolls back and cuts lr at the NaN step, as one decision.
     with Trainer(tmp_path, "--nan-at", "60", "--checkpoint-every", "20", sleep=0.02) as t:
-        pilot = RulesAutopilot(HotcbTools(tmp_path, source="rule", actor="rules"))
-        run_until(pilot, t, lambda led: [e for e in rule_ops(led, "non_finite") if e["decision"] == "applied"
-                                         and e["op"] == "set_params"], what="nan lr cut")
-        rollback = [e for e in rule_ops(t.ledger(), "non_finite", "core") if e["op"] == "rollback"]
-        assert rollback and rollback[0]["decision"] == "applied"
-        assert rollback[0]["payload"]["restored_step"] <= 60
-        cut = [e for e in rule_ops(t.ledger(), "non_finite") if e["op"] == "set_params"][0]
+        pilot = RulesAutopilot(HotcbTools(tmp_path, source="rule", actor="rules"),
+                               RulesConfig.from_dict({"probe": False}))
+        found = run_until(pilot, t, lambda led: [e for e in rule_ops(led, "rescue", "rescue")
+                                                 if e["op"] == "rollback"], what="rescue rollback")
+        enable = [e for e in rule_ops(t.ledger(), "rescue", "rescue") if e["op"] == "enable"]
+        assert enable and enable[0]["decision"] == "applied" and enable[0]["step"] < 60
+        cut = found[0]
+        assert cut["decision"] == "applied" and cut["step"] == 61  # the first NaN loss is logged at step 61
+        assert cut["payload"]["restored_step"] <= 60
         assert cut["payload"]["lr"]["new"] == pytest.approx(0.005)
+        assert not rule_ops(t.ledger(), "non_finite")  # the rule defers to the rescue
         # Training recovers: finite losses again after the cut.
         wait_for(lambda: [m for m in t.metrics() if m["step"] > cut["step"] + 5
                           and isinstance(m["metrics"]["train_loss"], float)], 60, what="finite loss after the cut")
@@ -75,7 +80,7 @@ def test_nan_rolls_back_to_snapshot_then_cuts_lr(tmp_path):
 
 def test_nan_without_snapshots_cuts_lr_and_alerts(tmp_path):
     with Trainer(tmp_path, "--nan-at", "30", sleep=0.02) as t:
-        pilot = RulesAutopilot(HotcbTools(tmp_path, source="rule", actor="rules"))
+        pilot = RulesAutopilot(HotcbTools(tmp_path, source="rule", actor="rules"), RulesConfig.from_dict({"rescue": False}))
         run_until(pilot, t, lambda led: [e for e in rule_ops(led, "non_finite") if e["decision"] == "applied"])
         assert not rule_ops(t.ledger(), "non_finite", "core")
     alerts = HotcbTools(tmp_path).call("list_alerts", {})["alerts"]
@@ -126,3 +131,25 @@ def test_rules_file_is_data_only(tmp_path):
         p.write_text(bad)
         with pytest.raises((ValueError, yaml.YAMLError)):
             RulesConfig.load(p)
+
+
+def test_an_int_knob_halved_by_a_rule_stays_an_int(tmp_path):
+    # Knobs publish their type as "int" (ActuatorType.INT.value); a rule halving 5 sends 3 (an int,
+    # rounded toward the live value so the guard's x0.5 limit holds), not 2.5.
+    from hotcb import HotKernel
+    from hotcb.actuators.actuator import ActuatorType, HotcbActuator
+    from hotcb.actuators.state import MutableState
+
+    box = {"accum": 5}
+    knob = HotcbActuator("accum", ActuatorType.INT, apply_fn=lambda v, env: box.update(accum=v),
+                         read_fn=lambda: box["accum"], min=1, max=64, group="train")
+    kernel = HotKernel(tmp_path, mutable_state=MutableState([knob]), status_interval_s=0.0)
+    tools = HotcbTools(tmp_path, source="rule", actor="plateau", wait_s=0)
+    op = resolve(Action(knob="accum", factor=0.5), tools.call("describe_actuators", {}))
+    assert op["params"] == {"accum": 3} and isinstance(op["params"]["accum"], int)
+    tools.call("apply_op", {**op, "reason": "rule plateau: halve accum"})
+    kernel.apply(env={"step": 1})
+    kernel.close()
+    entry = [e for e in read_jsonl(tmp_path / "hotcb.applied.jsonl") if e["module"] == "train"][0]
+    assert entry["decision"] == "applied" and entry["payload"]["accum"] == {"old": 5, "new": 3}
+    assert box["accum"] == 3 and isinstance(box["accum"], int)

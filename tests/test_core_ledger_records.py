@@ -38,7 +38,7 @@ def test_raising_callback_is_attributed_to_its_loader_and_itself(run_dir: Path, 
     loop.close()
     [e] = failures(loop)
     assert (e["source"], e["actor"], e["id"], e["op"]) == (source, "bad", "bad", "handle")
-    # The ledger filters find it under the loader's source (a SPEC source, never "kernel").
+    # The ledger filters find it under the loader's source (a documented source, never "kernel").
     assert filter_entries(loop.ledger(), source=source, decision="failed") == [e]
 
 

@@ -1,4 +1,4 @@
-"""Every bad input gets one ledger decision with a reason, and training goes on (SPEC section 2).
+"""Every bad input gets one ledger decision with a reason, and training goes on (docs/core.md).
 
 Each test drives a real torch training loop with a real kernel (tests/support/core_loop.py).
 """

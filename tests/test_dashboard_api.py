@@ -164,7 +164,7 @@ def test_live_channel_sends_a_snapshot_then_only_new_points(tmp_path: Path, wake
     for step in range(1, 51):  # a finished run's history...
         append_line(run / "hotcb.metrics.jsonl", {"step": step, "wall_time": time.time(), "metrics": {"loss": 1.0 / step}})
     with ServeProcess(run, *WAKES[wake]) as srv, \
-            httpx.stream("GET", srv.url + "/api/live", timeout=60) as resp:
+            httpx.stream("GET", srv.url + "/api/live", headers=srv.auth(), timeout=60) as resp:
         assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
         events = sse_events(resp)
         snap = next(events)
@@ -188,7 +188,7 @@ def test_live_channel_sends_a_snapshot_then_only_new_points(tmp_path: Path, wake
 def test_live_channel_pushes_ledger_rows_of_actions(trained: tuple[Trainer, TestClient]) -> None:
     trainer, _ = trained
     with ServeProcess(trainer.run_dir, "--set", "live.poll_ms=50") as srv, \
-            httpx.stream("GET", srv.url + "/api/live", timeout=60) as resp:
+            httpx.stream("GET", srv.url + "/api/live", headers=srv.auth(), timeout=60) as resp:
         events = sse_events(resp)
         snap = next(events)
         before = {e["cmd_id"] for e in snap["ledger"]["entries"]}
@@ -216,7 +216,7 @@ def test_live_channel_sends_points_that_arrive_late(trained: tuple[Trainer, Test
     trainer, _ = trained
     metrics_file = trainer.run_dir / "hotcb.metrics.jsonl"
     with ServeProcess(trainer.run_dir, "--set", "live.poll_ms=50") as srv, \
-            httpx.stream("GET", srv.url + "/api/live", timeout=60) as resp:
+            httpx.stream("GET", srv.url + "/api/live", headers=srv.auth(), timeout=60) as resp:
         events = sse_events(resp)
         snap = next(events)
         assert snap["type"] == "snapshot"
@@ -270,7 +270,7 @@ def test_replay_through_the_api_takes_recipe_content_not_paths(trained: tuple[Tr
 
     st = wait_for(lambda: (s := replay_status())["freeze_mode"] == "replay_adjusted" and s, 60, what="replay on")
     assert st["status"] == {"total": 1, "fired": 0, "late": 0, "next_step": far, "done": False}
-    with ServeProcess(trainer.run_dir) as srv, httpx.stream("GET", srv.url + "/api/live", timeout=60) as resp:
+    with ServeProcess(trainer.run_dir) as srv, httpx.stream("GET", srv.url + "/api/live", headers=srv.auth(), timeout=60) as resp:
         snap = next(sse_events(resp))
         assert snap["replay"]["freeze_mode"] == "replay_adjusted" and snap["replay"]["status"]["next_step"] == far
         assert snap["rules"]["rules"] == []

@@ -78,7 +78,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> Iterator
             page = browser.new_page(viewport={"width": 1600, "height": 1250})
             page.set_default_timeout(WAIT_MS)
             ui = Page(page, trainer, srv.url)
-            page.goto(srv.url + "/")
+            page.goto(srv.page_url)
             page.wait_for_selector("body[data-ready='1']")
             yield ui
             browser.close()
@@ -106,6 +106,15 @@ def test_page_loads_and_a_chart_draws(ui: Page) -> None:
     # the status bar tells the step and the speed
     assert re.search(r"\d+ / 100000", page.text_content("#status"))
     assert not ui.errors, ui.errors
+
+
+def test_weight_knobs_that_span_decades_have_log_sliders(ui: Page) -> None:
+    """A loss weight of 1 in 0..100 sits mid-slider (a decade scale), not pinned at the left."""
+    page = ui.page
+    weight = page.wait_for_selector(".knob[data-key='mse_w'] input[type=range]")
+    assert weight.get_attribute("data-scale") == "log"
+    assert 490 <= int(weight.input_value()) <= 510  # log10(1) is the middle of 0.01..100
+    assert page.get_attribute(".knob[data-key='lr'] input[type=range]", "data-scale") == "log"
 
 
 def test_lr_control_shows_live_value_and_a_change_lands_as_human(ui: Page) -> None:
@@ -214,7 +223,7 @@ def test_recipe_editor_moves_an_op(ui: Page) -> None:
     row.query_selector("input").fill("95000")
     row.query_selector("button:has-text('Move')").click()
     page.wait_for_selector(f"#schedule tr[data-cmd='{cmd}'][data-step='95000'] td:first-child:has-text('95000')")
-    assert pending(trainer)[cmd] == 95000
+    wait_for(lambda: pending(trainer).get(cmd) == 95000, 60, what="the move saved in the schedule")  # on state
     move = wait_for(lambda: ledger_entry(trainer, module="core", op="reschedule", decision="applied"), 60, what="move")
     assert move["source"] == "human" and move["params"] == {"cmd_id": cmd, "at_step": 95000}
 
@@ -226,7 +235,7 @@ def test_recipe_editor_cancels_an_op(ui: Page) -> None:
     row.query_selector("button:has-text('Cancel')").click()
     page.wait_for_selector(f"#schedule tr[data-cmd='{cmd}']", state="detached")
     page.wait_for_selector(f"#recipe .tl-op[data-cmd='{cmd}']", state="detached")
-    assert cmd not in pending(trainer)
+    wait_for(lambda: cmd not in pending(trainer), 60, what="the cancel saved in the schedule")
     cancel = wait_for(lambda: ledger_entry(trainer, module="core", op="cancel", decision="applied"), 60, what="cancel")
     assert cancel["source"] == "human" and cancel["params"] == {"cmd_id": cmd}
 

@@ -13,15 +13,19 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 import httpx
 import pytest
 
-URL_RE = re.compile(r"at (http://\S+?:(\d+))/")
+URL_RE = re.compile(r"at (http://\S+?:(\d+))/(?:\?token=(\S+))?")
 
 
 class ServeProcess:
-    """``python -m hotcb.cli serve --dir RUN --port 0 ...``; ``url`` once it listens."""
+    """``python -m hotcb.cli serve --dir RUN --port 0 ...``; ``url`` once it listens.
+
+    ``token``: the one the server generated (read from the URL it prints, as a user would) or
+    the one passed with ``--token``; ``get``/``post`` send it unless told otherwise (``auth=False``)."""
 
     def __init__(self, run_dir: str | os.PathLike[str], *args: str, env: dict[str, str] | None = None,
                  timeout: float = 60.0):
@@ -30,6 +34,7 @@ class ServeProcess:
                                      env={**os.environ, **(env or {})})
         self.lines: list[str] = []
         self.url: str | None = None
+        self.token: str | None = args[args.index("--token") + 1] if "--token" in args else None
         self._found = threading.Event()
         threading.Thread(target=self._drain, daemon=True).start()
         if not self._found.wait(timeout) or self.url is None:
@@ -43,6 +48,8 @@ class ServeProcess:
             m = URL_RE.search(line)
             if m and self.url is None:
                 self.url = m.group(1)
+                if m.group(3) and self.token is None:  # a generated one (a given one prints as a placeholder)
+                    self.token = unquote(m.group(3))
                 self._found.set()
         self._found.set()
 
@@ -51,11 +58,24 @@ class ServeProcess:
         assert self.url
         return int(self.url.rsplit(":", 1)[1])
 
-    def get(self, path: str, **kw: Any) -> httpx.Response:
-        return httpx.get(self.url + path, timeout=30, **kw)
+    @property
+    def page_url(self) -> str:
+        """The address to open in a browser: the first load with ?token= sets the cookie."""
+        assert self.url
+        return self.url + (f"/?token={quote(self.token, safe='')}" if self.token else "/")
 
-    def post(self, path: str, json: Any = None, **kw: Any) -> httpx.Response:
-        return httpx.post(self.url + path, json=json, timeout=60, **kw)
+    def auth(self, headers: dict[str, Any] | None = None, auth: bool = True) -> dict[str, Any]:
+        out = dict(headers or {})
+        if auth and self.token and not any(k.lower() == "authorization" for k in out):
+            out["Authorization"] = b"Bearer " + self.token.encode()  # bytes: a non-ASCII token as UTF-8
+        return out
+
+    def get(self, path: str, *, headers: dict[str, str] | None = None, auth: bool = True, **kw: Any) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=30, headers=self.auth(headers, auth), **kw)
+
+    def post(self, path: str, json: Any = None, *, headers: dict[str, str] | None = None, auth: bool = True,
+             **kw: Any) -> httpx.Response:
+        return httpx.post(self.url + path, json=json, timeout=60, headers=self.auth(headers, auth), **kw)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

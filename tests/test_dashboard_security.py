@@ -75,10 +75,10 @@ TRAVERSALS = [
 def test_path_traversal_is_refused(tmp_path: Path) -> None:
     with ServeProcess(tmp_path) as srv:
         for path in TRAVERSALS:
-            status, body = raw_get(srv.port, path)
+            status, body = raw_get(srv.port, path, srv.auth())
             assert status in (400, 404, 405), (path, status)
             assert b"root:" not in body and b"import " not in body, path
-        status, _ = raw_get(srv.port, "/static/js/main.js")
+        status, _ = raw_get(srv.port, "/static/js/main.js", srv.auth())
         assert status == 200  # the same route serves what is shipped
 
 
@@ -112,7 +112,7 @@ def test_foreign_origin_and_rebinding_are_refused(tmp_path: Path) -> None:
         r = httpx.get(own + "/api/config", headers={"Host": "evil.example"}, timeout=30)
         assert r.status_code == 403
         # the page's own origin is fine, on the live channel too
-        with httpx.stream("GET", own + "/api/live", headers={"Origin": own}, timeout=30) as resp:
+        with httpx.stream("GET", own + "/api/live", headers=srv.auth({"Origin": own}), timeout=30) as resp:
             assert resp.status_code == 200
             first = next(line for line in resp.iter_lines() if line.startswith("data: "))
             assert '"type":"snapshot"' in first
@@ -120,7 +120,7 @@ def test_foreign_origin_and_rebinding_are_refused(tmp_path: Path) -> None:
 
 def test_token_guards_live_channel_on_real_server(tmp_path: Path) -> None:
     with ServeProcess(tmp_path, "--token", TOKEN) as srv:
-        assert srv.get("/api/live").status_code == 401
+        assert srv.get("/api/live", auth=False).status_code == 401
         with httpx.stream("GET", srv.url + "/api/live", cookies={COOKIE: TOKEN}, timeout=30) as resp:
             assert resp.status_code == 200
 
@@ -172,7 +172,7 @@ def test_odd_token_cookie_opens_the_live_channel(tmp_path: Path) -> None:
         r = srv.get("/?token=" + quote(ODD_TOKEN, safe=""), follow_redirects=False)
         assert r.status_code == 303
         cookie = r.headers["set-cookie"].split(";", 1)[0]
-        assert srv.get("/api/live?token=" + quote(ODD_TOKEN, safe="")).status_code == 401  # the API takes no ?token=
+        assert srv.get("/api/live?token=" + quote(ODD_TOKEN, safe=""), auth=False).status_code == 401  # the API takes no ?token=
         with httpx.stream("GET", srv.url + "/api/live", headers={"Cookie": cookie}, timeout=30) as resp:
             assert resp.status_code == 200
             first = next(line for line in resp.iter_lines() if line.startswith("data: "))

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from hotcb.demos import synthetic_images
@@ -56,3 +60,58 @@ def test_demo_without_dir_uses_a_fresh_run_directory_not_the_cwd(tmp_path):
     assert not list(tmp_path.glob("hotcb.*"))
     run_dir = r.stderr.split("run dir ", 1)[1].split(",", 1)[0]
     assert json.loads((Path(run_dir) / "hotcb.status.json").read_text())["step"] == 5
+
+
+def _lines_until(proc: subprocess.Popen, pattern: str, seen: list[str]) -> re.Match:
+    """Read the demo's stdout line by line until one matches (the wait is on its output)."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen.append(line)
+        m = re.search(pattern, line)
+        if m:
+            return m
+    raise AssertionError(f"demo ended before {pattern!r}:\n" + "".join(seen[-40:]))
+
+
+def test_demo_with_a_busy_port_serves_the_url_it_prints_and_stays_up(tmp_path):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTCB_AI_")}
+    proc = subprocess.Popen([sys.executable, "-m", "hotcb.cli", "demo", "--dir", str(tmp_path), "--max-steps", "120",
+                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    seen: list[str] = []
+    try:
+        url = _lines_until(proc, r"dashboard at (http://\S+)", seen).group(1)
+        assert f":{port}/" not in url and "?token=" in url
+        with httpx.Client(timeout=60, follow_redirects=True) as c:  # the URL as printed logs the browser in (cookie)
+            assert c.get(url).status_code == 200
+            assert c.get(url.split("/?", 1)[0] + "/api/config").json()["run"] == tmp_path.name
+        # a live line, then the summary; the dashboard stays up after training ends
+        at = int(_lines_until(proc, r"at step (\d+) a scheduled mishap sets lr to ", seen).group(1))
+        _lines_until(proc, r"step \d+/120 \| loss", seen)
+        _lines_until(proc, r"press Ctrl-C to quit", seen)
+        out = "".join(seen)
+        assert "final: step 120/120" in out and "None" not in out
+        with httpx.Client(timeout=60, follow_redirects=True) as c:
+            assert c.get(url).status_code == 200
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(120) == 0
+        with pytest.raises(httpx.TransportError):
+            httpx.get(url, timeout=10)
+    finally:
+        busy.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # the story in the ledger: the scheduled mishap, by the demo's "teammate", with its reason
+    mishap = [e for e in read_jsonl(tmp_path / "hotcb.applied.jsonl") if e.get("actor") == "demo-mishap"]
+    assert mishap and mishap[0]["decision"] == "applied" and mishap[0]["step"] == at
+    assert "scheduled mishap" in mishap[0]["reason"]
+    # ...and the autopilot's answer after it (the kernel's rescue, enabled by the rules in auto)
+    rescued = [e for e in read_jsonl(tmp_path / "hotcb.applied.jsonl")
+               if e.get("source") == "rule" and e.get("decision") == "applied" and (e.get("step") or 0) >= at
+               and e.get("op") == "rollback"]
+    assert rescued and rescued[0]["payload"]["lr"]["new"] < mishap[0]["payload"]["lr"]["new"]
+    assert "what happened:" in out

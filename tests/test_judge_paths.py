@@ -233,3 +233,38 @@ def test_human_started_replay_stays_trusted(run_dir: Path) -> None:
     assert e["decision"] == "applied" and e["acting_for"] == "human"
     assert json.loads((run_dir / "hotcb.status.json").read_text())["freeze_source"] == "human"
     lp.close()
+
+
+@pytest.mark.slow
+def test_dashboard_human_cannot_load_code_from_outside(run_dir: Path, tmp_path: Path) -> None:
+    """Item 3, through a real ``hotcb serve`` with its token (a human caller) and a live trainer:
+    ``subprocess:Popen`` is refused by the judge at once, and the kernel records the refusal."""
+    from tests.test_dashboard_proc import ServeProcess
+
+    marker = tmp_path / "pwned"
+    load = {"module": "cb", "op": "load", "id": "x", "reason": "probe", "target": POPEN,
+            "params": {"args": ["sh", "-c", f"touch {marker}"]}}
+    with Trainer(run_dir, steps=100000, sleep=0.01) as trainer, ServeProcess(run_dir) as srv:
+        trainer.wait_step(5)
+        r = srv.post("/api/tools/apply_op", load)
+        assert r.status_code == 409 and "not an allowed callback module" in r.json()["error"]
+        cmd_id = r.json()["error"].rsplit("cmd_id ", 1)[1].rstrip(")")
+        e = _decision(run_dir, cmd_id)
+        assert e["decision"] == "rejected" and e["source"] == "human"
+        trainer.wait_step(trainer.status()["step"] + 10)
+        assert trainer.alive()
+    assert not marker.exists()
+
+
+def test_every_core_op_has_one_handler_and_kernel_options_are_typed(run_dir: Path) -> None:
+    """Core ops are a table (one handler per op); the kernel's options are KernelConfig's fields."""
+    from hotcb import HotKernel, KernelConfig
+    from hotcb.core_ops import CORE_HANDLERS, CoreOps
+    from hotcb.ops import CORE_OPS
+
+    assert set(CORE_HANDLERS) == set(CORE_OPS) and all(hasattr(CoreOps, h) for h in CORE_HANDLERS.values())
+    with pytest.raises(TypeError, match="unknown options"):
+        HotKernel(run_dir, checkpoint_evry=5)
+    k = HotKernel(run_dir, config=KernelConfig(max_steps=7), checkpoint_every=3)
+    assert (k.config.max_steps, k.config.checkpoint_every, k.max_steps) == (7, 3, 7)
+    k.close()

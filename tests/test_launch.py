@@ -72,7 +72,8 @@ def test_launch_handle_drives_the_run_and_the_rules_act(tmp_path, tiny):
         assert res["decision"] == "applied" and res["changes"]["lr"]["new"] == pytest.approx(0.02)
         try:
             led = wait_for(lambda: [e for e in read_jsonl(h.run_dir / "hotcb.applied.jsonl")
-                                    if e.get("source") == "rule" and e["decision"] == "applied"], 120, 0.2,
+                                    if e.get("source") == "rule" and e["decision"] == "applied"
+                                    and e.get("module") == "opt"], 120, 0.2,  # not the rescue's enable
                            "the plateau rule acting in the launched run")
         except AssertionError:
             rules = h.pilot._rules.get("auto")
@@ -109,3 +110,15 @@ def test_bad_train_fn_fails_cleanly(tmp_path):
     h = launch("no_such_module_xyz:train", tmp_path / "run", max_steps=10, autopilot=None)
     assert h.wait(timeout=120) != 0
     assert "no_such_module_xyz" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_cli_launch_says_which_mode_runs_and_sums_up(tmp_path, tiny):
+    """ai_auto without a key: the terminal says the rules run instead, and what was done at the end."""
+    run = tmp_path / "run"
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("HOTCB_AI_")}
+    r = subprocess.run([sys.executable, "-m", "hotcb.cli", "launch", "--train-fn", f"{tiny}:train", "--dir", str(run),
+                        "--max-steps", "30", "--autopilot", "ai_auto"], capture_output=True, text=True, timeout=300,
+                       env=env)
+    assert r.returncode == 0, r.stderr
+    assert "autopilot ai_auto (running: rules;" in r.stderr and "HOTCB_AI_KEY" in r.stderr
+    assert "hotcb: final: step 30/30" in r.stderr

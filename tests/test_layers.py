@@ -1,4 +1,4 @@
-"""Imports point one way (SPEC section 1): core <- mcp_server <- {agent, dashboard} <- evals."""
+"""Imports point one way (README, docs/core.md): core <- mcp_server <- {agent, dashboard} <- evals."""
 
 from __future__ import annotations
 

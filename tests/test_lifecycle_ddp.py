@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
 from hotcb import HotKernel, loss_actuators, mutable_state, optimizer_actuators
@@ -20,6 +19,7 @@ from hotcb.client import send_command
 from hotcb.distributed import attach
 from hotcb.ops import make_command
 from tests.support.proc import read_jsonl
+from tests.support.spawn import spawn
 
 STEPS = 14
 
@@ -83,7 +83,7 @@ def worker(rank: int, world: int, port: int, run_dir: str, out_dir: str, late: b
 
 @pytest.mark.parametrize("late", [False, True], ids=["kernel_after_init", "kernel_before_init"])
 def test_two_ranks_apply_the_same_ops_at_the_same_step(run_dir, tmp_path, late):
-    mp.spawn(worker, args=(2, _free_port(), str(run_dir), str(tmp_path), late), nprocs=2, join=True)
+    spawn(worker, (2, _free_port(), str(run_dir), str(tmp_path), late), nprocs=2)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     assert r0["is_writer"] and not r1["is_writer"]
     # Same knob trajectory on both ranks, step for step.

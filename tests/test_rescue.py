@@ -42,7 +42,7 @@ def test_human_lr_spike_is_rolled_back_and_cut_weights_equal_the_snapshot(tmp_pa
     assert entry["decision"] == "applied" and entry["source"] == "rule" and entry["actor"] == "rescue"
     assert 0 < entry["step"] - spiked_at <= 6  # within a few steps of the blow-up
     assert entry["payload"]["lr"]["old"] == pytest.approx(1.0)
-    assert entry["payload"]["lr"]["new"] == pytest.approx(0.01)  # the snapshot's lr: the raise undone
+    assert entry["payload"]["lr"]["new"] == pytest.approx(0.005)  # the raise undone, the snapshot's lr cut
     assert entry["payload"]["restored_step"] < spiked_at
     assert "above the run's level" in entry["reason"] and "roll back to step" in entry["reason"]
     saved = torch.load(dump / "rollback-1.pt", weights_only=True)
@@ -64,13 +64,13 @@ def test_healthy_noisy_run_of_2000_steps_gets_no_divergence_action(tmp_path):
 
 
 def test_a_run_far_too_low_gets_its_lr_raised(tmp_path):
-    with Trainer(tmp_path, "--rescue", "--lr", "0.0005", steps=400, sleep=0.0) as t:
+    with Trainer(tmp_path, "--rescue", "--lr", "0.0001", steps=400, sleep=0.0) as t:  # 100x too low
         wait_for(lambda: not t.alive(), 300, what="the run to finish")
     raises = [e for e in t.ledger() if e.get("actor") == "probe" and e["decision"] == "applied"
               and e["payload"]["lr"]["new"] > e["payload"]["lr"]["old"]]
     assert raises, t.ledger()
     assert raises[0]["source"] == "rule" and "lr probe" in raises[0]["reason"]
-    assert max(e["payload"]["lr"]["new"] for e in raises) >= 0.002  # at least two doublings
+    assert max(e["payload"]["lr"]["new"] for e in raises) >= 0.0004  # at least two doublings
     assert rescue_entries(t.ledger()) == []
 
 

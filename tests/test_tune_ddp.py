@@ -24,7 +24,6 @@ pytest.importorskip("optuna")
 torch = pytest.importorskip("torch")
 
 import torch.distributed as dist  # noqa: E402
-import torch.multiprocessing as mp  # noqa: E402
 from torch import nn  # noqa: E402
 
 from hotcb import GuardConfig, HotKernel, HotOp, mutable_state, optimizer_actuators  # noqa: E402
@@ -32,6 +31,7 @@ from hotcb.client import send_command  # noqa: E402
 from hotcb.distributed import attach  # noqa: E402
 from hotcb.ops import make_command  # noqa: E402
 from tests.support.proc import read_jsonl  # noqa: E402
+from tests.support.spawn import spawn  # noqa: E402
 
 STEPS = 150
 DISABLE_FROM = 80  # rank 0 disables tune at the first step from here with a trial in flight
@@ -129,7 +129,7 @@ def _changes(seen: list[tuple[int, float]], lr0: float) -> list[int]:
 def test_rank0_decides_and_every_rank_applies_the_same_tune_changes_at_the_same_step(run_dir: Path,
                                                                                     tmp_path: Path) -> None:
     for phase in (1, 2):
-        mp.spawn(worker, args=(2, _free_port(), str(run_dir), str(tmp_path), phase), nprocs=2, join=True)
+        spawn(worker, (2, _free_port(), str(run_dir), str(tmp_path), phase), nprocs=2)
     ledger = read_jsonl(run_dir / "hotcb.applied.jsonl")
     ids = [e["cmd_id"] for e in ledger]
     assert len(ids) == len(set(ids))  # one writer: every op recorded once

@@ -72,7 +72,12 @@ def test_a_crash_mid_trial_is_undone_once_after_the_ledger_restores_the_trial_va
     out = tmp_path / "crash.json"
     p = mp.get_context("spawn").Process(target=crash_worker, args=(str(run_dir), str(out)))
     p.start()
-    p.join(120)
+    try:
+        p.join(120)
+    finally:  # never left running (a timeout, a failed assert): the suite must be able to exit
+        if p.is_alive():
+            p.kill()
+            p.join(30)
     assert p.exitcode == 3
     info = json.loads(out.read_text())
     n, step, before = info["number"], info["step"], info["before"]["lr"]

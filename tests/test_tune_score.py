@@ -89,3 +89,16 @@ def test_search_space_respects_bounds_the_guard_and_types() -> None:
                                     descs, guard)
     assert [s.key for s in space] == ["lr"] and space[0].hi == 0.05 and space[0].max_step == 1.2
     assert any("betas" in p for p in problems) and any("nope" in p for p in problems)
+
+
+def test_a_momentum_like_knob_steps_on_its_complement() -> None:
+    from hotcb.modules.tune_recipe import KnobSpace
+
+    # momentum 0.9 acts through 1 - 0.9: a x2 step is 0.8 .. 0.95, not 0.45 .. 0.99999.
+    k = KnobSpace("momentum", "opt", 0.0, 0.99999, False, 2.0, 10)
+    lo, hi = k.window(0.9)
+    assert lo == pytest.approx(0.8, abs=1e-3) and hi == pytest.approx(0.95, abs=1e-3)
+    lo, hi = k.window(0.3)  # below 0.5 the value itself is what matters: the plain ratio
+    assert lo == pytest.approx(0.15, abs=1e-3) and hi == pytest.approx(0.6, abs=1e-3)
+    wd = KnobSpace("weight_decay", "opt", 0.0, 1.0, False, 2.0, 10)
+    assert wd.window(5e-4) == pytest.approx((5e-4 / 1.999, 5e-4 * 1.999))

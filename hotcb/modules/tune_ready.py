@@ -6,9 +6,9 @@ guard's cooldown) and the recipe's risk limits still allow one; until then tune 
 Where the kernel knows the run's length (``max_steps``), no active trial starts unless it can be
 scored at least one horizon before the end, so the run's last stretch trains on settled values.
 
-The objective's first reports are kept (``start_level``): a run whose objective is no better than
-at its start is at chance (a classifier that learned nothing) or broken, and tune accepts nothing
-there; a trial is judged against a working network or not at all.
+The objective's first reports are kept (``start_level``): while the run is still in its first
+descent from that level, learning on its own, no trial starts (it would cost the run the most
+and be judged against the steepest trend).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections import deque
 from typing import Any
 
 from .tune_recipe import DEFAULT_OBJECTIVES, KnobSpace
-from .tune_score import Point
+from .tune_score import Point, fit_trend
 from .tune_space import _to_float
 from .tune_trial import NEVER
 
@@ -89,14 +89,18 @@ class ReadyMixin:
             return None
         return sum(v for _, v in first) / len(first)
 
-    def no_progress(self, level: float) -> bool:
-        """Whether ``level`` of the objective is no better than its start: within 10% of the
-        start level, or worse (the run is at chance or broken)."""
+    def still_starting(self, pre: list[Point]) -> bool:
+        """Whether the run is still in its first descent: the objective within 10% of its start
+        level and improving on its own (a significant slope). A trial there costs the run the
+        most and is judged against the steepest trend; tune waits until the run is under way.
+        (Flat at the start level is another matter: a stuck run, which a trial may unstick.)"""
         start = self.start_level()
-        if start is None or not math.isfinite(level):
-            return not math.isfinite(level)
-        gain = (start - level) if self.recipe.direction == "minimize" else (level - start)
-        return gain < 0.1 * abs(start)
+        if start is None or len(pre) < 2:
+            return False
+        trend = fit_trend(pre)
+        sign = 1.0 if self.recipe.direction == "minimize" else -1.0
+        gain = sign * (start - trend.mean_y)
+        return gain < 0.1 * abs(start) and sign * trend.slope < 0
 
     def _limits_reached(self, step: int = 0) -> str | None:
         r = self.recipe

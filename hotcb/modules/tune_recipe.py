@@ -19,10 +19,11 @@ A recipe (YAML or JSON; every key optional)::
       lr: {min: 1.0e-4, max: 0.3, scale: log, max_rel_step: 1.5}
     risk:
       abort_worsening: 0.5       # roll back early when the segment is 50% worse than the trend
+      abort_z: 3.0               # ... or, from a quarter horizon on, worse than it by 3 standard errors
       max_trials: null
       max_consecutive_rollbacks: null
-      restore_weights: worse     # a rejected trial's weights go back: worse (measurably worse than the
-                                 # trend), rejected (every rejected trial) or never (knobs only)
+      restore_weights: worse     # a rejected trial's weights go back: worse (when it left the network
+                                 # worse than it found it), rejected (always) or never (knobs only)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any
 import yaml
 
 from ..actuators.actuator import ValueRefused
+from ..guard import knob_limits
 
 MODES = ("off", "observe", "suggest", "active")
 SAMPLERS = ("tpe", "random")
@@ -57,6 +59,7 @@ class KnobRecipe:
 @dataclass
 class RiskLimits:
     abort_worsening: float | None = 0.5
+    abort_z: float | None = 3.0
     max_trials: int | None = None
     max_consecutive_rollbacks: int | None = None
     restore_weights: str = "worse"
@@ -182,8 +185,9 @@ def parse_recipe(raw: Any) -> TuneRecipe:
     if risk is not None:
         if not isinstance(risk, dict) or set(risk) - set(RiskLimits.__dataclass_fields__):
             raise ValueRefused(f"tune recipe: risk keys are {sorted(RiskLimits.__dataclass_fields__)}")
-        if "abort_worsening" in risk:
-            r.risk.abort_worsening = _num(risk, "abort_worsening", lo=0.0, strict_lo=True, nullable=True)
+        for key in ("abort_worsening", "abort_z"):
+            if key in risk:
+                setattr(r.risk, key, _num(risk, key, lo=0.0, strict_lo=True, nullable=True))
         for key in ("max_trials", "max_consecutive_rollbacks"):
             if key in risk:
                 setattr(r.risk, key, _num(risk, key, integer=True, lo=1, nullable=True))
@@ -223,10 +227,16 @@ class KnobSpace:
 
         From 0 (a knob that is "off", e.g. weight_decay) there is no ratio to step by: a trial
         tries the bottom of the range, ``lo .. lo * max_step``, which needs ``lo > 0`` (on either
-        scale). Whether tune may then put it back to 0 is the guard's call (``TuneModule``)."""
+        scale). Whether tune may then put it back to 0 is the guard's call (``TuneModule``).
+
+        A knob kept in [0, 1] and above 0.5 (momentum, an EMA decay) acts through ``1 - value``
+        (momentum 0.9 -> 0.45 multiplies SGD's effective step by 5.5): it steps by the ratio on
+        that complement, 0.9 -> 0.8 .. 0.95, which is also inside the guard's ratio on the value."""
         # A hair inside the step so float rounding never trips the guard's ratio check.
         s = 1.0 + (self.max_step - 1.0) * 0.999
-        if value > 0:
+        if 0.0 <= self.lo and self.hi <= 1.0 and 0.5 < value < 1.0 and not self.log:
+            lo, hi = max(self.lo, 1.0 - (1.0 - value) * s), min(self.hi, 1.0 - (1.0 - value) / s)
+        elif value > 0:
             lo, hi = max(self.lo, value / s), min(self.hi, value * s)
         elif value < 0:
             lo, hi = max(self.lo, value * s), min(self.hi, value / s)
@@ -239,15 +249,6 @@ class KnobSpace:
         if not (lo < hi) or (self.log and lo <= 0):
             return None
         return lo, hi
-
-
-def _guard_limits(desc: dict[str, Any], guard: Any) -> tuple[float | None, int]:
-    """The guard's ratio limit and cooldown for a non-human change of this knob (same precedence)."""
-    over = (getattr(guard, "per_knob", None) or {}).get(desc["key"], {})
-    factor = over.get("max_rel_change", desc.get("max_rel_change") or getattr(guard, "max_rel_change", None))
-    cooldown = over.get("cooldown_steps", desc.get("cooldown_steps"))
-    cooldown = getattr(guard, "cooldown_steps", 0) if cooldown is None else cooldown
-    return (float(factor) if factor else None), int(cooldown or 0)
 
 
 def resolve_space(recipe: TuneRecipe, descs: list[dict[str, Any]], guard: Any) -> tuple[list[KnobSpace], list[str]]:
@@ -275,7 +276,7 @@ def resolve_space(recipe: TuneRecipe, descs: list[dict[str, Any]], guard: Any) -
         if log and lo <= 0:
             problems.append(f"{key}: a log scale needs min > 0")
             continue
-        factor, cooldown = _guard_limits(d, guard)
+        factor, cooldown = knob_limits(d, guard)  # the guard's own resolution (per_knob, knob, default)
         step = min(x for x in (kr.max_rel_step, recipe.max_rel_step, factor) if x is not None)
-        out.append(KnobSpace(key, d.get("module", "opt"), float(lo), float(hi), log, step, cooldown))
+        out.append(KnobSpace(key, d.get("module", "opt"), float(lo), float(hi), log, step, int(cooldown or 0)))
     return out, problems

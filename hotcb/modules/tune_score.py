@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..trend import fit_line
+
 Point = tuple[int, float]  # (step, value)
 
 
@@ -38,14 +40,9 @@ class Trend:
 
 def fit_trend(points: list[Point], sig_z: float = 2.0) -> Trend:
     """A least-squares line through ``points`` (n >= 2); keep the slope only if significant."""
-    n = len(points)
-    mx = sum(p[0] for p in points) / n
-    my = sum(p[1] for p in points) / n
-    sxx = sum((p[0] - mx) ** 2 for p in points)
-    sxy = sum((p[0] - mx) * (p[1] - my) for p in points)
-    slope = sxy / sxx if sxx > 0 else 0.0
-    ss = sum((p[1] - (my + slope * (p[0] - mx))) ** 2 for p in points)
-    resid_sd = math.sqrt(ss / (n - 2)) if n > 2 else 0.0
+    line = fit_line(points)
+    n, mx, my, sxx, slope = line.n, line.mean_x, line.mean_y, line.sxx, line.slope
+    resid_sd = math.sqrt(line.ss_resid / (n - 2)) if n > 2 else 0.0
     se_slope = resid_sd / math.sqrt(sxx) if sxx > 0 else math.inf
     if not abs(slope) > sig_z * se_slope:
         slope = 0.0

@@ -7,9 +7,11 @@ against the pre-change trend, tell Optuna, then keep the change or set the knobs
 
 A rejected trial may have hurt the weights, not only the knobs: the registered state is
 snapshotted right before the change (``TrialWeights``) and loaded back with the knobs when the
-trial is undone (``risk.restore_weights``: when it measured worse than the trend, the default; on
-every rejection; or never). Nothing is accepted while the run is at chance or broken, and a
-change still unscored at the run's last step (``max_steps``) is scored with what it has, or undone.
+trial is undone (``risk.restore_weights``: when the trial left the network worse than it found
+it, the default; on every rejection; or never). Nothing is accepted, and no trial starts, while
+the kernel's divergence detector says the run blew up, went non-finite or sits at chance; no
+trial starts while the run is still in its first descent (``still_starting``); a change still
+unscored at the run's last step (``max_steps``) is scored with what it has, or undone.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
+from ..divergence import Verdict
 from ..ops import TUNE, HotOp
 from . import ApplyContext
 from .tune_recipe import KnobSpace
@@ -76,6 +79,13 @@ class TrialMixin:
         pre, why, wait = self._pre_segment(step, space)
         if pre is None:
             return self._wait(step, why, wait)
+        if self.mode == "active":
+            broken = self._broken(sum(v for _, v in pre) / len(pre))
+            if broken is not None:  # nothing could be accepted: a trial would only cost the run
+                return self._wait(step, f"no trial while {broken}", r.horizon)
+            if self.still_starting(pre):
+                return self._wait(step, f"no trial while the run is in its first descent ({self.objective} "
+                                        f"within 10% of its start, {self.start_level():.4g}, and falling)", r.horizon)
         cur = {s.key: float(self.kernel.state.get(s.key).value) for s in space}
         dists = {}
         at_zero = []
@@ -166,14 +176,21 @@ class TrialMixin:
             any(not math.isfinite(v) for _, v in t.post)
             or (len(t.post) >= r.min_points and worse_than(t.pre_level, t.post, r.risk.abort_worsening, r.direction))
         ):
-            return self._finish(ctx, t, aborted=True)
+            return self._finish(ctx, t, aborted=True, why="aborted early by risk.abort_worsening; ")
+        if t.kind == "active" and r.risk.abort_z is not None and step >= t.abort_from \
+                and len(t.post) >= max(r.min_points, r.horizon // 4) and step < t.due:
+            # A clearly worse trial costs the run every step it goes on: stop it as soon as the
+            # evidence is in (a good trial cut short costs only the search a sample).
+            s = score_change(t.pre, t.post, direction=r.direction, accept_z=r.accept_z)
+            if s.improvement < -r.risk.abort_z * s.se:
+                return self._finish(ctx, t, aborted=True, why=f"aborted early by risk.abort_z={r.risk.abort_z:g}; ")
         if step >= t.due and len(t.post) >= r.min_points:
             return self._finish(ctx, t)
         if step >= t.give_up:
             return self._finish(ctx, t, unscorable=True)
 
     def _finish(self, ctx: ApplyContext, t: _Live, aborted: bool = False, unscorable: bool = False,
-                at_end: bool = False) -> None:
+                at_end: bool = False, why: str = "") -> None:
         step, r = ctx.step, self.recipe
         self.trial = None
         self.next_check = step + r.cooldown
@@ -204,7 +221,7 @@ class TrialMixin:
             value = anchor + sign * 10.0 * max(abs(s.pre_score), 1e-3)
         self.study.tell(t.number, value)
         accepted = s.accepted and not aborted and broken is None
-        reason = ending + ("aborted early by risk.abort_worsening; " if aborted else "") + s.reason
+        reason = ending + why + s.reason
         if broken is not None:
             reason += f"; nothing is accepted while {broken}"
         t.record.update(pre_score=s.pre_score, post_score=s.post_score, improvement=s.improvement, se=s.se,
@@ -217,7 +234,7 @@ class TrialMixin:
                 self.consecutive_rollbacks = 0
             else:
                 rolled = self._rollback(ctx, t, reason)
-                if rolled and self._weights_wanted(s, aborted):
+                if rolled and self._weights_wanted(t, s):
                     self._restore_weights(ctx, t)
                 self.rolled_back += int(rolled)
                 self.consecutive_rollbacks += 1
@@ -245,19 +262,29 @@ class TrialMixin:
         """Why no change may be accepted now: the run is diverging or at chance (else None)."""
         if not math.isfinite(level):
             return "the objective is not finite (the run is diverging)"
-        if self.no_progress(level):
-            return (f"the run is at chance or broken ({self.objective} {level:.4g} is no better than its "
-                    f"start, {self.start_level():.4g})")
+        det = getattr(self.kernel.modules.get("rescue"), "detector", None)  # the kernel's divergence detector
+        if det is not None:
+            if det.verdict in (Verdict.BLOWUP, Verdict.NON_FINITE, Verdict.CHANCE):
+                return f"the run's divergence detector says {det.verdict.value} ({det.describe()})"
+            if det.at_chance_since_start():
+                return f"the run's loss sits at chance (ln {det.config.classes}) since its start"
         return None
 
-    def _weights_wanted(self, s: Any, aborted: bool) -> bool:
-        """Whether a rejected trial's weights go back (``risk.restore_weights``)."""
+    def _weights_wanted(self, t: _Live, s: Any) -> bool:
+        """Whether a rejected trial's weights go back (``risk.restore_weights``). ``worse``: only
+        when the trial left the network measurably worse than it found it (the objective after
+        the change against its level just before the change, not projected): a trial that
+        made progress, only less than the old setting would have, keeps what it gained, since
+        the snapshot is further behind still."""
         mode = self.recipe.risk.restore_weights
         if mode == "never":
             return False
-        if mode == "rejected" or aborted or not math.isfinite(s.improvement):
+        if mode == "rejected" or not math.isfinite(s.post_score):
             return True
-        return s.improvement < -self.recipe.accept_z * s.se  # measurably worse than the old setting's trend
+        sign = 1.0 if self.recipe.direction == "minimize" else -1.0
+        tail = [v for _, v in t.pre[-max(self.recipe.min_points, len(t.pre) // 4):]]
+        lost = sign * (s.post_score - sum(tail) / len(tail))  # against the level the snapshot holds
+        return lost > self.recipe.accept_z * s.se
 
     def _restore_weights(self, ctx: ApplyContext, t: _Live) -> None:
         try:

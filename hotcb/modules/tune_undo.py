@@ -13,8 +13,8 @@ from typing import Any
 
 from optuna.trial import TrialState
 
+from ..guard import knob_limits
 from . import ApplyContext
-from .tune_recipe import _guard_limits
 from .tune_space import _to_float
 from .tune_trial import ENDED, NEVER
 
@@ -96,7 +96,7 @@ class UndoMixin:
         for k in keys:
             a = self.kernel.state.get(k)
             if a is not None and a.last_change_step is not None:
-                end = max(end, a.last_change_step + _guard_limits(a.describe(), self.kernel.guard)[1])
+                end = max(end, a.last_change_step + int(knob_limits(a.describe(), self.kernel.guard)[1] or 0))
         return end
 
 

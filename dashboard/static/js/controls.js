@@ -24,14 +24,37 @@ function parseValue(a, raw) {
   return raw;
 }
 
-// Slider position <-> value: log knobs (lr) move by decades, others linearly.
+// How a slider maps to a knob's value. Knobs that span decades move by decades: log_float (lr);
+// a float range above 0 covering 3+ decades; a range from 0 whose top is 50x the value or more
+// (a loss weight of 1 in 0..100 would sit pinned at the far left of a linear slider, while
+// momentum 0.9 in 0..1 stays linear). A range from 0 is logarithmic from max/1e4 up, with the
+// far left exactly 0.
+export function sliderScale(a) {
+  const t = (a.type || '').toLowerCase();
+  if (t === 'log_float' && a.min > 0) return { log: true, floor: a.min, zero: false };
+  if (t === 'float' && a.min >= 0 && a.max > 0) {
+    const floor = a.min > 0 ? a.min : a.max * 1e-4;
+    const v = Math.abs(Number(a.value));
+    const decades = a.min > 0 ? a.max / a.min >= 1000 : Number.isFinite(v) && a.max / Math.max(v, floor) >= 50;
+    if (decades) return { log: true, floor, zero: a.min === 0 };
+  }
+  return { log: false };
+}
+
 function sliderFor(a, number) {
-  const log = (a.type || '').toLowerCase() === 'log_float' && a.min > 0;
-  const lo = log ? Math.log10(a.min) : a.min;
-  const hi = log ? Math.log10(a.max) : a.max;
-  const slider = h('input', { type: 'range', min: 0, max: 1000, step: 1, class: 'slider', 'aria-label': `${a.key} slider` });
-  const toPos = (v) => Math.round(((log ? Math.log10(Math.max(v, a.min)) : v) - lo) / (hi - lo) * 1000);
-  const fromPos = (p) => { const x = lo + (hi - lo) * p / 1000; return log ? 10 ** x : x; };
+  const sc = sliderScale(a);
+  const slider = h('input', { type: 'range', min: 0, max: 1000, step: 1, class: 'slider', 'aria-label': `${a.key} slider`,
+                              'data-scale': sc.log ? 'log' : 'linear' });
+  let toPos, fromPos;
+  if (sc.log) {
+    const lo = Math.log10(sc.floor), hi = Math.log10(a.max), first = sc.zero ? 1 : 0, n = 1000 - first;
+    toPos = (v) => (sc.zero && v < sc.floor ? 0
+      : first + Math.round((Math.log10(Math.max(v, sc.floor)) - lo) / (hi - lo) * n));
+    fromPos = (p) => (sc.zero && p === 0 ? 0 : 10 ** (lo + (hi - lo) * (p - first) / n));
+  } else {
+    toPos = (v) => Math.round((v - a.min) / (a.max - a.min) * 1000);
+    fromPos = (p) => a.min + (a.max - a.min) * p / 1000;
+  }
   slider.addEventListener('input', () => { number.value = String(Number(fromPos(Number(slider.value)).toPrecision(4))); number.dataset.dirty = '1'; });
   number.addEventListener('input', () => { if (Number.isFinite(Number(number.value))) slider.value = String(toPos(Number(number.value))); });
   return { slider, sync: (v) => { if (Number.isFinite(v)) slider.value = String(toPos(v)); } };

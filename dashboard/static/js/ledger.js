@@ -2,10 +2,10 @@
 import { h, $, fmt, replace, badge, describeChange } from './dom.js';
 import { state, on } from './store.js';
 
-const SOURCES = ['all', 'human', 'agent', 'rule', 'tune', 'replay', 'yaml', 'kernel'];
-const DECISIONS = ['all', 'applied', 'rejected', 'failed', 'ignored_freeze', 'ignored_replay'];
+// The sets of sources and decisions come from the server (/api/config: core's enums).
 const filter = { source: 'all', decision: 'all' };
-const DECISION_KIND = { applied: 'good', rejected: 'bad', failed: 'bad', ignored_freeze: 'warn', ignored_replay: 'warn' };
+const DECISION_KIND = { applied: 'good', rejected: 'bad', failed: 'bad' };  // any other decision: 'warn'
+const kindOf = (d) => DECISION_KIND[d] || 'warn';
 
 function select(name, options) {
   const el = h('select', { id: `ledger-${name}`, 'aria-label': `filter by ${name}` },
@@ -22,7 +22,7 @@ function render() {
   },
     h('td', { class: 'num' }, fmt(e.seq)),
     h('td', { class: 'num' }, fmt(e.step)),
-    h('td', {}, badge(e.decision || '?', DECISION_KIND[e.decision])),
+    h('td', {}, badge(e.decision || '?', kindOf(e.decision))),
     h('td', {}, badge(e.source || '?', `src src-${e.source}`)),
     h('td', { class: 'actor' }, e.actor || ''),
     h('td', { class: 'change' }, describeChange(e)),
@@ -35,7 +35,8 @@ function render() {
 }
 
 export function initLedger() {
-  replace($('ledger-filters'), select('source', SOURCES), select('decision', DECISIONS));
+  replace($('ledger-filters'), select('source', ['all', ...state.enums.sources]),
+    select('decision', ['all', ...state.enums.decisions]));
   on('ledger', render);
   render();
 }

@@ -20,6 +20,7 @@ async function boot() {
   state.config = cfg.config;
   state.run = cfg.run;
   state.compareLabel = cfg.compare;
+  state.enums = cfg.enums;
   document.title = `${cfg.run} · ${cfg.config.title}`;
   $('run-name').textContent = cfg.run;
   document.documentElement.style.setProperty('--chart-cols', String(cfg.config.chart.columns));
