@@ -29,6 +29,7 @@ from typing import Any
 from hotcb.mcp_server.registry import TOOLS, ToolError
 from hotcb.prompts import load
 
+from hotcb.guard import GuardConfig, ratio_text
 from hotcb.jsonl import dumps
 
 from . import digest, model_tools, wake_stats
@@ -255,7 +256,9 @@ class LLMAutopilot:
         self._rescue = isinstance(self.tools.status_doc().get("rescue"), dict)
         stances = Stances(findings, describe, self.stats)
         notes = [r.get("text", "") for r in self.state["reasonings"]]
-        system = load("autopilot_system").render() + "\n" + load(f"autopilot_{self.mode}").render()
+        # The guard's numbers as they are in force for this run, never a number written in a file.
+        ratio = ratio_text(GuardConfig.from_dict(describe.get("guard")))
+        system = load("autopilot_system").render(ratio_limit=ratio) + "\n" + load(f"autopilot_{self.mode}").render()
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": system},
             {"role": "user", "content": digest.build(self.tools, why=why, alerts=alerts, notes=notes,

@@ -27,7 +27,7 @@ APPLY_DESCRIPTION = (
     "Change the running training job: a knob (module as listed under Knobs, op set_params, params "
     "{key: value}) or a rollback (module rescue, op rollback, params {}: back to the newest healthy snapshot, "
     "lr cut). The guard "
-    "checks it (bounds, x0.5..x2 per op, cooldown, locks, freeze) and the reply says what the kernel "
+    "checks it (bounds, the per-op ratio limit, cooldown, locks, freeze) and the reply says what the kernel "
     "decided. A reason is required.")
 TRENDS_DESCRIPTION = ("Trends of chosen metrics over a window of recent points (last, min, max, slope, trend, flags, "
                       "forecast), when the digest's are not enough.")

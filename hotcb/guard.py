@@ -53,6 +53,13 @@ class GuardConfig:
         )
 
 
+def ratio_text(config: GuardConfig, factor: float | None = None) -> str:
+    """The per-op limit as people read it ("x0.5..x2"), from the config in force, so prompts and
+    instructions never state a stale number."""
+    f = factor or config.max_rel_change
+    return f"x{1 / f:.3g}..x{f:g}" if f else "no ratio limit"
+
+
 def knob_limits(desc: dict[str, Any], config: GuardConfig) -> tuple[float | None, int]:
     """The per-op ratio limit and the cooldown that bind non-human changes of one knob: the
     guard's ``per_knob`` override first, then the knob's own, then the guard's defaults."""

@@ -36,6 +36,7 @@ from mcp_types import INVALID_PARAMS, CallToolResult, TextContent, ToolAnnotatio
 from pydantic import ConfigDict, Field
 
 from hotcb import prompts as prompt_files
+from hotcb.guard import GuardConfig, ratio_text
 
 from .registry import ToolError, ToolSpec
 from .resources import register_resources, watch_resources
@@ -51,8 +52,9 @@ PROGRESS_EVERY_S = 0.5  # how often a waiting write tool reports progress (when 
 INSTRUCTIONS = (
     "hotcb controls a live PyTorch training run. Read before acting: get_status, read_trends, "
     "describe_actuators. Change knobs with apply_op (one small change, with a reason); every change "
-    "passes the guard (bounds, x0.5..x2 per op for agents, cooldown, human locks, freeze) and is "
-    "recorded in the ledger (read_ledger). Refusals come back as tool errors with the reason."
+    "passes the guard (bounds, a per-op ratio limit for agents -- describe_actuators gives each knob's "
+    "-- cooldown, human locks, freeze) and is recorded in the ledger (read_ledger). Refusals come "
+    "back as tool errors with the reason."
 )
 
 
@@ -231,13 +233,15 @@ class HotcbMCPServer(MCPServer):
             raise MCPError(code=INVALID_PARAMS, message=str(e), data={"name": name}) from e
 
 
-def _prompt(p: prompt_files.Prompt) -> MCPPrompt:
+def _prompt(p: prompt_files.Prompt, guard: Any = None) -> MCPPrompt:
+    """``guard()`` gives the run's GuardConfig in force, rendered into the prompt's {ratio_limit}."""
     declared = {a["name"]: a for a in p.arguments if isinstance(a, dict) and a.get("name")}
 
     def render(**values: Any) -> str:
         # Optional arguments left out still read well: "Goal: not specified" rather than "{goal}".
         filled = {n: a.get("default", "not specified") for n, a in declared.items()}
         filled.update({k: v for k, v in values.items() if k in declared and v not in (None, "")})
+        filled["ratio_limit"] = ratio_text(guard() if guard is not None else GuardConfig())
         return p.render(**filled)
 
     return MCPPrompt(
@@ -297,6 +301,6 @@ def build_server(run_dir: str | os.PathLike[str], *, source: str = "agent", acto
     register_resources(server, tools)
     for p in prompt_files.latest().values():
         if p.mcp:
-            server.add_prompt(_prompt(p))
+            server.add_prompt(_prompt(p, lambda: GuardConfig.from_dict(tools.actuators_doc().get("guard"))))
     server.hotcb_tools = tools  # type: ignore[attr-defined]  # for tests and embedding
     return server

@@ -76,7 +76,7 @@ class KnobTools(ToolsBase):
     def apply_op(self, args: ApplyOpInput) -> ApplyOpOutput:
         """Change the running training job: set knobs (module opt/loss/custom, op set_params, params
         {key: value}), manage callbacks (module cb), or lifecycle (module core: pause, resume,
-        checkpoint, rollback). The guard checks it first (finite, in bounds, at most x0.5..x2 per op
+        checkpoint, rollback). The guard checks it first (finite, in bounds, at most the guard's ratio per op
         for agents, cooldown, locks, freeze); then it waits for the kernel's ledger decision and returns
         old and new values. Refusals come back as errors with the reason. Always give a reason."""
         spec = OpSpec(**args.model_dump(include=set(OpSpec.model_fields)))

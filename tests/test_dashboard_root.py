@@ -109,7 +109,7 @@ def test_root_page_draws_runs_compare_and_map(server: ServeProcess) -> None:
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            page.goto(server.url + "/")
+            page.goto(server.page_url)  # the URL it printed, with its token, as a user opens it
             page.wait_for_selector("body[data-ready=true]", timeout=60_000)
             rows = page.locator(".runs-table tbody tr")
             assert rows.count() == 3

@@ -234,8 +234,9 @@ class TrialMixin:
                 self.consecutive_rollbacks = 0
             else:
                 rolled = self._rollback(ctx, t, reason)
-                if rolled and self._weights_wanted(t, s):
-                    self._restore_weights(ctx, t)
+                if rolled and (broken is not None and self.recipe.risk.restore_weights != "never"
+                               or self._weights_wanted(t, s)):
+                    self._restore_weights(ctx, t)  # on a broken run a trial cannot be judged: back
                 self.rolled_back += int(rolled)
                 self.consecutive_rollbacks += 1
                 if not rolled:  # the trial's values stay live (e.g. a human locked a knob meanwhile)
