@@ -80,7 +80,8 @@ def test_demo_with_a_busy_port_serves_the_url_it_prints_and_stays_up(tmp_path):
     port = busy.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTCB_AI_")}
     proc = subprocess.Popen([sys.executable, "-m", "hotcb.cli", "demo", "--dir", str(tmp_path), "--max-steps", "120",
-                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)  # its own group: a failed test kills the dashboard too
     seen: list[str] = []
     try:
         url = _lines_until(proc, r"dashboard at (http://\S+)", seen).group(1)
@@ -103,7 +104,7 @@ def test_demo_with_a_busy_port_serves_the_url_it_prints_and_stays_up(tmp_path):
     finally:
         busy.close()
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)  # the demo and what it started (trainer, dashboard)
             proc.wait()
     # the story in the ledger: the scheduled mishap, by the demo's "teammate", with its reason
     mishap = [e for e in read_jsonl(tmp_path / "hotcb.applied.jsonl") if e.get("actor") == "demo-mishap"]
