@@ -27,6 +27,7 @@ from .ops import CallbackTarget, CommandError
 # took seconds of a training step to parse). Aliases are refused outright: a 500-byte "billion
 # laughs" file expands to hundreds of MB.
 MAX_DESIRED_BYTES = 64 << 10
+INLINE_DESIRED_BYTES = 1 << 10  # a file this small is parsed at the step (a few ms at most); larger ones off it
 MAX_NODES = 20_000
 
 
