@@ -208,5 +208,9 @@ def launch(train_fn: str, run_dir: str | os.PathLike[str], *, max_steps: int | N
     if autopilot is not None:
         cfg = RulesConfig.load(rules) if isinstance(rules, (str, os.PathLike)) else rules
         pilot = Autopilot(root, mode=autopilot, rules=cfg, ai=ai, interval_s=interval_s, exit_when_done=False)
-    serve_proc, url = start_serve(root, port) if serve else (None, None)
-    return LaunchHandle(root, train, pilot, serve_proc, url, log_file)
+    # The autopilot watches from the first step: it starts before the dashboard, whose start can
+    # take many seconds on a loaded machine (a short run would otherwise end unwatched).
+    handle = LaunchHandle(root, train, pilot, None, None, log_file)
+    if serve:
+        handle.serve, handle.url = start_serve(root, port)
+    return handle
