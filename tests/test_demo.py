@@ -79,7 +79,7 @@ def test_demo_with_a_busy_port_serves_the_url_it_prints_and_stays_up(tmp_path):
     busy.listen(1)
     port = busy.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTCB_AI_")}
-    proc = subprocess.Popen([sys.executable, "-m", "hotcb.cli", "demo", "--dir", str(tmp_path), "--max-steps", "120",
+    proc = subprocess.Popen([sys.executable, "-m", "hotcb.cli", "demo", "--dir", str(tmp_path), "--max-steps", "480",
                              "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)  # its own group: a failed test kills the dashboard too
     seen: list[str] = []
@@ -91,10 +91,10 @@ def test_demo_with_a_busy_port_serves_the_url_it_prints_and_stays_up(tmp_path):
             assert c.get(url.split("/?", 1)[0] + "/api/config").json()["run"] == tmp_path.name
         # a live line, then the summary; the dashboard stays up after training ends
         at = int(_lines_until(proc, r"at step (\d+) a scheduled mishap sets lr to ", seen).group(1))
-        _lines_until(proc, r"step \d+/120 \| loss", seen)
+        _lines_until(proc, r"step \d+/480 \| loss", seen)
         _lines_until(proc, r"press Ctrl-C to quit", seen)
         out = "".join(seen)
-        assert "final: step 120/120" in out and "None" not in out
+        assert "final: step 480/480" in out and "None" not in out
         with httpx.Client(timeout=60, follow_redirects=True) as c:
             assert c.get(url).status_code == 200
         proc.send_signal(signal.SIGINT)
