@@ -4,7 +4,7 @@ server sends them, who may call it, profile, description), so the doc cannot dri
     python -m hotcb.mcp_server.tool_docs            # print the table
     python -m hotcb.mcp_server.tool_docs --write    # rewrite it in docs/mcp.md (between the markers)
 
-tests/test_mcp_firsthour.py fails when the doc is out of date.
+tests/mcp_server/test_mcp_firsthour.py fails when the doc is out of date.
 """
 
 from __future__ import annotations

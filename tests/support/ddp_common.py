@@ -1,5 +1,5 @@
 """Shared by the multi-process framework runs (tests/support/ddp_lightning.py, ddp_hf.py) and
-their tests (tests/test_lifecycle_lightning_ddp.py, test_lifecycle_hf_ddp.py).
+their tests (tests/core/test_lifecycle_lightning_ddp.py, test_lifecycle_hf_ddp.py).
 
 Script side (every rank): ``watch_writes`` records every file a process opens for writing (or
 renames onto) inside the run directory, through an audit hook installed before hotcb is

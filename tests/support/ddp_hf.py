@@ -1,5 +1,5 @@
 """A tiny transformers ``Trainer`` run under ``torchrun --nproc_per_node 2`` (CPU, gloo) with
-``HotCBHFCallback``, for tests/test_lifecycle_hf_ddp.py.
+``HotCBHFCallback``, for tests/core/test_lifecycle_hf_ddp.py.
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 \\
         tests/support/ddp_hf.py RUN_DIR OUT_DIR [--steps N] [--gates 4,9]

@@ -1,5 +1,5 @@
 """A tiny Lightning DDP run (``Trainer(accelerator="cpu", devices=2, strategy="ddp")``, gloo) with
-``HotCBLightning``, for tests/test_lifecycle_lightning_ddp.py.
+``HotCBLightning``, for tests/core/test_lifecycle_lightning_ddp.py.
 
     python tests/support/ddp_lightning.py RUN_DIR OUT_DIR [--steps N] [--gates 4,9]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.test_dashboard_proc import ServeProcess
+from tests.dashboard.test_dashboard_proc import ServeProcess
 
 LOAD_POPEN = {"module": "cb", "op": "load", "id": "x", "reason": "probe",
               "target": {"kind": "module", "path": "subprocess", "symbol": "Popen"},

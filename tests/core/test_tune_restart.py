@@ -20,7 +20,7 @@ import pytest
 pytest.importorskip("optuna")
 
 from hotcb.jsonl import read_all  # noqa: E402
-from tests.test_tune import FAST, SyntheticRun  # noqa: E402
+from tests.core.test_tune import FAST, SyntheticRun  # noqa: E402
 
 FAIL = 3  # optuna TrialState.FAIL in the journal
 

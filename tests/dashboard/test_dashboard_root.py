@@ -17,11 +17,11 @@ from hotcb.mcp_server.tools import HotcbTools
 
 from tests.conftest import need
 from tests.support.proc import Trainer, wait_for
-from tests.test_dashboard_proc import ServeProcess
+from tests.dashboard.test_dashboard_proc import ServeProcess
 
 XSS = "<img src=x onerror=alert(1)>"
 RUNS = ("a", "b", XSS)
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 @pytest.fixture(scope="module")

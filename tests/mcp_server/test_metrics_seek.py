@@ -13,7 +13,7 @@ import pytest
 from hotcb.mcp_server import HotcbTools, metrics_seek, metrics_store
 
 from hotcb.jsonl import append_lines
-from tests.test_tools_trends import records
+from tests.mcp_server.test_tools_trends import records
 
 
 @pytest.fixture

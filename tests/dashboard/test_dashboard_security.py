@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from hotcb.dashboard.app import create_app
 from hotcb.dashboard.security import COOKIE, cookie_value
 
-from tests.test_dashboard_proc import ServeProcess
+from tests.dashboard.test_dashboard_proc import ServeProcess
 
 BASE = "http://127.0.0.1:8421"
 TOKEN = "s3cret-token_for-tests"

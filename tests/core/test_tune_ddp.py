@@ -113,7 +113,7 @@ def worker(rank: int, world: int, port: int, run_dir: str, out_dir: str, phase: 
                     "opened": len(opened), "written": len(written), "has_study": tune.study is not None,
                     "disabled": disabled}, Path(out_dir) / f"phase{phase}-rank{rank}.pt")
     finally:
-        dist.barrier()  # both ranks leave together (see tests/test_lifecycle_ddp.py)
+        dist.barrier()  # both ranks leave together (see tests/core/test_lifecycle_ddp.py)
         dist.destroy_process_group()
 
 
@@ -173,7 +173,7 @@ class OneRank:
 
 
 def test_the_sync_command_waits_out_a_freeze_and_then_tune_goes_on(run_dir: Path) -> None:
-    from tests.test_tune import FAST, SyntheticRun, tune_knob_sets
+    from tests.core.test_tune import FAST, SyntheticRun, tune_knob_sets
 
     run = SyntheticRun(run_dir, start=1e-3, opt=3e-2)
     run.kernel.dist = OneRank()  # rank 0 of a distributed run: tune syncs before it changes anything

@@ -44,7 +44,7 @@ def test_four_writers_1000_commands_exactly_once_in_file_order(run_dir: Path, tm
     go = tmp_path / "go"
     with Trainer(run_dir, sleep=0.005) as t:
         t.wait_step(3)
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
         writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(run_dir), str(w), "250", str(go)], env=env)
                    for w in range(4)]
         time.sleep(0.5)  # all four interpreters are up and spinning on the start file

@@ -75,7 +75,7 @@ def test_ai_auto_process_wakes_on_a_user_alert_and_acts(tmp_path):
 
 
 def test_agent_code_never_names_the_ipc_files():
-    root = Path(__file__).resolve().parents[1] / "agent"
+    root = Path(__file__).resolve().parents[2] / "agent"
     for f in root.rglob("*.py"):
         text = f.read_text()
         assert "commands.jsonl" not in text and "applied.jsonl" not in text, f

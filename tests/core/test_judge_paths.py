@@ -239,7 +239,7 @@ def test_human_started_replay_stays_trusted(run_dir: Path) -> None:
 def test_dashboard_human_cannot_load_code_from_outside(run_dir: Path, tmp_path: Path) -> None:
     """Item 3, through a real ``hotcb serve`` with its token (a human caller) and a live trainer:
     ``subprocess:Popen`` is refused by the judge at once, and the kernel records the refusal."""
-    from tests.test_dashboard_proc import ServeProcess
+    from tests.dashboard.test_dashboard_proc import ServeProcess
 
     marker = tmp_path / "pwned"
     load = {"module": "cb", "op": "load", "id": "x", "reason": "probe", "target": POPEN,

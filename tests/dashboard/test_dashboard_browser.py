@@ -27,10 +27,10 @@ from hotcb.jsonl import append_line
 from hotcb.recipe import export_recipe
 from tests.conftest import need
 from tests.support.proc import Trainer, wait_for
-from tests.test_dashboard_proc import ServeProcess
+from tests.dashboard.test_dashboard_proc import ServeProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 XSS = "<img src=x onerror=alert(1)>"
 WAIT_MS = 60_000

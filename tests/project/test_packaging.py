@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # What core may see: torch and PyYAML plus torch's own runtime dependencies.
 CORE_DEPS = ("torch", "torchgen", "functorch", "yaml", "_yaml", "typing_extensions.py", "sympy", "mpmath",
              "networkx", "jinja2", "markupsafe", "filelock", "fsspec")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # repository folder -> installed package name (pyproject's package-dir mapping)
 PACKAGES = {"hotcb": "hotcb", "mcp_server": "hotcb.mcp_server", "agent": "hotcb.agent",
             "dashboard": "hotcb.dashboard", "evals": "hotcb.evals"}
