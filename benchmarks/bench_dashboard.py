@@ -28,8 +28,9 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from hotcb.jsonl import append_line  # noqa: E402
 from tests.test_dashboard_proc import ServeProcess  # noqa: E402
+
+from hotcb.jsonl import append_line  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:

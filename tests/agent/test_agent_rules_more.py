@@ -13,9 +13,9 @@ from hotcb.agent.observe import Observer
 from hotcb.agent.rules import RulesAutopilot, check_grad_spike, check_overfitting
 from hotcb.mcp_server.tools import HotcbTools
 
+from tests.agent.test_agent_rules import rule_ops, run_until
 from tests.support.core_loop import Loop
 from tests.support.proc import Trainer, wait_for
-from tests.agent.test_agent_rules import rule_ops, run_until
 
 OFF = {"enabled": False}
 # The refusal tests watch one rule: divergence's x1.5-over-the-window-best test fires on this

@@ -17,8 +17,8 @@ from hotcb.dashboard.config import DashboardConfig
 from hotcb.mcp_server.tools import HotcbTools
 
 from hotcb.jsonl import append_line
-from tests.support.proc import Trainer, wait_for
 from tests.dashboard.test_dashboard_proc import ServeProcess
+from tests.support.proc import Trainer, wait_for
 
 BASE = "http://127.0.0.1:8421"  # the app answers to loopback Host names only
 

@@ -26,8 +26,8 @@ from hotcb.mcp_server.tools import HotcbTools
 from hotcb.jsonl import append_line
 from hotcb.recipe import export_recipe
 from tests.conftest import need
-from tests.support.proc import Trainer, wait_for
 from tests.dashboard.test_dashboard_proc import ServeProcess
+from tests.support.proc import Trainer, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]

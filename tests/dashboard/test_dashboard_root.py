@@ -16,8 +16,8 @@ from hotcb.dashboard.metric_map import build_map
 from hotcb.mcp_server.tools import HotcbTools
 
 from tests.conftest import need
-from tests.support.proc import Trainer, wait_for
 from tests.dashboard.test_dashboard_proc import ServeProcess
+from tests.support.proc import Trainer, wait_for
 
 XSS = "<img src=x onerror=alert(1)>"
 RUNS = ("a", "b", XSS)

@@ -22,8 +22,8 @@ import pytest
 from hotcb.mcp_server import tool_docs
 
 from tests.conftest import need
-from tests.support.mcp_scenario import HOTCB
 from tests.mcp_server.test_mcp_http import TOKEN, HttpServer
+from tests.support.mcp_scenario import HOTCB
 
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
     "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}
