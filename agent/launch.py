@@ -30,6 +30,16 @@ from .config import RulesConfig
 log = logging.getLogger("hotcb.agent.launch")
 
 
+def end_process(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``grace_s``."""
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class LaunchHandle:
     def __init__(self, run_dir: Path, train: subprocess.Popen, pilot: Autopilot | None,
                  serve: subprocess.Popen | None, url: str | None, log_file: Any):
@@ -78,12 +88,7 @@ class LaunchHandle:
             try:
                 self.train.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.train.terminate()
-                try:
-                    self.train.wait(10)
-                except subprocess.TimeoutExpired:
-                    self.train.kill()
-                    self.train.wait()
+                end_process(self.train)
         self._shutdown(keep_dashboard)
         return self.train.returncode
 
@@ -95,12 +100,7 @@ class LaunchHandle:
         if keep_dashboard:
             return
         if self.serve is not None and self.serve.poll() is None:
-            self.serve.terminate()
-            try:
-                self.serve.wait(10)
-            except subprocess.TimeoutExpired:
-                self.serve.kill()
-                self.serve.wait()
+            end_process(self.serve)
         if self._log_file is not None and not self._log_file.closed:
             self._log_file.close()
 
