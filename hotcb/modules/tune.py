@@ -55,6 +55,7 @@ from .tune_decide import next_sync
 from .tune_host import TuneHost
 from .tune_log import KEEP_RECORDS, StudyLog
 from .tune_passive import Passive
+from .tune_readonly import ReadOnly
 from .tune_ready import Readiness
 from .tune_recipe import MODES, TuneRecipe, parse_recipe
 from .tune_runner import TrialRunner, actor
@@ -104,22 +105,13 @@ class TuneModule:
         self._resumed = False
 
     # ------------------------------------------------------------------ read-only views
-    @property
-    def mode(self) -> str:
-        return self._mode
-
-    @property
-    def recipe(self) -> TuneRecipe:
-        return self._recipe
+    mode: ReadOnly[str] = ReadOnly()
+    recipe: ReadOnly[TuneRecipe] = ReadOnly()
+    study: ReadOnly[TuneStudy | None] = ReadOnly()  # rank 0, once tuning; None elsewhere
 
     @property
     def objective(self) -> str | None:
         return self._ready.objective
-
-    @property
-    def study(self) -> TuneStudy | None:
-        """The study (rank 0, once tuning); None elsewhere."""
-        return self._study
 
     @property
     def trial(self) -> LiveTrial | None:

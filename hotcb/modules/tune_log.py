@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .tune_decide import better
+from .tune_readonly import ReadOnly
 from .tune_trial import ENDED
 
 KEEP_RECORDS = 500  # trials kept in hotcb.tune.json (the journal keeps them all)
@@ -28,17 +29,9 @@ class StudyLog:
         self._anchor: float | None = saved.get("anchor")
         self._consecutive_rollbacks = 0
 
-    @property
-    def records(self) -> list[dict[str, Any]]:
-        return self._records
-
-    @property
-    def anchor(self) -> float | None:
-        return self._anchor
-
-    @property
-    def consecutive_rollbacks(self) -> int:
-        return self._consecutive_rollbacks
+    records: ReadOnly[list[dict[str, Any]]] = ReadOnly()
+    anchor: ReadOnly[float | None] = ReadOnly()
+    consecutive_rollbacks: ReadOnly[int] = ReadOnly()
 
     def active_done(self) -> int:
         """Active trials that ended (``risk.max_trials`` counts them)."""

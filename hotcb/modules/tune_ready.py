@@ -19,6 +19,7 @@ from collections import deque
 from typing import Any
 
 from . import tune_decide
+from .tune_readonly import ReadOnly
 from .tune_recipe import DEFAULT_OBJECTIVES, KnobSpace, TuneRecipe
 from .tune_score import Point
 from .tune_space import to_float
@@ -32,9 +33,7 @@ class Readiness:
         self._windows: dict[str, deque[Point]] = {}
         self._first: dict[str, list[Point]] = {}  # each objective's first reports (start_level)
 
-    @property
-    def objective(self) -> str | None:
-        return self._objective
+    objective: ReadOnly[str | None] = ReadOnly()
 
     def adopt(self, objective: str | None) -> None:
         """The objective a (re)opened study scores."""

@@ -28,6 +28,7 @@ from ..divergence import Verdict
 from . import ApplyContext
 from .tune_decide import early_abort, limits_reached, still_starting, told_value, weights_wanted
 from .tune_log import StudyLog
+from .tune_readonly import ReadOnly
 from .tune_ready import Readiness
 from .tune_recipe import KnobSpace, TuneRecipe
 from .tune_score import Point, fit_trend, score_change
@@ -56,9 +57,7 @@ class TrialRunner:
         self._max_steps, self._detector = max_steps, detector  # the kernel's, read when needed
         self._trial: LiveTrial | None = None
 
-    @property
-    def trial(self) -> LiveTrial | None:
-        return self._trial
+    trial: ReadOnly[LiveTrial | None] = ReadOnly()
 
     def release(self) -> LiveTrial | None:
         """End the trial in flight here (its caller settles it); its weights are not needed."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .tune_readonly import ReadOnly
+
 
 class TuneStatus:
     """The status line, the last error, the knobs the last trial could not move, the next check."""
@@ -20,17 +22,9 @@ class TuneStatus:
         self._skipped: list[str] = []  # knobs the last trial could not move, and why
         self._next_check = 0
 
-    @property
-    def text(self) -> str:
-        return self._text
-
-    @property
-    def last_error(self) -> str | None:
-        return self._last_error
-
-    @property
-    def next_check(self) -> int:
-        return self._next_check
+    text: ReadOnly[str] = ReadOnly()
+    last_error: ReadOnly[str | None] = ReadOnly()
+    next_check: ReadOnly[int] = ReadOnly()
 
     def due(self, step: int) -> bool:
         return step >= self._next_check

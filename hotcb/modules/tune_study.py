@@ -16,6 +16,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
 from ..actuators.actuator import ValueRefused
+from .tune_readonly import ReadOnly
 from .tune_recipe import TuneRecipe
 
 JOURNAL = "hotcb.tune.journal"
@@ -50,10 +51,7 @@ class TuneStudy:
             study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=recipe.n_startup_trials)
         return cls(study, stored or recipe.objective)
 
-    @property
-    def objective(self) -> str | None:
-        """The objective the study scores (stored in it, else the recipe's; None: not chosen yet)."""
-        return self._objective
+    objective: ReadOnly[str | None] = ReadOnly()  # stored in the study, else the recipe's; None: not chosen
 
     def trial_count(self) -> int:
         return len(self._study.trials)

@@ -24,6 +24,7 @@ from ..jsonl import append_line
 from ..ops import TUNE, HotOp
 from . import ApplyContext
 from .tune_host import SyncHost
+from .tune_readonly import ReadOnly
 from .tune_trial import NEVER
 
 log = logging.getLogger("hotcb.tune")
@@ -48,9 +49,7 @@ class DistSync:
         dist = self._host.dist
         return dist.rank if dist is not None else 0
 
-    @property
-    def booted(self) -> bool:
-        return self._booted
+    booted: ReadOnly[bool] = ReadOnly()
 
     def start(self) -> None:
         """The sync command arrived (every rank, the same step): sync from this step on."""

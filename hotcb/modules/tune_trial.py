@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .tune_readonly import ReadOnly
 from .tune_recipe import TuneRecipe
 from .tune_score import Point, fit_trend
 
@@ -34,66 +35,26 @@ class LiveTrial:
         self._marks: dict[str, Any] = {}  # knob -> last_change_step when scoring began
 
     # ------------------------------------------------------------------ read-only
-    @property
-    def number(self) -> int:
-        return self._number
-
-    @property
-    def kind(self) -> str:
-        return self._kind
-
-    @property
-    def params(self) -> dict[str, float]:
-        return self._params
-
-    @property
-    def before(self) -> dict[str, float]:
-        return self._before
-
-    @property
-    def record(self) -> dict[str, Any]:
-        return self._record
-
-    @property
-    def change_step(self) -> int:
-        return self._change_step
+    number: ReadOnly[int] = ReadOnly()
+    kind: ReadOnly[str] = ReadOnly()
+    params: ReadOnly[dict[str, float]] = ReadOnly()
+    before: ReadOnly[dict[str, float]] = ReadOnly()
+    record: ReadOnly[dict[str, Any]] = ReadOnly()
+    change_step: ReadOnly[int] = ReadOnly()
 
     @property
     def live_change(self) -> bool:
         """An active trial whose change was applied (it must be undone if it is not judged)."""
         return self._kind == "active" and self._change_step >= 0
 
-    @property
-    def pre(self) -> list[Point]:
-        return self._pre
-
-    @property
-    def post(self) -> list[Point]:
-        return self._post
-
-    @property
-    def pre_level(self) -> float:
-        return self._pre_level
-
-    @property
-    def post_from(self) -> int:
-        return self._post_from
-
-    @property
-    def due(self) -> int:
-        return self._due
-
-    @property
-    def give_up(self) -> int:
-        return self._give_up
-
-    @property
-    def abort_from(self) -> int:
-        return self._abort_from
-
-    @property
-    def expires(self) -> int:
-        return self._expires
+    pre: ReadOnly[list[Point]] = ReadOnly()
+    post: ReadOnly[list[Point]] = ReadOnly()
+    pre_level: ReadOnly[float] = ReadOnly()
+    post_from: ReadOnly[int] = ReadOnly()
+    due: ReadOnly[int] = ReadOnly()
+    give_up: ReadOnly[int] = ReadOnly()
+    abort_from: ReadOnly[int] = ReadOnly()
+    expires: ReadOnly[int] = ReadOnly()
 
     @property
     def marks(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import ApplyContext
+from .tune_readonly import ReadOnly
 from .tune_space import TuneSpace, to_float
 from .tune_status import TuneStatus
 from .tune_trial import ENDED, NEVER
@@ -26,14 +27,12 @@ class UndoQueue:
         self._space, self._writer, self._status = space, writer, status
         self._pending: list[dict[str, Any]] = []
         self._why: dict[int, str] = {}
-        self._ready = -1  # the step the next undo attempt waits for (guard cooldown)
+        self._ready_step = -1  # the step the next undo attempt waits for (guard cooldown)
 
     def __bool__(self) -> bool:
         return bool(self._pending)
 
-    @property
-    def ready_step(self) -> int:
-        return self._ready
+    ready_step: ReadOnly[int] = ReadOnly()
 
     def numbers(self) -> list[Any]:
         return [r.get("number") for r in self._pending]
@@ -53,7 +52,7 @@ class UndoQueue:
         attempt; refused for another reason (a lock), the undo is left ``refused``.
         ``on_undone(key, value)``: a knob tune set back (observe mode must not score it)."""
         step, changed = ctx.step, False
-        self._ready = NEVER
+        self._ready_step = NEVER
         for rec in list(self._pending):
             number, params, before = rec.get("number"), rec.get("params") or {}, rec.get("before") or {}
             live = {k: self._space.read(k) for k in before if self._space.exists(k)}
@@ -65,7 +64,7 @@ class UndoQueue:
                 continue
             ready = self._space.cooldown_end(todo)
             if step < ready:
-                self._ready = min(self._ready, ready)
+                self._ready_step = min(self._ready_step, ready)
                 news = self._status.set(f"rolling back trial {number} at step {ready} (guard cooldown)")
                 changed = changed or news
                 continue
@@ -76,7 +75,7 @@ class UndoQueue:
                 self._resolve(rec, "rolled_back")
             elif done:
                 rec["rolled_back"] = True  # part of it; the rest at the next step
-                self._ready = step + 1
+                self._ready_step = step + 1
             else:
                 self._resolve(rec, "refused")
                 rec["undo_error"] = self._writer.last_refusal

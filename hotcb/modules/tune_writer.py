@@ -14,6 +14,7 @@ from typing import Any
 
 from ..ops import TUNE, HotOp
 from . import ApplyContext
+from .tune_readonly import ReadOnly
 from .tune_space import TuneSpace
 from .tune_sync import DistSync
 
@@ -32,9 +33,7 @@ class KnobWriter:
         self._submit, self._space, self._sync = submit, space, sync
         self._last_refusal: str | None = None
 
-    @property
-    def last_refusal(self) -> str | None:
-        return self._last_refusal
+    last_refusal: ReadOnly[str | None] = ReadOnly()
 
     def apply(self, ctx: ApplyContext, values: dict[str, float], reason: str, actor: str) -> bool | list[str]:
         """Returns True when every group applied, else the keys that did apply (to undo them)."""
