@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -131,3 +132,19 @@ def test_a_trial_is_read_only_from_outside() -> None:
     with pytest.raises(AttributeError, match="read-only"):
         t.due = 0  # type: ignore[misc]
     assert isinstance(LiveTrial.__dict__["due"], ReadOnly)
+
+
+def test_the_kernel_offers_every_member_tune_host_names(run_dir: Path) -> None:
+    # TuneHost is what tune uses of the kernel: a kernel refactoring that drops one breaks tune.
+    from typing import get_type_hints
+
+    from hotcb import HotKernel
+    from hotcb.modules.tune_host import TuneHost
+
+    kernel = HotKernel(run_dir, watch_interval_s=0.0)
+    wanted = set(get_type_hints(TuneHost)) | {"submit"}
+    assert wanted == {"state", "guard", "locks", "freeze", "snapshots", "dist", "run", "ledger", "step",
+                      "max_steps", "is_writer", "modules", "submit"}
+    assert [m for m in sorted(wanted) if not hasattr(kernel, m)] == []
+    assert callable(kernel.submit)
+    kernel.close()
