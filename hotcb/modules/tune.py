@@ -19,105 +19,116 @@ in ``RUN_DIR/hotcb.tune.journal`` (Optuna JournalStorage), so a restarted proces
 The state the tool surface reads is published atomically to ``RUN_DIR/hotcb.tune.json``.
 Nothing here raises into the training loop: every failure is recorded and training goes on.
 
-This file holds the module the kernel talks to (routed ops, the per-step entry, the status
-file, close); the rest of ``TuneModule`` is one concept a file, mixed in:
+``TuneModule`` is the coordinator the kernel talks to (routed ops, the per-step entry, the
+status file, close). It holds the kernel as a ``TuneHost`` and composes objects that own their
+state, each given only what it needs:
 
-    tune_study    the Optuna study in the journal, and the trial records
-    tune_ready    the objective's reports, the pre-change segment, the limits on new trials
-    tune_space    the knobs a trial may move (locks, knobs at 0, the guard)
-    tune_trial    one active trial: ask -> apply -> score -> keep or roll back
-    tune_undo     undoing a trial whose change outlived it (abandoned, or the process ended)
-    tune_passive  suggest and observe modes: scoring changes tune did not make itself
-    tune_sync     torch.distributed: rank 0 decides, every rank applies at shared sync steps
+    TuneStudy    tune_study    the Optuna study in the journal
+    StudyLog     tune_log      trial records, suggestions, anchor, best, counts
+    Readiness    tune_ready    the objective's reports and the pre-change segment
+    TuneSpace    tune_space    the knobs a trial may move (locks, knobs at 0, the guard)
+    TrialRunner  tune_runner   the trial in flight (``LiveTrial``, tune_trial): ask -> apply -> judge
+    UndoQueue    tune_undo     undoing a trial whose change outlived it (abandoned, or the process ended)
+    Passive      tune_passive  suggest and observe modes: scoring changes tune did not make itself
+    DistSync     tune_sync     torch.distributed: rank 0 decides, every rank applies at shared sync steps
+    KnobWriter   tune_writer   knob changes and verdicts, submitted through the kernel
+    TuneStatus   tune_status   the status line and the next check
 
-(``tune_recipe`` validates the recipe, ``tune_score`` scores a change, ``tune_cli`` is the CLI.)
+(``tune_decide`` holds the pure decisions, ``tune_recipe`` validates the recipe, ``tune_score``
+scores a change, ``tune_weights`` keeps a trial's starting weights, ``tune_cli`` is the CLI.)
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from typing import Any
 
 import optuna  # noqa: F401  (hotcb[tune]: without optuna this import fails, the kernel names the extra)
-from optuna.trial import TrialState
 
 from ..actuators.actuator import ValueRefused
 from ..jsonl import read_json, write_json_atomic
 from ..ops import HotOp
 from ..rundir import TUNE as TUNE_FILE
 from . import ApplyContext
-from .tune_passive import PassiveMixin
-from .tune_ready import ReadyMixin
-from .tune_recipe import MODES, KnobSpace, TuneRecipe, parse_recipe
-from .tune_score import Point
-from .tune_space import SpaceMixin
-from .tune_study import JOURNAL, KEEP_RECORDS, StudyMixin
-from .tune_sync import SyncMixin
-from .tune_trial import ENDED, NEVER, TrialMixin, _Live
-from .tune_undo import UndoMixin
+from .tune_decide import next_sync
+from .tune_host import TuneHost
+from .tune_log import KEEP_RECORDS, StudyLog
+from .tune_passive import Passive
+from .tune_readonly import ReadOnly
+from .tune_ready import Readiness
+from .tune_recipe import MODES, TuneRecipe, parse_recipe
+from .tune_runner import TrialRunner, actor
+from .tune_space import TuneSpace
+from .tune_status import TuneStatus
+from .tune_study import JOURNAL, TuneStudy
+from .tune_sync import DistSync
+from .tune_trial import ENDED, NEVER, LiveTrial
+from .tune_undo import UndoQueue
 from .tune_weights import TrialWeights
+from .tune_writer import KnobWriter
 
 __all__ = ["ENDED", "JOURNAL", "KEEP_RECORDS", "NEVER", "TuneModule"]  # as before the split
 
 log = logging.getLogger("hotcb.tune")
+RESCUE = "rescue"  # the kernel module whose divergence detector tune consults
 
 
-class TuneModule(StudyMixin, ReadyMixin, SpaceMixin, TrialMixin, UndoMixin, PassiveMixin, SyncMixin):
+class TuneModule:
     """Routed ops: ``tune enable|disable|set_recipe`` (and ``verdict``, its own ledger notes)."""
 
-    def __init__(self, kernel: Any):
-        self.kernel = kernel
-        self.path = kernel.run.root / TUNE_FILE
-        self.journal = kernel.run.file(JOURNAL)
-        saved = read_json(self.path, {}) or {}
+    def __init__(self, kernel: TuneHost):
+        self._host = kernel
+        self._path = kernel.run.root / TUNE_FILE
+        self._journal = kernel.run.file(JOURNAL)
+        saved = read_json(self._path, {}) or {}
         saved = saved if isinstance(saved, dict) else {}
-        self.mode: str = saved.get("mode") if saved.get("mode") in MODES else "off"
+        self._mode: str = saved.get("mode") if saved.get("mode") in MODES else "off"
         try:
-            self.recipe = parse_recipe(saved.get("recipe"))
+            self._recipe = parse_recipe(saved.get("recipe"))
         except ValueRefused:
-            self.recipe = TuneRecipe()
-        self.objective: str | None = saved.get("objective")
-        self.records: list[dict[str, Any]] = [r for r in saved.get("trials") or [] if isinstance(r, dict)]
-        self.suggestions: list[dict[str, Any]] = list(saved.get("suggestions") or [])
-        self.accepted = int(saved.get("accepted") or 0)
-        self.rolled_back = int(saved.get("rolled_back") or 0)
-        self.best: dict[str, Any] | None = saved.get("best")
-        self.anchor: float | None = saved.get("anchor")
-        self.consecutive_rollbacks = 0
-        self.study: Any = None
-        self.trial: _Live | None = None
-        self.windows: dict[str, deque[Point]] = {}
-        self._first_reports: dict[str, list[Point]] = {}  # each objective's first reports (start_level)
-        self.weights = TrialWeights(kernel)  # the trial in flight's starting weights (its own snapshot)
-        self.next_check = 0
-        self.status = "off"
-        self.last_error: str | None = None
-        self._seen: dict[str, Any] = {}  # observe/suggest: knob -> last_change_step (and value)
-        self._space_cache: list[KnobSpace] = []
-        self.last_refusal: str | None = None
-        self.skipped: list[str] = []  # knobs the last trial could not move, and why
-        # Trials whose change must be undone (records with undo == "pending"); see _try_undo.
-        self._undo: list[dict[str, Any]] = []
-        self._undo_why: dict[int, str] = {}
-        self._undo_ready = -1  # the step the next undo attempt waits for (guard cooldown)
-        # Distributed: the next step at which every rank enters tune's broadcast; NEVER until the
-        # sync command (the same step on every rank: the kernel broadcast it) sets it to -1.
-        self._next_sync = NEVER
-        self._booted = False
-        self._boot_id: str | None = None  # rank 0: the sync command it wrote
-        self._boot_retry = 0
-        self._syncing = False  # rank 0, inside the broadcast's reader: knob ops allowed
-        self._outbox: list[dict[str, Any]] = []  # rank 0: ops applied in this sync, for the others
+            self._recipe = TuneRecipe()
+        self._study: TuneStudy | None = None
+        self._log = StudyLog(saved)
+        self._ready = Readiness(saved.get("objective"))
+        self._status = TuneStatus(self._publish)
+        self._space = TuneSpace(kernel)
+        self._sync = DistSync(kernel)
+        self._writer = KnobWriter(kernel.submit, self._space, self._sync)
+        self._undo = UndoQueue(self._space, self._writer, self._status)
+        self._runner = TrialRunner(self._log, self._ready, self._space, TrialWeights(kernel), self._writer,
+                                   self._status, max_steps=lambda: kernel.max_steps,
+                                   detector=lambda: getattr(kernel.modules.get(RESCUE), "detector", None))
+        self._passive = Passive(self._runner, self._log, self._ready, self._space, self._status)
         # The study is reopened on the first step or op, when the process's rank is known
         # (Lightning/HF attach torch.distributed after the kernel is built).
         self._resumed = False
 
+    # ------------------------------------------------------------------ read-only views
+    mode: ReadOnly[str] = ReadOnly()
+    recipe: ReadOnly[TuneRecipe] = ReadOnly()
+    study: ReadOnly[TuneStudy | None] = ReadOnly()  # rank 0, once tuning; None elsewhere
+
+    @property
+    def objective(self) -> str | None:
+        return self._ready.objective
+
+    @property
+    def trial(self) -> LiveTrial | None:
+        return self._runner.trial
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return self._log.records
+
+    @property
+    def status(self) -> str:
+        return self._status.text
+
+    # ------------------------------------------------------------------ lifecycle
     def _leader(self) -> bool:
         """True on the process that decides: single-process, or rank 0."""
-        dist = self.kernel.dist
-        return dist is None or dist.rank == 0
+        return self._sync.rank == 0
 
     def _resume(self) -> None:
         """Once per process, on the deciding rank: reopen the study, settle what the last process
@@ -126,16 +137,31 @@ class TuneModule(StudyMixin, ReadyMixin, SpaceMixin, TrialMixin, UndoMixin, Pass
         if not self._leader():
             return
         try:
-            if self.mode != "off":
-                self.study, self.objective = self._open_study(self.recipe)
-                self._fail_stale(restart=True)
-                self.status = "resumed"
-            self._undo = [r for r in self.records if r.get("undo") == "pending"]
+            if self._mode != "off":
+                self._study = TuneStudy.open(self._journal, self._recipe)
+                self._ready.adopt(self._study.objective)
+                self._fail_stale(self._study, restart=True)
+                self._status.set("resumed")
+            self._undo.load(self._log.pending_undo())
         except Exception as e:  # a study that cannot be reopened must not stop the run
             self._fail(e, "resuming the tune study")
-            self.mode = "off"
-        if self.mode != "off" or self._undo:
+            self._mode = "off"
+        if self._mode != "off" or self._undo:
             self._publish()
+
+    def _fail_stale(self, study: TuneStudy, restart: bool = False) -> None:
+        """Trials left running by a process that ended mid-trial can never be scored: told
+        failed (once: a finished trial is skipped). At a restart, an active trial's change may
+        still be live: its record gets ``undo: pending``."""
+        live = self.trial.number if self.trial is not None else None
+        for number in study.running():
+            if number != live:
+                study.fail(number, once=True)
+                self._log.interrupted(number, restart)
+        if restart:  # records the last process published as running (e.g. it died after a tell)
+            for number in self._log.running():
+                if number != live:
+                    self._log.interrupted(number, restart)
 
     # ------------------------------------------------------------------ routed ops
     def handle(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
@@ -147,32 +173,31 @@ class TuneModule(StudyMixin, ReadyMixin, SpaceMixin, TrialMixin, UndoMixin, Pass
         if op.op == "enable" and p.get("sync"):  # distributed: every rank starts syncing now
             if op.source != "tune":
                 raise ValueRefused("tune's sync command is written by tune itself")
-            self._booted, self._next_sync = True, -1
+            self._sync.start()
             if not self._leader() and p.get("mode") in MODES:
-                self.mode = p["mode"]
-            return {"sync": p["sync"], "rank": self.kernel.dist.rank if self.kernel.dist is not None else 0}
+                self._mode = p["mode"]
+            return {"sync": p["sync"], "rank": self._sync.rank}
         if not self._leader():
             return self._follow_op(op)
         if not self._resumed:
             self._resume()
         if op.op == "disable" or (op.op == "enable" and p.get("mode") == "off"):
-            old = self.mode
+            old = self._mode
             self._abandon(ctx, f"tune disabled by {op.source}")
-            self.mode, self.status = "off", "off"
-            self._publish()
+            self._mode = "off"
+            self._status.say("off")
             return {"mode": {"old": old, "new": "off"}}
         if op.op == "enable":
             mode = p.get("mode", "active")
             if mode not in MODES:
                 raise ValueRefused(f"tune mode must be one of {', '.join(MODES)}, got {mode!r}")
-            recipe = parse_recipe(p["recipe"]) if "recipe" in p else self.recipe
-            old = self.mode
-            self._switch(recipe, ctx, f"tune mode {old} -> {mode}", force=mode != old)
-            self.mode = mode
-            self.status = "enabled"
-            self._publish()
+            recipe = parse_recipe(p["recipe"]) if "recipe" in p else self._recipe
+            old = self._mode
+            study = self._switch(recipe, ctx, f"tune mode {old} -> {mode}", force=mode != old)
+            self._mode = mode
+            self._status.say("enabled")
             return {"mode": {"old": old, "new": mode}, "study_name": recipe.study_name,
-                    "objective": self.objective, "trials_in_study": len(self.study.trials)}
+                    "objective": self._ready.objective, "trials_in_study": study.trial_count()}
         if op.op == "set_recipe":
             recipe = parse_recipe(p["recipe"] if "recipe" in p else (p or None))
             self._switch(recipe, ctx, "tune recipe replaced")
@@ -187,44 +212,60 @@ class TuneModule(StudyMixin, ReadyMixin, SpaceMixin, TrialMixin, UndoMixin, Pass
         """
         p = op.params or {}
         if op.op == "disable" or (op.op == "enable" and p.get("mode") == "off"):
-            self.mode = "off"
+            self._mode = "off"
         elif op.op == "enable":
             if p.get("mode", "active") not in MODES:
                 raise ValueRefused(f"tune mode must be one of {', '.join(MODES)}, got {p.get('mode')!r}")
-            self.recipe = parse_recipe(p["recipe"]) if "recipe" in p else self.recipe
-            self.mode = p.get("mode", "active")
+            self._recipe = parse_recipe(p["recipe"]) if "recipe" in p else self._recipe
+            self._mode = p.get("mode", "active")
         elif op.op == "set_recipe":
-            self.recipe = parse_recipe(p["recipe"] if "recipe" in p else (p or None))
+            self._recipe = parse_recipe(p["recipe"] if "recipe" in p else (p or None))
         else:
             raise ValueRefused(f"unknown tune op {op.op!r} (use enable, disable, set_recipe)")
-        return {"mode": self.mode, "decided_by_rank": 0}
+        return {"mode": self._mode, "decided_by_rank": 0}
 
-    def _switch(self, recipe: TuneRecipe, ctx: ApplyContext, reason: str, force: bool = False) -> None:
+    def _switch(self, recipe: TuneRecipe, ctx: ApplyContext, reason: str, force: bool = False) -> TuneStudy:
         """Adopt a recipe: open its study first, so a refusal changes nothing."""
-        study, objective = self._open_study(recipe)
-        new_study = self.study is None or recipe.study_name != self.recipe.study_name \
-            or recipe.direction != self.recipe.direction
+        study = TuneStudy.open(self._journal, recipe)
+        new_study = self._study is None or recipe.study_name != self._recipe.study_name \
+            or recipe.direction != self._recipe.direction
         if new_study or force:
             self._abandon(ctx, reason)
         if new_study:
-            self.anchor, self.best = None, None
-        self.study, self.objective, self.recipe = study, objective, recipe
-        self._fail_stale()
-        self.next_check = 0
-        self.consecutive_rollbacks = 0
-        self._seen = {}
+            self._log.new_study()
+        self._study, self._recipe = study, recipe
+        self._ready.adopt(study.objective)
+        self._fail_stale(study)
+        self._status.check_at(0)
+        self._log.reset_streak()
+        self._passive.reset()
+        return study
+
+    def _abandon(self, ctx: ApplyContext | None, why: str) -> None:
+        """End the trial in flight unscored (mode change, disable, error); undo an active change
+        (now, or at the next sync step when distributed). Its weights stay as they are."""
+        t = self._runner.release()
+        if t is None:
+            return
+        if self._study is not None:
+            self._study.fail(t.number, once=True)
+        t.finish(ctx.step if ctx else self._host.step, state="failed", outcome="abandoned", reason=why)
+        if t.live_change:
+            self._undo.add(t.record, t.number, why)
+            if ctx is not None and self._sync.can_apply():
+                self._undo.run(ctx, actor(self._recipe), self._passive.undone)
 
     # ------------------------------------------------------------------ per step
     def on_step(self, ctx: ApplyContext) -> None:
         """Called by the kernel every step: cheap unless a trial or a check is due."""
-        dist = self.kernel.dist
+        dist = self._host.dist
         if dist is not None:
-            return self._dist_step(ctx, dist)
+            return self._dist_step(ctx, dist.rank == 0)
         if not self._resumed:
             self._resume()
-        if self.mode == "off" and not self._undo:
-            return
-        self._guarded_step(ctx, act=True)
+        if self._mode == "off" and not self._undo:
+            return None
+        return self._guarded_step(ctx, act=True)
 
     def _guarded_step(self, ctx: ApplyContext, act: bool) -> None:
         try:
@@ -235,64 +276,102 @@ class TuneModule(StudyMixin, ReadyMixin, SpaceMixin, TrialMixin, UndoMixin, Pass
     def _step(self, ctx: ApplyContext, act: bool) -> None:
         """One step of the search. ``act`` False: observe only, change no knob (distributed,
         between sync steps); suggest and observe modes never change knobs, so they run anyway."""
-        value = self._observe(ctx.env.get("metrics"), ctx.step)
+        r = self._recipe
+        value = self._ready.observe(ctx.env.get("metrics"), ctx.step, r)
         if self._undo:  # nothing new starts while a trial's change waits to be undone
             if act:
-                self._try_undo(ctx)
+                self._undo.run(ctx, actor(r), self._passive.undone)
             return
-        if self.mode == "off":
+        if self._mode == "off":
             return
-        t = self.trial
+        study = self._study
+        assert study is not None  # tuning on the deciding rank: the study is open
+        t = self._runner.trial
         if t is not None:
             if t.change_step < 0:
-                self._watch_suggestion(ctx)
+                self._passive.watch_suggestion(ctx, study, r, t)
             else:
-                self._advance(ctx, t, value, act)
-        elif self.mode == "observe":
-            self._watch_changes(ctx)
-        elif ctx.step >= self.next_check and (act or self.mode != "active"):
-            self._maybe_start(ctx)
+                self._runner.advance(ctx, study, r, value, act)
+        elif self._mode == "observe":
+            self._passive.watch_changes(ctx, study, r)
+        elif self._status.due(ctx.step) and (act or self._mode != "active"):
+            started = self._runner.maybe_start(ctx, study, r, self._mode)
+            if started is not None and started.kind == "suggested":
+                self._passive.track(started.params)
+
+    def _dist_step(self, ctx: ApplyContext, leader: bool) -> None:
+        """Every rank: between sync steps only rank 0 observes; at a sync step all ranks enter
+        one broadcast (same step on every rank: the previous broadcast named it)."""
+        if leader and not self._resumed:
+            self._resume()
+        if not self._sync.due(ctx.step):
+            if leader and (self._mode != "off" or self._undo):
+                self._guarded_step(ctx, act=False)
+                if not self._sync.booted:
+                    self._sync.bootstrap(ctx.step, self._mode, self._recipe.horizon, self._fail)
+            return
+        try:
+            ops = self._sync.exchange(ctx, (lambda: self._decide(ctx)) if leader else None)
+        except Exception as e:  # a failed collective cannot be retried in step: stop tuning
+            self._sync.stop()
+            self._mode = "off"
+            self._fail(e, "tune broadcast")
+            return
+        if not leader:
+            error = self._sync.follow(ctx, ops)
+            if error is not None:
+                self._status.error(error)
+
+    def _decide(self, ctx: ApplyContext) -> int:
+        """Rank 0, inside the broadcast: decide and apply (``DistSync`` sends the ops); returns
+        the next sync step."""
+        if self._mode != "off" or self._undo:
+            try:
+                self._step(ctx, act=True)
+            except Exception as e:
+                try:
+                    self._fail(e, "tune step", ctx)
+                except Exception:
+                    pass
+        return next_sync(self._recipe, ctx.step, self._mode, self._runner.trial, self._status.next_check,
+                         self._undo.ready_step if self._undo else None)
 
     # ------------------------------------------------------------------ the status file
-    # (here, not in a mixin: tests spy on ``hotcb.modules.tune.write_json_atomic``)
+    # (here: tests spy on ``hotcb.modules.tune.write_json_atomic``)
     def snapshot(self) -> dict[str, Any]:
-        """What ``hotcb.tune.json`` holds (the tool surface and ``hotcb tune status`` read it)."""
-        t = self.trial
-        active = None
-        if t is not None:
-            active = {"number": t.number, "kind": t.kind, "params": t.params, "before": t.before,
-                      "step_start": t.change_step if t.change_step >= 0 else None,
-                      "due_step": t.due if t.due < NEVER else None, "post_points": len(t.post),
-                      "expires_step": t.expires if t.expires < NEVER else None}
+        """What ``hotcb.tune.json`` holds (the tool surface and ``hotcb tune status`` read it),
+        assembled from what each part reports."""
+        r, history, status, t = self._recipe, self._log.report(), self._status.report(), self._runner.trial
         return {
-            "mode": self.mode, "objective": self.objective or self.recipe.objective,
-            "direction": self.recipe.direction, "sampler": self.recipe.sampler,
-            "study_name": self.recipe.study_name, "journal": JOURNAL, "status": self.status,
-            "step": self.kernel.step, "updated_at": time.time(), "anchor": self.anchor,
-            "trials": self.records, "accepted": self.accepted, "rolled_back": self.rolled_back,
-            "best": self.best, "active_trial": active, "suggestions": self.suggestions,
-            "recipe": self.recipe.to_dict(), "last_error": self.last_error, "skipped": self.skipped,
-            "pending_undo": [r.get("number") for r in self._undo],
+            "mode": self._mode, "objective": self._ready.objective or r.objective,
+            "direction": r.direction, "sampler": r.sampler, "study_name": r.study_name, "journal": JOURNAL,
+            "status": status["status"], "step": self._host.step, "updated_at": time.time(),
+            "anchor": history["anchor"], "trials": history["trials"], "accepted": history["accepted"],
+            "rolled_back": history["rolled_back"], "best": history["best"],
+            "active_trial": t.report() if t is not None else None, "suggestions": history["suggestions"],
+            "recipe": r.to_dict(), "last_error": status["last_error"], "skipped": status["skipped"],
+            "pending_undo": self._undo.numbers(),
         }
 
     def _publish(self) -> None:
-        if not self.kernel.is_writer:
+        if not self._host.is_writer:
             return
         try:
-            write_json_atomic(self.path, self.snapshot())
+            write_json_atomic(self._path, self.snapshot())
         except OSError as e:
-            log.warning("hotcb tune: cannot write %s: %s", self.path, e)
+            log.warning("hotcb tune: cannot write %s: %s", self._path, e)
 
     def _fail(self, e: Exception, what: str, ctx: ApplyContext | None = None) -> None:
-        self.last_error = f"{what}: {type(e).__name__}: {e}"
+        error = f"{what}: {type(e).__name__}: {e}"
+        self._status.error(error)
         log.exception("hotcb tune: %s failed (training continues)", what)
-        if self.trial is not None:
+        if self._runner.trial is not None:
             try:  # best effort: close the trial, undo an active change (at once, or when it can)
-                self._abandon(ctx, f"tune error: {self.last_error}")
+                self._abandon(ctx, f"tune error: {error}")
             except Exception:
                 pass
-        self.trial = None
-        self.next_check = self.kernel.step + self.recipe.horizon
+        self._runner.release()
+        self._status.check_at(self._host.step + self._recipe.horizon)
         try:
             self._publish()
         except Exception:
@@ -302,16 +381,15 @@ class TuneModule(StudyMixin, ReadyMixin, SpaceMixin, TrialMixin, UndoMixin, Pass
         """End of the run: a trial in flight is recorded as failed (nothing more is applied); a
         change of it that is live gets ``undo: pending``, for the next process on this run."""
         try:
-            t, self.trial = self.trial, None
-            self.weights.drop()
+            t = self._runner.release()
             if t is not None and self._leader():
-                if self.study is not None:
-                    self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-                self._finish_record(t, self.kernel.step, state="failed", outcome="interrupted",
-                                    reason="the run ended during the trial")
-                if t.kind == "active" and t.change_step >= 0:
-                    t.record["undo"] = "pending"
-            if self._resumed and (self.mode != "off" or self._undo):
+                if self._study is not None:
+                    self._study.fail(t.number, once=True)
+                t.finish(self._host.step, state="failed", outcome="interrupted",
+                         reason="the run ended during the trial")
+                if t.live_change:
+                    t.note(undo="pending")
+            if self._resumed and (self._mode != "off" or self._undo):
                 self._publish()
         except Exception as e:
             log.warning("hotcb tune: close failed: %s", e)

@@ -1,42 +1,105 @@
-"""The search space: which knobs a trial may move, and the guard's say on them.
+"""``TuneSpace``: which knobs a trial may move, their live values, and the guard's say on them.
 
 The recipe's knobs resolved against the live actuators and the guard (``resolve_space``), less
 locked ones. A knob at exactly 0 has no ratio to step by: a trial may try the bottom of its
-range only if the guard would let tune set it back to 0.
+range only if the guard would let tune set it back to 0. Everything tune reads of the knobs
+(values, last changes, groups, cooldowns, freeze) is read here, through a ``KnobHost``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from optuna.distributions import FloatDistribution
 
 from ..actuators.actuator import ValueRefused
-from ..guard import check_knob_change
-from .tune_recipe import KnobSpace, resolve_space
+from ..guard import check_knob_change, knob_limits
+from .tune_host import KnobHost
+from .tune_recipe import KnobSpace, TuneRecipe, resolve_space
+
+NO_CHANGE = -(1 << 62)  # cooldown_end of knobs never changed
 
 
-class SpaceMixin:
-    """``TuneModule``'s knob selection (its state: ``TuneModule.__init__``)."""
+class TuneSpace:
+    """The searchable knobs of a recipe and the live knobs they stand for."""
 
-    def _space(self) -> tuple[list[KnobSpace], list[str]]:
-        space, problems = resolve_space(self.recipe, self.kernel.state.describe_all(), self.kernel.guard)
-        locked = [s.key for s in space if s.key in self.kernel.locks]
-        return [s for s in space if s.key not in self.kernel.locks], problems + [f"{k}: locked" for k in locked]
+    def __init__(self, host: KnobHost):
+        self._host = host
 
-    def _zero_undo_refused(self, key: str, probe: float) -> str | None:
+    def resolve(self, recipe: TuneRecipe) -> tuple[list[KnobSpace], list[str]]:
+        """The knobs a trial may move, and why each other knob of the recipe may not."""
+        h = self._host
+        space, problems = resolve_space(recipe, h.state.describe_all(), h.guard)
+        locked = [s.key for s in space if s.key in h.locks]
+        return [s for s in space if s.key not in h.locks], problems + [f"{k}: locked" for k in locked]
+
+    def frozen(self, space: list[KnobSpace]) -> str | None:
+        """The freeze mode, when it would refuse tune's ``set_params`` on these knobs."""
+        freeze = self._host.freeze
+        if next((freeze.decision_for(s.group, "set_params", "tune") for s in space), None) is not None:
+            return freeze.mode
+        return None
+
+    def zero_undo_refused(self, key: str, probe: float) -> str | None:
         """Why tune may not move ``key`` off 0: the guard would refuse setting it back to 0."""
-        a = self.kernel.state.get(key)
+        a = self._host.state.get(key)
         desc = {**a.describe(), "value": probe, "last_change_step": None}
         try:
-            check_knob_change(desc, 0.0, source="tune", step=None, lock=None, config=self.kernel.guard)
+            check_knob_change(desc, 0.0, source="tune", step=None, lock=None, config=self._host.guard)
         except ValueRefused as e:
             return (f"{key}: at 0, and the guard would refuse tune setting it back to 0 ({e}); lift the "
                     f"guard's ratio limit for it (per_knob {key}: max_rel_change: null) to let tune try it")
         return None
 
+    # ------------------------------------------------------------------ live knobs
+    def exists(self, key: str) -> bool:
+        return self._host.state.get(key) is not None
 
-def _to_float(v: Any) -> float | None:
+    def value(self, key: str) -> float:
+        return float(self._host.state.get(key).value)
+
+    def values(self, keys: Iterable[str]) -> dict[str, float]:
+        return {k: self.value(k) for k in keys}
+
+    def read(self, key: str) -> float | None:
+        """The knob's value as the run uses it now (read back), None when absent or not a number."""
+        a = self._host.state.get(key)
+        if a is None:
+            return None
+        a.refresh()
+        return to_float(a.value)
+
+    def last_change(self, key: str) -> int | None:
+        """The step the knob last changed (None: never, or no such knob)."""
+        a = self._host.state.get(key)
+        return a.last_change_step if a is not None else None
+
+    def marks(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Each existing knob's last change step: a trial is void if one moves under it."""
+        return {k: self.last_change(k) for k in keys if self.exists(k)}
+
+    def moved(self, marks: dict[str, Any]) -> list[str]:
+        return [k for k, mark in marks.items() if not self.exists(k) or self.last_change(k) != mark]
+
+    def newest_change(self, keys: Iterable[str]) -> int | None:
+        return max((c for k in keys if (c := self.last_change(k)) is not None), default=None)
+
+    def group(self, key: str) -> str:
+        a = self._host.state.get(key)
+        return a.group if a is not None else "opt"
+
+    def cooldown_end(self, keys: Iterable[str]) -> int:
+        """The first step at which the guard's cooldown lets tune change all of ``keys``."""
+        end = NO_CHANGE
+        for k in keys:
+            a = self._host.state.get(k)
+            if a is not None and a.last_change_step is not None:
+                end = max(end, a.last_change_step + int(knob_limits(a.describe(), self._host.guard)[1] or 0))
+        return end
+
+
+def to_float(v: Any) -> float | None:
     if isinstance(v, bool):
         return None
     try:
@@ -45,9 +108,13 @@ def _to_float(v: Any) -> float | None:
         return None
 
 
-def _full(s: KnobSpace, value: float) -> FloatDistribution | None:
+def full_range(s: KnobSpace, value: float) -> FloatDistribution | None:
     """A distribution over the knob's whole range that also holds ``value``."""
     lo, hi = min(s.lo, value), max(s.hi, value)
     if s.log and lo <= 0:
         return None
     return FloatDistribution(lo, hi, log=s.log)
+
+
+def full_ranges(space: list[KnobSpace], values: dict[str, float]) -> dict[str, FloatDistribution]:
+    return {s.key: d for s in space if (d := full_range(s, values[s.key])) is not None}

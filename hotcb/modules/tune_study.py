@@ -1,34 +1,39 @@
-"""Tune's persistence: the Optuna study in ``RUN_DIR/hotcb.tune.journal`` and the trial records.
+"""``TuneStudy``: the Optuna study in ``RUN_DIR/hotcb.tune.journal``.
 
-The study is created or loaded from the journal (JournalStorage, file backend), so a restarted
-process continues it; trials a process left running are told failed once. The records are the
-trials ``hotcb.tune.json`` lists (``TuneModule.snapshot`` publishes them).
+Created or loaded from the journal (JournalStorage, file backend), so a restarted process
+continues it. ``TuneStudy.open`` refuses a recipe the stored study contradicts (direction,
+objective) before anything changes; the rest of tune talks to Optuna only through its methods.
 """
 
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
 from ..actuators.actuator import ValueRefused
+from .tune_readonly import ReadOnly
 from .tune_recipe import TuneRecipe
-from .tune_trial import ENDED, _Live
 
 JOURNAL = "hotcb.tune.journal"
-KEEP_RECORDS = 500  # trials kept in hotcb.tune.json (the journal keeps them all)
 
 
-class StudyMixin:
-    """``TuneModule``'s study and records (its state: ``TuneModule.__init__``)."""
+class TuneStudy:
+    """One recipe's study: ask, tell, the baseline trial, the trials a process left running."""
 
-    def _open_study(self, recipe: TuneRecipe) -> tuple[Any, str | None]:
+    def __init__(self, study: optuna.Study, objective: str | None):
+        self._study, self._objective = study, objective
+
+    @classmethod
+    def open(cls, journal: Path, recipe: TuneRecipe) -> TuneStudy:
         """The recipe's study (created or loaded from the journal) and the objective it scores."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(self.journal)))
+            storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
             study = optuna.create_study(study_name=recipe.study_name, storage=storage,
                                         direction=recipe.direction, load_if_exists=True)
         if study.direction.name.lower() != recipe.direction:
@@ -44,43 +49,43 @@ class StudyMixin:
             study.sampler = optuna.samplers.RandomSampler(seed=seed)
         else:
             study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=recipe.n_startup_trials)
-        return study, stored or recipe.objective
+        return cls(study, stored or recipe.objective)
 
-    def _fail_stale(self, restart: bool = False) -> None:
-        """Trials left running by a process that ended mid-trial can never be scored: told
-        failed (once: a finished trial is skipped). At a restart, an active trial's change may
-        still be live: its record gets ``undo: pending``."""
-        live = self.trial.number if self.trial is not None else None
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t.number != live:
-                self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-                self._interrupted(t.number, restart)
-        if restart:  # records the last process published as running (e.g. it died after a tell)
-            for rec in list(self.records):
-                if rec.get("state") == "running" and rec.get("number") != live:
-                    self._interrupted(rec["number"], restart)
+    objective: ReadOnly[str | None] = ReadOnly()  # stored in the study, else the recipe's; None: not chosen
 
-    def _interrupted(self, number: int, restart: bool) -> None:
-        for rec in self.records:
-            if rec.get("number") == number and rec.get("state") == "running":
-                rec.update(state="failed", outcome="interrupted", accepted=False, reason=ENDED)
-                if restart and rec.get("kind") == "active" and rec.get("undo") is None:
-                    rec["undo"] = "pending"
-                if rec.get("kind") == "suggested":
-                    self._set_suggestion_status(number, "interrupted")
+    def trial_count(self) -> int:
+        return len(self._study.trials)
 
-    # ------------------------------------------------------------------ records
-    def _new_record(self, number: int, kind: str, params: dict[str, float], before: dict[str, float],
-                    step: int) -> dict[str, Any]:
-        rec = {"number": number, "kind": kind, "params": params, "before": before, "pre_score": None,
-               "post_score": None, "improvement": None, "se": None, "value": None, "accepted": None,
-               "rolled_back": False, "step_start": step, "step_end": None, "state": "running",
-               "outcome": None, "reason": None, "undo": None}
-        self.records.append(rec)
-        self.records = self.records[-KEEP_RECORDS:]
-        return rec
+    def set_objective(self, name: str) -> None:
+        self._objective = name
+        self._study.set_user_attr("objective", name)
 
-    def _finish_record(self, t: _Live, step: int, **kw: Any) -> None:
-        t.record.update(step_end=step, **kw)
-        if t.record["accepted"] is None and kw.get("state") == "failed":
-            t.record["accepted"] = False
+    def has_complete(self) -> bool:
+        return any(t.state == TrialState.COMPLETE for t in self._study.get_trials(deepcopy=False))
+
+    def running(self) -> list[int]:
+        return [t.number for t in self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+
+    def ask(self, dists: dict[str, BaseDistribution], enqueue: dict[str, float] | None = None) -> tuple[int, dict[str, Any]]:
+        """A new trial within ``dists`` (``enqueue``: with these values): its number and params."""
+        if enqueue is not None:
+            self._study.enqueue_trial(enqueue)
+        otrial = self._study.ask(dists)
+        return otrial.number, dict(otrial.params)
+
+    def tell(self, number: int, value: float) -> None:
+        self._study.tell(number, value)
+
+    def fail(self, number: int, once: bool = False) -> None:
+        """Tell the trial failed (``once``: unless it is finished already)."""
+        if once:
+            self._study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+        else:
+            self._study.tell(number, state=TrialState.FAIL)
+
+    def add_baseline(self, params: dict[str, float], dists: dict[str, BaseDistribution], value: float | None) -> int:
+        """Trial 0: the starting values at the anchor, so TPE knows where it started."""
+        frozen = optuna.trial.create_trial(params=params, distributions=dists, value=value,
+                                           user_attrs={"kind": "baseline"})
+        self._study.add_trial(frozen)
+        return self._study.trials[-1].number

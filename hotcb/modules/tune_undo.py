@@ -1,4 +1,4 @@
-"""Undo: setting back a trial whose change outlived it.
+"""``UndoQueue``: setting back trials whose change outlived them.
 
 A trial whose change is live when it is abandoned, or when the process ends, leaves an *undo*
 (the record's ``undo: pending``): tune sets its knobs back to the pre-trial values, through the
@@ -9,97 +9,90 @@ restart the live values come from the checkpoint or the ledger; tune re-applies 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
-from optuna.trial import TrialState
-
-from ..guard import knob_limits
 from . import ApplyContext
-from .tune_space import _to_float
+from .tune_readonly import ReadOnly
+from .tune_space import TuneSpace, to_float
+from .tune_status import TuneStatus
 from .tune_trial import ENDED, NEVER
+from .tune_writer import KnobWriter
 
 
-class UndoMixin:
-    """``TuneModule``'s undo bookkeeping (its state: ``TuneModule.__init__``)."""
+class UndoQueue:
+    """The records whose change waits to be undone, why, and when the next attempt may run."""
 
-    def _abandon(self, ctx: ApplyContext | None, why: str) -> None:
-        """End the trial in flight unscored (mode change, disable, error); undo an active change
-        (now, or at the next sync step when distributed)."""
-        t, self.trial = self.trial, None
-        self.weights.drop()  # abandoned, not judged: the weights stay as they are
-        if t is None:
-            return
-        if self.study is not None:
-            self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-        self._finish_record(t, ctx.step if ctx else self.kernel.step, state="failed", outcome="abandoned", reason=why)
-        if t.kind == "active" and t.change_step >= 0:
-            t.record["undo"] = "pending"
-            self._undo.append(t.record)
-            self._undo_why[t.number] = why
-            if ctx is not None and self._can_apply():
-                self._try_undo(ctx)
+    def __init__(self, space: TuneSpace, writer: KnobWriter, status: TuneStatus):
+        self._space, self._writer, self._status = space, writer, status
+        self._pending: list[dict[str, Any]] = []
+        self._why: dict[int, str] = {}
+        self._ready_step = -1  # the step the next undo attempt waits for (guard cooldown)
 
-    def _try_undo(self, ctx: ApplyContext) -> None:
+    def __bool__(self) -> bool:
+        return bool(self._pending)
+
+    ready_step: ReadOnly[int] = ReadOnly()
+
+    def numbers(self) -> list[Any]:
+        return [r.get("number") for r in self._pending]
+
+    def load(self, records: list[dict[str, Any]]) -> None:
+        """At a restart: the records the last process left ``undo: pending``."""
+        self._pending = list(records)
+
+    def add(self, record: dict[str, Any], number: int, why: str) -> None:
+        record["undo"] = "pending"
+        self._pending.append(record)
+        self._why[number] = why
+
+    def run(self, ctx: ApplyContext, actor: str, on_undone: Callable[[str, float], None]) -> None:
         """Set each pending trial's knobs back to its pre-trial values, while they still hold the
         trial's values: once the guard's cooldown allows it (a restore just changed them), one
-        attempt; refused for another reason (a lock), the undo is left ``refused``."""
+        attempt; refused for another reason (a lock), the undo is left ``refused``.
+        ``on_undone(key, value)``: a knob tune set back (observe mode must not score it)."""
         step, changed = ctx.step, False
-        self._undo_ready = NEVER
-        for rec in list(self._undo):
+        self._ready_step = NEVER
+        for rec in list(self._pending):
             number, params, before = rec.get("number"), rec.get("params") or {}, rec.get("before") or {}
-            live = {}
-            for k in before:
-                a = self.kernel.state.get(k)
-                if a is not None:
-                    a.refresh()
-                    live[k] = _to_float(a.value)
+            live = {k: self._space.read(k) for k in before if self._space.exists(k)}
             todo = {k: float(before[k]) for k, v in live.items() if v is None or not _same(v, before[k])}
             if not todo or any(live[k] is None or not _same(live[k], params.get(k, math.nan)) for k in todo):
                 # Back at the pre-trial values already, or someone set other values: nothing to undo.
-                self._resolve_undo(rec, "rolled_back" if rec.get("rolled_back") else "not_live")
+                self._resolve(rec, "rolled_back" if rec.get("rolled_back") else "not_live")
                 changed = True
                 continue
-            ready = self._cooldown_end(todo)
+            ready = self._space.cooldown_end(todo)
             if step < ready:
-                self._undo_ready = min(self._undo_ready, ready)
-                why = f"rolling back trial {number} at step {ready} (guard cooldown)"
-                changed, self.status = changed or why != self.status, why
+                self._ready_step = min(self._ready_step, ready)
+                news = self._status.set(f"rolling back trial {number} at step {ready} (guard cooldown)")
+                changed = changed or news
                 continue
-            done = self._apply(ctx, todo, f"tune roll back trial {number}: {self._undo_why.get(number, ENDED)}")
+            done = self._writer.apply(ctx, todo, f"tune roll back trial {number}: {self._why.get(number, ENDED)}",
+                                      actor)
             if done is True:
                 rec["rolled_back"] = True
-                self._resolve_undo(rec, "rolled_back")
+                self._resolve(rec, "rolled_back")
             elif done:
                 rec["rolled_back"] = True  # part of it; the rest at the next step
-                self._undo_ready = step + 1
+                self._ready_step = step + 1
             else:
-                self._resolve_undo(rec, "refused")
-                rec["undo_error"] = self.last_refusal
+                self._resolve(rec, "refused")
+                rec["undo_error"] = self._writer.last_refusal
             for k in todo if done is True else (done or []):
-                if k in self._seen:  # observe mode must not score tune's own undo
-                    self._seen[k] = self.kernel.state.get(k).last_change_step
-                    self._seen[k + "\0value"] = todo[k]
+                on_undone(k, todo[k])
             changed = True
         if changed:
-            self._publish()
+            self._status.publish()
 
-    def _resolve_undo(self, rec: dict[str, Any], how: str) -> None:
+    def _resolve(self, rec: dict[str, Any], how: str) -> None:
         rec["undo"] = how
-        self._undo = [r for r in self._undo if r is not rec]
-        self._undo_why.pop(rec.get("number"), None)
-        if not self._undo:
-            self.status = f"trial {rec.get('number')}: undo {how}"
-
-    def _cooldown_end(self, keys: Any) -> int:
-        """The first step at which the guard's cooldown lets tune change all of ``keys``."""
-        end = -NEVER
-        for k in keys:
-            a = self.kernel.state.get(k)
-            if a is not None and a.last_change_step is not None:
-                end = max(end, a.last_change_step + int(knob_limits(a.describe(), self.kernel.guard)[1] or 0))
-        return end
+        self._pending = [r for r in self._pending if r is not rec]
+        self._why.pop(rec.get("number"), None)
+        if not self._pending:
+            self._status.set(f"trial {rec.get('number')}: undo {how}")
 
 
 def _same(a: float, b: Any) -> bool:
-    b = _to_float(b)
+    b = to_float(b)
     return b is not None and (a == b or math.isclose(a, b, rel_tol=1e-6))

@@ -2,7 +2,7 @@
 
 Knobs alone are not the run: a trial that pushed lr too far has already changed the weights (and
 the optimizer's momentum buffers) by the time it is scored. ``TrialWeights`` takes a private
-snapshot (one ``Snapshots`` of its own, never the kernel's ring, whose snapshots mean "healthy
+snapshot (captured in memory, never put in the kernel's ring, whose snapshots mean "healthy
 points" to the rescue) of the state registered with the kernel (``kernel.register_state``: model,
 optimizer, scheduler) right before a trial's change, and loads it back when the trial is undone.
 
@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..checkpoint import Snapshot, Snapshots, live_knob_values, restore_knobs
+from ..checkpoint import Snapshot, live_knob_values, restore_knobs
+from .tune_host import WeightsHost
 
 log = logging.getLogger("hotcb.tune")
 
@@ -26,15 +27,14 @@ log = logging.getLogger("hotcb.tune")
 class TrialWeights:
     """One private snapshot of the registered training state, for the trial in flight."""
 
-    def __init__(self, kernel: Any):
-        self.kernel = kernel
-        self._ring = Snapshots(keep=1)
+    def __init__(self, host: WeightsHost):
+        self._host = host
         self._snap: Snapshot | None = None
 
     @property
     def available(self) -> bool:
         """Whether weights can be taken: state is registered and the run is single-process."""
-        return bool(self.kernel.snapshots.objects) and self.kernel.dist is None
+        return bool(self._host.snapshots.objects) and self._host.dist is None
 
     @property
     def step(self) -> int | None:
@@ -45,8 +45,7 @@ class TrialWeights:
         self._snap = None
         if not self.available:
             return None
-        self._ring.objects = self.kernel.snapshots.objects  # the same objects, registered once
-        self._snap = self._ring.take(step, live_knob_values(self.kernel.state), "tune trial")
+        self._snap = self._host.snapshots.capture(step, live_knob_values(self._host.state), "tune trial")
         return step
 
     def restore(self, env: dict[str, Any], step: int) -> int | None:
@@ -54,13 +53,11 @@ class TrialWeights:
         snap, self._snap = self._snap, None
         if snap is None:
             return None
-        knobs = live_knob_values(self.kernel.state)  # as the rollback left them
-        self._ring.restore(snap)
-        restore_knobs(self.kernel.state, knobs, env, step)
-        self._ring.snapshots.clear()
+        knobs = live_knob_values(self._host.state)  # as the rollback left them
+        self._host.snapshots.restore(snap)
+        restore_knobs(self._host.state, knobs, env, step)
         return snap.step
 
     def drop(self) -> None:
         """The trial ended without needing its weights back: free the copy."""
         self._snap = None
-        self._ring.snapshots.clear()
