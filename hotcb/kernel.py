@@ -110,6 +110,8 @@ class HotKernel:
         self.core = CoreOps(self)
         self.modules: dict[str, Any] = {CB: self.cb, CORE: self.core}
         self.modules[RESCUE] = Rescue(self)  # rescue (issue 13): divergence watch + rollback, off until enabled
+        self._hooks: list[Any] = []  # the modules' per-step hooks, found once (the callbacks are dispatched apart)
+        self._hooked = 0  # how many modules ``_hooks`` was found from
 
         self._started = time.time()  # before anything below may write status
         self.state.initialize()
@@ -196,6 +198,7 @@ class HotKernel:
     def register_module(self, name: str, module: Any) -> None:
         """Route ops of ``module == name`` to ``module.handle(op, ctx)`` (e.g. tune)."""
         self.modules[name] = module
+        self._hooked = -1  # its per-step hook (if any) is found at the next step
 
     def module_for(self, name: str) -> Any:
         """The handler of ops for module ``name`` (tune loaded on first use); ``None``: a knob group."""
@@ -293,10 +296,10 @@ class HotKernel:
             self.commands.fire_scheduled(ctx)
         if self.freeze_switch.player is not None:
             self.commands.fire_replay(ctx)
-        for module in self.modules.values():
-            hook = getattr(module, "on_step", None)
-            if hook is not None and module is not self.cb:
-                hook(ctx)
+        if self._hooked != len(self.modules):
+            self._find_hooks()
+        for hook in self._hooks:
+            hook(ctx)
         if self.cb.callbacks:
             self.cb.dispatch(events, env, self.step)
         metrics = env.get("metrics")
@@ -329,6 +332,11 @@ class HotKernel:
     def _read_batch(self) -> tuple[list[Line], dict[str, Any]]:
         watched = self.watched.take_pending()
         return self.commands.read_lines(), watched
+
+    def _find_hooks(self) -> None:
+        self._hooked = len(self.modules)
+        self._hooks = [hook for m in self.modules.values() if m is not self.cb
+                       and (hook := getattr(m, "on_step", None)) is not None]
 
     def _record_metrics(self, metrics: dict[str, Any]) -> None:
         if not self.is_writer:
