@@ -64,7 +64,7 @@ class HotKernel:
         features: Any = None,
         distributed: Any = None,
         **options: Any,
-    ):
+    ) -> None:
         """``options`` are ``KernelConfig`` fields (guard, allowed_callback_modules, checkpoint_every,
         max_steps, ...), applied over ``config``; the rest are the loop's collaborators."""
         self.config = cfg = KernelConfig.build(config, options)
