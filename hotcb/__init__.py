@@ -20,14 +20,15 @@ from .freeze import FreezeState
 from .guard import GuardConfig
 from .kernel import HotKernel
 from .kernel_config import KernelConfig
-from .ops import CallbackTarget, HotOp
+from .ledger import Decision
+from .ops import CallbackTarget, HotOp, Source
 from .recipe import RecipePlayer
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ActuatorState", "ActuatorType", "CallbackTarget", "FeatureCapture", "FreezeState", "GuardConfig",
-    "HotKernel", "HotOp", "KernelConfig", "HotcbActuator", "MetricsCollector", "MutableState", "RecipePlayer",
+    "ActuatorState", "ActuatorType", "CallbackTarget", "Decision", "FeatureCapture", "FreezeState", "GuardConfig",
+    "HotKernel", "HotOp", "KernelConfig", "HotcbActuator", "MetricsCollector", "MutableState", "RecipePlayer", "Source",
     "loss_actuators", "mutable_state", "optimizer_actuators",
 ]
 

@@ -11,9 +11,30 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
-SOURCES = ("human", "agent", "rule", "tune", "replay", "yaml")
+
+class Source(str, Enum):
+    """Who an op acts for (a command's and a ledger entry's ``source``). A ``str``, so it compares
+    equal to the strings the ledger files and the other layers hold."""
+
+    HUMAN = "human"
+    AGENT = "agent"
+    RULE = "rule"
+    TUNE = "tune"
+    REPLAY = "replay"  # a recipe entry (a replay acts for whoever started it)
+    YAML = "yaml"  # hotcb.yaml, the desired-state file
+    KERNEL = "kernel"  # the kernel's own records (a resume's restore, a refused file); never a command's
+
+    def __str__(self) -> str:  # the bare value in f-strings and str(), as the ledger writes it
+        return self.value
+
+    __format__ = str.__format__
+
+
+# The sources a command may claim (every one but the kernel's own).
+SOURCES = tuple(s.value for s in Source if s is not Source.KERNEL)
 # Modules with their own handler; any other identifier is a knob group (opt, loss, custom).
 CB, TUNE, CORE, RESCUE = "cb", "tune", "core", "rescue"
 KNOB_OPS = ("set_params",)

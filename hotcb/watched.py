@@ -1,76 +1,78 @@
-"""Watched files: ``hotcb.freeze.json`` and ``hotcb.yaml`` (desired state), read on a
+"""``WatchedFiles``: ``hotcb.freeze.json`` and ``hotcb.yaml`` (desired state), read on a
 wall-clock cadence and applied as ledger-recorded ops.
 
 ``hotcb.desired`` parses ``hotcb.yaml``; this turns a parsed desired state into the ops that
-close its difference from the live state. ``WatchedFiles`` is mixed into ``HotKernel``; in
-distributed runs rank 0 reads and the changes ride on the next command broadcast.
+close its difference from the live state. It owns the two files' watches and the background
+reader; the ops go down the kernel's command path. In distributed runs rank 0 reads and the
+changes ride on the next command broadcast (``take_pending``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .actuators.actuator import ValueRefused
-from .actuators.state import MutableState
 from .desired import INLINE_DESIRED_BYTES, BackgroundRead, DesiredStateError, flatten_knobs, read_desired
 from .filewatch import FileWatch
 from .freeze import FreezeState
 from .jsonl import read_json
-from .judge import View, judge
-from .ledger import Ledger
+from .judge import judge
 from .modules import ApplyContext
-from .modules.callbacks import CallbackModule
-from .ops import CB, CORE, SOURCES, CallbackTarget, CommandError, HotOp
-from .rundir import RunDir
+from .ops import CB, CORE, SOURCES, CallbackTarget, CommandError, HotOp, Source
+
+if TYPE_CHECKING:
+    from .kernel import HotKernel
 
 
 class WatchedFiles:
-    """Reads and applies ``hotcb.freeze.json`` and ``hotcb.yaml`` for ``HotKernel``."""
+    def __init__(self, kernel: HotKernel) -> None:
+        self.kernel = kernel
+        run = kernel.run
+        self.freeze_path, self.desired_path = run.freeze, run.desired
+        self._freeze_watch = FileWatch(run.freeze)
+        self._desired_watch = FileWatch(run.desired)
+        self._desired_reader: BackgroundRead | None = None
+        self._pending: dict[str, Any] = {}  # rank 0: changes not yet broadcast
 
-    run: RunDir
-    state: MutableState
-    ledger: Ledger
-    cb: CallbackModule
-    dist: Any
-    is_writer: bool
-    session: str
-    freeze: FreezeState
-    _freeze_watch: FileWatch
-    _desired_watch: FileWatch
-    _watched_pending: dict[str, Any]
-    _desired_reader: BackgroundRead | None = None
+    def save_freeze(self, new: FreezeState) -> None:
+        """Write the freeze file for a ``core freeze`` op; our own write is not a new change."""
+        new.save(self.freeze_path)
+        self._freeze_watch.changed()
 
-    def view(self, step: int | None = None) -> View: ...
+    def take_pending(self) -> dict[str, Any]:
+        """What rank 0 read since the last broadcast (it rides on the next one)."""
+        pending, self._pending = self._pending, {}
+        return pending
 
-    def _watch_files(self, ctx: ApplyContext) -> None:
-        watched = self._read_watched()
-        if self.dist is None:
-            self._apply_watched(watched, ctx)
+    def watch(self, ctx: ApplyContext) -> None:
+        watched = self._read()
+        if self.kernel.dist is None:
+            self.apply(watched, ctx)
         elif watched:
             # This runs on a wall-clock cadence, which differs across ranks: rank 0 keeps what it
             # read for the next (step-counted) command broadcast instead of applying it alone.
-            self._watched_pending.update(watched)
+            self._pending.update(watched)
 
-    def _read_watched(self) -> dict[str, Any]:
-        if not self.is_writer:
+    def _read(self) -> dict[str, Any]:
+        if not self.kernel.is_writer:
             return {}
         out: dict[str, Any] = {}
         if self._freeze_watch.changed():
-            out["freeze"] = read_json(self.run.freeze)
+            out["freeze"] = read_json(self.freeze_path)
         if self._desired_reader is None:
-            path = self.run.desired
+            path = self.desired_path
             self._desired_reader = BackgroundRead(lambda: read_desired(path))
         if self._desired_watch.changed() and self._desired_watch.exists():
             try:
-                small = os.lstat(self.run.desired).st_size <= INLINE_DESIRED_BYTES
+                small = os.lstat(self.desired_path).st_size <= INLINE_DESIRED_BYTES
             except OSError:
                 small = False
             if small and not self._desired_reader.busy:
                 # A few lines parse in about a millisecond: at this step, so every rank (and a
                 # test) sees the change at the step it was made. Anything larger: off the step.
-                out["desired"] = read_desired(self.run.desired)
+                out["desired"] = read_desired(self.desired_path)
                 return out
             self._desired_reader.start()  # read and parsed off the step; applied when ready
         done = self._desired_reader.take()
@@ -78,7 +80,7 @@ class WatchedFiles:
             out["desired"] = done
         return out
 
-    def _apply_watched(self, watched: dict[str, Any], ctx: ApplyContext) -> None:
+    def apply(self, watched: dict[str, Any], ctx: ApplyContext) -> None:
         if watched.get("freeze") is not None:
             self._apply_freeze_file(ctx, watched["freeze"])
         if watched.get("desired") is not None:
@@ -87,62 +89,65 @@ class WatchedFiles:
     def _apply_freeze_file(self, ctx: ApplyContext, raw: Any) -> None:
         if raw is None:
             return
+        k, freeze = self.kernel, self.kernel.freeze
         cmd_id = raw.get("cmd_id") if isinstance(raw, dict) and isinstance(raw.get("cmd_id"), str) else None
         cmd_id = cmd_id or "freeze-" + hashlib.sha1(repr(raw).encode()).hexdigest()[:16]
-        if isinstance(raw, dict) and raw.get("cmd_id") == self.freeze.cmd_id and raw.get("mode") == self.freeze.mode:
+        if isinstance(raw, dict) and raw.get("cmd_id") == freeze.cmd_id and raw.get("mode") == freeze.mode:
             return
         actor = raw.get("actor") if isinstance(raw, dict) else None
-        op = HotOp(module=CORE, op="freeze", params={}, cmd_id=cmd_id, source="human",
+        op = HotOp(module=CORE, op="freeze", params={}, cmd_id=cmd_id, source=Source.HUMAN,
                    actor=actor if isinstance(actor, str) else None)
         try:
             new = FreezeState.from_dict(raw)
-            if new.source not in SOURCES or new.source == "replay":
-                raise ValueError(f"source must be one of {', '.join(s for s in SOURCES if s != 'replay')}")
+            if new.source not in SOURCES or new.source == Source.REPLAY:
+                raise ValueError(f"source must be one of {', '.join(s for s in SOURCES if s != Source.REPLAY)}")
             op.source, op.reason = new.source, new.reason
             op.params = {"mode": new.mode, "recipe_path": new.recipe_path}
             # The file is one more way to send ``core freeze``: the same judge decides.
-            refusal = judge(op, new.source, self.view(ctx.step))
+            refusal = judge(op, new.source, k.view(ctx.step))
             if refusal is not None:
                 raise ValueError(refusal.reason)
-            old = self.freeze.mode
-            self._set_freeze(new)
+            old = freeze.mode
+            k.freeze_switch.set(new)
         except (ValueError, OSError) as e:
-            if not self.ledger.has(cmd_id):
-                self._record(op, ctx, "rejected", error=f"invalid {self.run.freeze.name}: {e}")
+            if not k.ledger.has(cmd_id):
+                k.commands.record(op, ctx, "rejected", error=f"invalid {self.freeze_path.name}: {e}")
             return
-        if not self.ledger.has(cmd_id):
-            self._record(op, ctx, "applied", payload={"mode": {"old": old, "new": new.mode}})
+        if not k.ledger.has(cmd_id):
+            k.commands.record(op, ctx, "applied", payload={"mode": {"old": old, "new": new.mode}})
 
     def _apply_desired(self, ctx: ApplyContext, read: dict[str, Any]) -> None:
-        base = f"yaml-{read.get('digest')}-{self.session}"
+        k = self.kernel
+        base = f"yaml-{read.get('digest')}-{k.session}"
         try:
             if read.get("error"):
                 raise DesiredStateError(read["error"])
             ops = self._desired_ops(read["doc"], base)
         except (DesiredStateError, ValueRefused, CommandError) as e:
-            if not self.ledger.has(base):
-                op = HotOp(module=CORE, op="desired_state", cmd_id=base, source="yaml", actor="hotcb.yaml")
-                self._record(op, ctx, "rejected", error=str(e))
+            if not k.ledger.has(base):
+                op = HotOp(module=CORE, op="desired_state", cmd_id=base, source=Source.YAML, actor="hotcb.yaml")
+                k.commands.record(op, ctx, "rejected", error=str(e))
             return
         for op in ops:
-            if not self.ledger.has(op.cmd_id):
-                self._process(op, ctx)
+            if not k.ledger.has(op.cmd_id):
+                k.commands.process(op, ctx)
 
     def _desired_ops(self, desired: dict[str, Any], base: str) -> list[HotOp]:
         ops: list[HotOp] = []
-        groups = self.state.groups()
+        state = self.kernel.state
+        groups = state.groups()
         by_group: dict[str, dict[str, Any]] = {}
         for (group, key), value in flatten_knobs(desired["knobs"], groups).items():
-            act = self.state.get(key)
+            act = state.get(key)
             if act is None or (group is not None and act.group != group):
-                raise ValueRefused(f"hotcb.yaml names unknown knob {key!r} (known: {sorted(self.state.keys())})")
+                raise ValueRefused(f"hotcb.yaml names unknown knob {key!r} (known: {sorted(state.keys())})")
             act.validate(value)  # an invalid file changes nothing at all
             if act.describe()["value"] != (list(value) if isinstance(value, tuple) else value):
                 by_group.setdefault(act.group, {})[key] = value
         for group, params in by_group.items():
             ops.append(HotOp(module=group, op="set_params", params=params))
         for cb_id, spec in desired["callbacks"].items():
-            cur = self.cb.callbacks.get(cb_id)
+            cur = self.kernel.cb.callbacks.get(cb_id)
             enabled = spec.get("enabled", True) is not False
             if cur is None:
                 if spec.get("target") is None:
@@ -155,9 +160,9 @@ class WatchedFiles:
             params = spec.get("params") or {}
             if params and any(cur.params.get(k) != v for k, v in params.items()):
                 ops.append(HotOp(module=CB, op="set_params", id=cb_id, params=dict(params)))
-        if desired["freeze"] is not None and desired["freeze"] != self.freeze.mode:
+        if desired["freeze"] is not None and desired["freeze"] != self.kernel.freeze.mode:
             ops.append(HotOp(module=CORE, op="freeze" if desired["freeze"] != "off" else "unfreeze",
                              params={"mode": desired["freeze"]}))
         for i, op in enumerate(ops):
-            op.cmd_id, op.source, op.actor, op.reason = f"{base}-{i}", "yaml", "hotcb.yaml", "desired state"
+            op.cmd_id, op.source, op.actor, op.reason = f"{base}-{i}", Source.YAML, "hotcb.yaml", "desired state"
         return ops

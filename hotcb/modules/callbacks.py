@@ -17,6 +17,7 @@ import inspect
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,12 +139,13 @@ def _load_target(target: CallbackTarget, params: dict[str, Any], run_dir: Path,
 class CallbackModule:
     name = "cb"
 
-    def __init__(self, run_dir: Path, allowed_dirs: list[Path] | None = None, on_error=None,
-                 timeout_s: float | None = 30.0):
+    def __init__(self, run_dir: Path, allowed_dirs: list[Path] | None = None,
+                 on_error: Callable[[LoadedCallback, str, int, str], None] | None = None,
+                 timeout_s: float | None = 30.0) -> None:
         self.run_dir = run_dir
         self.allowed_dirs = [Path(d).resolve() for d in (allowed_dirs or [])]
         self.callbacks: dict[str, LoadedCallback] = {}
-        self._on_error = on_error  # kernel hook: records a raising callback in the ledger
+        self._on_error = on_error  # the kernel's hook: records a raising callback in the ledger
         self.watchdog = CallWatchdog(timeout_s)
 
     def add(self, cb_id: str, obj: Any, enabled: bool = True) -> None:

@@ -1,0 +1,248 @@
+"""``CommandPath``: the one way an op becomes a decision.
+
+It reads new lines of ``hotcb.commands.jsonl``, parses each, holds scheduled ones, fires due
+ones and recipe entries, judges every op through ``hotcb.judge.judge``, routes it to its module,
+and writes exactly one ledger decision per command. A decision that cannot be written (a full
+disk) stays pending in the ledger: nothing new is read until it is, and the lines after it are
+read again then, so none is lost or decided twice. One bad line never wedges the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from .actuators.actuator import ValueRefused
+from .jsonl import JsonlTail, UnsafeFile
+from .judge import Refusal, judge
+from .knob_ops import KnobOps
+from .modules import ApplyContext
+from .modules.callbacks import CallbackLoadError
+from .ops import CB, CORE, RESCUE, CommandError, HotOp, Source, auto_cmd_id, parse_command
+
+if TYPE_CHECKING:
+    from .kernel import HotKernel
+
+log = logging.getLogger("hotcb")
+Line = tuple[int, str, Any, "str | None"]  # offset, raw text, parsed value, parse error
+
+
+class CommandPath:
+    def __init__(self, kernel: HotKernel) -> None:
+        self.kernel = kernel
+        self.tail = JsonlTail(kernel.run.commands)
+        self.knobs = KnobOps(kernel.state, kernel.locks)
+        # Who loaded each callback by command (its failures are attributed to them); a callback
+        # added in code was put there by the script's author, a human.
+        self.cb_loaders: dict[str, str] = {}
+        self._refused_files: set[str] = set()  # run files refused (symlinks): recorded once each
+
+    # ------------------------------------------------------------------ reading
+    def poll(self, ctx: ApplyContext) -> None:
+        """Single process: decide the new lines (one ``stat`` when there are none)."""
+        if not self.tail.changed() and not self.kernel.ledger.pending:
+            return
+        self.decide_lines(self.read_lines(), ctx, rewind=True)
+
+    def read_lines(self) -> list[Line]:
+        ledger = self.kernel.ledger
+        if ledger.pending and not ledger.flush():
+            return []  # decisions still held: read nothing new until they are written
+        resets = self.tail.reset_count
+        try:
+            lines = self.tail.read_new()
+        except UnsafeFile as e:
+            self._refuse_file(self.tail.path, e)
+            return []
+        if self.tail.reset_count != resets:
+            log.warning("hotcb: %s was truncated or replaced; re-reading it from the start", self.tail.path)
+            self.kernel.publish_status()
+        return [(ln.offset, ln.raw, ln.value, ln.error) for ln in lines]
+
+    def decide_lines(self, lines: list[Line], ctx: ApplyContext, rewind: bool) -> None:
+        """``rewind``: this process read the lines, so a held decision re-reads those after it."""
+        for i, (offset, raw, value, error) in enumerate(lines):
+            try:
+                self._handle_line(offset, raw, value, error, ctx)
+            except Exception as e:  # one line never wedges the stream: it gets a decision
+                self._handle_line_error(offset, raw, value, e, ctx)
+            if self.kernel.ledger.pending:
+                # Its decision could not be written (a full disk): it stays held and is retried
+                # first; the lines after it are read again then, none is lost or decided twice.
+                if rewind and i + 1 < len(lines):
+                    self.tail.offset = lines[i + 1][0]
+                    self.tail.size_seen = -1
+                break
+
+    def _handle_line_error(self, offset: int, raw: str, value: Any, e: Exception, ctx: ApplyContext) -> None:
+        given = value.get("cmd_id") if isinstance(value, dict) else None
+        cmd_id = given if isinstance(given, str) and 0 < len(given) <= 128 else auto_cmd_id(raw, offset)
+        if not self.kernel.ledger.has(cmd_id):
+            self.record_refusal(cmd_id, None, f"could not be handled: {type(e).__name__}: {str(e)[:300]}", ctx, raw=raw)
+
+    def _refuse_file(self, path: str, e: OSError) -> None:
+        """A run file that is a symlink: never followed; one recorded refusal (and an alert)."""
+        if path in self._refused_files:
+            return
+        self._refused_files.add(path)
+        k = self.kernel
+        reason = f"{os.path.basename(path)} is a symlink; hotcb never reads or writes through links ({e})"
+        log.error("hotcb: %s", reason)
+        k.note_error(reason)
+        op = HotOp(module=CORE, op="read_commands", cmd_id=f"unsafe-file-{k.session}-{uuid.uuid4().hex[:8]}",
+                   source=Source.KERNEL, actor="kernel", reason="run file refused")
+        try:
+            self.record(op, ApplyContext(k.step, k.epoch, ["unsafe_file"], {}), "rejected", error=reason)
+            k.raise_alert("unsafe_file", reason)
+        except OSError:
+            pass
+
+    def _handle_line(self, offset: int, raw: str, value: Any, error: str | None, ctx: ApplyContext) -> None:
+        ledger, schedule = self.kernel.ledger, self.kernel.schedule
+        fallback = auto_cmd_id(raw, offset)
+        if error is not None:
+            if not ledger.has(fallback):
+                self.record_refusal(fallback, None, error, ctx, raw=raw)
+            return
+        try:
+            op = parse_command(value)
+        except CommandError as e:
+            given = value.get("cmd_id") if isinstance(value, dict) else None
+            # A usable id of its own keeps one refusal per command; anything else gets the line's id.
+            cmd_id = given if isinstance(given, str) and 0 < len(given) <= 128 else fallback
+            if not ledger.has(cmd_id):
+                self.record_refusal(cmd_id, value if isinstance(value, dict) else None, str(e), ctx, raw=raw)
+            return
+        if ledger.has(op.cmd_id) or op.cmd_id in schedule:
+            return
+        if schedule.hold(op, self.kernel.step, ctx.events):
+            self.kernel.publish_schedule()
+            return
+        self.process(op, ctx)
+
+    # ------------------------------------------------------------------ ops whose time came
+    def fire_scheduled(self, ctx: ApplyContext) -> None:
+        due = self.kernel.schedule.take_due(self.kernel.step, ctx.events)
+        if not due:
+            return
+        for op in due:
+            self.process(op, ctx)
+        self.kernel.publish_schedule()
+
+    def fire_replay(self, ctx: ApplyContext) -> None:
+        k = self.kernel
+        player = k.freeze_switch.player
+        if player is None:
+            return
+        for entry in player.due(k.step, ctx.events):
+            rec = {
+                "cmd_id": f"replay-{entry.get('cmd_id') or uuid.uuid4().hex}-{entry.get('step')}",
+                "source": Source.REPLAY.value, "actor": "recipe", "reason": entry.get("reason"),
+                "module": entry.get("module"), "op": entry.get("op"), "id": entry.get("id"),
+                "params": entry.get("params") or {}, "target": entry.get("target"),
+            }
+            if entry.get("late"):
+                rec["late"] = True
+            if entry.get("overlay"):
+                rec["overlay"] = True
+            if k.ledger.has(rec["cmd_id"]):
+                continue
+            try:
+                op = parse_command(rec)
+            except CommandError as e:
+                self.record_refusal(rec["cmd_id"], rec, str(e), ctx)
+                continue
+            # A recipe entry acts for whoever started the replay: an agent's recipe is an agent's op.
+            op.extra["acting_for"] = k.freeze.source
+            self.process(op, ctx, who=k.freeze.source)
+        if player.done:
+            k.publish_status()
+
+    # ------------------------------------------------------------------ deciding one op
+    def process(self, op: HotOp, ctx: ApplyContext, who: str | None = None) -> dict[str, Any]:
+        """Judge, then apply: the one path every op takes, whatever wrote it."""
+        refused = op.extra.get("refused")
+        if refused:  # the tool surface already refused it: recorded, never applied
+            return self.record(op, ctx, "rejected", error=str(refused))
+        who = who or op.source
+        if who == Source.REPLAY:
+            who = Source.HUMAN  # a recipe line written by hand into the commands file: its writer's
+        k = self.kernel
+        view = k.view(ctx.step)
+        verdict: Refusal | None = judge(op, who, view)
+        if verdict is not None:
+            return self.record(op, ctx, verdict.decision.value, error=verdict.reason)
+        try:
+            if op.op == "set_params" and op.module in k.state.groups():  # rescue (issue 13): pre-change snapshot
+                k.modules[RESCUE].before_change(op, ctx)
+            module = k.module_for(op.module)
+            payload = module.handle(op, ctx) if module is not None else self.knobs.handle(op, ctx, view, k.is_writer)
+        except ValueRefused as e:
+            return self.record(op, ctx, "rejected", error=str(e))
+        except CallbackLoadError as e:
+            k.publish_actuators()
+            return self.record(op, ctx, "failed", error=str(e))
+        except BaseException as e:  # noqa: BLE001 - user code (callbacks) may raise even SystemExit
+            k.publish_actuators()
+            return self.record(op, ctx, "failed", error=f"{type(e).__name__}: {str(e)[:500]}")
+        entry = self.record(op, ctx, "applied", payload=payload)
+        if op.module == CB and op.op == "load" and op.id:
+            self.cb_loaders[op.id] = op.source
+        k.publish_actuators()
+        return entry
+
+    # ------------------------------------------------------------------ the ledger
+    def record(self, op: HotOp, ctx: ApplyContext, decision: str, *, payload: dict[str, Any] | None = None,
+               error: str | None = None) -> dict[str, Any]:
+        """``op``'s one decision, in the ledger (a non-writing rank only notes its id)."""
+        extra = dict(op.extra)
+        if op.target is not None:
+            extra["target"] = op.target.to_dict()
+        if op.at_step is not None:
+            extra["at_step"] = op.at_step
+        if op.lock:
+            extra["lock"] = True
+        entry = {
+            "cmd_id": op.cmd_id, "module": op.module, "op": op.op, "decision": decision, "step": ctx.step,
+            "epoch": ctx.epoch, "event": ctx.event, "id": op.id, "source": str(op.source), "actor": op.actor,
+            "reason": op.reason, "params": op.params, "payload": payload, "error": error,
+        }
+        ledger = self.kernel.ledger
+        if not self.kernel.is_writer:
+            ledger.cmd_ids.add(op.cmd_id)
+            return entry
+        return ledger.record(**entry, extra=extra)
+
+    def record_refusal(self, cmd_id: str, rec: dict[str, Any] | None, reason: str, ctx: ApplyContext,
+                       raw: str | None = None) -> None:
+        """A refusal for a line that never became an op (its fields as given, made safe)."""
+        rec = rec or {}
+
+        def s(k: str) -> Any:
+            v = rec.get(k)
+            return v if isinstance(v, (str, type(None))) else repr(v)
+
+        extra = {"raw": raw[:500]} if raw is not None and not rec else None
+        ledger = self.kernel.ledger
+        if not self.kernel.is_writer:
+            ledger.cmd_ids.add(cmd_id)
+            return
+        ledger.record(
+            cmd_id=cmd_id, module=s("module"), op=s("op"), decision="rejected", step=ctx.step,
+            epoch=ctx.epoch, event=ctx.event, id=s("id"), source=s("source"), actor=s("actor"),
+            reason=s("reason"), params=rec.get("params") if isinstance(rec.get("params"), dict) else None,
+            error=reason, extra=extra,
+        )
+
+    def callback_failed(self, cb: Any, event: str, step: int, tb: str) -> None:
+        """A callback raised (or ran late) and was disabled: a ``failed`` decision and an alert,
+        attributed to whoever put the callback there (source) and to the callback (actor)."""
+        k = self.kernel
+        op = HotOp(module=CB, op="handle", id=cb.id, cmd_id=f"cb-error-{cb.id}-{uuid.uuid4().hex[:12]}",
+                   source=self.cb_loaders.get(cb.id, Source.HUMAN), actor=cb.id,
+                   reason=f"callback raised during {event}; disabled")
+        self.record(op, ApplyContext(step, k.epoch, [event], {}), "failed", error=f"{cb.last_error}\n{tb}")
+        k.publish_actuators()
+        k.raise_alert("callback_error", f"callback {cb.id} raised and was disabled: {cb.last_error}")
