@@ -14,6 +14,9 @@ from typing import Any
 
 from .codec import decode_number, encode
 
+# Modules whose set_params are not knob changes: callbacks' own params, core and tune commands.
+NOT_KNOBS = ("cb", "core", "tune")
+
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
@@ -65,9 +68,8 @@ class LedgerRecord:
     change, ``{key: {"old": ..., "new": ...}}``. Keys a writer adds beyond these (a rescue's
     details) travel in ``extra`` and are written flat, as before."""
 
+    seq: int | None = None  # the fields in the order the ledger has always written them
     cmd_id: str | None = None
-    decision: str | None = None
-    seq: int | None = None
     step: int | None = None
     epoch: int | None = None
     event: str | None = None
@@ -77,6 +79,7 @@ class LedgerRecord:
     source: str | None = None
     actor: str | None = None
     reason: str | None = None
+    decision: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     payload: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
@@ -104,12 +107,16 @@ class LedgerRecord:
             error=_str(value.get("error")), wall_time=_float(value.get("wall_time")),
             extra={k: v for k, v in value.items() if k not in known})
 
+    @property
+    def is_knob_change(self) -> bool:
+        """The one definition of "an applied knob change" (the page gets ``NOT_KNOBS`` from the API)."""
+        return self.decision == "applied" and self.op == "set_params" and self.module not in NOT_KNOBS
+
     def knob_changes(self) -> dict[str, tuple[Any, Any]]:
-        """``{key: (old, new)}`` when this entry is an applied knob change, else empty: the one
-        definition of "an applied knob change" (callbacks, core and tune ops are not)."""
-        if self.decision != "applied" or self.op != "set_params" or self.module in ("cb", "core", "tune"):
+        """``{key: (old, new)}`` when this entry is an applied knob change, else empty."""
+        if not self.is_knob_change:
             return {}
-        return {k: (v.get("old"), v.get("new")) for k, v in self.payload.items() if isinstance(v, dict)}
+        return {k: (v.get("old"), v.get("new")) if isinstance(v, dict) else (None, v) for k, v in self.payload.items()}
 
 
 @dataclass(frozen=True)
@@ -118,16 +125,16 @@ class KnobSpec:
     its type (an ``ActuatorType`` value: "float", "int", "bool", "choice", "tuple"), bounds, the
     value in force and its state."""
 
-    key: str
+    key: str  # the fields in the order ``describe_actuators`` has always listed them
     module: str
     type: str
-    value: Any = None
-    state: str | None = None
     min: float | None = None
     max: float | None = None
     choices: list[Any] | None = None
     label: str | None = None
     description: str | None = None
+    value: Any = None
+    state: str | None = None
     last_change_step: int | None = None
     metric: str | None = None
     max_rel_change: float | None = None
