@@ -1,9 +1,11 @@
 """What the rules see: metric windows read through the tool surface, summarized by trend_math.
 
 A rule's ``window`` counts *points*, not steps: a val_loss logged every 10 steps needs 10x the
-steps of a train_loss logged every step. Each tick reads the last ``window`` steps of every
-metric exactly (no thinning), then reads further back, once, for the metrics that had fewer
-than ``window`` points there (sparse metrics, e.g. an eval every N steps).
+steps of a train_loss logged every step. The observer holds the last ``MAX_POINTS`` points of
+each metric the rules need, exactly (never thinned): the first tick reads them with
+``read_metrics(last=...)``, and every later tick only what was logged since, through the reply's
+record cursor (each point once, late ones included). A replaced run file, or a rule needing a
+metric not followed yet, starts it over.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from hotcb.mcp_server import trend_math
 
 from hotcb.codec import decode_number
 
-MAX_POINTS = 5000  # read_metrics' own cap; a window's points are never thinned below it
+MAX_POINTS = 5000  # read_metrics' own cap: the points held per metric, and records per read
+MAX_READS = 8  # a tick that would need more reads from the cursor reads the last points afresh
 
 
 def as_float(v: Any) -> float:
@@ -25,49 +28,52 @@ def as_float(v: Any) -> float:
 
 
 class Observer:
-    """Reads metric windows once per tick (one read_metrics call for every metric the rules need,
-    a second one only when a metric is sparser than one point per step)."""
+    """Reads metric windows once per tick: one ``read_metrics`` call from the cursor of the last
+    one, for every metric the rules need."""
 
     def __init__(self, tools: Any):
         self.tools = tools
         self.status: dict[str, Any] = {}
         self.series: dict[str, tuple[list[float], list[float]]] = {}
         self.step: int | None = None
-
-    def _read(self, names: list[str], since: int) -> dict[str, tuple[list[float], list[float]]]:
-        out = self.tools.call("read_metrics", {"metrics": names, "max_points": MAX_POINTS, "since_step": since})
-        return {name: ([float(x) for x in s["steps"]], [as_float(v) for v in s["values"]])
-                for name, s in out.get("series", {}).items()}
+        self._cursor: str | None = None  # the next record not read yet
+        self._names: set[str] = set()  # the metrics followed from the cursor
 
     def refresh(self, metrics: list[str], window: int) -> None:
-        """Read the last ``window`` points of each of ``metrics`` (those the run logs)."""
+        """Bring the points of ``metrics`` (those the run logs) up to date; the last ``window``
+        of each (up to ``MAX_POINTS``) are then in hand."""
         self.status = self.tools.call("get_status", {})
         self.step = self.status.get("step")
         names = [m for m in metrics if m in set(self.status.get("metrics") or [])]
-        self.series = {}
         if not names or self.step is None:
+            self.series, self._cursor = {}, None
             return
-        step = int(self.step)
-        since = max(0, step - window)
-        self.series = self._read(names, since)
-        if since == 0:
-            return  # the whole run so far is in hand
-        need: list[float] = []
-        for name in names:
-            steps = self.series.get(name, ([], []))[0]
-            if len(steps) >= window:
-                continue
-            # Steps per point, from what we have (a metric with < 2 points: at most one per window).
-            spacing = (steps[-1] - steps[0]) / (len(steps) - 1) if len(steps) >= 2 else float(max(window, 1))
-            need.append(step - max(spacing, 1.0) * (window + 1))
-        if not need:
-            return
-        older = self._read(names, max(0, int(min(need))))
-        for name, (s2, v2) in older.items():
-            s1, v1 = self.series.get(name, ([], []))
-            first = s1[0] if s1 else math.inf
-            k = next((i for i, s in enumerate(s2) if s >= first), len(s2))
-            self.series[name] = (s2[:k] + s1, v2[:k] + v1)
+        if self._cursor is None or not set(names) <= self._names or not self._follow():
+            self._start(names)
+
+    def _start(self, names: list[str]) -> None:
+        out = self.tools.call("read_metrics", {"metrics": names, "last": MAX_POINTS})
+        self.series = {name: ([float(x) for x in s["steps"]], [as_float(v) for v in s["values"]])
+                       for name, s in out.get("series", {}).items()}
+        self._cursor, self._names = out.get("cursor"), set(names)
+
+    def _follow(self) -> bool:
+        """Append what was logged since the cursor; False when the reader must start over."""
+        for _ in range(MAX_READS):
+            out = self.tools.call("read_metrics", {"metrics": sorted(self._names), "since_cursor": self._cursor,
+                                                   "max_points": MAX_POINTS})
+            if out.get("reset"):
+                return False
+            self._cursor = out["cursor"]
+            for name, s in out.get("series", {}).items():
+                steps, values = self.series.setdefault(name, ([], []))
+                steps += [float(x) for x in s["steps"]]
+                values += [as_float(v) for v in s["values"]]
+                if len(steps) > 2 * MAX_POINTS:  # amortized trim keeps appends O(1)
+                    del steps[:-MAX_POINTS], values[:-MAX_POINTS]
+            if not out.get("more"):
+                return True
+        return False
 
     def points_window(self, metric: str, n: int, min_points: int = 8, share: int = 3) -> int:
         """A window of ``n`` points, cut to what the run will actually produce: a metric logged

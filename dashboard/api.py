@@ -20,6 +20,7 @@ from hotcb.mcp_server.tools import HotcbTools
 from hotcb.codec import encode
 from hotcb.ledger import DECISIONS
 from hotcb.ops import SOURCES
+from hotcb.records import NOT_KNOBS
 
 from .config import DashboardConfig
 
@@ -78,7 +79,8 @@ def build_router(tools: HotcbTools, cfg: DashboardConfig, compare: HotcbTools | 
         # The ledger's closed sets come from core, so the page never lists a stale one.
         return json_response({"config": cfg.model_dump(mode="json"), "compare": compare_label,
                               "run": tools.run.root.name,
-                              "enums": {"decisions": list(DECISIONS), "sources": [*SOURCES, "kernel"]}})
+                              "enums": {"decisions": list(DECISIONS), "sources": [*SOURCES, "kernel"],
+                                        "not_knobs": list(NOT_KNOBS)}})
 
     @r.get("/tools")
     def list_tools() -> Response:

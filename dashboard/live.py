@@ -4,14 +4,11 @@ Each connection gets one ``snapshot`` (downsampled history, recent ledger, statu
 panels), then only what is new: metric points it was not sent yet, ledger rows after the last
 seq, and status/knobs/panels whenever they differ from what it last got.
 
-Metric points are tracked per metric, not by one global step: a point that arrives late for a
-step already passed (a ``val_loss`` logged for step 400 after ``train_loss`` for step 450, an
-evaluation job writing old steps, a metric that first appears at an early step) is still sent.
-The cursor of a metric is ``(since, n)``: ``read_metrics(since_step=since)`` returns the points
-from the first one at or after ``since``, in arrival order, and the first ``n`` of those were
-sent. Points are only ever appended to the file, so that window only grows at its end and its
-tail past ``n`` is exactly what is new, whatever steps it carries. ``since`` follows the largest
-step seen (floored), which keeps each read to the recent points. The page orders points by step.
+Metric points follow ``read_metrics``' record cursor: each reply names the record after the
+ones it carries, and a read from it returns exactly the points logged since, each once, whatever
+steps they carry (a ``val_loss`` logged for a step already passed, an evaluation job writing old
+steps). A replaced or truncated file comes back as ``reset`` and the page gets a new snapshot.
+The page orders points by step.
 
 Cheap when idle: a session wakes when the metrics or ledger file changes (``wake.FileWake``,
 with a fallback poll) or every ``poll_ms`` with ``live.wake: poll``; a wake first ``stat``s the
@@ -23,7 +20,6 @@ not file size.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -37,11 +33,8 @@ from .api import dumps
 from .config import DashboardConfig
 from .wake import FileWake, wait_woken
 
-MAX_DELTA_POINTS = 5000  # the most read_metrics returns per metric per poll
-# A window this long may have been thinned by read_metrics (it strides above max_points), so the
-# cursor's count would be wrong: resend a snapshot instead (a burst of thousands of points per poll).
-RESYNC_POINTS = MAX_DELTA_POINTS // 2
-FROM_START = -(2**53)  # since_step before any step: a new metric's whole recent window
+MAX_DELTA_POINTS = 5000  # records per read_metrics call from the cursor
+MAX_DELTA_READS = 4  # more records than this many reads carry at one poll: a snapshot is cheaper
 STATUS_TOOLS = {  # event name -> (tool, arguments), every status_ms; sent only when registered
     "status": ("get_status", {}),
     "actuators": ("describe_actuators", {}),
@@ -76,7 +69,7 @@ class LiveSession:
         self.cfg = cfg
         self.available = available
         self.last_step: int | None = None
-        self.cursors: dict[str, tuple[int, int | None]] = {}  # metric -> (since, points of that window sent)
+        self.cursor: str | None = None  # read_metrics' cursor: the next record this tab has not got
         self.last_seq: int = -1
         self.metrics_sig = (0, -1)
         self.ledger_sig = (0, -1)
@@ -108,7 +101,7 @@ class LiveSession:
         self.ledger_sig = _sig(self.tools.run.ledger)
         metrics = self._call("read_metrics", {"max_points": h.initial_points}) or {"series": {}, "last_step": None}
         self.last_step = metrics.get("last_step")
-        self._start_cursors(metrics)
+        self.cursor = metrics.get("cursor")
         ledger = self._call("read_ledger", {"last": h.ledger_rows}) or {"entries": [], "total": 0}
         self.last_seq = max([e.get("seq") or 0 for e in ledger["entries"]], default=-1)
         out: dict[str, Any] = {"type": "snapshot", "metrics": metrics, "ledger": ledger, "ts": time.time()}
@@ -145,15 +138,10 @@ class LiveSession:
         events: list[dict[str, Any]] = []
         sig = _sig(self.tools.run.metrics)
         if sig != self.metrics_sig:
-            had_file = self.metrics_sig[1] >= 0
-            replaced = had_file and (sig[0] != self.metrics_sig[0] or sig[1] < self.metrics_sig[1])
             self.metrics_sig = sig
-            if replaced:
-                events.append(self.snapshot())  # a new run in the same directory: start over
-                return events
             delta = self._metric_delta()
             if delta is None:
-                events.append(self.snapshot())  # too much at once, or history trimmed: resync
+                events.append(self.snapshot())  # a new run in the same directory, or too much at once
                 return events
             if delta:
                 events.append({"type": "metrics", "series": delta, "last_step": self.last_step, "ts": time.time()})
@@ -177,69 +165,28 @@ class LiveSession:
                 events.append({"type": "state", **ev})
         return events
 
-    def _start_cursors(self, metrics: dict[str, Any]) -> None:
-        """Cursors at the snapshot: each metric's window from its largest step, counted by a read
-        of the same records (``records`` unchanged). If the trainer wrote in between, the count is
-        left unknown and the first delta resends that window; the page merges a resent step."""
-        self.cursors = {}
-        groups: dict[int, list[str]] = {}
-        for name, s in metrics["series"].items():
-            if s["steps"]:
-                since = math.floor(max(s["steps"]))
-                self.cursors[name] = (since, None)
-                groups.setdefault(since, []).append(name)
-        for since, group in groups.items():
-            data = self._call("read_metrics", {"metrics": group, "since_step": since, "max_points": MAX_DELTA_POINTS})
-            if data is None or data.get("records") != metrics.get("records"):
-                continue
-            for name, s in data["series"].items():
-                if len(s["steps"]) < RESYNC_POINTS:
-                    self.cursors[name] = (since, len(s["steps"]))
-
     def _metric_delta(self) -> dict[str, dict[str, list[Any]]] | None:
-        """Every metric point not sent yet, by metric (arrival order); None when the page must
-        be resynced with a snapshot instead.
-
-        One read of every metric from the largest cursor (usually the only one needed: most
-        metrics share the latest step) also lists the names; metrics behind it (a val_loss
-        logged less often) and new ones are read again from their own cursor."""
-        top = max((since for since, _ in self.cursors.values()), default=FROM_START)
-        data = self._call("read_metrics", {"since_step": top, "max_points": MAX_DELTA_POINTS})
-        if data is None:
-            return {}
+        """Every metric point logged since the cursor, by metric (file order); None when the
+        page must start over with a snapshot (the file was replaced, or too much arrived)."""
         out: dict[str, dict[str, list[Any]]] = {}
-        groups: dict[int, list[str]] = {}
-        for name in data["series"]:
-            since = self.cursors.get(name, (FROM_START, 0))[0]
-            if since != top:
-                groups.setdefault(since, []).append(name)
-        if not self._take(data, top, out):
-            return None
-        for since, group in sorted(groups.items()):
-            more = self._call("read_metrics", {"metrics": group, "since_step": since, "max_points": MAX_DELTA_POINTS})
-            if more is not None and not self._take(more, since, out):
+        for _ in range(MAX_DELTA_READS):
+            if self.cursor is None:
                 return None
-        return out
-
-    def _take(self, data: dict[str, Any], since: int, out: dict[str, dict[str, list[Any]]]) -> bool:
-        """Move the cursors of the metrics read from ``since`` and collect their unsent points;
-        False when a window cannot be trusted (thinned by the reader, or trimmed past a cursor)."""
-        for name, s in data["series"].items():
-            cursor = self.cursors.get(name, (FROM_START, 0))
-            if cursor[0] != since:
-                continue  # read from another step than its cursor: its own read follows
-            steps, values = s["steps"], s["values"]
-            if len(steps) >= RESYNC_POINTS or (cursor[1] is not None and len(steps) < cursor[1]):
-                return False
-            new = slice(cursor[1] or 0, None)
-            if steps[new]:
-                out[name] = {"steps": steps[new], "values": values[new]}
-            if steps:
-                top = math.floor(max(steps))
-                first = next(i for i, x in enumerate(steps) if x >= top)
-                self.cursors[name] = (top, len(steps) - first)
-                self.last_step = top if self.last_step is None else max(self.last_step, top)
-        return True
+            data = self._call("read_metrics", {"since_cursor": self.cursor, "max_points": MAX_DELTA_POINTS})
+            if data is None:
+                return out
+            if data["reset"]:
+                return None
+            self.cursor = data["cursor"]
+            for name, s in data["series"].items():
+                got = out.setdefault(name, {"steps": [], "values": []})
+                got["steps"] += s["steps"]
+                got["values"] += s["values"]
+            if data["last_step"] is not None:
+                self.last_step = data["last_step"] if self.last_step is None else max(self.last_step, data["last_step"])
+            if not data["more"]:
+                return out
+        return None
 
     def refresh_soon(self) -> None:
         """After an action, show its effect at the next poll instead of a panel period later."""

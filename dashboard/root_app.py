@@ -22,6 +22,8 @@ from hotcb.mcp_server.tools_observe import pick_metrics
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Mount
 
+from hotcb.records import LedgerRecord
+
 from .api import json_response
 from .app import add_asset_routes, asset_table, create_app
 from .config import DashboardConfig
@@ -60,11 +62,9 @@ def _changes(tools: Any) -> list[tuple[int | None, str]]:
     out = []
     with tools.lock:
         entries = tools.ledger_entries()
-    for e in entries:
-        if e.get("decision") == "applied" and e.get("op") == "set_params" and e.get("module") not in ("cb", "core", "tune"):
-            for k, v in (e.get("payload") or {}).items():
-                new = v.get("new") if isinstance(v, dict) else v
-                out.append((e.get("step"), f"{k} -> {new}"))
+    for e in filter(None, map(LedgerRecord.from_json, entries)):
+        for k, (_, new) in e.knob_changes().items():
+            out.append((e.step, f"{k} -> {new}"))
     return out
 
 

@@ -1,4 +1,4 @@
-"""``MetricsCollector``: appends ``{"step","epoch","wall_time","metrics"}`` to hotcb.metrics.jsonl.
+"""``MetricsCollector``: appends a ``MetricRecord`` (``{"step","epoch","wall_time","metrics"}``) to hotcb.metrics.jsonl.
 
 Non-finite values are recorded (as "nan"/"inf"/"-inf"), never dropped: divergence must be seen.
 """
@@ -11,8 +11,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from .codec import decode_number, tag
+from .codec import tag
 from .jsonl import append_line
+from .records import MetricRecord
 
 
 def to_number(value: Any) -> float | None:
@@ -35,11 +36,6 @@ def to_number(value: Any) -> float | None:
 def number_or_tag(value: Any) -> float | str | None:
     v = to_number(value)
     return None if v is None else tag(v)
-
-
-def parse_metric(value: Any) -> float | None:
-    """Read a recorded metric back: numbers as floats, "nan"/"inf"/"-inf" as floats."""
-    return decode_number(value)
 
 
 class MetricsCollector:
@@ -69,12 +65,12 @@ class MetricsCollector:
         for name, value in metrics.items():
             if not isinstance(name, str) or not self._keep(name):
                 continue
-            v = number_or_tag(value)
+            v = to_number(value)
             if v is not None:
                 values[name] = v
         if not values:
             return None
-        rec = {"step": step, "epoch": epoch, "wall_time": time.time(), "metrics": values}
+        rec = MetricRecord(step=step, epoch=epoch, wall_time=time.time(), metrics=values).to_json()
         append_line(self.path, rec)
         self._last_step = step
         return rec

@@ -15,6 +15,7 @@ from enum import Enum
 from typing import Any
 
 from .jsonl import JsonlTail, append_line, digest, dumps
+from .records import LedgerRecord
 
 
 class Decision(str, Enum):
@@ -114,16 +115,10 @@ class Ledger:
     ) -> dict[str, Any]:
         decision = Decision(decision).value
         self.seq += 1
-        entry: dict[str, Any] = {
-            "seq": self.seq, "cmd_id": cmd_id, "step": step, "epoch": epoch, "event": event,
-            "module": module, "op": op, "id": id, "source": source, "actor": actor, "reason": reason,
-            "decision": decision, "params": params or {}, "payload": payload or {}, "error": error,
-            "wall_time": time.time(),
-        }
-        if extra:
-            for k, v in extra.items():
-                entry.setdefault(k, v)
-        entry = _bounded(entry)
+        entry = _bounded(LedgerRecord(
+            seq=self.seq, cmd_id=cmd_id, step=step, epoch=epoch, event=event, module=module, op=op, id=id,
+            source=source, actor=actor, reason=reason, decision=decision, params=params or {},
+            payload=payload or {}, error=error, wall_time=time.time(), extra=extra or {}).to_json())
         self._remember(entry)  # decided: never applied again in this process, written or not
         self.pending.append(entry)
         self.flush()

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hotcb.collector import parse_metric
-from hotcb.jsonl import DEFAULT_MAX_LINE, JsonlTail, open_nofollow, parse_line
+from hotcb.jsonl import DEFAULT_MAX_LINE, JsonlTail, digest, open_nofollow, parse_line
+from hotcb.records import MetricRecord
 
 SEEK_ABOVE_BYTES = 16 << 20  # ~100k records: a whole read below this costs under ~1 s
 TAIL_BUDGET_BYTES = 4 << 20  # the most a first read reads backwards for metrics logged less often
@@ -35,7 +35,7 @@ class FirstRead:
 
     tail_start: int  # byte offset of the first record of the recent window
     end: int  # byte offset just past the last complete line
-    recent: list[Any] = field(default_factory=list)  # parsed records in [tail_start, end)
+    recent: list[MetricRecord] = field(default_factory=list)  # records in [tail_start, end)
     history: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)  # sampled before tail_start
     lines_before: int = 0  # lines in [0, tail_start)
 
@@ -49,13 +49,10 @@ class SeekableTail(JsonlTail):
             self._head = f.read(64) if offset else b""
         self.offset = offset
 
-
-def record_step(rec: Any) -> float | None:
-    """The step of a well-formed metrics record, else None (the record is skipped)."""
-    if not isinstance(rec, dict) or not isinstance(rec.get("metrics"), dict):
-        return None
-    step = rec.get("step")
-    return None if not isinstance(step, (int, float)) or isinstance(step, bool) else step
+    def head_digest(self) -> str:
+        """A fingerprint of the bytes before the offset that an append-only file never changes
+        (its first ones, up to 64): a file replaced under the same name shows a different one."""
+        return digest(self._head[: min(64, self.offset)])
 
 
 def open_run_file(path: str | os.PathLike[str]) -> Any:
@@ -63,29 +60,26 @@ def open_run_file(path: str | os.PathLike[str]) -> Any:
     return os.fdopen(open_nofollow(path, os.O_RDONLY), "rb")
 
 
-def _metric_names(rec: Any) -> list[str]:
-    return list(rec["metrics"]) if record_step(rec) is not None else []
-
-
-def _parse_block(body: bytes) -> list[Any]:
+def _parse_block(body: bytes) -> list[MetricRecord]:
     out = []
     for raw in body.split(b"\n"):
         raw = raw.strip()
         if raw and len(raw) <= DEFAULT_MAX_LINE:  # an oversized line is never parsed (as JsonlTail)
             value, err = parse_line(raw.decode("utf-8", errors="replace"))
-            if err is None:
-                out.append(value)
+            rec = MetricRecord.from_json(value) if err is None else None
+            if rec is not None:
+                out.append(rec)
     return out
 
 
 def read_back(f: Any, stop: int, done: Callable[[dict[str, int], int, float | None], bool],
-              budget: int) -> tuple[int, list[Any]]:
+              budget: int) -> tuple[int, list[MetricRecord]]:
     """Whole lines before byte ``stop``, read in chunks backwards until ``done(counts, records,
     first_step)`` (points per metric, records and the earliest record's step so far), ``budget``
     bytes are read or the start is reached. Returns the offset of the first line read and the
     records in file order."""
     pos = stop
-    chunks: list[list[Any]] = []
+    chunks: list[list[MetricRecord]] = []
     counts: dict[str, int] = {}
     total = 0
     size = BACK_CHUNK_BYTES
@@ -100,11 +94,11 @@ def read_back(f: Any, stop: int, done: Callable[[dict[str, int], int, float | No
         recs = _parse_block(data[cut:])
         chunks.append(recs)
         for r in recs:
-            for name in _metric_names(r):
+            for name in r.metrics:
                 counts[name] = counts.get(name, 0) + 1
         total += len(recs)
         pos = lo + cut
-        first = next((record_step(r) for r in recs if record_step(r) is not None), None)
+        first = recs[0].step if recs else None
         if done(counts, total, first) or stop - pos >= budget:
             break
     return pos, [r for recs in reversed(chunks) for r in recs]
@@ -130,16 +124,15 @@ def _sample(f: Any, stop: int, n: int, names: set[str]) -> dict[str, tuple[list[
         for raw in block[start:last].split(b"\n"):
             if got and not any(key in raw for name, key in wanted.items() if name not in got):
                 continue
-            rec, err = parse_line(raw.decode("utf-8", errors="replace"))
-            step = record_step(rec) if err is None else None
-            if step is None:
+            value, err = parse_line(raw.decode("utf-8", errors="replace"))
+            rec = MetricRecord.from_json(value) if err is None else None
+            if rec is None:
                 continue
-            for name, value in rec["metrics"].items():
-                v = parse_metric(value)
-                if v is not None and name not in got:
+            for name, v in rec.metrics.items():
+                if name not in got:
                     got.add(name)
                     steps, values = out.setdefault(name, ([], []))
-                    steps.append(float(step))
+                    steps.append(float(rec.step))
                     values.append(v)
             if got >= wanted.keys():
                 break
@@ -174,7 +167,7 @@ def first_read(path: str | os.PathLike[str], size: int, recent_cap: int, history
         tail_start, recent = read_back(
             f, end, lambda counts, total, _first: total >= recent_cap and min(counts.values(), default=0) >= recent_cap,
             TAIL_BUDGET_BYTES)
-        names = {name for rec in recent for name in _metric_names(rec)}
+        names = {name for rec in recent for name in rec.metrics}
         history = _sample(f, tail_start, history_points, names) if tail_start else {}
         return FirstRead(tail_start=tail_start, end=end, recent=recent, history=history,
                          lines_before=_count_lines(f, tail_start))

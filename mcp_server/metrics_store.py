@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from hotcb.collector import parse_metric
+from hotcb.records import MetricRecord
 
+from .metrics_cursor import MetricsCursor
 from .metrics_seek import (
     EXTEND_BUDGET_BYTES,
     SEEK_ABOVE_BYTES,
@@ -22,7 +23,6 @@ from .metrics_seek import (
     open_run_file,
     read_back,
 )
-from .metrics_seek import record_step as _step
 
 
 class Series:
@@ -119,7 +119,7 @@ class MetricsStore:
                 if total is not None:
                     continue  # the new file is long: the lines just read are covered by the seek
                 total = 0
-            total += self._ingest([line.value for line in lines])
+            total += self._ingest([r for r in map(MetricRecord.from_json, (ln.value for ln in lines)) if r is not None])
             if self.tail.size_seen != -1 or not lines:  # -1: the read was capped, more whole lines wait
                 return total
 
@@ -143,7 +143,7 @@ class MetricsStore:
         self._clear()
         share: dict[str, int] = {}  # each metric's share of the recent records estimates its count before
         for rec in found.recent:
-            for name in rec["metrics"] if _step(rec) is not None else ():
+            for name in rec.metrics:
                 share[name] = share.get(name, 0) + 1
         for name, (steps, values) in found.history.items():
             s = self.series[name] = Series(self.recent_cap, self.history_cap)
@@ -180,13 +180,10 @@ class MetricsStore:
             self.exact_from, recs = read_back(f, self.exact_from, enough, EXTEND_BUDGET_BYTES)
         older: dict[str, tuple[list[float], list[float]]] = {}
         for rec in recs:
-            step = _step(rec)
-            for name, raw in rec["metrics"].items() if step is not None else ():
-                v = parse_metric(raw)
-                if v is not None:
-                    st, va = older.setdefault(name, ([], []))
-                    st.append(float(step))
-                    va.append(v)
+            for name, v in rec.metrics.items():
+                st, va = older.setdefault(name, ([], []))
+                st.append(float(rec.step))
+                va.append(v)
         for name, (st, va) in older.items():
             s = self.series.get(name)
             if s is None:
@@ -196,27 +193,24 @@ class MetricsStore:
     def _first_exact_step(self) -> float | None:
         return min((s.steps[0] for s in self.series.values() if s.steps), default=None)
 
-    def _ingest(self, recs: list[Any]) -> int:
-        n = 0
+    def _ingest(self, recs: list[MetricRecord]) -> int:
         for rec in recs:
-            step = _step(rec)
-            if step is None:
-                continue
-            for name, raw in rec["metrics"].items():
-                v = parse_metric(raw)
-                if v is None:
-                    continue
+            for name, v in rec.metrics.items():
                 s = self.series.get(name)
                 if s is None:
                     s = self.series[name] = Series(self.recent_cap, self.history_cap)
-                s.add(float(step), v)
+                s.add(float(rec.step), v)
             # the furthest step seen: a late record for an earlier step must not move it back
-            self.last_step = int(step) if self.last_step is None else max(self.last_step, int(step))
-            wt = rec.get("wall_time")
-            self.last_wall_time = wt if isinstance(wt, (int, float)) else self.last_wall_time
-            n += 1
-        self.records += n
-        return n
+            step = int(rec.step)
+            self.last_step = step if self.last_step is None else max(self.last_step, step)
+            self.last_wall_time = rec.wall_time if rec.wall_time is not None else self.last_wall_time
+        self.records += len(recs)
+        return len(recs)
+
+    def cursor(self) -> MetricsCursor:
+        """The record after the last one read: what the series hold is exactly what precedes it."""
+        return MetricsCursor(inode=self.tail.inode or 0, head=self.tail.head_digest(), offset=self.tail.offset,
+                             index=self.records)
 
     def names(self) -> list[str]:
         return sorted(self.series)

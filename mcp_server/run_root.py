@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, create_model
 
+from hotcb.records import LedgerRecord
 from hotcb.rundir import ACTUATORS, COMMANDS, LEDGER, METRICS, STATUS
 
 from .registry import TOOLS, InvalidArguments, StrictInput, ToolError, ToolSpec
@@ -173,11 +174,10 @@ def summarize(name: str, tools: HotcbTools) -> RunSummary:
     change = None
     with tools.lock:
         entries = tools.ledger_entries()
-    for e in reversed(entries[-500:]):
-        if e.get("decision") == "applied" and e.get("op") == "set_params" and e.get("module") not in ("cb", "core", "tune"):
-            params = {k: (v.get("new") if isinstance(v, dict) else v) for k, v in (e.get("payload") or {}).items()}
-            change = LastChange(step=e.get("step"), module=e.get("module"), params=params,
-                                source=e.get("source"), actor=e.get("actor"))
+    for e in filter(None, map(LedgerRecord.from_json, reversed(entries[-500:]))):
+        if e.is_knob_change:
+            params = {k: new for k, (_, new) in e.knob_changes().items()}
+            change = LastChange(step=e.step, module=e.module, params=params, source=e.source, actor=e.actor)
             break
     value = last.get(key) if key else None
     return RunSummary(name=name, status=st["liveness"], step=st.get("step"), key_metric=key,

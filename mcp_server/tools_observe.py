@@ -9,9 +9,11 @@ from pydantic import BaseModel, Field, model_validator
 from hotcb.codec import tag
 from hotcb.jsonl import read_json
 from hotcb.ledger import filter_entries
+from hotcb.records import LedgerRecord
 from hotcb.rundir import AUTOPILOT
 
 from . import trend_math
+from .metrics_cursor import PATTERN, MetricsCursor, read_after
 from .registry import StrictInput, tool
 from .schemas import Empty, LedgerEntry
 from .tools_base import ToolsBase
@@ -92,8 +94,18 @@ class TrendsOutput(BaseModel):
 
 class MetricsInput(StrictInput):
     metrics: list[str] | None = None
-    max_points: int = Field(200, ge=2, le=5000)
+    max_points: int = Field(200, ge=2, le=5000, description="points per metric; with since_cursor, records per call")
     since_step: int | None = Field(None, description="only points at or after this step (recent data)")
+    last: int | None = Field(None, ge=1, le=5000, description="the last N points of each metric, exact (never thinned)")
+    since_cursor: str | None = Field(None, pattern=PATTERN, description="the cursor of an earlier reply: exactly the "
+                                     "points of the records appended after it, each once, never thinned")
+
+    @model_validator(mode="after")
+    def _one_window(self) -> MetricsInput:
+        given = [k for k in ("since_step", "last", "since_cursor") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give at most one of since_step, last, since_cursor (got {', '.join(given)})")
+        return self
 
 
 class SeriesOut(BaseModel):
@@ -103,8 +115,12 @@ class SeriesOut(BaseModel):
 
 class MetricsOutput(BaseModel):
     last_step: int | None
-    records: int
+    records: int = Field(description="records before the cursor")
     series: dict[str, SeriesOut]
+    cursor: str = Field(description="names the record after these: pass it as since_cursor for exactly what follows")
+    reset: bool = Field(False, description="the file was replaced or truncated since since_cursor: "
+                                           "these points start the run over (drop what you hold)")
+    more: bool = Field(False, description="max_points records were returned and more wait after cursor")
 
 
 class LedgerInput(StrictInput):
@@ -127,10 +143,6 @@ class LedgerInput(StrictInput):
 class LedgerOutput(BaseModel):
     total: int
     entries: list[LedgerEntry]
-
-
-def _plain(v: float) -> float | str:
-    return tag(v)
 
 
 def pick_metrics(names: list[str], limit: int = DEFAULT_TREND_METRICS) -> list[str]:
@@ -218,40 +230,58 @@ class ObserveTools(ToolsBase):
             f = trend_math.forecast(steps, values, horizon)
             fc = Forecast(metric=key, **f) if f else None
         changes = []
-        for e in self.ledger_entries()[-200:]:
-            if e.get("decision") != "applied" or e.get("op") != "set_params" or e.get("module") in ("cb", "core", "tune"):
+        for e in filter(None, map(LedgerRecord.from_json, self.ledger_entries()[-200:])):
+            if first_step is not None and (e.step or 0) < first_step:
                 continue
-            if first_step is not None and (e.get("step") or 0) < first_step:
-                continue
-            for k, v in (e.get("payload") or {}).items():
-                if isinstance(v, dict):
-                    changes.append(KnobChange(step=e.get("step"), key=k, old=v.get("old"), new=v.get("new"),
-                                              source=e.get("source"), actor=e.get("actor")))
+            for k, (old, new) in e.knob_changes().items():
+                changes.append(KnobChange(step=e.step, key=k, old=old, new=new, source=e.source, actor=e.actor))
         return TrendsOutput(step=self.metrics.last_step, steps_per_s=st.get("steps_per_s"), window=args.window,
                             step_range=list(common) if common else None, metrics=out, forecast=fc, recent_changes=changes[-10:],
                             other_metrics=[n for n in names if n not in chosen][:30])
 
     @tool(MetricsInput, MetricsOutput, read_only=True, idempotent=True, title="Read metrics")
     def read_metrics(self, args: MetricsInput) -> MetricsOutput:
-        """Metric series, downsampled to at most max_points per metric (whole run, or since a step)."""
+        """Metric series: the whole run downsampled to at most max_points per metric, the points
+        since a step, the last N points exact, or exactly what was logged after a cursor. Every
+        reply carries a cursor; since_cursor=it returns each later point once (reset: true when
+        the file was replaced since)."""
+        if args.since_cursor is not None:
+            return self._metrics_after(args)
         self.metrics.refresh()
         names = args.metrics or self.metrics.names()
-        if args.since_step is not None:
-            self.metrics.extend(names, since_step=args.since_step)  # a long file read by seek
+        if args.since_step is not None or args.last is not None:
+            self.metrics.extend(names, points=args.last, since_step=args.since_step)  # a long file read by seek
         series = {}
         for name in names:
             s = self.metrics.get(name)
             if s is None:
                 continue
-            if args.since_step is not None:
+            if args.last is not None:
+                steps, values = s.window(last_n=args.last)
+            elif args.since_step is not None:
                 steps, values = s.window(since_step=args.since_step)
                 if len(steps) > args.max_points:
                     k = -(-len(steps) // args.max_points)
                     steps, values = steps[::k], values[::k]
             else:
                 steps, values = s.downsampled(args.max_points)
-            series[name] = SeriesOut(steps=steps, values=[_plain(v) for v in values])
-        return MetricsOutput(last_step=self.metrics.last_step, records=self.metrics.records, series=series)
+            series[name] = SeriesOut(steps=steps, values=[tag(v) for v in values])
+        cursor = self.metrics.cursor()
+        return MetricsOutput(last_step=self.metrics.last_step, records=cursor.index, series=series, cursor=cursor.token())
+
+    def _metrics_after(self, args: MetricsInput) -> MetricsOutput:
+        batch = read_after(self.run.metrics, MetricsCursor.parse(args.since_cursor or ""), args.max_points)
+        wanted = set(args.metrics) if args.metrics else None
+        series: dict[str, SeriesOut] = {}
+        for rec in batch.records:
+            for name, v in rec.metrics.items():
+                if wanted is None or name in wanted:
+                    s = series.setdefault(name, SeriesOut(steps=[], values=[]))
+                    s.steps.append(float(rec.step))
+                    s.values.append(tag(v))
+        last = max((int(r.step) for r in batch.records), default=None)
+        return MetricsOutput(last_step=last, records=batch.cursor.index, series=series, cursor=batch.cursor.token(),
+                             reset=batch.reset, more=batch.more)
 
     @tool(LedgerInput, LedgerOutput, read_only=True, idempotent=True, title="Read the ledger")
     def read_ledger(self, args: LedgerInput) -> LedgerOutput:
@@ -264,4 +294,6 @@ class ObserveTools(ToolsBase):
                               cmd_id=args.cmd_id, since_step=args.since_step, until_step=args.until_step,
                               since_seq=args.since_seq)
         rows = rows[-args.last:]
-        return LedgerOutput(total=total, entries=[LedgerEntry(**{k: e.get(k) for k in LedgerEntry.model_fields}) for e in rows])
+        records = filter(None, map(LedgerRecord.from_json, rows))
+        return LedgerOutput(total=total, entries=[LedgerEntry(**{k: getattr(r, k) for k in LedgerEntry.model_fields})
+                                                  for r in records])

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from ..records import KnobSpec
+
 
 class ActuatorType(str, Enum):
     BOOL = "bool"
@@ -152,24 +154,17 @@ class HotcbActuator:
             except Exception as e:
                 self.last_error = f"read failed: {e!r}"
 
+    def spec(self) -> KnobSpec:
+        """This knob's description as a typed record (``describe()`` is its JSON form)."""
+        return KnobSpec(
+            key=self.param_key, module=self.group, type=self.type.value, min=self.min, max=self.max,
+            choices=self.choices, label=self.label or self.param_key, description=self.description,
+            value=_plain(self.value), state=self.state.value, last_change_step=self.last_change_step,
+            metric=self.metric, max_rel_change=self.max_rel_change, cooldown_steps=self.cooldown_steps,
+            last_error=self.last_error)
+
     def describe(self) -> dict[str, Any]:
-        return {
-            "key": self.param_key,
-            "module": self.group,
-            "type": self.type.value,
-            "min": self.min,
-            "max": self.max,
-            "choices": self.choices,
-            "label": self.label or self.param_key,
-            "description": self.description,
-            "value": _plain(self.value),
-            "state": self.state.value,
-            "last_change_step": self.last_change_step,
-            "metric": self.metric,
-            "max_rel_change": self.max_rel_change,
-            "cooldown_steps": self.cooldown_steps,
-            "last_error": self.last_error,
-        }
+        return self.spec().to_json()
 
     def validate(self, value: Any) -> Any:
         return validate_value(self.describe(), value)

@@ -95,11 +95,13 @@ export function addLedger(entries, reset = false) {
   if (state.ledger.length > cap) state.ledger.splice(0, state.ledger.length - cap);
 }
 
-// Knob changes that the charts mark: applied set_params on knob groups, one per key.
+// Knob changes that the charts mark: applied set_params on knob groups (the groups that are not
+// knobs come from /api/config, core's hotcb.records.NOT_KNOBS), one per key.
 export function knobChanges(ledger) {
   const out = [];
+  const notKnobs = (state.enums && state.enums.not_knobs) || [];
   for (const e of ledger || []) {
-    if (e.decision !== 'applied' || e.op !== 'set_params' || ['cb', 'core', 'tune'].includes(e.module)) continue;
+    if (e.decision !== 'applied' || e.op !== 'set_params' || notKnobs.includes(e.module)) continue;
     if (e.step === null || e.step === undefined) continue;
     out.push(e);
   }
