@@ -4,10 +4,11 @@ driven over a known curve in milliseconds.
 
 What a kernel publishes is written here with hotcb's own writers where they stand alone: metric
 records by ``MetricsCollector`` (the kernel's collector, non-finite values tagged as it tags
-them), knob descriptions by real actuators over a real optimizer (``optimizer_actuators``, as
-tests/support/trainer.py builds them), the guard's and code policy's own ``to_dict``. The status
-file has the keys ``HotKernel.status`` publishes (tests/agent/test_rules_series.py checks both
-files' keys against a real kernel's). No kernel reads the commands file: what the autopilot
+them), knob descriptions by real actuators (``optimizer_actuators`` over an SGD's param groups
+and ``loss_actuators``, as tests/support/trainer.py builds them), the guard's and code policy's
+own ``to_dict``. The status file has the keys ``HotKernel.status`` publishes, and like the kernel
+the status is written every step, the knobs only when they change (tests/agent/test_rules_series.py
+checks both files against a real kernel's). No kernel reads the commands file: what the autopilot
 writes there (and the step at which it appeared) is what tests assert on. A change the kernel
 would have applied is recorded with ``change`` (the knob's live value and last change step).
 """
@@ -21,8 +22,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from hotcb import loss_actuators, mutable_state, optimizer_actuators
 from hotcb.actuators.actuator import HotcbActuator
 from hotcb.collector import MetricsCollector
@@ -32,6 +31,15 @@ from hotcb.judge import CodePolicy
 from hotcb.rundir import RunDir
 
 Metrics = dict[str, float]
+
+
+class SGDGroups:
+    """The part of ``torch.optim.SGD`` that ``optimizer_actuators`` reads and writes: its param
+    groups (a real SGD's first construction imports torch's compiler stack, seconds; the format
+    test compares the knobs described over both)."""
+
+    def __init__(self, **group: float):
+        self.param_groups = [dict(group)]
 
 
 @dataclass(frozen=True)
@@ -76,8 +84,7 @@ class RecordedRun:
                  max_steps: int | None = 100000, guard: GuardConfig | None = None,
                  knobs: Iterable[HotcbActuator] = ()):
         self.run = RunDir(root)
-        self.optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr, momentum=0.9,
-                                         weight_decay=weight_decay)
+        self.optimizer = SGDGroups(lr=lr, momentum=0.9, weight_decay=weight_decay)
         self.weights = {"mse_w": 1.0, "l1_w": 0.0}
         self.state = mutable_state(optimizer_actuators(self.optimizer) + loss_actuators(self.weights) + list(knobs))
         self.guard = guard or GuardConfig()
@@ -90,6 +97,7 @@ class RecordedRun:
         self.started = time.time()
         self._written: list[Written] = []
         self._read = 0
+        self.publish_knobs()
         self.publish()
 
     # ------------------------------------------------------------------ what the kernel publishes
@@ -106,21 +114,25 @@ class RecordedRun:
     def change(self, key: str, value: Any) -> None:
         """The kernel applied a change of ``key`` at this step (its live value, its last change step)."""
         self.state.get(key).apply(value, {"optimizer": self.optimizer}, self.step)
-        self.publish()
+        self.publish_knobs()
 
     def lock(self, key: str, actor: str, lock: bool = True) -> None:
         if lock:
             self.locks[key] = {"actor": actor, "step": self.step, "ts": time.time()}
         else:
             self.locks.pop(key, None)
-        self.publish()
+        self.publish_knobs()
 
-    def publish(self) -> None:
+    def publish_knobs(self) -> None:
+        """``hotcb.actuators.json``: like the kernel, only when a knob or lock changed."""
         write_json_atomic(self.run.actuators, {
             "step": self.step, "wall_time": time.time(), "actuators": self.state.describe_all(), "callbacks": [],
             "locks": self.locks, "guard": self.guard.to_dict(), "code_policy": CodePolicy.build(self.run.root).to_dict(),
             "modules": sorted(self.state.groups() | {"cb", "core", "tune", "rescue"}),
         })
+
+    def publish(self) -> None:
+        """``hotcb.status.json``, every step (the kernel's heartbeat)."""
         write_json_atomic(self.run.status, {
             "pid": os.getpid(), "host": socket.gethostname(), "session": "recorded", "step": self.step,
             "epoch": self.step // 100, "wall_time": time.time(), "started_at": self.started, "paused": False,
