@@ -138,6 +138,10 @@ def test_suggest_mode_proposes_instead_of_acting(tmp_path):
     (w,) = [w for w in run.written() if w.row["cmd_id"] == out["applied"]["cmd_id"]]
     assert w.by("plateau") and w.params == {"lr": pytest.approx(0.005)}  # the rule's op, on the rule's name
     assert w.row.get("approved_by") == "alice"
+    # A kernel applies the approved line as the rule's op (source rule, actor the rule).
+    (e,) = [e for e in run.resume_in_kernel() if e.get("cmd_id") == w.row["cmd_id"]]
+    assert e["decision"] == "applied" and (e["source"], e["actor"]) == ("rule", "plateau")
+    assert e["payload"]["lr"]["new"] == pytest.approx(0.005)
 
 
 def test_an_int_knob_halved_by_a_rule_is_written_as_an_int(tmp_path):
@@ -347,6 +351,10 @@ def test_guard_cooldown_refusal_is_recorded_and_the_rule_retries_when_the_knob_m
     assert w.step >= changed + 300
     assert w.params == {"lr": pytest.approx(0.01)}  # alice's live 0.02, halved
     assert [f.landed for f in p.findings if f.rule == "plateau"] == [0, 1]
+    # A kernel records the refused line as rejected, with the guard's reason, and never applies it.
+    (e,) = [e for e in run.resume_in_kernel() if e.get("cmd_id") == refused[0].row["cmd_id"]]
+    assert (e["decision"], e["source"], e["actor"]) == ("rejected", "rule", "plateau")
+    assert "must wait 300 steps" in e["error"]
 
 
 def test_locked_knob_refusal_is_recorded_and_retried_after_the_rule_cooldown(tmp_path):
@@ -366,3 +374,5 @@ def test_locked_knob_refusal_is_recorded_and_retried_after_the_rule_cooldown(tmp
     # A lock has no known end: the rule re-checks after its own cooldown, not every guard cooldown.
     assert w.step >= first["step"] + 60
     assert w.params == {"lr": pytest.approx(0.005)}
+    (e,) = [e for e in run.resume_in_kernel() if e.get("cmd_id") == refused[0].row["cmd_id"]]
+    assert e["decision"] == "rejected" and "locked by alice" in e["error"]  # on the kernel's record too

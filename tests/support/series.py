@@ -152,6 +152,19 @@ class RecordedRun:
         self._read = len(rows)
         return list(self._written)
 
+    def resume_in_kernel(self) -> list[dict[str, Any]]:
+        """A real ``HotKernel`` opens this run directory over the same knobs and guard and reaches
+        one safe point, as a training process started now would: every command line written so
+        far is judged and applied (or recorded as refused) once. Returns its ledger."""
+        from hotcb import HotKernel
+
+        kernel = HotKernel(self.run.root, mutable_state=self.state, guard=self.guard, status_interval_s=0.0)
+        try:
+            kernel.apply(env={"step": self.step + 1, "optimizer": self.optimizer})
+        finally:
+            kernel.close()
+        return [e for e in read_all(self.run.ledger) if isinstance(e, dict)]
+
     def ops(self, actor: str, module: str = "opt", *, refused: bool | None = False) -> list[Written]:
         """The lines a rule wrote for ``module`` (``refused``: only refused ones, None: both)."""
         return [w for w in self.written() if w.by(actor) and w.module == module
