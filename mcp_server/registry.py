@@ -1,14 +1,18 @@
-"""Tool specifications, written once: name, description, pydantic input and output models,
-annotations, and who may call it. The MCP binding, the dashboard API and the agent's
-function-calling schema are all generated from this registry."""
+"""What a tool is (``ToolSpec``), the tool surface's errors, and the base of tool inputs.
+
+The tools themselves are listed once, in order, in ``catalog.py``; the MCP binding, the
+dashboard API and the agent's function-calling schema are all generated from that list.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 
 class ToolError(Exception):
@@ -42,18 +46,52 @@ class StrictInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Tool profiles (``hotcb mcp --tools``), smallest first; a profile serves its own tools and
+# every smaller profile's. observe: read-only tools; control: plus the ops that steer the run.
+Profile = Literal["observe", "control", "all"]
+PROFILES: tuple[Profile, ...] = ("observe", "control", "all")
+# Who is served a tool: every caller, people only, or the autopilot process's own server only.
+Audience = Literal["everyone", "human", "autopilot"]
+
+
 @dataclass(frozen=True)
 class ToolSpec:
+    """One tool: its name is the method of ``group`` that runs it (``group(...).name(args)``),
+    whose docstring is the description the LLM reads."""
+
     name: str
-    description: str
+    group: type
     input_model: type[BaseModel]
     output_model: type[BaseModel]
-    method: str
     read_only: bool
+    profile: Profile
     destructive: bool = False
     idempotent: bool = False
-    human_only: bool = False
+    audience: Audience = "everyone"
     title: str | None = None
+    description: str = field(default="")
+
+    def __post_init__(self) -> None:
+        handler = getattr(self.group, self.name, None)
+        if not callable(handler):
+            raise TypeError(f"tool {self.name!r}: {self.group.__name__} has no method {self.name}")
+        if self.read_only != (self.profile == "observe"):
+            raise ValueError(f"tool {self.name!r}: the observe profile is exactly the read-only tools")
+        if not self.description:
+            object.__setattr__(self, "description", " ".join((handler.__doc__ or self.name).split()))
+
+    @property
+    def human_only(self) -> bool:
+        return self.audience == "human"
+
+    @property
+    def method(self) -> str:  # the group's method that runs the tool
+        return self.name
+
+    def in_profile(self, profile: str) -> bool:
+        if profile not in PROFILES:
+            raise ValueError(f"unknown tool profile {profile!r} (profiles: {', '.join(PROFILES)})")
+        return PROFILES.index(self.profile) <= PROFILES.index(profile)  # type: ignore[arg-type]
 
     def input_schema(self) -> dict[str, Any]:
         return self.input_model.model_json_schema()
@@ -69,32 +107,11 @@ class ToolSpec:
         }
 
 
-TOOLS: dict[str, ToolSpec] = {}
-F = TypeVar("F", bound=Callable[..., Any])
+def __getattr__(name: str) -> Mapping[str, ToolSpec]:
+    # ``registry.TOOLS`` (name -> spec, every tool) predates catalog.py; resolved on first use
+    # so that the tool modules, which import this one, are not imported by it.
+    if name == "TOOLS":
+        from .catalog import TOOLS
 
-
-def tool(
-    input_model: type[BaseModel],
-    output_model: type[BaseModel],
-    *,
-    read_only: bool,
-    destructive: bool = False,
-    idempotent: bool = False,
-    human_only: bool = False,
-    name: str | None = None,
-    title: str | None = None,
-) -> Callable[[F], F]:
-    """Register a ``HotcbTools`` method ``(self, args: input_model) -> output_model`` as a tool.
-    Its docstring is the description the LLM reads."""
-
-    def deco(fn: F) -> F:
-        tool_name = name or fn.__name__
-        doc = " ".join((fn.__doc__ or tool_name).split())
-        TOOLS[tool_name] = ToolSpec(
-            name=tool_name, description=doc, input_model=input_model, output_model=output_model,
-            method=fn.__name__, read_only=read_only, destructive=destructive, idempotent=idempotent,
-            human_only=human_only, title=title,
-        )
-        return fn
-
-    return deco
+        return TOOLS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

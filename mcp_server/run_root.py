@@ -23,7 +23,8 @@ from pydantic import BaseModel, Field, create_model
 from hotcb.records import LedgerRecord
 from hotcb.rundir import ACTUATORS, COMMANDS, LEDGER, METRICS, STATUS
 
-from .registry import TOOLS, InvalidArguments, StrictInput, ToolError, ToolSpec
+from . import catalog
+from .registry import InvalidArguments, StrictInput, ToolError, ToolSpec
 from .tools import HotcbTools
 from .tools_observe import KEY_METRIC_PREFERENCE
 from .trend_math import sig
@@ -57,15 +58,6 @@ class RunSummary(BaseModel):
 class ListRunsOutput(BaseModel):
     root: str
     runs: list[RunSummary]
-
-
-LIST_RUNS = ToolSpec(
-    name="list_runs", input_model=ListRunsInput, output_model=ListRunsOutput, method="list_runs",
-    read_only=True, idempotent=True, title="List runs",
-    description="The runs under this server's root: name (the `run` argument of every other tool), status, "
-                "step, the key metric's last value, the last applied knob change and seconds since the run "
-                "last wrote. New runs appear as they start.",
-)
 
 
 def _with_run_arg(spec: ToolSpec) -> ToolSpec:
@@ -137,8 +129,7 @@ class RunRoot:
 
     def specs(self) -> list[ToolSpec]:
         """``list_runs`` and every tool this caller may use on one run, each with the ``run`` argument."""
-        one = [s for s in TOOLS.values() if (self.source == "human" or not s.human_only)
-               and hasattr(self.tools_class, s.method)]
+        one = catalog.served(human=self.source == "human")
         return [LIST_RUNS] + [_with_run_arg(s) for s in one]
 
     def call(self, name: str, arguments: dict[str, Any] | None = None, *, actor: str | None = None) -> dict[str, Any]:
@@ -154,6 +145,16 @@ class RunRoot:
 
     def list_runs(self) -> ListRunsOutput:
         return ListRunsOutput(root=str(self.root), runs=[summarize(n, t) for n, t in sorted(self.scan().items())])
+
+
+LIST_RUNS = ToolSpec(
+    name="list_runs", group=RunRoot, input_model=ListRunsInput, output_model=ListRunsOutput,
+    read_only=True, profile="observe", idempotent=True, title="List runs",
+    description="The runs under this server's root: name (the `run` argument of every other tool), status, "
+                "step, the key metric's last value, the last applied knob change and seconds since the run "
+                "last wrote. New runs appear as they start.",
+)
+
 
 
 def _idle_s(tools: HotcbTools) -> float | None:

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from hotcb.ledger import DECISIONS
+from hotcb.ops import CB, CB_OPS, CORE, CORE_OPS, KNOB_OPS, RESCUE, RESCUE_OPS, TUNE, TUNE_OPS
 
 from .registry import StrictInput
 
 # The kernel's decisions (hotcb.ledger.Decision, the one list), plus the two a tool reports
 # before one arrives.
 Decision = Literal[(*DECISIONS, "queued", "pending")]  # type: ignore[valid-type]
+
+
+# The modules with a handler of their own; any other identifier names a knob group (opt, loss,
+# a custom group), which the run declares: an open set, so ``module`` is one of these or a name.
+HANDLER_MODULES = (CB, TUNE, CORE, RESCUE)
+HandlerModule = Literal[HANDLER_MODULES]  # type: ignore[valid-type]
+MODULE_OPS: dict[str, tuple[str, ...]] = {CB: CB_OPS, TUNE: TUNE_OPS, CORE: CORE_OPS, RESCUE: RESCUE_OPS}
+# Every op any module takes: a closed set (which module takes which, the kernel judges).
+OPS = tuple(dict.fromkeys((*KNOB_OPS, *CB_OPS, *CORE_OPS, *TUNE_OPS, *RESCUE_OPS)))
+OpName = Literal[OPS]  # type: ignore[valid-type]
 
 
 class Empty(StrictInput):
@@ -75,11 +86,22 @@ class LedgerEntry(BaseModel):
 class OpSpec(StrictInput):
     """One operation on the run (the shape ``apply_op`` and ``schedule_op`` accept)."""
 
-    module: str = Field(description="opt, loss, a custom knob group, cb, tune or core")
-    op: str = Field(description="set_params for knobs; load/unload/enable/disable/set_params for cb; "
-                                "pause/resume/stop/checkpoint/rollback/freeze/unfreeze for core")
+    module: HandlerModule | str = Field(
+        description=f"a knob group (opt, loss or a custom one) or {', '.join(HANDLER_MODULES)}")
+    op: OpName = Field(description=f"{'/'.join(KNOB_OPS)} for knobs; "
+                                   + "; ".join(f"{'/'.join(ops)} for {m}" for m, ops in MODULE_OPS.items()))
     params: dict[str, Any] = Field(default_factory=dict, description='e.g. {"lr": 0.0005}')
     id: str | None = Field(None, description="callback id for cb ops")
     target: dict[str, str] | None = Field(
         None, description='cb load only: {"kind": "module"|"python_file", "path": ..., "symbol": ...}')
     reason: str | None = Field(None, description="why; recorded in the ledger")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_op(cls, data: Any) -> Any:
+        # Said before the Literal's own error, in the words the kernel uses, with the ops that fit.
+        if isinstance(data, dict) and isinstance(data.get("op"), str) and data["op"] not in OPS:
+            module = data.get("module")
+            known = MODULE_OPS.get(module, KNOB_OPS) if isinstance(module, str) else OPS
+            raise ValueError(f"unknown {module} op {data['op']!r}; known: {', '.join(known)}")
+        return data

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
-from mcp.server.mcpserver import MCPServer
+from mcp.server import Server
 from mcp.server.transport_security import TransportSecuritySettings
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -104,13 +104,13 @@ async def _preflight(send: Any, origin: str | None) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-def http_app(server: MCPServer, token: str, host: str = "127.0.0.1") -> BearerGate:
+def http_app(server: Server[Any], token: str, host: str = "127.0.0.1") -> BearerGate:
     # On loopback the SDK also checks Host/Origin (DNS rebinding); beyond it the token is the gate.
     security = None if host in LOOPBACK else TransportSecuritySettings(enable_dns_rebinding_protection=False)
     return BearerGate(server.streamable_http_app(host=host, transport_security=security), token)
 
 
-def serve_http(server: MCPServer, *, host: str, port: int, token: str) -> None:
+def serve_http(server: Server[Any], *, host: str, port: int, token: str) -> None:
     import uvicorn
 
     config = uvicorn.Config(http_app(server, token, host), host=host, port=port, log_level="warning")

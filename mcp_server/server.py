@@ -1,14 +1,17 @@
-"""The MCP binding: hotcb's tools, resources and prompts on one ``MCPServer`` (mcp 2.x SDK).
+"""The MCP binding: hotcb's tools, resources and prompts on the SDK's low-level ``Server``
+(mcp 2.x), whose request handlers are its public API for tools with explicit schemas.
 
-Nothing here declares a schema. Every tool comes from the registry (``HotcbTools.specs()``): its
-input schema is the pydantic input model's JSON schema (flat top-level arguments), its output
-schema the output model's, its annotations the spec's flags, and every call goes through
-``HotcbTools.call`` -- the same dispatch the dashboard and the agent use, under the same guard.
+Nothing here declares a schema. Every tool comes from the catalog (``HotcbTools.specs()``): its
+input schema is the pydantic input model's JSON schema (flat top-level arguments, in the strict
+form of ``strict_schema``), its output schema the output model's, its annotations the spec's
+flags, and every call goes through ``HotcbTools.call`` -- the same dispatch the dashboard and
+the agent use, under the same guard.
 
 Calls run in a worker thread: ``apply_op`` may wait seconds for the kernel's decision and must
-not stall the event loop (other requests, progress notifications, pings). A tool error is an
-``isError`` result carrying the ToolError's message; an unexpected exception is logged to
-stderr and reported the same way, never a crash of the server.
+not stall the event loop (other requests, progress notifications, pings). A tool error (any
+``ToolError``: unknown tool, invalid arguments, forbidden, refused) is an ``isError`` result
+carrying its message; an unexpected exception is logged to stderr and reported the same way,
+never a crash of the server.
 """
 
 from __future__ import annotations
@@ -20,29 +23,38 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from functools import cached_property
 from typing import Any
 
 import anyio
 import anyio.to_thread
-from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.prompts.base import Prompt as MCPPrompt
-from mcp.server.mcpserver.prompts.base import PromptArgument
-from mcp.server.mcpserver.tools import Tool
-from mcp.server.mcpserver.utilities.func_metadata import func_metadata
-from mcp.server.subscriptions import InMemorySubscriptionBus
-from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS, CallToolResult, TextContent, ToolAnnotations
-from pydantic import ConfigDict, Field
+from mcp.server import Server
+from mcp.server.context import ServerRequestContext
+from mcp.server.stdio import stdio_server
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, SubscriptionBus
+from mcp_types import (
+    CallToolRequestParams,
+    CallToolResult,
+    GetPromptRequestParams,
+    GetPromptResult,
+    ListPromptsResult,
+    ListResourcesResult,
+    ListToolsResult,
+    PaginatedRequestParams,
+    ReadResourceRequestParams,
+    ReadResourceResult,
+    TextContent,
+    Tool,
+    ToolAnnotations,
+)
 
-from hotcb import prompts as prompt_files
-from hotcb.guard import GuardConfig, ratio_text
+from hotcb.guard import GuardConfig
 
-from .registry import ToolError, ToolSpec
-from .resources import register_resources, watch_resources
+from .registry import PROFILES, ToolError, ToolSpec
+from .resources import RunResources, watch_resources
+from .server_prompts import ServedPrompts
 from .strict_schema import from_pairs, strict_input_schema
 from .tools import HotcbTools
-from .tools_autopilot import AUTOPILOT_SOURCES, META_ACTOR, META_SOURCE, AutopilotProcessTools
+from .tools_autopilot import AUTOPILOT_SOURCES, META_ACTOR, META_SOURCE
 
 log = logging.getLogger("hotcb.mcp")
 
@@ -58,19 +70,11 @@ INSTRUCTIONS = (
 )
 
 
-# Tool profiles (``hotcb mcp --tools``): a client that only watches needs far fewer schemas in
-# its context. observe: the read-only tools; control: those plus the ops that steer the run;
-# all: everything this server's source may call.
-CONTROL_TOOLS = ("apply_op", "propose_op", "schedule_op")
-PROFILES = ("observe", "control", "all")
+__all__ = ["PROFILES", "HotcbServer", "build_server", "in_profile", "run_stdio"]
 
 
 def in_profile(spec: ToolSpec, profile: str) -> bool:
-    if profile not in PROFILES:
-        raise ValueError(f"unknown tool profile {profile!r} (profiles: {', '.join(PROFILES)})")
-    if profile == "all" or spec.read_only:
-        return True
-    return profile == "control" and spec.name in CONTROL_TOOLS
+    return spec.in_profile(profile)
 
 
 def annotations_for(spec: ToolSpec) -> ToolAnnotations:
@@ -82,48 +86,23 @@ def annotations_for(spec: ToolSpec) -> ToolAnnotations:
     )
 
 
-def _placeholder() -> None:
-    """Stands in for the SDK's function slot: calls never reach it (``SpecTool.run`` dispatches)."""
+def mcp_tool(spec: ToolSpec) -> Tool:
+    """The tool as ``tools/list`` shows it."""
+    return Tool(name=spec.name, title=spec.title or spec.name, description=spec.description,
+                input_schema=strict_input_schema(spec.input_schema()), output_schema=spec.output_schema(),
+                annotations=annotations_for(spec))
 
 
-class SpecTool(Tool):
-    """An SDK tool built from a registry ``ToolSpec`` instead of a function signature."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-    spec: ToolSpec = Field(exclude=True)
-    runner: Callable[..., Any] = Field(exclude=True)
-
-    @cached_property
-    def output_schema(self) -> dict[str, Any] | None:  # the output model's schema, not a derived one
-        return self.spec.output_schema()
-
-    @classmethod
-    def from_spec(cls, spec: ToolSpec, runner: Callable[..., Any]) -> SpecTool:
-        return cls(
-            fn=_placeholder, name=spec.name, title=spec.title or spec.name, description=spec.description,
-            parameters=strict_input_schema(spec.input_schema()), fn_metadata=func_metadata(_placeholder),
-            is_async=False,
-            annotations=annotations_for(spec), spec=spec, runner=runner,
-        )
-
-    async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> CallToolResult:
-        return await self.runner(self.spec, arguments, context)
-
-
-class AutopilotServedTools(HotcbTools, AutopilotProcessTools):
-    """The tools of a server started for the autopilot process: every tool plus ``autopilot_process``."""
-
-
-def request_meta(context: Any) -> dict[str, Any]:
+def request_meta(context: ServerRequestContext[Any]) -> dict[str, Any]:
     """The request's ``_meta`` (empty when absent or outside a request)."""
     try:
-        meta = context.request_context.meta
+        meta = context.meta
     except Exception:
         return {}
     return dict(meta) if isinstance(meta, dict) else {}
 
 
-def client_name(context: Any) -> str | None:
+def client_name(context: ServerRequestContext[Any]) -> str | None:
     """The MCP client's name from its initialize request (``clientInfo.name``), if it sent one."""
     try:
         params = context.session.client_params
@@ -156,14 +135,14 @@ class ToolRunner:
         self.actor_override = actor_override
         self.identities = identities
 
-    def actor_for(self, context: Any) -> str:
+    def actor_for(self, context: ServerRequestContext[Any]) -> str:
         if self.identities is not None and not self.actor_override:
             label = _label(request_meta(context).get(META_ACTOR))
             if label:
                 return label
         return self.actor_override or client_name(context) or DEFAULT_ACTOR
 
-    def tools_for(self, context: Any) -> HotcbTools:
+    def tools_for(self, context: ServerRequestContext[Any]) -> HotcbTools:
         if self.identities is None:
             return self.tools
         source = request_meta(context).get(META_SOURCE)
@@ -174,7 +153,7 @@ class ToolRunner:
                             f"not {source!r}")
         return self.identities[source]
 
-    async def __call__(self, spec: ToolSpec, arguments: dict[str, Any], context: Any) -> CallToolResult:
+    async def __call__(self, spec: ToolSpec, arguments: dict[str, Any], context: ServerRequestContext[Any]) -> CallToolResult:
         try:
             tools = self.tools_for(context)
         except ToolError as e:
@@ -200,7 +179,7 @@ class ToolRunner:
         text = json.dumps(data, separators=(",", ":"), allow_nan=False, default=str)
         return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
 
-    async def _progress(self, spec: ToolSpec, arguments: dict[str, Any], context: Any) -> None:
+    async def _progress(self, spec: ToolSpec, arguments: dict[str, Any], context: ServerRequestContext[Any]) -> None:
         """Heartbeat progress while a write tool works (a no-op unless the caller sent a progress token)."""
         wait = arguments.get("wait_s")
         total = float(wait) if isinstance(wait, (int, float)) else self.tools.wait_s
@@ -210,50 +189,80 @@ class ToolRunner:
             await anyio.sleep(PROGRESS_EVERY_S)
             elapsed = round(time.monotonic() - start, 2)
             try:
-                await context.report_progress(elapsed, total, f"{what} ({elapsed:g}s)")
+                await context.session.report_progress(elapsed, total, f"{what} ({elapsed:g}s)")
             except Exception:  # the caller went away or declined progress: the call itself goes on
                 return
 
 
-class HotcbMCPServer(MCPServer):
-    """The SDK's server with JSON-RPC error codes where it has none: a prompt that does not exist
-    or arguments a prompt cannot take are the caller's error (-32602 invalid params, as for an
-    unknown resource), not a generic error 0."""
+class Binding:
+    """The request handlers of one server: the tools ``specs`` run by ``runner``, the run's
+    resources (none on a root's server) and the prompts."""
 
-    async def get_prompt(self, name: str, arguments: dict[str, Any] | None = None, context: Any = None) -> Any:
-        if self._prompt_manager.get_prompt(name) is None:
-            known = ", ".join(sorted(p.name for p in self._prompt_manager.list_prompts()))
-            raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {name} (prompts: {known})",
-                           data={"name": name})
-        try:
-            return await super().get_prompt(name, arguments, context)
-        except MCPError:
-            raise
-        except ValueError as e:  # missing or invalid arguments, as the SDK reports them
-            raise MCPError(code=INVALID_PARAMS, message=str(e), data={"name": name}) from e
+    def __init__(self, specs: list[ToolSpec], runner: ToolRunner, resources: RunResources, prompts: ServedPrompts):
+        self.specs = {s.name: s for s in specs}
+        self.runner = runner
+        self.resources = resources
+        self.prompts = prompts
+
+    async def list_tools(self, ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None) -> ListToolsResult:
+        return ListToolsResult(tools=[mcp_tool(s) for s in self.specs.values()])
+
+    async def call_tool(self, ctx: ServerRequestContext[Any], params: CallToolRequestParams) -> CallToolResult:
+        spec = self.specs.get(params.name)
+        if spec is None:  # outside this server's profile, or no tool at all
+            return _error(f"Unknown tool: {params.name}")
+        return await self.runner(spec, params.arguments or {}, ctx)
+
+    async def list_resources(self, ctx: ServerRequestContext[Any],
+                             params: PaginatedRequestParams | None) -> ListResourcesResult:
+        return ListResourcesResult(resources=self.resources.list())
+
+    async def read_resource(self, ctx: ServerRequestContext[Any], params: ReadResourceRequestParams) -> ReadResourceResult:
+        return await self.resources.read(str(params.uri))
+
+    async def list_prompts(self, ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None) -> ListPromptsResult:
+        return ListPromptsResult(prompts=self.prompts.list())
+
+    async def get_prompt(self, ctx: ServerRequestContext[Any], params: GetPromptRequestParams) -> GetPromptResult:
+        return self.prompts.get(params.name, params.arguments)
 
 
-def _prompt(p: prompt_files.Prompt, guard: Any = None) -> MCPPrompt:
-    """``guard()`` gives the run's GuardConfig in force, rendered into the prompt's {ratio_limit}."""
-    declared = {a["name"]: a for a in p.arguments if isinstance(a, dict) and a.get("name")}
+class HotcbServer(Server[Any]):
+    """The SDK's low-level server, plus the one-line ``server.run("stdio")`` that docs/mcp.md
+    shows (MCPServer's form); any other call is the low-level ``run(read, write, options)``."""
 
-    def render(**values: Any) -> str:
-        # Optional arguments left out still read well: "Goal: not specified" rather than "{goal}".
-        filled = {n: a.get("default", "not specified") for n, a in declared.items()}
-        filled.update({k: v for k, v in values.items() if k in declared and v not in (None, "")})
-        filled["ratio_limit"] = ratio_text(guard() if guard is not None else GuardConfig())
-        return p.render(**filled)
+    def run(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        if args in ((), ("stdio",)) and not kwargs:
+            anyio.run(run_stdio, self)
+            return None
+        return super().run(*args, **kwargs)
 
-    return MCPPrompt(
-        name=p.name, title=p.name.replace("_", " "), description=p.description, fn=render,
-        arguments=[PromptArgument(name=n, description=a.get("description"), required=bool(a.get("required")))
-                   for n, a in declared.items()],
+
+def make_server(binding: Binding, *, title: str, instructions: str, bus: SubscriptionBus | None = None,
+                lifespan: Callable[[Server[Any]], Any] | None = None) -> HotcbServer:
+    """A low-level server answering with ``binding``; ``subscriptions/listen`` streams ``bus``
+    (where ``lifespan`` publishes resource updates, if it does)."""
+    from hotcb import __version__
+
+    extra: dict[str, Any] = {"lifespan": lifespan} if lifespan is not None else {}
+    return HotcbServer(
+        SERVER_NAME, version=__version__, title=title, instructions=instructions,
+        on_list_tools=binding.list_tools, on_call_tool=binding.call_tool,
+        on_list_resources=binding.list_resources, on_read_resource=binding.read_resource,
+        on_list_prompts=binding.list_prompts, on_get_prompt=binding.get_prompt,
+        on_subscriptions_listen=ListenHandler(bus or InMemorySubscriptionBus()), **extra,
     )
+
+
+async def run_stdio(server: Server[Any]) -> None:
+    """Serve ``server`` on this process's stdin/stdout until the client closes it."""
+    async with stdio_server() as (read_stream, write_stream):
+        await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
 def build_server(run_dir: str | os.PathLike[str], *, source: str = "agent", actor: str | None = None,
                  wait_s: float = 10.0, watch_interval_s: float = 1.0, for_autopilot: bool = False,
-                 profile: str = "all") -> MCPServer:
+                 profile: str = "all") -> HotcbServer:
     """An MCP server over one run directory.
 
     ``source`` is fixed for every call (``agent`` by default: the guard's limits apply; ``rule``
@@ -274,15 +283,15 @@ def build_server(run_dir: str | os.PathLike[str], *, source: str = "agent", acto
     if for_autopilot:
         if source not in AUTOPILOT_SOURCES:
             raise ValueError(f"a server for the autopilot acts as {' or '.join(AUTOPILOT_SOURCES)}, not {source!r}")
-        identities = {s: AutopilotServedTools(run_dir, source=s, actor=actor, wait_s=wait_s) for s in AUTOPILOT_SOURCES}
+        identities = {s: HotcbTools(run_dir, source=s, actor=actor, wait_s=wait_s, for_autopilot=True)
+                      for s in AUTOPILOT_SOURCES}
         tools: HotcbTools = identities[source]
     else:
         tools = HotcbTools(run_dir, source=source, actor=actor, wait_s=wait_s)
-    runner = ToolRunner(tools, actor, identities)
     bus = InMemorySubscriptionBus()
 
     @asynccontextmanager
-    async def lifespan(_: MCPServer) -> AsyncIterator[dict[str, Any]]:
+    async def lifespan(_: Server[Any]) -> AsyncIterator[dict[str, Any]]:
         # Resource-updated events for `subscriptions/listen` clients, from cheap stats of the run files.
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch_resources, tools.run, bus, watch_interval_s)
@@ -291,16 +300,9 @@ def build_server(run_dir: str | os.PathLike[str], *, source: str = "agent", acto
             finally:
                 tg.cancel_scope.cancel()
 
-    from hotcb import __version__
-
-    server: MCPServer = HotcbMCPServer(
-        SERVER_NAME, title="hotcb training control", instructions=INSTRUCTIONS, version=__version__,
-        tools=[SpecTool.from_spec(spec, runner) for spec in tools.specs() if in_profile(spec, profile)],
-        subscriptions=bus, lifespan=lifespan, log_level="WARNING",
-    )
-    register_resources(server, tools)
-    for p in prompt_files.latest().values():
-        if p.mcp:
-            server.add_prompt(_prompt(p, lambda: GuardConfig.from_dict(tools.actuators_doc().get("guard"))))
+    binding = Binding([s for s in tools.specs() if s.in_profile(profile)], ToolRunner(tools, actor, identities),
+                      RunResources(tools), ServedPrompts(lambda: GuardConfig.from_dict(tools.actuators_doc().get("guard"))))
+    server = make_server(binding, title="hotcb training control", instructions=INSTRUCTIONS, bus=bus,
+                         lifespan=lifespan)
     server.hotcb_tools = tools  # type: ignore[attr-defined]  # for tests and embedding
     return server

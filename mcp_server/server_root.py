@@ -1,6 +1,6 @@
 """``hotcb mcp ROOT``: one MCP server over a directory of run directories (``RunRoot``).
 
-The same binding as a single run's server (``SpecTool``, ``ToolRunner``: worker threads,
+The same binding as a single run's server (``Binding``, ``ToolRunner``: worker threads,
 progress, errors as ``isError`` results), over ``RunRoot.call``: ``list_runs`` plus every run
 tool with a ``run`` argument. Resources (``hotcb://run/...``) name one run, so a root server
 serves tools and prompts only; read a run through its tools.
@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import os
 
-from mcp.server.mcpserver import MCPServer
-
-from hotcb import prompts as prompt_files
-
+from .resources import RunResources
 from .run_root import RunRoot
-from .server import INSTRUCTIONS, SERVER_NAME, HotcbMCPServer, SpecTool, ToolRunner, _prompt, in_profile
+from .server import INSTRUCTIONS, Binding, HotcbServer, ToolRunner, make_server
+from .server_prompts import ServedPrompts
 
 ROOT_INSTRUCTIONS = INSTRUCTIONS + (
     " This server serves several runs under one root: call list_runs first, then pass run=NAME to "
@@ -24,19 +22,11 @@ ROOT_INSTRUCTIONS = INSTRUCTIONS + (
 
 
 def build_root_server(root: str | os.PathLike[str], *, source: str = "agent", actor: str | None = None,
-                      wait_s: float = 10.0, profile: str = "all") -> MCPServer:
+                      wait_s: float = 10.0, profile: str = "all") -> HotcbServer:
     runs = RunRoot(root, source=source, actor=actor, wait_s=wait_s)
     runner = ToolRunner(runs, actor)  # type: ignore[arg-type]  # RunRoot has HotcbTools' call/wait_s
-    from hotcb import __version__
-
     # firsthour: the same -32602 prompt errors and --tools profiles as a single run's server
-    server = HotcbMCPServer(
-        SERVER_NAME, title="hotcb training control (a root of runs)", instructions=ROOT_INSTRUCTIONS,
-        version=__version__, tools=[SpecTool.from_spec(spec, runner) for spec in runs.specs()
-                                    if in_profile(spec, profile)], log_level="WARNING",
-    )
-    for p in prompt_files.latest().values():
-        if p.mcp:
-            server.add_prompt(_prompt(p))
+    binding = Binding([s for s in runs.specs() if s.in_profile(profile)], runner, RunResources(None), ServedPrompts())
+    server = make_server(binding, title="hotcb training control (a root of runs)", instructions=ROOT_INSTRUCTIONS)
     server.hotcb_root = runs  # type: ignore[attr-defined]  # for tests and embedding
     return server

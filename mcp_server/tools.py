@@ -1,32 +1,54 @@
-"""``HotcbTools``: every tool over one run directory, in one class.
+"""``HotcbTools``: every tool over one run directory, behind one ``call``.
 
 The MCP server, the dashboard and the agent all call ``HotcbTools.call(name, arguments)``, so
 validation, the guard and the file writes happen in one place whoever asks. ``source`` and
 ``actor`` are fixed when the object is made (the dashboard is ``human``, an MCP client or the
 LLM autopilot ``agent``, rules ``rule``): a caller cannot claim to be someone else per call.
+
+It composes one ``ToolContext`` (the shared state) with one object per tool group; the
+catalog says which group runs each tool.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from .registry import TOOLS, Forbidden, InvalidArguments, ToolSpec, UnknownTool
-from .tools_autopilot import AutopilotTools
-from .tools_base import CALL_ACTOR
+from . import catalog
+from .registry import Forbidden, InvalidArguments, ToolSpec, UnknownTool
+from .tools_alerts import Alert, AlertRulesOutput, AlertTools
+from .tools_autopilot import AutopilotProcessTools
+from .tools_autopilot_mode import AIStateSummary, AutopilotModeTools
+from .tools_base import CALL_ACTOR, ContextView, ToolContext
 from .tools_knobs import KnobTools
 from .tools_observe import ObserveTools
+from .tools_proposals import ProposalTools
 from .tools_replay import ReplayTools
 from .tools_tune import TuneTools
 
 
-class HotcbTools(KnobTools, ObserveTools, ReplayTools, TuneTools, AutopilotTools):
+class HotcbTools(ContextView):
+    """``for_autopilot``: also serve ``autopilot_process`` (a server for the autopilot process)."""
+
+    def __init__(self, run_dir: str | os.PathLike[str], *, source: str = "agent", actor: str | None = None,
+                 wait_s: float = 10.0, for_autopilot: bool = False):
+        super().__init__(ToolContext(run_dir, source=source, actor=actor, wait_s=wait_s))
+        self.for_autopilot = for_autopilot
+        self.alerts = AlertTools(self.ctx)
+        self.autopilot_mode = AutopilotModeTools(self.ctx)
+        self.groups: dict[type, ContextView] = {g.__class__: g for g in (
+            ProposalTools(self.ctx), self.autopilot_mode, self.alerts,
+            AutopilotProcessTools(self.ctx, self.alerts, self.autopilot_mode),
+            KnobTools(self.ctx), ObserveTools(self.ctx), ReplayTools(self.ctx), TuneTools(self.ctx),
+        )}
+        self._served = {s.name: s for s in catalog.served(human=True, for_autopilot=for_autopilot)}
+
     def specs(self, include_human_only: bool | None = None) -> list[ToolSpec]:
         """The tools this caller may use (human-only tools are listed for humans only)."""
         show_human = self.source == "human" if include_human_only is None else include_human_only
-        # A spec whose mixin is not among this class's bases (yet) is not a tool of this object.
-        return [s for s in TOOLS.values() if (show_human or not s.human_only) and hasattr(self, s.method)]
+        return [s for s in self._served.values() if show_human or not s.human_only]
 
     def call(self, name: str, arguments: dict[str, Any] | None = None, *, actor: str | None = None) -> dict[str, Any]:
         """Validate ``arguments`` against the tool's input model, run it, return its output as JSON data.
@@ -42,8 +64,8 @@ class HotcbTools(KnobTools, ObserveTools, ReplayTools, TuneTools, AutopilotTools
                 CALL_ACTOR.reset(token)
 
     def _call(self, name: str, arguments: dict[str, Any] | None) -> dict[str, Any]:
-        spec = TOOLS.get(name)
-        if spec is None or not hasattr(self, spec.method):
+        spec = self._served.get(name)
+        if spec is None:
             raise UnknownTool(f"unknown tool {name!r}; tools: {', '.join(sorted(s.name for s in self.specs()))}")
         if spec.human_only and self.source != "human":
             raise Forbidden(f"{name} is reserved to humans (this caller is {self.source!r})")
@@ -52,9 +74,30 @@ class HotcbTools(KnobTools, ObserveTools, ReplayTools, TuneTools, AutopilotTools
         except ValidationError as e:
             problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'arguments'}: {err['msg']}" for err in e.errors())
             raise InvalidArguments(f"invalid arguments for {name}: {problems}") from None
+        handler = getattr(self.groups[spec.group], spec.name)
         if spec.read_only:  # readers share cached state (metrics store, ledger cache)
             with self.lock:
-                result = getattr(self, spec.method)(args)
+                result: BaseModel = handler(args)
         else:  # writers may wait seconds for a decision: never hold the lock while waiting
-            result = getattr(self, spec.method)(args)
+            result = handler(args)
         return result.model_dump(mode="json")
+
+    # ------------------------------------------------------------------ not tools: the autopilot's
+    # own records (rules, alert rules, API health, the LLM's memory), written by its process
+    def record_alert(self, **kw: Any) -> Alert:
+        return self.alerts.record_alert(**kw)
+
+    def alert_rules(self) -> AlertRulesOutput:
+        return self.alerts.alert_rules()
+
+    def autopilot_doc(self) -> dict[str, Any]:
+        return self.autopilot_mode.autopilot_doc()
+
+    def load_ai_state(self) -> dict[str, Any]:
+        return self.autopilot_mode.load_ai_state()
+
+    def save_ai_state(self, state: dict[str, Any]) -> None:
+        self.autopilot_mode.save_ai_state(state)
+
+    def ai_summary(self) -> AIStateSummary | None:
+        return self.autopilot_mode.ai_summary()

@@ -17,8 +17,8 @@ from pydantic import BaseModel, Field, field_validator
 from hotcb.jsonl import append_line, read_all, read_json, write_json_atomic
 from hotcb.rundir import ALERT_RULES, ALERTS
 
-from .registry import StrictInput, ToolError, tool
-from .tools_base import ToolsBase
+from .registry import StrictInput, ToolError
+from .tools_base import ToolGroup
 
 AlertKind = Literal["threshold", "plateau", "spike", "non_finite"]
 
@@ -83,7 +83,7 @@ class AlertRulesOutput(BaseModel):
     set_ts: float | None = None
 
 
-class AlertTools(ToolsBase):
+class AlertTools(ToolGroup):
     def record_alert(self, *, rule: str, kind: str, message: str, metric: str | None = None,
                      severity: str = "warning", value: Any = None, step: int | None = None) -> Alert:
         """Not a tool: the autopilot process (rules, alert rules, API health) records alerts here."""
@@ -94,7 +94,6 @@ class AlertTools(ToolsBase):
         append_line(self.run.root / ALERTS, a.model_dump(mode="json"))
         return a
 
-    @tool(ListAlertsInput, AlertsOutput, read_only=True, idempotent=True, title="List alerts")
     def list_alerts(self, args: ListAlertsInput) -> AlertsOutput:
         """Alerts raised on this run (rules, user alert rules, autopilot API health), newest last."""
         rows = []
@@ -121,8 +120,6 @@ class AlertTools(ToolsBase):
                 continue  # a hand-edited bad rule is skipped, never fatal
         return AlertRulesOutput(rules=rules, set_by=doc.get("set_by"), set_ts=doc.get("set_ts"))
 
-    @tool(AlertRulesInput, AlertRulesOutput, read_only=False, destructive=True, idempotent=True,
-           title="Alert rules")  # destructive: its default (replace) drops every rule not given
     def set_alert_rules(self, args: AlertRulesInput) -> AlertRulesOutput:
         """Read (no rules given) or set alert rules on any metric: threshold (above/below), plateau,
         spike (last value above spike_factor x the window mean), non_finite. Alerts notify; they

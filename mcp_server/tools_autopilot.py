@@ -1,18 +1,12 @@
-"""The autopilot's tools (``AutopilotTools``: proposals, the mode, alerts) and its own channel
-as an MCP client.
+"""The autopilot process's own channel as an MCP client: ``autopilot_process``.
 
-``AutopilotTools`` composes ``tools_proposals``, ``tools_autopilot_mode`` and ``tools_alerts``;
-``HotcbTools`` takes it as one base. They are imported in that order on purpose: the registry
-lists tools in the order they are registered (proposals, ``autopilot``, alerts, then
-``autopilot_process``).
-
-The autopilot as an MCP client: ``AutopilotProcessTools`` adds one tool, ``autopilot_process``
-(record an alert, read/write the AI memory, say who the call acts as). It is not a base of
-``HotcbTools``, so no ordinary server, the dashboard or the LLM ever sees it; only a server
-started for the autopilot process (``hotcb mcp RUN --for-autopilot``) serves it. On such a
-server a call may also name its identity in the request's ``_meta`` (``META_SOURCE`` = ``rule``
-or ``agent``, never ``human``; ``META_ACTOR`` = the rule id or the model name), so the rules
-and the LLM keep their own ledger labels over one connection, under the same guard.
+``AutopilotProcessTools`` is one tool, ``autopilot_process`` (record an alert, read/write the AI
+memory, say who the call acts as). It is served only by a server started for the autopilot
+process (``hotcb mcp RUN --for-autopilot``, ``HotcbTools(..., for_autopilot=True)``): no
+ordinary server, the dashboard or the LLM ever sees it. On such a server a call may also name
+its identity in the request's ``_meta`` (``META_SOURCE`` = ``rule`` or ``agent``, never
+``human``; ``META_ACTOR`` = the rule id or the model name), so the rules and the LLM keep their
+own ledger labels over one connection, under the same guard.
 """
 
 from __future__ import annotations
@@ -22,13 +16,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from .registry import StrictInput, ToolError, tool
-
-# isort: off
-from .tools_proposals import ProposalTools
-from .tools_autopilot_mode import AutopilotModeTools
+from .registry import StrictInput, ToolError
 from .tools_alerts import Alert, AlertTools
-# isort: on
+from .tools_autopilot_mode import AutopilotModeTools
+from .tools_base import ToolContext, ToolGroup
 
 # Request ``_meta`` keys a --for-autopilot server reads: who one call acts as.
 META_SOURCE = "hotcb/source"
@@ -72,15 +63,15 @@ class AutopilotProcessOutput(BaseModel):
     state: dict[str, Any] | None = None
 
 
-class AutopilotTools(ProposalTools, AutopilotModeTools, AlertTools):
-    """Proposals, the autopilot mode and AI state, alerts and alert rules: one base of ``HotcbTools``."""
+class AutopilotProcessTools(ToolGroup):
+    """The autopilot process's own channel over MCP (``hotcb mcp --for-autopilot``): it records
+    through the alerts group and keeps the memory through the mode group of the same context."""
 
+    def __init__(self, ctx: ToolContext, alerts: AlertTools, mode: AutopilotModeTools):
+        super().__init__(ctx)
+        self.alerts = alerts
+        self.mode = mode
 
-class AutopilotProcessTools(AutopilotTools):
-    """The autopilot process's own channel over MCP (``hotcb mcp --for-autopilot``). Not a base
-    of ``HotcbTools``: ordinary servers, the dashboard and the LLM never see this tool."""
-
-    @tool(AutopilotProcessInput, AutopilotProcessOutput, read_only=False, title="Autopilot process channel")
     def autopilot_process(self, args: AutopilotProcessInput) -> AutopilotProcessOutput:
         """For the hotcb autopilot process only (servers started with --for-autopilot): record an
         alert, read or write the LLM autopilot's memory, or report which identity a call acts as.
@@ -92,13 +83,13 @@ class AutopilotProcessTools(AutopilotTools):
         if args.action == "record_alert":
             if args.alert is None:
                 raise ToolError("record_alert needs alert {rule, kind, message, ...}")
-            out.alert = self.record_alert(**args.alert.model_dump())
+            out.alert = self.alerts.record_alert(**args.alert.model_dump())
         elif args.action == "load_state":
-            out.state = self.load_ai_state()
+            out.state = self.mode.load_ai_state()
         elif args.action == "save_state":
             if args.state is None:
                 raise ToolError("save_state needs state (the whole AI state object)")
             if self.source != "agent":
                 raise ToolError(f"only the LLM autopilot (source 'agent') writes its memory; this call is {self.source!r}")
-            self.save_ai_state(args.state)
+            self.mode.save_ai_state(args.state)
         return out

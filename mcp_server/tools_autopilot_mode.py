@@ -17,8 +17,8 @@ from pydantic import BaseModel, Field
 from hotcb.jsonl import read_json, write_json_atomic
 from hotcb.rundir import AI_STATE, AUTOPILOT
 
-from .registry import StrictInput, ToolError, tool
-from .tools_base import ToolsBase
+from .registry import StrictInput, ToolError
+from .tools_base import ToolGroup
 
 MODES = ("off", "suggest", "auto", "ai_suggest", "ai_auto")
 Mode = Literal["off", "suggest", "auto", "ai_suggest", "ai_auto"]
@@ -62,7 +62,7 @@ class AutopilotOutput(BaseModel):
     ai: AIStateSummary | None = None
 
 
-class AutopilotModeTools(ToolsBase):
+class AutopilotModeTools(ToolGroup):
     def autopilot_doc(self) -> dict[str, Any]:
         doc = read_json(self.run.root / AUTOPILOT)
         return doc if isinstance(doc, dict) else {}
@@ -93,7 +93,6 @@ class AutopilotModeTools(ToolsBase):
             refusals=len(st.get("refusals") or []),
         )
 
-    @tool(AutopilotInput, AutopilotOutput, read_only=False, idempotent=True, title="Autopilot mode")
     def autopilot(self, args: AutopilotInput) -> AutopilotOutput:
         """Get (default) or set the autopilot mode: off, suggest (rules propose), auto (rules act),
         ai_suggest (LLM proposes), ai_auto (LLM acts). get also returns the LLM's state: model,

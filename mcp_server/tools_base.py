@@ -1,4 +1,9 @@
-"""State shared by every tool group: the run directory, who is calling, and cached readers."""
+"""The context every tool group shares (``ToolContext``: the run directory, who is calling,
+cached readers, the one write path) and ``ContextView``, how a group reads it.
+
+A group is an object over one context (composition, not a base class carrying state): the
+state lives once, in the context, and each group reaches it through the view's accessors.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +42,9 @@ def acting_for(source: str) -> str:
     return "human" if source == "replay" else source
 
 
-class ToolsBase:
+class ToolContext:
+    """What the tools of one ``HotcbTools`` share: fixed identity, the run's files and caches."""
+
     def __init__(self, run_dir: str | os.PathLike[str], *, source: str = "agent", actor: str | None = None,
                  wait_s: float = 10.0):
         if source not in SOURCES:
@@ -167,3 +174,63 @@ class ToolsBase:
         elif out["decision"] != "applied":
             raise Refused(f"{out['decision']}: {entry.get('error')} (cmd_id {rec['cmd_id']}, step {entry.get('step')})")
         return out
+
+
+class ContextView:
+    """The shared context under the names tool bodies use (``self.run``, ``self.submit(...)``).
+    Holds nothing but the context: every group over one context sees the same state."""
+
+    def __init__(self, ctx: ToolContext):
+        self.ctx = ctx
+
+    @property
+    def run(self) -> RunDir:
+        return self.ctx.run
+
+    @property
+    def source(self) -> str:
+        return self.ctx.source
+
+    @property
+    def actor(self) -> str | None:
+        return self.ctx.actor
+
+    @property
+    def wait_s(self) -> float:
+        return self.ctx.wait_s
+
+    @property
+    def metrics(self) -> MetricsStore:
+        return self.ctx.metrics
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self.ctx.lock
+
+    def current_actor(self) -> str | None:
+        return self.ctx.current_actor()
+
+    def actuators_doc(self) -> dict[str, Any]:
+        return self.ctx.actuators_doc()
+
+    def status_doc(self) -> dict[str, Any]:
+        return self.ctx.status_doc()
+
+    def liveness(self) -> dict[str, Any]:
+        return self.ctx.liveness()
+
+    def ledger_entries(self) -> list[dict[str, Any]]:
+        return self.ctx.ledger_entries()
+
+    def judge_view(self) -> View:
+        return self.ctx.judge_view()
+
+    def check_op(self, spec: OpSpec, source: str, reason: str | None = None) -> Refusal | None:
+        return self.ctx.check_op(spec, source, reason)
+
+    def submit(self, spec: OpSpec, **kw: Any) -> dict[str, Any]:
+        return self.ctx.submit(spec, **kw)
+
+
+class ToolGroup(ContextView):
+    """Base of a group of tools (``catalog.py`` names each tool's group): a view of the context."""

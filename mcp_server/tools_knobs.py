@@ -9,9 +9,9 @@ from pydantic import BaseModel, Field
 from hotcb.guard import GuardConfig, knob_limits
 from hotcb.ops import CORE
 
-from .registry import StrictInput, tool
+from .registry import StrictInput
 from .schemas import ActuatorInfo, CallbackInfo, Change, Decision, Empty, OpSpec
-from .tools_base import ToolsBase
+from .tools_base import ToolGroup
 
 
 class DescribeOutput(BaseModel):
@@ -45,8 +45,7 @@ class LockInput(StrictInput):
     reason: str | None = None
 
 
-class KnobTools(ToolsBase):
-    @tool(Empty, DescribeOutput, read_only=True, idempotent=True, title="Describe knobs")
+class KnobTools(ToolGroup):
     def describe_actuators(self, args: Empty) -> DescribeOutput:
         """Every knob of the run (key, module, type, bounds or choices, live value, state, last change
         step, lock holder, cooldown) and the callbacks loaded. Call this before apply_op."""
@@ -72,7 +71,6 @@ class KnobTools(ToolsBase):
             freeze_mode=status.get("freeze_mode"), guard=guard.to_dict(),
         )
 
-    @tool(ApplyOpInput, ApplyOpOutput, read_only=False, destructive=True, title="Apply an op")
     def apply_op(self, args: ApplyOpInput) -> ApplyOpOutput:
         """Change the running training job: set knobs (module opt/loss/custom, op set_params, params
         {key: value}), manage callbacks (module cb), or lifecycle (module core: pause, resume,
@@ -82,7 +80,6 @@ class KnobTools(ToolsBase):
         spec = OpSpec(**args.model_dump(include=set(OpSpec.model_fields)))
         return ApplyOpOutput(**self.submit(spec, wait_s=args.wait_s, lock=args.lock))
 
-    @tool(LockInput, ApplyOpOutput, read_only=False, destructive=False, human_only=True, title="Lock knobs")
     def lock_knobs(self, args: LockInput) -> ApplyOpOutput:
         """Humans only: lock (or unlock) knobs so agents, rules and tune cannot change them."""
         spec = OpSpec(module=CORE, op="lock" if args.lock else "unlock", params={"keys": args.keys},

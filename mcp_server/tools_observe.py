@@ -14,9 +14,9 @@ from hotcb.rundir import AUTOPILOT
 
 from . import trend_math
 from .metrics_cursor import PATTERN, MetricsCursor, read_after
-from .registry import StrictInput, tool
+from .registry import StrictInput
 from .schemas import Empty, LedgerEntry
-from .tools_base import ToolsBase
+from .tools_base import ToolGroup
 
 KEY_METRIC_PREFERENCE = ("val_loss", "valid_loss", "eval_loss", "val_acc", "train_loss", "loss")
 DEFAULT_TREND_METRICS = 10
@@ -160,8 +160,7 @@ def pick_metrics(names: list[str], limit: int = DEFAULT_TREND_METRICS) -> list[s
     return sorted(names, key=rank)[:limit]
 
 
-class ObserveTools(ToolsBase):
-    @tool(Empty, StatusOutput, read_only=True, idempotent=True, title="Run status")
+class ObserveTools(ToolGroup):
     def get_status(self, args: Empty) -> StatusOutput:
         """Is training alive (running/paused/stopped/dead)? Step, steps/s, freeze mode, replay,
         scheduled ops, snapshots, the last metric values and the autopilot mode."""
@@ -183,7 +182,6 @@ class ObserveTools(ToolsBase):
             rescue=st.get("rescue") if isinstance(st.get("rescue"), dict) else None,
         )
 
-    @tool(TrendsInput, TrendsOutput, read_only=True, idempotent=True, title="Read trends")
     def read_trends(self, args: TrendsInput) -> TrendsOutput:
         """Compact trends of chosen metrics over the recent window (default: up to 10, losses first):
         last, min, max, mean, slope per step, EMA, volatility, trend (improving/worsening/flat/volatile/diverging/non_finite;
@@ -239,7 +237,6 @@ class ObserveTools(ToolsBase):
                             step_range=list(common) if common else None, metrics=out, forecast=fc, recent_changes=changes[-10:],
                             other_metrics=[n for n in names if n not in chosen][:30])
 
-    @tool(MetricsInput, MetricsOutput, read_only=True, idempotent=True, title="Read metrics")
     def read_metrics(self, args: MetricsInput) -> MetricsOutput:
         """Metric series: the whole run downsampled to at most max_points per metric, the points
         since a step, the last N points exact, or exactly what was logged after a cursor. Every
@@ -283,7 +280,6 @@ class ObserveTools(ToolsBase):
         return MetricsOutput(last_step=last, records=batch.cursor.index, series=series, cursor=batch.cursor.token(),
                              reset=batch.reset, more=batch.more)
 
-    @tool(LedgerInput, LedgerOutput, read_only=True, idempotent=True, title="Read the ledger")
     def read_ledger(self, args: LedgerInput) -> LedgerOutput:
         """The ledger: every command's decision (applied/rejected/failed/ignored_*), with step, source,
         actor, reason, old -> new values and errors. Filter by source, decision, module, cmd_id, or a

@@ -20,9 +20,9 @@ from pydantic import BaseModel, Field
 from hotcb.jsonl import append_line, read_all
 from hotcb.rundir import PROPOSALS
 
-from .registry import StrictInput, ToolError, tool
+from .registry import StrictInput, ToolError
 from .schemas import OpSpec
-from .tools_base import ToolsBase, refusal_error
+from .tools_base import ToolGroup, refusal_error
 
 ProposalStatus = Literal["pending", "approved", "rejected", "failed", "expired"]
 
@@ -72,7 +72,7 @@ class DecideOutput(BaseModel):
     applied: dict[str, Any] | None = Field(None, description="apply_op's result for an approval")
 
 
-class ProposalTools(ToolsBase):
+class ProposalTools(ToolGroup):
     def _proposals(self) -> tuple[list[str], dict[str, Proposal]]:
         """Proposal ids in first-seen order, and each one's latest record (folded)."""
         order: list[str] = []
@@ -96,7 +96,6 @@ class ProposalTools(ToolsBase):
                 continue  # a malformed line never breaks the listing
         return order, out
 
-    @tool(ProposeInput, Proposal, read_only=False, title="Propose an op")
     def propose_op(self, args: ProposeInput) -> Proposal:
         """Propose an op for a human to approve instead of applying it (suggest modes). The guard's
         immediate checks run now so hopeless proposals are refused early; approval applies it later
@@ -110,7 +109,6 @@ class ProposalTools(ToolsBase):
         append_line(self.run.root / PROPOSALS, p.model_dump(mode="json", exclude_none=True))
         return p
 
-    @tool(ListProposalsInput, ProposalsOutput, read_only=True, idempotent=True, title="List proposals")
     def list_proposals(self, args: ListProposalsInput) -> ProposalsOutput:
         """Proposals made by agents and rules: pending ones (default) or all, newest last."""
         order, props = self._proposals()
@@ -119,7 +117,6 @@ class ProposalTools(ToolsBase):
         chosen = pending if args.status == "pending" else rows
         return ProposalsOutput(total=len(rows), pending=len(pending), proposals=chosen[-args.last:])
 
-    @tool(DecideInput, DecideOutput, read_only=False, destructive=True, human_only=True, title="Decide a proposal")
     def decide_proposal(self, args: DecideInput) -> DecideOutput:
         """Humans only: approve (applies the op through the guard, recorded with the proposer as
         source/actor and you as approved_by) or reject (with a note) a pending proposal."""

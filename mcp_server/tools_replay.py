@@ -9,13 +9,13 @@ from pydantic import BaseModel, Field
 
 from hotcb.freeze import FreezeState
 from hotcb.jsonl import read_json
-from hotcb.judge import judge, judge_recipe
-from hotcb.ops import CORE, HotOp
+from hotcb.judge import judge_recipe
+from hotcb.ops import CORE
 from hotcb.recipe import export_recipe, validate_recipe, write_recipe
 
-from .registry import StrictInput, ToolError, tool
+from .registry import StrictInput, ToolError
 from .schemas import OpSpec
-from .tools_base import ToolsBase, acting_for
+from .tools_base import ToolGroup, acting_for, refusal_error
 
 REPLAY_RECIPE = "hotcb.recipe.replay.jsonl"  # where a recipe given to `replay start` is stored
 MAX_INLINE_RECIPE = 2000
@@ -57,8 +57,7 @@ class ScheduleOutput(BaseModel):
     message: str | None = None
 
 
-class ReplayTools(ToolsBase):
-    @tool(ReplayInput, ReplayOutput, read_only=False, destructive=True, title="Replay recipes")
+class ReplayTools(ToolGroup):
     def replay(self, args: ReplayInput) -> ReplayOutput:
         """Recipes: 'export' writes this run's applied changes as a replayable recipe and returns it;
         'start' replays a recipe (optionally with an overlay of patches) step for step, ignoring other
@@ -100,12 +99,11 @@ class ReplayTools(ToolsBase):
                             message="replay starts at the next safe point (entries already past fire late)")
 
     def _judge_freeze(self, op: str, mode: str, reason: str | None) -> None:
-        refusal = judge(HotOp(module=CORE, op=op, params={"mode": mode}, source=self.source, reason=reason),
-                        acting_for(self.source), self.judge_view())
+        """The judge's early word on the freeze a replay start/stop writes (the op path's check)."""
+        refusal = self.check_op(OpSpec(module=CORE, op=op, params={"mode": mode}, reason=reason), self.source)
         if refusal is not None:
-            raise ToolError(f"refused: {refusal.reason}")
+            raise refusal_error(refusal)
 
-    @tool(ScheduleInput, ScheduleOutput, read_only=False, destructive=True, title="Schedule ops")
     def schedule_op(self, args: ScheduleInput) -> ScheduleOutput:
         """Ops at a future step: 'add' an op at_step (or at_event), 'list' pending ones, 'move' one to
         another step, 'cancel' one. Values are checked now and again by the guard when they fire;

@@ -13,8 +13,8 @@ from pydantic import BaseModel, Field
 from hotcb.jsonl import read_json
 from hotcb.rundir import TUNE
 
-from .registry import StrictInput, tool
-from .tools_base import ToolsBase
+from .registry import StrictInput
+from .tools_base import ToolGroup
 
 
 class TuneStatusInput(StrictInput):
@@ -44,8 +44,7 @@ def _int(v: Any) -> int:
     return v if isinstance(v, int) and not isinstance(v, bool) else (len(v) if isinstance(v, list) else 0)
 
 
-class TuneTools(ToolsBase):
-    @tool(TuneStatusInput, TuneStatusOutput, read_only=True, idempotent=True, title="Tune status")
+class TuneTools(ToolGroup):
     def tune_status(self, args: TuneStatusInput) -> TuneStatusOutput:
         """Online hyperparameter tuning: mode (off/suggest/active), objective and direction, sampler,
         the recent trials (params tried, score, accepted or rolled back), the best so far, the trial in
