@@ -190,7 +190,8 @@ def _serve_on(run_dir: Path, port: int, token: str) -> tuple[subprocess.Popen | 
     return None, "in use" if "cannot listen" in text and "in use" in text else f"hotcb serve exited {proc.returncode}"
 
 
-def launch(train_fn: str, run_dir: str | os.PathLike[str], *, max_steps: int | None = None,
+# complexity: the public launch() options, all keyword-only and documented in the README
+def launch(train_fn: str, run_dir: str | os.PathLike[str], *, max_steps: int | None = None,  # noqa: PLR0913
            autopilot: str | None = "off", rules: RulesConfig | str | None = None, ai: AIOptions | None = None,
            serve: bool = False, port: int = 8421, interval_s: float = 1.0,
            env: dict[str, str] | None = None) -> LaunchHandle:

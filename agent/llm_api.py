@@ -57,7 +57,8 @@ class ChatApi:
     """``ChatApi(model, api_key, base_url, budget).complete(messages, tools)``: a response, or None
     when the API cannot be had (``error`` says why); raises ModelOutputError for the model's fault."""
 
-    def __init__(self, *, model: str, api_key: str | None, base_url: str | None, budget: Budget,
+    # complexity: keyword-only client options (model, key, url, budget, timeouts, retries)
+    def __init__(self, *, model: str, api_key: str | None, base_url: str | None, budget: Budget,  # noqa: PLR0913
                  timeout_s: float = 60.0, retries: int = 3, retry_wait_s: float = 1.0,
                  max_completion_tokens: int | None = None, client: Any = None):
         self.model = model

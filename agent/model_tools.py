@@ -59,7 +59,8 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def check(name: str, args: dict[str, Any], knobs: dict[tuple[str, str], Any], snapshots: int = 0,
+# complexity: one early refusal per check, in the order the model is told them
+def check(name: str, args: dict[str, Any], knobs: dict[tuple[str, str], Any], snapshots: int = 0,  # noqa: PLR0911
           rescue: bool = False, extra: set[str] | None = None) -> tuple[str | None, dict[str, Any], list[str]]:
     """(refusal or None, the args to send, keys dropped as unchanged). ``knobs`` maps
     (module, key) to the live value; ``snapshots`` is how many a rollback could return to; ``rescue``

@@ -43,7 +43,8 @@ def cpu_s(proc: psutil.Process) -> float:
     return t.user + t.system
 
 
-def run_once(rate: float, seconds: float, wake: str) -> dict[str, float]:
+# complexity: a benchmark read top to bottom: start, drive, measure, stop
+def run_once(rate: float, seconds: float, wake: str) -> dict[str, float]:  # noqa: C901
     run = Path(tempfile.mkdtemp(prefix="bench_dash_")) / "run"
     run.mkdir()
     metrics = run / "hotcb.metrics.jsonl"

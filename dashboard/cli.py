@@ -39,7 +39,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_serve)
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+# complexity: the serve command's steps (config, token, bind checks, run) read in order; each refusal returns its exit code
+def cmd_serve(args: argparse.Namespace) -> int:  # noqa: C901, PLR0911, PLR0912, PLR0915
     from hotcb.rundir import open_for_controller
 
     from .config import TOKEN_ENV, cli_overrides, load_config

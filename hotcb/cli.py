@@ -243,7 +243,8 @@ def cmd_ledger(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
+# complexity: the whole argparse tree in one place, so the CLI is read in one screenful per command
+def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--dir", default=argparse.SUPPRESS, help="run directory (default: .)")
     writes = argparse.ArgumentParser(add_help=False)

@@ -200,7 +200,8 @@ class JsonlTail:
             return self.inode is not None  # the file disappeared: a reset is due
         return st.st_ino != self.inode or st.st_size != self.size_seen or st.st_mtime_ns != self.mtime_seen
 
-    def read_new(self) -> list[Line]:
+    # complexity: a tail's cases (gone, replaced, truncated, grown, half-written line) kept together so none is missed
+    def read_new(self) -> list[Line]:  # noqa: C901
         st = self._stat()
         if st is None:
             if self.inode is not None:

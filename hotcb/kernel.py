@@ -51,7 +51,8 @@ log = logging.getLogger("hotcb")
 
 
 class HotKernel:
-    def __init__(
+    # complexity: HotKernel's public keyword arguments (README); the rest live in KernelConfig
+    def __init__(  # noqa: PLR0913
         self,
         run_dir: str | os.PathLike[str],
         mutable_state: MutableState | None = None,
@@ -274,7 +275,8 @@ class HotKernel:
         self.close()
 
     # ------------------------------------------------------------------ the loop
-    def _apply(self, env: dict[str, Any], events: list[str]) -> None:
+    # complexity: the step's phases in order (step, epoch, metrics, commands, modules, publish): the loop read top to bottom
+    def _apply(self, env: dict[str, Any], events: list[str]) -> None:  # noqa: C901
         step = env.get("step")
         self.step = int(step) if step is not None else self.step + 1
         if env.get("epoch") is not None:

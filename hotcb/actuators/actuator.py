@@ -60,7 +60,8 @@ def _check_bounds(value: float, desc: dict[str, Any], what: str) -> None:
         raise ValueRefused(f"{what}={value:g} is above its maximum {hi:g}")
 
 
-def validate_value(desc: dict[str, Any], value: Any) -> Any:
+# complexity: one branch per knob type, each with its own coercion and refusal
+def validate_value(desc: dict[str, Any], value: Any) -> Any:  # noqa: C901
     """Coerce ``value`` to the knob's type and check it; raise ``ValueRefused`` with a reason."""
     key = desc.get("key", "value")
     kind = ActuatorType(desc.get("type", "float"))

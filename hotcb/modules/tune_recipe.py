@@ -137,6 +137,15 @@ def _knob(key: str, spec: Any) -> KnobRecipe:
     return r
 
 
+_NUMBERS = (
+    ("seed", {"integer": True, "nullable": True}), ("n_startup_trials", {"integer": True, "lo": 0}),
+    ("horizon", {"integer": True, "lo": 2}), ("settle", {"integer": True, "lo": 0, "nullable": True}),
+    ("cooldown", {"integer": True, "lo": 0}), ("max_rel_step", {"lo": 1.0, "strict_lo": True}),
+    ("accept_z", {"lo": 0.0}), ("min_points", {"integer": True, "lo": 2}),
+    ("suggestion_ttl", {"integer": True, "lo": 1, "nullable": True}),
+)
+
+
 def parse_recipe(raw: Any) -> TuneRecipe:
     """Validate a recipe mapping (``None`` = all defaults); raise ``ValueRefused`` with the reason."""
     if raw is None:
@@ -148,26 +157,9 @@ def parse_recipe(raw: Any) -> TuneRecipe:
     if unknown:
         raise ValueRefused(f"tune recipe: unknown keys {sorted(unknown)} (known: {sorted(known)})")
     r = TuneRecipe()
-    obj = raw.get("objective")
-    if isinstance(obj, dict):  # objective: {metric: ..., direction: ...}
-        raw = {**raw, "direction": obj.get("direction", raw.get("direction", "minimize"))}
-        obj = obj.get("metric")
-    if obj is not None and (not isinstance(obj, str) or not obj):
-        raise ValueRefused("tune recipe: objective must be a metric name")
-    r.objective = obj
-    if raw.get("direction", "minimize") not in DIRECTIONS:
-        raise ValueRefused(f"tune recipe: direction must be one of {DIRECTIONS}")
-    r.direction = raw.get("direction", "minimize")
-    if raw.get("sampler", "tpe") not in SAMPLERS:
-        raise ValueRefused(f"tune recipe: sampler must be one of {SAMPLERS}")
-    r.sampler = raw.get("sampler", "tpe")
-    for key, kw in (
-        ("seed", {"integer": True, "nullable": True}), ("n_startup_trials", {"integer": True, "lo": 0}),
-        ("horizon", {"integer": True, "lo": 2}), ("settle", {"integer": True, "lo": 0, "nullable": True}),
-        ("cooldown", {"integer": True, "lo": 0}), ("max_rel_step", {"lo": 1.0, "strict_lo": True}),
-        ("accept_z", {"lo": 0.0}), ("min_points", {"integer": True, "lo": 2}),
-        ("suggestion_ttl", {"integer": True, "lo": 1, "nullable": True}),
-    ):
+    raw = _objective(raw, r)
+    r.sampler = _choice(raw, "sampler", "tpe", SAMPLERS)
+    for key, kw in _NUMBERS:
         if key in raw:
             setattr(r, key, _num(raw, key, **kw))
     if "study_name" in raw:
@@ -175,27 +167,54 @@ def parse_recipe(raw: Any) -> TuneRecipe:
             raise ValueRefused("tune recipe: study_name must be a non-empty string")
         r.study_name = raw["study_name"]
     acts = raw.get("actuators")
+    if acts is not None:
+        r.actuators = _actuators(acts)
+    if raw.get("risk") is not None:
+        _risk(raw["risk"], r.risk)
+    return r
+
+
+def _choice(raw: dict[str, Any], key: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = raw.get(key, default)
+    if value not in allowed:
+        raise ValueRefused(f"tune recipe: {key} must be one of {allowed}")
+    return value
+
+
+def _objective(raw: dict[str, Any], r: TuneRecipe) -> dict[str, Any]:
+    """Sets objective and direction; ``objective: {metric, direction}`` is the long form."""
+    obj = raw.get("objective")
+    if isinstance(obj, dict):
+        raw = {**raw, "direction": obj.get("direction", raw.get("direction", "minimize"))}
+        obj = obj.get("metric")
+    if obj is not None and (not isinstance(obj, str) or not obj):
+        raise ValueRefused("tune recipe: objective must be a metric name")
+    r.objective = obj
+    r.direction = _choice(raw, "direction", "minimize", DIRECTIONS)
+    return raw
+
+
+def _actuators(acts: Any) -> dict[str, KnobRecipe]:
     if isinstance(acts, list):
         acts = {k: None for k in acts}
-    if acts is not None:
-        if not isinstance(acts, dict) or not acts or not all(isinstance(k, str) for k in acts):
-            raise ValueRefused("tune recipe: actuators must be a non-empty list of keys or a mapping key -> limits")
-        r.actuators = {k: _knob(k, v) for k, v in acts.items()}
-    risk = raw.get("risk")
-    if risk is not None:
-        if not isinstance(risk, dict) or set(risk) - set(RiskLimits.__dataclass_fields__):
-            raise ValueRefused(f"tune recipe: risk keys are {sorted(RiskLimits.__dataclass_fields__)}")
-        for key in ("abort_worsening", "abort_z"):
-            if key in risk:
-                setattr(r.risk, key, _num(risk, key, lo=0.0, strict_lo=True, nullable=True))
-        for key in ("max_trials", "max_consecutive_rollbacks"):
-            if key in risk:
-                setattr(r.risk, key, _num(risk, key, integer=True, lo=1, nullable=True))
-        if "restore_weights" in risk:
-            if risk["restore_weights"] not in RESTORE_WEIGHTS:
-                raise ValueRefused(f"tune recipe: risk.restore_weights must be one of {RESTORE_WEIGHTS}")
-            r.risk.restore_weights = risk["restore_weights"]
-    return r
+    if not isinstance(acts, dict) or not acts or not all(isinstance(k, str) for k in acts):
+        raise ValueRefused("tune recipe: actuators must be a non-empty list of keys or a mapping key -> limits")
+    return {k: _knob(k, v) for k, v in acts.items()}
+
+
+def _risk(risk: Any, out: RiskLimits) -> None:
+    if not isinstance(risk, dict) or set(risk) - set(RiskLimits.__dataclass_fields__):
+        raise ValueRefused(f"tune recipe: risk keys are {sorted(RiskLimits.__dataclass_fields__)}")
+    for key in ("abort_worsening", "abort_z"):
+        if key in risk:
+            setattr(out, key, _num(risk, key, lo=0.0, strict_lo=True, nullable=True))
+    for key in ("max_trials", "max_consecutive_rollbacks"):
+        if key in risk:
+            setattr(out, key, _num(risk, key, integer=True, lo=1, nullable=True))
+    if "restore_weights" in risk:
+        if risk["restore_weights"] not in RESTORE_WEIGHTS:
+            raise ValueRefused(f"tune recipe: risk.restore_weights must be one of {RESTORE_WEIGHTS}")
+        out.restore_weights = risk["restore_weights"]
 
 
 def load_recipe_file(path: str | Path) -> dict[str, Any]:

@@ -82,7 +82,8 @@ class TrialRunner:
             return None, why, 1
         return self._ready.pre_segment(r, step, space, self._space.newest_change(s.key for s in space))
 
-    def maybe_start(self, ctx: ApplyContext, study: TuneStudy, r: TuneRecipe, mode: str) -> LiveTrial | None:
+    # complexity: each reason a trial may not start now returns it, in the order they are checked
+    def maybe_start(self, ctx: ApplyContext, study: TuneStudy, r: TuneRecipe, mode: str) -> LiveTrial | None:  # noqa: PLR0911
         """Start a trial if one may start now (``active``: applied; ``suggest``: published);
         else wait, saying why. Returns the trial started."""
         step, wait = ctx.step, self._status.wait
