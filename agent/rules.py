@@ -320,6 +320,11 @@ class RulesAutopilot:
         except Exception as e:  # noqa: BLE001 - an unwritable alert must not stop the action
             log.warning("could not record alert: %s", e)
 
+    def _can_rescue(self) -> bool:
+        """The kernel has a rescue and state registered to roll back."""
+        rescue = self.obs.status.get("rescue")
+        return isinstance(rescue, dict) and bool(rescue.get("can_roll_back"))
+
     def _plan_retry(self, f: Finding, step: int) -> None:
         """Every op of ``f`` was refused. If a refused knob is only cooling down, retry when it may
         change again; otherwise (locked, frozen, ...) the rule's own cooldown stands."""
@@ -342,6 +347,13 @@ class RulesAutopilot:
             f.outcome.append(f"not applied: will re-check after the rule's cooldown (step {step + cfg.cooldown_steps})")
 
     def _act(self, f: Finding) -> None:
+        if f.rule == "divergence" and self.mode in ("suggest", "sense_suggest") and self._can_rescue():
+            # What the rescue would do in auto: roll back and cut, one decision (a plain halving
+            # would leave the blown-up weights in place).
+            reason = (f"rule {f.rule}: {f.message}; roll back to the last healthy snapshot (else the run's first "
+                      "state) and cut lr")
+            self._do(f, {"module": "rescue", "op": "rollback", "params": {"cut": 0.5}, "reason": reason}, reason)
+            return
         if f.rollback:
             reason = f"rule {f.rule}: {f.message}; roll back to the last good snapshot"
             op = {"module": "core", "op": "rollback", "params": {}, "reason": reason}

@@ -22,6 +22,9 @@ class RulesPolicy(Policy):
 
     def start(self, step: int) -> None:
         self.pilot = RulesAutopilot(self.tools("rules-autopilot"), mode="auto")
+        # A tick at step 0, before training: the kernel's rescue is enabled before the first step,
+        # so a start that diverges at steps 1-9 is caught as it blows up (not at the first tick).
+        self.pilot.tick()
 
     def act(self, step: int) -> None:
         self.pilot.tick()
@@ -44,6 +47,7 @@ class AIPolicy(Policy):
                                "(or --ai-replies FILE for recorded replies)")
         model = self.options.get("ai_model") or os.environ.get("HOTCB_AI_MODEL") or "gpt-4o-mini"
         self.pilot = LLMAutopilot(self.tools(model), api_key=key, base_url=base_url, model=model, mode="ai_auto")
+        self.pilot.sensor().tick()  # its rules enable the kernel's rescue before the first step, as for rules
 
     def act(self, step: int) -> None:
         self.pilot.tick()

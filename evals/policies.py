@@ -62,7 +62,13 @@ class TunePolicy(Policy):
         assert self.ctx is not None
         recipe = {"objective": "train_loss", "seed": self.ctx.seed, "horizon": self.ctx.tune_horizon,
                   "study_name": f"eval-{self.ctx.seed}", **self.options.get("tune_recipe", {})}
-        self.tools("eval").call("apply_op", {"module": "tune", "op": "enable",
+        tools = self.tools("eval")
+        # The kernel's rescue acts from the first step, as for rules (a start that diverges is
+        # rolled back and its lr cut before tune scores a trial on a broken network); its lr
+        # probe stays off, since lr is tune's to search.
+        tools.call("apply_op", {"module": "rescue", "op": "enable", "params": {"probe": False},
+                                "reason": "eval: the rescue under tune"}, actor="rescue")
+        tools.call("apply_op", {"module": "tune", "op": "enable",
                                              "params": {"mode": "active", "recipe": recipe},
                                              "reason": "eval: tune policy"})
 

@@ -14,7 +14,9 @@ over the line enter the level clipped to the line, so a blow-up cannot drag the 
 it, while a genuine change of scale is still adopted within a few dozen points.
 
 Before ``warmup`` points the noise is not yet measured: the line is ``early_rel`` above the
-running mean.
+running mean, and a classifier whose mean loss so far *rose* ``early_rise`` above where it
+began (its first loss or ln(classes)) is a blow-up too (a start that diverges from step 1 is chaotic, not a clean jump: spikes of 2-9x
+between returns to chance; a healthy start's running mean never climbs above where it began).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class DetectorConfig:
     classes: int | None = None  # known: "stuck at chance" is checked (loss near ln(classes))
     chance_window: int = 20   # points the level must sit at chance
     chance_tol: float = 0.1   # "at chance": within this fraction of ln(classes)
+    probation_rel: float = 0.5  # before warmup after a rescue: one point this far above the level is a blow-up
+    early_rise: float = 0.15  # a classifier before warmup: its mean so far this far above where it began
 
 
 class LossDetector:
@@ -73,6 +77,8 @@ class LossDetector:
         self.at_chance = 0      # consecutive points with the level at chance
         self.verdict = Verdict.WARMING
         self.last: float | None = None
+        self.raw_sum = 0.0      # the unclipped sum of the points before warmup (the early rise)
+        self.probation = False  # set by the rescue after a rollback: the lr that blew up is known
 
     # ------------------------------------------------------------------ the line
     def line(self) -> float:
@@ -82,7 +88,7 @@ class LossDetector:
         c = self.config
         # The noise is not measured yet early: a loss ``early_rel`` above its running mean is over.
         if self.n < c.warmup:
-            return self.level + c.early_rel * abs(self.level)
+            return self.level + (c.probation_rel if self.probation else c.early_rel) * abs(self.level)
         return self.level + max(c.rel * abs(self.level), c.band * self.noise)
 
     @property
@@ -106,8 +112,11 @@ class LossDetector:
         if self.level is None:
             self.level, self.start, self.n = x, x, 1
             self.peak = x
+            self.raw_sum = x
             self.verdict = Verdict.WARMING
             return self.verdict
+        if self.n < c.warmup:
+            self.raw_sum += x
         line = self.line()
         over = x > line
         self.over = self.over + 1 if over else 0
@@ -123,9 +132,12 @@ class LossDetector:
         if self.n == EARLY_POINTS:
             self.early = self.level
         self._track_chance()
-        if self.over >= (c.persist if self.n > c.warmup else c.persist + 1):  # early: one more, noise unmeasured
+        # Early: one more point, the noise unmeasured; on probation (the run just came back from
+        # a blow-up at twice this lr) one point over the tighter line: that lr is on the edge.
+        persist = c.persist if self.n > c.warmup else (1 if self.probation else c.persist + 1)
+        if self.over >= persist:
             self.verdict = Verdict.BLOWUP
-        elif self.drifted():
+        elif self.drifted() or self.rose():
             self.verdict = Verdict.BLOWUP
         elif over:
             self.verdict = Verdict.SUSPECT
@@ -142,6 +154,23 @@ class LossDetector:
         c = self.config
         return (self.n > c.warmup and self.level is not None and 0 < self.best < math.inf
                 and self.level > c.drift * self.best and self.level > self.best + 2 * self.noise)
+
+    def rose(self) -> bool:
+        """A classifier, before warmup: the mean of its points so far is ``early_rise`` above where
+        it began (its first loss, before any step, or ln(classes), whichever is higher): worse
+        than guessing, and getting worse. A regression's first minibatch is too noisy a reference."""
+        c = self.config
+        chance = self.chance_level
+        return (chance is not None and self.start is not None and EARLY_POINTS <= self.n <= c.warmup
+                and self.raw_sum / self.n > (1 + c.early_rise) * max(self.start, chance))
+
+    def dead(self) -> bool:
+        """The level sits at chance after the loss blew up (a point above twice its start): a state
+        not worth returning to, however quiet it looks."""
+        chance = self.chance_level
+        return (chance is not None and self.level is not None and self.start is not None
+                and abs(self.level - chance) <= self.config.chance_tol * chance
+                and self.peak > 2 * max(self.start, chance))
 
     def _track_chance(self) -> None:
         chance = self.chance_level

@@ -278,6 +278,18 @@ def unchanged_keys(view: View, op: HotOp) -> list[str]:
     return out
 
 
+def judge_rescue_cut(desc: dict[str, Any], base: float, value: Any, *, source: str, step: int | None,
+                     config: GuardConfig) -> Any:
+    """The rescue's lr cut, made with its rollback: judged by the guard as a change from ``base``
+    (the lower of the lr in use and the snapshot's: a raise since the snapshot is undone by the
+    rollback itself), with its ratio limit and bounds, but not held back by the knob's cooldown,
+    since the rollback has just undone the change that cooldown protects. Locks are the caller's
+    (a locked knob is left as it is). Returns the coerced value or raises ``GuardRefusal`` /
+    ``ValueRefused``."""
+    return check_knob_change(dict(desc, value=base, last_change_step=None), value, source=source, step=step,
+                             lock=None, config=config)
+
+
 def judge_recipe(entries: list[Any], who: str, view: View) -> list[str]:
     """What the judge would refuse in a recipe (or overlay) started by ``who``, whatever the step:
     structure, code, human-only ops, bounds. Ratios and cooldowns are judged as each entry fires."""

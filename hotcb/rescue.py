@@ -18,9 +18,8 @@ On a blow-up (``persist`` points far above the run's level), a non-finite loss, 
 dead at chance, the rescue submits ``rescue rollback`` (source ``rule``, actor ``rescue``): the
 weights, optimizer and knobs go back to the newest healthy snapshot, and lr is cut by ``cut``
 from the lower of the lr in use and the snapshot's (a raise since the snapshot is undone by the
-rollback; repeated blow-ups cut further). The cut is checked by the guard (ratio limit from that
-lower lr, locks, bounds); it is not held back by the knob's cooldown, since
-the rollback has just undone the change that cooldown protects. In a distributed run the rescue
+rollback; repeated blow-ups cut further). The cut is the judge's to allow (``hotcb.judge.judge_rescue_cut``: the guard's
+ratio limit from that lower lr and its bounds, not the knob's cooldown); a locked knob is left. In a distributed run the rescue
 only watches (each rank sees its own loss, and every rank must act alike).
 """
 
@@ -34,7 +33,7 @@ from typing import Any
 from .actuators.actuator import ValueRefused
 from .checkpoint import Snapshot, live_knob_values, restore_knobs
 from .divergence import DetectorConfig, LossDetector, Verdict
-from .guard import check_knob_change
+from .judge import judge_rescue_cut
 from .modules import ApplyContext
 from .ops import RESCUE, RESCUE_OPS, HotOp
 from .probe import LrProbe, ProbeConfig, ProbeState
@@ -49,7 +48,8 @@ class RescueConfig:
     knob: str = "lr"                 # the knob a rescue cuts and the probe raises
     cut: float = 0.5                 # a rescue's lr factor (the guard's per-op limit binds it)
     snapshot_every: int = 50         # healthy snapshots while enabled (steps)
-    max_rescues: int = 6             # then the rescue stops acting and says so
+    max_rescues: int = 8             # then the rescue stops acting and says so
+    floor: float = 1e-3              # no cut below this share of the run's first lr (a sane floor)
     probe: bool = True               # the lr probe (the way up)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     probe_config: ProbeConfig = field(default_factory=ProbeConfig)
@@ -90,7 +90,7 @@ class Rescue:
         d = self.detector
         return {"enabled": self.enabled, "verdict": d.verdict.value, "level": _num(d.level), "noise": _num(d.noise),
                 "rescues": self.rescues, "probe": self.probe.state.value if self.config.probe else "off",
-                "last_action": self.last_action}
+                "last_action": self.last_action, "can_roll_back": bool(self.kernel.snapshots.objects)}
 
     # ------------------------------------------------------------------ ops
     def handle(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
@@ -132,6 +132,9 @@ class Rescue:
         if x is None:
             return
         verdict = self.detector.update(x)
+        if self._start is not None and ctx.step == self._start.step:
+            # A rollback to the first state keeps the run's first loss as its reference (the early rise).
+            self._detector_at[ctx.step] = copy.deepcopy(self.detector)
         if self.config.probe:
             self.probe.observe(x)
         if not self.enabled or self.kernel.dist is not None or self._acting:
@@ -140,7 +143,7 @@ class Rescue:
             self._rescue(ctx, verdict, x)
             return
         det = self.detector
-        if det.confirmed():
+        if det.confirmed() and not det.dead():  # a dead network's quiet loss confirms nothing
             self.kernel.snapshots.confirm(since=ctx.step - det.healthy_run + 1, upto=ctx.step - det.config.confirm)
         every = self.config.snapshot_every
         if (verdict is Verdict.HEALTHY and self.kernel.snapshots.objects
@@ -194,15 +197,29 @@ class Rescue:
         elif verdict is Verdict.CHANCE:
             why = (f"loss flat at chance ({det.level:.4g} ~ ln {det.config.classes} = {det.chance_level:.4g}) "
                    f"for {det.at_chance} points after it had learned or blown up")
-        elif det.over >= det.config.persist:
-            why = (f"loss {x:.4g} above the run's level for {det.over} steps ({det.describe()}; "
-                   f"over = level + max({det.config.band:g} x noise, {det.config.rel:g} x level))")
+        elif det.rose():
+            why = (f"the mean loss of the first {det.n} steps, {det.raw_sum / det.n:.4g}, rose above the loss "
+                   f"at the start, {det.start:.4g} (a healthy start's falls)")
+        elif det.over >= (1 if det.probation and det.n <= det.config.warmup else det.config.persist):
+            rule = (f"over = level + max({det.config.band:g} x noise, {det.config.rel:g} x level)"
+                    if det.n > det.config.warmup else
+                    f"early, on probation after a blow-up: over = {1 + det.config.probation_rel:g} x level"
+                    if det.probation else f"early: over = {1 + det.config.early_rel:g} x level")
+            why = f"loss {x:.4g} above the run's level for {det.over} steps ({det.describe()}; {rule})"
         else:
             why = (f"loss level {det.level:.4g} climbed to {det.level / det.best:.3g}x its lowest level "
                    f"{det.best:.4g} (noise {det.noise:.3g})")
-        snap = self.kernel.snapshots.last_healthy()
-        target = f"roll back to step {snap.step}" if snap else "no healthy snapshot"
-        op = HotOp(module=RESCUE, op="rollback", params={"cut": self.config.cut}, source="rule", actor=ACTOR,
+        snap = self._target(verdict)
+        if snap is None:
+            target = "no healthy snapshot"
+        elif snap is self._start and snap is not self.kernel.snapshots.last_healthy():
+            target = f"roll back to the run's first state (step {snap.step}: no learning state was confirmed)"
+        else:
+            target = f"roll back to step {snap.step}"
+        params: dict[str, Any] = {"cut": self.config.cut}
+        if snap is not None:
+            params["step"] = snap.step
+        op = HotOp(module=RESCUE, op="rollback", params=params, source="rule", actor=ACTOR,
                    reason=f"rescue: {why}; {target} and cut {self.config.knob}")
         entry = self._submit(op, ctx)
         self.rescues += 1
@@ -215,13 +232,45 @@ class Rescue:
         if entry.get("decision") == "applied":
             self.kernel.raise_alert("rescue", op.reason or "", metric=self.config.metric, value=x)
 
+    def _target(self, verdict: Verdict) -> Snapshot | None:
+        """The state to return to: the newest healthy snapshot, unless the run is dead at chance
+        and that snapshot never learned (a dead network is quiet, so its snapshots look healthy):
+        then the run's first state, which the rescue holds outside the ring."""
+        snap = self.kernel.snapshots.last_healthy()
+        if self._start is None or snap is self._start:
+            return snap
+        if snap is None or ((verdict is Verdict.CHANCE or self.detector.dead()) and not self._learned(snap)):
+            return self._start
+        return snap
+
+    def _learned(self, snap: Snapshot) -> bool:
+        """The detector, as it stood at ``snap``, had the loss clearly below chance (or no chance
+        level is known, so a healthy snapshot is taken at its word)."""
+        det = self._detector_at.get(snap.step)
+        chance = self.detector.chance_level
+        if chance is None or det is None or det.level is None:
+            return chance is None
+        return det.level < (1 - 2 * det.config.chance_tol) * chance
+
     def _rollback(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
-        """One decision: restore the newest healthy snapshot and cut the knob. Everything is
-        checked before anything is restored, so a refusal leaves the run as it was."""
+        """One decision: restore a healthy snapshot (``params.step``, else the newest) and cut the
+        knob. Everything is checked before anything is restored, so a refusal leaves the run as it
+        was."""
         snaps = self.kernel.snapshots
         if not snaps.objects:
             raise ValueRefused("no state registered (kernel.register_state): nothing to roll back")
-        snap = snaps.last_healthy()
+        at = op.params.get("step")
+        if at is None:  # the newest healthy snapshot, else the run's first state
+            snap = snaps.last_healthy() or self._start
+        elif isinstance(at, bool) or not isinstance(at, int):
+            raise ValueRefused("rescue rollback: params.step must be the step of a healthy snapshot")
+        elif self._start is not None and at == self._start.step:
+            snap = self._start
+        else:
+            snap = next((s for s in snaps.snapshots if s.step == at and s.healthy), None)
+            if snap is None:
+                raise ValueRefused(f"no healthy snapshot at step {at} (healthy: "
+                                   f"{[s.step for s in snaps.snapshots if s.healthy]})")
         if snap is None:
             raise ValueRefused(f"no healthy snapshot to roll back to (have {snaps.steps()})")
         cut = op.params.get("cut", self.config.cut)
@@ -241,11 +290,16 @@ class Rescue:
                 # From the lower of the lr in use and the snapshot's: a raise since the snapshot is
                 # undone by the rollback itself, and the lr that led here is cut.
                 base = min(live, before) if isinstance(before, (int, float)) and before > 0 else live
-                desc = dict(act.describe(), value=base, last_change_step=None)  # see the module docstring
-                lo = desc.get("min")
+                desc = act.describe()
+                first = self._start.knobs.get(key) if self._start is not None else None
+                floors = [desc.get("min"), self.config.floor * first if isinstance(first, (int, float)) else None]
+                lo = max((f for f in floors if isinstance(f, (int, float))), default=None)
                 target = max(base * cut, lo) if lo is not None else base * cut
-                new_value = check_knob_change(desc, target, source=op.source, step=ctx.step, lock=None,
-                                              config=self.kernel.guard)
+                if target < base:
+                    new_value = judge_rescue_cut(desc, base, target, source=op.source, step=ctx.step,
+                                                 config=self.kernel.guard)
+                else:
+                    note = f"{key} {base:g} is at its floor: not cut further"
         snaps.restore(snap)
         knobs = {k: v for k, v in snap.knobs.items() if k not in locks}
         restored = restore_knobs(self.kernel.state, knobs, ctx.env, ctx.step)
@@ -257,6 +311,7 @@ class Rescue:
         snaps.drop_after(snap.step)
         if snap.step in self._detector_at:
             self.detector = copy.deepcopy(self._detector_at[snap.step])
+        self.detector.probation = True
         self.last_restored = snap.step
         payload["restored_step"] = snap.step
         if note:

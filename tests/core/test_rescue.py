@@ -191,3 +191,32 @@ def test_snapshot_ring_keeps_the_newest_healthy_one():
     assert snaps.last_healthy().step == 40 and len(snaps.steps()) == 3
     snaps.drop_after(40)
     assert snaps.steps() == [40]
+
+
+def test_a_run_diverging_from_step_0_is_rescued_to_its_first_state_and_cut_until_stable(run_dir):
+    # lr 5 blows this classifier up within its first steps (loss 2.5, 48, 8, 83 at steps 2-5,
+    # measured); nothing healthy was ever confirmed, so the state to return to is the first one.
+    loop = Loop(run_dir, lr=5.0)
+    rescue_of(loop.kernel).configure(enabled=True, classes=2, probe=False)
+    first = {k: v.clone() for k, v in loop.model.state_dict().items()}
+    loop.kernel.apply(env={"step": 0, "optimizer": loop.opt, "model": loop.model}, events=["fit_start"])
+    seen = 0
+    for _ in range(300):
+        loop.step()
+        entries = rescue_entries(read_all(loop.kernel.run.ledger))
+        if len(entries) > seen:  # a rollback landed at this step: the weights are the first state's
+            seen = len(entries)
+            for k, v in loop.model.state_dict().items():
+                assert torch.equal(v, first[k]), k
+            assert loop.opt.state_dict()["state"] == {}  # the optimizer as it began (no momentum yet)
+    entries = rescue_entries(read_all(loop.kernel.run.ledger))
+    assert len(entries) >= 2  # repeated blow-ups: cut again
+    assert all(e["decision"] == "applied" and e["payload"]["restored_step"] == 0 for e in entries)
+    lrs = [(e["payload"]["lr"]["old"], e["payload"]["lr"]["new"]) for e in entries]
+    assert lrs[0] == (5.0, 2.5)
+    assert all(new == pytest.approx(old * 0.5) for old, new in lrs)  # each one a halving of the last
+    assert all(b[0] == pytest.approx(a[1]) for a, b in zip(lrs, lrs[1:], strict=False))  # from the last lr
+    assert "first" in entries[0]["reason"] or "roll back to step 0" in entries[0]["reason"]
+    assert entries[-1]["step"] < 100  # stable at the lr it found: no rescue in the last 200 steps
+    tail = loop.losses[-50:]
+    assert all(math.isfinite(v) for v in tail) and sum(tail) / len(tail) < 0.5 * math.log(2)  # healthy, learned
