@@ -72,7 +72,8 @@ def env_number(name: str, default: float, kind: type = float) -> Any:
 class LLMAutopilot:
     """``LLMAutopilot(HotcbTools(run, source="agent", actor=model), api_key=..., model=...).tick()``."""
 
-    def __init__(self, tools: Any, *, api_key: str | None, base_url: str | None = None, model: str = "gpt-4o-mini",
+    # complexity: the LLM autopilot's public keyword options (CLI flags and env map onto them one to one)
+    def __init__(self, tools: Any, *, api_key: str | None, base_url: str | None = None, model: str = "gpt-4o-mini",  # noqa: PLR0913
                  mode: str = "ai_auto", max_tool_calls: int = 6, max_rounds: int | None = None,
                  timeout_s: float | None = None, cadence_steps: int | None = None, min_gap_steps: int | None = None,
                  retries: int = 3,
@@ -274,7 +275,8 @@ class LLMAutopilot:
         self.save()
         return out
 
-    def _converse(self, messages: list[dict[str, Any]], stances: Stances, describe: dict[str, Any],
+    # complexity: one wake's conversation loop: budget, run over, reply, tool calls, correction, loop guard, in the order they happen
+    def _converse(self, messages: list[dict[str, Any]], stances: Stances, describe: dict[str, Any],  # noqa: C901, PLR0912
                   snapshots: int) -> dict[str, Any]:
         calls_made, actions = 0, []
         knobs = {(a.get("module"), a.get("key")): a.get("value") for a in describe.get("actuators", [])}
@@ -372,7 +374,8 @@ class LLMAutopilot:
         self.state["reasonings"] = (self.state["reasonings"] + [{"ts": time.time(), "step": step,
                                                                  "text": text.strip()[:600]}])[-MAX_NOTES:]
 
-    def _run_tool(self, name: str, raw_args: str | None, actions: list[dict[str, Any]],
+    # complexity: one early refusal per way a model's tool call can be wrong, each recorded with its reason
+    def _run_tool(self, name: str, raw_args: str | None, actions: list[dict[str, Any]],  # noqa: C901, PLR0911
                   knobs: dict[tuple[Any, Any], Any], stances: Stances, snapshots: int) -> str:
         if name not in AI_TOOLS:
             return self._refuse("unknown_tool", name, f"no tool {name!r}; tools: {', '.join(AI_TOOLS)}")

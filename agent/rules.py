@@ -241,6 +241,43 @@ class RulesAutopilot:
         except ToolError as e:
             log.warning("could not disable the rescue: %s", e)
 
+    def _due(self, name: str, cfg: RuleConfig, step: int) -> bool:
+        """Whether rule ``name`` may look at the run now (enabled, not the rescue's, within its
+        action budget, past its warmup and cooldown)."""
+        if not cfg.enabled:
+            return False
+        if name in ("non_finite", "divergence") and self.rescue_acts():
+            return False  # the rescue acts on it in the kernel, at the step, with a rollback
+        if cfg.max_actions and self.acted.get(name, 0) >= cfg.max_actions:
+            return False
+        if step < cfg.warmup_steps or step < self.next_at.get(name, step):
+            if name not in self.retrying:
+                self._mark_seen(name, cfg)  # spikes during a warmup or cooldown are not acted on later
+            return False
+        return True
+
+    def _fire(self, f: Finding, name: str, cfg: RuleConfig, step: int) -> None:
+        prev = (self.fired_at.get(name), self.next_at.get(name))
+        self.fired_at[name] = step
+        self.next_at[name] = step + cfg.cooldown_steps
+        try:
+            self.act(f, step)
+        except ConnectionError:  # the tools (an MCP server) are unreachable: fire again when they answer
+            for d, v in zip((self.fired_at, self.next_at), prev, strict=True):
+                if v is None:
+                    d.pop(name, None)
+                else:
+                    d[name] = v
+            raise
+        if f.landed:
+            self.acted[name] = self.acted.get(name, 0) + 1
+        if f.retry_at is not None:
+            self.next_at[name] = f.retry_at
+            self.retrying.add(name)  # keep the finding's points: the retry re-examines them
+        else:
+            self.retrying.discard(name)
+            self._mark_seen(name, cfg)
+
     def _tick(self) -> list[Finding]:
         self.obs.refresh(self._metrics(), self._read_window())
         step = self.obs.step
@@ -250,15 +287,7 @@ class RulesAutopilot:
         fired: list[Finding] = []
         for name, check in CHECKS.items():
             cfg = self.config.rules.get(name)
-            if cfg is None or not cfg.enabled:
-                continue
-            if name in ("non_finite", "divergence") and self.rescue_acts():
-                continue  # the rescue acts on it in the kernel, at the step, with a rollback
-            if cfg.max_actions and self.acted.get(name, 0) >= cfg.max_actions:
-                continue
-            if step < cfg.warmup_steps or step < self.next_at.get(name, step):
-                if name not in self.retrying:
-                    self._mark_seen(name, cfg)  # spikes during a warmup or cooldown are not acted on later
+            if cfg is None or not self._due(name, cfg, step):
                 continue
             kw: dict[str, Any] = {}
             if name == "overfitting":
@@ -270,26 +299,7 @@ class RulesAutopilot:
                 self.retrying.discard(name)  # the condition cleared while it waited
                 self._mark_seen(name, cfg)
                 continue
-            prev = (self.fired_at.get(name), self.next_at.get(name))
-            self.fired_at[name] = step
-            self.next_at[name] = step + cfg.cooldown_steps
-            try:
-                self.act(f, step)
-            except ConnectionError:  # the tools (an MCP server) are unreachable: fire again when they answer
-                for d, v in zip((self.fired_at, self.next_at), prev, strict=True):
-                    if v is None:
-                        d.pop(name, None)
-                    else:
-                        d[name] = v
-                raise
-            if f.landed:
-                self.acted[name] = self.acted.get(name, 0) + 1
-            if f.retry_at is not None:
-                self.next_at[name] = f.retry_at
-                self.retrying.add(name)  # keep the finding's points: the retry re-examines them
-            else:
-                self.retrying.discard(name)
-                self._mark_seen(name, cfg)
+            self._fire(f, name, cfg, step)
             fired.append(f)
             if name in ("non_finite", "divergence"):
                 break  # one emergency action per tick; the others re-evaluate after it lands

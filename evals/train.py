@@ -106,7 +106,8 @@ def run_policy_tick(policy: Policy, kernel: HotKernel, step: int, env: dict[str,
     return time.perf_counter() - t0
 
 
-def train(spec: RunSpec) -> dict[str, Any]:
+# complexity: the eval's training loop read top to bottom (airbench style): data, model, kernel, loop, result
+def train(spec: RunSpec) -> dict[str, Any]:  # noqa: PLR0915
     task: Task = get_task(spec.task)
     device = pick_device(spec.device)
     if spec.threads:

@@ -75,7 +75,8 @@ class LrProbe:
         slope, se = log_slope(list(self.values))
         return -slope, se  # > 0: the loss falls
 
-    def decide(self, step: int, lr: float | None, det: LossDetector, max_steps: int | None) -> ProbeStep | None:
+    # complexity: the probe's state machine: one early return per state and exit condition
+    def decide(self, step: int, lr: float | None, det: LossDetector, max_steps: int | None) -> ProbeStep | None:  # noqa: PLR0911
         """Called once per step after ``observe``; returns the lr change to make, if any."""
         c = self.config
         if self.state is ProbeState.SETTLED or lr is None or lr <= 0:

@@ -252,7 +252,8 @@ class Rescue:
             return chance is None
         return det.level < (1 - 2 * det.config.chance_tol) * chance
 
-    def _rollback(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
+    # complexity: every check happens before anything is restored (a refusal leaves the run as it was), so they stay in one place
+    def _rollback(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:  # noqa: C901, PLR0912
         """One decision: restore a healthy snapshot (``params.step``, else the newest) and cut the
         knob. Everything is checked before anything is restored, so a refusal leaves the run as it
         was."""
