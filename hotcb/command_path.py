@@ -187,11 +187,10 @@ class CommandPath:
         except BaseException as e:  # noqa: BLE001 - user code (callbacks) may raise even SystemExit
             k.publish_actuators()
             return self.record(op, ctx, "failed", error=f"{type(e).__name__}: {str(e)[:500]}")
-        entry = self.record(op, ctx, "applied", payload=payload)
         if op.module == CB and op.op == "load" and op.id:
             self.cb_loaders[op.id] = op.source
-        k.publish_actuators()
-        return entry
+        k.publish_actuators()  # before the ledger: whoever reads "applied" then reads the knobs it made
+        return self.record(op, ctx, "applied", payload=payload)
 
     # ------------------------------------------------------------------ the ledger
     def record(self, op: HotOp, ctx: ApplyContext, decision: str, *, payload: dict[str, Any] | None = None,

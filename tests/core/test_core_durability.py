@@ -27,7 +27,7 @@ while not os.path.exists(go):
     time.sleep(0.001)
 for i in range(n):
     # a distinct value per command: a value already in force would be decided "unchanged"
-    rec = make_command("loss", "set_params", {"mse_w": 1.0 + (wid * n + i) * 1e-4}, cmd_id=f"w{wid}-{i:04d}",
+    rec = make_command("loss", "set_params", {"mse_w": 1.0 + (wid * n + i + 1) * 1e-4}, cmd_id=f"w{wid}-{i:04d}",
                        actor=f"writer{wid}")
     append_line(os.path.join(run, "hotcb.commands.jsonl"), rec)
 """
