@@ -201,6 +201,15 @@ class LossDetector:
         return (chance is not None and self.at_chance >= self.config.chance_window
                 and not self.collapsed())
 
+    def why_broken(self) -> str | None:
+        """Why nothing learned can be judged now (blown up, non-finite, at chance), else None:
+        asked by tune before it accepts a trial."""
+        if self.verdict in (Verdict.BLOWUP, Verdict.NON_FINITE, Verdict.CHANCE):
+            return f"the run's divergence detector says {self.verdict.value} ({self.describe()})"
+        if self.at_chance_since_start():
+            return f"the run's loss sits at chance (ln {self.config.classes}) since its start"
+        return None
+
     def describe(self) -> str:
         lvl = "?" if self.level is None else f"{self.level:.4g}"
         return f"level {lvl}, noise {self.noise:.3g}, line {self.line():.4g}"

@@ -86,6 +86,10 @@ class Rescue:
         if enabled is not None:
             self.enabled = bool(enabled)
 
+    def why_broken(self) -> str | None:
+        """The detector's reason no change can be judged now (None: the run is healthy)."""
+        return self.detector.why_broken()
+
     def describe(self) -> dict[str, Any]:
         d = self.detector
         return {"enabled": self.enabled, "verdict": d.verdict.value, "level": _num(d.level), "noise": _num(d.noise),

@@ -98,7 +98,7 @@ class TuneModule:
         self._undo = UndoQueue(self._space, self._writer, self._status)
         self._runner = TrialRunner(self._log, self._ready, self._space, TrialWeights(kernel), self._writer,
                                    self._status, max_steps=lambda: kernel.max_steps,
-                                   detector=lambda: getattr(kernel.modules.get(RESCUE), "detector", None))
+                                   why_broken=lambda: _why_broken(kernel.modules.get(RESCUE)))
         self._passive = Passive(self._runner, self._log, self._ready, self._space, self._status)
         # The study is reopened on the first step or op, when the process's rank is known
         # (Lightning/HF attach torch.distributed after the kernel is built).
@@ -393,3 +393,9 @@ class TuneModule:
                 self._publish()
         except Exception as e:
             log.warning("hotcb tune: close failed: %s", e)
+
+
+def _why_broken(rescue: Any) -> str | None:
+    """The rescue module's reason the run cannot be judged now (None without a rescue)."""
+    return rescue.why_broken() if rescue is not None else None
+

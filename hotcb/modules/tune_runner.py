@@ -20,11 +20,9 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from typing import Any
 
 from optuna.distributions import FloatDistribution
 
-from ..divergence import Verdict
 from . import ApplyContext
 from .tune_decide import early_abort, limits_reached, still_starting, told_value, weights_wanted
 from .tune_log import StudyLog
@@ -51,10 +49,10 @@ class TrialRunner:
 
     def __init__(self, history: StudyLog, ready: Readiness, space: TuneSpace, weights: TrialWeights,
                  writer: KnobWriter, status: TuneStatus, max_steps: Callable[[], int | None],
-                 detector: Callable[[], Any]):
+                 why_broken: Callable[[], str | None]):
         self._log, self._ready, self._space, self._weights = history, ready, space, weights
         self._writer, self._status = writer, status
-        self._max_steps, self._detector = max_steps, detector  # the kernel's, read when needed
+        self._max_steps, self._why_broken = max_steps, why_broken  # the rescue's, asked when needed
         self._trial: LiveTrial | None = None
 
     trial: ReadOnly[LiveTrial | None] = ReadOnly()
@@ -255,12 +253,9 @@ class TrialRunner:
         """Why no change may be accepted now: the run is diverging or at chance (else None)."""
         if not math.isfinite(level):
             return "the objective is not finite (the run is diverging)"
-        det = self._detector()  # the kernel's divergence detector (None: no rescue module)
-        if det is not None:
-            if det.verdict in (Verdict.BLOWUP, Verdict.NON_FINITE, Verdict.CHANCE):
-                return f"the run's divergence detector says {det.verdict.value} ({det.describe()})"
-            if det.at_chance_since_start():
-                return f"the run's loss sits at chance (ln {det.config.classes}) since its start"
+        why = self._why_broken()  # the rescue's divergence detector (None: healthy, or no rescue)
+        if why is not None:
+            return why
         return None
 
     def _restore_weights(self, ctx: ApplyContext, t: LiveTrial) -> None:
