@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, create_model, model_validator
 
 from hotcb.ledger import DECISIONS
 from hotcb.ops import CB, CB_OPS, CORE, CORE_OPS, KNOB_OPS, RESCUE, RESCUE_OPS, TUNE, TUNE_OPS
+from hotcb.records import LedgerRecord
 
 from .registry import StrictInput
 
@@ -64,23 +67,15 @@ class CallbackInfo(BaseModel):
     last_error: str | None = None
 
 
-class LedgerEntry(BaseModel):
-    seq: int | None = None
-    cmd_id: str | None = None
-    step: int | None = None
-    epoch: int | None = None
-    event: str | None = None
-    module: str | None = None
-    op: str | None = None
-    id: str | None = None
-    source: str | None = None
-    actor: str | None = None
-    reason: str | None = None
-    decision: str | None = None
-    params: dict[str, Any] | None = None
-    payload: dict[str, Any] | None = None
-    error: str | None = None
-    wall_time: float | None = None
+def _optional_fields(record: type) -> dict[str, Any]:
+    """Every field of a core record (but ``extra``), optional, in the record's order."""
+    hints = typing.get_type_hints(record)
+    return {f.name: (hints[f.name] | None, None) for f in dataclasses.fields(record) if f.name != "extra"}
+
+
+# One ledger line as the tools return it: the fields of hotcb.records.LedgerRecord, the one
+# definition of what a ledger entry holds.
+LedgerEntry = create_model("LedgerEntry", **_optional_fields(LedgerRecord))
 
 
 class OpSpec(StrictInput):
