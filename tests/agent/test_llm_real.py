@@ -10,7 +10,8 @@ the record, nothing crashes, and nothing is queued into the run once it has stop
 Enable: ``eval "$(.ci/llm-model)"`` (fetches the pinned server and model into ~/.cache/hotcb-llm,
 starts the server on loopback, exports HOTCB_LLM_BASE_URL / HOTCB_LLM_MODEL), then
 ``python -m pytest -m llm``. Outside CI, without a server, the tier skips; in CI (HOTCB_CI=1) a
-missing server fails.
+missing server fails, except where .ci/llm-model recorded that the pinned server cannot run on
+this CPU (SIGILL: the build needs instructions the machine lacks), which skips naming why.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def llm() -> tuple[str, str]:
     model = os.environ.get("HOTCB_LLM_MODEL") or "qwen2.5-coder-1.5b-instruct"
     if not _answers(url):
         msg = f"no local LLM server at {url}; enable the real-model tier with: {ENABLE}"
+        unsupported = Path(os.environ.get("HOTCB_LLM_CACHE") or Path.home() / ".cache" / "hotcb-llm") / "unsupported"
+        if unsupported.exists():  # .ci/llm-model found the pinned server cannot run on this CPU
+            pytest.skip(f"{msg}: {unsupported.read_text().strip()}")
         if os.environ.get("HOTCB_CI"):
             pytest.fail(msg)
         pytest.skip(msg)
