@@ -26,7 +26,8 @@ import os
 import time
 from typing import Any
 
-from hotcb.mcp_server.registry import TOOLS, ToolError
+from hotcb.mcp_server.catalog import TOOLS
+from hotcb.mcp_server.registry import ToolError
 from hotcb.prompts import load
 
 from hotcb.guard import GuardConfig, ratio_text

@@ -18,7 +18,7 @@ import copy
 import math
 from typing import Any
 
-from hotcb.mcp_server.registry import TOOLS
+from hotcb.mcp_server.catalog import TOOLS
 
 OFFERED = ("read_trends", "apply_op")
 AGENT_OPS = ("set_params", "rollback")

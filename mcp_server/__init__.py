@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 try:
-    from .registry import TOOLS, ToolError, ToolSpec
+    from .catalog import TOOLS
+    from .registry import ToolError, ToolSpec
     from .tools import HotcbTools
 except ImportError as e:  # pydantic/numpy come with the extra
     raise ImportError(f"hotcb.mcp_server needs the 'mcp' extra: pip install 'hotcb[mcp]' ({e})") from e

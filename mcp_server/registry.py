@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    pass
 
 
 class ToolError(Exception):
@@ -106,12 +106,3 @@ class ToolSpec:
             "function": {"name": self.name, "description": self.description, "parameters": self.input_schema()},
         }
 
-
-def __getattr__(name: str) -> Mapping[str, ToolSpec]:
-    # ``registry.TOOLS`` (name -> spec, every tool) predates catalog.py; resolved on first use
-    # so that the tool modules, which import this one, are not imported by it.
-    if name == "TOOLS":
-        from .catalog import TOOLS
-
-        return TOOLS
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

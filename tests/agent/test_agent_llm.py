@@ -11,7 +11,7 @@ from hotcb.agent.budget import Budget
 from hotcb.agent.llm import AI_TOOLS, LLMAutopilot
 from hotcb.agent.untrusted import FENCE_OPEN
 from hotcb.evals.fake_llm import RecordedLLM as FakeLLM
-from hotcb.mcp_server.registry import TOOLS
+from hotcb.mcp_server.catalog import TOOLS
 from hotcb.mcp_server.tools import HotcbTools
 
 from tests.support.proc import Trainer, wait_for

@@ -7,7 +7,8 @@ from pathlib import Path
 import anyio
 import pytest
 from hotcb.mcp_server import catalog
-from hotcb.mcp_server.registry import TOOLS, InvalidArguments, UnknownTool
+from hotcb.mcp_server.catalog import TOOLS
+from hotcb.mcp_server.registry import InvalidArguments, UnknownTool
 from hotcb.mcp_server.schemas import OPS
 from hotcb.mcp_server.server import build_server
 from hotcb.mcp_server.tools import HotcbTools
