@@ -77,9 +77,13 @@ def check_plateau(name: str, cfg: RuleConfig, obs: Observer, status: dict[str, A
     metric = cfg.metric or "val_loss"
     window = obs.points_window(metric, cfg.window)
     s = obs.summary(metric, window, plateau_rel=cfg.plateau_rel)
-    if not s or s.get("n", 0) < window or not s.get("plateau"):
+    if not s or s.get("n", 0) < window or s.get("diverging") or s.get("trend") == "constant":
         return None  # a full window only: early noise is not a plateau
-    return Finding(name, metric, f"{metric} plateaued: {s.get('rel_change')} relative change over {s['n']} points "
+    gain = s.get("rel_change")
+    # No improvement, as reduce-on-plateau means it: a window that got worse has not improved either.
+    if not isinstance(gain, (int, float)) or gain >= cfg.plateau_rel:
+        return None
+    return Finding(name, metric, f"{metric} plateaued: {gain} relative improvement over {s['n']} points "
                    f"(threshold {cfg.plateau_rel})", action=cfg.action, value=_last(s))
 
 

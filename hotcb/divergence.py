@@ -26,6 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
+from .trend import fit_line
+
 EARLY_POINTS = 5  # the run's early level: the mean of its first points
 
 
@@ -54,6 +56,7 @@ class DetectorConfig:
     chance_tol: float = 0.1   # "at chance": within this fraction of ln(classes)
     probation_rel: float = 0.5  # before warmup after a rescue: one point this far above the level is a blow-up
     early_rise: float = 0.15  # a classifier before warmup: its mean so far this far above where it began
+    above_chance: float = 0.03  # at chance for a window with the level this far above ln(C) and its start: dead
 
 
 class LossDetector:
@@ -181,13 +184,15 @@ class LossDetector:
 
     def collapsed(self) -> bool:
         """Stuck at chance after the run had learned (its level fell well below chance) or blown
-        up (a point above twice its start): a dead network, not a slow start."""
+        up (a point above twice its start), or sitting above chance and above where it began: a
+        dead network, not a slow start (a start too slow to learn sits at or just below both)."""
         chance = self.chance_level
-        if chance is None or self.at_chance < self.config.chance_window or self.start is None:
+        if chance is None or self.at_chance < self.config.chance_window or self.start is None or self.level is None:
             return False
         learned = self.best < 0.7 * chance
         blew_up = self.peak > 2 * max(self.start, chance)
-        return learned or blew_up
+        worse = self.level > (1 + self.config.above_chance) * max(self.start, chance)
+        return learned or blew_up or worse
 
     def stalled(self, share: float, quiet: float = 0.3) -> bool:
         """The level is still above ``share`` of its early level, and not above it, with little
@@ -228,14 +233,8 @@ def first_blowup(values: Iterable[float], config: DetectorConfig | None = None) 
 def log_slope(values: list[float]) -> tuple[float, float]:
     """Least-squares slope of log(value) per point over ``values`` (positive, finite) and its
     standard error; (0, inf) when it cannot be fitted. The probe compares descent rates with it."""
-    ys = [math.log(v) for v in values if v > 0 and math.isfinite(v)]
-    n = len(ys)
-    if n < 4:
+    pts = [(i, math.log(v)) for i, v in enumerate(v for v in values if v > 0 and math.isfinite(v))]
+    if len(pts) < 4:
         return 0.0, math.inf
-    xm = (n - 1) / 2
-    ym = sum(ys) / n
-    sxx = sum((i - xm) ** 2 for i in range(n))
-    b = sum((i - xm) * (y - ym) for i, y in enumerate(ys)) / sxx
-    resid = sum((y - (ym + b * (i - xm))) ** 2 for i, y in enumerate(ys))
-    se = math.sqrt(resid / max(n - 2, 1) / sxx)
-    return b, se
+    line = fit_line(pts)
+    return line.slope, math.sqrt(line.ss_resid / max(line.n - 2, 1) / line.sxx)
