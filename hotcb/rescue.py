@@ -32,6 +32,7 @@ from typing import Any
 
 from .actuators.actuator import ValueRefused
 from .checkpoint import Snapshot, live_knob_values, restore_knobs
+from .descent import DescentConfig, DescentState, LrDescent
 from .divergence import DetectorConfig, LossDetector, Verdict
 from .judge import judge_rescue_cut
 from .modules import ApplyContext
@@ -50,9 +51,11 @@ class RescueConfig:
     snapshot_every: int = 50         # healthy snapshots while enabled (steps)
     max_rescues: int = 8             # then the rescue stops acting and says so
     floor: float = 1e-3              # no cut below this share of the run's first lr (a sane floor)
-    probe: bool = True               # the lr probe (the way up)
+    blame_steps: int = 100           # a blow-up this soon after a raise of the knob is the raise's
+    probe: bool = True               # the lr probe (the way up) and, after a rescue, the descent (hotcb.descent)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     probe_config: ProbeConfig = field(default_factory=ProbeConfig)
+    descent_config: DescentConfig = field(default_factory=DescentConfig)
 
 
 class Rescue:
@@ -62,6 +65,7 @@ class Rescue:
         self.enabled = False
         self.detector = LossDetector(self.config.detector)
         self.probe = LrProbe(self.config.probe_config)
+        self.descent = LrDescent(self.config.descent_config)
         self.rescues = 0
         self.started = False
         self.last_snapshot_step: int | None = None
@@ -70,6 +74,8 @@ class Rescue:
         self._detector_at: dict[int, LossDetector] = {}
         self._start: Snapshot | None = None
         self._acting = False
+        self._raise_undone = False  # the last rollback undid a raise of the knob made since its snapshot
+        self._raised: tuple[int, float] | None = None  # (step, value before) of the knob's last raise
 
     # ------------------------------------------------------------------ configuration
     def configure(self, *, enabled: bool | None = None, classes: int | None = None, probe: bool | None = None,
@@ -94,6 +100,7 @@ class Rescue:
         d = self.detector
         return {"enabled": self.enabled, "verdict": d.verdict.value, "level": _num(d.level), "noise": _num(d.noise),
                 "rescues": self.rescues, "probe": self.probe.state.value if self.config.probe else "off",
+                "descent": self.descent.state.value if self.config.probe else "off",
                 "last_action": self.last_action, "can_roll_back": bool(self.kernel.snapshots.objects)}
 
     # ------------------------------------------------------------------ ops
@@ -116,6 +123,7 @@ class Rescue:
         group = self._knob(self.config.knob)
         if any(op.module != (group.group if group else None) and k in self.kernel.state for k in op.params):
             self.detector.reset()  # a loss weight changes the loss's scale: learn the new level
+        self._note_raise(op, ctx.step)
         if not self.enabled or op.source in self.kernel.guard.trusted_sources or not self.kernel.snapshots.objects:
             return
         self._snapshot(ctx.step, "before a change by " + (op.actor or op.source), healthy=self.detector.confirmed())
@@ -141,6 +149,7 @@ class Rescue:
             self._detector_at[ctx.step] = copy.deepcopy(self.detector)
         if self.config.probe:
             self.probe.observe(x)
+            self.descent.observe(x)
         if not self.enabled or self.kernel.dist is not None or self._acting:
             return
         if verdict in (Verdict.BLOWUP, Verdict.NON_FINITE, Verdict.CHANCE):
@@ -153,8 +162,8 @@ class Rescue:
         if (verdict is Verdict.HEALTHY and self.kernel.snapshots.objects
                 and (self.last_snapshot_step is None or ctx.step - self.last_snapshot_step >= every)):
             self._snapshot(ctx.step, "periodic (confirmed healthy later)", healthy=False)
-        if self.config.probe and self.probe.state is not ProbeState.SETTLED:
-            self._probe(ctx)
+        if self.config.probe:
+            self._move_lr(ctx)
 
     def _loss(self, metrics: dict[str, Any]) -> float | None:
         names = (self.config.metric,) if self.config.metric else LOSS_METRICS
@@ -200,7 +209,8 @@ class Rescue:
             why = f"loss is non-finite ({x})"
         elif verdict is Verdict.CHANCE:
             why = (f"loss flat at chance ({det.level:.4g} ~ ln {det.config.classes} = {det.chance_level:.4g}) "
-                   f"for {det.at_chance} points after it had learned or blown up")
+                   f"for {det.at_chance} points after it had learned or blown up, or above chance and its "
+                   f"start ({det.start:.4g})")
         elif det.rose():
             why = (f"the mean loss of the first {det.n} steps, {det.raw_sum / det.n:.4g}, rose above the loss "
                    f"at the start, {det.start:.4g} (a healthy start's falls)")
@@ -213,7 +223,7 @@ class Rescue:
         else:
             why = (f"loss level {det.level:.4g} climbed to {det.level / det.best:.3g}x its lowest level "
                    f"{det.best:.4g} (noise {det.noise:.3g})")
-        snap = self._target(verdict)
+        snap = self._target(verdict, ctx.step)
         if snap is None:
             target = "no healthy snapshot"
         elif snap is self._start and snap is not self.kernel.snapshots.last_healthy():
@@ -234,13 +244,42 @@ class Rescue:
         det.at_chance = 0
         self.probe.settle(f"rescue at step {ctx.step}")
         if entry.get("decision") == "applied":
+            if not self._raise_undone:  # a blow-up that followed a raise is explained by it (and undone)
+                self.descent.arm(f"rescue at step {ctx.step}")
             self.kernel.raise_alert("rescue", op.reason or "", metric=self.config.metric, value=x)
 
-    def _target(self, verdict: Verdict) -> Snapshot | None:
+    def _note_raise(self, op: HotOp, step: int) -> None:
+        """Remember a raise of the rescue's knob (by anyone): a blow-up soon after it is its doing."""
+        act = self._knob(self.config.knob)
+        if act is None or op.module != act.group or act.param_key not in op.params:
+            return
+        act.refresh()
+        new, old = op.params[act.param_key], act.value
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (new, old)) and new > old:
+            self._raised = (step, float(old))
+
+    def _before_raise(self, step: int) -> Snapshot | None:
+        """After a recent raise, the newest healthy snapshot whose knob is not above its value
+        before the raise: snapshots taken after the raise (healthy for a few steps while momentum
+        builds up) would restore the raise with the weights."""
+        if self._raised is None or step - self._raised[0] > self.config.blame_steps:
+            return None
+        before = self._raised[1] * (1 + 1e-9)
+        key = self.config.knob
+
+        def low(s: Snapshot) -> bool:
+            v = s.knobs.get(key)
+            return isinstance(v, (int, float)) and v <= before
+
+        # None (the ring holds none from before it any more): the newest healthy one, as always.
+        return next((s for s in reversed(self.kernel.snapshots.snapshots) if s.healthy and low(s)), None)
+
+    def _target(self, verdict: Verdict, step: int) -> Snapshot | None:
         """The state to return to: the newest healthy snapshot, unless the run is dead at chance
         and that snapshot never learned (a dead network is quiet, so its snapshots look healthy):
-        then the run's first state, which the rescue holds outside the ring."""
-        snap = self.kernel.snapshots.last_healthy()
+        then the run's first state, which the rescue holds outside the ring; and after a recent
+        raise of the knob, the newest healthy one from before it."""
+        snap = self._before_raise(step) or self.kernel.snapshots.last_healthy()
         if self._start is None or snap is self._start:
             return snap
         if snap is None or ((verdict is Verdict.CHANCE or self.detector.dead()) and not self._learned(snap)):
@@ -285,6 +324,7 @@ class Rescue:
         key = self.config.knob
         act = self._knob(key)
         new_value, note = None, None
+        self._raise_undone = False
         if act is not None and key in locks:
             note = f"{key} is locked by {locks[key].get('actor') or 'a human'}: left as it is"
         elif act is not None:
@@ -295,6 +335,7 @@ class Rescue:
                 # From the lower of the lr in use and the snapshot's: a raise since the snapshot is
                 # undone by the rollback itself, and the lr that led here is cut.
                 base = min(live, before) if isinstance(before, (int, float)) and before > 0 else live
+                self._raise_undone = base < live
                 desc = act.describe()
                 first = self._start.knobs.get(key) if self._start is not None else None
                 floors = [desc.get("min"), self.config.floor * first if isinstance(first, (int, float)) else None]
@@ -324,27 +365,39 @@ class Rescue:
         self.last_snapshot_step = ctx.step
         return payload
 
-    # ------------------------------------------------------------------ the way up
-    def _probe(self, ctx: ApplyContext) -> None:
+    # ------------------------------------------------------------------ the way up, the way down
+    def _move_lr(self, ctx: ApplyContext) -> None:
+        """The probe until it settles (a rescue settles it); after a rescue, the descent."""
+        if self.probe.state is not ProbeState.SETTLED:
+            self._lr_step(ctx, self.probe, "probe")
+        elif self.descent.state in (DescentState.WAITING, DescentState.TRIAL):
+            self._lr_step(ctx, self.descent, "descent")
+
+    def _lr_step(self, ctx: ApplyContext, stepper: LrProbe | LrDescent, actor: str) -> None:
+        """Ask the probe or the descent for an lr change and submit it (one guarded rule op)."""
         act = self._knob(self.config.knob)
         if act is None:
-            self.probe.settle(f"no {self.config.knob} knob")
+            stepper.settle(f"no {self.config.knob} knob")
             return
         act.refresh()
         lr = act.value if isinstance(act.value, (int, float)) and not isinstance(act.value, bool) else None
-        step = self.probe.decide(ctx.step, lr, self.detector, self.kernel.max_steps)
+        step = stepper.decide(ctx.step, lr, self.detector, self.kernel.max_steps)
         if step is None or lr is None:
             return
+        first = self._start.knobs.get(self.config.knob) if self._start is not None else None
+        if step.factor < 1 and isinstance(first, (int, float)) and lr * step.factor < self.config.floor * first:
+            stepper.settle(f"lr {lr:g} is at the rescue's floor ({self.config.floor:g} x the first lr {first:g})")
+            return
         new = lr * step.factor
-        op = HotOp(module=act.group, op="set_params", params={act.param_key: new}, source="rule", actor="probe",
+        op = HotOp(module=act.group, op="set_params", params={act.param_key: new}, source="rule", actor=actor,
                    reason=step.reason)
         entry = self._submit(op, ctx)
         if entry.get("decision") == "applied":
             act.refresh()
-            self.probe.applied(float(act.value))
-            self.last_action = f"step {ctx.step}: probe {act.param_key} {lr:g} -> {act.value:g}"
+            stepper.applied(float(act.value))
+            self.last_action = f"step {ctx.step}: {actor} {act.param_key} {lr:g} -> {act.value:g}"
         else:
-            self.probe.refused()
+            stepper.refused()
 
 
 def rescue_of(kernel: Any) -> Rescue:

@@ -109,6 +109,29 @@ def test_repeated_blowups_cut_further_and_restore_bit_exactly(run_dir):
     assert len(rescue_entries(read_all(loop.kernel.run.ledger))) == 2
 
 
+def test_a_blowup_soon_after_a_raise_returns_to_a_snapshot_from_before_it(run_dir):
+    # A human's typo raises lr x20; the loss stays quiet long enough for a periodic snapshot taken
+    # after the raise to be confirmed healthy (momentum takes a while), then blows up. Returning to
+    # that snapshot would restore the typo with the weights: the rescue goes back to before it.
+    loop = Loop(run_dir, lr=0.05)
+    rescue_of(loop.kernel).configure(enabled=True, probe=False)
+    loop.run(120)
+    loop.send("opt", "set_params", {"lr": 1.0}, source="human", actor="typo", reason="fat finger")
+    quiet = loop.losses[-1]
+    for _ in range(60):  # steps 121-180 (a periodic snapshot at 170): the loss the detector sees stays put
+        loop.step({"metrics": {"train_loss": quiet}})
+    assert loop.opt.param_groups[0]["lr"] == 1.0
+    after = [s for s in loop.kernel.snapshots.snapshots if s.healthy and s.knobs.get("lr") == 1.0]
+    assert after, loop.kernel.snapshots.steps()  # a confirmed snapshot holding the raised lr
+    for _ in range(5):
+        loop.step({"metrics": {"train_loss": 50 * quiet}})
+    (entry,) = rescue_entries(read_all(loop.kernel.run.ledger))
+    assert entry["decision"] == "applied"
+    assert entry["payload"]["restored_step"] <= 120  # from before the raise
+    assert entry["payload"]["lr"] == {"old": 1.0, "new": 0.025}  # the typo undone, the lr before it cut
+    assert loop.opt.param_groups[0]["lr"] == 0.025
+
+
 def test_off_by_default_nothing_acts(run_dir):
     loop = Loop(run_dir, lr=0.05)
     for _ in range(30):

@@ -141,7 +141,7 @@ class RecordedRun:
             "last_internal_error": None, "max_steps": self.max_steps, "snapshots": list(self.snapshots),
             "rank": 0, "world_size": 1, "heartbeat_interval_s": 0.5,
             "rescue": {"enabled": self.rescue_enabled, "verdict": "warming", "level": None, "noise": 0.0,
-                       "rescues": 0, "probe": "off", "last_action": None, "can_roll_back": bool(self.snapshots)},
+                       "rescues": 0, "probe": "off", "descent": "off", "last_action": None, "can_roll_back": bool(self.snapshots)},
         })
 
     # ------------------------------------------------------------------ what the autopilot wrote

@@ -1,0 +1,178 @@
+"""The way down after a rescue: cut an lr that still sits on the run's noise floor.
+
+A rescue leaves lr at half of one that blew up: stable, but often still so high that the loss
+is held up by the minibatch noise the lr amplifies (the "edge of stability"). There, a cut lowers
+the loss at once; at a good lr it only slows the descent. Measured on the eval tasks (the same
+seed with and without one halving, mean loss over the next 30 steps): synthetic at x10 of its
+tuned lr -14% against no cut, digits at x6 -25%, synthetic at the tuned lr -1%.
+
+So the descent measures it on the run. Once the loss has stopped falling fast at the lr that
+held (a window of it falls less than ``min_drop``), it notes the log(loss) that window reached,
+halves lr, lets ``settle`` points pass (momentum carries the old lr a while) and compares the
+mean log(loss) of the next ``window`` points with it. Lower by ``min_drop`` and ``z`` standard
+errors: the cut is kept and the next one measured (up to ``max_cuts``). Lower but within that:
+one more window decides. Not lower: the cut is kept too (after a blow-up the lower lr is the
+safe side) and the descent settles. Clearly higher: the cut is undone and it settles. It is
+armed only by a rescue rollback: a run that never blew up is never cut by it.
+
+Pure decisions here; ``hotcb.rescue.Rescue`` owns the descent and submits what it decides,
+each cut one guarded lr op (source ``rule``, actor ``descent``) with its measurements in the
+reason.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+
+from .divergence import LossDetector
+from .probe import ProbeStep
+from .trend import Line, fit_line
+
+
+class DescentState(str, Enum):
+    IDLE = "idle"         # no rescue yet: nothing to measure
+    WAITING = "waiting"   # armed: waiting for a window at the lr in force that no longer falls fast
+    TRIAL = "trial"       # lr cut: filling the window that judges it
+    SETTLED = "settled"   # done for this run
+
+
+@dataclass(frozen=True)
+class DescentConfig:
+    window: int = 20        # points per measurement
+    settle: int = 10        # points after a cut before its window (momentum carries the old lr a while)
+    factor: float = 0.5     # each cut (the guard's per-op limit binds it too)
+    min_drop: float = 0.05  # keep going when the loss fell this share below where it was (the edge: 14-25%)
+    z: float = 1.5          # ... and by this many standard errors (a wrong "go on" costs one more halving
+    #                         of a run that blew up; stopping early leaves it near the edge)
+    max_cuts: int = 4       # at most factor ** max_cuts of the lr the rescue left
+
+
+def fit_trend(values: list[float]) -> Line | None:
+    """The least-squares line of log(loss) on the point index 0..n-1 (None: too few points)."""
+    pts = [(i, math.log(v)) for i, v in enumerate(values) if v > 0 and math.isfinite(v)]
+    return fit_line(pts) if len(pts) >= 4 else None
+
+
+def reached(trend: Line, count: int) -> tuple[float, float]:
+    """The log(loss) the window had reached (its line's end, or its mean when the line rises) and
+    the standard error of comparing a measured mean of ``count`` later points with it. The trend
+    is not carried forward: the descent asks only once the loss has stopped falling fast, and a
+    short, noisy line carried 30 points on decides more than the cut does."""
+    x0 = trend.n - 1 if trend.slope < 0 else trend.mean_x
+    resid_sd = math.sqrt(trend.ss_resid / max(trend.n - 2, 1))
+    se = resid_sd * math.sqrt(1 / trend.n + (x0 - trend.mean_x) ** 2 / (trend.sxx or 1.0) + 1 / count)
+    return trend.at(x0), se
+
+
+class LrDescent:
+    def __init__(self, config: DescentConfig | None = None):
+        self.config = config or DescentConfig()
+        self.state = DescentState.IDLE
+        self.values: deque[float] = deque(maxlen=self.config.window)
+        self.cuts = 0
+        self.since_cut = 0  # points observed since the trial's cut
+        self.judged: list[float] = []  # the trial's points after its settle
+        self.extended = False  # an unclear trial gets one more window
+        self.trend: Line | None = None
+        self.expected_lr: float | None = None  # the lr the descent set (another actor moving it ends a trial)
+        self.history: list[str] = []
+
+    def arm(self, why: str) -> None:
+        """A rescue rolled back: the lr now in force sits at most x2 below one that blew up."""
+        if self.state is DescentState.SETTLED or self.cuts >= self.config.max_cuts:
+            return
+        self.state = DescentState.WAITING
+        self.values.clear()
+        self.trend = None
+        self.history.append(why)
+
+    def settle(self, why: str) -> None:
+        if self.state is not DescentState.SETTLED:
+            self.state = DescentState.SETTLED
+            self.history.append(why)
+
+    def observe(self, x: float) -> None:
+        if self.state in (DescentState.WAITING, DescentState.TRIAL) and math.isfinite(x) and x > 0:
+            self.values.append(x)
+            self.since_cut += 1
+            if self.state is DescentState.TRIAL and self.since_cut > self.config.settle:
+                self.judged.append(x)
+
+    # complexity: the descent's state machine: one early return per state and exit condition
+    def decide(self, step: int, lr: float | None, det: LossDetector, max_steps: int | None) -> ProbeStep | None:  # noqa: PLR0911
+        """Called once per step after ``observe``; returns the lr change to make, if any."""
+        c = self.config
+        if self.state not in (DescentState.WAITING, DescentState.TRIAL) or lr is None or lr <= 0:
+            return None
+        if self.state is DescentState.TRIAL and self.expected_lr is not None and not math.isclose(
+                lr, self.expected_lr, rel_tol=1e-6):
+            self.settle(f"lr moved to {lr:g} by someone else during the trial")
+            return None
+        if len(self.values) < c.window or not det.confirmed():
+            return None
+        if det.at_chance or det.why_broken() is not None:
+            return None  # a level at chance is a dead network's (the rescue's to judge), not a noise floor
+        if self.state is DescentState.TRIAL and len(self.judged) < c.window * (2 if self.extended else 1):
+            return None
+        values = list(self.values)
+        if self.state is DescentState.WAITING:
+            if max_steps is not None and max_steps - step < c.window:
+                self.settle("too close to the end of the run to measure a cut")
+                return None
+            trend = fit_trend(values)
+            if trend is None or trend.slope * trend.n < math.log(1 - c.min_drop):
+                return None  # still falling fast at this lr: nothing to gain, nothing to measure against
+            self.trend = trend
+            self.values.clear()
+            self.since_cut = 0
+            self.judged = []
+            self.extended = False
+            self.state = DescentState.TRIAL
+            self.expected_lr = lr * c.factor
+            return ProbeStep(c.factor, f"lr descent {self.cuts + 1}/{c.max_cuts}: after the rescue, lr {lr:g} held "
+                             f"(loss {math.exp(reached(self.trend, c.window)[0]):.4g}, no longer falling fast); "
+                             f"x{c.factor:g} to test whether it sits on the loss's noise floor")
+        # TRIAL: the points at the cut lr, after its settle.
+        assert self.trend is not None
+        values = self.judged
+        pred, se = reached(self.trend, len(values))
+        got = sum(math.log(v) for v in values) / len(values)
+        drop = 1 - math.exp(got - pred)  # > 0: the loss is below where it was
+        margin = max(-math.log(1 - c.min_drop), c.z * se)
+        said = (f"the loss after x{c.factor:g} is {100 * abs(drop):.3g}% {'below' if drop >= 0 else 'above'} where "
+                f"it was (a cut on the noise floor: {100 * (1 - math.exp(-margin)):.3g}% below)")
+        if got < pred - margin:
+            self.values.clear()
+            self.cuts += 1
+            if self.cuts >= c.max_cuts:
+                self.settle(f"kept lr {lr:g}: {said}; {c.max_cuts} cuts made")
+            else:
+                self.state = DescentState.WAITING
+                self.history.append(f"kept lr {lr:g}: {said}")
+            return None
+        if got < pred and not self.extended:
+            self.extended = True  # lower, but within the noise: one more window decides
+            self.history.append(f"unclear at lr {lr:g}: {said}; measuring {c.window} more points")
+            return None
+        self.values.clear()
+        if got > pred + margin:
+            self.settle(f"{said}: worse; back to lr {lr / c.factor:g}")
+            self.expected_lr = lr / c.factor
+            return ProbeStep(1 / c.factor, f"lr descent: x{c.factor:g} made the loss worse ({said}); back to the "
+                             "previous lr, settled")
+        self.cuts += 1
+        self.settle(f"kept lr {lr:g}: {said}: not on the noise floor any more")
+        return None
+
+    def applied(self, lr: float) -> None:
+        """The descent's op landed: ``lr`` is now in force."""
+        self.expected_lr = lr
+
+    def refused(self) -> None:
+        """The descent's op did not land: measure again."""
+        if self.state is DescentState.TRIAL:
+            self.state = DescentState.WAITING
+        self.values.clear()
