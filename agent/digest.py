@@ -60,7 +60,7 @@ def rescue_line(tools: Any) -> str:
         r = None
     if not isinstance(r, dict):
         return "unknown"
-    return _j({k: r.get(k) for k in ("enabled", "verdict", "level", "noise", "rescues", "probe", "last_action")})
+    return _j({k: r.get(k) for k in ("enabled", "verdict", "level", "noise", "rescues", "probe", "descent", "last_action")})
 
 
 def tune_line(tools: Any) -> str:

@@ -101,8 +101,7 @@ class LrDescent:
             if self.state is DescentState.TRIAL and self.since_cut > self.config.settle:
                 self.judged.append(x)
 
-    # complexity: the descent's state machine: one early return per state and exit condition
-    def decide(self, step: int, lr: float | None, det: LossDetector, max_steps: int | None) -> ProbeStep | None:  # noqa: PLR0911
+    def decide(self, step: int, lr: float | None, det: LossDetector, max_steps: int | None) -> ProbeStep | None:
         """Called once per step after ``observe``; returns the lr change to make, if any."""
         c = self.config
         if self.state not in (DescentState.WAITING, DescentState.TRIAL) or lr is None or lr <= 0:
@@ -115,27 +114,35 @@ class LrDescent:
             return None
         if det.at_chance or det.why_broken() is not None:
             return None  # a level at chance is a dead network's (the rescue's to judge), not a noise floor
-        if self.state is DescentState.TRIAL and len(self.judged) < c.window * (2 if self.extended else 1):
-            return None
-        values = list(self.values)
         if self.state is DescentState.WAITING:
-            if max_steps is not None and max_steps - step < c.window:
-                self.settle("too close to the end of the run to measure a cut")
-                return None
-            trend = fit_trend(values)
-            if trend is None or trend.slope * trend.n < math.log(1 - c.min_drop):
-                return None  # still falling fast at this lr: nothing to gain, nothing to measure against
-            self.trend = trend
-            self.values.clear()
-            self.since_cut = 0
-            self.judged = []
-            self.extended = False
-            self.state = DescentState.TRIAL
-            self.expected_lr = lr * c.factor
-            return ProbeStep(c.factor, f"lr descent {self.cuts + 1}/{c.max_cuts}: after the rescue, lr {lr:g} held "
-                             f"(loss {math.exp(reached(self.trend, c.window)[0]):.4g}, no longer falling fast); "
-                             f"x{c.factor:g} to test whether it sits on the loss's noise floor")
-        # TRIAL: the points at the cut lr, after its settle.
+            return self._cut(step, lr, max_steps)
+        if len(self.judged) < c.window * (2 if self.extended else 1):
+            return None
+        return self._judge(lr)
+
+    def _cut(self, step: int, lr: float, max_steps: int | None) -> ProbeStep | None:
+        """WAITING: once the loss has stopped falling fast at this lr, note its level and cut."""
+        c = self.config
+        if max_steps is not None and max_steps - step < c.window:
+            self.settle("too close to the end of the run to measure a cut")
+            return None
+        trend = fit_trend(list(self.values))
+        if trend is None or trend.slope * trend.n < math.log(1 - c.min_drop):
+            return None  # still falling fast at this lr: nothing to gain, nothing to measure against
+        self.trend = trend
+        self.values.clear()
+        self.since_cut = 0
+        self.judged = []
+        self.extended = False
+        self.state = DescentState.TRIAL
+        self.expected_lr = lr * c.factor
+        return ProbeStep(c.factor, f"lr descent {self.cuts + 1}/{c.max_cuts}: after the rescue, lr {lr:g} held "
+                         f"(loss {math.exp(reached(trend, c.window)[0]):.4g}, no longer falling fast); "
+                         f"x{c.factor:g} to test whether it sits on the loss's noise floor")
+
+    def _judge(self, lr: float) -> ProbeStep | None:
+        """TRIAL: the points at the cut lr (after its settle) against the level the loss had reached."""
+        c = self.config
         assert self.trend is not None
         values = self.judged
         pred, se = reached(self.trend, len(values))
@@ -144,8 +151,12 @@ class LrDescent:
         margin = max(-math.log(1 - c.min_drop), c.z * se)
         said = (f"the loss after x{c.factor:g} is {100 * abs(drop):.3g}% {'below' if drop >= 0 else 'above'} where "
                 f"it was (a cut on the noise floor: {100 * (1 - math.exp(-margin)):.3g}% below)")
+        if got < pred and got >= pred - margin and not self.extended:
+            self.extended = True  # lower, but within the noise: one more window decides
+            self.history.append(f"unclear at lr {lr:g}: {said}; measuring {c.window} more points")
+            return None
+        self.values.clear()
         if got < pred - margin:
-            self.values.clear()
             self.cuts += 1
             if self.cuts >= c.max_cuts:
                 self.settle(f"kept lr {lr:g}: {said}; {c.max_cuts} cuts made")
@@ -153,11 +164,6 @@ class LrDescent:
                 self.state = DescentState.WAITING
                 self.history.append(f"kept lr {lr:g}: {said}")
             return None
-        if got < pred and not self.extended:
-            self.extended = True  # lower, but within the noise: one more window decides
-            self.history.append(f"unclear at lr {lr:g}: {said}; measuring {c.window} more points")
-            return None
-        self.values.clear()
         if got > pred + margin:
             self.settle(f"{said}: worse; back to lr {lr / c.factor:g}")
             self.expected_lr = lr / c.factor

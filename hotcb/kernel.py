@@ -188,7 +188,7 @@ class HotKernel:
             try:
                 self._record_restore(changed, "checkpoint" if _has_knobs(state) else "ledger", env)
             except Exception as e:  # the values are in place; a lost record must not stop the resume
-                self._internal_error(e)
+                self.report_error(e)
         return changed
 
     def add_callback(self, cb_id: str, obj: Any, enabled: bool = True) -> None:
@@ -223,7 +223,7 @@ class HotKernel:
             env.update(kw)
             self._apply(env, list(events) if events else ["train_step_end"])
         except Exception as e:  # the run matters more than this call
-            self._internal_error(e)
+            self.report_error(e)
 
     def view(self, step: int | None = None) -> View:
         """The run as the judge sees it now (live knob values, locks, freeze, schedule)."""
@@ -384,7 +384,9 @@ class HotKernel:
         ctx = ApplyContext(self.step, self.epoch, ["resume"], dict(env or {}))
         self.commands.record(op, ctx, "applied", payload={"knobs": knobs, "from": origin})
 
-    def _internal_error(self, e: Exception) -> None:
+    def report_error(self, e: Exception) -> None:
+        """Count, log (at most once a minute) and publish an error caught inside hotcb: the
+        training run goes on. For the kernel and the trainer adapters."""
         self.internal_errors += 1
         self.last_internal_error = f"{type(e).__name__}: {str(e)[:500]}"
         now = time.monotonic()

@@ -24,7 +24,7 @@ def never_raise(fn: F) -> F:
             return fn(self, *args, **kwargs)
         except Exception as e:
             kernel = getattr(self, "kernel", None)
-            report = getattr(kernel, "_internal_error", None)
+            report = getattr(kernel, "report_error", None)
             if callable(report):
                 report(e)
             else:

@@ -101,7 +101,7 @@ class HotCBLightning(pl.Callback):
         try:
             return {"kernel": self.kernel.state_dict()}
         except Exception as e:  # a checkpoint without hotcb state beats a failed save
-            self.kernel._internal_error(e)
+            self.kernel.report_error(e)
             return {}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
