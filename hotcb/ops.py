@@ -92,13 +92,16 @@ class HotOp:
     target: CallbackTarget | None = None
     cmd_id: str = ""
     ts: float = 0.0
-    source: str = "human"
+    source: Source = Source.HUMAN
     actor: str | None = None
     reason: str | None = None
     at_step: int | None = None
     at_event: str | None = None
     lock: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.source = Source(self.source)  # a plain string from a file or a caller: typed here, once
 
     def to_command(self) -> dict[str, Any]:
         """The command-file record for this op (what tools and the CLI append)."""

@@ -36,7 +36,7 @@ from .descent import DescentConfig, DescentState, LrDescent
 from .divergence import DetectorConfig, LossDetector, Verdict
 from .judge import judge_rescue_cut
 from .modules import ApplyContext
-from .ops import RESCUE, RESCUE_OPS, HotOp
+from .ops import RESCUE, RESCUE_OPS, HotOp, Source
 from .probe import LrProbe, ProbeConfig, ProbeState
 
 ACTOR = "rescue"
@@ -233,7 +233,7 @@ class Rescue:
         params: dict[str, Any] = {"cut": self.config.cut}
         if snap is not None:
             params["step"] = snap.step
-        op = HotOp(module=RESCUE, op="rollback", params=params, source="rule", actor=ACTOR,
+        op = HotOp(module=RESCUE, op="rollback", params=params, source=Source.RULE, actor=ACTOR,
                    reason=f"rescue: {why}; {target} and cut {self.config.knob}")
         entry = self._submit(op, ctx)
         self.rescues += 1
@@ -389,7 +389,7 @@ class Rescue:
             stepper.settle(f"lr {lr:g} is at the rescue's floor ({self.config.floor:g} x the first lr {first:g})")
             return
         new = lr * step.factor
-        op = HotOp(module=act.group, op="set_params", params={act.param_key: new}, source="rule", actor=actor,
+        op = HotOp(module=act.group, op="set_params", params={act.param_key: new}, source=Source.RULE, actor=actor,
                    reason=step.reason)
         entry = self._submit(op, ctx)
         if entry.get("decision") == "applied":

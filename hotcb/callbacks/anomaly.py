@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from ..collector import to_number
-from ..ops import CORE, HotOp
+from ..ops import CORE, HotOp, Source
 from ._base import BuiltinCallback
 
 ACTIONS = ("none", "pause", "rollback")
@@ -74,5 +74,5 @@ class AnomalyGuard(BuiltinCallback):
         if self._last_action is not None and step - self._last_action < self.cooldown:
             return
         self._last_action = step
-        kernel.submit(HotOp(module=CORE, op=self.action, source="rule", actor="anomaly_guard",
+        kernel.submit(HotOp(module=CORE, op=self.action, source=Source.RULE, actor="anomaly_guard",
                             reason=f"non-finite {name} at step {step}"), env)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..jsonl import append_line
-from ..ops import TUNE, HotOp
+from ..ops import TUNE, HotOp, Source
 from . import ApplyContext
 from .tune_host import SyncHost
 from .tune_readonly import ReadOnly
@@ -120,7 +120,7 @@ class DistSync:
         error = None
         for d in ops:
             try:
-                op = HotOp(module=d["module"], op=d["op"], params=dict(d["params"]), source="tune",
+                op = HotOp(module=d["module"], op=d["op"], params=dict(d["params"]), source=Source.TUNE,
                            actor=d.get("actor"), reason=d.get("reason"), cmd_id=d["cmd_id"])
                 entry = self._host.submit(op, ctx.env)
                 if entry.get("decision") != d.get("decision"):

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from ..ops import TUNE, HotOp
+from ..ops import TUNE, HotOp, Source
 from . import ApplyContext
 from .tune_readonly import ReadOnly
 from .tune_space import TuneSpace
@@ -47,7 +47,7 @@ class KnobWriter:
         done: list[str] = []
         self._last_refusal = None
         for group, params in by_group.items():
-            op = HotOp(module=group, op="set_params", params=params, source="tune", actor=actor, reason=reason,
+            op = HotOp(module=group, op="set_params", params=params, source=Source.TUNE, actor=actor, reason=reason,
                        cmd_id=_cmd_id())
             entry = self._submit(op, ctx.env)
             self._sync.send(op, entry.get("decision"))
@@ -59,5 +59,5 @@ class KnobWriter:
 
     def verdict(self, ctx: ApplyContext, params: dict[str, Any], reason: str, actor: str) -> None:
         """A ledger entry for the verdict, so the ledger alone tells each trial's story."""
-        self._submit(HotOp(module=TUNE, op="verdict", params=params, source="tune", actor=actor, reason=reason,
+        self._submit(HotOp(module=TUNE, op="verdict", params=params, source=Source.TUNE, actor=actor, reason=reason,
                            cmd_id=_cmd_id()), ctx.env)

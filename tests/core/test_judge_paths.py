@@ -64,7 +64,8 @@ def test_replay_through_real_mcp_cannot_run_code_or_human_ops(run_dir: Path, tmp
                 lr100 = [{"step": step, "module": "opt", "op": "set_params", "params": {"lr": 1.0}}]
                 assert not (await c.call_tool("replay", {"action": "start", "recipe": lr100,
                                                          "reason": "replay"})).is_error
-                trainer.wait_step(step + 5)
+                # The freeze file is read on the kernel's watch interval, not at a known step: wait on the ledger.
+                wait_for(lambda: [e for e in trainer.ledger() if e["source"] == "replay"], 60, what="the entry's decision")
                 [e] = [e for e in trainer.ledger() if e["source"] == "replay"]
                 assert e["decision"] == "rejected" and "limited to" in e["error"] and e["acting_for"] == "agent"
                 assert not (await c.call_tool("replay", {"action": "stop", "reason": "done"})).is_error
