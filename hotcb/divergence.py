@@ -198,13 +198,19 @@ class LossDetector:
         """The level is still above ``share`` of its early level, and not above it, with little
         noise: a run that has hardly learned, smoothly (a too-high lr that stalls is noisy)."""
         return (self.early is not None and self.level is not None and self.early > 0
-                and share * self.early < self.level <= 1.05 * self.early and self.noise < quiet * abs(self.level))
+                and share * self.early < self.level <= self.early and self.noise < quiet * abs(self.level))
 
     def at_chance_since_start(self) -> bool:
         """Flat at chance for a window and never better: a start too slow (or too dead) to learn."""
         chance = self.chance_level
         return (chance is not None and self.at_chance >= self.config.chance_window
                 and not self.collapsed())
+
+    def worse_than_chance(self) -> bool:
+        """A classifier whose level sits above ln(classes): worse than guessing (a dead or blown-up
+        network, never a slow start, which sits at or just below it)."""
+        chance = self.chance_level
+        return chance is not None and self.level is not None and self.level > (1 + self.config.above_chance) * chance
 
     def why_broken(self) -> str | None:
         """Why nothing learned can be judged now (blown up, non-finite, at chance), else None:

@@ -75,8 +75,7 @@ class LrProbe:
         slope, se = log_slope(list(self.values))
         return -slope, se  # > 0: the loss falls
 
-    # complexity: the probe's state machine: one early return per state and exit condition
-    def decide(self, step: int, lr: float | None, det: LossDetector, max_steps: int | None) -> ProbeStep | None:  # noqa: PLR0911
+    def decide(self, step: int, lr: float | None, det: LossDetector, max_steps: int | None) -> ProbeStep | None:
         """Called once per step after ``observe``; returns the lr change to make, if any."""
         c = self.config
         if self.state is ProbeState.SETTLED or lr is None or lr <= 0:
@@ -88,30 +87,44 @@ class LrProbe:
         if len(self.values) < c.window or not det.confirmed():
             return None
         remaining = (max_steps - step) if max_steps else None
-        rate, se = self._rate()
         if self.state is ProbeState.WAITING:
-            self.values.clear()  # one look per window (a look every step would find a lucky moment)
-            if remaining is not None and remaining < 3 * c.window:
-                self.settle("too close to the end of the run to measure a raise")
-                return None
-            if step > c.start_within * (max_steps or c.assumed_remaining):
-                self.settle("not too slow in the first part of the run")
-                return None
-            if det.early is not None and det.peak > 2 * det.early:
-                self.settle(f"the loss spiked to {det.peak:.4g} (early level {det.early:.4g}): no raise")
-                return None
-            stuck = det.at_chance_since_start() or det.stalled(c.stalled, c.quiet)
-            if not (stuck or (rate > 0 and rate > c.min_t * se)):
-                return None  # not clearly improving: nothing to learn from a faster rate
-            left = remaining if remaining is not None else c.assumed_remaining
-            if not stuck and rate * left >= c.afford:
-                return None  # at this rate the run has the time it needs
-            return self._raise(rate, f"loss still at {det.level:.4g}, {100 * det.level / det.early:.3g}% of its early "
-                               f"level {det.early:.4g}" if stuck and det.early else
-                               f"loss falls {100 * rate:.3g}%/step (±{100 * se:.2g}) over {c.window} points: "
-                               f"at that rate the {left} steps left lower log(loss) by {rate * left:.2g} "
-                               f"(< {c.afford:g})")
-        # TRIAL: the window now holds only points at the raised lr.
+            return self._look(step, det, max_steps, remaining)
+        return self._judge(lr, remaining)
+
+    # complexity: each reason not to raise is its own early return, in the order a reader checks them
+    def _look(self, step: int, det: LossDetector, max_steps: int | None,  # noqa: PLR0911
+              remaining: int | None) -> ProbeStep | None:
+        """WAITING: one look per window at whether the run is far too slow."""
+        c = self.config
+        rate, se = self._rate()
+        self.values.clear()  # one look per window (a look every step would find a lucky moment)
+        if remaining is not None and remaining < 3 * c.window:
+            self.settle("too close to the end of the run to measure a raise")
+            return None
+        if step > c.start_within * (max_steps or c.assumed_remaining):
+            self.settle("not too slow in the first part of the run")
+            return None
+        if det.worse_than_chance():
+            return None  # worse than guessing: the rescue's to judge, never a slow start to speed up
+        if det.early is not None and det.peak > 2 * det.early:
+            self.settle(f"the loss spiked to {det.peak:.4g} (early level {det.early:.4g}): no raise")
+            return None
+        stuck = det.at_chance_since_start() or det.stalled(c.stalled, c.quiet)
+        if not (stuck or (rate > 0 and rate > c.min_t * se)):
+            return None  # not clearly improving: nothing to learn from a faster rate
+        left = remaining if remaining is not None else c.assumed_remaining
+        if not stuck and rate * left >= c.afford:
+            return None  # at this rate the run has the time it needs
+        return self._raise(rate, f"loss still at {det.level:.4g}, {100 * det.level / det.early:.3g}% of its early "
+                           f"level {det.early:.4g}" if stuck and det.early else
+                           f"loss falls {100 * rate:.3g}%/step (±{100 * se:.2g}) over {c.window} points: "
+                           f"at that rate the {left} steps left lower log(loss) by {rate * left:.2g} "
+                           f"(< {c.afford:g})")
+
+    def _judge(self, lr: float, remaining: int | None) -> ProbeStep | None:
+        """TRIAL: the window now holds only points at the raised lr."""
+        c = self.config
+        rate, _ = self._rate()
         if rate > 0 and rate >= c.keep_ratio * self.base_rate:
             if self.raises < c.max_raises and (remaining is None or remaining >= 3 * c.window):
                 return self._raise(rate, f"x{c.factor:g} lr raised the rate of descent to {100 * rate:.3g}%/step "

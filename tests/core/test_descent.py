@@ -8,6 +8,7 @@ import random
 
 from hotcb.descent import DescentConfig, DescentState, LrDescent
 from hotcb.divergence import DetectorConfig, LossDetector, Verdict
+from hotcb.probe import LrProbe
 
 CFG = DescentConfig()
 
@@ -96,3 +97,24 @@ def test_a_dead_classifier_above_chance_and_its_start_is_caught_a_slow_one_is_no
     assert Verdict.CHANCE in verdicts
     slow = LossDetector(DetectorConfig(classes=10))
     assert Verdict.CHANCE not in [slow.update(2.31 - 1e-4 * i + 0.02 * rng.uniform(-1, 1)) for i in range(200)]
+
+
+def test_the_probe_never_raises_the_lr_of_a_classifier_worse_than_guessing():
+    # A dead start whose level sits just beyond "at chance" (ln 10 +10%), so no CHANCE verdict:
+    # quiet and flat as a slow start looks, but worse than guessing (measured on digits x24 seed 6:
+    # the probe doubled its lr, "loss still at 2.51, 105% of its early level 2.398").
+    rng = random.Random(0)
+    det, probe = LossDetector(DetectorConfig(classes=10)), LrProbe()
+    for i in range(60):
+        x = 2.29 if i == 0 else 2.50 if i < 5 else 2.56 + 0.01 * rng.uniform(-1, 1)  # just off "at chance"
+        det.update(x)
+        probe.observe(x)
+        assert probe.decide(i, 1.2, det, max_steps=444) is None, i
+    slow, probe = LossDetector(DetectorConfig(classes=10)), LrProbe()
+    raised = None
+    for i in range(60):  # a start far too low: flat just below ln 10, quietly
+        x = 2.30 - 1e-4 * i + 0.005 * rng.uniform(-1, 1)
+        slow.update(x)
+        probe.observe(x)
+        raised = raised or probe.decide(i, 0.005, slow, max_steps=444)
+    assert raised is not None and raised.factor == 2.0
