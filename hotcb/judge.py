@@ -11,7 +11,10 @@ replay (``who``), so an agent cannot launder an op through a recipe. The kinds o
 
 - ``human``, ``yaml``: a person (or a file a person wrote) -- the guard's bounds only.
 - ``agent``, ``rule``, ``tune``: automation -- bounds, ratio limits, cooldowns, locks, no
-  human-only core op, and (agent) a reason for every op.
+  human-only core op, and (agent) a reason for every op. An agent's rollback (``rescue`` or
+  ``core``) needs a run the divergence detector does not call healthy: the rescue acts on a
+  blow-up itself, at its step, and a model that rolls back a healthy run throws away its
+  progress and cuts its lr (a 1.5B model did, "no change needed", twice in one wake).
 - ``replay``: an entry of a recipe, judged as the source that started it.
 
 Code: whatever the source, a callback is loaded only from the places the training process
@@ -46,6 +49,8 @@ from .ops import (
     parse_command,
 )
 
+# The detector's verdicts on which an agent may not roll back (hotcb.divergence.Verdict values).
+HEALTHY_VERDICTS = ("healthy", "warming")
 # Sources that speak for a person; every other source is automation.
 HUMAN_SOURCES = ("human", "yaml")
 # Core ops only a person may send: they decide who controls the run (or end it).
@@ -153,6 +158,9 @@ class View:
     knob: Callable[[str, str], dict[str, Any] | None] = lambda module, key: None
     knob_keys: Callable[[str], list[str]] = lambda module: []
     scheduled_source: Callable[[str], str | None] = lambda cmd_id: None
+    # The rescue's divergence verdict on the loss (None: unknown, no rescue, or a distributed run,
+    # where each rank sees its own loss and every rank must judge alike).
+    run_verdict: str | None = None
 
 
 def judge(op: HotOp, who: str, view: View, *, static: bool = False) -> Refusal | None:
@@ -176,7 +184,7 @@ def judge(op: HotOp, who: str, view: View, *, static: bool = False) -> Refusal |
 
 def _by_module(op: HotOp, who: str, view: View, static: bool) -> Refusal | None:
     if op.module == CORE:
-        return _core(op, who, view)
+        return _core(op, who, view, static)
     if op.module == CB:
         if op.op not in CB_OPS:
             return _rejected(f"unknown cb op {op.op!r}; known: {', '.join(CB_OPS)}")
@@ -187,11 +195,22 @@ def _by_module(op: HotOp, who: str, view: View, static: bool) -> Refusal | None:
     if op.module == TUNE:
         return None if op.op in TUNE_OPS else _rejected(f"unknown tune op {op.op!r}; known: {', '.join(TUNE_OPS)}")
     if op.module == RESCUE:
-        return None if op.op in RESCUE_OPS else _rejected(f"unknown rescue op {op.op!r}; known: {', '.join(RESCUE_OPS)}")
+        if op.op not in RESCUE_OPS:
+            return _rejected(f"unknown rescue op {op.op!r}; known: {', '.join(RESCUE_OPS)}")
+        return _agent_rollback(op, who, view, static) if op.op == "rollback" else None
     return _knobs(op, who, view, static)
 
 
-def _core(op: HotOp, who: str, view: View) -> Refusal | None:
+def _agent_rollback(op: HotOp, who: str, view: View, static: bool) -> Refusal | None:
+    """An agent rolls back only a run the detector does not call healthy."""
+    if who != "agent" or static or view.run_verdict not in HEALTHY_VERDICTS:
+        return None
+    return _rejected(f"{op.module} rollback: the divergence detector says the run is {view.run_verdict} "
+                     "(the rescue rolls back a blow-up, a non-finite loss or a dead run itself, at its step); "
+                     "an agent's rollback needs a run that is not healthy")
+
+
+def _core(op: HotOp, who: str, view: View, static: bool) -> Refusal | None:
     if op.op not in CORE_OPS:
         return _rejected(f"unknown core op {op.op!r}; known: {', '.join(CORE_OPS)}")
     if is_human(who):
@@ -200,6 +219,8 @@ def _core(op: HotOp, who: str, view: View) -> Refusal | None:
         return _automation_freeze(op, who, view)
     if op.op in HUMAN_ONLY_CORE:
         return _rejected(f"core {op.op} is reserved to humans (this op acts for {who!r})", forbidden=True)
+    if op.op == "rollback":
+        return _agent_rollback(op, who, view, static)
     if op.op in ("cancel", "reschedule"):
         target = op.params.get("cmd_id")
         owner = view.scheduled_source(target) if isinstance(target, str) else None

@@ -240,7 +240,11 @@ class HotKernel:
         return View(code=self.code, guard=self.guard, freeze_mode=freeze.mode, freeze_source=freeze.source,
                     step=self.step if step is None else step,
                     locks=self.locks, groups=frozenset(state.groups()), knob=knob, knob_keys=state.keys,
-                    scheduled_source=self.schedule.source_of)
+                    scheduled_source=self.schedule.source_of, run_verdict=self._run_verdict())
+
+    def _run_verdict(self) -> str | None:
+        rescue = self.modules.get(RESCUE)
+        return None if rescue is None or self.dist is not None else rescue.detector.verdict.value
 
     def raise_alert(self, kind: str, message: str, metric: str | None = None, value: Any = None) -> None:
         if self.is_writer:

@@ -108,6 +108,7 @@ class ToolContext:
             knob=lambda module, key: descs.get((module, key)),
             knob_keys=lambda module: [k for (m, k) in descs if m == module],
             scheduled_source=sources.get,
+            run_verdict=_run_verdict(status),
         )
 
     def check_op(self, spec: OpSpec, source: str, reason: str | None = None) -> Refusal | None:
@@ -234,3 +235,12 @@ class ContextView:
 
 class ToolGroup(ContextView):
     """Base of a group of tools (``catalog.py`` names each tool's group): a view of the context."""
+
+
+def _run_verdict(status: dict[str, Any]) -> str | None:
+    """The rescue's verdict as the kernel published it (None in a distributed run, as the kernel judges)."""
+    rescue = status.get("rescue")
+    if not isinstance(rescue, dict) or (status.get("world_size") or 1) > 1:
+        return None
+    v = rescue.get("verdict")
+    return v if isinstance(v, str) else None
