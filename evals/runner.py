@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,8 +52,18 @@ def _spec(cfg: EvalConfig, policy: str, seed: int, options: dict[str, Any] | Non
     )
 
 
+def _fresh(specs: list[RunSpec]) -> None:
+    """Each run starts in an empty directory of its own (``OUT/runs/POLICY-sSEED``, the eval's):
+    a kernel appends to the files it finds, so an earlier eval's ledger there would be read as
+    this run's (its interventions counted twice). The Ray path replaces it as it unpacks."""
+    for spec in specs:
+        shutil.rmtree(spec.run_dir, ignore_errors=True)
+
+
 def _run_all(cfg: EvalConfig, specs: list[RunSpec], desc: str) -> list[dict[str, Any]]:
     from tqdm import tqdm
+
+    _fresh(specs)
 
     bar = tqdm(total=len(specs), desc=desc, unit="run", disable=not cfg.progress)
     out: list[dict[str, Any]] = []

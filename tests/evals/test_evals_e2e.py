@@ -101,6 +101,18 @@ def test_identical_policy_and_seed_reproduce_exactly(tmp_path, policy):
     assert _ledger_trajectory(a["run_dir"]) == _ledger_trajectory(b["run_dir"])
 
 
+def test_an_eval_run_again_into_the_same_out_starts_each_run_afresh(tmp_path):
+    from hotcb.evals.runner import EvalConfig, run_eval
+
+    cfg = EvalConfig(task="synthetic", policies=["cosine"], seeds=[0], out=str(tmp_path), budget_epochs=1,
+                     progress=False)
+    first, again = run_eval(cfg), run_eval(cfg)
+    (a,), (b,) = first["runs"], again["runs"]
+    assert a["interventions"] == b["interventions"] > 0 and a["test_acc"] == b["test_acc"]
+    ledger = [e for e in read_all(RunDir(tmp_path / "runs" / "cosine-s0").ledger) if isinstance(e, dict)]
+    assert len({e["cmd_id"] for e in ledger}) == len(ledger) == b["interventions"]  # one run's decisions only
+
+
 def test_paired_seed_shares_init_and_data_until_the_first_intervention(tmp_path):
     base = train(RunSpec(task="synthetic", policy="none", seed=5, run_dir=str(tmp_path / "n"), budget_epochs=1, threads=1))
     cos = train(RunSpec(task="synthetic", policy="cosine", seed=5, run_dir=str(tmp_path / "c"), budget_epochs=1, threads=1))
