@@ -72,7 +72,7 @@ def test_real_model_autopilot_on_a_real_run(tmp_path, llm):
     log = open(tmp_path / "autopilot.log", "wb")
     # A flat val_loss: the plateau rule (the LLM's sensor) says it would halve lr, and the model
     # is woken with that proposal in its digest.
-    with Trainer(run, "--plateau", sleep=0.05) as t:
+    with Trainer(run, "--plateau", "--rescue", sleep=0.05) as t:  # snapshots: a rollback is the model's to try
         t.wait_step(150)
         pilot = subprocess.Popen(
             [HOTCB, "autopilot", "--dir", str(run), "--mode", "ai_auto", "--base-url", url, "--model", model,
@@ -109,7 +109,11 @@ def test_real_model_autopilot_on_a_real_run(tmp_path, llm):
     decided = {e.get("cmd_id") for e in ledger}
     assert all(c["cmd_id"] in decided for c in cmds), "an agent op without a ledger decision"
     ops = [e for e in ledger if e.get("source") == "agent"]
-    assert ops, f"the model sent no op: {state.get('reasonings')} {state.get('refusals')}"
+    # What the model asked for is on the record whatever its taste: an op the kernel decided (in
+    # the ledger), or a call refused before sending (not offered, no snapshot, run over) with why.
+    refused = state.get("refusals") or []
+    assert ops or refused, f"the model's calls left no trace: {state.get('reasonings')}"
+    assert all(r.get("detail") for r in refused), refused
     assert all(e["actor"] == model and (e.get("reason") or "").strip() for e in ops), ops
     # Its stance on the rules' proposal is on the record: in the op's reason, or as a veto alert.
     s = stats["stances"]
