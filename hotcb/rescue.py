@@ -16,11 +16,16 @@ healthy is healthy at once); the ring never evicts the newest healthy one.
 
 On a blow-up (``persist`` points far above the run's level), a non-finite loss, or a classifier
 dead at chance, the rescue submits ``rescue rollback`` (source ``rule``, actor ``rescue``): the
-weights, optimizer and knobs go back to the newest healthy snapshot, and lr is cut by ``cut``
-from the lower of the lr in use and the snapshot's (a raise since the snapshot is undone by the
-rollback; repeated blow-ups cut further). The cut is the judge's to allow (``hotcb.judge.judge_rescue_cut``: the guard's
+weights, optimizer and knobs go back to the newest healthy snapshot (within ``blame_steps`` of a
+raise of lr, the newest from before the raise: snapshots taken after it restore it), and lr is
+cut by ``cut`` from the lower of the lr in use and the snapshot's (a raise since the snapshot is
+undone by the rollback; repeated blow-ups cut further). The cut is the judge's to allow (``hotcb.judge.judge_rescue_cut``: the guard's
 ratio limit from that lower lr and its bounds, not the knob's cooldown); a locked knob is left. In a distributed run the rescue
 only watches (each rank sees its own loss, and every rank must act alike).
+
+The lr moves it makes besides (with ``probe`` on): the probe (``hotcb.probe``) raises a start
+far too low; after a rescue of the run's own blow-up the descent (``hotcb.descent``) cuts an lr
+still held up by the loss's noise floor, each cut measured.
 """
 
 from __future__ import annotations
