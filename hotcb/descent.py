@@ -27,9 +27,9 @@ from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 
-from .divergence import LossDetector
+from .divergence import LossDetector, log_line
 from .probe import ProbeStep
-from .trend import Line, fit_line
+from .trend import Line
 
 
 class DescentState(str, Enum):
@@ -48,12 +48,6 @@ class DescentConfig:
     z: float = 1.5          # ... and by this many standard errors (a wrong "go on" costs one more halving
     #                         of a run that blew up; stopping early leaves it near the edge)
     max_cuts: int = 4       # at most factor ** max_cuts of the lr the rescue left
-
-
-def fit_trend(values: list[float]) -> Line | None:
-    """The least-squares line of log(loss) on the point index 0..n-1 (None: too few points)."""
-    pts = [(i, math.log(v)) for i, v in enumerate(values) if v > 0 and math.isfinite(v)]
-    return fit_line(pts) if len(pts) >= 4 else None
 
 
 def reached(trend: Line, count: int) -> tuple[float, float]:
@@ -126,7 +120,7 @@ class LrDescent:
         if max_steps is not None and max_steps - step < c.window:
             self.settle("too close to the end of the run to measure a cut")
             return None
-        trend = fit_trend(list(self.values))
+        trend = log_line(self.values)
         if trend is None or trend.slope * trend.n < math.log(1 - c.min_drop):
             return None  # still falling fast at this lr: nothing to gain, nothing to measure against
         self.trend = trend

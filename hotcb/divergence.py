@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
-from .trend import fit_line
+from .trend import Line, fit_line
 
 EARLY_POINTS = 5  # the run's early level: the mean of its first points
 
@@ -236,11 +236,17 @@ def first_blowup(values: Iterable[float], config: DetectorConfig | None = None) 
     return None
 
 
+def log_line(values: Iterable[float]) -> Line | None:
+    """The least-squares line of log(value) on the point index over ``values`` (the positive,
+    finite ones, indexed in order); None with fewer than 4. The probe and the descent fit it."""
+    pts = [(i, math.log(v)) for i, v in enumerate(v for v in values if v > 0 and math.isfinite(v))]
+    return fit_line(pts) if len(pts) >= 4 else None
+
+
 def log_slope(values: list[float]) -> tuple[float, float]:
     """Least-squares slope of log(value) per point over ``values`` (positive, finite) and its
     standard error; (0, inf) when it cannot be fitted. The probe compares descent rates with it."""
-    pts = [(i, math.log(v)) for i, v in enumerate(v for v in values if v > 0 and math.isfinite(v))]
-    if len(pts) < 4:
+    line = log_line(values)
+    if line is None:
         return 0.0, math.inf
-    line = fit_line(pts)
     return line.slope, math.sqrt(line.ss_resid / max(line.n - 2, 1) / line.sxx)

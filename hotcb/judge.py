@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .actuators.actuator import ValueRefused, validate_value
+from .divergence import Verdict
 from .freeze import freeze_decision
 from .guard import GuardConfig, GuardRefusal, check_knob_change
 from .ledger import Decision
@@ -49,8 +50,8 @@ from .ops import (
     parse_command,
 )
 
-# The detector's verdicts on which an agent may not roll back (hotcb.divergence.Verdict values).
-HEALTHY_VERDICTS = ("healthy", "warming")
+# The detector's verdicts on which an agent may not roll back.
+HEALTHY_VERDICTS = (Verdict.HEALTHY.value, Verdict.WARMING.value)
 # Sources that speak for a person; every other source is automation.
 HUMAN_SOURCES = ("human", "yaml")
 # Core ops only a person may send: they decide who controls the run (or end it).

@@ -191,6 +191,11 @@ class Rescue:
         self._detector_at = {s: d for s, d in self._detector_at.items() if s in kept}
         self._detector_at[step] = copy.deepcopy(self.detector)
 
+    def _floor(self) -> float | None:
+        """No cut below ``floor`` x the run's first value of the knob (None: not known)."""
+        first = self._start.knobs.get(self.config.knob) if self._start is not None else None
+        return self.config.floor * first if isinstance(first, (int, float)) else None
+
     def _knob(self, key: str) -> Any:
         return self.kernel.state.get(key)
 
@@ -342,8 +347,7 @@ class Rescue:
                 base = min(live, before) if isinstance(before, (int, float)) and before > 0 else live
                 self._raise_undone = base < live
                 desc = act.describe()
-                first = self._start.knobs.get(key) if self._start is not None else None
-                floors = [desc.get("min"), self.config.floor * first if isinstance(first, (int, float)) else None]
+                floors = [desc.get("min"), self._floor()]
                 lo = max((f for f in floors if isinstance(f, (int, float))), default=None)
                 target = max(base * cut, lo) if lo is not None else base * cut
                 if target < base:
@@ -389,9 +393,9 @@ class Rescue:
         step = stepper.decide(ctx.step, lr, self.detector, self.kernel.max_steps)
         if step is None or lr is None:
             return
-        first = self._start.knobs.get(self.config.knob) if self._start is not None else None
-        if step.factor < 1 and isinstance(first, (int, float)) and lr * step.factor < self.config.floor * first:
-            stepper.settle(f"lr {lr:g} is at the rescue's floor ({self.config.floor:g} x the first lr {first:g})")
+        floor = self._floor()
+        if step.factor < 1 and floor is not None and lr * step.factor < floor:
+            stepper.settle(f"lr {lr:g} is at the rescue's floor ({self.config.floor:g} x the run's first lr: {floor:g})")
             return
         new = lr * step.factor
         op = HotOp(module=act.group, op="set_params", params={act.param_key: new}, source=Source.RULE, actor=actor,
