@@ -12,9 +12,8 @@ the run directory as a tar archive with its result; the driver unpacks it to the
 
 from __future__ import annotations
 
-import io
+import json
 import shutil
-import tarfile
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -25,6 +24,8 @@ from typing import Any, Protocol
 
 from hotcb import require_extra
 
+from . import run_archive
+from .run_archive import ArchiveRefused, UnpackLimits, pack
 from .train import RunSpec, train
 
 EXECUTORS = ("local", "ray")
@@ -58,28 +59,21 @@ def train_packed(spec: RunSpec) -> tuple[dict[str, Any], bytes]:
     work = Path(tempfile.mkdtemp(prefix="hotcb-eval-"))
     try:
         result = train(replace(spec, run_dir=str(work / "run")))
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-            tar.add(work / "run", arcname=".")
-        return result, buf.getvalue()
+        return result, pack(work / "run")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def unpack(archive: bytes, run_dir: Path) -> None:
-    """Unpack a run directory sent back by a task; members that would leave ``run_dir`` (absolute
-    paths, ``..``, links) are refused: the archive comes over the network."""
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(run_dir, filter="data")
-        else:  # Python before 3.10.12/3.11.4: the same checks by hand
-            for m in tar.getmembers():
-                if not (m.isfile() or m.isdir()) or m.name.startswith("/") or ".." in Path(m.name).parts:
-                    raise ValueError(f"refused archive member {m.name!r}")
-            tar.extractall(run_dir)
+def unpack(archive: bytes, run_dir: Path, limits: UnpackLimits | None = None) -> None:
+    """Unpack a run directory sent back by a task (it comes over the network: hostile input) by
+    the rules of ``run_archive``; a refused archive raises ``ArchiveRefused``, leaves nothing
+    behind and is recorded next to where the run would have been (``RUN.refused.json``)."""
+    try:
+        run_archive.unpack(archive, run_dir, limits)
+    except ArchiveRefused as e:
+        record = {"run_dir": str(run_dir), "member": e.member, "reason": e.reason}
+        run_dir.with_name(run_dir.name + ".refused.json").write_text(json.dumps(record) + "\n")
+        raise
 
 
 class RayExecutor:
