@@ -30,6 +30,17 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+MAX_STEP = 2**53  # past this a float step no longer names one step
+
+
+def is_step(value: Any) -> bool:
+    """A step a reader can index by: a finite number in ``[0, 2**53]`` (not a bool); a line with
+    any other step (``1e309``, NaN, negative, a string) is not a record."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return 0 <= value <= MAX_STEP  # NaN compares false: refused too
+
+
 @dataclass(frozen=True)
 class MetricRecord:
     """One line of ``hotcb.metrics.jsonl``: the metrics logged at a step (values as floats,
@@ -50,7 +61,7 @@ class MetricRecord:
         if not isinstance(value, dict) or not isinstance(value.get("metrics"), dict):
             return None
         step = value.get("step")
-        if not isinstance(step, (int, float)) or isinstance(step, bool):
+        if not is_step(step):
             return None
         metrics = {}
         for name, raw in value["metrics"].items():

@@ -54,6 +54,7 @@ class Batch:
     cursor: MetricsCursor = START
     reset: bool = False  # the cursor's file is gone or was replaced: these records start it over
     more: bool = False  # the limit was reached: further complete records wait after ``cursor``
+    dropped: int = 0  # lines passed over that were not records (not JSON, an absurd step, ...)
 
 
 def _continues(path: str, st: os.stat_result, cursor: MetricsCursor) -> bool:
@@ -96,6 +97,8 @@ def _read(path: str, inode: int, start: MetricsCursor, reset: bool, limit: int) 
             rec = MetricRecord.from_json(line.value) if line.error is None else None
             if rec is not None:
                 out.records.append(rec)
+            else:
+                out.dropped += 1
             if len(out.records) >= limit:
                 nxt = lines[i + 1].offset if i + 1 < len(lines) else tail.offset
                 out.more = nxt < tail.offset or tail.size_seen == -1

@@ -151,19 +151,26 @@ def _count_lines(f: Any, stop: int) -> int:
     return n
 
 
+def _last_line_end(f: Any, size: int) -> int | None:
+    """The offset just past the last complete line (a partial one is read later, once whole):
+    blocks read backwards, each byte once, so a long unterminated last line costs its length."""
+    pos = size
+    while pos > 0:
+        lo = max(0, pos - 65536)
+        f.seek(lo)
+        nl = f.read(pos - lo).rfind(b"\n")
+        if nl >= 0:
+            return lo + nl + 1
+        pos = lo
+    return None
+
+
 def first_read(path: str | os.PathLike[str], size: int, recent_cap: int, history_points: int) -> FirstRead | None:
     """The recent window from the end and a sampled history; None when the file has no complete line."""
     with open_run_file(path) as f:
-        probe = max(0, size - 65536)
-        while True:  # the end of the last complete line (a partial one is read later, once whole)
-            f.seek(probe)
-            nl = f.read(size - probe).rfind(b"\n")
-            if nl >= 0 or probe == 0:
-                break
-            probe = max(0, probe - 65536)
-        if nl < 0:
+        end = _last_line_end(f, size)
+        if end is None:
             return None
-        end = probe + nl + 1
         tail_start, recent = read_back(
             f, end, lambda counts, total, _first: total >= recent_cap and min(counts.values(), default=0) >= recent_cap,
             TAIL_BUDGET_BYTES)

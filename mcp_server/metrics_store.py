@@ -104,6 +104,7 @@ class MetricsStore:
         self.last_step: int | None = None
         self.last_wall_time: float | None = None
         self._resets = 0
+        self.dropped = 0  # lines read that were not records (counted, never raised)
         self.exact_from = 0  # byte offset from which every record is held exactly (0: read whole)
 
     def refresh(self) -> int:
@@ -119,7 +120,9 @@ class MetricsStore:
                 if total is not None:
                     continue  # the new file is long: the lines just read are covered by the seek
                 total = 0
-            total += self._ingest([r for r in map(MetricRecord.from_json, (ln.value for ln in lines)) if r is not None])
+            recs = [r for r in (MetricRecord.from_json(ln.value) for ln in lines if ln.error is None) if r is not None]
+            self.dropped += len(lines) - len(recs)  # not JSON, oversized, or no record (an absurd step)
+            total += self._ingest(recs)
             if self.tail.size_seen != -1 or not lines:  # -1: the read was capped, more whole lines wait
                 return total
 
@@ -127,6 +130,7 @@ class MetricsStore:
         self.exact_from = 0
         self.series.clear()
         self.records = 0
+        self.dropped = 0
         self.last_step = None
         self.last_wall_time = None
 
@@ -219,4 +223,5 @@ class MetricsStore:
         return self.series.get(name)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"records": self.records, "last_step": self.last_step, "metrics": self.names()}
+        return {"records": self.records, "last_step": self.last_step, "metrics": self.names(),
+                "dropped_lines": self.dropped}
