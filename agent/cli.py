@@ -91,7 +91,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="bearer token for --mcp-url (default $HOTCB_MCP_TOKEN)")
     p.add_argument("--mcp-timeout", type=float, default=60.0, metavar="S", help="seconds per MCP call (default 60)")
     p.add_argument("--root", default=None, metavar="ROOT",
-                   help="a directory of run directories: one autopilot per run, runs started later included")
+                   help="a directory of run directories: one autopilot per run you own (--mode required), "
+                        "runs started later included")
+    p.add_argument("--run", action="append", default=None, metavar="NAME", dest="runs",
+                   help="with --root: manage exactly these runs (repeatable), whoever owns them")
     _ai_args(p)
     p.set_defaults(func=cmd_autopilot)
 
@@ -247,8 +250,12 @@ def _autopilot_root(args: argparse.Namespace, rules: Any) -> int:
     if not os.path.isdir(args.root):
         print(f"hotcb autopilot: {args.root} is not a directory", file=sys.stderr)
         return 2
+    if args.mode is None:  # a run's own mode file is written by whoever owns the run, not the operator
+        print("hotcb autopilot: --root needs --mode (a run's own mode file is not trusted under a root)",
+              file=sys.stderr)
+        return 2
     pilot = RootAutopilot(args.root, mode=args.mode, rules=rules, ai=_ai_options(args), interval_s=args.interval,
-                          exit_when_done=not args.keep_running)
+                          exit_when_done=not args.keep_running, runs=args.runs)
     if args.once:
         print(json.dumps(pilot.tick(), default=str))
         return 0

@@ -42,13 +42,19 @@ class RunApps:
         self._lock = threading.Lock()
 
     def app_for(self, name: str) -> Any:
+        """The run's dashboard, re-checked on every request: a run whose directory was replaced
+        (by a link: refused; by another directory: a new run) never serves the old app."""
         with self._lock:
-            if name not in self.apps:
-                tools = self.runs.scan().get(name)
-                if tools is None:
-                    return None
-                self.apps[name] = create_app(tools.run.root, config=self.cfg, token=self.token, host=self.host)
-            return self.apps[name]
+            tools = self.runs.scan().get(name)
+            ident = self.runs.identity(name) if tools is not None else None
+            if tools is None or ident is None:
+                self.apps.pop(name, None)
+                return None
+            cached = self.apps.get(name)
+            if cached is None or cached[0] != ident:
+                cached = self.apps[name] = (ident, create_app(tools.run.root, config=self.cfg, token=self.token,
+                                                              host=self.host))
+            return cached[1]
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         app = self.app_for(scope.get("path_params", {}).get("name", ""))

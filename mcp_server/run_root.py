@@ -7,11 +7,18 @@ root; optional when the root holds exactly one run, otherwise refused with the l
 ``list_runs``. A run is a direct subdirectory holding a file the kernel writes; the root is
 rescanned (one ``scandir``) on each call, so runs started later are picked up. A run's name is
 only ever looked up among the scanned names: a caller cannot name a path.
+
+A root is shared ground (a sweep directory other users may write to): a run's directory can be
+swapped between two calls. Every call therefore re-checks the run under the root's own
+descriptor without following links: still a real directory, still the same one (device and
+inode) as when its tools were made. A run replaced by a symlink is refused (and dropped from the
+list); one replaced by another real directory is a new run and gets fresh tools.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import time
 from dataclasses import replace
@@ -92,7 +99,36 @@ class RunRoot:
             raise ValueError(f"{root} is not a directory")
         self.source, self.actor, self.wait_s, self.tools_class = source, actor, wait_s, tools_class
         self._runs: dict[str, HotcbTools] = {}
+        self._ids: dict[str, tuple[int, int]] = {}  # (st_dev, st_ino) of each run's directory at first sight
+        self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._lock = threading.Lock()
+
+    def lstat(self, name: str) -> os.stat_result | None:
+        """``ROOT/name`` looked up under the root's descriptor without following a link; None
+        when it is not (or no longer) a real directory."""
+        try:
+            st = os.stat(name, dir_fd=self._root_fd, follow_symlinks=False)
+        except (OSError, ValueError):
+            return None
+        return st if stat.S_ISDIR(st.st_mode) else None
+
+    def identity(self, name: str) -> tuple[int, int] | None:
+        """``(st_dev, st_ino)`` of run ``name``'s directory (``lstat``), or None."""
+        st = self.lstat(name)
+        return (st.st_dev, st.st_ino) if st is not None else None
+
+    def _checked(self, name: str) -> HotcbTools | None:
+        """The tools of run ``name`` if it is still the directory they were made for; a run
+        swapped for another real directory gets fresh tools, anything else is dropped."""
+        ident = self.identity(name)
+        if ident is None:
+            self._runs.pop(name, None)
+            self._ids.pop(name, None)
+            return None
+        if self._ids.get(name) != ident:
+            self._runs[name] = self.make_tools(self.root / name)
+            self._ids[name] = ident
+        return self._runs[name]
 
     def make_tools(self, run_dir: Path) -> HotcbTools:
         return self.tools_class(run_dir, source=self.source, actor=self.actor, wait_s=self.wait_s)
@@ -104,11 +140,13 @@ class RunRoot:
                 entries = sorted(os.scandir(self.root), key=lambda e: e.name)
             except OSError:
                 return dict(self._runs)
+            for name in list(self._runs):
+                self._checked(name)
             for e in entries:
                 if e.name in self._runs or e.name.startswith(".") or not e.is_dir(follow_symlinks=False):
                     continue
                 if is_run_dir(Path(e.path)):
-                    self._runs[e.name] = self.make_tools(Path(e.path))
+                    self._checked(e.name)
             return dict(self._runs)
 
     def names(self) -> list[str]:
@@ -122,9 +160,28 @@ class RunRoot:
             listed = ", ".join(sorted(runs)) or "none yet"
             raise ToolError(f"this server serves {len(runs)} runs; name one with the 'run' argument "
                             f"(runs: {listed}; see list_runs)")
-        tools = runs.get(name)
-        if tools is None:
+        if name not in runs:
+            if self._is_link(name):
+                raise ToolError(f"run {name!r} is no longer a directory under this root (it is a link): refused; "
+                                f"runs: {', '.join(sorted(runs)) or 'none yet'}")
             raise ToolError(f"no run {name!r} under this root; runs: {', '.join(sorted(runs)) or 'none yet'}")
+        return self.verified(name)
+
+    def _is_link(self, name: str) -> bool:
+        if "/" in name or name.startswith("."):
+            return False
+        try:
+            return stat.S_ISLNK(os.stat(name, dir_fd=self._root_fd, follow_symlinks=False).st_mode)
+        except (OSError, ValueError):
+            return False
+
+    def verified(self, name: str) -> HotcbTools:
+        """Run ``name``'s tools, re-checked now (the scan may be a moment old)."""
+        with self._lock:
+            tools = self._checked(name)
+        if tools is None:
+            raise ToolError(f"run {name!r} is no longer a directory under this root (replaced by a link or "
+                            "removed): refused; see list_runs")
         return tools
 
     def specs(self) -> list[ToolSpec]:

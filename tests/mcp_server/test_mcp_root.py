@@ -102,3 +102,40 @@ def test_a_root_with_one_run_needs_no_run_argument(tmp_path: Path) -> None:
     assert not looks_like_root(root / "only") and looks_like_root(root)
     spec = {s.name: s for s in runs.specs()}
     assert "run" in spec["apply_op"].input_schema()["properties"] and "list_runs" in spec
+
+
+def _static_run(run: Path, loss: float) -> None:
+    run.mkdir(parents=True)
+    append_lines(run / "hotcb.metrics.jsonl", [{"step": s, "metrics": {"loss": loss}} for s in range(1, 10)])
+
+
+def test_a_run_swapped_for_a_link_mid_session_is_refused(tmp_path: Path) -> None:
+    """A root is shared ground: ``ROOT/a`` replaced by a symlink to a run outside the root after
+    the server has served it is refused on the next call (nothing written there) and leaves
+    list_runs; replaced by another real directory it is a new run, served afresh."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    _static_run(root / "a", 1.0)
+    _static_run(root / "b", 2.0)
+    _static_run(outside, 9.0)
+
+    async def main() -> None:
+        async with Client(stdio_params(root), client_info=ME, read_timeout_seconds=120) as c:
+            st = await c.call_tool("get_status", {"run": "a"})
+            assert not st.is_error and st.structured_content["last_metrics"] == {"loss": 1.0}
+
+            (root / "a").rename(tmp_path / "a-moved")
+            (root / "a").symlink_to(outside, target_is_directory=True)
+            op = {"module": "opt", "op": "set_params", "params": {"lr": 0.5}, "reason": "swap", "run": "a"}
+            for name, args in (("apply_op", op), ("get_status", {"run": "a"}), ("read_metrics", {"run": "a"})):
+                r = await c.call_tool(name, args)
+                assert r.is_error and "no longer a directory under this root" in _text(r), (name, _text(r))
+            listed = (await c.call_tool("list_runs", {})).structured_content["runs"]
+            assert [r["name"] for r in listed] == ["b"]
+
+            (root / "a").unlink()
+            _static_run(root / "a", 3.0)  # a new run under the same name: served as itself
+            st = await c.call_tool("get_status", {"run": "a"})
+            assert not st.is_error and st.structured_content["last_metrics"] == {"loss": 3.0}
+
+    anyio.run(main)
+    assert sorted(p.name for p in outside.iterdir()) == ["hotcb.metrics.jsonl"]  # no command written there
