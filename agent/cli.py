@@ -88,7 +88,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="act as an MCP client of a running `hotcb mcp RUN --http --for-autopilot` server, "
                         "e.g. http://127.0.0.1:8765/mcp (the mode is then the run's own: --mode is refused)")
     p.add_argument("--mcp-token", default=None, metavar="T",
-                   help="bearer token for --mcp-url (default $HOTCB_MCP_TOKEN)")
+                   help="bearer token for --mcp-url (visible in ps: prefer $HOTCB_MCP_TOKEN or --mcp-token-file)")
+    p.add_argument("--mcp-token-file", default=None, metavar="FILE", help="read the --mcp-url token from FILE")
     p.add_argument("--mcp-timeout", type=float, default=60.0, metavar="S", help="seconds per MCP call (default 60)")
     p.add_argument("--root", default=None, metavar="ROOT",
                    help="a directory of run directories: one autopilot per run you own (--mode required), "
@@ -181,7 +182,14 @@ def _backend(args: argparse.Namespace) -> Any:
     from .mcp_tools import McpBackend, McpTarget
 
     if args.mcp_url:
-        target = McpTarget.http(args.mcp_url, args.mcp_token or os.environ.get("HOTCB_MCP_TOKEN"))
+        from hotcb.mcp_server.token_source import read_token
+
+        try:
+            token = read_token("hotcb autopilot", given=args.mcp_token, flag="--mcp-token",
+                               file=args.mcp_token_file, env="HOTCB_MCP_TOKEN")
+        except ValueError as e:
+            raise ConnectionError(str(e)) from e
+        target = McpTarget.http(args.mcp_url, token)
     else:
         target = McpTarget.stdio(_run_dir(args))
     return McpBackend(target, call_timeout_s=args.mcp_timeout).start()

@@ -23,6 +23,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--token", default=None, help="access token (or $HOTCB_DASH_TOKEN; default: a fresh one, "
                                                  "printed in the URL); open the page once as /?token=T, or send "
                                                  "Authorization: Bearer T")
+    p.add_argument("--token-file", default=None, metavar="FILE",
+                   help="read the access token from FILE (--token is visible to other local users in ps)")
     p.add_argument("--no-token", action="store_true",
                    help="serve without a token (loopback only): then any local process may steer training")
     p.add_argument("--root", default=None, metavar="ROOT",
@@ -41,13 +43,19 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 # complexity: the serve command's steps (config, token, bind checks, run) read in order; each refusal returns its exit code
 def cmd_serve(args: argparse.Namespace) -> int:  # noqa: C901, PLR0911, PLR0912, PLR0915
+    from hotcb.mcp_server.token_source import read_token
+
     from hotcb.rundir import open_for_controller
 
     from .config import TOKEN_ENV, cli_overrides, load_config
-    from .security import check_bind
+    from .security import check_bind, redact_access_log
 
     run_dir = args.root or getattr(args, "dir", None) or "."
-    token = args.token or os.environ.get(TOKEN_ENV) or None
+    try:
+        token = read_token("hotcb serve", given=args.token, flag="--token", file=args.token_file, env=TOKEN_ENV)
+    except ValueError as e:
+        print(f"hotcb serve: {e}", file=sys.stderr)
+        return 2
     if args.no_token and token:
         print("hotcb serve: --no-token and a token (--token or $HOTCB_DASH_TOKEN) contradict each other",
               file=sys.stderr)
@@ -110,6 +118,7 @@ def cmd_serve(args: argparse.Namespace) -> int:  # noqa: C901, PLR0911, PLR0912,
     shown = f"[{args.host}]" if ":" in args.host else args.host
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
                             access_log=args.log_level in ("info", "debug"), timeout_graceful_shutdown=2)
+    redact_access_log()  # after uvicorn.Config, which configures its loggers
     server = uvicorn.Server(config)
     # Print the real URL once bound (port 0 picks a free port; tests read this line).
     original = server.startup

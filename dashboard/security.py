@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote_to_bytes, urlencode, urlsplit
@@ -192,3 +194,29 @@ async def _redirect_with_cookie(send: Send, scope: Scope, query: dict[str, str],
                 "headers": [(b"location", location.encode("ascii")), (b"set-cookie", cookie.encode("ascii")),
                             (b"cache-control", b"no-store"), (b"content-length", b"0"), *SECURITY_HEADERS]})
     await send({"type": "http.response.body", "body": b""})
+
+
+_TOKEN_IN_QUERY = re.compile(r"((?:^|[?&;])token=)[^&;#\s\"]*", re.IGNORECASE)
+
+
+def redact_query(text: str) -> str:
+    """``text`` with the value of every ``token=`` query parameter replaced by ``<redacted>``."""
+    return _TOKEN_IN_QUERY.sub(r"\1<redacted>", text)
+
+
+class RedactTokens(logging.Filter):
+    """Keeps the first-load ``/?token=T`` out of the access log (uvicorn logs the full path)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_query(a) if isinstance(a, str) else a for a in record.args)
+        record.msg = redact_query(str(record.msg)) if isinstance(record.msg, str) else record.msg
+        return True
+
+
+def redact_access_log() -> None:
+    """Install ``RedactTokens`` on uvicorn's access and error loggers (once)."""
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())

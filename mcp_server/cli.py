@@ -13,6 +13,8 @@ import os
 import sys
 from typing import Any
 
+from .token_source import read_token
+
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 TOKEN_ENV = "HOTCB_MCP_TOKEN"
 
@@ -47,8 +49,20 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
     p.add_argument("--token", default=None,
-                   help=f"HTTP bearer token (or ${TOKEN_ENV}); generated and printed to stderr if absent")
+                   help=f"HTTP bearer token (visible in ps: prefer ${TOKEN_ENV} or --token-file); generated "
+                        "and printed to stderr if absent")
+    p.add_argument("--token-file", default=None, metavar="FILE", help="read the HTTP bearer token from FILE")
     p.set_defaults(func=cmd_mcp)
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """The HTTP token (file, environment or flag); ValueError when it cannot be read, or when a
+    non-loopback bind has none."""
+    token = read_token("hotcb mcp", given=args.token, flag="--token", file=args.token_file, env=TOKEN_ENV)
+    if args.http and args.host not in LOOPBACK and not token:
+        raise ValueError(f"refusing to serve on non-loopback host {args.host} without --token-file "
+                         f"(or ${TOKEN_ENV}); anyone who can reach it could steer training")
+    return token
 
 
 def cmd_mcp(args: argparse.Namespace) -> int:
@@ -70,10 +84,10 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     if args.for_autopilot and args.source == "human":
         print("hotcb mcp: --for-autopilot serves the autopilot, which never acts as 'human'", file=sys.stderr)
         return 2
-    token = args.token or os.environ.get(TOKEN_ENV)
-    if args.http and args.host not in LOOPBACK and not token:
-        print(f"hotcb mcp: refusing to serve on non-loopback host {args.host} without --token "
-              f"(or ${TOKEN_ENV}); anyone who can reach it could steer training", file=sys.stderr)
+    try:
+        token = _token(args)
+    except ValueError as e:
+        print(f"hotcb mcp: {e}", file=sys.stderr)
         return 2
     try:
         from .server import build_server
