@@ -19,7 +19,7 @@ from .freeze import MODES, FreezeState
 from .jsonl import read_all, read_json
 from .ledger import filter_entries
 from .ops import make_command, new_cmd_id
-from .recipe import export_recipe, load_recipe, validate_recipe, write_recipe
+from .recipe import export_recipe, load_recipe, write_recipe
 from .rundir import NO_TRAINING_YET, RunDir, open_for_controller
 
 OPT_KEYS = ("lr", "weight_decay", "betas", "momentum", "eps")
@@ -196,15 +196,29 @@ def cmd_core(args: argparse.Namespace) -> int:
 
 
 def cmd_freeze(args: argparse.Namespace) -> int:
+    from .published_view import published_view
+    from .replay_check import check_recipe_file, place_recipe
+
     run = RunDir(args.dir)
     overlay = load_recipe(args.overlay) if args.overlay and args.overlay.endswith(".jsonl") else []
+    recipe = args.recipe
     try:
-        state = FreezeState(mode=args.mode, recipe_path=args.recipe, overlay_path=None if overlay else args.overlay,
+        state = FreezeState(mode=args.mode, recipe_path=recipe, overlay_path=None if overlay else args.overlay,
                             overlay=overlay, cmd_id=new_cmd_id(), source="human", actor=args.actor,
                             reason=args.reason)
+        if state.replaying:
+            # The kernel opens only a recipe in the run directory (or a directory the script
+            # allowed) and refuses a replay whose entries the judge refuses: ask the same now.
+            view = published_view(run)
+            state.recipe_path = place_recipe(run, recipe, view.code)
+            problems = check_recipe_file(recipe, view, "human")
+            if problems:
+                raise ValueError(f"recipe {recipe} refused, nothing changed:\n  " + "\n  ".join(problems))
     except ValueError as e:
         raise SystemExit(f"hotcb: {e}") from None
     state.save(run.freeze)
+    if state.replaying and state.recipe_path != recipe:
+        print(f"recipe copied into the run directory: {state.recipe_path}")
     print(f"freeze mode -> {args.mode} (cmd_id={state.cmd_id})")
     return 0
 
@@ -217,9 +231,21 @@ def cmd_recipe(args: argparse.Namespace) -> int:
         write_recipe(out, entries)
         print(f"exported {len(entries)} changes to {out}")
         return 0
-    problems = validate_recipe(load_recipe(args.path))
+    return _validate_recipe(run, args.path, args.who)
+
+
+def _validate_recipe(run: RunDir, path: str, who: str) -> int:
+    """Each line as the kernel will judge it when ``who`` starts its replay in ``run``."""
+    from .published_view import published_view
+    from .replay_check import check_recipe_file
+
+    view = published_view(run)
+    problems = check_recipe_file(path, view, who)
     for p in problems:
         print(p)
+    if view.groups is None:
+        print(f"note: knob modules, types and bounds not checked: no training process has published its knobs "
+              f"in {run.root} (pass --dir RUN)", file=sys.stderr)
     print("recipe is valid" if not problems else f"{len(problems)} problem(s)")
     return 0 if not problems else 2
 
@@ -317,8 +343,11 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915
     p = rs.add_parser("export", parents=[common])
     p.add_argument("--out", default=None)
     p.set_defaults(func=cmd_recipe)
-    p = rs.add_parser("validate", parents=[common])
+    p = rs.add_parser("validate", parents=[common],
+                      help="check each line as the kernel will when a replay of it starts in --dir RUN")
     p.add_argument("path")
+    p.add_argument("--as", dest="who", default="human", choices=["human", "agent", "rule", "tune"],
+                   help="who would start the replay (the judge decides for them; default human)")
     p.set_defaults(func=cmd_recipe)
 
     p = sub.add_parser("ledger", parents=[common], help="show the ledger")

@@ -14,8 +14,7 @@ from .freeze import FreezeState
 from .judge import CodePolicy, View, judge_recipe
 from .ledger import Ledger
 from .recipe import RecipePlayer, apply_overlay, load_recipe, validate_recipe
-
-MAX_RECIPE_BYTES = 16 << 20
+from .replay_check import MAX_RECIPE_BYTES
 
 
 class FreezeSwitch:

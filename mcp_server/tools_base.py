@@ -13,11 +13,11 @@ import threading
 from typing import Any
 
 from hotcb.client import liveness, send_command, wait_decision
-from hotcb.guard import GuardConfig
 from hotcb.jsonl import JsonlTail, read_json
-from hotcb.judge import CodePolicy, Refusal, View, judge
+from hotcb.judge import Refusal, View, judge
 from hotcb.ledger import Decision
 from hotcb.ops import SOURCES, CommandError, make_command, parse_command
+from hotcb.published_view import published_view
 from hotcb.rundir import RunDir
 
 from .metrics_store import MetricsStore
@@ -91,25 +91,7 @@ class ToolContext:
     # ------------------------------------------------------------------ writing ops
     def judge_view(self) -> View:
         """The run as the kernel last published it, for the judge's early verdict."""
-        doc = self.actuators_doc()
-        status = self.status_doc()
-        descs = {(a.get("module"), a.get("key")): a for a in doc.get("actuators", []) if isinstance(a, dict)}
-        pending = (read_json(self.run.schedule, {}) or {}).get("pending") or []
-        sources = {p.get("cmd_id"): p.get("source") for p in pending if isinstance(p, dict)}
-        return View(
-            # Before a training process declares more, only the built-ins and the run directory.
-            code=CodePolicy.from_dict(self.run.root, doc.get("code_policy")),
-            guard=GuardConfig.from_dict(doc.get("guard")),
-            freeze_mode=status.get("freeze_mode") or "off",
-            freeze_source=status.get("freeze_source") or "human",
-            step=status.get("step"),
-            locks=doc.get("locks") or {},
-            groups=frozenset(m for (m, _k) in descs if isinstance(m, str)) if doc else None,
-            knob=lambda module, key: descs.get((module, key)),
-            knob_keys=lambda module: [k for (m, k) in descs if m == module],
-            scheduled_source=sources.get,
-            run_verdict=_run_verdict(status),
-        )
+        return published_view(self.run)
 
     def check_op(self, spec: OpSpec, source: str, reason: str | None = None) -> Refusal | None:
         """The judge's refusal of ``spec`` from ``source``, or None: the kernel's own judge, asked
@@ -236,11 +218,3 @@ class ContextView:
 class ToolGroup(ContextView):
     """Base of a group of tools (``catalog.py`` names each tool's group): a view of the context."""
 
-
-def _run_verdict(status: dict[str, Any]) -> str | None:
-    """The rescue's verdict as the kernel published it (None in a distributed run, as the kernel judges)."""
-    rescue = status.get("rescue")
-    if not isinstance(rescue, dict) or (status.get("world_size") or 1) > 1:
-        return None
-    v = rescue.get("verdict")
-    return v if isinstance(v, str) else None
