@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import threading
@@ -24,6 +25,8 @@ from urllib.parse import quote
 from hotcb.mcp_server.registry import ToolError
 from hotcb.mcp_server.tools import HotcbTools
 
+from hotcb.parent_watch import child_env, preexec
+
 from .autopilot import AIOptions, Autopilot
 from .config import RulesConfig
 
@@ -31,13 +34,33 @@ log = logging.getLogger("hotcb.agent.launch")
 
 
 def end_process(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL if it has not exited within ``grace_s``."""
-    proc.terminate()
+    """SIGTERM, then SIGKILL if it has not exited within ``grace_s``; to the child's whole
+    process group when it leads one (``spawn_child``), so what it started ends too."""
+    _signal(proc, signal.SIGTERM)
     try:
         proc.wait(grace_s)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        _signal(proc, signal.SIGKILL)
         proc.wait()
+
+
+def _signal(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        if proc.poll() is None and os.getpgid(proc.pid) == proc.pid:
+            os.killpg(proc.pid, sig)
+            return
+    except (ProcessLookupError, PermissionError):
+        pass
+    if proc.poll() is None:
+        proc.send_signal(sig)
+
+
+def spawn_child(cmd: list[str], env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen:
+    """A child that ends with this process however this one ends (``hotcb.parent_watch``: the
+    kernel's parent-death signal and the child's own watch), in its own process group (a Ctrl-C
+    at the terminal reaches this process, which stops the child cleanly; ``end_process`` reaches
+    the child's own children)."""
+    return subprocess.Popen(cmd, env=child_env(env), preexec_fn=preexec(), start_new_session=True, **kw)
 
 
 class LaunchHandle:
@@ -158,8 +181,8 @@ def _serve_on(run_dir: Path, port: int, token: str) -> tuple[subprocess.Popen | 
     never contain a token it was given."""
     cmd = [sys.executable, "-m", "hotcb.cli", "serve", "--dir", str(run_dir), "--port", str(port)]
     try:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "HOTCB_DASH_TOKEN": token})
+        proc = spawn_child(cmd, env={**os.environ, "HOTCB_DASH_TOKEN": token}, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
     except OSError as e:
         return None, str(e)
     found: list[str] = []
@@ -184,7 +207,7 @@ def _serve_on(run_dir: Path, port: int, token: str) -> tuple[subprocess.Popen | 
     if found:
         return proc, found[0]
     if proc.poll() is None:
-        proc.kill()
+        _signal(proc, signal.SIGKILL)
     proc.wait()
     text = "".join(seen)
     return None, "in use" if "cannot listen" in text and "in use" in text else f"hotcb serve exited {proc.returncode}"
@@ -204,7 +227,7 @@ def launch(train_fn: str, run_dir: str | os.PathLike[str], *, max_steps: int | N
     if max_steps is not None:
         cmd += ["--max-steps", str(max_steps)]
     log_file = open(root / "train.log", "ab")
-    train = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    train = spawn_child(cmd, env={**os.environ, **(env or {})}, stdout=log_file, stderr=subprocess.STDOUT)
     pilot = None
     if autopilot is not None:
         cfg = RulesConfig.load(rules) if isinstance(rules, (str, os.PathLike)) else rules

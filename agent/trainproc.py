@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hotcb.parent_watch import watch_parent
+
 
 def resolve(spec: str) -> Callable[..., Any]:
     """``pkg.mod:fn`` or ``path/to/file.py:fn`` -> the function."""
@@ -44,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", required=True)
     ap.add_argument("--max-steps", type=int, default=None)
     args = ap.parse_args(argv)
+    watch_parent()  # launch's process gone (however it ended): training ends too
     sys.path.insert(0, ".")  # `pkg.mod` relative to where launch was started
     fn = resolve(args.train_fn)
     fn(run_dir=args.dir, max_steps=args.max_steps)

@@ -45,11 +45,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:  # noqa: C901, PLR0911, PLR0912, PLR0915
     from hotcb.mcp_server.token_source import read_token
 
+    from hotcb.parent_watch import watch_parent
     from hotcb.rundir import open_for_controller
 
     from .config import TOKEN_ENV, cli_overrides, load_config
     from .security import check_bind, redact_access_log
 
+    watch_parent()  # started by demo/launch: the server ends with its parent
     run_dir = args.root or getattr(args, "dir", None) or "."
     try:
         token = read_token("hotcb serve", given=args.token, flag="--token", file=args.token_file, env=TOKEN_ENV)
