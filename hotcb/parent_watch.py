@@ -27,6 +27,19 @@ POLL_S = 0.5
 GRACE_S = 20.0
 
 
+def _libc_prctl() -> Callable[..., int] | None:
+    # Resolved here, in the parent: a forked child of a threaded process must not dlopen.
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _libc_prctl()
+
+
 def child_env(env: dict[str, str] | None = None) -> dict[str, str]:
     """``env`` (default: this process's) with this process named as the child's parent."""
     return {**(os.environ if env is None else env), PARENT_ENV: str(os.getpid())}
@@ -35,14 +48,13 @@ def child_env(env: dict[str, str] | None = None) -> dict[str, str]:
 def preexec() -> Callable[[], None] | None:
     """A ``preexec_fn`` asking the kernel for SIGTERM when the parent dies (Linux, main thread
     only); None where it does not apply."""
-    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+    prctl = _PRCTL
+    if prctl is None or threading.current_thread() is not threading.main_thread():
         return None
     parent = os.getpid()
 
     def set_death_signal() -> None:
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        except (OSError, AttributeError):
+        if prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
             return
         if os.getppid() != parent:  # the parent died before the request took effect
             os.kill(os.getpid(), signal.SIGTERM)

@@ -49,3 +49,32 @@ def test_sigkill_of_demo_ends_its_trainer_and_dashboard(tmp_path: Path) -> None:
         for c in children:
             if _alive(c):
                 c.kill()
+
+
+MIDDLE = """
+import subprocess, sys, time
+from hotcb.parent_watch import child_env
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1]], env=child_env())
+print(child.pid, flush=True)
+time.sleep(3600)
+"""
+CHILD = "from hotcb.parent_watch import watch_parent; import time; assert watch_parent(); time.sleep(3600)"
+
+
+def test_a_child_watching_its_parent_exits_without_the_death_signal(tmp_path: Path) -> None:
+    """The child's own watch alone (no PR_SET_PDEATHSIG: a parent that spawned from a thread)."""
+    middle = subprocess.Popen([sys.executable, "-c", MIDDLE, CHILD], stdout=subprocess.PIPE, text=True)
+    child = None
+    try:
+        assert middle.stdout is not None
+        child = psutil.Process(int(middle.stdout.readline()))
+        assert _alive(child)
+        middle.kill()
+        middle.wait()
+        wait_for(lambda: not _alive(child), 60, 0.1, "the child to exit")
+    finally:
+        if middle.poll() is None:
+            middle.kill()
+            middle.wait()
+        if child is not None and _alive(child):
+            child.kill()
