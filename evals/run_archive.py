@@ -25,6 +25,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,7 +194,7 @@ def _extract(archive: bytes, stage: Path, limits: UnpackLimits) -> None:
                     writer.write(parts, member.name, src)
                 else:
                     raise ArchiveRefused(member.name, "not a regular file or directory (link, device or fifo)")
-    except (tarfile.TarError, EOFError, gzip.BadGzipFile, OSError) as e:
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
         raise ArchiveRefused("", f"cannot unpack: {e}") from e
     finally:
         writer.close()

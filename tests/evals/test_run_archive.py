@@ -168,7 +168,9 @@ def test_a_compression_bomb_stops_at_the_bytes_read_not_the_header(tmp_path: Pat
 
 def test_a_truncated_or_garbage_archive_is_refused(tmp_path: Path) -> None:
     good = pack(_real_run(tmp_path / "src"))
-    for bad in (good[: len(good) // 2], b"not a gzip", gzip.compress(b"\x00" * 100 + b"junk" * 200)):
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0xFF
+    for bad in (good[: len(good) // 2], bytes(flipped), b"not a gzip", gzip.compress(b"\x00" * 100 + b"junk" * 200)):
         with pytest.raises(ArchiveRefused):
             unpack(bad, tmp_path / "r")
         assert not (tmp_path / "r").exists()
