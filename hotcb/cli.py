@@ -211,7 +211,7 @@ def cmd_freeze(args: argparse.Namespace) -> int:
             # allowed) and refuses a replay whose entries the judge refuses: ask the same now.
             view = published_view(run)
             state.recipe_path = place_recipe(run, recipe, view.code)
-            problems = check_recipe_file(recipe, view, "human")
+            problems = check_recipe_file(recipe, view, "human", overlay=overlay, mode=args.mode)
             if problems:
                 raise ValueError(f"recipe {recipe} refused, nothing changed:\n  " + "\n  ".join(problems))
     except ValueError as e:

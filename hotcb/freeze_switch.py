@@ -11,10 +11,10 @@ from pathlib import Path
 
 from .actuators.actuator import ValueRefused
 from .freeze import FreezeState
-from .judge import CodePolicy, View, judge_recipe
+from .judge import CodePolicy, View
 from .ledger import Ledger
-from .recipe import RecipePlayer, apply_overlay, load_recipe, validate_recipe
-from .replay_check import MAX_RECIPE_BYTES
+from .recipe import RecipePlayer, load_recipe
+from .replay_check import MAX_RECIPE_BYTES, replay_problems
 
 
 class FreezeSwitch:
@@ -35,10 +35,7 @@ class FreezeSwitch:
             overlay = list(new.overlay)
             if new.overlay_path:
                 overlay += load_recipe(self._recipe_file(new.overlay_path, "overlay", from_code))
-            problems = validate_recipe(entries, "entry") + validate_recipe(overlay, "overlay entry", overlay=True)
-            if new.mode == "replay_adjusted" and overlay:
-                entries = apply_overlay(entries, overlay)
-            problems += judge_recipe(entries, new.source, self._view())
+            entries, problems = replay_problems(entries, overlay, new.mode, new.source, self._view())
             if problems:
                 more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
                 raise ValueRefused("recipe refused: " + "; ".join(problems[:5]) + more)

@@ -17,7 +17,7 @@ from typing import Any
 
 from .jsonl import parse_line
 from .judge import CodePolicy, View, judge_recipe
-from .recipe import validate_recipe
+from .recipe import apply_overlay, validate_recipe
 from .rundir import RunDir
 
 MAX_RECIPE_BYTES = 16 << 20
@@ -49,15 +49,29 @@ def read_recipe_file(path: str | os.PathLike[str]) -> tuple[list[Any], list[int]
     return entries, lines, problems
 
 
-def check_recipe_file(path: str | os.PathLike[str], view: View, who: str = "human") -> list[str]:
+def replay_problems(entries: list[Any], overlay: list[Any], mode: str, who: str,
+                    view: View) -> tuple[list[Any], list[str]]:
+    """The entries a replay in ``mode`` plays (for ``replay_adjusted``, with the overlay applied)
+    and what the kernel refuses in them and in the overlay when ``who`` starts it."""
+    problems = validate_recipe(entries, "entry") + validate_recipe(overlay, "overlay entry", overlay=True)
+    if mode == "replay_adjusted" and overlay:
+        entries = apply_overlay(entries, overlay)
+    return entries, problems + judge_recipe(entries, who, view)
+
+
+def check_recipe_file(path: str | os.PathLike[str], view: View, who: str = "human", *,
+                      overlay: list[Any] | None = None, mode: str = "replay") -> list[str]:
     """Every problem the kernel would find starting a replay of ``path`` for ``who``, each
-    naming the recipe's line."""
+    naming the recipe's line (an entry's index once an overlay has reordered them)."""
     entries, lines, problems = read_recipe_file(path)
-    found = validate_recipe(entries, "entry") + judge_recipe(entries, who, view)
+    adjusted = mode == "replay_adjusted" and bool(overlay)
+    _, found = replay_problems(entries, list(overlay or []), mode, who, view)
 
     def at_line(problem: str) -> str:
         m = _ENTRY.match(problem)
-        return f"line {lines[int(m.group(1))]}{problem[m.end():]}" if m and int(m.group(1)) < len(lines) else problem
+        if adjusted or m is None or problem.startswith("overlay") or int(m.group(1)) >= len(lines):
+            return problem
+        return f"line {lines[int(m.group(1))]}{problem[m.end():]}"
 
     return problems + [at_line(p) for p in found]
 
