@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from hotcb.evals.executor import unpack
 from hotcb.evals.run_archive import ArchiveRefused, UnpackLimits, pack
 
