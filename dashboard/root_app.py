@@ -79,10 +79,15 @@ def compare_all(runs: RunRoot) -> dict[str, Any]:
     series_by_run: dict[str, dict[str, Any]] = {}
     changes_by_run: dict[str, list[tuple[int | None, str]]] = {}
     for name, tools in sorted(runs.scan().items()):
-        names = pick_metrics(tools.call("get_status", {}).get("metrics") or [], limit=10)
-        data = tools.call("read_metrics", {"metrics": names, "max_points": COMPARE_POINTS}) if names else {"series": {}}
+        try:
+            names = pick_metrics(tools.call("get_status", {}).get("metrics") or [], limit=10)
+            data = tools.call("read_metrics", {"metrics": names, "max_points": COMPARE_POINTS}) if names \
+                else {"series": {}}
+            changes = _changes(tools)
+        except Exception:  # noqa: BLE001 - one run's unreadable files leave it out, not the page (list_runs says why)
+            continue
         series_by_run[name] = data["series"]
-        changes_by_run[name] = _changes(tools)
+        changes_by_run[name] = changes
     return {
         "runs": {n: {"series": s, "changes": [{"step": st, "label": lb} for st, lb in changes_by_run[n]]}
                  for n, s in series_by_run.items()},

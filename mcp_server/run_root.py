@@ -54,12 +54,13 @@ class LastChange(BaseModel):
 
 class RunSummary(BaseModel):
     name: str = Field(description="the run's directory name under the root: the `run` argument of every tool")
-    status: str = Field(description="running, paused, stopped, dead, stale or absent")
+    status: str = Field(description="running, paused, stopped, dead, stale, absent, or unreadable (see error)")
     step: int | None = None
     key_metric: str | None = None
     key_value: float | str | None = None
     last_change: LastChange | None = Field(None, description="the last applied knob change (ledger)")
     idle_s: float | None = Field(None, description="seconds since the run's metrics or ledger last changed")
+    error: str | None = Field(None, description="why the run's files could not be read (status unreadable)")
 
 
 class ListRunsOutput(BaseModel):
@@ -201,7 +202,7 @@ class RunRoot:
         return self.get(run).call(name, args, actor=actor)
 
     def list_runs(self) -> ListRunsOutput:
-        return ListRunsOutput(root=str(self.root), runs=[summarize(n, t) for n, t in sorted(self.scan().items())])
+        return ListRunsOutput(root=str(self.root), runs=[_summary(n, t) for n, t in sorted(self.scan().items())])
 
 
 LIST_RUNS = ToolSpec(
@@ -222,6 +223,15 @@ def _idle_s(tools: HotcbTools) -> float | None:
         except OSError:
             pass
     return round(max(0.0, time.time() - max(times)), 1) if times else None
+
+
+def _summary(name: str, tools: HotcbTools) -> RunSummary:
+    """One run's line; a run whose files cannot be read (a co-tenant's, or a corrupt one) is
+    listed as unreadable with the reason, never failing the whole list."""
+    try:
+        return summarize(name, tools)
+    except Exception as e:  # noqa: BLE001 - one run's hostile files must not hide the others
+        return RunSummary(name=name, status="unreadable", error=f"{type(e).__name__}: {str(e)[:300]}")
 
 
 def summarize(name: str, tools: HotcbTools) -> RunSummary:
