@@ -126,3 +126,15 @@ def test_typed_methods_and_call_run_the_same_tool(tmp_path: Path) -> None:
         tools.invoke("read_metrics", LedgerInput(), BaseModel)
     with pytest.raises(UnknownTool):
         tools.autopilot_process(catalog.TOOLS["autopilot_process"].input_model(action="whoami"))
+
+
+def test_docs_describe_each_tool_in_the_generated_table_only() -> None:
+    """docs/mcp.md's annotations come from the catalog (the generated table); a hand-written
+    row about a tool elsewhere in the page would drift from it."""
+    from hotcb.mcp_server import tool_docs
+
+    doc = tool_docs.DOC.read_text()
+    head, rest = doc.split(tool_docs.BEGIN, 1)
+    outside = head + rest.split(tool_docs.END, 1)[1]
+    rows = [line for line in outside.splitlines() if line.startswith("| `")]
+    assert not [r for r in rows if any(f"`{name}`" in r.split("|")[1] for name in TOOLS)]
