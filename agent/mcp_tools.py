@@ -75,7 +75,8 @@ class McpTools(AutopilotTools):
                             f"{e.error_count()} problem(s), first: {e.errors()[0]['msg']}") from None
 
     def status_doc(self) -> dict[str, Any]:
-        return self.call("get_status", {})
+        # over MCP the status file is read through get_status (the fields the autopilot reads)
+        return self.get_status().model_dump(mode="json")
 
     def liveness(self) -> dict[str, Any]:
         st = self.get_status()
