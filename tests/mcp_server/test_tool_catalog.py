@@ -138,3 +138,37 @@ def test_docs_describe_each_tool_in_the_generated_table_only() -> None:
     outside = head + rest.split(tool_docs.END, 1)[1]
     rows = [line for line in outside.splitlines() if line.startswith("| `")]
     assert not [r for r in rows if any(f"`{name}`" in r.split("|")[1] for name in TOOLS)]
+
+
+@pytest.mark.slow
+def test_the_typed_methods_read_the_same_models_in_process_and_over_mcp(tmp_path: Path) -> None:
+    """A real training process and a real ``hotcb mcp --for-autopilot`` server (stdio): each
+    typed read returns the same output model either way; a refusal is a ToolError either way."""
+    from hotcb.agent.mcp_tools import McpBackend, McpTarget
+    from hotcb.mcp_server.registry import ToolError
+    from hotcb.mcp_server.tools_knobs import ApplyOpInput
+
+    from tests.support.proc import Trainer, wait_for
+
+    run = tmp_path / "run"
+    trainer = Trainer(run, steps=100000, sleep=0.01)
+    backend = McpBackend(McpTarget.stdio(run), call_timeout_s=60).start()
+    try:
+        trainer.wait_step(5)
+        local: AutopilotTools = HotcbTools(run, source="rule", actor="t", for_autopilot=True)
+        remote: AutopilotTools = backend.tools("rule", "t")
+        for tools in (local, remote):
+            knobs = tools.describe_actuators()
+            assert "lr" in {a.key for a in knobs.actuators}
+            assert tools.get_status().liveness == "running"
+            assert tools.autopilot_process(catalog.TOOLS["autopilot_process"].input_model(action="whoami")).source == "rule"
+            with pytest.raises(ToolError, match="refused"):  # x100 is past the guard's per-op ratio
+                lr = next(a.value for a in knobs.actuators if a.key == "lr")
+                tools.apply_op(ApplyOpInput(module="opt", op="set_params", params={"lr": lr * 100}, reason="t"))
+        rejected = LedgerInput(decision="rejected", source="rule")
+        # the kernel records each refusal at its next safe point: wait for both
+        refusals = wait_for(lambda: (r := local.read_ledger(rejected)).total == 2 and r, 60, what="two refusals")
+        assert refusals == remote.read_ledger(rejected)
+    finally:
+        backend.close()
+        trainer.stop()
