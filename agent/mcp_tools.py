@@ -2,10 +2,11 @@
 
 ``McpBackend(McpTarget.stdio(run_dir))`` spawns ``hotcb mcp RUN_DIR --for-autopilot`` and talks
 to it over stdio; ``McpBackend(McpTarget.http(url, token))`` connects to a running
-``hotcb mcp RUN_DIR --http --for-autopilot`` server. ``backend.tools(source, actor)`` is a view
-with the part of ``HotcbTools``'s interface the autopilot uses (``call``, ``status_doc``,
-``liveness``, ``record_alert``, ``load_ai_state``, ``save_ai_state``), so the rules, alert rules
-and the LLM autopilot run unchanged over it.
+``hotcb mcp RUN_DIR --http --for-autopilot`` server. ``backend.tools(source, actor)`` is an
+``AutopilotTools`` like ``HotcbTools`` (the typed tool methods, ``status_doc``, ``liveness``,
+``record_alert``, ``load_ai_state``, ``save_ai_state``; and ``call`` by name), so the rules,
+alert rules and the LLM autopilot run unchanged over it. Each structured result is validated
+into the tool's own output model; a reply that does not fit is a ``ToolError``, said once here.
 
 Identity: each call names its source (``rule`` / ``agent``) and actor (the rule id / the model
 name) in the request's ``_meta``; only a ``--for-autopilot`` server honours it (and never for
@@ -21,9 +22,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hotcb.mcp_server.registry import ToolError
+from hotcb.mcp_server.registry import InvalidArguments, ToolError
 from hotcb.mcp_server.tools_alerts import Alert
-from hotcb.mcp_server.tools_autopilot import AUTOPILOT_SOURCES, META_ACTOR, META_SOURCE
+from hotcb.mcp_server.tools_autopilot import (
+    AUTOPILOT_SOURCES,
+    META_ACTOR,
+    META_SOURCE,
+    AutopilotProcessInput,
+)
+from hotcb.mcp_server.tools_protocol import AutopilotTools, Out
+from pydantic import BaseModel, ValidationError
 
 from hotcb.jsonl import dumps
 
@@ -32,7 +40,7 @@ from .mcp_connection import CLIENT_NAME, McpConnection, McpTarget, McpUnavailabl
 PROCESS_TOOL = "autopilot_process"
 
 
-class McpTools:
+class McpTools(AutopilotTools):
     """``HotcbTools``'s interface, as far as the autopilot uses it, over an MCP connection, acting
     as one identity (``source``, ``actor``) of a ``--for-autopilot`` server."""
 
@@ -56,28 +64,51 @@ class McpTools:
             timeout_s = max(self.conn.call_timeout_s, float(args["wait_s"]) + 30)
         return self.conn.call_tool(name, args, meta=meta, timeout_s=timeout_s)
 
+    def invoke(self, name: str, args: BaseModel, out: type[Out]) -> Out:
+        """The ``Tools`` protocol's one hook: ``args`` sent as JSON, the structured result validated
+        into ``out`` (a reply that does not fit is a ``ToolError``, never a half-read dict)."""
+        data = self.call(name, args.model_dump(mode="json", exclude_unset=True))
+        try:
+            return out.model_validate(data)
+        except ValidationError as e:
+            raise ToolError(f"{name} returned a result that is not a {out.__name__}: "
+                            f"{e.error_count()} problem(s), first: {e.errors()[0]['msg']}") from None
+
     def status_doc(self) -> dict[str, Any]:
-        return self.call("get_status", {})
+        # over MCP the status file is read through get_status (the fields the autopilot reads)
+        return self.get_status().model_dump(mode="json")
 
     def liveness(self) -> dict[str, Any]:
-        st = self.status_doc()
-        return {"state": st.get("liveness"), "reason": st.get("reason")}
+        st = self.get_status()
+        return {"state": st.liveness, "reason": st.reason}
 
     def record_alert(self, *, rule: str, kind: str, message: str, metric: str | None = None,
                      severity: str = "warning", value: Any = None, step: int | None = None) -> Alert:
         if not (value is None or isinstance(value, (bool, int, float, str))):
             value = str(value)
-        out = self.call(PROCESS_TOOL, {"action": "record_alert", "alert": {
+        out = self.autopilot_process(_process_input({"action": "record_alert", "alert": {
             "rule": rule, "kind": kind, "message": message[:4000], "metric": metric, "severity": severity,
-            "value": value, "step": step}})
-        return Alert.model_validate(out["alert"])
+            "value": value, "step": step}}))
+        if out.alert is None:
+            raise ToolError("autopilot_process recorded no alert")
+        return out.alert
 
     def load_ai_state(self) -> dict[str, Any]:
-        state = self.call(PROCESS_TOOL, {"action": "load_state"}).get("state")
-        return state if isinstance(state, dict) else {}
+        return self.autopilot_process(AutopilotProcessInput(action="load_state")).state or {}
 
     def save_ai_state(self, state: dict[str, Any]) -> None:
-        self.call(PROCESS_TOOL, {"action": "save_state", "state": state})
+        self.autopilot_process(_process_input({"action": "save_state", "state": state}))
+
+
+def _process_input(data: dict[str, Any]) -> AutopilotProcessInput:
+    """The channel's input, checked here as the server would: an invalid alert or an oversized
+    state is the same ``InvalidArguments`` a server's refusal would be, not a pydantic error."""
+    try:
+        return AutopilotProcessInput.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise InvalidArguments(f"invalid arguments for {PROCESS_TOOL}: {'.'.join(map(str, first['loc']))}: "
+                               f"{first['msg']}") from None
 
 
 class McpBackend:
@@ -110,9 +141,9 @@ class McpBackend:
                 f"{self.target.describe()} does not serve the autopilot: start it with "
                 f"`hotcb mcp RUN_DIR --for-autopilot` (with --http/--token for a URL). An ordinary server "
                 f"fixes one source for every call and offers no alerts or AI memory to its clients.")
-        who = McpTools(self.conn, source="rule", actor=None).call(PROCESS_TOOL, {"action": "whoami"})
-        if who.get("source") != "rule":
-            raise McpUnavailable(f"{self.target.describe()} did not act as 'rule' when asked (got {who.get('source')!r})")
+        who = McpTools(self.conn, source="rule", actor=None).autopilot_process(AutopilotProcessInput(action="whoami"))
+        if who.source != "rule":
+            raise McpUnavailable(f"{self.target.describe()} did not act as 'rule' when asked (got {who.source!r})")
 
     def tools(self, source: str, actor: str | None) -> McpTools:
         return McpTools(self.conn, source=source, actor=actor)

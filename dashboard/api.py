@@ -1,6 +1,8 @@
-"""The dashboard's JSON API: a thin door onto ``HotcbTools.call``.
+"""The dashboard's JSON API: a thin door onto ``HotcbTools``.
 
-Every action and every read goes through the one dispatch, as source ``human``: validation,
+The page names the tool it calls (``POST /api/tools/{name}``), so that endpoint goes through
+``HotcbTools.call(name, arguments)``; the server's own reads use the typed methods. Every
+action and every read runs as source ``human`` through the one tool path: validation,
 the guard and the file writes live in the tool surface only. This module adds no rule of its
 own except HTTP hygiene (JSON bodies only, refusals as 4xx with the tool's message).
 """
@@ -16,6 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from hotcb.mcp_server.registry import ToolError
 from hotcb.mcp_server.tools import HotcbTools
+from hotcb.mcp_server.tools_observe import LedgerInput, MetricsInput
 
 from hotcb.codec import encode
 from hotcb.ledger import DECISIONS
@@ -123,10 +126,13 @@ def build_router(tools: HotcbTools, cfg: DashboardConfig, compare: HotcbTools | 
             return json_response({"error": "no compare run: start the server with --compare RUN_DIR"}, 404)
         from starlette.concurrency import run_in_threadpool
 
+        other = compare
+
         def read() -> dict[str, Any]:
-            metrics = compare.call("read_metrics", {"max_points": cfg.history.initial_points})
-            ledger = compare.call("read_ledger", {"last": cfg.history.ledger_rows, "decision": "applied"})
-            return {"label": compare_label, "metrics": metrics, "ledger": ledger}
+            metrics = other.read_metrics(MetricsInput(max_points=cfg.history.initial_points))
+            ledger = other.read_ledger(LedgerInput(last=cfg.history.ledger_rows, decision="applied"))
+            return {"label": compare_label, "metrics": metrics.model_dump(mode="json"),
+                    "ledger": ledger.model_dump(mode="json")}
 
         return json_response(await run_in_threadpool(read))
 

@@ -23,10 +23,17 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from hotcb.mcp_server.registry import ToolError
 from hotcb.mcp_server.tools import HotcbTools
+from hotcb.mcp_server.tools_alerts import AlertRulesInput, ListAlertsInput
+from hotcb.mcp_server.tools_autopilot_mode import AutopilotInput
+from hotcb.mcp_server.tools_observe import LedgerInput, LedgerOutput, MetricsInput
+from hotcb.mcp_server.tools_proposals import ListProposalsInput
+from hotcb.mcp_server.tools_protocol import Tools
+from hotcb.mcp_server.tools_replay import ReplayInput, ScheduleInput
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from .api import dumps
@@ -35,17 +42,22 @@ from .wake import FileWake, wait_woken
 
 MAX_DELTA_POINTS = 5000  # records per read_metrics call from the cursor
 MAX_DELTA_READS = 4  # more records than this many reads carry at one poll: a snapshot is cheaper
-STATUS_TOOLS = {  # event name -> (tool, arguments), every status_ms; sent only when registered
-    "status": ("get_status", {}),
-    "actuators": ("describe_actuators", {}),
-    "replay": ("replay", {"action": "status"}),  # a read: freeze mode and the replay's progress
+A = TypeVar("A")
+T = TypeVar("T")
+Read = Callable[[Tools], BaseModel]
+STATUS_READS: dict[str, tuple[str, Read]] = {  # event -> (tool, its read), every status_ms; when served
+    "status": ("get_status", lambda t: t.get_status()),
+    "actuators": ("describe_actuators", lambda t: t.describe_actuators()),
+    # a read: freeze mode and the replay's progress
+    "replay": ("replay", lambda t: t.replay(ReplayInput(action="status"))),
 }
-PANEL_TOOLS = {  # event name -> (tool, arguments); sent only when the tool is registered
-    "autopilot": ("autopilot", {"action": "get"}),
-    "proposals": ("list_proposals", {"status": "all", "last": 50}),
-    "alerts": ("list_alerts", {"last": 50}),
-    "schedule": ("schedule_op", {"action": "list"}),
-    "rules": ("set_alert_rules", {}),  # no rules given: a read of the user's alert rules
+PANEL_READS: dict[str, tuple[str, Read]] = {  # event -> (tool, its read), every panels_ms; when served
+    "autopilot": ("autopilot", lambda t: t.autopilot(AutopilotInput(action="get"))),
+    "proposals": ("list_proposals", lambda t: t.list_proposals(ListProposalsInput(status="all", last=50))),
+    "alerts": ("list_alerts", lambda t: t.list_alerts(ListAlertsInput(last=50))),
+    "schedule": ("schedule_op", lambda t: t.schedule_op(ScheduleInput(action="list"))),
+    # no rules given: a read of the user's alert rules
+    "rules": ("set_alert_rules", lambda t: t.set_alert_rules(AlertRulesInput())),
 }
 
 
@@ -55,6 +67,13 @@ def _sig(path: os.PathLike[str]) -> tuple[int, int]:
     except OSError:
         return (0, -1)
     return (st.st_ino, st.st_size)
+
+
+def _seq(entry: BaseModel) -> int:
+    # LedgerEntry's fields are made from LedgerRecord's at import (create_model), out of the type
+    # checker's sight: its seq is read by name until the entry is a declared model.
+    seq = getattr(entry, "seq", None)
+    return seq if isinstance(seq, int) else 0
 
 
 def sse(event: dict[str, Any]) -> bytes:
@@ -82,9 +101,9 @@ class LiveSession:
         """Seconds until the status or panel refresh is due (a watching session sleeps no longer)."""
         return max(0.0, min(self.next_status, self.next_panels) - time.monotonic())
 
-    def _call(self, name: str, args: dict[str, Any]) -> dict[str, Any] | None:
+    def _read(self, tool: Callable[[A], T], args: A) -> T | None:
         try:
-            return self.tools.call(name, args)
+            return tool(args)
         except ToolError:
             return None  # e.g. a panel tool not registered yet: that panel stays empty
 
@@ -99,36 +118,29 @@ class LiveSession:
         h = self.cfg.history
         self.metrics_sig = _sig(self.tools.run.metrics)
         self.ledger_sig = _sig(self.tools.run.ledger)
-        metrics = self._call("read_metrics", {"max_points": h.initial_points}) or {"series": {}, "last_step": None}
-        self.last_step = metrics.get("last_step")
-        self.cursor = metrics.get("cursor")
-        ledger = self._call("read_ledger", {"last": h.ledger_rows}) or {"entries": [], "total": 0}
-        self.last_seq = max([e.get("seq") or 0 for e in ledger["entries"]], default=-1)
-        out: dict[str, Any] = {"type": "snapshot", "metrics": metrics, "ledger": ledger, "ts": time.time()}
-        out.update(self._status_events(force=True))
-        out.update(self._panel_events(force=True))
+        metrics = self._read(self.tools.read_metrics, MetricsInput(max_points=h.initial_points))
+        self.last_step = metrics.last_step if metrics else None
+        self.cursor = metrics.cursor if metrics else None
+        ledger = self._read(self.tools.read_ledger, LedgerInput(last=h.ledger_rows)) or LedgerOutput(total=0, entries=[])
+        self.last_seq = max([_seq(e) for e in ledger.entries], default=-1)
+        out: dict[str, Any] = {"type": "snapshot",
+                               "metrics": metrics.model_dump(mode="json") if metrics else {"series": {}, "last_step": None},
+                               "ledger": ledger.model_dump(mode="json"), "ts": time.time()}
+        out.update(self._events(STATUS_READS, force=True))
+        out.update(self._events(PANEL_READS, force=True))
         self.next_status = time.monotonic() + self.cfg.live.status_ms / 1000
         self.next_panels = time.monotonic() + self.cfg.live.panels_ms / 1000
         return out
 
-    def _status_events(self, force: bool = False) -> dict[str, Any]:
+    def _events(self, reads: dict[str, tuple[str, Read]], force: bool = False) -> dict[str, Any]:
+        """The reads whose result changed since this tab last got it (all of them with ``force``)."""
         out = {}
         have = self.available()
-        for name, (tool, args) in STATUS_TOOLS.items():
+        for name, (tool, read) in reads.items():
             if tool not in have:
                 continue
-            data = self._call(tool, args)
-            if data is not None and (self._changed(name, data) or force):
-                out[name] = data
-        return out
-
-    def _panel_events(self, force: bool = False) -> dict[str, Any]:
-        have = self.available()
-        out = {}
-        for name, (tool, args) in PANEL_TOOLS.items():
-            if tool not in have:
-                continue
-            data = self._call(tool, args)
+            result = self._read(read, self.tools)
+            data = result.model_dump(mode="json") if result is not None else None
             if data is not None and (self._changed(name, data) or force):
                 out[name] = data
         return out
@@ -148,19 +160,20 @@ class LiveSession:
         sig = _sig(self.tools.run.ledger)
         if sig != self.ledger_sig:
             self.ledger_sig = sig
-            data = self._call("read_ledger", {"last": 5000, "since_seq": self.last_seq})
-            if data and data["entries"]:
-                self.last_seq = max(self.last_seq, *[e.get("seq") or 0 for e in data["entries"]])
-                events.append({"type": "ledger", "entries": data["entries"], "total": data["total"]})
+            data = self._read(self.tools.read_ledger, LedgerInput(last=5000, since_seq=self.last_seq))
+            if data and data.entries:
+                self.last_seq = max(self.last_seq, *[_seq(e) for e in data.entries])
+                events.append({"type": "ledger", "entries": [e.model_dump(mode="json") for e in data.entries],
+                               "total": data.total})
         now = time.monotonic()
         if now >= self.next_status:
             self.next_status = now + self.cfg.live.status_ms / 1000
-            ev = self._status_events()
+            ev = self._events(STATUS_READS)
             if ev:
                 events.append({"type": "state", **ev})
         if now >= self.next_panels:
             self.next_panels = now + self.cfg.live.panels_ms / 1000
-            ev = self._panel_events()
+            ev = self._events(PANEL_READS)
             if ev:
                 events.append({"type": "state", **ev})
         return events
@@ -172,19 +185,19 @@ class LiveSession:
         for _ in range(MAX_DELTA_READS):
             if self.cursor is None:
                 return None
-            data = self._call("read_metrics", {"since_cursor": self.cursor, "max_points": MAX_DELTA_POINTS})
+            data = self._read(self.tools.read_metrics, MetricsInput(since_cursor=self.cursor, max_points=MAX_DELTA_POINTS))
             if data is None:
                 return out
-            if data["reset"]:
+            if data.reset:
                 return None
-            self.cursor = data["cursor"]
-            for name, s in data["series"].items():
+            self.cursor = data.cursor
+            for name, series in data.series.items():
                 got = out.setdefault(name, {"steps": [], "values": []})
-                got["steps"] += s["steps"]
-                got["values"] += s["values"]
-            if data["last_step"] is not None:
-                self.last_step = data["last_step"] if self.last_step is None else max(self.last_step, data["last_step"])
-            if not data["more"]:
+                got["steps"] += series.steps
+                got["values"] += series.values
+            if data.last_step is not None:
+                self.last_step = data.last_step if self.last_step is None else max(self.last_step, data.last_step)
+            if not data.more:
                 return out
         return None
 

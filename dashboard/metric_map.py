@@ -14,9 +14,11 @@ knob change shows where a path turns. Changes are marked at the grid point neare
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from hotcb.mcp_server.tools_observe import SeriesOut
 from hotcb.mcp_server.trend_math import goal
 from pydantic import BaseModel
 
@@ -53,23 +55,25 @@ def _finite(steps: list[float], values: list[Any]) -> tuple[np.ndarray, np.ndarr
     return st[order], va[order]
 
 
-def shared_metrics(series_by_run: dict[str, dict[str, dict[str, list[Any]]]]) -> list[str]:
+Series = Mapping[str, Mapping[str, SeriesOut]]  # run -> metric -> its points (``read_metrics``' series)
+
+
+def shared_metrics(series_by_run: Series) -> list[str]:
     """Metrics every run logs that have a goal (min or max), sorted."""
     sets = [{n for n in series if "/" not in n and goal(n)} for series in series_by_run.values()]
     common = set.intersection(*sets) if sets else set()
     return sorted(common)[:MAX_METRICS]
 
 
-def build_map(series_by_run: dict[str, dict[str, dict[str, list[Any]]]],
-              changes_by_run: dict[str, list[tuple[int | None, str]]]) -> MetricMap:
-    """``series_by_run``: run -> metric -> {"steps", "values"}; ``changes_by_run``: run -> (step, label)."""
+def build_map(series_by_run: Series, changes_by_run: Mapping[str, list[tuple[int | None, str]]]) -> MetricMap:
+    """``series_by_run``: run -> metric -> its points; ``changes_by_run``: run -> (step, label)."""
     metrics = shared_metrics(series_by_run)
     if len(metrics) < 2:
         return MetricMap(metrics=metrics, explained=[], runs=[], note="the runs share fewer than 2 metrics")
     grids: dict[str, np.ndarray] = {}
     blocks: dict[str, np.ndarray] = {}
     for name, series in series_by_run.items():
-        cols = [_finite(series[m]["steps"], series[m]["values"]) for m in metrics]
+        cols = [_finite(series[m].steps, series[m].values) for m in metrics]
         if any(len(st) == 0 for st, _ in cols):
             continue
         lo = max(st[0] for st, _ in cols)

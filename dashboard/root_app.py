@@ -18,7 +18,7 @@ from urllib.parse import quote
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse, Response
 from hotcb.mcp_server.run_root import RunRoot
-from hotcb.mcp_server.tools_observe import pick_metrics
+from hotcb.mcp_server.tools_observe import MetricsInput, SeriesOut, pick_metrics
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Mount
 
@@ -76,20 +76,21 @@ def _changes(tools: Any) -> list[tuple[int | None, str]]:
 
 def compare_all(runs: RunRoot) -> dict[str, Any]:
     """Every run's main metrics (downsampled), its applied knob changes, and the map."""
-    series_by_run: dict[str, dict[str, Any]] = {}
+    series_by_run: dict[str, dict[str, SeriesOut]] = {}
     changes_by_run: dict[str, list[tuple[int | None, str]]] = {}
     for name, tools in sorted(runs.scan().items()):
         try:
-            names = pick_metrics(tools.call("get_status", {}).get("metrics") or [], limit=10)
-            data = tools.call("read_metrics", {"metrics": names, "max_points": COMPARE_POINTS}) if names \
-                else {"series": {}}
+            names = pick_metrics(tools.get_status().metrics, limit=10)
+            series = tools.read_metrics(MetricsInput(metrics=names, max_points=COMPARE_POINTS)).series \
+                if names else {}
             changes = _changes(tools)
-        except Exception:  # noqa: BLE001 - one run's unreadable files leave it out, not the page (list_runs says why)
+        except Exception:  # one run's unreadable files leave it out, not the page (list_runs says why)
             continue
-        series_by_run[name] = data["series"]
+        series_by_run[name] = series
         changes_by_run[name] = changes
     return {
-        "runs": {n: {"series": s, "changes": [{"step": st, "label": lb} for st, lb in changes_by_run[n]]}
+        "runs": {n: {"series": {m: v.model_dump(mode="json") for m, v in s.items()},
+                     "changes": [{"step": st, "label": lb} for st, lb in changes_by_run[n]]}
                  for n, s in series_by_run.items()},
         "map": build_map(series_by_run, changes_by_run).model_dump(mode="json"),
     }

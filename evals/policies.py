@@ -41,8 +41,8 @@ class CosinePolicy(Policy):
         return self.ctx.base_lr * (self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def act(self, step: int) -> None:
-        knobs = self._tools.call("describe_actuators")["actuators"]
-        lr = next(a["value"] for a in knobs if a["key"] == "lr")
+        knobs = self._tools.describe_actuators().actuators
+        lr = next(a.value for a in knobs if a.key == "lr")
         ratio = min(2.0, max(0.5, self.target(step) / lr))
         if abs(ratio - 1) < 0.005:
             return

@@ -5,7 +5,10 @@ other, so ``policies`` (the registry) may import ``agent_policies`` without a cy
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hotcb.mcp_server.tools import HotcbTools
 
 
 @dataclass
@@ -31,7 +34,7 @@ class Policy:
     def bind(self, ctx: PolicyContext) -> None:
         self.ctx = ctx
 
-    def tools(self, actor: str, source: str | None = None, wait_s: float = 30.0) -> Any:
+    def tools(self, actor: str, source: str | None = None, wait_s: float = 30.0) -> HotcbTools:
         from hotcb.mcp_server.tools import HotcbTools
 
         assert self.ctx is not None

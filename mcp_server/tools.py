@@ -1,6 +1,8 @@
-"""``HotcbTools``: every tool over one run directory, behind one ``call``.
+"""``HotcbTools``: every tool over one run directory, in process.
 
-The MCP server, the dashboard and the agent all call ``HotcbTools.call(name, arguments)``, so
+Callers use its typed methods (``tools.get_status()``, ``tools.apply_op(ApplyOpInput(...))``:
+the ``Tools`` protocol); the MCP server and the dashboard's generic endpoint, which receive a
+tool's name and JSON arguments, use ``call(name, arguments)``. Both run through one path, so
 validation, the guard and the file writes happen in one place whoever asks. ``source`` and
 ``actor`` are fixed when the object is made (the dashboard is ``human``, an MCP client or the
 LLM autopilot ``agent``, rules ``rule``): a caller cannot claim to be someone else per call.
@@ -25,11 +27,12 @@ from .tools_base import CALL_ACTOR, ContextView, ToolContext
 from .tools_knobs import KnobTools
 from .tools_observe import ObserveTools
 from .tools_proposals import ProposalTools
+from .tools_protocol import AutopilotTools, Out
 from .tools_replay import ReplayTools
 from .tools_tune import TuneTools
 
 
-class HotcbTools(ContextView):
+class HotcbTools(ContextView, AutopilotTools):
     """``for_autopilot``: also serve ``autopilot_process`` (a server for the autopilot process)."""
 
     def __init__(self, run_dir: str | os.PathLike[str], *, source: str = "agent", actor: str | None = None,
@@ -64,28 +67,47 @@ class HotcbTools(ContextView):
                 CALL_ACTOR.reset(token)
 
     def _call(self, name: str, arguments: dict[str, Any] | None) -> dict[str, Any]:
-        spec = self._served.get(name)
-        if spec is None:
-            raise UnknownTool(f"unknown tool {name!r}; tools: {', '.join(sorted(s.name for s in self.specs()))}")
-        if spec.human_only and self.source != "human":
-            raise Forbidden(f"{name} is reserved to humans (this caller is {self.source!r})")
+        spec = self._spec(name)
         try:
             args = spec.input_model.model_validate(arguments or {})
         except ValidationError as e:
             problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'arguments'}: {err['msg']}" for err in e.errors())
             raise InvalidArguments(f"invalid arguments for {name}: {problems}") from None
+        return self._run(spec, args).model_dump(mode="json")
+
+    def invoke(self, name: str, args: BaseModel, out: type[Out]) -> Out:
+        """The ``Tools`` protocol's one hook: run ``name`` with its input model, return its output model."""
+        spec = self._spec(name)
+        if not isinstance(args, spec.input_model):
+            raise InvalidArguments(f"{name} takes {spec.input_model.__name__}, not {type(args).__name__}")
+        result = self._run(spec, args)
+        if not isinstance(result, out):  # the catalog and the protocol disagree: a bug, said plainly
+            raise TypeError(f"{name} returned {type(result).__name__}, not {out.__name__}")
+        return result
+
+    def _spec(self, name: str) -> ToolSpec:
+        spec = self._served.get(name)
+        if spec is None:
+            raise UnknownTool(f"unknown tool {name!r}; tools: {', '.join(sorted(s.name for s in self.specs()))}")
+        if spec.human_only and self.source != "human":
+            raise Forbidden(f"{name} is reserved to humans (this caller is {self.source!r})")
+        return spec
+
+    def _run(self, spec: ToolSpec, args: BaseModel) -> BaseModel:
         handler = getattr(self.groups[spec.group], spec.name)
         if spec.read_only:  # readers share cached state (metrics store, ledger cache)
             with self.lock:
                 result: BaseModel = handler(args)
         else:  # writers may wait seconds for a decision: never hold the lock while waiting
             result = handler(args)
-        return result.model_dump(mode="json")
+        return result
 
     # ------------------------------------------------------------------ not tools: the autopilot's
     # own records (rules, alert rules, API health, the LLM's memory), written by its process
-    def record_alert(self, **kw: Any) -> Alert:
-        return self.alerts.record_alert(**kw)
+    def record_alert(self, *, rule: str, kind: str, message: str, metric: str | None = None,
+                     severity: str = "warning", value: Any = None, step: int | None = None) -> Alert:
+        return self.alerts.record_alert(rule=rule, kind=kind, message=message, metric=metric, severity=severity,
+                                        value=value, step=step)
 
     def alert_rules(self) -> AlertRulesOutput:
         return self.alerts.alert_rules()

@@ -238,7 +238,9 @@ def test_live_channel_sends_points_that_arrive_late(trained: tuple[Trainer, Test
                 s = ev["series"].get(name, {"steps": [], "values": []})
                 got[name] += list(zip(s["steps"], s["values"], strict=True))
             train_steps += ev["series"].get("train_loss", {}).get("steps", [])
-            if len(got["eval_acc"]) >= 3 and (now - 15, 123.25) in got["val_loss"]:
+            # Wait on state: every late point, and the trainer's own points since (on a loaded
+            # machine the late points can come in an event before the trainer logs again).
+            if len(got["eval_acc"]) >= 3 and (now - 15, 123.25) in got["val_loss"] and train_steps:
                 break
         assert got["eval_acc"] == [(now - 20, 0.5), (now - 5, 0.75), (now - 10, 0.625)]  # arrival order, once each
         assert got["val_loss"].count((now - 15, 123.25)) == 1

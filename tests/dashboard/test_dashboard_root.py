@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from hotcb.dashboard.metric_map import build_map
 from hotcb.mcp_server.tools import HotcbTools
+from hotcb.mcp_server.tools_observe import SeriesOut
 
 from tests.conftest import need
 from tests.dashboard.test_dashboard_proc import ServeProcess
@@ -80,10 +81,10 @@ def test_compare_data_and_the_map(server: ServeProcess) -> None:
 
 def test_the_map_is_pca_of_standardized_metrics() -> None:
     steps = list(range(1, 51))
-    runs = {f"r{i}": {"loss": {"steps": steps, "values": [1.0 / (s + i) for s in steps]},
-                      "acc": {"steps": steps, "values": [1 - 1.0 / (s + i) for s in steps]},
-                      "opt/lr": {"steps": steps, "values": [0.1] * 50},
-                      "lr": {"steps": steps, "values": [0.1 * i] * 50}} for i in range(3)}
+    runs = {f"r{i}": {"loss": SeriesOut(steps=steps, values=[1.0 / (s + i) for s in steps]),
+                      "acc": SeriesOut(steps=steps, values=[1 - 1.0 / (s + i) for s in steps]),
+                      "opt/lr": SeriesOut(steps=steps, values=[0.1] * 50),
+                      "lr": SeriesOut(steps=steps, values=[0.1 * i] * 50)} for i in range(3)}
     m = build_map(runs, {"r1": [(25, "lr -> 0.05")]})
     assert m.metrics == ["acc", "loss"]  # knob echoes are not coordinates
     assert m.explained[0] == pytest.approx(1.0, abs=1e-9)  # acc = 1 - loss: one dimension
