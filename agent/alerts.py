@@ -22,7 +22,7 @@ class AlertEvaluator:
         """Evaluate the run's alert rules once; returns the alerts raised. Never raises."""
         try:
             return self._tick()
-        except Exception as e:  # noqa: BLE001 - alerts are best-effort, training goes on
+        except Exception as e:
             log.warning("alert tick failed: %s: %s", type(e).__name__, e)
             return []
 

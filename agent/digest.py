@@ -56,7 +56,7 @@ def rescue_line(tools: Any) -> str:
     """The kernel's divergence watch (hotcb.rescue): its verdict on the loss and what it did last."""
     try:
         r = tools.status_doc().get("rescue")
-    except Exception:  # noqa: BLE001 - an older kernel or a remote status without it
+    except Exception:
         r = None
     if not isinstance(r, dict):
         return "unknown"
@@ -66,7 +66,7 @@ def rescue_line(tools: Any) -> str:
 def tune_line(tools: Any) -> str:
     try:
         t = tools.call("tune_status", {})
-    except Exception:  # noqa: BLE001 - tune is optional; its absence is "off"
+    except Exception:
         return "off"
     if t.get("mode") in (None, "off"):
         return "off"

@@ -158,14 +158,14 @@ class LLMAutopilot:
         try:
             # Redacted at the boundary: nothing the API said (it may echo headers) carries a secret out.
             self.tools.save_ai_state(redact_tree(self.state, self.api.secrets))
-        except Exception as e:  # noqa: BLE001 - a disk error or an unreachable MCP server; the wake goes on
+        except Exception as e:
             log.warning("could not save the AI state: %s", self.api.scrub(str(e)))
 
     def _alert(self, kind: str, message: str, severity: str = "warning") -> None:
         try:
             self.tools.record_alert(rule=f"autopilot_{kind}", kind=kind, message=self.api.scrub(message),
                                     severity=severity)
-        except Exception as e:  # noqa: BLE001 - an alert that cannot be written is logged, no more
+        except Exception as e:
             log.warning("could not record alert: %s", e)
 
     def _refuse(self, kind: str, tool: str | None, detail: str) -> str:
@@ -181,7 +181,7 @@ class LLMAutopilot:
     def _run_over(self) -> str | None:
         try:
             st = self.tools.call("get_status", {})
-        except Exception:  # noqa: BLE001 - unknown is not over; the next call reports it
+        except Exception:
             return None
         if st.get("liveness") in ("stopped", "dead"):
             return f"training is {st.get('liveness')}"
@@ -202,7 +202,7 @@ class LLMAutopilot:
                 self._seen_alert_ts = max(a["ts"] for a in new)
                 self._pending_alerts = (self._pending_alerts + new)[-20:]
             step = self.tools.status_doc().get("step")
-        except Exception as e:  # noqa: BLE001 - the autopilot never takes training down
+        except Exception as e:
             log.warning("LLM tick failed: %s: %s", type(e).__name__, self.api.scrub(str(e)))
             return {"outcome": "error", "error": self.api.scrub(str(e))}
         if step is None:
@@ -226,7 +226,7 @@ class LLMAutopilot:
         budget is spent or the model's output is unusable. Returns what happened. Never raises."""
         try:
             return self._wake(why, alerts or [], findings or [])
-        except Exception as e:  # noqa: BLE001 - the autopilot never takes training down
+        except Exception as e:
             err = self.api.scrub(f"{type(e).__name__}: {e}")[:300]
             log.warning("LLM wake failed: %s", err)
             self.state["api"] = {**self.state.get("api", {}), "error": err}
@@ -370,7 +370,7 @@ class LLMAutopilot:
         step = None
         try:
             step = self.tools.status_doc().get("step")
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
         self.state["reasonings"] = (self.state["reasonings"] + [{"ts": time.time(), "step": step,
                                                                  "text": text.strip()[:600]}])[-MAX_NOTES:]
@@ -407,7 +407,7 @@ class LLMAutopilot:
             return self._refuse("tool_error", name, str(e))
         except ConnectionError as e:  # the MCP server (when the tools are remote) did not answer
             return self._refuse("unreachable", name, str(e))
-        except Exception as e:  # noqa: BLE001 - a tool crash is reported to the model, not raised
+        except Exception as e:
             return self._refuse("tool_crash", name, f"{type(e).__name__}: {e}")
         if name in ("apply_op", "propose_op"):
             actions.append({"tool": name, "args": args, "result": {k: out.get(k) for k in

@@ -112,7 +112,7 @@ class ChatApi:
                     except Exception as e:
                         self.error = self._describe(e)
                         raise
-        except Exception as e:  # noqa: BLE001 - any failure of the API is a fallback or a model error, never a crash
+        except Exception as e:
             self.error = self._describe(e)
             if is_model_output_error(e):
                 raise ModelOutputError(self.error) from None

@@ -152,7 +152,7 @@ class McpConnection:
             raise McpUnavailable(f"{self.target.describe()}: no answer to {name} within {timeout:g}s") from None
         except (ToolError, McpUnavailable):
             raise
-        except Exception as e:  # noqa: BLE001 - transport failures of every kind are "unavailable"
+        except Exception as e:
             from mcp import MCPError
             from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
@@ -171,7 +171,7 @@ class McpConnection:
         if self._loop.is_running():
             try:
                 asyncio.run_coroutine_threadsafe(self._end_session(), self._loop).result(30)
-            except Exception as e:  # noqa: BLE001 - closing is best effort
+            except Exception as e:
                 log.debug("closing the MCP session: %s", e)
             self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
@@ -205,7 +205,7 @@ class McpConnection:
         fut = asyncio.run_coroutine_threadsafe(self._open(), self._loop)
         try:
             self.tool_names = fut.result(self.connect_timeout_s + 30)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             fut.cancel()
             why = str(e) if isinstance(e, McpUnavailable) else _why(e)
             if self._refused_token:
@@ -281,7 +281,7 @@ class McpConnection:
                 if not ready.done():
                     ready.set_result(names)
                 await stop.wait()
-        except BaseException as e:  # noqa: BLE001 - reported through `ready` or last_error, never lost
+        except BaseException as e:
             error = e
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
@@ -302,7 +302,7 @@ class McpConnection:
             stop.set()
         try:
             await asyncio.wait_for(asyncio.shield(task), 15)
-        except Exception:  # noqa: BLE001 - a session that will not close is cancelled
+        except Exception:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(task, 10)

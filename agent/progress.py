@@ -99,7 +99,7 @@ class RunProgress:
     def _read(self) -> Snapshot | None:
         try:
             return self.snapshot()
-        except Exception:  # noqa: BLE001 - a display must never end the demo; try again next tick
+        except Exception:
             return None
 
     def _run(self) -> None:

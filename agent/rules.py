@@ -331,7 +331,7 @@ class RulesAutopilot:
             self.tools.record_alert(rule=f.rule, kind=f.rule, metric=f.metric, severity=f.severity, step=step,
                                     message=f"{f.message}" + (f" -> {'; '.join(f.outcome)}" if f.outcome else ""),
                                     value=f.value)
-        except Exception as e:  # noqa: BLE001 - an unwritable alert must not stop the action
+        except Exception as e:
             log.warning("could not record alert: %s", e)
 
     def _can_rescue(self) -> bool:

@@ -32,11 +32,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hotcb.agent.llm import LLMAutopilot  # noqa: E402
-from hotcb.evals.fake_llm import RecordedLLM, completion  # noqa: E402
-from hotcb.mcp_server.tools import HotcbTools  # noqa: E402
+from hotcb.agent.llm import LLMAutopilot
+from hotcb.evals.fake_llm import RecordedLLM, completion
+from hotcb.mcp_server.tools import HotcbTools
 
-from hotcb import HotKernel, mutable_state, optimizer_actuators  # noqa: E402
+from hotcb import HotKernel, mutable_state, optimizer_actuators
 
 
 def tokenizer():
@@ -45,7 +45,7 @@ def tokenizer():
 
         enc = tiktoken.get_encoding("o200k_base")
         return "tiktoken o200k_base", lambda s: len(enc.encode(s))
-    except Exception:  # noqa: BLE001 - not installed / no offline encoding file
+    except Exception:
         return "chars/4 estimate", lambda s: math.ceil(len(s) / 4)
 
 

@@ -27,9 +27,9 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hotcb import HotKernel, loss_actuators, mutable_state, optimizer_actuators  # noqa: E402
-from hotcb.jsonl import append_line, read_all  # noqa: E402
-from hotcb.ops import make_command  # noqa: E402
+from hotcb import HotKernel, loss_actuators, mutable_state, optimizer_actuators
+from hotcb.jsonl import append_line, read_all
+from hotcb.ops import make_command
 
 
 def cnn() -> nn.Module:

@@ -85,7 +85,7 @@ def download(data_dir: str | os.PathLike[str], url: str = URL) -> Path:
                            f"{FOLDER}/ here and pass --data-dir") from None
     with tarfile.open(archive, "r:gz") as tar:
         members = [m for m in tar.getmembers() if m.name.startswith(FOLDER) and ".." not in m.name]
-        tar.extractall(root, members=members)  # noqa: S202 - names filtered above
+        tar.extractall(root, members=members)
     archive.unlink()
     return find_folder(root)
 

@@ -64,7 +64,7 @@ class RecordedLLM:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
@@ -84,7 +84,7 @@ class RecordedLLM:
                     return
                 self._send(200, completion(reply, body.get("model") or owner.model, n))
 
-            def do_GET(self) -> None:  # noqa: N802 - /v1/models, for clients that probe it
+            def do_GET(self) -> None:
                 self._send(200, {"object": "list", "data": [{"id": owner.model, "object": "model"}]})
 
             def _send(self, code: int, doc: dict[str, Any]) -> None:

@@ -184,7 +184,7 @@ class CommandPath:
         except CallbackLoadError as e:
             k.publish_actuators()
             return self.record(op, ctx, "failed", error=str(e))
-        except BaseException as e:  # noqa: BLE001 - user code (callbacks) may raise even SystemExit
+        except BaseException as e:
             k.publish_actuators()
             return self.record(op, ctx, "failed", error=f"{type(e).__name__}: {str(e)[:500]}")
         if op.module == CB and op.op == "load" and op.id:

@@ -92,7 +92,7 @@ class LrProbe:
         return self._judge(lr, remaining)
 
     # complexity: each reason not to raise is its own early return, in the order a reader checks them
-    def _look(self, step: int, det: LossDetector, max_steps: int | None,  # noqa: PLR0911
+    def _look(self, step: int, det: LossDetector, max_steps: int | None,
               remaining: int | None) -> ProbeStep | None:
         """WAITING: one look per window at whether the run is far too slow."""
         c = self.config

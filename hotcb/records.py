@@ -10,7 +10,7 @@ has one JSON form, ``to_json()``/``from_json()``, with non-finite numbers going 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, TypeGuard
 
 from .codec import decode_number, encode
 
@@ -33,7 +33,7 @@ def _str(value: Any) -> str | None:
 MAX_STEP = 2**53  # past this a float step no longer names one step
 
 
-def is_step(value: Any) -> bool:
+def is_step(value: Any) -> TypeGuard[int | float]:
     """A step a reader can index by: a finite number in ``[0, 2**53]`` (not a bool); a line with
     any other step (``1e309``, NaN, negative, a string) is not a record."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -60,7 +60,7 @@ class MetricRecord:
         A value that is not a number (nor a non-finite tag) is left out."""
         if not isinstance(value, dict) or not isinstance(value.get("metrics"), dict):
             return None
-        step = value.get("step")
+        step: Any = value.get("step")
         if not is_step(step):
             return None
         metrics = {}

@@ -230,7 +230,7 @@ def _summary(name: str, tools: HotcbTools) -> RunSummary:
     listed as unreadable with the reason, never failing the whole list."""
     try:
         return summarize(name, tools)
-    except Exception as e:  # noqa: BLE001 - one run's hostile files must not hide the others
+    except Exception as e:
         return RunSummary(name=name, status="unreadable", error=f"{type(e).__name__}: {str(e)[:300]}")
 
 

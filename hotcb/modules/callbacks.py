@@ -89,7 +89,7 @@ def load_target(target: CallbackTarget, params: dict[str, Any], run_dir: Path,
         return _load_target(target, params, run_dir, allowed_dirs)
     except CallbackLoadError:
         raise
-    except BaseException as e:  # noqa: BLE001 - user code may raise anything, even SystemExit
+    except BaseException as e:
         raise CallbackLoadError(f"loading {target.path}:{target.symbol} raised {_what(e)}") from None
 
 
@@ -98,7 +98,7 @@ def _load_target(target: CallbackTarget, params: dict[str, Any], run_dir: Path,
     if target.kind == "module":
         try:
             module = importlib.import_module(target.path)
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             raise CallbackLoadError(f"cannot import {target.path}: {_what(e)}") from None
         source = getattr(module, "__file__", None)
     else:
@@ -111,7 +111,7 @@ def _load_target(target: CallbackTarget, params: dict[str, Any], run_dir: Path,
         try:
             sys.modules[name] = module
             spec.loader.exec_module(module)
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             sys.modules.pop(name, None)
             raise CallbackLoadError(f"error executing {file}: {_what(e)}") from None
         source = str(file)
@@ -223,7 +223,7 @@ class CallbackModule:
                         late = self.watchdog.end(call)
                     if late:
                         raise CallbackTimeout
-                except BaseException as e:  # noqa: BLE001 - nothing a callback raises may end training
+                except BaseException as e:
                     self._disable(cb, e, event, step)
                     break
 
@@ -253,5 +253,5 @@ def _close(obj: Any) -> None:
     if callable(closer):
         try:
             closer()
-        except BaseException:  # noqa: BLE001 - closing user code must not end the run either
+        except BaseException:
             pass

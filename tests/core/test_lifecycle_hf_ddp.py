@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 
-from tests.support.ddp_common import ROOT, check_ranks, drive  # noqa: E402
+from tests.support.ddp_common import ROOT, check_ranks, drive
 
 STEPS, LR_GATE, W_GATE = 14, 4, 9
 

@@ -17,9 +17,9 @@ import pytest
 
 pytest.importorskip("optuna")
 
-from hotcb import GuardConfig, HotKernel, HotOp, mutable_state  # noqa: E402
-from hotcb.actuators import HotcbActuator  # noqa: E402
-from hotcb.jsonl import read_all  # noqa: E402
+from hotcb import GuardConfig, HotKernel, HotOp, mutable_state
+from hotcb.actuators import HotcbActuator
+from hotcb.jsonl import read_all
 
 FAST = {"seed": 0, "horizon": 30, "settle": 5, "n_startup_trials": 4}
 

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("optuna")
 
-from hotcb.modules.tune_decide import (  # noqa: E402
+from hotcb.modules.tune_decide import (
     better,
     early_abort,
     limits_reached,
@@ -20,10 +20,10 @@ from hotcb.modules.tune_decide import (  # noqa: E402
     told_value,
     weights_wanted,
 )
-from hotcb.modules.tune_readonly import ReadOnly  # noqa: E402
-from hotcb.modules.tune_recipe import RiskLimits, TuneRecipe  # noqa: E402
-from hotcb.modules.tune_score import Score  # noqa: E402
-from hotcb.modules.tune_trial import NEVER, LiveTrial  # noqa: E402
+from hotcb.modules.tune_readonly import ReadOnly
+from hotcb.modules.tune_recipe import RiskLimits, TuneRecipe
+from hotcb.modules.tune_score import Score
+from hotcb.modules.tune_trial import NEVER, LiveTrial
 
 R = TuneRecipe(horizon=20, settle=5, min_points=4)
 

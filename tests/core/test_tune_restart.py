@@ -19,8 +19,8 @@ import pytest
 
 pytest.importorskip("optuna")
 
-from hotcb.jsonl import read_all  # noqa: E402
-from tests.core.test_tune import FAST, SyntheticRun  # noqa: E402
+from hotcb.jsonl import read_all
+from tests.core.test_tune import FAST, SyntheticRun
 
 FAIL = 3  # optuna TrialState.FAIL in the journal
 

@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 
 pytest.importorskip("optuna")
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from torch import nn
 
-from hotcb import HotKernel, HotOp, mutable_state, optimizer_actuators  # noqa: E402
-from hotcb.actuators import HotcbActuator  # noqa: E402
-from hotcb.jsonl import read_all  # noqa: E402
+from hotcb import HotKernel, HotOp, mutable_state, optimizer_actuators
+from hotcb.actuators import HotcbActuator
+from hotcb.jsonl import read_all
 
 # Linear regression with a known curvature: the loss Hessian is 2 x^T x / n = 2 I (x has
 # orthonormal columns scaled by sqrt(n)), so plain SGD on the full batch diverges above lr = 1.

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: make tests.support importable
-from tests.support.ddp_common import save_rank, script_args, wait_gate  # noqa: E402
+from tests.support.ddp_common import save_rank, script_args, wait_gate
 
 
 def main() -> None:
