@@ -70,5 +70,7 @@ def attach(kernel: Any) -> bool:
         return False
     kernel.dist = DistributedSync()
     kernel.is_writer = kernel.dist.rank == 0
+    if not kernel.is_writer:  # only the rank that owns the run's files holds the run
+        kernel.run_lock.release()
     kernel.snapshots.set_rank(kernel.dist.rank)
     return True

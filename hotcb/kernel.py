@@ -44,6 +44,7 @@ from .recipe import RecipePlayer
 from .rescue import RESCUE, Rescue
 from .rundir import ALERTS, CHECKPOINTS, RunDir
 from .rundir import TUNE as TUNE_FILE
+from .runlock import RunLock
 from .schedule import Schedule
 from .watched import WatchedFiles
 
@@ -81,6 +82,11 @@ class HotKernel:
         # Built before the process group (Lightning/HF start it in fit/train): the launcher's
         # environment tells a non-zero rank not to write until ``distributed.attach`` runs.
         self.is_writer = self.dist.rank == 0 if self.dist is not None else not launched_as_other_rank()
+        # One kernel per run: the rank that owns the run's files holds it for the kernel's life
+        # (raises RunLocked, naming the live holder, before anything is read or written).
+        self.run_lock = RunLock(self.run.root)
+        if self.is_writer:
+            self.run_lock.acquire(self.session)
 
         self.step = 0
         self.epoch: int | None = None
@@ -270,7 +276,10 @@ class HotKernel:
                 self.features.close()
         finally:
             self.closed = True
-            self._write_status(force=True)
+            try:
+                self._write_status(force=True)
+            finally:
+                self.run_lock.release()
 
     def __enter__(self) -> HotKernel:
         return self

@@ -1,0 +1,84 @@
+"""``RunLock``: one kernel per run directory.
+
+The kernel holds an exclusive ``flock`` on ``hotcb.kernel.lock`` for its whole life. The lock
+belongs to the open file description, so the OS drops it the moment the holder dies, however it
+dies: a crash never leaves a run stuck, and a restart after a kill acquires it at once. The file
+names the holder (pid, host, session) so a second kernel's refusal can say who it is; the file
+itself is left in place (removing it would let a third process lock a fresh inode beside a live
+holder).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from .errors import RunLocked
+from .jsonl import open_nofollow
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks, no guard
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_FILE = "hotcb.kernel.lock"
+
+
+class RunLock:
+    """The exclusive hold of one run directory by one kernel (``acquire`` / ``release``)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.path = Path(root) / LOCK_FILE
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self, session: str = "") -> None:
+        """Take the lock or raise ``RunLocked`` naming the live holder (never waits)."""
+        if self._fd is not None or fcntl is None:
+            return
+        fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise RunLocked(str(self.path.parent), holder) from None
+        try:
+            data = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "session": session,
+                               "since": time.time()}).encode()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, data + b"\n", 0)
+        except OSError:
+            pass  # a full disk: the lock holds all the same, only the holder's name is missing
+        self._fd = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            os.ftruncate(fd, 0)  # no stale name for whoever looks next
+        except OSError:
+            pass
+        os.close(fd)  # closing the last descriptor drops the flock
+
+    def __del__(self) -> None:  # a kernel whose construction failed after taking the lock
+        try:
+            self.release()
+        except Exception:
+            pass
+
+
+def _holder(fd: int) -> dict[str, object]:
+    try:
+        raw = os.pread(fd, 4096, 0)
+        value = json.loads(raw.decode("utf-8", "replace") or "{}")
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
