@@ -32,6 +32,7 @@ from .distributed import launched_as_other_rank
 from .freeze import FreezeState
 from .freeze_switch import FreezeSwitch
 from .heartbeat import Heartbeat
+from .intents import Intents
 from .jsonl import append_line, read_json, write_json_atomic
 from .judge import CodePolicy, View
 from .kernel_config import KernelConfig
@@ -98,7 +99,14 @@ class HotKernel:
         self._next_watch = 0.0
         self._next_error_log = 0.0
 
+        self.intents = Intents(self.run.intents)
+        started = self.intents.read()  # before the ledger: a rank that only reads sees both
         self.ledger = Ledger(self.run.ledger)
+        if self.is_writer:  # the lock holder: nothing else writes here now
+            self.run.remove_stale_tmp()
+            self.intents.recover(self.ledger, started)
+        else:
+            self.ledger.cmd_ids.update(i.cmd_id for i in started)
         self.locks = KnobLocks(self.run.locks)
         self.schedule = Schedule(self.run.schedule, self.ledger.history)
         # Where callback code (and recipes) may come from, for every source: the judge's policy.

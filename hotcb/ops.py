@@ -7,6 +7,7 @@ that cannot become one raises ``CommandError`` with the reason the ledger record
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 import uuid
@@ -134,6 +135,41 @@ def new_cmd_id() -> str:
     return uuid.uuid4().hex
 
 
+# A JSON string or a bracket: enough to walk a line's head by depth without parsing it.
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]]')
+_AFTER_KEY = re.compile(r'\s*:\s*("(?:[^"\\]|\\.)*")')
+HEAD_SCAN = 64 << 10  # the bytes of a refused line searched for its writer's cmd_id
+
+
+def valid_cmd_id(value: Any) -> bool:
+    """The one rule for a command id: a non-empty string of at most 128 characters."""
+    return isinstance(value, str) and bool(value.strip()) and len(value) <= 128
+
+
+def cmd_id_from_head(raw: str) -> str | None:
+    """The top-level ``cmd_id`` of a line refused before it became a command (too long, nested
+    too deep, not JSON), read from its first ``HEAD_SCAN`` characters without parsing the rest,
+    so the writer waiting on that id gets its refusal under it. None: no valid id there."""
+    head = raw[:HEAD_SCAN]
+    depth = 0
+    for m in _TOKEN.finditer(head):
+        tok = m.group()
+        if tok in "{[":
+            depth += 1
+        elif tok in "}]":
+            depth -= 1
+        elif depth == 1 and tok == '"cmd_id"':
+            value = _AFTER_KEY.match(head, m.end())
+            if value is None:
+                return None
+            try:
+                text = json.loads(value.group(1))
+            except ValueError:
+                return None
+            return text if valid_cmd_id(text) else None
+    return None
+
+
 def auto_cmd_id(raw: str, offset: int) -> str:
     """A stable id for a line that carries none (or cannot be parsed): same line, same id."""
     return "auto-" + hashlib.sha1(f"{offset}:{raw}".encode()).hexdigest()[:20]
@@ -149,7 +185,7 @@ def parse_command(rec: Any, fallback_id: str | None = None) -> HotOp:  # noqa: C
         # Exactly once needs an id of the writer's own: one derived from the line's position
         # would change if the file were rewritten, and the command would apply twice.
         raise CommandError("cmd_id is required (a unique string per command)")
-    if not isinstance(cmd_id, str) or not cmd_id.strip() or len(cmd_id) > 128:
+    if not valid_cmd_id(cmd_id):
         raise CommandError("cmd_id must be a non-empty string of at most 128 characters")
     module, op = rec.get("module"), rec.get("op")
     if not isinstance(module, str) or not _MODULE_RE.match(module):

@@ -18,13 +18,12 @@ from pathlib import Path
 
 from .errors import RunLocked
 from .jsonl import open_nofollow
+from .rundir import KERNEL_LOCK as LOCK_FILE
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no advisory locks, no guard
     fcntl = None  # type: ignore[assignment]
-
-LOCK_FILE = "hotcb.kernel.lock"
 
 
 class RunLock:
