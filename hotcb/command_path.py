@@ -253,6 +253,8 @@ class CommandPath:
             extra["at_step"] = op.at_step
         if op.lock:
             extra["lock"] = True
+        if op.evidence is not None:
+            extra["evidence"] = op.evidence.to_dict()  # what an automated decision rested on
         entry = {
             "cmd_id": op.cmd_id, "module": op.module, "op": op.op, "decision": decision, "step": ctx.step,
             "epoch": ctx.epoch, "event": ctx.event, "id": op.id, "source": str(op.source), "actor": op.actor,

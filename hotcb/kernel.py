@@ -254,7 +254,8 @@ class HotKernel:
         return View(code=self.code, guard=self.guard, freeze_mode=freeze.mode, freeze_source=freeze.source,
                     step=self.step if step is None else step,
                     locks=self.locks, groups=frozenset(state.groups()), knob=knob, knob_keys=state.keys,
-                    scheduled_source=self.schedule.source_of, run_verdict=self._run_verdict())
+                    scheduled_source=self.schedule.source_of, run_verdict=self._run_verdict(),
+                    evidence=getattr(self.collector, "check", None) if self.dist is None and self.is_writer else None)
 
     def _run_verdict(self) -> str | None:
         rescue = self.modules.get(RESCUE)

@@ -49,8 +49,9 @@ RESCUE_OPS = ("enable", "disable", "rollback")  # hotcb.rescue: the divergence w
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 _KNOWN_KEYS = {
     "cmd_id", "ts", "source", "actor", "reason", "module", "op", "id", "params", "target",
-    "at_step", "at_event", "lock", "enabled",
+    "at_step", "at_event", "lock", "enabled", "evidence",
 }
+NON_FINITE_TAGS = ("nan", "inf", "-inf")  # hotcb.codec's tags: a non-finite reading as JSON carries it
 
 
 class CommandError(ValueError):
@@ -82,6 +83,36 @@ class CallbackTarget:
         return {"kind": self.kind, "path": self.path, "symbol": self.symbol}
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """The metric reading an automated op rested on (``{"metric", "step", "value"}``). The kernel
+    checks it against the metrics it recorded itself (``hotcb.judge``): a reading it never
+    recorded -- a line some other writer appended to the metrics file -- moves nothing."""
+
+    metric: str
+    step: int
+    value: float | str  # a number, or a non-finite tag
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Evidence:
+        if not isinstance(d, dict):
+            raise CommandError("evidence must be an object {metric, step, value}")
+        metric, step, value = d.get("metric"), d.get("step"), d.get("value")
+        if not isinstance(metric, str) or not 0 < len(metric) <= 200:
+            raise CommandError("evidence.metric must be a metric name (at most 200 characters)")
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise CommandError(f"evidence.step must be a non-negative integer, got {step!r}")
+        if isinstance(value, bool) or not (isinstance(value, (int, float)) or value in NON_FINITE_TAGS):
+            raise CommandError("evidence.value must be a number or one of " + ", ".join(NON_FINITE_TAGS))
+        return cls(metric, step, float(value) if isinstance(value, int) else value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "step": self.step, "value": self.value}
+
+    def __str__(self) -> str:
+        return f"{self.metric}={self.value!r} at step {self.step}"
+
+
 @dataclass
 class HotOp:
     """One operation, as the kernel routes it."""
@@ -100,6 +131,7 @@ class HotOp:
     at_event: str | None = None
     lock: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    evidence: Evidence | None = None  # the reading an automated op rested on (optional)
 
     def __post_init__(self) -> None:
         self.source = Source(self.source)  # a plain string from a file or a caller: typed here, once
@@ -127,6 +159,8 @@ class HotOp:
             rec["at_event"] = self.at_event
         if self.lock:
             rec["lock"] = True
+        if self.evidence is not None:
+            rec["evidence"] = self.evidence.to_dict()
         rec.update(self.extra)
         return rec
 
@@ -214,6 +248,7 @@ def parse_command(rec: Any, fallback_id: str | None = None) -> HotOp:  # noqa: C
         if rec.get(key) is not None and not isinstance(rec.get(key), str):
             raise CommandError(f"{key} must be a string")
     ts = rec.get("ts", 0.0)
+    evidence = Evidence.from_dict(rec["evidence"]) if rec.get("evidence") is not None else None
     return HotOp(
         module=module,
         op=op,
@@ -229,6 +264,7 @@ def parse_command(rec: Any, fallback_id: str | None = None) -> HotOp:  # noqa: C
         at_event=at_event,
         lock=bool(rec.get("lock", False)),
         extra={k: v for k, v in rec.items() if k not in _KNOWN_KEYS},
+        evidence=evidence,
     )
 
 
