@@ -28,7 +28,7 @@ from .checkpoint import Snapshots, kernel_state, live_knob_values, load_kernel_s
 from .collector import MetricsCollector
 from .command_path import CommandPath, Line
 from .core_ops import CoreOps
-from .distributed import launched_as_other_rank
+from .distributed import launched_as_other_rank, rank_unknown_yet
 from .freeze import FreezeState
 from .freeze_switch import FreezeSwitch
 from .heartbeat import Heartbeat
@@ -87,7 +87,7 @@ class HotKernel:
         # (raises RunLocked, naming the live holder, before anything is read or written).
         self.run_lock = RunLock(self.run.root)
         if self.is_writer:
-            self.run_lock.acquire(self.session)
+            self.run_lock.acquire(self.session, defer=self.dist is None and rank_unknown_yet())
 
         self.step = 0
         self.epoch: int | None = None
@@ -102,7 +102,7 @@ class HotKernel:
         self.intents = Intents(self.run.intents)
         started = self.intents.read()  # before the ledger: a rank that only reads sees both
         self.ledger = Ledger(self.run.ledger)
-        if self.is_writer:  # the lock holder: nothing else writes here now
+        if self.run_lock.held:  # the lock holder: nothing else writes here now
             self.run.remove_stale_tmp()
             self.intents.recover(self.ledger, started)
         else:

@@ -32,22 +32,42 @@ class RunLock:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.path = Path(root) / LOCK_FILE
         self._fd: int | None = None
+        self.session = ""
+        self.deferred = False  # held by another process, to be taken at ``distributed.attach``
+        self._unguarded = False  # no advisory locks on this platform: held as far as anyone can tell
 
     @property
     def held(self) -> bool:
-        return self._fd is not None
+        return self._fd is not None or self._unguarded
 
-    def acquire(self, session: str = "") -> None:
-        """Take the lock or raise ``RunLocked`` naming the live holder (never waits)."""
-        if self._fd is not None or fcntl is None:
+
+    def acquire(self, session: str = "", *, wait_s: float = 0.0, defer: bool = False) -> None:
+        """Take the lock or raise ``RunLocked`` naming the live holder. ``wait_s``: keep trying
+        that long (a sibling rank about to let go). ``defer``: a process that cannot know its
+        rank yet (spawned ranks before the process group) leaves a held lock to
+        ``distributed.attach``, which takes it for rank 0 only."""
+        if fcntl is None:
+            self._unguarded = True
+        if self.held:
             return
+        self.session = session
         fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = _holder(fd)
-            os.close(fd)
-            raise RunLocked(str(self.path.parent), holder) from None
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                holder = _holder(fd)
+                os.close(fd)
+                if defer:
+                    self.deferred = True
+                    return
+                raise RunLocked(str(self.path.parent), holder) from None
+        self.deferred = False
         try:
             data = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "session": session,
                                "since": time.time()}).encode()
@@ -58,6 +78,7 @@ class RunLock:
         self._fd = fd
 
     def release(self) -> None:
+        self._unguarded = False
         fd, self._fd = self._fd, None
         if fd is None:
             return

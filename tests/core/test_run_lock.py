@@ -51,3 +51,46 @@ def test_close_releases_the_run_and_a_second_kernel_in_process_is_refused(run_di
     assert f"pid {os.getpid()}" in str(err.value)
     k.close()
     HotKernel(run_dir).close()  # released by close(): the next kernel takes it at once
+
+
+def _ddp_worker(rank: int, port: int, run_dir: str, out_dir: str, late: bool) -> None:
+    import json
+
+    import torch.distributed as dist
+
+    from hotcb.distributed import attach
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    kernel = HotKernel(run_dir) if late else None  # before the process group: rank unknown yet
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        if late:
+            attach(kernel)
+        else:
+            kernel = HotKernel(run_dir)
+        dist.barrier()  # both attached: the lock is where it stays
+        holder = json.loads((Path(run_dir) / "hotcb.kernel.lock").read_text())
+        Path(out_dir, f"rank{rank}.json").write_text(json.dumps({"held": kernel.run_lock.held, "holder": holder,
+                                                                "pid": os.getpid()}))
+        dist.barrier()
+        kernel.close()
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("late", [False, True], ids=["kernel_after_init", "kernel_before_init"])
+def test_in_ddp_only_the_writing_rank_holds_the_run(run_dir: Path, tmp_path: Path, late: bool) -> None:
+    import json
+    import socket
+
+    from tests.support.spawn import spawn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spawn(_ddp_worker, (port, str(run_dir), str(tmp_path), late), nprocs=2)
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["held"] and not r1["held"]
+    assert r0["holder"]["pid"] == r1["holder"]["pid"] == r0["pid"]  # rank 0's name on the lock
+    HotKernel(run_dir).close()  # both ranks gone: free at once
