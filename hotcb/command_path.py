@@ -229,7 +229,10 @@ class CommandPath:
         """The handler ran: its decision goes to the ledger first, then the files it changed are
         published (a crash between handler and ledger is then as short as it can be)."""
         entry = self.record(op, ctx, decision, payload=payload, error=error)
-        self.kernel.publish_actuators()
+        try:
+            self.kernel.publish_actuators()
+        except OSError as e:  # decided and recorded; the file is written again at the next change
+            self.kernel.report_error(e)
         return entry
 
     def _hold(self, op: HotOp, who: str, e: OSError) -> bool:

@@ -173,7 +173,10 @@ class HotKernel:
     def publish_status(self) -> None:
         """Write ``hotcb.status.json`` now, whatever ``status_interval_s`` (evals edit: a harness
         that ticks its controller at fixed steps publishes the step the controller reads)."""
-        self._write_status(force=True)
+        try:
+            self._write_status(force=True)
+        except OSError as e:  # a full disk: the decision stands; the heartbeat writes it again later
+            self.report_error(e)
 
     def add_actuators(self, actuators: list[Any]) -> None:
         """Add knobs after start-up (adapters discover optimizers at fit start). A key that

@@ -150,3 +150,33 @@ def test_a_persons_command_during_a_full_disk_is_held_and_applied_once_space_ret
         assert "l2_w" in read_json(run_dir / "hotcb.actuators.json")["locks"]
     finally:
         loop.close()
+
+
+def test_a_persons_freeze_during_a_full_disk_is_applied_not_rejected(
+        run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hotcb.kernel as kernel_mod
+    from hotcb.freeze import FreezeState
+
+    loop = Loop(run_dir, watch_interval_s=0.0, status_interval_s=0.0)
+    real = kernel_mod.write_json_atomic
+    failures = {"left": 3}
+
+    def full_disk(path, obj) -> None:  # the disk edge: the status file cannot be written for a while
+        if Path(path).name == "hotcb.status.json" and failures["left"] > 0:
+            failures["left"] -= 1
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, obj)
+
+    try:
+        loop.run(1)
+        monkeypatch.setattr(kernel_mod, "write_json_atomic", full_disk)
+        FreezeState(mode="prod", source="human", actor="ana", cmd_id="fz-1").save(run_dir / "hotcb.freeze.json")
+        loop.run(2)
+        entry = loop.decision("fz-1")
+        assert entry["decision"] == "applied", entry
+        assert loop.kernel.freeze.mode == "prod"
+        wait_for(lambda: (loop.run(1), failures["left"] == 0)[1], 30, what="the fault to clear")
+        loop.run(1)
+        assert read_json(run_dir / "hotcb.status.json")["freeze_mode"] == "prod"  # published once space returns
+    finally:
+        loop.close()
