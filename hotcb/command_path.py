@@ -55,6 +55,7 @@ class CommandPath:
         self._refused_files: set[str] = set()  # run files refused (symlinks): recorded once each
         self.held: str | None = None  # why a person's command line waits for a transient write error
         self._line_op = False  # the op being processed came from a commands-file line
+        self._handlers = 0  # handlers running now (one may submit an op of its own)
 
     # ------------------------------------------------------------------ reading
     def poll(self, ctx: ApplyContext) -> None:
@@ -209,7 +210,11 @@ class CommandPath:
             module = k.module_for(op.module)
             if k.is_writer:
                 k.intents.begin(op, ctx)  # durable before the handler: a crash from here is "interrupted"
-            payload = module.handle(op, ctx) if module is not None else self.knobs.handle(op, ctx, view, k.is_writer)
+            self._handlers += 1
+            try:
+                payload = module.handle(op, ctx) if module is not None else self.knobs.handle(op, ctx, view, k.is_writer)
+            finally:
+                self._handlers -= 1
         except ValueRefused as e:
             return self._decided(op, ctx, "rejected", error=str(e))
         except CallbackLoadError as e:
@@ -229,6 +234,8 @@ class CommandPath:
         """The handler ran: its decision goes to the ledger first, then the files it changed are
         published (a crash between handler and ledger is then as short as it can be)."""
         entry = self.record(op, ctx, decision, payload=payload, error=error)
+        if self.kernel.is_writer and not self.kernel.ledger.pending and not self._handlers:
+            self.kernel.intents.compact()  # every intent on file is decided now (no handler is running)
         try:
             self.kernel.publish_actuators()
         except OSError as e:  # decided and recorded; the file is written again at the next change

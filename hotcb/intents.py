@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .ops import HotOp
 
 MAX_INTENT_PARAMS = 8 << 10  # params larger than this are kept as their size only
+COMPACT_BYTES = 1 << 20  # the file is emptied past this size, at a moment every intent is decided
 INTERRUPTED_REASON = ("the training process ended while this command was being applied (its handler had "
                       "started, no decision was written); not run again, so it may have taken partial effect")
 
@@ -103,6 +104,15 @@ class Intents:
         if not ledger.pending:
             self.clear()
         return done
+
+    def compact(self) -> None:
+        """Empty a file grown past ``COMPACT_BYTES``; call only when every intent on it has its
+        decision written (none in flight, no ledger entry held)."""
+        try:
+            if os.lstat(self.path).st_size > COMPACT_BYTES:
+                self.clear()
+        except OSError:
+            pass
 
     def clear(self) -> None:
         try:

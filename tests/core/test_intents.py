@@ -116,7 +116,7 @@ def test_a_failed_snapshot_leaves_no_tmp(run_dir: Path) -> None:
                 pass
 
         loop.kernel.register_state("bad", Unpicklable())
-        with pytest.raises(pickle.PicklingError):
+        with pytest.raises((pickle.PicklingError, AttributeError)):  # by pickler
             loop.kernel.snapshots.take(1, {}, "test")
         assert [p.name for p in (run_dir / "hotcb.checkpoints").iterdir() if p.suffix == ".tmp"] == []
     finally:
