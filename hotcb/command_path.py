@@ -215,8 +215,8 @@ class CommandPath:
                 payload = module.handle(op, ctx) if module is not None else self.knobs.handle(op, ctx, view, k.is_writer)
             finally:
                 self._handlers -= 1
-        except ValueRefused as e:
-            return self._decided(op, ctx, "rejected", error=str(e))
+        except ValueRefused as e:  # refused before it changed anything: nothing to publish
+            return self.record(op, ctx, "rejected", error=str(e))
         except CallbackLoadError as e:
             return self._decided(op, ctx, "failed", error=str(e))
         except OSError as e:
