@@ -169,9 +169,9 @@ def new_cmd_id() -> str:
     return uuid.uuid4().hex
 
 
-# A JSON string or a bracket: enough to walk a line's head by depth without parsing it.
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]]')
-_AFTER_KEY = re.compile(r'\s*:\s*("(?:[^"\\]|\\.)*")')
+# The characters that matter when walking a line's head by depth without parsing it.
+_SPECIAL = re.compile(r'["{}\[\]]')
+_COLON = re.compile(r'\s*:\s*"')
 HEAD_SCAN = 64 << 10  # the bytes of a refused line searched for its writer's cmd_id
 
 
@@ -180,27 +180,51 @@ def valid_cmd_id(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip()) and len(value) <= 128
 
 
+def _string_end(text: str, start: int) -> int:
+    """The index of the quote closing the JSON string opened at ``start`` (-1: none). Linear: each
+    backslash is counted once, by the quote that follows it."""
+    j = start + 1
+    while True:
+        j = text.find('"', j)
+        if j < 0:
+            return -1
+        k = j - 1
+        while k > start and text[k] == "\\":
+            k -= 1
+        if (j - 1 - k) % 2 == 0:  # an even run of backslashes: this quote is not escaped
+            return j
+        j += 1
+
+
 def cmd_id_from_head(raw: str) -> str | None:
     """The top-level ``cmd_id`` of a line refused before it became a command (too long, nested
     too deep, not JSON), read from its first ``HEAD_SCAN`` characters without parsing the rest,
-    so the writer waiting on that id gets its refusal under it. None: no valid id there."""
+    so the writer waiting on that id gets its refusal under it. None: no valid id there.
+    Linear in the head, whatever it holds."""
     head = raw[:HEAD_SCAN]
-    depth = 0
-    for m in _TOKEN.finditer(head):
-        tok = m.group()
-        if tok in "{[":
-            depth += 1
-        elif tok in "}]":
-            depth -= 1
-        elif depth == 1 and tok == '"cmd_id"':
-            value = _AFTER_KEY.match(head, m.end())
-            if value is None:
+    depth, i = 0, 0
+    while (m := _SPECIAL.search(head, i)) is not None:
+        i = m.start()
+        if head[i] != '"':
+            depth += 1 if head[i] in "{[" else -1
+            i += 1
+            continue
+        end = _string_end(head, i)
+        if end < 0:
+            return None
+        if depth == 1 and head[i:end + 1] == '"cmd_id"':
+            colon = _COLON.match(head, end + 1)
+            if colon is None:
+                return None
+            value_end = _string_end(head, colon.end() - 1)
+            if value_end < 0 or value_end - colon.end() > 1024:
                 return None
             try:
-                text = json.loads(value.group(1))
+                text = json.loads(head[colon.end() - 1:value_end + 1])
             except ValueError:
                 return None
             return text if valid_cmd_id(text) else None
+        i = end + 1
     return None
 
 
