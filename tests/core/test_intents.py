@@ -180,3 +180,21 @@ def test_a_persons_freeze_during_a_full_disk_is_applied_not_rejected(
         assert read_json(run_dir / "hotcb.status.json")["freeze_mode"] == "prod"  # published once space returns
     finally:
         loop.close()
+
+
+@pytest.mark.parametrize(("head", "expected"), [
+    ('{"cmd_id":"abc","x":', "abc"),
+    ('{"params":{"cmd_id":"nested"},"cmd_id":"top"', "top"),  # only the line's own, top-level id
+    ('{"a":"\\"cmd_id\\":\\"fake\\"","cmd_id":"real"', "real"),  # an id quoted inside a string is text
+    ('{"a":"x\\\\","cmd_id":"after-escaped-backslash"', "after-escaped-backslash"),
+    ('{"a":["}","{"],"cmd_id":"brackets-in-strings"', "brackets-in-strings"),
+    ('{"cmd_id":"q\\u0041"', "qA"),
+    ('{"cmd_id":5,', None),
+    ('{"cmd_id":"' + "x" * 200 + '"', None),  # malformed: the refusal goes under an auto id
+    ('[{"cmd_id":"in-a-list"}]', None),
+    ('{"a":"' + '\\"' * 20000, None),  # an unterminated string of escaped quotes: no id, no stall
+])
+def test_cmd_id_read_from_a_refused_lines_head(head: str, expected: str | None) -> None:
+    from hotcb.ops import cmd_id_from_head
+
+    assert cmd_id_from_head(head) == expected
