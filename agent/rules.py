@@ -17,6 +17,7 @@ from typing import Any
 from hotcb.mcp_server import trend_math
 from hotcb.mcp_server.registry import ToolError
 
+from hotcb.codec import tag
 from hotcb.divergence import LossDetector, Verdict
 
 from .actions import Unresolvable, resolve
@@ -389,6 +390,9 @@ class RulesAutopilot:
             if res:
                 f.outcome.append(f"proposed {op['module']}.{op['op']} {op.get('params')} ({res['proposal_id']})")
         else:
+            steps, values = self.obs.series.get(f.metric) or ([], [])
+            if steps:  # the reading it rests on: the kernel refuses one it never recorded itself
+                op = {**op, "evidence": {"metric": f.metric, "step": int(steps[-1]), "value": tag(values[-1])}}
             res = self._call(f, "apply_op", op)
             if res:
                 f.outcome.append(f"{op['module']}.{op['op']} {op.get('params') or ''} {res['decision']}")

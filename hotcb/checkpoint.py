@@ -14,6 +14,7 @@ back to after a restart.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import re
@@ -26,6 +27,7 @@ from .actuators.actuator import _plain
 from .actuators.state import MutableState
 
 _FILE_RE = re.compile(r"^step-(\d{9})(?:\.rank(\d+))?\.pt$")
+_TMP_RE = re.compile(r"^step-\d{9}(?:\.rank(\d+))?\.tmp$")
 
 
 def _to_cpu(obj: Any) -> Any:
@@ -166,8 +168,13 @@ class Snapshots:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self._file(snap.step)
         tmp = path.with_suffix(".tmp")
-        torch.save({"step": snap.step, "states": snap.states, "knobs": snap.knobs, "reason": snap.reason}, tmp)
-        os.replace(tmp, path)  # a crash mid-save never leaves a truncated snapshot behind
+        try:
+            torch.save({"step": snap.step, "states": snap.states, "knobs": snap.knobs, "reason": snap.reason}, tmp)
+            os.replace(tmp, path)  # a crash mid-save never leaves a truncated snapshot behind
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()  # a full disk: no half-written file left behind
+            raise
         return path
 
     def _load(self, snap: Snapshot) -> dict[str, Any]:
@@ -182,6 +189,11 @@ class Snapshots:
             return
         found = []
         for p in self.directory.iterdir():
+            tmp = _TMP_RE.match(p.name)
+            if tmp and tmp.group(1) == (None if self.rank is None else str(self.rank)):
+                with contextlib.suppress(OSError):
+                    p.unlink()  # this rank's save killed midway (each rank owns its files)
+                continue
             m = _FILE_RE.match(p.name)
             rank = int(m.group(2)) if m and m.group(2) is not None else None
             if m and rank == self.rank:

@@ -9,6 +9,7 @@ read again then, so none is lost or decided twice. One bad line never wedges the
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import uuid
@@ -16,17 +17,31 @@ from typing import TYPE_CHECKING, Any
 
 from .actuators.actuator import ValueRefused
 from .jsonl import JsonlTail, UnsafeFile
-from .judge import Refusal, judge
+from .judge import Refusal, is_human, judge
 from .knob_ops import KnobOps
 from .modules import ApplyContext
 from .modules.callbacks import CallbackLoadError
-from .ops import CB, CORE, RESCUE, CommandError, HotOp, Source, auto_cmd_id, parse_command
+from .ops import (
+    CB,
+    CORE,
+    RESCUE,
+    CommandError,
+    HotOp,
+    Source,
+    auto_cmd_id,
+    cmd_id_from_head,
+    parse_command,
+    valid_cmd_id,
+)
 
 if TYPE_CHECKING:
     from .kernel import HotKernel
 
 log = logging.getLogger("hotcb")
 Line = tuple[int, str, Any, "str | None"]  # offset, raw text, parsed value, parse error
+# Write errors that pass (space freed, a disk remounted): a person's command waits them out.
+TRANSIENT_ERRNOS = frozenset(
+    c for c in (getattr(errno, n, None) for n in ("ENOSPC", "EROFS", "EDQUOT", "EAGAIN", "EINTR")) if c is not None)
 
 
 class CommandPath:
@@ -38,11 +53,14 @@ class CommandPath:
         # added in code was put there by the script's author, a human.
         self.cb_loaders: dict[str, str] = {}
         self._refused_files: set[str] = set()  # run files refused (symlinks): recorded once each
+        self.held: str | None = None  # why a person's command line waits for a transient write error
+        self._line_op = False  # the op being processed came from a commands-file line
+        self._handlers = 0  # handlers running now (one may submit an op of its own)
 
     # ------------------------------------------------------------------ reading
     def poll(self, ctx: ApplyContext) -> None:
         """Single process: decide the new lines (one ``stat`` when there are none)."""
-        if not self.tail.changed() and not self.kernel.ledger.pending:
+        if not self.tail.changed() and not self.kernel.ledger.pending and self.held is None:
             return
         self.decide_lines(self.read_lines(), ctx, rewind=True)
 
@@ -50,6 +68,7 @@ class CommandPath:
         ledger = self.kernel.ledger
         if ledger.pending and not ledger.flush():
             return []  # decisions still held: read nothing new until they are written
+        self.held = None  # a held command line is read (and tried) again now
         resets = self.tail.reset_count
         try:
             lines = self.tail.read_new()
@@ -65,9 +84,17 @@ class CommandPath:
         """``rewind``: this process read the lines, so a held decision re-reads those after it."""
         for i, (offset, raw, value, error) in enumerate(lines):
             try:
+                self._line_op = True
                 self._handle_line(offset, raw, value, error, ctx)
             except Exception as e:  # one line never wedges the stream: it gets a decision
                 self._handle_line_error(offset, raw, value, e, ctx)
+            finally:
+                self._line_op = False
+            if self.held is not None:  # this very line is read again at the next poll
+                if rewind:
+                    self.tail.offset = offset
+                    self.tail.size_seen = -1
+                break
             if self.kernel.ledger.pending:
                 # Its decision could not be written (a full disk): it stays held and is retried
                 # first; the lines after it are read again then, none is lost or decided twice.
@@ -77,8 +104,8 @@ class CommandPath:
                 break
 
     def _handle_line_error(self, offset: int, raw: str, value: Any, e: Exception, ctx: ApplyContext) -> None:
-        given = value.get("cmd_id") if isinstance(value, dict) else None
-        cmd_id = given if isinstance(given, str) and 0 < len(given) <= 128 else auto_cmd_id(raw, offset)
+        given = value.get("cmd_id") if isinstance(value, dict) else cmd_id_from_head(raw)
+        cmd_id = given if valid_cmd_id(given) else auto_cmd_id(raw, offset)
         if not self.kernel.ledger.has(cmd_id):
             self.record_refusal(cmd_id, None, f"could not be handled: {type(e).__name__}: {str(e)[:300]}", ctx, raw=raw)
 
@@ -103,15 +130,18 @@ class CommandPath:
         ledger, schedule = self.kernel.ledger, self.kernel.schedule
         fallback = auto_cmd_id(raw, offset)
         if error is not None:
-            if not ledger.has(fallback):
-                self.record_refusal(fallback, None, error, ctx, raw=raw)
+            # Too long, too deep or not JSON: the writer waiting on its cmd_id hears it under that id.
+            cmd_id = cmd_id_from_head(raw) or fallback
+            if not ledger.has(cmd_id):
+                self.record_refusal(cmd_id, None, error, ctx, raw=raw)
             return
         try:
             op = parse_command(value)
         except CommandError as e:
             given = value.get("cmd_id") if isinstance(value, dict) else None
-            # A usable id of its own keeps one refusal per command; anything else gets the line's id.
-            cmd_id = given if isinstance(given, str) and 0 < len(given) <= 128 else fallback
+            # A usable id of its own keeps one refusal per command; anything else gets the line's id
+            # (the refusal then says the id is malformed).
+            cmd_id = given if valid_cmd_id(given) else fallback
             if not ledger.has(cmd_id):
                 self.record_refusal(cmd_id, value if isinstance(value, dict) else None, str(e), ctx, raw=raw)
             return
@@ -178,19 +208,49 @@ class CommandPath:
             if op.op == "set_params" and op.module in k.state.groups():  # rescue (issue 13): pre-change snapshot
                 k.modules[RESCUE].before_change(op, ctx)
             module = k.module_for(op.module)
-            payload = module.handle(op, ctx) if module is not None else self.knobs.handle(op, ctx, view, k.is_writer)
-        except ValueRefused as e:
+            if k.is_writer:
+                k.intents.begin(op, ctx)  # durable before the handler: a crash from here is "interrupted"
+            self._handlers += 1
+            try:
+                payload = module.handle(op, ctx) if module is not None else self.knobs.handle(op, ctx, view, k.is_writer)
+            finally:
+                self._handlers -= 1
+        except ValueRefused as e:  # refused before it changed anything: nothing to publish
             return self.record(op, ctx, "rejected", error=str(e))
         except CallbackLoadError as e:
-            k.publish_actuators()
-            return self.record(op, ctx, "failed", error=str(e))
-        except BaseException as e:
-            k.publish_actuators()
-            return self.record(op, ctx, "failed", error=f"{type(e).__name__}: {str(e)[:500]}")
+            return self._decided(op, ctx, "failed", error=str(e))
+        except OSError as e:
+            if self._hold(op, who, e):
+                return {"cmd_id": op.cmd_id, "decision": "held", "error": self.held}
+            return self._decided(op, ctx, "failed", error=f"{type(e).__name__}: {str(e)[:500]}")
+        except BaseException as e:  # user code (callbacks) may raise even SystemExit
+            return self._decided(op, ctx, "failed", error=f"{type(e).__name__}: {str(e)[:500]}")
         if op.module == CB and op.op == "load" and op.id:
             self.cb_loaders[op.id] = op.source
-        k.publish_actuators()  # before the ledger: whoever reads "applied" then reads the knobs it made
-        return self.record(op, ctx, "applied", payload=payload)
+        return self._decided(op, ctx, "applied", payload=payload)
+
+    def _decided(self, op: HotOp, ctx: ApplyContext, decision: str, *, payload: dict[str, Any] | None = None,
+                 error: str | None = None) -> dict[str, Any]:
+        """The handler ran: its decision goes to the ledger first, then the files it changed are
+        published (a crash between handler and ledger is then as short as it can be)."""
+        entry = self.record(op, ctx, decision, payload=payload, error=error)
+        if self.kernel.is_writer and not self.kernel.ledger.pending and not self._handlers:
+            self.kernel.intents.compact()  # every intent on file is decided now (no handler is running)
+        try:
+            self.kernel.publish_actuators()
+        except OSError as e:  # decided and recorded; the file is written again at the next change
+            self.kernel.report_error(e)
+        return entry
+
+    def _hold(self, op: HotOp, who: str, e: OSError) -> bool:
+        """A person's command from the commands file that met a transient write error (a full or
+        read-only disk): no decision now; its line is read again at the next poll, as the
+        ledger's own held writes are retried."""
+        if not (self._line_op and is_human(who) and e.errno in TRANSIENT_ERRNOS and self.kernel.dist is None):
+            return False
+        self.held = f"{type(e).__name__}: {e}"
+        self.kernel.note_error(f"command {op.cmd_id} held: {self.held}; retried at the next poll")
+        return True
 
     # ------------------------------------------------------------------ the ledger
     def record(self, op: HotOp, ctx: ApplyContext, decision: str, *, payload: dict[str, Any] | None = None,
@@ -203,6 +263,8 @@ class CommandPath:
             extra["at_step"] = op.at_step
         if op.lock:
             extra["lock"] = True
+        if op.evidence is not None:
+            extra["evidence"] = op.evidence.to_dict()  # what an automated decision rested on
         entry = {
             "cmd_id": op.cmd_id, "module": op.module, "op": op.op, "decision": decision, "step": ctx.step,
             "epoch": ctx.epoch, "event": ctx.event, "id": op.id, "source": str(op.source), "actor": op.actor,

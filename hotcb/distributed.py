@@ -15,6 +15,7 @@ from typing import Any
 # Set by launchers for each process of a multi-process job: torchrun sets RANK (and LOCAL_RANK);
 # Lightning's ``ddp`` launcher re-runs the script with LOCAL_RANK/NODE_RANK but no RANK.
 RANK_ENV = ("RANK", "LOCAL_RANK", "NODE_RANK")
+LOCK_WAIT_S = 60.0  # rank 0 waits this long at attach for a sibling that took the run lock first
 
 
 class DistributedSync:
@@ -53,6 +54,14 @@ def launched_as_other_rank(environ: Mapping[str, str] | None = None) -> bool:
         return False
 
 
+def rank_unknown_yet(environ: Mapping[str, str] | None = None) -> bool:
+    """A process of a multi-process job started without a rank in its environment (spawned
+    ranks: ``MASTER_ADDR``/``MASTER_PORT`` only) and no process group yet: rank 0 or not is only
+    known at ``attach``."""
+    env = os.environ if environ is None else environ
+    return not any(k in env for k in RANK_ENV) and ("MASTER_ADDR" in env or "MASTER_PORT" in env)
+
+
 def attach(kernel: Any) -> bool:
     """Make a kernel built before the process group existed distributed-aware.
 
@@ -70,5 +79,9 @@ def attach(kernel: Any) -> bool:
         return False
     kernel.dist = DistributedSync()
     kernel.is_writer = kernel.dist.rank == 0
+    if not kernel.is_writer:  # only the rank that owns the run's files holds the run
+        kernel.run_lock.release()
+    elif kernel.run_lock.deferred:  # a sibling rank held it at construction; it lets go at its attach
+        kernel.run_lock.acquire(kernel.run_lock.session, wait_s=LOCK_WAIT_S)
     kernel.snapshots.set_rank(kernel.dist.rank)
     return True

@@ -34,6 +34,8 @@ O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 MAX_DEPTH = 64
 # Lines longer than this (bytes) are refused unparsed; readers of big data lines raise it.
 DEFAULT_MAX_LINE = 1 << 20
+# What an over-long line keeps of itself: its head, where a command's writer put its cmd_id.
+LINE_HEAD = 64 << 10
 
 
 class UnsafeFile(OSError):
@@ -270,7 +272,7 @@ class JsonlTail:
             if nl >= 0:
                 h.update(block[:nl])
                 size += nl
-                line = Line(self.offset, head[:200].decode("utf-8", "replace"), None,
+                line = Line(self.offset, head[:LINE_HEAD].decode("utf-8", "replace"), None,
                             f"line of {size} bytes exceeds the limit of {self.max_line_bytes} "
                             f"(sha256 {h.hexdigest()[:16]}); not parsed")
                 self.offset += size + 1
@@ -280,7 +282,7 @@ class JsonlTail:
             size += len(block)
 
     def _oversized(self, offset: int, raw_b: bytes, size: int) -> Line:
-        return Line(offset, raw_b[:200].decode("utf-8", "replace"), None,
+        return Line(offset, raw_b[:LINE_HEAD].decode("utf-8", "replace"), None,
                     f"line of {size} bytes exceeds the limit of {self.max_line_bytes} "
                     f"(sha256 {digest(raw_b)}); not parsed")
 

@@ -11,10 +11,12 @@ replay (``who``), so an agent cannot launder an op through a recipe. The kinds o
 
 - ``human``, ``yaml``: a person (or a file a person wrote) -- the guard's bounds only.
 - ``agent``, ``rule``, ``tune``: automation -- bounds, ratio limits, cooldowns, locks, no
-  human-only core op, and (agent) a reason for every op. An agent's rollback (``rescue`` or
+  human-only core op, and (agent) a reason for every op. Automation's rollback (``rescue`` or
   ``core``) needs a run the divergence detector does not call healthy: the rescue acts on a
   blow-up itself, at its step, and a model that rolls back a healthy run throws away its
-  progress and cuts its lr (a 1.5B model did, "no change needed", twice in one wake).
+  progress and cuts its lr (a 1.5B model did, "no change needed", twice in one wake). An
+  automated op that names its ``evidence`` (the metric reading it rested on) is refused unless
+  the kernel recorded that reading itself: the metrics file is a run file anyone may append to.
 - ``replay``: an entry of a recipe, judged as the source that started it.
 
 Code: whatever the source, a callback is loaded only from the places the training process
@@ -162,6 +164,10 @@ class View:
     # The rescue's divergence verdict on the loss (None: unknown, no rescue, or a distributed run,
     # where each rank sees its own loss and every rank must judge alike).
     run_verdict: str | None = None
+    # Why a reading is not among the metrics the kernel recorded itself (None: it is); the view
+    # has no checker (None) where the kernel's in-process metrics are not at hand (the tool
+    # surface's early look, a distributed run whose ranks must judge alike).
+    evidence: Callable[[str, int, Any], str | None] | None = None
 
 
 def judge(op: HotOp, who: str, view: View, *, static: bool = False) -> Refusal | None:
@@ -176,6 +182,11 @@ def judge(op: HotOp, who: str, view: View, *, static: bool = False) -> Refusal |
         ignored = freeze_decision(view.freeze_mode, op.module, op.op, op.source, owner=view.freeze_source)
         if ignored is not None:
             return Refusal(Decision(ignored), f"freeze mode is {view.freeze_mode!r}")
+    if op.evidence is not None and not is_human(who) and not static and view.evidence is not None:
+        unseen = view.evidence(op.evidence.metric, op.evidence.step, op.evidence.value)
+        if unseen is not None:
+            return _rejected(f"evidence not in the kernel's metrics: {op.evidence} ({unseen}); "
+                             "automation acts only on readings the training process recorded itself")
     refusal = _by_module(op, who, view, static)
     if refusal is None and op.source == "agent" and not static and not (op.reason and op.reason.strip()):
         # Checked last, so an op refused anyway hears its real reason first.
@@ -198,17 +209,18 @@ def _by_module(op: HotOp, who: str, view: View, static: bool) -> Refusal | None:
     if op.module == RESCUE:
         if op.op not in RESCUE_OPS:
             return _rejected(f"unknown rescue op {op.op!r}; known: {', '.join(RESCUE_OPS)}")
-        return _agent_rollback(op, who, view, static) if op.op == "rollback" else None
+        return _automated_rollback(op, who, view, static) if op.op == "rollback" else None
     return _knobs(op, who, view, static)
 
 
-def _agent_rollback(op: HotOp, who: str, view: View, static: bool) -> Refusal | None:
-    """An agent rolls back only a run the detector does not call healthy."""
-    if who != "agent" or static or view.run_verdict not in HEALTHY_VERDICTS:
+def _automated_rollback(op: HotOp, who: str, view: View, static: bool) -> Refusal | None:
+    """Automation (agent, rule, tune) rolls back only a run the detector does not call healthy;
+    a person may roll back any run."""
+    if is_human(who) or static or view.run_verdict not in HEALTHY_VERDICTS:
         return None
     return _rejected(f"{op.module} rollback: the divergence detector says the run is {view.run_verdict} "
                      "(the rescue rolls back a blow-up, a non-finite loss or a dead run itself, at its step); "
-                     "an agent's rollback needs a run that is not healthy")
+                     f"a rollback by {who} needs a run that is not healthy")
 
 
 def _core(op: HotOp, who: str, view: View, static: bool) -> Refusal | None:
@@ -221,7 +233,7 @@ def _core(op: HotOp, who: str, view: View, static: bool) -> Refusal | None:
     if op.op in HUMAN_ONLY_CORE:
         return _rejected(f"core {op.op} is reserved to humans (this op acts for {who!r})", forbidden=True)
     if op.op == "rollback":
-        return _agent_rollback(op, who, view, static)
+        return _automated_rollback(op, who, view, static)
     if op.op in ("cancel", "reschedule"):
         target = op.params.get("cmd_id")
         owner = view.scheduled_source(target) if isinstance(target, str) else None

@@ -28,10 +28,11 @@ from .checkpoint import Snapshots, kernel_state, live_knob_values, load_kernel_s
 from .collector import MetricsCollector
 from .command_path import CommandPath, Line
 from .core_ops import CoreOps
-from .distributed import launched_as_other_rank
+from .distributed import launched_as_other_rank, rank_unknown_yet
 from .freeze import FreezeState
 from .freeze_switch import FreezeSwitch
 from .heartbeat import Heartbeat
+from .intents import Intents
 from .jsonl import append_line, read_json, write_json_atomic
 from .judge import CodePolicy, View
 from .kernel_config import KernelConfig
@@ -44,6 +45,7 @@ from .recipe import RecipePlayer
 from .rescue import RESCUE, Rescue
 from .rundir import ALERTS, CHECKPOINTS, RunDir
 from .rundir import TUNE as TUNE_FILE
+from .runlock import RunLock
 from .schedule import Schedule
 from .watched import WatchedFiles
 
@@ -81,6 +83,11 @@ class HotKernel:
         # Built before the process group (Lightning/HF start it in fit/train): the launcher's
         # environment tells a non-zero rank not to write until ``distributed.attach`` runs.
         self.is_writer = self.dist.rank == 0 if self.dist is not None else not launched_as_other_rank()
+        # One kernel per run: the rank that owns the run's files holds it for the kernel's life
+        # (raises RunLocked, naming the live holder, before anything is read or written).
+        self.run_lock = RunLock(self.run.root)
+        if self.is_writer:
+            self.run_lock.acquire(self.session, defer=self.dist is None and rank_unknown_yet())
 
         self.step = 0
         self.epoch: int | None = None
@@ -92,7 +99,14 @@ class HotKernel:
         self._next_watch = 0.0
         self._next_error_log = 0.0
 
+        self.intents = Intents(self.run.intents)
+        started = self.intents.read()  # before the ledger: a rank that only reads sees both
         self.ledger = Ledger(self.run.ledger)
+        if self.run_lock.held:  # the lock holder: nothing else writes here now
+            self.run.remove_stale_tmp()
+            self.intents.recover(self.ledger, started)
+        else:
+            self.ledger.cmd_ids.update(i.cmd_id for i in started)
         self.locks = KnobLocks(self.run.locks)
         self.schedule = Schedule(self.run.schedule, self.ledger.history)
         # Where callback code (and recipes) may come from, for every source: the judge's policy.
@@ -159,7 +173,10 @@ class HotKernel:
     def publish_status(self) -> None:
         """Write ``hotcb.status.json`` now, whatever ``status_interval_s`` (evals edit: a harness
         that ticks its controller at fixed steps publishes the step the controller reads)."""
-        self._write_status(force=True)
+        try:
+            self._write_status(force=True)
+        except OSError as e:  # a full disk: the decision stands; the heartbeat writes it again later
+            self.report_error(e)
 
     def add_actuators(self, actuators: list[Any]) -> None:
         """Add knobs after start-up (adapters discover optimizers at fit start). A key that
@@ -240,7 +257,8 @@ class HotKernel:
         return View(code=self.code, guard=self.guard, freeze_mode=freeze.mode, freeze_source=freeze.source,
                     step=self.step if step is None else step,
                     locks=self.locks, groups=frozenset(state.groups()), knob=knob, knob_keys=state.keys,
-                    scheduled_source=self.schedule.source_of, run_verdict=self._run_verdict())
+                    scheduled_source=self.schedule.source_of, run_verdict=self._run_verdict(),
+                    evidence=getattr(self.collector, "check", None) if self.dist is None and self.is_writer else None)
 
     def _run_verdict(self) -> str | None:
         rescue = self.modules.get(RESCUE)
@@ -270,7 +288,10 @@ class HotKernel:
                 self.features.close()
         finally:
             self.closed = True
-            self._write_status(force=True)
+            try:
+                self._write_status(force=True)
+            finally:
+                self.run_lock.release()
 
     def __enter__(self) -> HotKernel:
         return self

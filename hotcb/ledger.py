@@ -27,6 +27,7 @@ class Decision(str, Enum):
     IGNORED_FREEZE = "ignored_freeze"
     IGNORED_REPLAY = "ignored_replay"
     UNCHANGED = "unchanged"  # every value already in force: nothing applied, no cooldown started
+    INTERRUPTED = "interrupted"  # its handler started, the process died before the decision (hotcb.intents)
 
 
 DECISIONS = tuple(d.value for d in Decision)

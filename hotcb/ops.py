@@ -7,6 +7,7 @@ that cannot become one raises ``CommandError`` with the reason the ledger record
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 import uuid
@@ -48,8 +49,9 @@ RESCUE_OPS = ("enable", "disable", "rollback")  # hotcb.rescue: the divergence w
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 _KNOWN_KEYS = {
     "cmd_id", "ts", "source", "actor", "reason", "module", "op", "id", "params", "target",
-    "at_step", "at_event", "lock", "enabled",
+    "at_step", "at_event", "lock", "enabled", "evidence",
 }
+NON_FINITE_TAGS = ("nan", "inf", "-inf")  # hotcb.codec's tags: a non-finite reading as JSON carries it
 
 
 class CommandError(ValueError):
@@ -81,6 +83,36 @@ class CallbackTarget:
         return {"kind": self.kind, "path": self.path, "symbol": self.symbol}
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """The metric reading an automated op rested on (``{"metric", "step", "value"}``). The kernel
+    checks it against the metrics it recorded itself (``hotcb.judge``): a reading it never
+    recorded -- a line some other writer appended to the metrics file -- moves nothing."""
+
+    metric: str
+    step: int
+    value: float | str  # a number, or a non-finite tag
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Evidence:
+        if not isinstance(d, dict):
+            raise CommandError("evidence must be an object {metric, step, value}")
+        metric, step, value = d.get("metric"), d.get("step"), d.get("value")
+        if not isinstance(metric, str) or not 0 < len(metric) <= 200:
+            raise CommandError("evidence.metric must be a metric name (at most 200 characters)")
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise CommandError(f"evidence.step must be a non-negative integer, got {step!r}")
+        if isinstance(value, bool) or not (isinstance(value, (int, float)) or value in NON_FINITE_TAGS):
+            raise CommandError("evidence.value must be a number or one of " + ", ".join(NON_FINITE_TAGS))
+        return cls(metric, step, float(value) if isinstance(value, int) else value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "step": self.step, "value": self.value}
+
+    def __str__(self) -> str:
+        return f"{self.metric}={self.value!r} at step {self.step}"
+
+
 @dataclass
 class HotOp:
     """One operation, as the kernel routes it."""
@@ -99,6 +131,7 @@ class HotOp:
     at_event: str | None = None
     lock: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    evidence: Evidence | None = None  # the reading an automated op rested on (optional)
 
     def __post_init__(self) -> None:
         self.source = Source(self.source)  # a plain string from a file or a caller: typed here, once
@@ -126,12 +159,73 @@ class HotOp:
             rec["at_event"] = self.at_event
         if self.lock:
             rec["lock"] = True
+        if self.evidence is not None:
+            rec["evidence"] = self.evidence.to_dict()
         rec.update(self.extra)
         return rec
 
 
 def new_cmd_id() -> str:
     return uuid.uuid4().hex
+
+
+# The characters that matter when walking a line's head by depth without parsing it.
+_SPECIAL = re.compile(r'["{}\[\]]')
+_COLON = re.compile(r'\s*:\s*"')
+HEAD_SCAN = 64 << 10  # the bytes of a refused line searched for its writer's cmd_id
+
+
+def valid_cmd_id(value: Any) -> bool:
+    """The one rule for a command id: a non-empty string of at most 128 characters."""
+    return isinstance(value, str) and bool(value.strip()) and len(value) <= 128
+
+
+def _string_end(text: str, start: int) -> int:
+    """The index of the quote closing the JSON string opened at ``start`` (-1: none). Linear: each
+    backslash is counted once, by the quote that follows it."""
+    j = start + 1
+    while True:
+        j = text.find('"', j)
+        if j < 0:
+            return -1
+        k = j - 1
+        while k > start and text[k] == "\\":
+            k -= 1
+        if (j - 1 - k) % 2 == 0:  # an even run of backslashes: this quote is not escaped
+            return j
+        j += 1
+
+
+def cmd_id_from_head(raw: str) -> str | None:
+    """The top-level ``cmd_id`` of a line refused before it became a command (too long, nested
+    too deep, not JSON), read from its first ``HEAD_SCAN`` characters without parsing the rest,
+    so the writer waiting on that id gets its refusal under it. None: no valid id there.
+    Linear in the head, whatever it holds."""
+    head = raw[:HEAD_SCAN]
+    depth, i = 0, 0
+    while (m := _SPECIAL.search(head, i)) is not None:
+        i = m.start()
+        if head[i] != '"':
+            depth += 1 if head[i] in "{[" else -1
+            i += 1
+            continue
+        end = _string_end(head, i)
+        if end < 0:
+            return None
+        if depth == 1 and head[i:end + 1] == '"cmd_id"':
+            colon = _COLON.match(head, end + 1)
+            if colon is None:
+                return None
+            value_end = _string_end(head, colon.end() - 1)
+            if value_end < 0 or value_end - colon.end() > 1024:
+                return None
+            try:
+                text = json.loads(head[colon.end() - 1:value_end + 1])
+            except ValueError:
+                return None
+            return text if valid_cmd_id(text) else None
+        i = end + 1
+    return None
 
 
 def auto_cmd_id(raw: str, offset: int) -> str:
@@ -149,7 +243,7 @@ def parse_command(rec: Any, fallback_id: str | None = None) -> HotOp:  # noqa: C
         # Exactly once needs an id of the writer's own: one derived from the line's position
         # would change if the file were rewritten, and the command would apply twice.
         raise CommandError("cmd_id is required (a unique string per command)")
-    if not isinstance(cmd_id, str) or not cmd_id.strip() or len(cmd_id) > 128:
+    if not valid_cmd_id(cmd_id):
         raise CommandError("cmd_id must be a non-empty string of at most 128 characters")
     module, op = rec.get("module"), rec.get("op")
     if not isinstance(module, str) or not _MODULE_RE.match(module):
@@ -178,6 +272,7 @@ def parse_command(rec: Any, fallback_id: str | None = None) -> HotOp:  # noqa: C
         if rec.get(key) is not None and not isinstance(rec.get(key), str):
             raise CommandError(f"{key} must be a string")
     ts = rec.get("ts", 0.0)
+    evidence = Evidence.from_dict(rec["evidence"]) if rec.get("evidence") is not None else None
     return HotOp(
         module=module,
         op=op,
@@ -193,6 +288,7 @@ def parse_command(rec: Any, fallback_id: str | None = None) -> HotOp:  # noqa: C
         at_event=at_event,
         lock=bool(rec.get("lock", False)),
         extra={k: v for k, v in rec.items() if k not in _KNOWN_KEYS},
+        evidence=evidence,
     )
 
 

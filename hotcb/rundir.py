@@ -23,10 +23,12 @@ ALERT_RULES = "hotcb.alerts.json"
 AUTOPILOT = "hotcb.autopilot.json"
 CHECKPOINTS = "hotcb.checkpoints"
 TUNE = "hotcb.tune.json"
+INTENTS = "hotcb.intents.jsonl"  # a command's handler started (hotcb.intents)
+KERNEL_LOCK = "hotcb.kernel.lock"  # held by the one live kernel (hotcb.runlock)
 
 ALL_FILES = (
     COMMANDS, LEDGER, METRICS, ACTUATORS, STATUS, FREEZE, RECIPE, FEATURES, AI_STATE, PROPOSALS,
-    DESIRED, LOCKS, SCHEDULE, ALERTS, ALERT_RULES, AUTOPILOT, TUNE,
+    DESIRED, LOCKS, SCHEDULE, ALERTS, ALERT_RULES, AUTOPILOT, TUNE, INTENTS, KERNEL_LOCK,
 )
 
 
@@ -92,6 +94,28 @@ class RunDir:
     @property
     def desired(self) -> Path:
         return self.root / DESIRED
+
+    @property
+    def intents(self) -> Path:
+        return self.root / INTENTS
+
+    def remove_stale_tmp(self) -> list[str]:
+        """Remove the temp files an atomic write killed midway left (``.hotcb.*.tmp``): only the
+        run's lock holder calls this, so no live writer owns one."""
+        removed = []
+        try:
+            names = os.listdir(self.root)
+        except OSError:
+            return removed
+        for name in names:
+            if name.startswith(".hotcb.") and name.endswith(".tmp"):
+                try:
+                    if not os.path.islink(self.root / name):
+                        os.unlink(self.root / name)
+                        removed.append(name)
+                except OSError:
+                    pass
+        return removed
 
 
 # The one wording every controller (mcp, serve, set, status, autopilot) uses for a run directory

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -24,9 +24,17 @@ class DescribeOutput(BaseModel):
     guard: dict[str, Any] = Field(default_factory=dict, description="limits for non-human sources")
 
 
+class EvidenceSpec(StrictInput):
+    metric: str = Field(min_length=1, max_length=200)
+    step: int = Field(ge=0)
+    value: float | Literal["nan", "inf", "-inf"]
+
+
 class ApplyOpInput(OpSpec):
     wait_s: float | None = Field(None, ge=0, le=120, description="seconds to wait for the kernel's decision")
     lock: bool = Field(False, description="humans only: lock the knobs against agents, rules and tune")
+    evidence: EvidenceSpec | None = Field(
+        None, description="the metric reading the op rests on; the kernel refuses one it never recorded")
 
 
 class ApplyOpOutput(BaseModel):
@@ -78,7 +86,8 @@ class KnobTools(ToolGroup):
         for agents, cooldown, locks, freeze); then it waits for the kernel's ledger decision and returns
         old and new values. Refusals come back as errors with the reason. Always give a reason."""
         spec = OpSpec(**args.model_dump(include=set(OpSpec.model_fields)))
-        return ApplyOpOutput(**self.submit(spec, wait_s=args.wait_s, lock=args.lock))
+        extra = {"evidence": args.evidence.model_dump()} if args.evidence is not None else None
+        return ApplyOpOutput(**self.submit(spec, wait_s=args.wait_s, lock=args.lock, extra=extra))
 
     def lock_knobs(self, args: LockInput) -> ApplyOpOutput:
         """Humans only: lock (or unlock) knobs so agents, rules and tune cannot change them."""
