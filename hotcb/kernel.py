@@ -90,6 +90,7 @@ class HotKernel:
         self.heartbeat = Heartbeat(cfg.status_interval_s)
         self._calls = 0
         self._next_watch = 0.0
+        self._next_knob_check = 0.0
         self._next_error_log = 0.0
 
         self.ledger = Ledger(self.run.ledger)
@@ -108,6 +109,7 @@ class HotKernel:
             keep=cfg.keep_checkpoints, directory=self.run.root / CHECKPOINTS if cfg.checkpoint_on_disk else None,
             rank=self.dist.rank if self.dist is not None else None,
         )
+        self.snapshots.follow(self.state)  # a knob's scheduler is rolled back with the registered state
         self.core = CoreOps(self)
         self.modules: dict[str, Any] = {CB: self.cb, CORE: self.core}
         self.modules[RESCUE] = Rescue(self)  # rescue (issue 13): divergence watch + rollback, off until enabled
@@ -158,8 +160,15 @@ class HotKernel:
 
     def publish_status(self) -> None:
         """Write ``hotcb.status.json`` now, whatever ``status_interval_s`` (evals edit: a harness
-        that ticks its controller at fixed steps publishes the step the controller reads)."""
+        that ticks its controller at fixed steps publishes the step the controller reads), and
+        the knobs if a scheduler moved them since they were last published."""
+        self._publish_moved_knobs()
         self._write_status(force=True)
+
+    def _publish_moved_knobs(self) -> None:
+        """Republish the knobs when a live value moved (a scheduler): tools and rules read them."""
+        if self.is_writer and self.state.moved():
+            self.publish_actuators()
 
     def add_actuators(self, actuators: list[Any]) -> None:
         """Add knobs after start-up (adapters discover optimizers at fit start). A key that
@@ -170,7 +179,7 @@ class HotKernel:
                 self.state.add(a)
                 a.initialize()
             else:
-                cur.apply_fn, cur.read_fn = a.apply_fn, a.read_fn
+                cur.apply_fn, cur.read_fn, cur.companion = a.apply_fn, a.read_fn, a.companion
                 cur.initialize()
         self.publish_actuators()
 
@@ -296,6 +305,9 @@ class HotKernel:
         if now >= self._next_watch:
             self._next_watch = now + self.config.watch_interval_s
             self.watched.watch(ctx)
+        if now >= self._next_knob_check:
+            self._next_knob_check = now + self.config.knob_publish_s
+            self._publish_moved_knobs()
         if self._calls % self.debounce_steps == 0:
             self._poll(ctx)
         if self.schedule.ops:

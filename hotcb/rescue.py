@@ -355,14 +355,15 @@ class Rescue:
                                                  config=self.kernel.guard)
                 else:
                     note = f"{key} {base:g} is at its floor: not cut further"
+        before = live_knob_values(self.kernel.state)  # the ledger's "old": what the run used until now
         snaps.restore(snap)
         knobs = {k: v for k, v in snap.knobs.items() if k not in locks}
-        restored = restore_knobs(self.kernel.state, knobs, ctx.env, ctx.step)
+        restored = restore_knobs(self.kernel.state, knobs, ctx.env, ctx.step, before=before)
         payload: dict[str, Any] = {k: v for k, v in restored.items() if v["old"] != v["new"]}
         if new_value is not None and act is not None:
-            old = payload.get(key, {}).get("old", act.value)
             act.apply(new_value, ctx.env, ctx.step)
-            payload[key] = {"old": old, "new": act.value}
+            act.refresh()  # "new" is what the optimizer runs from the next step
+            payload[key] = {"old": before.get(key, act.value), "new": act.value}
         snaps.drop_after(snap.step)
         if snap.step in self._detector_at:
             self.detector = copy.deepcopy(self._detector_at[snap.step])

@@ -131,6 +131,9 @@ class HotcbActuator:
     max_rel_change: float | None = None
     cooldown_steps: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # State the knob's value depends on (an lr scheduler): snapshotted and restored with the
+    # registered state, so a rollback brings back the schedule along with the lr.
+    companion: Any = None
 
     def __post_init__(self) -> None:
         self.type = ActuatorType(self.type)

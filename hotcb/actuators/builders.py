@@ -5,7 +5,8 @@ LR schedulers: a torch scheduler recomputes ``group["lr"]`` from its own base on
 "move the whole schedule": the new lr takes effect now, and the scheduler's bases
 (``base_lrs``, ``initial_lr``, ``max_lr``/``min_lr`` where present, ``_last_lr``) are scaled by
 the same factor new/old, so the schedule keeps its shape from the new level. With
-``ReduceLROnPlateau`` only the live lr changes (it has no base).
+``ReduceLROnPlateau`` only the live lr changes (it has no base). The scheduler is the lr knob's
+``companion``: its state is snapshotted and restored with every rollback.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def optimizer_actuators(
             param_key=prefix + key, type=kind, group=group, min=lo, max=hi,
             apply_fn=ratio_setter(key), read_fn=lambda k=key: optimizer.param_groups[0][k],
             label=prefix + key, description=f"optimizer {key} (all param groups, ratios kept)",
+            companion=scheduler if key == "lr" else None,
         ))
         if per_group and len(groups) > 1:
             for i in range(1, len(groups)):
@@ -97,6 +99,7 @@ def optimizer_actuators(
                     apply_fn=lambda v, env, i=i, k=key: _set_group(optimizer, i, k, v, env, scheduler),
                     read_fn=lambda i=i, k=key: optimizer.param_groups[i][k],
                     description=f"optimizer {key} of param group {i}",
+                    companion=scheduler if key == "lr" else None,
                 ))
     return out
 
