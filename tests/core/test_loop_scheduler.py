@@ -140,3 +140,24 @@ def test_a_script_enabled_rescue_is_left_on_when_the_mode_leaves_auto(tmp_path):
     loop.run(2)
     assert rescue_of(loop.kernel).enabled and not entries(loop, "rescue", "disable")
     loop.close()
+
+
+def test_a_rejected_tune_trial_mid_warmup_leaves_the_lr_the_ledger_says(tmp_path):
+    pytest.importorskip("optuna")
+    loop = Loop(tmp_path, scheduler="warmup", warmup=3000, lr=0.5)  # a long warmup: the trial runs inside it
+    recipe = {"seed": 0, "horizon": 30, "settle": 5, "n_startup_trials": 4, "risk": {"restore_weights": "rejected"}}
+    loop.send("tune", "enable", {"mode": "active", "recipe": recipe}, source="human")
+
+    def undo() -> list[dict]:
+        return [e for e in loop.ledger() if e.get("source") == "tune" and "lr" in (e.get("payload") or {})
+                and str(e.get("reason")).startswith("tune roll back")]
+
+    for _ in range(1500):
+        loop.step()
+        if undo():
+            break
+    (back, *_) = undo()
+    assert back["decision"] == "applied"
+    loop.step()
+    assert loop.used_lrs[-1] == pytest.approx(back["payload"]["lr"]["new"])
+    loop.close()
