@@ -3,8 +3,11 @@ the verdicts drawn from them. Pure (no kernel, no files), written once: the in-k
 (``hotcb/rescue.py``) feeds it each step's loss, the rules autopilot (``agent/rules.py``) replays
 a window of logged points through it, so both call the same thing a blow-up.
 
-The level is an EMA of the loss and the noise an EMA of the absolute deviation from it (a
-streaming MAD). A point counts as *over* when it exceeds ``level + max(band x noise,
+The level is an EMA of the loss and the noise an EMA of the absolute difference between
+successive points (over sqrt 2: for independent minibatch noise the same scale as a deviation
+from the mean), so a loss falling fast, whose points all sit below a lagging level, is not
+mistaken for a noisy one: a blow-up right after a fast descent stays far outside the noise.
+A point over the line counts its distance from the level instead. A point counts as *over* when it exceeds ``level + max(band x noise,
 rel x |level|)``: far outside the run's own minibatch noise *and* a real fraction above its
 level, so neither a noisy high-loss run nor a quiet converged one alarms on an unlucky batch.
 A blow-up needs ``persist`` consecutive points over (a non-finite value is one at once), or the
@@ -34,6 +37,7 @@ from enum import Enum
 from .trend import Line, fit_line
 
 EARLY_POINTS = 5  # the run's early level: the mean of its first points
+SQRT_HALF = math.sqrt(0.5)
 
 
 class Verdict(str, Enum):
@@ -78,6 +82,7 @@ class LossDetector:
         """Forget the run's level (after a change of the loss's scale, e.g. a loss weight)."""
         self.level: float | None = None
         self.noise = 0.0
+        self.prev: float | None = None  # the last point as it entered the level (clipped)
         self.n = 0
         self.over = 0           # consecutive points over the line (or non-finite)
         self.healthy_run = 0    # consecutive points judged healthy
@@ -135,6 +140,7 @@ class LossDetector:
             return self.verdict
         if self.level is None:
             self.level, self.start, self.n = x, x, 1
+            self.prev = x
             self.peak = x
             self.raw_sum = x
             self.verdict = Verdict.WARMING
@@ -148,7 +154,11 @@ class LossDetector:
         # Early on a running mean (the first points matter equally), then the EMA.
         a = max(c.alpha, 1.0 / (self.n + 1))
         clipped = min(x, line)
-        self.noise += a * (abs(clipped - self.level) - self.noise)
+        # A point over the line widens the noise by its distance from the level (as a MAD would), so
+        # a genuine change of scale is still adopted within a few dozen points.
+        prev = self.level if self.prev is None or over else self.prev
+        self.noise += a * (abs(clipped - prev) * (1.0 if over else SQRT_HALF) - self.noise)
+        self.prev = clipped
         self.level += a * (clipped - self.level)
         self.n += 1
         if self.n >= c.warmup:  # the early running mean swings with single points
