@@ -153,6 +153,7 @@ class WatchedFiles:
         entry = k.commands.process(op, ctx)
         if entry.get("decision") == "applied":
             self._rescue_by_mode = op.op == "enable"
+            k.publish_status()  # an autopilot reading the status sees the rescue on (and sends no enable of its own)
 
     def _apply_freeze_file(self, ctx: ApplyContext, raw: Any) -> None:
         if raw is None:
