@@ -96,6 +96,12 @@ class LossDetector:
         self.raw_sum = 0.0      # the unclipped sum of the points before warmup (the early rise)
         self.probation = False  # set by the rescue after a rollback: the lr that blew up is known
 
+    def copy(self) -> LossDetector:
+        """The detector as it stands (its fields are numbers and a frozen config: a shallow copy)."""
+        out = LossDetector.__new__(LossDetector)
+        out.__dict__.update(self.__dict__)
+        return out
+
     # ------------------------------------------------------------------ the line
     def line(self) -> float:
         """The value above which a point counts as over."""

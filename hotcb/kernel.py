@@ -279,6 +279,9 @@ class HotKernel:
                 self.features.close()
         finally:
             self.closed = True
+            closer = getattr(self.collector, "close", None)  # its open metrics file
+            if callable(closer):
+                closer()
             self._write_status(force=True)
 
     def __enter__(self) -> HotKernel:
@@ -364,8 +367,8 @@ class HotKernel:
             for a in self.state:
                 a.refresh()
                 v = a.value
-                if isinstance(v, (int, float)) and not isinstance(v, bool):
-                    metrics.setdefault(f"{a.group}/{a.param_key}", v)
+                if type(v) is float or (isinstance(v, int) and not isinstance(v, bool)):
+                    metrics.setdefault(a.metric_key, v)
         rec = self.collector.record(self.step, metrics, self.epoch)
         if rec is not None:
             self.state.verify(metrics)

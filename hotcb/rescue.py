@@ -30,7 +30,6 @@ still held up by the loss's noise floor, each cut measured.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -161,15 +160,15 @@ class Rescue:
     # ------------------------------------------------------------------ every step
     def on_step(self, ctx: ApplyContext) -> None:
         self._hold_start(ctx.step)
-        if self.config.probe:
-            self._watch_warmup(ctx.step)
+        if self.config.probe and self.probe.state is not ProbeState.SETTLED:
+            self._watch_warmup(ctx.step)  # for the probe only: once it settled, no more reads
         x = self._loss(ctx.env.get("metrics") or {})
         if x is None:
             return
         verdict = self.detector.update(x)
         if self._start is not None and ctx.step == self._start.step:
             # A rollback to the first state keeps the run's first loss as its reference (the early rise).
-            self._detector_at[ctx.step] = copy.deepcopy(self.detector)
+            self._detector_at[ctx.step] = self.detector.copy()
         if self.config.probe:
             self.probe.observe(x)
             self.descent.observe(x)
@@ -195,7 +194,7 @@ class Rescue:
             # The run's first state, held here (outside the ring) until the rescue is enabled:
             # an autopilot that enables it a few steps in can still return to the start.
             self._start = self.kernel.snapshots.capture(step, live_knob_values(self.kernel.state), "run start")
-            self._detector_at[step] = copy.deepcopy(self.detector)
+            self._detector_at[step] = self.detector.copy()
         if self.enabled and not self.started:
             self.started = True
             if self._start is not None:
@@ -237,7 +236,7 @@ class Rescue:
         # The detector as it stood: a rollback returns the run *and* its measured level there.
         kept = set(self.kernel.snapshots.steps()) | ({self._start.step} if self._start else set())
         self._detector_at = {s: d for s, d in self._detector_at.items() if s in kept}
-        self._detector_at[step] = copy.deepcopy(self.detector)
+        self._detector_at[step] = self.detector.copy()
 
     def _floor(self) -> float | None:
         """No cut below ``floor`` x the run's first value of the knob (None: not known)."""
@@ -430,7 +429,7 @@ class Rescue:
             payload[key] = {"old": before.get(key, act.value), "new": act.value}
         snaps.drop_after(snap.step)
         if snap.step in self._detector_at:
-            self.detector = copy.deepcopy(self._detector_at[snap.step])
+            self.detector = self._detector_at[snap.step].copy()
         self.detector.probation = True
         self._changed_at = ctx.step
         self.last_restored = snap.step
