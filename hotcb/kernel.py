@@ -39,6 +39,7 @@ from .ledger import Ledger
 from .locks import KnobLocks
 from .modules import ApplyContext
 from .modules.callbacks import CallbackModule
+from .offstep import LatestFile
 from .ops import CB, CORE, TUNE, HotOp, Source
 from .recipe import RecipePlayer
 from .rescue import RESCUE, Rescue
@@ -117,6 +118,7 @@ class HotKernel:
         self._hooked = 0  # how many modules ``_hooks`` was found from
 
         self._started = time.time()  # before anything below may write status
+        self._status_file = LatestFile(self.run.status)
         self.state.initialize()
         if isinstance(freeze, str):
             freeze = FreezeState(mode=freeze)
@@ -282,6 +284,7 @@ class HotKernel:
             closer = getattr(self.collector, "close", None)  # its open metrics file
             if callable(closer):
                 closer()
+            self._status_file.close()
             self._write_status(force=True)
 
     def __enter__(self) -> HotKernel:
@@ -454,7 +457,12 @@ class HotKernel:
 
     def _write_status(self, force: bool = False) -> None:
         if self.heartbeat.beat(self.step, force) and self.is_writer:
-            write_json_atomic(self.run.status, self.status())
+            if force or self.closed:
+                self._status_file.write_now(self.status())
+            else:  # the heartbeat: written off the step (hotcb.offstep)
+                self._status_file.post(self.status())
+                if self._status_file.last_error is not None:
+                    self.last_internal_error, self._status_file.last_error = self._status_file.last_error, None
 
 
 def _has_knobs(state: Any) -> bool:
