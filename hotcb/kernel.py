@@ -370,7 +370,7 @@ class HotKernel:
             for a in self.state:
                 a.refresh()
                 v = a.value
-                if type(v) is float or (isinstance(v, int) and not isinstance(v, bool)):
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
                     metrics.setdefault(a.metric_key, v)
         rec = self.collector.record(self.step, metrics, self.epoch)
         if rec is not None:

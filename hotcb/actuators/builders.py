@@ -21,10 +21,24 @@ from .state import MutableState
 def _rescale_scheduler(scheduler: Any, group_index: int, factor: float) -> None:
     if scheduler is None or factor == 1.0:
         return
+    seen: set[int] = set()  # a list two schedulers share (SequentialLR's _last_lr) is scaled once
+    for child in getattr(scheduler, "_schedulers", None) or ():  # SequentialLR, ChainedScheduler
+        _rescale_bases(child, group_index, factor, seen)
+    _rescale_bases(scheduler, group_index, factor, seen)
+    _rescale_groups(scheduler, group_index, factor)
+
+
+def _rescale_bases(scheduler: Any, group_index: int, factor: float, seen: set[int]) -> None:
+    """One scheduler's own bases (the optimizer's groups are scaled once, by the caller's scheduler)."""
     for name in ("base_lrs", "_last_lr", "max_lrs", "min_lrs", "eta_min"):
         seq = getattr(scheduler, name, None)
-        if isinstance(seq, list) and group_index < len(seq) and isinstance(seq[group_index], (int, float)):
+        if (isinstance(seq, list) and id(seq) not in seen and group_index < len(seq)
+                and isinstance(seq[group_index], (int, float))):
+            seen.add(id(seq))
             seq[group_index] = seq[group_index] * factor
+
+
+def _rescale_groups(scheduler: Any, group_index: int, factor: float) -> None:
     optimizer = getattr(scheduler, "optimizer", None)
     if optimizer is not None:
         group = optimizer.param_groups[group_index]
