@@ -145,10 +145,12 @@ class Snapshots:
     def confirm(self, since: int, upto: int) -> None:
         """Mark healthy the snapshots taken at steps ``since..upto`` (the detector saw healthy
         training from ``since`` through at least a confirmation window after ``upto``)."""
+        changed = False
         for s in self.snapshots:
-            if since <= s.step <= upto:
-                s.healthy = True
-        self._evict()
+            if not s.healthy and since <= s.step <= upto:
+                s.healthy = changed = True
+        if changed:  # called every healthy step: the ring changes only when a snapshot was confirmed
+            self._evict()
 
     def drop_after(self, step: int) -> None:
         """Forget snapshots newer than ``step`` (after a rollback they belong to an abandoned path)."""

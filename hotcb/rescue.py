@@ -170,7 +170,8 @@ class Rescue:
             # A rollback to the first state keeps the run's first loss as its reference (the early rise).
             self._detector_at[ctx.step] = self.detector.copy()
         if self.config.probe:
-            self.probe.observe(x)
+            if self.probe.state is not ProbeState.SETTLED:
+                self.probe.observe(x)
             self.descent.observe(x)
         if not self.enabled or self.kernel.dist is not None or self._acting:
             return
@@ -186,8 +187,9 @@ class Rescue:
             self._snapshot(ctx.step, "periodic (confirmed healthy later)", healthy=False)
         if self.config.probe:
             self._move_lr(ctx)
-            act = self._knob(self.config.knob)
-            self._lr_seen = _number(act.value) if act is not None else None  # after this step's own ops
+            if self.probe.state is not ProbeState.SETTLED:
+                act = self._knob(self.config.knob)
+                self._lr_seen = _number(act.value) if act is not None else None  # after this step's own ops
 
     def _hold_start(self, step: int) -> None:
         if self._start is None and self.kernel.snapshots.objects:
