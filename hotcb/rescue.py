@@ -420,15 +420,15 @@ class Rescue:
                                                  config=self.kernel.guard)
                 else:
                     note = f"{key} {base:g} is at its floor: not cut further"
-        before = live_knob_values(self.kernel.state)  # the ledger's "old": what the run used until now
+        in_use = live_knob_values(self.kernel.state)  # the ledger's "old": what the run used until now
         snaps.restore(snap)
         knobs = {k: v for k, v in snap.knobs.items() if k not in locks}
-        restored = restore_knobs(self.kernel.state, knobs, ctx.env, ctx.step, before=before)
+        restored = restore_knobs(self.kernel.state, knobs, ctx.env, ctx.step, before=in_use)
         payload: dict[str, Any] = {k: v for k, v in restored.items() if v["old"] != v["new"]}
         if new_value is not None and act is not None:
             act.apply(new_value, ctx.env, ctx.step)
             act.refresh()  # "new" is what the optimizer runs from the next step
-            payload[key] = {"old": before.get(key, act.value), "new": act.value}
+            payload[key] = {"old": in_use.get(key, act.value), "new": act.value}
         snaps.drop_after(snap.step)
         if snap.step in self._detector_at:
             self.detector = self._detector_at[snap.step].copy()
