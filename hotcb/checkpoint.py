@@ -244,16 +244,16 @@ def restore_knobs(state: MutableState, knobs: dict[str, Any], env: dict[str, Any
                   before: dict[str, Any] | None = None) -> dict[str, Any]:
     """Bring each knob to ``knobs[key]``: apply it where the live value differs, else only
     record it. Returns ``{key: {"old", "new"}}`` for every knob it restored: ``old`` is the value
-    the run used before (``before``: live values read before a state load; else read now),
-    ``new`` the value it uses now."""
+    the run used before (``before``: live values read before a state load, as a rollback passes
+    them; else the knob's value as this process last knew it: configured, or last set), ``new``
+    the value it uses now."""
     changed = {}
     live = live_knob_values(state)
-    before = live if before is None else before
     for key, value in knobs.items():
         act = state.get(key)
         if act is None or value is None:
             continue
-        old = before.get(key, _plain(act.value))
+        old = before[key] if before is not None and key in before else _plain(act.value)
         if live.get(key) == _plain(value):
             act.value = act.validate(value)  # the restored state already holds it
         else:
