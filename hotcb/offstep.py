@@ -29,6 +29,7 @@ class LatestFile:
         self._seq = 0
         self._written = 0
         self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
         self._closed = False
         self.last_error: str | None = None
 
@@ -37,7 +38,9 @@ class LatestFile:
         with self._wake:
             self._seq += 1
             self._pending = (self._seq, value)
-            if self._thread is None and not self._closed:
+            # Started on first use, and again in a forked child (a fork copies no threads).
+            if (self._thread is None or self._pid != os.getpid()) and not self._closed:
+                self._pid = os.getpid()
                 self._thread = threading.Thread(target=self._run, name="hotcb-status", daemon=True)
                 self._thread.start()
             self._wake.notify()
