@@ -35,23 +35,32 @@ class LatestFile:
 
     def post(self, value: Any) -> None:
         """Write ``value`` soon, off this thread (only the newest posted value is written)."""
+        self._forked()
         with self._wake:
             self._seq += 1
             self._pending = (self._seq, value)
-            # Started on first use, and again in a forked child (a fork copies no threads).
-            if (self._thread is None or self._pid != os.getpid()) and not self._closed:
-                self._pid = os.getpid()
+            if self._thread is None and not self._closed:  # started on first use
                 self._thread = threading.Thread(target=self._run, name="hotcb-status", daemon=True)
                 self._thread.start()
             self._wake.notify()
 
     def write_now(self, value: Any) -> None:
         """Write ``value`` on this thread, now."""
+        self._forked()
         with self._wake:
             self._seq += 1
             seq = self._seq
             self._pending = None  # anything posted before is older than this
         self._write(seq, value)
+
+    def _forked(self) -> None:
+        """In a forked child: no writer thread, and locks the parent's thread may have held at
+        the fork. Fresh ones (the child is single-threaded here)."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._lock = threading.Lock()
+            self._wake = threading.Condition()
+            self._thread = None
 
     def close(self) -> None:
         with self._wake:
