@@ -7,6 +7,11 @@ differs (a loss weight lives in the user's dict, not in any state dict). Knob va
 *live* ones (read back from the run), because with an LR scheduler the last value set is not
 the lr in use, and re-applying a stale one would rescale the schedule.
 
+State a knob depends on travels with every snapshot without being registered: an lr scheduler
+passed to ``optimizer_actuators(opt, scheduler=sched)`` (its bases and position decide the lr
+the optimizer runs after a rollback) is captured and loaded back after the registered objects
+(``Snapshots.follow``), unless the script registered that same object itself.
+
 With ``directory`` set, snapshots are ``torch.save``d there (``RUN_DIR/hotcb.checkpoints/``)
 instead of held in memory, and those left by an earlier process of the same run can be rolled
 back to after a restart.
@@ -28,6 +33,7 @@ from .actuators.state import MutableState
 
 _FILE_RE = re.compile(r"^step-(\d{9})(?:\.rank(\d+))?\.pt$")
 _TMP_RE = re.compile(r"^step-\d{9}(?:\.rank(\d+))?\.tmp$")
+COMPANION = "hotcb:"  # the name prefix of state captured for a knob (e.g. "hotcb:lr", its scheduler)
 
 
 def _to_cpu(obj: Any) -> Any:
@@ -57,6 +63,7 @@ class Snapshot:
 class Snapshots:
     def __init__(self, keep: int = 3, directory: str | os.PathLike[str] | None = None, rank: int | None = None):
         self.objects: dict[str, Any] = {}
+        self._knobs: MutableState | None = None  # whose knobs' companion state travels along
         self.keep = max(1, keep)
         self.snapshots: deque[Snapshot] = deque()
         self.directory = Path(directory) if directory is not None else None
@@ -79,11 +86,30 @@ class Snapshots:
             raise TypeError(f"{name}: needs state_dict() and load_state_dict()")
         self.objects[name] = obj
 
+    def follow(self, state: MutableState) -> None:
+        """Capture and restore, with the registered objects, the state ``state``'s knobs depend on
+        (``HotcbActuator.companion``: an lr scheduler), looked up at each capture."""
+        self._knobs = state
+
+    def companions(self) -> dict[str, Any]:
+        """The knobs' companion objects not registered by the script, by snapshot name."""
+        if self._knobs is None:
+            return {}
+        seen = {id(o) for o in self.objects.values()}
+        out: dict[str, Any] = {}
+        for a in self._knobs:
+            obj = a.companion
+            if obj is not None and id(obj) not in seen and hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict"):
+                seen.add(id(obj))
+                out[COMPANION + a.param_key] = obj
+        return out
+
     def capture(self, step: int, knobs: dict[str, Any], reason: str | None = None) -> Snapshot:
         """A snapshot in memory, not put in the ring."""
         if not self.objects:
             raise RuntimeError("no state registered for checkpoints (kernel.register_state)")
-        states = {n: _to_cpu(o.state_dict()) for n, o in self.objects.items()}
+        # Registered objects first: a scheduler is loaded after the optimizer it drives.
+        states = {n: _to_cpu(o.state_dict()) for n, o in (self.objects | self.companions()).items()}
         return Snapshot(step, states, dict(knobs), reason)
 
     def add_oldest(self, snap: Snapshot) -> None:
@@ -121,10 +147,12 @@ class Snapshots:
     def confirm(self, since: int, upto: int) -> None:
         """Mark healthy the snapshots taken at steps ``since..upto`` (the detector saw healthy
         training from ``since`` through at least a confirmation window after ``upto``)."""
+        changed = False
         for s in self.snapshots:
-            if since <= s.step <= upto:
-                s.healthy = True
-        self._evict()
+            if not s.healthy and since <= s.step <= upto:
+                s.healthy = changed = True
+        if changed:  # called every healthy step: the ring changes only when a snapshot was confirmed
+            self._evict()
 
     def drop_after(self, step: int) -> None:
         """Forget snapshots newer than ``step`` (after a rollback they belong to an abandoned path)."""
@@ -146,11 +174,14 @@ class Snapshots:
 
     def restore(self, snap: Snapshot) -> None:
         states = snap.states if snap.states is not None else self._load(snap)["states"]
-        missing = [n for n in states if n not in self.objects]
+        missing = [n for n in states if n not in self.objects and not n.startswith(COMPANION)]
         if missing:
             raise RuntimeError(f"snapshot holds state that is not registered now: {missing}")
+        companions = self.companions()
         for name, state in states.items():
-            self.objects[name].load_state_dict(copy.deepcopy(state))
+            obj = self.objects[name] if name in self.objects else companions.get(name)
+            if obj is not None:  # a companion whose knob is gone stays behind
+                obj.load_state_dict(copy.deepcopy(state))
 
     def steps(self) -> list[int]:
         return [s.step for s in self.snapshots]
@@ -221,16 +252,20 @@ def live_knob_values(state: MutableState) -> dict[str, Any]:
     return out
 
 
-def restore_knobs(state: MutableState, knobs: dict[str, Any], env: dict[str, Any], step: int | None) -> dict[str, Any]:
+def restore_knobs(state: MutableState, knobs: dict[str, Any], env: dict[str, Any], step: int | None,
+                  before: dict[str, Any] | None = None) -> dict[str, Any]:
     """Bring each knob to ``knobs[key]``: apply it where the live value differs, else only
-    record it. Returns ``{key: {"old", "new"}}`` for every knob it restored."""
+    record it. Returns ``{key: {"old", "new"}}`` for every knob it restored: ``old`` is the value
+    the run used before (``before``: live values read before a state load, as a rollback passes
+    them; else the knob's value as this process last knew it: configured, or last set), ``new``
+    the value it uses now."""
     changed = {}
     live = live_knob_values(state)
     for key, value in knobs.items():
         act = state.get(key)
         if act is None or value is None:
             continue
-        old = _plain(act.value)
+        old = before[key] if before is not None and key in before else _plain(act.value)
         if live.get(key) == _plain(value):
             act.value = act.validate(value)  # the restored state already holds it
         else:

@@ -121,6 +121,7 @@ class CoreOps:
         to = op.params.get("step")
         snapshots = self.kernel.snapshots
         snap = snapshots.find(int(to) if to is not None else None)
+        before = live_knob_values(self.kernel.state)  # "old": what the run used until now
         snapshots.restore(snap)
-        restored = restore_knobs(self.kernel.state, snap.knobs, ctx.env, ctx.step)
+        restored = restore_knobs(self.kernel.state, snap.knobs, ctx.env, ctx.step, before=before)
         return {"restored_step": snap.step, "knobs": restored}

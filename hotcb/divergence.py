@@ -3,8 +3,11 @@ the verdicts drawn from them. Pure (no kernel, no files), written once: the in-k
 (``hotcb/rescue.py``) feeds it each step's loss, the rules autopilot (``agent/rules.py``) replays
 a window of logged points through it, so both call the same thing a blow-up.
 
-The level is an EMA of the loss and the noise an EMA of the absolute deviation from it (a
-streaming MAD). A point counts as *over* when it exceeds ``level + max(band x noise,
+The level is an EMA of the loss and the noise an EMA of the absolute difference between
+successive points (over sqrt 2: for independent minibatch noise the same scale as a deviation
+from the mean), so a loss falling fast, whose points all sit below a lagging level, is not
+mistaken for a noisy one: a blow-up right after a fast descent stays far outside the noise.
+A point over the line counts its distance from the level instead. A point counts as *over* when it exceeds ``level + max(band x noise,
 rel x |level|)``: far outside the run's own minibatch noise *and* a real fraction above its
 level, so neither a noisy high-loss run nor a quiet converged one alarms on an unlucky batch.
 A blow-up needs ``persist`` consecutive points over (a non-finite value is one at once), or the
@@ -12,6 +15,11 @@ level itself ``drift`` times (and two noise widths) above the lowest level the r
 slow, noisy climb). Points
 over the line enter the level clipped to the line, so a blow-up cannot drag the level up with
 it, while a genuine change of scale is still adopted within a few dozen points.
+
+Each task has a *chance* level where the user says it: ln(classes) for a classifier, or a
+regression's ``baseline`` (the loss of predicting the mean: the target's variance for an MSE).
+A level stuck there after the run had learned or blown up is a dead network (a classifier at
+chance, a regressor collapsed to the mean); without either, nothing is called dead.
 
 Before ``warmup`` points the noise is not yet measured: the line is ``early_rel`` above the
 running mean, and a classifier whose mean loss so far *rose* ``early_rise`` above where it
@@ -29,6 +37,7 @@ from enum import Enum
 from .trend import Line, fit_line
 
 EARLY_POINTS = 5  # the run's early level: the mean of its first points
+SQRT_HALF = math.sqrt(0.5)
 
 
 class Verdict(str, Enum):
@@ -52,9 +61,12 @@ class DetectorConfig:
     #                           (and 2 noise above it: a converged loss near 0 moves by factors)
     confirm: int = 10         # consecutive healthy points that confirm a state as healthy
     classes: int | None = None  # known: "stuck at chance" is checked (loss near ln(classes))
+    baseline: float | None = None  # a regression's chance: the loss of predicting the mean (var of the target)
     chance_window: int = 20   # points the level must sit at chance
     chance_tol: float = 0.1   # "at chance": within this fraction of ln(classes)
-    probation_rel: float = 0.5  # before warmup after a rescue: one point this far above the level is a blow-up
+    probation_rel: float = 0.5  # before warmup after a rescue: points this far above the level (and outside
+    #                             the noise the run had measured) are a blow-up
+    probation_persist: int = 1  # ... when this many in a row are
     early_rise: float = 0.15  # a classifier before warmup: its mean so far this far above where it began
     above_chance: float = 0.03  # at chance for a window with the level this far above ln(C) and its start: dead
 
@@ -70,6 +82,7 @@ class LossDetector:
         """Forget the run's level (after a change of the loss's scale, e.g. a loss weight)."""
         self.level: float | None = None
         self.noise = 0.0
+        self.prev: float | None = None  # the last point as it entered the level (clipped)
         self.n = 0
         self.over = 0           # consecutive points over the line (or non-finite)
         self.healthy_run = 0    # consecutive points judged healthy
@@ -83,21 +96,40 @@ class LossDetector:
         self.raw_sum = 0.0      # the unclipped sum of the points before warmup (the early rise)
         self.probation = False  # set by the rescue after a rollback: the lr that blew up is known
 
+    def copy(self) -> LossDetector:
+        """The detector as it stands (its fields are numbers and a frozen config: a shallow copy)."""
+        out = LossDetector.__new__(LossDetector)
+        out.__dict__.update(self.__dict__)
+        return out
+
     # ------------------------------------------------------------------ the line
     def line(self) -> float:
         """The value above which a point counts as over."""
         if self.level is None:
             return math.inf
         c = self.config
-        # The noise is not measured yet early: a loss ``early_rel`` above its running mean is over.
+        # The noise is not measured yet early: a loss ``early_rel`` above its running mean is over;
+        # on probation the tighter line, widened to the noise the run itself measured so far.
         if self.n < c.warmup:
-            return self.level + (c.probation_rel if self.probation else c.early_rel) * abs(self.level)
+            if self.probation:
+                noise = c.band * self.noise if self.n >= EARLY_POINTS else 0.0
+                return self.level + max(c.probation_rel * abs(self.level), noise)
+            return self.level + c.early_rel * abs(self.level)
         return self.level + max(c.rel * abs(self.level), c.band * self.noise)
 
     @property
     def chance_level(self) -> float | None:
-        c = self.config.classes
-        return math.log(c) if c and c > 1 else None
+        """The loss of a network that learned nothing: ln(classes), else the regression baseline."""
+        c = self.config
+        if c.classes and c.classes > 1:
+            return math.log(c.classes)
+        b = c.baseline
+        return float(b) if isinstance(b, (int, float)) and math.isfinite(b) and b > 0 else None
+
+    def chance_name(self) -> str:
+        """How the chance level is written in a reason."""
+        c = self.config
+        return f"ln {c.classes}" if c.classes and c.classes > 1 else "the baseline (predicting the mean)"
 
     def confirmed(self) -> bool:
         """The last ``confirm`` points were healthy."""
@@ -114,6 +146,7 @@ class LossDetector:
             return self.verdict
         if self.level is None:
             self.level, self.start, self.n = x, x, 1
+            self.prev = x
             self.peak = x
             self.raw_sum = x
             self.verdict = Verdict.WARMING
@@ -127,7 +160,11 @@ class LossDetector:
         # Early on a running mean (the first points matter equally), then the EMA.
         a = max(c.alpha, 1.0 / (self.n + 1))
         clipped = min(x, line)
-        self.noise += a * (abs(clipped - self.level) - self.noise)
+        # A point over the line widens the noise by its distance from the level (as a MAD would), so
+        # a genuine change of scale is still adopted within a few dozen points.
+        prev = self.level if self.prev is None or over else self.prev
+        self.noise += a * (abs(clipped - prev) * (1.0 if over else SQRT_HALF) - self.noise)
+        self.prev = clipped
         self.level += a * (clipped - self.level)
         self.n += 1
         if self.n >= c.warmup:  # the early running mean swings with single points
@@ -136,8 +173,8 @@ class LossDetector:
             self.early = self.level
         self._track_chance()
         # Early: one more point, the noise unmeasured; on probation (the run just came back from
-        # a blow-up at twice this lr) one point over the tighter line: that lr is on the edge.
-        persist = c.persist if self.n > c.warmup else (1 if self.probation else c.persist + 1)
+        # a blow-up at twice this lr) fewer points over the tighter line: that lr is on the edge.
+        persist = c.persist if self.n > c.warmup else (c.probation_persist if self.probation else c.persist + 1)
         if self.over >= persist:
             self.verdict = Verdict.BLOWUP
         elif self.drifted() or self.rose():
@@ -159,21 +196,23 @@ class LossDetector:
                 and self.level > c.drift * self.best and self.level > self.best + 2 * self.noise)
 
     def rose(self) -> bool:
-        """A classifier, before warmup: the mean of its points so far is ``early_rise`` above where
-        it began (its first loss, before any step, or ln(classes), whichever is higher): worse
-        than guessing, and getting worse. A regression's first minibatch is too noisy a reference."""
+        """A task with a chance level, before warmup: the mean of its points so far is
+        ``early_rise`` above where it began (its first loss, before any step, or chance, whichever
+        is higher): worse than guessing, and getting worse. Without one, a regression's first
+        minibatch is too noisy a reference."""
         c = self.config
         chance = self.chance_level
         return (chance is not None and self.start is not None and EARLY_POINTS <= self.n <= c.warmup
                 and self.raw_sum / self.n > (1 + c.early_rise) * max(self.start, chance))
 
     def dead(self) -> bool:
-        """The level sits at chance after the loss blew up (a point above twice its start): a state
-        not worth returning to, however quiet it looks."""
+        """The level sits at chance after the loss blew up (a point above twice its start) or after
+        it had learned (its level well below chance): a state not worth returning to, however
+        quiet it looks (a classifier at chance, a regressor collapsed to predicting the mean)."""
         chance = self.chance_level
         return (chance is not None and self.level is not None and self.start is not None
                 and abs(self.level - chance) <= self.config.chance_tol * chance
-                and self.peak > 2 * max(self.start, chance))
+                and (self.peak > 2 * max(self.start, chance) or self.best < 0.7 * chance))
 
     def _track_chance(self) -> None:
         chance = self.chance_level
@@ -218,7 +257,7 @@ class LossDetector:
         if self.verdict in (Verdict.BLOWUP, Verdict.NON_FINITE, Verdict.CHANCE):
             return f"the run's divergence detector says {self.verdict.value} ({self.describe()})"
         if self.at_chance_since_start():
-            return f"the run's loss sits at chance (ln {self.config.classes}) since its start"
+            return f"the run's loss sits at chance ({self.chance_name()}) since its start"
         return None
 
     def describe(self) -> str:

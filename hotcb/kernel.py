@@ -40,6 +40,7 @@ from .ledger import Ledger
 from .locks import KnobLocks
 from .modules import ApplyContext
 from .modules.callbacks import CallbackModule
+from .offstep import LatestFile
 from .ops import CB, CORE, TUNE, HotOp, Source
 from .recipe import RecipePlayer
 from .rescue import RESCUE, Rescue
@@ -97,6 +98,7 @@ class HotKernel:
         self.heartbeat = Heartbeat(cfg.status_interval_s)
         self._calls = 0
         self._next_watch = 0.0
+        self._next_knob_check = 0.0
         self._next_error_log = 0.0
 
         self.intents = Intents(self.run.intents)
@@ -122,6 +124,7 @@ class HotKernel:
             keep=cfg.keep_checkpoints, directory=self.run.root / CHECKPOINTS if cfg.checkpoint_on_disk else None,
             rank=self.dist.rank if self.dist is not None else None,
         )
+        self.snapshots.follow(self.state)  # a knob's scheduler is rolled back with the registered state
         self.core = CoreOps(self)
         self.modules: dict[str, Any] = {CB: self.cb, CORE: self.core}
         self.modules[RESCUE] = Rescue(self)  # rescue (issue 13): divergence watch + rollback, off until enabled
@@ -129,6 +132,7 @@ class HotKernel:
         self._hooked = 0  # how many modules ``_hooks`` was found from
 
         self._started = time.time()  # before anything below may write status
+        self._status_file = LatestFile(self.run.status)
         self.state.initialize()
         if isinstance(freeze, str):
             freeze = FreezeState(mode=freeze)
@@ -172,11 +176,18 @@ class HotKernel:
 
     def publish_status(self) -> None:
         """Write ``hotcb.status.json`` now, whatever ``status_interval_s`` (evals edit: a harness
-        that ticks its controller at fixed steps publishes the step the controller reads)."""
+        that ticks its controller at fixed steps publishes the step the controller reads), and
+        the knobs if a scheduler moved them since they were last published."""
+        self._publish_moved_knobs()
         try:
             self._write_status(force=True)
         except OSError as e:  # a full disk: the decision stands; the heartbeat writes it again later
             self.report_error(e)
+
+    def _publish_moved_knobs(self) -> None:
+        """Republish the knobs when a live value moved (a scheduler): tools and rules read them."""
+        if self.is_writer and self.state.moved():
+            self.publish_actuators()
 
     def add_actuators(self, actuators: list[Any]) -> None:
         """Add knobs after start-up (adapters discover optimizers at fit start). A key that
@@ -187,7 +198,7 @@ class HotKernel:
                 self.state.add(a)
                 a.initialize()
             else:
-                cur.apply_fn, cur.read_fn = a.apply_fn, a.read_fn
+                cur.apply_fn, cur.read_fn, cur.companion = a.apply_fn, a.read_fn, a.companion
                 cur.initialize()
         self.publish_actuators()
 
@@ -289,6 +300,10 @@ class HotKernel:
         finally:
             self.closed = True
             try:
+                closer = getattr(self.collector, "close", None)  # its open metrics file
+                if callable(closer):
+                    closer()
+                self._status_file.close()
                 self._write_status(force=True)
             finally:
                 self.run_lock.release()
@@ -317,6 +332,9 @@ class HotKernel:
         if now >= self._next_watch:
             self._next_watch = now + self.config.watch_interval_s
             self.watched.watch(ctx)
+        if now >= self._next_knob_check:
+            self._next_knob_check = now + self.config.knob_publish_s
+            self._publish_moved_knobs()
         if self._calls % self.debounce_steps == 0:
             self._poll(ctx)
         if self.schedule.ops:
@@ -374,7 +392,7 @@ class HotKernel:
                 a.refresh()
                 v = a.value
                 if isinstance(v, (int, float)) and not isinstance(v, bool):
-                    metrics.setdefault(f"{a.group}/{a.param_key}", v)
+                    metrics.setdefault(a.metric_key, v)
         rec = self.collector.record(self.step, metrics, self.epoch)
         if rec is not None:
             self.state.verify(metrics)
@@ -460,7 +478,12 @@ class HotKernel:
 
     def _write_status(self, force: bool = False) -> None:
         if self.heartbeat.beat(self.step, force) and self.is_writer:
-            write_json_atomic(self.run.status, self.status())
+            if force or self.closed:
+                self._status_file.write_now(self.status())
+            else:  # the heartbeat: written off the step (hotcb.offstep)
+                self._status_file.post(self.status())
+                if self._status_file.last_error is not None:
+                    self.last_internal_error, self._status_file.last_error = self._status_file.last_error, None
 
 
 def _has_knobs(state: Any) -> bool:

@@ -23,6 +23,7 @@ class KernelConfig:
     checkpoint_on_disk: bool = False
     status_interval_s: float = 0.5  # heartbeat (hotcb.status.json) at most this often
     watch_interval_s: float = 0.25  # hotcb.freeze.json / hotcb.yaml checked this often
+    knob_publish_s: float = 1.0  # knob values a scheduler moved are republished at most this often
     pause_poll_s: float = 0.05
     record_knobs: bool = True  # echo numeric knob values into the metrics (e.g. opt/lr)
     max_steps: int | None = None  # the kernel asks the loop to stop here

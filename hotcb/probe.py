@@ -6,7 +6,11 @@ probe measures that directly on the run: the rate of descent (slope of log loss 
 window, then over a window at twice the lr. It keeps the raise when the rate grew by
 ``keep_ratio`` and tries again (up to ``max_raises``), otherwise it halves lr back and settles.
 A blow-up during a trial is the rescue's: it rolls back to the snapshot taken just before the
-raise (that snapshot restores the lr too) and the probe settles. Each raise or revert is one
+raise (that snapshot restores the lr too) and the probe settles. It does not look while the
+run's scheduler is still raising lr (a warmup: a slow loss is expected there; the rescue holds
+it, and the share of the run it may start in counts from the warmup's end), nor at a loss
+already near the floor the script gave (``loss_floor``): a loss that cannot fall much further
+is not slow. Each raise or revert is one
 guarded lr op (source ``rule``, actor ``probe``) with its measurements in the reason.
 
 Pure decisions here; ``hotcb.rescue.Rescue`` owns the probe and submits what it decides.
@@ -42,6 +46,8 @@ class ProbeConfig:
     #                           is at ~0.88 of it after 30 steps on synthetic, one 10x too low at ~0.98)
     start_within: float = 0.25  # a probe starts in this first share of the run or never
     quiet: float = 0.3        # "stalled" needs noise below this share of the level (a too-high lr is loud)
+    loss_floor: float | None = None  # the lowest loss the task can reach, where the script knows it
+    near_floor: float = 0.25  # "near its floor": the level within this share above loss_floor
 
 
 @dataclass
@@ -71,12 +77,18 @@ class LrProbe:
         if math.isfinite(x) and x > 0:
             self.values.append(x)
 
+    def hold(self) -> None:
+        """The scheduler is warming lr up: those points measure no lr; measure from its end."""
+        self.values.clear()
+
     def _rate(self) -> tuple[float, float]:
         slope, se = log_slope(list(self.values))
         return -slope, se  # > 0: the loss falls
 
-    def decide(self, step: int, lr: float | None, det: LossDetector, max_steps: int | None) -> ProbeStep | None:
-        """Called once per step after ``observe``; returns the lr change to make, if any."""
+    def decide(self, step: int, lr: float | None, det: LossDetector, max_steps: int | None,
+               since: int = 0) -> ProbeStep | None:
+        """Called once per step after ``observe``; returns the lr change to make, if any.
+        ``since``: the step the run's lr warmup ended (0: none)."""
         c = self.config
         if self.state is ProbeState.SETTLED or lr is None or lr <= 0:
             return None
@@ -88,12 +100,12 @@ class LrProbe:
             return None
         remaining = (max_steps - step) if max_steps else None
         if self.state is ProbeState.WAITING:
-            return self._look(step, det, max_steps, remaining)
+            return self._look(step, det, max_steps, remaining, since)
         return self._judge(lr, remaining)
 
     # complexity: each reason not to raise is its own early return, in the order a reader checks them
     def _look(self, step: int, det: LossDetector, max_steps: int | None,
-              remaining: int | None) -> ProbeStep | None:
+              remaining: int | None, since: int = 0) -> ProbeStep | None:
         """WAITING: one look per window at whether the run is far too slow."""
         c = self.config
         rate, se = self._rate()
@@ -101,8 +113,13 @@ class LrProbe:
         if remaining is not None and remaining < 3 * c.window:
             self.settle("too close to the end of the run to measure a raise")
             return None
-        if step > c.start_within * (max_steps or c.assumed_remaining):
-            self.settle("not too slow in the first part of the run")
+        if step - since > c.start_within * ((max_steps - since) if max_steps else c.assumed_remaining):
+            self.settle("not too slow in the first part of the run" + (f" after its warmup (to step {since})"
+                                                                        if since else ""))
+            return None
+        floor = c.loss_floor
+        if floor is not None and det.level is not None and det.level <= (1 + c.near_floor) * floor:
+            self.settle(f"the loss {det.level:.4g} is near its floor {floor:g}: not slow")
             return None
         if det.worse_than_chance():
             return None  # worse than guessing: the rescue's to judge, never a slow start to speed up
@@ -113,13 +130,15 @@ class LrProbe:
         if not (stuck or (rate > 0 and rate > c.min_t * se)):
             return None  # not clearly improving: nothing to learn from a faster rate
         left = remaining if remaining is not None else c.assumed_remaining
-        if not stuck and rate * left >= c.afford:
+        # What the run can still gain: log(loss) down by ``afford``, or half the way to a known floor.
+        need = c.afford if floor is None or det.level is None else min(c.afford, 0.5 * math.log(det.level / floor))
+        if not stuck and rate * left >= need:
             return None  # at this rate the run has the time it needs
         return self._raise(rate, f"loss still at {det.level:.4g}, {100 * det.level / det.early:.3g}% of its early "
                            f"level {det.early:.4g}" if stuck and det.early else
                            f"loss falls {100 * rate:.3g}%/step (±{100 * se:.2g}) over {c.window} points: "
                            f"at that rate the {left} steps left lower log(loss) by {rate * left:.2g} "
-                           f"(< {c.afford:g})")
+                           f"(< {need:.2g})")
 
     def _judge(self, lr: float, remaining: int | None) -> ProbeStep | None:
         """TRIAL: the window now holds only points at the raised lr."""

@@ -30,7 +30,6 @@ still held up by the loss's noise floor, each cut measured.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -81,17 +80,37 @@ class Rescue:
         self._acting = False
         self._raise_undone = False  # the last rollback undid a raise of the knob made since its snapshot
         self._raised: tuple[int, float] | None = None  # (step, value before) of the knob's last raise
+        self._lr_seen: float | None = None  # the knob's value at the end of the last step
+        self._changed_at: int | None = None  # the last step an op (or a rollback) changed the knob
+        self._rising_at: int | None = None  # the last step the scheduler raised it (a warmup)
+        self._warm_end = 0  # the step the scheduler's warmup ended (0: none seen)
 
     # ------------------------------------------------------------------ configuration
-    def configure(self, *, enabled: bool | None = None, classes: int | None = None, probe: bool | None = None,
+    # complexity: one keyword per thing the script may say about its task, each applied where it belongs
+    def configure(self, *, enabled: bool | None = None, classes: int | None = None,
+                  baseline: float | None = None, loss_floor: float | None = None, probe: bool | None = None,
                   **detector: Any) -> None:
-        """For the training script: e.g. ``configure(classes=10)`` (enables "stuck at chance")."""
-        if classes is not None or detector:
+        """For the training script, what it knows about its task: ``classes=10`` (a classifier:
+        "stuck at chance" is ln 10), or ``baseline=float(y.var())`` (a regression: the loss of
+        predicting the mean, where a collapsed network sits), or neither; ``loss_floor`` (the
+        lowest loss it can reach: no probe raise near it)."""
+        if classes is not None or baseline is not None or detector:
             over = dict(detector)
             if classes is not None:
                 over["classes"] = int(classes)
+            if baseline is not None:
+                b = float(baseline)
+                if not (math.isfinite(b) and b > 0):
+                    raise ValueError(f"baseline must be a positive finite loss, got {baseline!r}")
+                over["baseline"] = b
             self.config = replace(self.config, detector=replace(self.config.detector, **over))
             self.detector.config = self.config.detector
+            for det in self._detector_at.values():
+                det.config = self.config.detector
+        if loss_floor is not None:
+            self.config = replace(self.config, probe_config=replace(self.config.probe_config,
+                                                                    loss_floor=float(loss_floor)))
+            self.probe.config = self.config.probe_config
         if probe is not None:
             self.config = replace(self.config, probe=bool(probe))
         if enabled is not None:
@@ -113,7 +132,10 @@ class Rescue:
         if op.op == "enable":
             old = self.enabled
             p = op.params
+            b = p.get("baseline")
             self.configure(enabled=True, classes=p.get("classes") if isinstance(p.get("classes"), int) else None,
+                           baseline=b if isinstance(b, (int, float)) and not isinstance(b, bool)
+                           and math.isfinite(b) and b > 0 else None,
                            probe=p.get("probe") if isinstance(p.get("probe"), bool) else None)
             return {"enabled": {"old": old, "new": True}, "probe": self.config.probe}
         if op.op == "disable":
@@ -129,31 +151,27 @@ class Rescue:
         if any(op.module != (group.group if group else None) and k in self.kernel.state for k in op.params):
             self.detector.reset()  # a loss weight changes the loss's scale: learn the new level
         self._note_raise(op, ctx.step)
+        if group is not None and op.module == group.group and group.param_key in op.params:
+            self._changed_at = ctx.step
         if not self.enabled or op.source in self.kernel.guard.trusted_sources or not self.kernel.snapshots.objects:
             return
         self._snapshot(ctx.step, "before a change by " + (op.actor or op.source), healthy=self.detector.confirmed())
 
     # ------------------------------------------------------------------ every step
     def on_step(self, ctx: ApplyContext) -> None:
-        if self._start is None and self.kernel.snapshots.objects:
-            # The run's first state, held here (outside the ring) until the rescue is enabled:
-            # an autopilot that enables it a few steps in can still return to the start.
-            self._start = self.kernel.snapshots.capture(ctx.step, live_knob_values(self.kernel.state), "run start")
-            self._detector_at[ctx.step] = copy.deepcopy(self.detector)
-        if self.enabled and not self.started:
-            self.started = True
-            if self._start is not None:
-                self._start.healthy = True
-                self.kernel.snapshots.add_oldest(self._start)
+        self._hold_start(ctx.step)
+        if self.config.probe and self.probe.state is not ProbeState.SETTLED:
+            self._watch_warmup(ctx.step)  # for the probe only: once it settled, no more reads
         x = self._loss(ctx.env.get("metrics") or {})
         if x is None:
             return
         verdict = self.detector.update(x)
         if self._start is not None and ctx.step == self._start.step:
             # A rollback to the first state keeps the run's first loss as its reference (the early rise).
-            self._detector_at[ctx.step] = copy.deepcopy(self.detector)
+            self._detector_at[ctx.step] = self.detector.copy()
         if self.config.probe:
-            self.probe.observe(x)
+            if self.probe.state is not ProbeState.SETTLED:
+                self.probe.observe(x)
             self.descent.observe(x)
         if not self.enabled or self.kernel.dist is not None or self._acting:
             return
@@ -169,6 +187,37 @@ class Rescue:
             self._snapshot(ctx.step, "periodic (confirmed healthy later)", healthy=False)
         if self.config.probe:
             self._move_lr(ctx)
+            if self.probe.state is not ProbeState.SETTLED:
+                act = self._knob(self.config.knob)
+                self._lr_seen = _number(act.value) if act is not None else None  # after this step's own ops
+
+    def _hold_start(self, step: int) -> None:
+        if self._start is None and self.kernel.snapshots.objects:
+            # The run's first state, held here (outside the ring) until the rescue is enabled:
+            # an autopilot that enables it a few steps in can still return to the start.
+            self._start = self.kernel.snapshots.capture(step, live_knob_values(self.kernel.state), "run start")
+            self._detector_at[step] = self.detector.copy()
+        if self.enabled and not self.started:
+            self.started = True
+            if self._start is not None:
+                self._start.healthy = True
+                self.kernel.snapshots.add_oldest(self._start)
+
+    def _watch_warmup(self, step: int) -> None:
+        """Whether the scheduler is raising lr (a warmup): the knob rose since the last step with
+        no op changing it. The probe waits until a window after the last such rise."""
+        act = self._knob(self.config.knob)
+        if act is None:
+            return
+        act.refresh()
+        lr, seen = _number(act.value), self._lr_seen
+        if lr is not None and seen is not None and lr > seen * (1 + 1e-9) and self._changed_at != step:
+            self._rising_at = step
+            self._warm_end = step
+
+    def warming(self, step: int) -> bool:
+        """The scheduler raised lr within the probe's window: a warmup (a slow loss is expected)."""
+        return self._rising_at is not None and step - self._rising_at < self.probe.config.window
 
     def _loss(self, metrics: dict[str, Any]) -> float | None:
         names = (self.config.metric,) if self.config.metric else LOSS_METRICS
@@ -189,7 +238,7 @@ class Rescue:
         # The detector as it stood: a rollback returns the run *and* its measured level there.
         kept = set(self.kernel.snapshots.steps()) | ({self._start.step} if self._start else set())
         self._detector_at = {s: d for s, d in self._detector_at.items() if s in kept}
-        self._detector_at[step] = copy.deepcopy(self.detector)
+        self._detector_at[step] = self.detector.copy()
 
     def _floor(self) -> float | None:
         """No cut below ``floor`` x the run's first value of the knob (None: not known)."""
@@ -218,7 +267,7 @@ class Rescue:
         if verdict is Verdict.NON_FINITE:
             why = f"loss is non-finite ({x})"
         elif verdict is Verdict.CHANCE:
-            why = (f"loss flat at chance ({det.level:.4g} ~ ln {det.config.classes} = {det.chance_level:.4g}) "
+            why = (f"loss flat at chance ({det.level:.4g} ~ {det.chance_name()} = {det.chance_level:.4g}) "
                    f"for {det.at_chance} points after it had learned or blown up, or above chance and its "
                    f"start ({det.start:.4g})")
         elif det.rose():
@@ -236,7 +285,7 @@ class Rescue:
         snap = self._target(verdict, ctx.step)
         if snap is None:
             target = "no healthy snapshot"
-        elif snap is self._start and snap is not self.kernel.snapshots.last_healthy():
+        elif snap is self._start and snap is not self._last_alive():
             target = f"roll back to the run's first state (step {snap.step}: no learning state was confirmed)"
         else:
             target = f"roll back to step {snap.step}"
@@ -289,12 +338,21 @@ class Rescue:
         and that snapshot never learned (a dead network is quiet, so its snapshots look healthy):
         then the run's first state, which the rescue holds outside the ring; and after a recent
         raise of the knob, the newest healthy one from before it."""
-        snap = self._before_raise(step) or self.kernel.snapshots.last_healthy()
+        snap = self._before_raise(step) or self._last_alive()
         if self._start is None or snap is self._start:
             return snap
         if snap is None or ((verdict is Verdict.CHANCE or self.detector.dead()) and not self._learned(snap)):
             return self._start
         return snap
+
+    def _last_alive(self) -> Snapshot | None:
+        """The newest healthy snapshot whose network was not already dead when it was taken (a
+        dead network's loss is quiet, so its snapshots can look healthy)."""
+        for s in reversed(self.kernel.snapshots.snapshots):
+            det = self._detector_at.get(s.step)
+            if s.healthy and not (det is not None and det.dead()):
+                return s
+        return None
 
     def _learned(self, snap: Snapshot) -> bool:
         """The detector, as it stood at ``snap``, had the loss clearly below chance (or no chance
@@ -305,17 +363,14 @@ class Rescue:
             return chance is None
         return det.level < (1 - 2 * det.config.chance_tol) * chance
 
-    # complexity: every check happens before anything is restored (a refusal leaves the run as it was), so they stay in one place
-    def _rollback(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:  # noqa: C901, PLR0912
-        """One decision: restore a healthy snapshot (``params.step``, else the newest) and cut the
-        knob. Everything is checked before anything is restored, so a refusal leaves the run as it
-        was."""
+    def _rollback_target(self, at: Any) -> Snapshot:
+        """The snapshot a ``rescue rollback`` op names (``params.step``), else the newest healthy
+        one that was alive, else the run's first state; refused when there is none."""
         snaps = self.kernel.snapshots
         if not snaps.objects:
             raise ValueRefused("no state registered (kernel.register_state): nothing to roll back")
-        at = op.params.get("step")
-        if at is None:  # the newest healthy snapshot, else the run's first state
-            snap = snaps.last_healthy() or self._start
+        if at is None:
+            snap = self._last_alive() or self._start
         elif isinstance(at, bool) or not isinstance(at, int):
             raise ValueRefused("rescue rollback: params.step must be the step of a healthy snapshot")
         elif self._start is not None and at == self._start.step:
@@ -327,6 +382,15 @@ class Rescue:
                                    f"{[s.step for s in snaps.snapshots if s.healthy]})")
         if snap is None:
             raise ValueRefused(f"no healthy snapshot to roll back to (have {snaps.steps()})")
+        return snap
+
+    # complexity: every check happens before anything is restored (a refusal leaves the run as it was), so they stay in one place
+    def _rollback(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
+        """One decision: restore a healthy snapshot (``params.step``, else the newest) and cut the
+        knob. Everything is checked before anything is restored, so a refusal leaves the run as it
+        was."""
+        snaps = self.kernel.snapshots
+        snap = self._rollback_target(op.params.get("step"))
         cut = op.params.get("cut", self.config.cut)
         if isinstance(cut, bool) or not isinstance(cut, (int, float)) or not 0 < cut <= 1:
             raise ValueRefused("rescue rollback: params.cut must be a number in (0, 1]")
@@ -345,7 +409,8 @@ class Rescue:
                 # From the lower of the lr in use and the snapshot's: a raise since the snapshot is
                 # undone by the rollback itself, and the lr that led here is cut.
                 base = min(live, before) if isinstance(before, (int, float)) and before > 0 else live
-                self._raise_undone = base < live
+                # A raise by an op since the snapshot (a warmup's rise is the schedule's, not a raise).
+                self._raise_undone = base < live and self._raised is not None and self._raised[0] >= snap.step
                 desc = act.describe()
                 floors = [desc.get("min"), self._floor()]
                 lo = max((f for f in floors if isinstance(f, (int, float))), default=None)
@@ -355,18 +420,20 @@ class Rescue:
                                                  config=self.kernel.guard)
                 else:
                     note = f"{key} {base:g} is at its floor: not cut further"
+        in_use = live_knob_values(self.kernel.state)  # the ledger's "old": what the run used until now
         snaps.restore(snap)
         knobs = {k: v for k, v in snap.knobs.items() if k not in locks}
-        restored = restore_knobs(self.kernel.state, knobs, ctx.env, ctx.step)
+        restored = restore_knobs(self.kernel.state, knobs, ctx.env, ctx.step, before=in_use)
         payload: dict[str, Any] = {k: v for k, v in restored.items() if v["old"] != v["new"]}
         if new_value is not None and act is not None:
-            old = payload.get(key, {}).get("old", act.value)
             act.apply(new_value, ctx.env, ctx.step)
-            payload[key] = {"old": old, "new": act.value}
+            act.refresh()  # "new" is what the optimizer runs from the next step
+            payload[key] = {"old": in_use.get(key, act.value), "new": act.value}
         snaps.drop_after(snap.step)
         if snap.step in self._detector_at:
-            self.detector = copy.deepcopy(self._detector_at[snap.step])
+            self.detector = self._detector_at[snap.step].copy()
         self.detector.probation = True
+        self._changed_at = ctx.step
         self.last_restored = snap.step
         payload["restored_step"] = snap.step
         if note:
@@ -389,8 +456,14 @@ class Rescue:
             stepper.settle(f"no {self.config.knob} knob")
             return
         act.refresh()
-        lr = act.value if isinstance(act.value, (int, float)) and not isinstance(act.value, bool) else None
-        step = stepper.decide(ctx.step, lr, self.detector, self.kernel.max_steps)
+        lr = _number(act.value)
+        if isinstance(stepper, LrProbe):
+            if self.warming(ctx.step):
+                stepper.hold()  # no raise while the scheduler warms lr up
+                return
+            step = stepper.decide(ctx.step, lr, self.detector, self.kernel.max_steps, since=self._warm_end)
+        else:
+            step = stepper.decide(ctx.step, lr, self.detector, self.kernel.max_steps)
         if step is None or lr is None:
             return
         floor = self._floor()
@@ -412,6 +485,10 @@ class Rescue:
 def rescue_of(kernel: Any) -> Rescue:
     """The kernel's rescue module (for the training script: ``rescue_of(kernel).configure(...)``)."""
     return kernel.modules[RESCUE]
+
+
+def _number(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 def _num(v: float | None) -> float | None:

@@ -1,5 +1,12 @@
-"""``WatchedFiles``: ``hotcb.freeze.json`` and ``hotcb.yaml`` (desired state), read on a
-wall-clock cadence and applied as ledger-recorded ops.
+"""``WatchedFiles``: ``hotcb.freeze.json``, ``hotcb.yaml`` (desired state) and
+``hotcb.autopilot.json`` (the autopilot mode), read on a wall-clock cadence (and at the first
+step) and applied as ledger-recorded ops.
+
+The autopilot mode decides whether the kernel's rescue acts: a mode that acts (``auto``,
+``ai_auto``) enables it from the step the kernel reads it, whichever process started first, so
+a blow-up in the first steps is rolled back before any autopilot has polled; leaving those modes
+disables it again (unless the script enabled it). The file is hostile input: a malformed one
+changes nothing and gets one refusal in the ledger, with its reason.
 
 ``hotcb.desired`` parses ``hotcb.yaml``; this turns a parsed desired state into the ops that
 close its difference from the live state. It owns the two files' watches and the background
@@ -11,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from .actuators.actuator import ValueRefused
@@ -20,7 +28,12 @@ from .freeze import FreezeState
 from .jsonl import read_json
 from .judge import judge
 from .modules import ApplyContext
-from .ops import CB, CORE, SOURCES, CallbackTarget, CommandError, HotOp, Source
+from .ops import CB, CORE, RESCUE, SOURCES, CallbackTarget, CommandError, HotOp, Source
+from .rundir import AUTOPILOT
+
+AUTOPILOT_MODES = ("off", "suggest", "auto", "ai_suggest", "ai_auto")
+ACTING_MODES = ("auto", "ai_auto")  # the modes in which the autopilot (and so the rescue) acts
+MAX_AUTOPILOT_BYTES = 64 * 1024  # the mode file is a few fields; anything larger is not one
 
 if TYPE_CHECKING:
     from .kernel import HotKernel
@@ -33,6 +46,9 @@ class WatchedFiles:
         self.freeze_path, self.desired_path = run.freeze, run.desired
         self._freeze_watch = FileWatch(run.freeze)
         self._desired_watch = FileWatch(run.desired)
+        self.autopilot_path = run.root / AUTOPILOT
+        self._autopilot_watch = FileWatch(self.autopilot_path)
+        self._rescue_by_mode = False  # the rescue is on because the mode file said a mode that acts
         self._desired_reader: BackgroundRead | None = None
         self._pending: dict[str, Any] = {}  # rank 0: changes not yet broadcast
 
@@ -61,6 +77,8 @@ class WatchedFiles:
         out: dict[str, Any] = {}
         if self._freeze_watch.changed():
             out["freeze"] = read_json(self.freeze_path)
+        if self._autopilot_watch.changed():
+            out["autopilot"] = self._read_autopilot()
         if self._desired_reader is None:
             path = self.desired_path
             self._desired_reader = BackgroundRead(lambda: read_desired(path))
@@ -85,6 +103,57 @@ class WatchedFiles:
             self._apply_freeze_file(ctx, watched["freeze"])
         if watched.get("desired") is not None:
             self._apply_desired(ctx, watched["desired"])
+        if watched.get("autopilot") is not None:
+            self._apply_autopilot(ctx, watched["autopilot"])
+
+    # ------------------------------------------------------------------ the autopilot mode
+    def _read_autopilot(self) -> dict[str, Any]:
+        """``{"mode": ...}`` (``off`` when there is no file), or ``{"error": why}``."""
+        if not self._autopilot_watch.exists():
+            return {"mode": "off"}
+        try:
+            if os.lstat(self.autopilot_path).st_size > MAX_AUTOPILOT_BYTES:
+                return {"error": f"larger than {MAX_AUTOPILOT_BYTES} bytes"}
+        except OSError as e:
+            return {"error": f"unreadable ({type(e).__name__})"}
+        missing = object()
+        doc = read_json(self.autopilot_path, missing)
+        if doc is missing:
+            return {"error": "not readable JSON (malformed, or a symlink)"}
+        mode = doc.get("mode") if isinstance(doc, dict) else None
+        if not isinstance(mode, str) or mode not in AUTOPILOT_MODES:
+            return {"error": f"mode must be one of {', '.join(AUTOPILOT_MODES)}"}
+        set_by = doc.get("set_by")
+        return {"mode": mode, "set_by": set_by[:80] if isinstance(set_by, str) else None}
+
+    def _apply_autopilot(self, ctx: ApplyContext, read: dict[str, Any]) -> None:
+        """Enable the rescue in a mode that acts, disable it when the mode leaves them (one
+        ledgered ``rescue`` op, source ``rule``, actor ``rescue``: the judge decides as for the
+        autopilot's own enable); a malformed file: one recorded refusal, nothing changed."""
+        k = self.kernel
+        rescue = k.modules.get(RESCUE)
+        if rescue is None:
+            return
+        name = self.autopilot_path.name
+        if read.get("error"):
+            op = HotOp(module=RESCUE, op="enable", cmd_id=f"autopilot-mode-invalid-{k.session}-{uuid.uuid4().hex[:8]}",
+                       source=Source.RULE, actor="rescue", reason=f"autopilot mode in {name}")
+            k.commands.record(op, ctx, "rejected", error=f"invalid {name}: {read['error']}; the rescue is left as it was")
+            return
+        mode, by = read["mode"], f" (set by {read['set_by']})" if read.get("set_by") else ""
+        if mode in ACTING_MODES and not rescue.enabled:
+            op = HotOp(module=RESCUE, op="enable", params={}, source=Source.RULE, actor="rescue",
+                       reason=f"autopilot mode {mode} in {name}{by}: the rescue rolls back blow-ups from this step")
+        elif mode not in ACTING_MODES and self._rescue_by_mode and rescue.enabled:
+            op = HotOp(module=RESCUE, op="disable", params={}, source=Source.RULE, actor="rescue",
+                       reason=f"autopilot mode {mode} in {name}{by}: a mode that does not act")
+        else:
+            return
+        op.cmd_id = f"autopilot-mode-{op.op}-{k.session}-{uuid.uuid4().hex[:8]}"
+        entry = k.commands.process(op, ctx)
+        if entry.get("decision") == "applied":
+            self._rescue_by_mode = op.op == "enable"
+            k.publish_status()  # an autopilot reading the status sees the rescue on (and sends no enable of its own)
 
     def _apply_freeze_file(self, ctx: ApplyContext, raw: Any) -> None:
         if raw is None:

@@ -131,6 +131,9 @@ class HotcbActuator:
     max_rel_change: float | None = None
     cooldown_steps: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # State the knob's value depends on (an lr scheduler): snapshotted and restored with the
+    # registered state, so a rollback brings back the schedule along with the lr.
+    companion: Any = None
 
     def __post_init__(self) -> None:
         self.type = ActuatorType(self.type)
@@ -151,9 +154,15 @@ class HotcbActuator:
         """Re-read the live value: a scheduler or the training code may have moved it since."""
         if self.read_fn is not None and self.state is not ActuatorState.DISABLED:
             try:
-                self.value = _plain(self.read_fn())
+                v = self.read_fn()
+                self.value = v if type(v) is float else _plain(v)  # a float, every step: the fast path
             except Exception as e:
                 self.last_error = f"read failed: {e!r}"
+
+    @property
+    def metric_key(self) -> str:
+        """The name its value is echoed under in the metrics (``opt/lr``)."""
+        return f"{self.group}/{self.param_key}"
 
     def spec(self) -> KnobSpec:
         """This knob's description as a typed record (``describe()`` is its JSON form)."""

@@ -5,7 +5,8 @@ LR schedulers: a torch scheduler recomputes ``group["lr"]`` from its own base on
 "move the whole schedule": the new lr takes effect now, and the scheduler's bases
 (``base_lrs``, ``initial_lr``, ``max_lr``/``min_lr`` where present, ``_last_lr``) are scaled by
 the same factor new/old, so the schedule keeps its shape from the new level. With
-``ReduceLROnPlateau`` only the live lr changes (it has no base).
+``ReduceLROnPlateau`` only the live lr changes (it has no base). The scheduler is the lr knob's
+``companion``: its state is snapshotted and restored with every rollback.
 """
 
 from __future__ import annotations
@@ -20,10 +21,24 @@ from .state import MutableState
 def _rescale_scheduler(scheduler: Any, group_index: int, factor: float) -> None:
     if scheduler is None or factor == 1.0:
         return
+    seen: set[int] = set()  # a list two schedulers share (SequentialLR's _last_lr) is scaled once
+    for child in getattr(scheduler, "_schedulers", None) or ():  # SequentialLR, ChainedScheduler
+        _rescale_bases(child, group_index, factor, seen)
+    _rescale_bases(scheduler, group_index, factor, seen)
+    _rescale_groups(scheduler, group_index, factor)
+
+
+def _rescale_bases(scheduler: Any, group_index: int, factor: float, seen: set[int]) -> None:
+    """One scheduler's own bases (the optimizer's groups are scaled once, by the caller's scheduler)."""
     for name in ("base_lrs", "_last_lr", "max_lrs", "min_lrs", "eta_min"):
         seq = getattr(scheduler, name, None)
-        if isinstance(seq, list) and group_index < len(seq) and isinstance(seq[group_index], (int, float)):
+        if (isinstance(seq, list) and id(seq) not in seen and group_index < len(seq)
+                and isinstance(seq[group_index], (int, float))):
+            seen.add(id(seq))
             seq[group_index] = seq[group_index] * factor
+
+
+def _rescale_groups(scheduler: Any, group_index: int, factor: float) -> None:
     optimizer = getattr(scheduler, "optimizer", None)
     if optimizer is not None:
         group = optimizer.param_groups[group_index]
@@ -89,6 +104,7 @@ def optimizer_actuators(
             param_key=prefix + key, type=kind, group=group, min=lo, max=hi,
             apply_fn=ratio_setter(key), read_fn=lambda k=key: optimizer.param_groups[0][k],
             label=prefix + key, description=f"optimizer {key} (all param groups, ratios kept)",
+            companion=scheduler if key == "lr" else None,
         ))
         if per_group and len(groups) > 1:
             for i in range(1, len(groups)):
@@ -97,6 +113,7 @@ def optimizer_actuators(
                     apply_fn=lambda v, env, i=i, k=key: _set_group(optimizer, i, k, v, env, scheduler),
                     read_fn=lambda i=i, k=key: optimizer.param_groups[i][k],
                     description=f"optimizer {key} of param group {i}",
+                    companion=scheduler if key == "lr" else None,
                 ))
     return out
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .actuator import ActuatorState, HotcbActuator, ValueRefused
+from .actuator import ActuatorState, HotcbActuator, ValueRefused, _same
 
 
 class UnknownKnob(ValueRefused):
@@ -15,6 +15,7 @@ class UnknownKnob(ValueRefused):
 class MutableState:
     def __init__(self, actuators: Iterable[HotcbActuator] = ()):
         self._by_key: dict[str, HotcbActuator] = {}
+        self._published: dict[str, Any] = {}  # the values last described (``describe_all``)
         for a in actuators:
             self.add(a)
 
@@ -79,7 +80,19 @@ class MutableState:
 
     def describe_all(self) -> list[dict[str, Any]]:
         self.refresh()
-        return [a.describe() for a in self._by_key.values()]
+        out = [a.describe() for a in self._by_key.values()]
+        self._published = {d["key"]: d["value"] for d in out}
+        return out
+
+    def moved(self) -> bool:
+        """Whether a live value differs from the one last described: a scheduler or the training
+        code moved it (a few dict reads; the kernel asks on a wall-clock cadence)."""
+        published = self._published
+        for key, a in self._by_key.items():
+            a.refresh()
+            if key not in published or not _same(a.value, published[key]):
+                return True
+        return False
 
     def values(self) -> dict[str, Any]:
         self.refresh()

@@ -184,9 +184,10 @@ def test_detector_sees_blowups_nan_and_a_dead_classifier():
     assert hit is not None and hit[0] == 100
     det = LossDetector(DetectorConfig(classes=10))
     rng = random.Random(1)
-    series = [2.3 - 1.5 * min(i, 60) / 60 for i in range(80)] + [math.log(10) + 0.01 * rng.gauss(0, 1)] * 60
+    series = [2.3 - 1.5 * min(i, 60) / 60 for i in range(80)] + [math.log(10) + 0.01 * rng.gauss(0, 1)] * 150
     verdicts = [det.update(v) for v in series]
-    assert Verdict.CHANCE in verdicts  # learned, then flat at ln(10)
+    assert verdicts[82] is Verdict.BLOWUP  # the jump back up to chance is a blow-up at once
+    assert Verdict.CHANCE in verdicts  # learned, then flat at ln(10): once the level has settled there
     slow = LossDetector(DetectorConfig(classes=10))
     assert Verdict.CHANCE not in [slow.update(math.log(10) - 1e-4 * i) for i in range(200)]
     assert slow.at_chance_since_start()  # a slow start: the probe's business, not a rollback

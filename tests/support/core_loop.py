@@ -20,7 +20,7 @@ from hotcb.ops import make_command
 
 class Loop:
     def __init__(self, run_dir: str | os.PathLike[str], seed: int = 0, scheduler: str | None = None,
-                 lr: float = 0.05, **kernel_kw: Any):
+                 lr: float = 0.05, warmup: int = 20, **kernel_kw: Any):
         torch.manual_seed(seed)
         self.run_dir = Path(run_dir)
         g = torch.Generator().manual_seed(seed)
@@ -33,6 +33,8 @@ class Loop:
             self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=5, gamma=0.5)
         elif scheduler == "cosine":
             self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=40)
+        elif scheduler == "warmup":  # linear warmup over ``warmup`` steps, then constant (a LambdaLR)
+            self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda e: min(1.0, (e + 1) / warmup))
         self.weights = {"ce_w": 1.0, "l2_w": 0.0}
         self.state = mutable_state(optimizer_actuators(self.opt, scheduler=self.sched)
                                    + loss_actuators(self.weights))
@@ -43,6 +45,7 @@ class Loop:
         self.step_no = 0
         self.losses: list[float] = []
         self.lrs: list[float] = []
+        self.used_lrs: list[float] = []  # the lr each step's optimizer.step() ran with
         self.nan_loss = False  # tests flip it to feed a non-finite loss into the metrics
 
     def step(self, extra_env: dict[str, Any] | None = None) -> float:
@@ -53,6 +56,7 @@ class Loop:
         loss = self.weights["ce_w"] * ce + self.weights["l2_w"] * l2
         self.opt.zero_grad()
         loss.backward()
+        self.used_lrs.append(self.opt.param_groups[0]["lr"])
         self.opt.step()
         if self.sched is not None:
             self.sched.step()

@@ -1,0 +1,163 @@
+"""The loop the README shows, with an lr scheduler (a ``LambdaLR`` linear warmup, then constant):
+the ledger says the lr the optimizer runs, after every kind of rollback, and the tools read the
+lr the scheduler set."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from hotcb.mcp_server.tools import HotcbTools
+
+from hotcb.rescue import rescue_of
+from tests.support.core_loop import Loop
+
+WARMUP = 20
+
+
+def lam(e: int) -> float:
+    return min(1.0, (e + 1) / WARMUP)
+
+
+def entries(loop: Loop, module: str, op: str) -> list[dict]:
+    return [e for e in loop.ledger() if e.get("module") == module and e.get("op") == op]
+
+
+def step_until(loop: Loop, done, limit_s: float = 60.0) -> None:
+    """Step the loop until ``done()`` (a state the kernel publishes on a wall-clock cadence)."""
+    deadline = time.monotonic() + limit_s
+    while not done():
+        assert time.monotonic() < deadline, "the state never came"
+        loop.step()
+
+
+def test_a_rescue_rollback_mid_warmup_restores_the_schedule_and_the_ledger_says_the_lr_run(tmp_path):
+    loop = Loop(tmp_path, scheduler="warmup", warmup=WARMUP, lr=0.05)
+    rescue_of(loop.kernel).configure(enabled=True, classes=2, probe=False)
+    loop.run(14)  # mid-warmup: the lr is still rising
+    loop.nan_loss = True
+    loop.step()  # a non-finite loss: rolled back at once
+    loop.nan_loss = False
+    (rb,) = entries(loop, "rescue", "rollback")
+    assert rb["decision"] == "applied"
+    restored, lr = rb["payload"]["restored_step"], rb["payload"]["lr"]
+    assert lr["old"] == pytest.approx(0.05 * lam(15))  # what the run used at the blow-up
+    # The scheduler went back with the weights: its position is the snapshot's.
+    assert loop.sched.last_epoch == restored
+    loop.step()
+    assert loop.used_lrs[-1] == pytest.approx(lr["new"])  # the ledger's new lr is the one run next
+    loop.step()  # and the schedule goes on from there, at the level the cut set
+    assert loop.used_lrs[-1] == pytest.approx(lr["new"] * lam(restored + 1) / lam(restored))
+    loop.close()
+
+
+def test_a_core_rollback_mid_warmup_restores_the_schedule_and_the_ledger_says_the_lr_run(tmp_path):
+    loop = Loop(tmp_path, scheduler="warmup", warmup=WARMUP, lr=0.05)
+    loop.run(5)
+    loop.send("core", "checkpoint", source="human")
+    loop.step()  # the checkpoint is taken at step 6
+    loop.run(9)
+    cmd = loop.send("core", "rollback", {"step": 6}, source="human")
+    loop.step()
+    e = loop.decision(cmd)
+    assert e["decision"] == "applied" and e["payload"]["restored_step"] == 6
+    change = e["payload"]["knobs"]["lr"]
+    # "old": the lr the run used until the rollback (moved by the scheduler since), not a stale value.
+    assert change["old"] == pytest.approx(0.05 * lam(16))
+    assert change["new"] == pytest.approx(0.05 * lam(6))
+    assert loop.sched.last_epoch == 6
+    loop.step()
+    assert loop.used_lrs[-1] == pytest.approx(change["new"])
+    loop.step()
+    assert loop.used_lrs[-1] == pytest.approx(0.05 * lam(7))  # the warmup goes on from step 6
+    loop.close()
+
+
+def test_tools_read_the_lr_the_scheduler_set_and_a_cut_after_warmup_applies_from_it(tmp_path):
+    loop = Loop(tmp_path, scheduler="warmup", warmup=WARMUP, lr=0.05, knob_publish_s=0.05)
+    tools = HotcbTools(tmp_path, source="rule", actor="rules")
+    loop.run(WARMUP + 5)  # warmup over: lr 0.05, published mid-warmup at step 1 as 0.0025
+
+    def knob() -> float:
+        (lr,) = [a for a in tools.call("describe_actuators")["actuators"] if a["key"] == "lr"]
+        return lr["value"]
+
+    step_until(loop, lambda: knob() == pytest.approx(loop.opt.param_groups[0]["lr"]))
+    assert knob() == pytest.approx(0.05)
+    live = knob()
+    out = tools.call("apply_op", {"module": "opt", "op": "set_params", "params": {"lr": live / 2},
+                                  "reason": "halve lr", "wait_s": 0})
+    loop.step()
+    e = loop.decision(out["cmd_id"])
+    assert e["decision"] == "applied", e
+    assert e["payload"]["lr"] == {"old": pytest.approx(0.05), "new": pytest.approx(0.025)}
+    loop.step()
+    assert loop.used_lrs[-1] == pytest.approx(0.025)
+    loop.step()
+    assert loop.used_lrs[-1] == pytest.approx(0.025)  # the schedule keeps the level it was moved to
+    loop.close()
+
+
+def test_a_blow_up_at_step_3_is_rolled_back_when_the_mode_file_said_auto_before_the_trainer_started(tmp_path):
+    (tmp_path / "hotcb.autopilot.json").write_text(json.dumps({"mode": "auto", "set_by": "alice"}))
+    loop = Loop(tmp_path, scheduler="warmup", warmup=WARMUP, lr=0.05)
+    loop.run(2)
+    loop.nan_loss = True
+    loop.step()  # step 3
+    loop.nan_loss = False
+    (enable,) = entries(loop, "rescue", "enable")
+    assert enable["decision"] == "applied" and enable["step"] == 1
+    assert enable["source"] == "rule" and enable["actor"] == "rescue" and "auto" in enable["reason"]
+    (rb,) = entries(loop, "rescue", "rollback")
+    assert rb["decision"] == "applied" and rb["step"] == 3 and rb["payload"]["restored_step"] == 1
+    loop.step()
+    assert loop.used_lrs[-1] == pytest.approx(rb["payload"]["lr"]["new"])
+    # Leaving the modes that act switches the rescue off again (within the watch cadence).
+    (tmp_path / "hotcb.autopilot.json").write_text(json.dumps({"mode": "suggest"}))
+    step_until(loop, lambda: not rescue_of(loop.kernel).enabled)
+    (disable,) = entries(loop, "rescue", "disable")
+    assert disable["decision"] == "applied" and "suggest" in disable["reason"]
+    loop.close()
+
+
+@pytest.mark.parametrize("text", ["{not json", json.dumps({"mode": "turbo"}), json.dumps(["auto"]), "x" * 70000])
+def test_a_malformed_mode_file_is_refused_with_its_reason_and_changes_nothing(tmp_path, text):
+    (tmp_path / "hotcb.autopilot.json").write_text(text)
+    loop = Loop(tmp_path)
+    loop.run(3)
+    (refused,) = entries(loop, "rescue", "enable")
+    assert refused["decision"] == "rejected" and "hotcb.autopilot.json" in refused["error"]
+    assert not rescue_of(loop.kernel).enabled
+    assert loop.kernel.internal_errors == 0
+    loop.close()
+
+
+def test_a_script_enabled_rescue_is_left_on_when_the_mode_leaves_auto(tmp_path):
+    (tmp_path / "hotcb.autopilot.json").write_text(json.dumps({"mode": "off"}))
+    loop = Loop(tmp_path)
+    rescue_of(loop.kernel).configure(enabled=True)
+    loop.run(2)
+    assert rescue_of(loop.kernel).enabled and not entries(loop, "rescue", "disable")
+    loop.close()
+
+
+def test_a_rejected_tune_trial_mid_warmup_leaves_the_lr_the_ledger_says(tmp_path):
+    pytest.importorskip("optuna")
+    loop = Loop(tmp_path, scheduler="warmup", warmup=3000, lr=0.5)  # a long warmup: the trial runs inside it
+    recipe = {"seed": 0, "horizon": 30, "settle": 5, "n_startup_trials": 4, "risk": {"restore_weights": "rejected"}}
+    loop.send("tune", "enable", {"mode": "active", "recipe": recipe}, source="human")
+
+    def undo() -> list[dict]:
+        return [e for e in loop.ledger() if e.get("source") == "tune" and "lr" in (e.get("payload") or {})
+                and str(e.get("reason")).startswith("tune roll back")]
+
+    for _ in range(1500):
+        loop.step()
+        if undo():
+            break
+    (back, *_) = undo()
+    assert back["decision"] == "applied"
+    loop.step()
+    assert loop.used_lrs[-1] == pytest.approx(back["payload"]["lr"]["new"])
+    loop.close()
