@@ -29,12 +29,12 @@ from pydantic import BaseModel, Field, create_model
 
 from hotcb.records import LedgerRecord
 from hotcb.rundir import ACTUATORS, COMMANDS, LEDGER, METRICS, STATUS
+from hotcb.trend import sig
 
 from . import catalog
 from .registry import InvalidArguments, StrictInput, ToolError, ToolSpec
 from .tools import HotcbTools
 from .tools_observe import KEY_METRIC_PREFERENCE
-from .trend_math import sig
 
 RUN_MARKERS = (STATUS, METRICS, LEDGER, COMMANDS, ACTUATORS)
 RUN_ARG = "run"

@@ -6,13 +6,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
+from hotcb import trend
 from hotcb.codec import tag
 from hotcb.jsonl import read_json
 from hotcb.ledger import filter_entries
 from hotcb.records import LedgerRecord
 from hotcb.rundir import AUTOPILOT
+from hotcb.trend import Trend
 
-from . import trend_math
 from .metrics_cursor import PATTERN, MetricsCursor, read_after
 from .registry import StrictInput
 from .schemas import Empty, LedgerEntry
@@ -153,7 +154,7 @@ def pick_metrics(names: list[str], limit: int = DEFAULT_TREND_METRICS) -> list[s
             return (3, n)
         if "loss" in low:
             return (0, n)
-        if trend_math.maximize(n):
+        if trend.maximize(n):
             return (1, n)
         return (2, n)
 
@@ -171,7 +172,7 @@ class ObserveTools(ToolGroup):
         for name in self.metrics.names():
             s = self.metrics.get(name)
             if s is not None and s.values:
-                last[name] = trend_math.sig(s.values[-1]) if s.values[-1] == s.values[-1] else "nan"
+                last[name] = trend.sig_or_tag(s.values[-1])
         return StatusOutput(
             liveness=live["state"], reason=live.get("reason"),
             **{k: st.get(k) for k in ("step", "epoch", "max_steps", "steps_per_s", "freeze_mode", "replay")},
@@ -204,11 +205,11 @@ class ObserveTools(ToolGroup):
             source = sources[name]
             s = self.metrics.get(source) if source else None
             if s is None:
-                out[name] = {"n": 0, "trend": "no_data"}
+                out[name] = {"n": 0, "trend": Trend.NO_DATA}
                 continue
             steps, values = s.window(args.window)
-            summary = trend_math.summarize(name, steps, values)
-            out[name] = trend_math.compact(summary)
+            summary = trend.summarize(name, steps, values)
+            out[name] = trend.compact(summary)
             if source != name:
                 out[name]["metric"] = source  # the knob's echo (lr -> opt/lr)
             if steps:
@@ -225,7 +226,7 @@ class ObserveTools(ToolGroup):
         horizon = args.horizon_step or st.get("max_steps")
         if key and horizon and self.metrics.get(key) is not None:
             steps, values = self.metrics.get(key).window(args.window)
-            f = trend_math.forecast(steps, values, horizon)
+            f = trend.forecast(steps, values, horizon)
             fc = Forecast(metric=key, **f) if f else None
         changes = []
         for e in filter(None, map(LedgerRecord.from_json, self.ledger_entries()[-200:])):
