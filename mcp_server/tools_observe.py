@@ -10,7 +10,7 @@ from hotcb import trend
 from hotcb.codec import tag
 from hotcb.jsonl import read_json
 from hotcb.ledger import filter_entries
-from hotcb.records import LedgerRecord
+from hotcb.records import LedgerRecord, RescueStatus
 from hotcb.rundir import AUTOPILOT
 from hotcb.trend import Trend
 
@@ -49,8 +49,11 @@ class StatusOutput(BaseModel):
     last_metrics: dict[str, Any] = {}
     autopilot: dict[str, Any] | None = None
     internal_errors: int = 0
-    rescue: dict[str, Any] | None = Field(None, description="the kernel's rescue: enabled, the detector's verdict, "
-                                          "level and noise of the loss, rollbacks so far, the lr probe's state")
+    rescue: RescueStatus | None = Field(None, description="the kernel's rescue: enabled, the detector's verdict, "
+                                        "level and noise of the loss, rollbacks so far, the lr probe's state")
+    status_problems: list[str] = Field([], description="fields of the status file that did not parse (left out), why")
+    metrics_dropped_lines: int = Field(0, description="lines of the metrics file that are not records (not JSON, "
+                                                      "an absurd step), skipped by the readers")
 
 
 class TrendsInput(StrictInput):
@@ -165,7 +168,7 @@ class ObserveTools(ToolGroup):
     def get_status(self, args: Empty) -> StatusOutput:
         """Is training alive (running/paused/stopped/dead)? Step, steps/s, freeze mode, replay,
         scheduled ops, snapshots, the last metric values and the autopilot mode."""
-        st = self.status_doc()
+        st = self.status()
         live = self.liveness()
         self.metrics.refresh()
         last = {}
@@ -173,14 +176,14 @@ class ObserveTools(ToolGroup):
             s = self.metrics.get(name)
             if s is not None and s.values:
                 last[name] = trend.sig_or_tag(s.values[-1])
+        autopilot = read_json(self.run.root / AUTOPILOT)
         return StatusOutput(
-            liveness=live["state"], reason=live.get("reason"),
-            **{k: st.get(k) for k in ("step", "epoch", "max_steps", "steps_per_s", "freeze_mode", "replay")},
-            paused=bool(st.get("paused")), stop_requested=bool(st.get("stop_requested")),
-            scheduled=int(st.get("scheduled") or 0), snapshots=st.get("snapshots") or [],
+            liveness=live["state"], reason=live.get("reason"), step=st.step, epoch=st.epoch, max_steps=st.max_steps,
+            steps_per_s=st.steps_per_s, freeze_mode=st.freeze_mode, replay=st.replay, paused=st.paused,
+            stop_requested=st.stop_requested, scheduled=st.scheduled, snapshots=st.snapshots,
             metrics=self.metrics.names(), last_metrics=last,
-            autopilot=read_json(self.run.root / AUTOPILOT), internal_errors=int(st.get("internal_errors") or 0),
-            rescue=st.get("rescue") if isinstance(st.get("rescue"), dict) else None,
+            autopilot=autopilot if isinstance(autopilot, dict) else None, internal_errors=st.internal_errors,
+            rescue=st.rescue, status_problems=st.problems, metrics_dropped_lines=self.metrics.dropped,
         )
 
     def read_trends(self, args: TrendsInput) -> TrendsOutput:
@@ -221,9 +224,9 @@ class ObserveTools(ToolGroup):
             if tuple(r) != common:
                 out[name]["steps"] = r
                 out[name]["n"] = counts[name]
-        st = self.status_doc()
+        st = self.status()
         fc = None
-        horizon = args.horizon_step or st.get("max_steps")
+        horizon = args.horizon_step or st.max_steps
         if key and horizon and self.metrics.get(key) is not None:
             steps, values = self.metrics.get(key).window(args.window)
             f = trend.forecast(steps, values, horizon)
@@ -234,7 +237,7 @@ class ObserveTools(ToolGroup):
                 continue
             for k, (old, new) in e.knob_changes().items():
                 changes.append(KnobChange(step=e.step, key=k, old=old, new=new, source=e.source, actor=e.actor))
-        return TrendsOutput(step=self.metrics.last_step, steps_per_s=st.get("steps_per_s"), window=args.window,
+        return TrendsOutput(step=self.metrics.last_step, steps_per_s=st.steps_per_s, window=args.window,
                             step_range=list(common) if common else None, metrics=out, forecast=fc, recent_changes=changes[-10:],
                             other_metrics=[n for n in names if n not in chosen][:30])
 
