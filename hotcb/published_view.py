@@ -35,7 +35,7 @@ def published_view(run: RunDir) -> View:
         locks=doc.get("locks") or {},
         groups=frozenset(m for (m, _k) in descs if isinstance(m, str)) if doc else None,
         knob=lambda module, key: descs.get((module, key)),
-        knob_keys=lambda module: [k for (m, k) in descs if m == module],
+        knob_keys=lambda module: [k for (m, k) in descs if m == module and isinstance(k, str)],
         scheduled_source=sources.get,
         run_verdict=status.run_verdict,
     )
