@@ -167,7 +167,8 @@ def pick_metrics(names: list[str], limit: int = DEFAULT_TREND_METRICS) -> list[s
 class ObserveTools(ToolGroup):
     def get_status(self, args: Empty) -> StatusOutput:
         """Is training alive (running/paused/stopped/dead)? Step, steps/s, freeze mode, replay,
-        scheduled ops, snapshots, the last metric values and the autopilot mode."""
+        scheduled ops, snapshots, the last metric values ("nan"/"inf"/"-inf" when not finite) and the
+        autopilot mode; status_problems names status fields that did not parse."""
         st = self.status()
         live = self.liveness()
         self.metrics.refresh()
