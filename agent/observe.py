@@ -13,8 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from hotcb.mcp_server import trend_math
-
+from hotcb import trend as trend_math
 from hotcb.codec import decode_number
 
 MAX_POINTS = 5000  # read_metrics' own cap: the points held per metric, and records per read

@@ -14,9 +14,9 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from hotcb.mcp_server import trend_math
 from hotcb.mcp_server.registry import ToolError
 
+from hotcb import trend as trend_math
 from hotcb.codec import tag
 from hotcb.divergence import LossDetector, Verdict
 

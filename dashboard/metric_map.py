@@ -1,7 +1,7 @@
 """The metric-space map of a root of runs: each run's metric vectors over steps, projected to 2-D.
 
 A run at a step is a point whose coordinates are its metric values then: the metrics every run
-logs that have a goal (losses, errors, accuracies, scores: ``trend_math.goal``), so knob values
+logs that have a goal (losses, errors, accuracies, scores: ``hotcb.trend.goal``), so knob values
 logged as metrics (``lr``, ``opt/lr``) and throughput are not coordinates -- a knob change
 shows as where a path turns, not as a jump along a knob's own axis. Each run's metrics are interpolated onto its own step grid (the
 steps of its first metric, at most ``POINTS``), every metric is standardized over all runs'
@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 from hotcb.mcp_server.tools_observe import SeriesOut
-from hotcb.mcp_server.trend_math import goal
 from pydantic import BaseModel
+
+from hotcb.trend import goal
 
 POINTS = 200
 MAX_METRICS = 12

@@ -14,7 +14,7 @@ import sys
 from importlib.metadata import entry_points
 from typing import Any
 
-from .client import liveness, send_command, wait_decision
+from .client import liveness, read_status, send_command, wait_decision
 from .freeze import MODES, FreezeState
 from .jsonl import read_all, read_json
 from .ledger import filter_entries
@@ -136,17 +136,16 @@ def _fields(pairs: list[tuple[str, Any]]) -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
     run = RunDir(args.dir, create=False)
-    status = read_json(run.status) if run.root.is_dir() else None
+    status = read_status(run) if run.root.is_dir() else None
     live = liveness(run, status)
     acts = (read_json(run.actuators, {}) or {}) if run.root.is_dir() else {}
     if args.json:
-        print(json.dumps({"liveness": live, "status": status, "actuators": acts}, indent=1))
+        print(json.dumps({"liveness": live, "status": status.to_json() if status else None, "actuators": acts}, indent=1))
         return 0
     print(f"run: {run.root}\nstate: {live['state']}" + (f" ({live['reason']})" if live.get("reason") else ""))
     if status:
-        print(_fields([("step", status.get("step")), ("epoch", status.get("epoch")),
-                       ("steps/s", status.get("steps_per_s")), ("paused", status.get("paused")),
-                       ("freeze", status.get("freeze_mode"))]))
+        print(_fields([("step", status.step), ("epoch", status.epoch), ("steps/s", status.steps_per_s),
+                       ("paused", status.paused), ("freeze", status.freeze_mode)]))
     for a in acts.get("actuators", []):
         lock = "  [locked]" if a["key"] in (acts.get("locks") or {}) else ""
         bounds = f"{a['min']}..{a['max']}" if a.get("min") is not None or a.get("max") is not None else None

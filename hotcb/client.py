@@ -9,6 +9,7 @@ from typing import Any
 
 from .jsonl import JsonlTail, append_line, read_json
 from .ops import parse_command
+from .records import StatusRecord
 from .rundir import NO_TRAINING_YET, RunDir
 
 # A heartbeat older than this many status intervals (or seconds, whichever is larger) is stale.
@@ -28,20 +29,27 @@ def pid_alive(pid: Any) -> bool:
     return True
 
 
-def liveness(run: RunDir, status: dict[str, Any] | None = None) -> dict[str, Any]:
+def read_status(run: RunDir) -> StatusRecord | None:
+    """The status the kernel last wrote (``hotcb.status.json``); None before any training process
+    wrote one. A malformed file still gives a record: its unreadable fields in ``problems``."""
+    doc = read_json(run.status)
+    return None if doc is None else StatusRecord.from_json(doc)
+
+
+def liveness(run: RunDir, status: StatusRecord | None = None) -> dict[str, Any]:
     """``{"state": "running"|"paused"|"stopped"|"dead"|"absent"|"stale", "reason": ...}``."""
-    status = status if status is not None else read_json(run.status)
-    if not isinstance(status, dict):
+    status = status if status is not None else read_status(run)
+    if status is None or (status.pid is None and status.wall_time is None):  # nothing names a process
         return {"state": "absent", "reason": f"{NO_TRAINING_YET} in this run directory"}
-    if status.get("closed"):
-        return {"state": "stopped", "reason": f"training ended at step {status.get('step')}"}
-    if not pid_alive(status.get("pid")) and status.get("host") in (None, _host()):
-        return {"state": "dead", "reason": f"training process {status.get('pid')} is gone (last step {status.get('step')})"}
-    age = time.time() - float(status.get("wall_time") or 0)
-    limit = max(STALE_MIN_S, STALE_INTERVALS * float(status.get("heartbeat_interval_s") or 0.5))
+    if status.closed:
+        return {"state": "stopped", "reason": f"training ended at step {status.step}"}
+    if not pid_alive(status.pid) and status.host in (None, _host()):
+        return {"state": "dead", "reason": f"training process {status.pid} is gone (last step {status.step})"}
+    age = time.time() - (status.wall_time or 0.0)
+    limit = max(STALE_MIN_S, STALE_INTERVALS * (status.heartbeat_interval_s or 0.5))
     if age > limit:
-        return {"state": "stale", "reason": f"no heartbeat for {age:.0f}s (last step {status.get('step')})"}
-    return {"state": "paused" if status.get("paused") else "running", "reason": None}
+        return {"state": "stale", "reason": f"no heartbeat for {age:.0f}s (last step {status.step})"}
+    return {"state": "paused" if status.paused else "running", "reason": None}
 
 
 def _host() -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from .guard import GuardConfig
 from .jsonl import read_json
 from .judge import CodePolicy, View
+from .records import StatusRecord
 from .rundir import RunDir
 
 
@@ -17,33 +18,24 @@ def _doc(path: Any) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
-def run_verdict(status: dict[str, Any]) -> str | None:
-    """The rescue's verdict as the kernel published it (None in a distributed run, as the kernel judges)."""
-    rescue = status.get("rescue")
-    if not isinstance(rescue, dict) or (status.get("world_size") or 1) > 1:
-        return None
-    v = rescue.get("verdict")
-    return v if isinstance(v, str) else None
-
-
 def published_view(run: RunDir) -> View:
     """The judge's view of ``run`` from its published files. Before a training process has
     published its knobs, ``groups`` is None (knob ops are left to the kernel) and the code policy
     is the built-ins and the run directory."""
-    doc, status = _doc(run.actuators), _doc(run.status)
+    doc, status = _doc(run.actuators), StatusRecord.from_json(_doc(run.status))
     descs = {(a.get("module"), a.get("key")): a for a in doc.get("actuators", []) if isinstance(a, dict)}
     pending = _doc(run.schedule).get("pending") or []
     sources = {p.get("cmd_id"): p.get("source") for p in pending if isinstance(p, dict)}
     return View(
         code=CodePolicy.from_dict(run.root, doc.get("code_policy")),
         guard=GuardConfig.from_dict(doc.get("guard")),
-        freeze_mode=status.get("freeze_mode") or "off",
-        freeze_source=status.get("freeze_source") or "human",
-        step=status.get("step"),
+        freeze_mode=status.freeze_mode or "off",
+        freeze_source=status.freeze_source or "human",
+        step=status.step,
         locks=doc.get("locks") or {},
         groups=frozenset(m for (m, _k) in descs if isinstance(m, str)) if doc else None,
         knob=lambda module, key: descs.get((module, key)),
-        knob_keys=lambda module: [k for (m, k) in descs if m == module],
+        knob_keys=lambda module: [k for (m, k) in descs if m == module and isinstance(k, str)],
         scheduled_source=sources.get,
-        run_verdict=run_verdict(status),
+        run_verdict=status.run_verdict,
     )

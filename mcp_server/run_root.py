@@ -29,12 +29,12 @@ from pydantic import BaseModel, Field, create_model
 
 from hotcb.records import LedgerRecord
 from hotcb.rundir import ACTUATORS, COMMANDS, LEDGER, METRICS, STATUS
+from hotcb.trend import sig
 
 from . import catalog
 from .registry import InvalidArguments, StrictInput, ToolError, ToolSpec
 from .tools import HotcbTools
 from .tools_observe import KEY_METRIC_PREFERENCE
-from .trend_math import sig
 
 RUN_MARKERS = (STATUS, METRICS, LEDGER, COMMANDS, ACTUATORS)
 RUN_ARG = "run"
@@ -60,7 +60,8 @@ class RunSummary(BaseModel):
     key_value: float | str | None = None
     last_change: LastChange | None = Field(None, description="the last applied knob change (ledger)")
     idle_s: float | None = Field(None, description="seconds since the run's metrics or ledger last changed")
-    error: str | None = Field(None, description="why the run's files could not be read (status unreadable)")
+    error: str | None = Field(None, description="why the run's files could not be read (status unreadable), or "
+                                                "which fields of its status file did not parse (left out)")
 
 
 class ListRunsOutput(BaseModel):
@@ -250,4 +251,4 @@ def summarize(name: str, tools: HotcbTools) -> RunSummary:
     value = last.get(key) if key else None
     return RunSummary(name=name, status=st["liveness"], step=st.get("step"), key_metric=key,
                       key_value=sig(value) if isinstance(value, float) else value, last_change=change,
-                      idle_s=_idle_s(tools))
+                      idle_s=_idle_s(tools), error="; ".join(st.get("status_problems") or []) or None)

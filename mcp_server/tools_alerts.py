@@ -88,7 +88,7 @@ class AlertTools(ToolGroup):
                      severity: str = "warning", value: Any = None, step: int | None = None) -> Alert:
         """Not a tool: the autopilot process (rules, alert rules, API health) records alerts here."""
         a = Alert(alert_id=uuid.uuid4().hex[:12], ts=time.time(),
-                  step=step if step is not None else self.status_doc().get("step"), rule=rule, kind=kind,
+                  step=step if step is not None else self.status().step, rule=rule, kind=kind,
                   metric=metric, severity=severity, message=message, value=value, source=self.source,  # type: ignore[arg-type]
                   actor=self.current_actor())
         append_line(self.run.root / ALERTS, a.model_dump(mode="json"))

@@ -12,12 +12,13 @@ import os
 import threading
 from typing import Any
 
-from hotcb.client import liveness, send_command, wait_decision
+from hotcb.client import liveness, read_status, send_command, wait_decision
 from hotcb.jsonl import JsonlTail, read_json
 from hotcb.judge import Refusal, View, judge
 from hotcb.ledger import Decision
 from hotcb.ops import SOURCES, CommandError, make_command, parse_command
 from hotcb.published_view import published_view
+from hotcb.records import StatusRecord
 from hotcb.rundir import RunDir
 
 from .metrics_store import MetricsStore
@@ -69,9 +70,15 @@ class ToolContext:
         doc = read_json(self.run.actuators)
         return doc if isinstance(doc, dict) else {}
 
+    def status(self) -> StatusRecord:
+        """The kernel's last status (an empty record before training wrote one; a malformed
+        file's unreadable fields are named in its ``problems``)."""
+        return read_status(self.run) or StatusRecord()
+
     def status_doc(self) -> dict[str, Any]:
-        doc = read_json(self.run.status)
-        return doc if isinstance(doc, dict) else {}
+        """``status()`` in its JSON form, for callers that still read keys (empty before training)."""
+        rec = read_status(self.run)
+        return rec.to_json() if rec else {}
 
     def liveness(self) -> dict[str, Any]:
         return liveness(self.run)
@@ -195,6 +202,9 @@ class ContextView:
 
     def actuators_doc(self) -> dict[str, Any]:
         return self.ctx.actuators_doc()
+
+    def status(self) -> StatusRecord:
+        return self.ctx.status()
 
     def status_doc(self) -> dict[str, Any]:
         return self.ctx.status_doc()

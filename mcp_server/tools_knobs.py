@@ -58,7 +58,7 @@ class KnobTools(ToolGroup):
         """Every knob of the run (key, module, type, bounds or choices, live value, state, last change
         step, lock holder, cooldown) and the callbacks loaded. Call this before apply_op."""
         doc = self.actuators_doc()
-        status = self.status_doc()
+        status = self.status()
         guard = GuardConfig.from_dict(doc.get("guard"))
         locks = doc.get("locks") or {}
         acts = []
@@ -74,9 +74,9 @@ class KnobTools(ToolGroup):
                 max_rel_change=factor,
             ))
         return DescribeOutput(
-            step=status.get("step", doc.get("step")), liveness=self.liveness()["state"], actuators=acts,
+            step=status.step if status.step is not None else doc.get("step"), liveness=self.liveness()["state"], actuators=acts,
             callbacks=[CallbackInfo(**c) for c in doc.get("callbacks", [])], modules=doc.get("modules", []),
-            freeze_mode=status.get("freeze_mode"), guard=guard.to_dict(),
+            freeze_mode=status.freeze_mode, guard=guard.to_dict(),
         )
 
     def apply_op(self, args: ApplyOpInput) -> ApplyOpOutput:

@@ -6,13 +6,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
+from hotcb import trend
 from hotcb.codec import tag
 from hotcb.jsonl import read_json
 from hotcb.ledger import filter_entries
-from hotcb.records import LedgerRecord
+from hotcb.records import LedgerRecord, RescueStatus
 from hotcb.rundir import AUTOPILOT
+from hotcb.trend import Trend
 
-from . import trend_math
 from .metrics_cursor import PATTERN, MetricsCursor, read_after
 from .registry import StrictInput
 from .schemas import Empty, LedgerEntry
@@ -48,8 +49,11 @@ class StatusOutput(BaseModel):
     last_metrics: dict[str, Any] = {}
     autopilot: dict[str, Any] | None = None
     internal_errors: int = 0
-    rescue: dict[str, Any] | None = Field(None, description="the kernel's rescue: enabled, the detector's verdict, "
-                                          "level and noise of the loss, rollbacks so far, the lr probe's state")
+    rescue: RescueStatus | None = Field(None, description="the kernel's rescue: enabled, the detector's verdict, "
+                                        "level and noise of the loss, rollbacks so far, the lr probe's state")
+    status_problems: list[str] = Field([], description="fields of the status file that did not parse (left out), why")
+    metrics_dropped_lines: int = Field(0, description="lines of the metrics file that are not records (not JSON, "
+                                                      "an absurd step), skipped by the readers")
 
 
 class TrendsInput(StrictInput):
@@ -153,7 +157,7 @@ def pick_metrics(names: list[str], limit: int = DEFAULT_TREND_METRICS) -> list[s
             return (3, n)
         if "loss" in low:
             return (0, n)
-        if trend_math.maximize(n):
+        if trend.maximize(n):
             return (1, n)
         return (2, n)
 
@@ -163,23 +167,24 @@ def pick_metrics(names: list[str], limit: int = DEFAULT_TREND_METRICS) -> list[s
 class ObserveTools(ToolGroup):
     def get_status(self, args: Empty) -> StatusOutput:
         """Is training alive (running/paused/stopped/dead)? Step, steps/s, freeze mode, replay,
-        scheduled ops, snapshots, the last metric values and the autopilot mode."""
-        st = self.status_doc()
+        scheduled ops, snapshots, the last metric values ("nan"/"inf"/"-inf" when not finite) and the
+        autopilot mode; status_problems names status fields that did not parse."""
+        st = self.status()
         live = self.liveness()
         self.metrics.refresh()
         last = {}
         for name in self.metrics.names():
             s = self.metrics.get(name)
             if s is not None and s.values:
-                last[name] = trend_math.sig(s.values[-1]) if s.values[-1] == s.values[-1] else "nan"
+                last[name] = trend.sig_or_tag(s.values[-1])
+        autopilot = read_json(self.run.root / AUTOPILOT)
         return StatusOutput(
-            liveness=live["state"], reason=live.get("reason"),
-            **{k: st.get(k) for k in ("step", "epoch", "max_steps", "steps_per_s", "freeze_mode", "replay")},
-            paused=bool(st.get("paused")), stop_requested=bool(st.get("stop_requested")),
-            scheduled=int(st.get("scheduled") or 0), snapshots=st.get("snapshots") or [],
+            liveness=live["state"], reason=live.get("reason"), step=st.step, epoch=st.epoch, max_steps=st.max_steps,
+            steps_per_s=st.steps_per_s, freeze_mode=st.freeze_mode, replay=st.replay, paused=st.paused,
+            stop_requested=st.stop_requested, scheduled=st.scheduled, snapshots=st.snapshots,
             metrics=self.metrics.names(), last_metrics=last,
-            autopilot=read_json(self.run.root / AUTOPILOT), internal_errors=int(st.get("internal_errors") or 0),
-            rescue=st.get("rescue") if isinstance(st.get("rescue"), dict) else None,
+            autopilot=autopilot if isinstance(autopilot, dict) else None, internal_errors=st.internal_errors,
+            rescue=st.rescue, status_problems=st.problems, metrics_dropped_lines=self.metrics.dropped,
         )
 
     def read_trends(self, args: TrendsInput) -> TrendsOutput:
@@ -204,11 +209,11 @@ class ObserveTools(ToolGroup):
             source = sources[name]
             s = self.metrics.get(source) if source else None
             if s is None:
-                out[name] = {"n": 0, "trend": "no_data"}
+                out[name] = {"n": 0, "trend": Trend.NO_DATA}
                 continue
             steps, values = s.window(args.window)
-            summary = trend_math.summarize(name, steps, values)
-            out[name] = trend_math.compact(summary)
+            summary = trend.summarize(name, steps, values)
+            out[name] = trend.compact(summary)
             if source != name:
                 out[name]["metric"] = source  # the knob's echo (lr -> opt/lr)
             if steps:
@@ -220,12 +225,12 @@ class ObserveTools(ToolGroup):
             if tuple(r) != common:
                 out[name]["steps"] = r
                 out[name]["n"] = counts[name]
-        st = self.status_doc()
+        st = self.status()
         fc = None
-        horizon = args.horizon_step or st.get("max_steps")
+        horizon = args.horizon_step or st.max_steps
         if key and horizon and self.metrics.get(key) is not None:
             steps, values = self.metrics.get(key).window(args.window)
-            f = trend_math.forecast(steps, values, horizon)
+            f = trend.forecast(steps, values, horizon)
             fc = Forecast(metric=key, **f) if f else None
         changes = []
         for e in filter(None, map(LedgerRecord.from_json, self.ledger_entries()[-200:])):
@@ -233,7 +238,7 @@ class ObserveTools(ToolGroup):
                 continue
             for k, (old, new) in e.knob_changes().items():
                 changes.append(KnobChange(step=e.step, key=k, old=old, new=new, source=e.source, actor=e.actor))
-        return TrendsOutput(step=self.metrics.last_step, steps_per_s=st.get("steps_per_s"), window=args.window,
+        return TrendsOutput(step=self.metrics.last_step, steps_per_s=st.steps_per_s, window=args.window,
                             step_range=list(common) if common else None, metrics=out, forecast=fc, recent_changes=changes[-10:],
                             other_metrics=[n for n in names if n not in chosen][:30])
 

@@ -104,7 +104,7 @@ class ProposalTools(ToolGroup):
         if refusal:
             raise refusal_error(refusal)
         op = args.op.model_copy(update={"reason": args.op.reason or args.reason})
-        p = Proposal(proposal_id=uuid.uuid4().hex[:12], ts=time.time(), step=self.status_doc().get("step"),
+        p = Proposal(proposal_id=uuid.uuid4().hex[:12], ts=time.time(), step=self.status().step,
                      source=self.source, actor=self.current_actor(), op=op, reason=args.reason)
         append_line(self.run.root / PROPOSALS, p.model_dump(mode="json", exclude_none=True))
         return p

@@ -68,13 +68,13 @@ class ReplayTools(ToolGroup):
             shown = entries[:MAX_INLINE_RECIPE]
             return ReplayOutput(action="export", entries=len(entries), recipe=shown,
                                 truncated=len(shown) < len(entries), message=f"written to {self.run.recipe.name}")
-        status = self.status_doc()
+        status = self.status()
         if args.action == "status":
-            return ReplayOutput(action="status", freeze_mode=status.get("freeze_mode"), status=status.get("replay"))
+            return ReplayOutput(action="status", freeze_mode=status.freeze_mode, status=status.replay)
         if args.action == "stop":
-            if status.get("freeze_mode") not in ("replay", "replay_adjusted"):
+            if status.freeze_mode not in ("replay", "replay_adjusted"):
                 # 'stop' ends a replay; it must not lift another freeze mode (prod) as a side effect.
-                raise ToolError(f"no replay is running (freeze mode {status.get('freeze_mode')!r}); nothing to stop")
+                raise ToolError(f"no replay is running (freeze mode {status.freeze_mode!r}); nothing to stop")
             self._judge_freeze("unfreeze", "off", args.reason)
             state = FreezeState(mode="off", cmd_id=uuid.uuid4().hex, source=acting_for(self.source), actor=self.current_actor(),
                                 reason=args.reason)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..codec import decode_number
 from ..collector import to_number
 from ..ops import CORE, HotOp, Source
 from ._base import BuiltinCallback
@@ -43,8 +44,8 @@ class AnomalyGuard(BuiltinCallback):
             if not any(fnmatch.fnmatchcase(name, p) for p in self.keys):
                 continue
             v = to_number(value)
-            if v is None and isinstance(value, str) and value in ("nan", "inf", "-inf"):
-                v = float(value)
+            if v is None:
+                v = decode_number(value)  # a recorded tag ("nan", "inf", "-inf")
             if v is not None and not math.isfinite(v):
                 bad[name] = v
         model = env.get("model")

@@ -11,7 +11,7 @@ from hotcb.actuators.actuator import ActuatorType, HotcbActuator
 from hotcb.collector import MetricsCollector
 from hotcb.jsonl import dumps, read_all
 from hotcb.ledger import Ledger
-from hotcb.records import KnobSpec, LedgerRecord, MetricRecord
+from hotcb.records import KnobSpec, LedgerRecord, MetricRecord, StatusRecord
 
 OLD_METRIC_LINE = '{"step":7,"epoch":0,"wall_time":1700000000.5,"metrics":{"loss":"nan","acc":0.5,"lr":"inf"}}'
 OLD_LEDGER_LINE = ('{"seq":3,"cmd_id":"c3","step":40,"epoch":null,"event":null,"module":"opt","op":"set_params",'
@@ -56,3 +56,17 @@ def test_a_knob_describes_itself_as_a_knob_spec() -> None:
     assert isinstance(spec, KnobSpec) and spec.type == "int" and spec.value == 8
     assert a.describe() == spec.to_json() and list(a.describe())[:3] == ["key", "module", "type"]
     assert KnobSpec.from_json(a.describe()) == spec
+
+
+def test_a_status_from_an_older_or_newer_writer_reads_back_without_loss() -> None:
+    older = {"pid": 12, "step": 40, "paused": False, "snapshots": [10, 20]}  # fewer keys: defaults, no problem
+    rec = StatusRecord.from_json(older)
+    assert rec.problems == [] and rec.step == 40 and rec.snapshots == [10, 20] and rec.rescue is None
+    assert rec.world_size == 1 and rec.run_verdict is None
+    newer = {**rec.to_json(), "gpu": {"mem": 3}, "rescue": {"enabled": True, "verdict": "diverging", "level": "inf"}}
+    rec = StatusRecord.from_json(newer)
+    assert rec.extra == {"gpu": {"mem": 3}} and rec.to_json()["gpu"] == {"mem": 3}  # an unknown key travels on
+    assert rec.rescue is not None and rec.rescue.verdict == "diverging" and rec.rescue.level is None
+    assert rec.problems == ["rescue.level: not a finite number: 'inf'"]
+    assert rec.run_verdict == "diverging"
+    assert StatusRecord.from_json({**newer, "world_size": 2}).run_verdict is None  # a distributed run: no verdict

@@ -8,8 +8,9 @@ import re
 from pathlib import Path
 
 import numpy as np
-from hotcb.mcp_server import HotcbTools, trend_math
+from hotcb.mcp_server import HotcbTools
 
+from hotcb import trend
 from hotcb.jsonl import append_lines
 
 # About how a BPE tokenizer (cl100k-like) splits compact JSON: words, digit runs of up to 3,
@@ -60,9 +61,9 @@ def test_flags_non_finite_plateau_and_divergence(run_dir: Path) -> None:
     assert "plateau" in out["metrics"]["aux_loss"]["flags"]
     steps = list(range(1, 101))
     blowup = [1.0 / s for s in steps[:60]] + [0.02 * 1.15 ** k for k in range(40)]
-    s = trend_math.summarize("val_loss", steps, blowup)
+    s = trend.summarize("val_loss", steps, blowup)
     assert s["diverging"] and s["trend"] == "diverging"
-    rising_lr = trend_math.summarize("lr", steps, [0.01] * 50 + [0.02] * 50)
+    rising_lr = trend.summarize("lr", steps, [0.01] * 50 + [0.02] * 50)
     assert rising_lr["trend"] == "rising" and not rising_lr["diverging"]  # a knob choice, not a divergence
 
 
@@ -71,14 +72,14 @@ def test_forecast_brackets_a_power_law_and_stays_positive() -> None:
     steps = np.arange(200, 2001)
     truth = lambda s: 3.0 * s ** -0.4  # noqa: E731
     y = truth(steps) * (1 + 0.03 * rng.standard_normal(len(steps)))
-    near = trend_math.forecast(steps, y, 2500)
+    near = trend.forecast(steps, y, 2500)
     assert near["low"] <= truth(2500) <= near["high"] and abs(near["value"] / truth(2500) - 1) < 0.05
-    far = trend_math.forecast(steps, y, 9_000)  # 3.9 window spans out: still a number, a wide band
+    far = trend.forecast(steps, y, 9_000)  # 3.9 window spans out: still a number, a wide band
     assert 0 < far["low"] <= truth(9_000) <= far["high"] and far["extrapolation"] > 7
     assert far["high"] >= float(np.median(y[-50:])) * 0.99  # far out, "stays where it is" is in the band
-    beyond = trend_math.forecast(steps, y, 100_000)  # 55 spans out: no number, a reason
+    beyond = trend.forecast(steps, y, 100_000)  # 55 spans out: no number, a reason
     assert beyond["value"] is None and "too far" in beyond["reason"]
-    assert trend_math.forecast(steps[:5], y[:5], 3000) is None
+    assert trend.forecast(steps[:5], y[:5], 3000) is None
 
 
 def test_read_trends_forecasts_the_key_metric_at_max_steps(run_dir: Path) -> None:
