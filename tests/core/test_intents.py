@@ -154,11 +154,11 @@ def test_a_persons_command_during_a_full_disk_is_held_and_applied_once_space_ret
 
 def test_a_persons_freeze_during_a_full_disk_is_applied_not_rejected(
         run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import hotcb.kernel as kernel_mod
+    import hotcb.offstep as offstep  # the status file is written there (off the step, or now)
     from hotcb.freeze import FreezeState
 
     loop = Loop(run_dir, watch_interval_s=0.0, status_interval_s=0.0)
-    real = kernel_mod.write_json_atomic
+    real = offstep.write_json_atomic
     failures = {"left": 3}
 
     def full_disk(path, obj) -> None:  # the disk edge: the status file cannot be written for a while
@@ -169,7 +169,7 @@ def test_a_persons_freeze_during_a_full_disk_is_applied_not_rejected(
 
     try:
         loop.run(1)
-        monkeypatch.setattr(kernel_mod, "write_json_atomic", full_disk)
+        monkeypatch.setattr(offstep, "write_json_atomic", full_disk)
         FreezeState(mode="prod", source="human", actor="ana", cmd_id="fz-1").save(run_dir / "hotcb.freeze.json")
         loop.run(2)
         entry = loop.decision("fz-1")
