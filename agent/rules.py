@@ -21,6 +21,7 @@ from hotcb.divergence import LossDetector, Verdict
 
 from .actions import Unresolvable, resolve
 from .config import Action, RuleConfig, RulesConfig
+from .finish import Finisher
 from .observe import Observer
 
 log = logging.getLogger("hotcb.agent.rules")
@@ -188,6 +189,7 @@ class RulesAutopilot:
         self.acted: dict[str, int] = {}     # rule -> times its ops landed (max_actions)
         self.findings: list[Finding] = []
         self.rescue_enabled = False         # this autopilot enabled the kernel's rescue
+        self.finish = Finisher()            # the cool-down over a run's last part (agent/finish.py)
 
     def _metrics(self) -> list[str]:
         names = {self.config.train_metric}
@@ -307,6 +309,8 @@ class RulesAutopilot:
             fired.append(f)
             if name in ("non_finite", "divergence"):
                 break  # one emergency action per tick; the others re-evaluate after it lands
+        if not any(f.rule in ("non_finite", "divergence") for f in fired):
+            self.finish.tick(self.tools, self.obs.status, self.mode)
         self.findings.extend(fired)
         return fired
 
