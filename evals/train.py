@@ -105,20 +105,22 @@ def make_optimizer(task: Task, model: nn.Module, lr: float) -> tuple[torch.optim
 
 
 def configure_rescue(kernel: HotKernel, task: Task, data: Split) -> str:
-    """The rescue told the task's kind: the class count ("stuck at chance") for classifiers and
-    the LM's vocabulary; for loss tasks also the no-learning baseline where the kernel takes
-    one (``baseline``), else the rescue watches the loss on its own scale only."""
+    """The rescue told the task's kind: the class count ("stuck at chance") for classifiers; for
+    loss tasks the no-learning baseline (the target's variance, the LM's unigram loss) where the
+    kernel takes one, else the LM's vocabulary as its class count (a regressor: its own scale only).
+    Returns what it was told: ``classes``, ``baseline`` or ``none``."""
     rescue = rescue_of(kernel)
     if task.kind == "classify":
         rescue.configure(classes=int(data.y_train.max()) + 1)
         return "classes"
-    if task.kind == "lm":
-        rescue.configure(classes=task.classes)
     try:
         rescue.configure(baseline=data.baseline_loss)
         return "baseline"
-    except TypeError:  # a detector without a regression baseline
-        return "classes" if task.kind == "lm" else "none"
+    except TypeError:  # a kernel whose detector takes no baseline
+        if task.kind == "lm":
+            rescue.configure(classes=task.classes)
+            return "classes"
+        return "none"
 
 
 def score_of(task: Task, loss: float, acc: float | None, baseline: float | None) -> float:
