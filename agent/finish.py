@@ -80,8 +80,9 @@ def decide(step: int, max_steps: int | None, lr: float | None, state: FinishStat
     target = state.peak * mult
     if lr <= target * cfg.slack:
         return None
+    end = "0" if cfg.floor == 0 else f"{cfg.floor:g}x that lr"
     reason = (f"finish: the run ends at step {max_steps}; cooling lr down over its last {1 - cfg.start:.0%} "
-              f"(from step {begin}, lr {state.peak:.4g} then) along a linear decay to {cfg.floor:g}x that lr, stage "
+              f"(from step {begin}, lr {state.peak:.4g} then) along a linear decay to {end}, stage "
               f"{k}/{cfg.stages}: target {target:.4g} ({mult:.2f}x the lr at the cool-down's start)")
     return FinishDecision(lr=target, stage=k, progress=progress, reason=reason)
 
