@@ -8,6 +8,12 @@ a handful of ledger entries, not one per tick. A decision never raises lr (a res
 human's lower lr stands) and never moves it by more than the guard allows per op; a stage the
 guard's limit cut short is finished at the next tick.
 
+A cool-down trades progress for quiet: it pays when the loss is held up by the lr's noise, and
+costs when the lr is what limits progress (a start far too low). So at the cool-down's start the
+finish looks back: when the loss (validation where there are enough points, else training) fell
+by more than ``hold_fall`` between the two fifths of the run before it, the run is still
+descending and the finish holds -- no cool-down, one alert saying why.
+
 ``decide`` is a pure function of the step, the run's length, the live lr and a small state
 object (Ray PBT's shape: the state owns what it remembers, the function decides); ``Finisher``
 reads the live lr and sends the decision through the tool surface like every rule's op.
@@ -38,6 +44,9 @@ class FinishConfig:
     floor: float = 0.0  # where the line ends, as a multiple of the peak
     slack: float = 1.05  # act only when the live lr is above the stage's target by more than this
     min_steps: int = 100  # shorter runs have no room for a cool-down
+    hold_fall: float = 0.12  # the loss fell more than this over the last fifth of the run: hold
+    metrics: tuple[str, ...] = ("val_loss", "train_loss")  # looked back on, the first with the points
+    min_points: int = 3  # per window, for a metric to be read
 
 
 @dataclass
@@ -45,6 +54,7 @@ class FinishState:
     peak: float | None = None  # the live lr when the cool-down began
     began_at: int | None = None
     decisions: int = 0
+    held: str | None = None  # why the finish holds (the loss still falls fast): no cool-down
 
 
 @dataclass(frozen=True)
@@ -63,18 +73,48 @@ def stage_target(progress: float, cfg: FinishConfig) -> tuple[int, float]:
     return k, cfg.floor + (1.0 - cfg.floor) * line
 
 
-def decide(step: int, max_steps: int | None, lr: float | None, state: FinishState,
-           cfg: FinishConfig) -> FinishDecision | None:
-    """The lr this step should run at, when it is lower than the live one by more than the slack."""
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else 0.5 * (xs[mid - 1] + xs[mid])
+
+
+def recent_fall(series: dict[str, tuple[list[float], list[float]]] | None, begin: int, span: int,
+                cfg: FinishConfig) -> tuple[str, float] | None:
+    """(metric, relative fall of its median) from steps [begin - 2 span, begin - span) to
+    [begin - span, begin), on the first of ``cfg.metrics`` with enough finite points in both."""
+    for name in cfg.metrics:
+        steps, values = (series or {}).get(name, ([], []))
+        early = [v for s, v in zip(steps, values, strict=False) if begin - 2 * span <= s < begin - span and math.isfinite(v)]
+        late = [v for s, v in zip(steps, values, strict=False) if begin - span <= s < begin and math.isfinite(v)]
+        if len(early) >= cfg.min_points and len(late) >= cfg.min_points:
+            a, b = _median(early), _median(late)
+            if a > 0:
+                return name, (a - b) / a
+    return None
+
+
+def decide(step: int, max_steps: int | None, lr: float | None, state: FinishState,  # noqa: PLR0913
+           cfg: FinishConfig, series: dict[str, tuple[list[float], list[float]]] | None = None,
+           ) -> FinishDecision | None:
+    """The lr this step should run at, when it is lower than the live one by more than the slack.
+    ``series`` (metric -> steps, values) is what the finish looks back on at the cool-down's start."""
     if not cfg.enabled or not isinstance(max_steps, int) or max_steps < cfg.min_steps:
         return None
-    if lr is None or not (math.isfinite(lr) and lr > 0):
+    if lr is None or not (math.isfinite(lr) and lr > 0) or state.held:
         return None
     begin = int(cfg.start * max_steps)
     if step < begin or step >= max_steps:
         return None
     if state.peak is None:
         state.peak, state.began_at = lr, step
+        fall = recent_fall(series, begin, max_steps - begin, cfg)
+        if fall is not None and fall[1] > cfg.hold_fall:
+            state.held = (f"finish: no cool-down: {fall[0]} fell {fall[1]:.0%} over the last {1 - cfg.start:.0%} of "
+                          f"the run before step {begin} (more than {cfg.hold_fall:.0%}): the lr {lr:.4g} is what "
+                          "limits progress, not its noise; holding it to the end (step "
+                          f"{max_steps})")
+            return None
     progress = (step - begin) / max(1, max_steps - begin)
     k, mult = stage_target(progress, cfg)
     target = state.peak * mult
@@ -95,9 +135,11 @@ class Finisher:
         self.state = FinishState()
         self.outcomes: list[str] = []
 
-    def tick(self, tools: Any, status: dict[str, Any], mode: str) -> FinishDecision | None:
-        """One look at the run; in ``auto`` an ``apply_op``, in ``suggest`` a ``propose_op``."""
-        if mode not in ("auto", "suggest") or not self.config.enabled:
+    def tick(self, tools: Any, status: dict[str, Any], mode: str,
+             series: dict[str, tuple[list[float], list[float]]] | None = None) -> FinishDecision | None:
+        """One look at the run; in ``auto`` an ``apply_op``, in ``suggest`` a ``propose_op``.
+        ``series``: the metric points the rules read (the look back at the cool-down's start)."""
+        if mode not in ("auto", "suggest") or not self.config.enabled or self.state.held:
             return None
         step, max_steps = status.get("step"), status.get("max_steps")
         if not isinstance(step, int) or not isinstance(max_steps, int) or step < self.config.start * max_steps:
@@ -108,7 +150,9 @@ class Finisher:
             log.warning("finish: could not read the knobs: %s", e)
             return None
         lr = next((k.get("value") for k in knobs.get("actuators", []) if k.get("key") == "lr"), None)
-        d = decide(step, max_steps, lr if isinstance(lr, (int, float)) else None, self.state, self.config)
+        d = decide(step, max_steps, lr if isinstance(lr, (int, float)) else None, self.state, self.config, series)
+        if self.state.held:
+            self._alert(tools, step, self.state.held)
         if d is None:
             return None
         try:
@@ -130,3 +174,10 @@ class Finisher:
         except ToolError as e:  # refused (a lock, a freeze, the knob's cooldown): the ledger has it
             self.outcomes.append(f"step {step}: refused: {e}")
         return d
+
+    def _alert(self, tools: Any, step: int, message: str) -> None:
+        self.outcomes.append(f"step {step}: {message}")
+        try:
+            tools.record_alert(rule=ACTOR, kind=ACTOR, metric="lr", severity="info", step=step, message=message)
+        except Exception as e:  # noqa: BLE001 - an unwritable alert must not stop the autopilot
+            log.warning("finish: could not record alert: %s", e)

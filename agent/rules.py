@@ -310,7 +310,7 @@ class RulesAutopilot:
             if name in ("non_finite", "divergence"):
                 break  # one emergency action per tick; the others re-evaluate after it lands
         if not any(f.rule in ("non_finite", "divergence") for f in fired):
-            self.finish.tick(self.tools, self.obs.status, self.mode)
+            self.finish.tick(self.tools, self.obs.status, self.mode, self.obs.series)
         self.findings.extend(fired)
         return fired
 

@@ -3,7 +3,7 @@ of the run in a few ledgered decisions (source rule, actor finish, each with its
 optimizer's lr ends near the low end of the decay."""
 
 import pytest
-from hotcb.agent.finish import FinishConfig, FinishState, decide, stage_target
+from hotcb.agent.finish import FinishConfig, FinishState, decide, recent_fall, stage_target
 from hotcb.evals.train import RunSpec, train
 
 from hotcb.jsonl import read_all
@@ -27,8 +27,20 @@ def test_the_decision_is_a_staircase_down_a_linear_decay_that_never_raises():
     assert decide(990, 1000, lr / 10, state, cfg) is None  # below the target (a rescue's cut): never raised
 
 
+def test_a_loss_still_falling_fast_holds_the_lr_instead():
+    cfg = FinishConfig()
+    steps = [float(s) for s in range(0, 800, 20)]
+    falling = {"val_loss": (steps, [1.0 - 0.001 * s for s in steps])}  # -25% over the fifth before step 800
+    flat = {"val_loss": (steps, [0.5 + 0.01 * (-1) ** i for i, _ in enumerate(steps)])}
+    assert recent_fall(falling, 800, 200, cfg)[1] > cfg.hold_fall
+    state = FinishState()
+    assert decide(800, 1000, 0.1, state, cfg, falling) is None and state.held.startswith("finish: no cool-down")
+    assert decide(990, 1000, 0.1, state, cfg, falling) is None  # held to the end
+    assert decide(800, 1000, 0.1, FinishState(), cfg, flat).lr < 0.1  # a flat loss: the cool-down
+
+
 def test_rules_cool_lr_down_at_the_end_of_a_real_run_each_decision_ledgered(tmp_path):
-    run = train(RunSpec(task="regression", policy="rules", seed=0, run_dir=str(tmp_path / "run"), budget_epochs=6,
+    run = train(RunSpec(task="regression", policy="rules", seed=0, run_dir=str(tmp_path / "run"),
                         threads=1))
     total, base = run["total_steps"], run["base_lr"]
     ledger = [e for e in read_all(RunDir(run["run_dir"]).ledger) if isinstance(e, dict)]
@@ -43,4 +55,5 @@ def test_rules_cool_lr_down_at_the_end_of_a_real_run_each_decision_ledgered(tmp_
     first = finish[0]["step"]
     assert lr[first - 2] == pytest.approx(base)  # the stable part ran at the start lr
     assert lr[-1] <= 0.15 * base  # the low end of the decay by max_steps
-    assert lr[-1] == pytest.approx(finish[-1]["payload"]["lr"]["new"])  # the ledger says what the optimizer ran
+    last = [e for e in ledger if e.get("module") == "opt" and e.get("decision") == "applied"][-1]
+    assert lr[-1] == pytest.approx(last["payload"]["lr"]["new"])  # the ledger says what the optimizer ran
