@@ -11,8 +11,9 @@ guard's limit cut short is finished at the next tick.
 A cool-down trades progress for quiet: it pays when the loss is held up by the lr's noise, and
 costs when the lr is what limits progress (a start far too low). So at the cool-down's start the
 finish looks back: when the loss (validation where there are enough points, else training) fell
-by more than ``hold_fall`` between the two fifths of the run before it, the run is still
-descending and the finish holds -- no cool-down, one alert saying why.
+by more than ``hold_fall`` between the two fifths of the run before it, with no lr cut or
+rollback in that time (a cut's own drop is the noise going, not the lr holding progress back),
+the run is still descending and the finish holds -- no cool-down, one alert saying why.
 
 ``decide`` is a pure function of the step, the run's length, the live lr and a small state
 object (Ray PBT's shape: the state owns what it remembers, the function decides); ``Finisher``
@@ -96,9 +97,10 @@ def recent_fall(series: dict[str, tuple[list[float], list[float]]] | None, begin
 
 def decide(step: int, max_steps: int | None, lr: float | None, state: FinishState,  # noqa: PLR0913
            cfg: FinishConfig, series: dict[str, tuple[list[float], list[float]]] | None = None,
-           ) -> FinishDecision | None:
+           cut_before: bool = False) -> FinishDecision | None:
     """The lr this step should run at, when it is lower than the live one by more than the slack.
-    ``series`` (metric -> steps, values) is what the finish looks back on at the cool-down's start."""
+    ``series`` (metric -> steps, values) is what the finish looks back on at the cool-down's start;
+    ``cut_before``: lr was cut (or the run rolled back) in that look-back."""
     if not cfg.enabled or not isinstance(max_steps, int) or max_steps < cfg.min_steps:
         return None
     if lr is None or not (math.isfinite(lr) and lr > 0) or state.held:
@@ -109,7 +111,7 @@ def decide(step: int, max_steps: int | None, lr: float | None, state: FinishStat
     if state.peak is None:
         state.peak, state.began_at = lr, step
         fall = recent_fall(series, begin, max_steps - begin, cfg)
-        if fall is not None and fall[1] > cfg.hold_fall:
+        if fall is not None and fall[1] > cfg.hold_fall and not cut_before:
             state.held = (f"finish: no cool-down: {fall[0]} fell {fall[1]:.0%} over the last {1 - cfg.start:.0%} of "
                           f"the run before step {begin} (more than {cfg.hold_fall:.0%}): the lr {lr:.4g} is what "
                           "limits progress, not its noise; holding it to the end (step "
@@ -150,7 +152,10 @@ class Finisher:
             log.warning("finish: could not read the knobs: %s", e)
             return None
         lr = next((k.get("value") for k in knobs.get("actuators", []) if k.get("key") == "lr"), None)
-        d = decide(step, max_steps, lr if isinstance(lr, (int, float)) else None, self.state, self.config, series)
+        begin = int(self.config.start * max_steps)
+        cut = self.state.peak is None and self._cut_since(tools, 2 * begin - max_steps, step)
+        d = decide(step, max_steps, lr if isinstance(lr, (int, float)) else None, self.state, self.config, series,
+                   cut_before=cut)
         if self.state.held:
             self._alert(tools, step, self.state.held)
         if d is None:
@@ -174,6 +179,23 @@ class Finisher:
         except ToolError as e:  # refused (a lock, a freeze, the knob's cooldown): the ledger has it
             self.outcomes.append(f"step {step}: refused: {e}")
         return d
+
+    @staticmethod
+    def _cut_since(tools: Any, since: int, until: int) -> bool:
+        """Whether the ledger holds an applied lr cut or a rollback at steps since..until."""
+        try:
+            out = tools.call("read_ledger", {"decision": "applied", "since_step": max(0, since),
+                                             "until_step": until, "last": 500})
+        except ToolError:
+            return False
+        for e in out.get("entries", []):
+            if e.get("op") == "rollback":
+                return True
+            lr = (e.get("payload") or {}).get("lr")
+            if isinstance(lr, dict) and all(isinstance(lr.get(k), (int, float)) for k in ("old", "new")) \
+                    and lr["new"] < lr["old"]:
+                return True
+        return False
 
     def _alert(self, tools: Any, step: int, message: str) -> None:
         self.outcomes.append(f"step {step}: {message}")

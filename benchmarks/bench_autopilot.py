@@ -152,7 +152,7 @@ def goals(task: str, measured: dict[str, dict[str, Any]]) -> list[tuple[bool, st
         sl = measured[role["low"]]["summary"]
         tuned = measured[role["tuned"]]["summary"]["none"]["mean"]
         gap = tuned - sl["none"]["mean"]
-        rec = (sl["rules"]["mean"] - sl["none"]["mean"]) / gap if gap != 0 else float("nan")
+        rec = (sl["rules"]["mean"] - sl["none"]["mean"]) / gap + 0.0 if gap != 0 else float("nan")  # no "-0%"
         if gap * (1 if acc else -1) <= 0:
             out.append((True, f"{role['low']}: no gap to recover (none there {_f(sl['none']['mean'], acc, False)}, "
                               f"tuned {_f(tuned, acc, False)})"))

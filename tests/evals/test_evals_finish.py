@@ -37,6 +37,8 @@ def test_a_loss_still_falling_fast_holds_the_lr_instead():
     assert decide(800, 1000, 0.1, state, cfg, falling) is None and state.held.startswith("finish: no cool-down")
     assert decide(990, 1000, 0.1, state, cfg, falling) is None  # held to the end
     assert decide(800, 1000, 0.1, FinishState(), cfg, flat).lr < 0.1  # a flat loss: the cool-down
+    # the fall came after an lr cut (the cut's own drop: noise going), so the cool-down goes on
+    assert decide(800, 1000, 0.1, FinishState(), cfg, falling, cut_before=True).lr < 0.1
 
 
 def test_rules_cool_lr_down_at_the_end_of_a_real_run_each_decision_ledgered(tmp_path):
