@@ -309,7 +309,7 @@ class RulesAutopilot:
             fired.append(f)
             if name in ("non_finite", "divergence"):
                 break  # one emergency action per tick; the others re-evaluate after it lands
-        if not any(f.rule in ("non_finite", "divergence") for f in fired):
+        if not fired:  # a tick where a rule acted leaves the knobs to it (their cooldown would refuse the finish)
             self.finish.tick(self.tools, self.obs.status, self.mode, self.obs.series)
         self.findings.extend(fired)
         return fired
