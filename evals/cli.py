@@ -1,8 +1,9 @@
 """CLI commands of this layer (registered through the ``hotcb.cli`` entry point group).
 
     hotcb eval autopilot --task cifar10|digits|synthetic|charlm|regression|fashion-mnist \
-        --policies none,cosine,rules,tune,ai --seeds 5 [--data-dir DIR] [--start-config default|lr_high|lr_low | --lr-scale X] [--budget-epochs E] [--jobs J] \
-        [--threads T] --out DIR [--executor local|ray [--address ADDR] [--cpus-per-run N]]
+        --policies none,cosine,rules,tune,ai --seeds 5 [--data-dir DIR] \
+        [--start-config default|lr_high|lr_low | --lr-scale X] [--budget-epochs E] [--jobs J] [--threads T] \
+        --out DIR [--executor local|ray [--address ADDR] [--cpus-per-run N]]
 """
 
 from __future__ import annotations
