@@ -22,6 +22,7 @@ from hotcb.divergence import LossDetector, Verdict
 
 from .actions import Unresolvable, resolve
 from .config import Action, RuleConfig, RulesConfig
+from .finish import Finisher
 from .observe import Observer
 
 log = logging.getLogger("hotcb.agent.rules")
@@ -189,6 +190,7 @@ class RulesAutopilot:
         self.acted: dict[str, int] = {}     # rule -> times its ops landed (max_actions)
         self.findings: list[Finding] = []
         self.rescue_enabled = False         # this autopilot enabled the kernel's rescue
+        self.finish = Finisher()            # the cool-down over a run's last part (agent/finish.py)
 
     def _metrics(self) -> list[str]:
         names = {self.config.train_metric}
@@ -308,6 +310,8 @@ class RulesAutopilot:
             fired.append(f)
             if name in ("non_finite", "divergence"):
                 break  # one emergency action per tick; the others re-evaluate after it lands
+        if not fired:  # a tick where a rule acted leaves the knobs to it (their cooldown would refuse the finish)
+            self.finish.tick(self.tools, self.obs.status, self.mode, self.obs.series)
         self.findings.extend(fired)
         return fired
 

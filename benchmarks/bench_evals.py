@@ -1,7 +1,8 @@
-"""Eval throughput: runs per minute for the ``digits`` task on this machine; for ``cifar10``,
-seconds per run where a GPU and the data are present.
+"""Eval throughput: runs per minute for the ``digits`` task (or ``--tasks``: any offline ones,
+e.g. digits,charlm,regression,fashion-mnist) on this machine; for ``cifar10``, seconds per run
+where a GPU and the data are present.
 
-    python benchmarks/bench_evals.py [--seeds 2] [--jobs 1] [--policies none,cosine,tune]
+    python benchmarks/bench_evals.py [--tasks digits] [--seeds 2] [--jobs 1] [--policies none,cosine,tune]
         [--executors local,ray]  # side by side; ray: a local Ray instance on this machine's CPUs
         [--cifar-data-dir DIR]   # adds one cifar10 run per policy (GPU expected)
 """
@@ -37,6 +38,7 @@ def bench(task: str, policies: list[str], seeds: list[int], jobs: int, executor:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--tasks", default="digits", help="comma-separated offline tasks")
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--policies", default="none,cosine,tune")
@@ -53,7 +55,8 @@ def main() -> None:
             t0 = time.perf_counter()
             ray.init(include_dashboard=False, log_to_driver=False)
             out["ray_init_s"] = round(time.perf_counter() - t0, 2)
-        out[f"digits_{executor}"] = bench("digits", policies, list(range(args.seeds)), args.jobs, executor)
+        for task in args.tasks.split(","):
+            out[f"{task}_{executor}"] = bench(task, policies, list(range(args.seeds)), args.jobs, executor)
     if args.cifar_data_dir:
         out["cifar10"] = bench("cifar10", policies, [0], 1, data_dir=args.cifar_data_dir)
     else:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-COLUMNS = ("seed", "test acc", "wakes", "LLM answered", "fallbacks (why)", "model errors", "calls",
+from .score import fmt, score
+
+COLUMNS = ("seed", "test score", "wakes", "LLM answered", "fallbacks (why)", "model errors", "calls",
            "tool calls native/text", "unchanged", "stances e/o/v", "prompt tok (cached)", "completion tok",
            "interventions", "policy s", "wall s")
 
@@ -18,7 +20,7 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
         tc = r.get("ai_tool_calls") or {}
         st = r.get("ai_stances") or {}
         out.append([
-            str(r["seed"]), f"{100 * r['test_acc']:.2f}", str(r.get("ai_wakes", 0)), str(r.get("ai_llm_wakes", 0)),
+            str(r["seed"]), fmt(score(r), r.get("goal", "max") == "max"), str(r.get("ai_wakes", 0)), str(r.get("ai_llm_wakes", 0)),
             (f"{sum(fb.values())} (" + ", ".join(f"{k} {v}" for k, v in sorted(fb.items())) + ")") if fb else "0",
             str(r.get("ai_model_errors", 0)), str(r.get("llm_calls", 0)),
             f"{tc.get('native', 0)}/{tc.get('text', 0)}", str(r.get("ai_unchanged", 0)),

@@ -1,8 +1,9 @@
 """CLI commands of this layer (registered through the ``hotcb.cli`` entry point group).
 
-    hotcb eval autopilot --task cifar10 --policies none,cosine,rules,tune,ai --seeds 5 \
-        [--start-config default|lr_high|lr_low | --lr-scale X] [--budget-epochs E] [--jobs J] \
-        [--threads T] --out DIR [--executor local|ray [--address ADDR] [--cpus-per-run N]]
+    hotcb eval autopilot --task cifar10|digits|synthetic|charlm|regression|fashion-mnist \
+        --policies none,cosine,rules,tune,ai --seeds 5 [--data-dir DIR] \
+        [--start-config default|lr_high|lr_low | --lr-scale X] [--budget-epochs E] [--jobs J] [--threads T] \
+        --out DIR [--executor local|ray [--address ADDR] [--cpus-per-run N]]
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 import os
 from typing import Any
 
-TASK_NAMES = ("cifar10", "digits", "synthetic")  # kept here so --help needs no torch import
+TASK_NAMES = ("cifar10", "digits", "synthetic", "charlm", "regression", "fashion-mnist")  # kept here so --help needs no torch import
 POLICY_NAMES = ("none", "cosine", "rules", "tune", "ai", "replay")
 
 
@@ -74,7 +75,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="CPUs reserved (and torch threads) per run (default: --threads)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     p.add_argument("--out", required=True, help="output directory (results.json, report.md, plots, runs/)")
-    p.add_argument("--data-dir", default="data", help="cifar10: folder with cifar-10-batches-py")
+    p.add_argument("--data-dir", default=None,
+                   help="cifar10: folder with cifar-10-batches-py (default: data); fashion-mnist: folder with its "
+                        "four IDX .gz files (default: /usr/share/datasets/fashion-mnist, Debian's "
+                        "dataset-fashion-mnist)")
     p.add_argument("--download", action="store_true", help="cifar10: fetch the official tarball (internet)")
     p.add_argument("--ai-model", default=None, help="ai: model name (default: $HOTCB_AI_MODEL)")
     p.add_argument("--ai-base-url", default=None, help="ai: OpenAI-compatible base URL (default: $HOTCB_AI_BASE_URL)")
@@ -84,10 +88,29 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_autopilot)
 
 
+def _check_data(task: str, data_dir: str | None, download: bool) -> None:
+    """Fail before any run starts, with the way to get the data."""
+    if task == "cifar10":
+        from .cifar10 import CifarMissing, find_folder
+        from .cifar10 import download as fetch
+
+        try:
+            fetch(data_dir or "data") if download else find_folder(data_dir or "data")
+        except CifarMissing as e:
+            raise SystemExit(f"hotcb eval: {e}") from None
+    elif task == "fashion-mnist":
+        from .fashion_mnist import FashionMissing
+        from .fashion_mnist import find_folder as find_fashion
+
+        try:
+            find_fashion(data_dir)
+        except FashionMissing as e:
+            raise SystemExit(f"hotcb eval: {e}") from None
+
+
 def cmd_autopilot(args: argparse.Namespace) -> int:
     # Before torch loads (it reads this once): idle OpenMP threads sleep instead of spinning.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from .cifar10 import CifarMissing
     from .plots import write_plots
     from .report import write_report
     from .runner import EvalConfig, run_eval
@@ -97,16 +120,11 @@ def cmd_autopilot(args: argparse.Namespace) -> int:
     cfg = EvalConfig(
         task=args.task, policies=args.policies, seeds=args.seeds, out=args.out, start_config=args.start_config,
         lr_scale=args.lr_scale, budget_epochs=args.budget_epochs, jobs=args.jobs, threads=args.threads, device=args.device,
-        task_options={"data_dir": args.data_dir, "download": args.download}, policy_options=policy_options,
+        task_options={"data_dir": args.data_dir or ("data" if args.task == "cifar10" else None),
+                      "download": args.download}, policy_options=policy_options,
         progress=not args.no_progress, executor=args.executor, address=args.address, cpus_per_run=args.cpus_per_run,
     )
-    if args.task == "cifar10":
-        from .cifar10 import download, find_folder
-
-        try:  # fail before any run starts, with the way to get the data
-            download(args.data_dir) if args.download else find_folder(args.data_dir)
-        except CifarMissing as e:
-            raise SystemExit(f"hotcb eval: {e}") from None
+    _check_data(args.task, cfg.task_options["data_dir"], args.download)
     results = run_eval(cfg)
     plots = write_plots(results, args.out)
     report = write_report(results, args.out, plots)

@@ -1,9 +1,12 @@
-"""PNG plots of an eval: accuracy per policy with CIs; loss and lr curves with intervention markers."""
+"""PNG plots of an eval: the score (accuracy or held-out loss) per policy with CIs; loss and lr
+curves with intervention markers."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from .score import higher_is_better, score
 
 
 def _plt() -> Any:
@@ -19,15 +22,17 @@ def accuracy_plot(results: dict[str, Any], out: Path) -> Path:
     plt = _plt()
     summary = results["summary"]
     policies = [p for p in results["config"]["policies"] if p in summary]
+    acc = higher_is_better(results["runs"])
+    k = 100.0 if acc else 1.0
     fig, ax = plt.subplots(figsize=(1.2 * len(policies) + 3, 4))
     for i, p in enumerate(policies):
         s = summary[p]
-        accs = [100 * r["test_acc"] for r in results["runs"] if r["policy"] == p]
-        ax.scatter([i] * len(accs), accs, color="0.6", s=12, zorder=2)
-        ax.errorbar([i], [100 * s["mean"]], yerr=[[100 * (s["mean"] - s["ci_low"])], [100 * (s["ci_high"] - s["mean"])]],
+        values = [k * score(r) for r in results["runs"] if r["policy"] == p]
+        ax.scatter([i] * len(values), values, color="0.6", s=12, zorder=2)
+        ax.errorbar([i], [k * s["mean"]], yerr=[[k * (s["mean"] - s["ci_low"])], [k * (s["ci_high"] - s["mean"])]],
                     fmt="o", color="C0", capsize=6, zorder=3)
     ax.set_xticks(range(len(policies)), policies)
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel("test accuracy (%)" if acc else "test loss (lower is better)")
     ax.set_title(f"{results['config']['task']}: mean and bootstrap 95% CI over seeds")
     ax.grid(axis="y", alpha=0.3)
     path = out / "accuracy.png"

@@ -27,7 +27,8 @@ class NonePolicy(Policy):
 
 class CosinePolicy(Policy):
     """A cosine decay from the start lr to ``floor`` x start lr over the run, as lr ops. Each op is
-    clipped to the guard's x0.5 per-op limit, so late in the run it can lag the curve a little."""
+    clipped to the guard's x0.5 per-op limit, so late in the run it can lag the curve a little.
+    A task whose scheduler warms lr up is left to it: the cosine runs from the warmup's end."""
 
     name, source = "cosine", "rule"
 
@@ -37,10 +38,14 @@ class CosinePolicy(Policy):
 
     def target(self, step: int) -> float:
         assert self.ctx is not None
-        progress = min(1.0, step / max(1, self.ctx.total_steps))
+        warm = self.ctx.warmup_steps
+        progress = min(1.0, max(0, step - warm) / max(1, self.ctx.total_steps - warm))
         return self.ctx.base_lr * (self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def act(self, step: int) -> None:
+        assert self.ctx is not None
+        if step <= self.ctx.warmup_steps:
+            return  # the scheduler is still raising lr to the start lr
         knobs = self._tools.describe_actuators().actuators
         lr = next(a.value for a in knobs if a.key == "lr")
         ratio = min(2.0, max(0.5, self.target(step) / lr))

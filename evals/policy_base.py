@@ -20,6 +20,7 @@ class PolicyContext:
     task: str
     tune_horizon: int
     controller_every: int
+    warmup_steps: int = 0  # the task's scheduler warmup (a cosine schedule starts after it)
 
 
 class Policy:

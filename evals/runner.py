@@ -82,15 +82,15 @@ def _run_all(cfg: EvalConfig, specs: list[RunSpec], desc: str) -> list[dict[str,
 
 
 def best_recipe(runs: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """The run with the best final *validation* accuracy (never test: what is reported stays
-    unseen) and its recipe, exported through the replay tool."""
+    """The run with the best final *validation* score (accuracy, or the lowest loss; never test:
+    what is reported stays unseen) and its recipe, exported through the replay tool."""
     from hotcb.mcp_server.tools import HotcbTools
     from hotcb.mcp_server.tools_replay import ReplayInput
 
-    candidates = [r for r in runs if r["policy"] not in ("none", "replay") and r.get("final_val_acc") is not None]
+    candidates = [r for r in runs if r["policy"] not in ("none", "replay") and r.get("final_val_score") is not None]
     if not candidates:
         return None, []
-    best = max(candidates, key=lambda r: (r["final_val_acc"], -r["seed"]))
+    best = max(candidates, key=lambda r: (r["final_val_score"], -r["seed"]))
     exported = HotcbTools(best["run_dir"], source="human", actor="eval").replay(ReplayInput(action="export"))
     return best, exported.recipe or []
 

@@ -1,9 +1,13 @@
 """Eval tasks: the data, the model and the default hyperparameters of each.
 
 ``cifar10`` is the real benchmark; ``digits`` (scikit-learn's bundled 8x8 digits, offline)
-and ``synthetic`` (Gaussian clusters) run in seconds for quick checks and CI. Every task holds
-out a validation split from its training data: policies see validation metrics only, and the
-reported accuracy is on the untouched test split, so no policy can overfit what is scored.
+and ``synthetic`` (Gaussian clusters) run in seconds for quick checks and CI. Beyond
+classifiers with SGD: ``charlm`` (a char-level transformer on the standard library's own
+sources, AdamW with a linear warmup), ``regression`` (an MLP on scikit-learn's Friedman #1
+generator, MSE) and ``fashion-mnist`` (a small CNN on Debian's Fashion-MNIST package). Every
+task holds out a validation split from its training data: policies see validation metrics only,
+and the reported score (accuracy, or held-out loss for ``charlm`` and ``regression``) is on the
+untouched test split, so no policy can overfit what is scored.
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ class Split:
     y_val: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
+    # What a model that learned nothing scores on the test split (loss tasks): the target's
+    # variance (predict the mean) or the unigram cross-entropy. A broken run is scored no worse.
+    baseline_loss: float | None = None
 
 
 @dataclass
@@ -58,6 +65,9 @@ class Task:
     controller_every: int = 10  # steps between policy ticks (>= the guard's cooldown)
     tune_horizon: int = 40
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
+    kind: str = "classify"  # or "lm" (per-position cross-entropy) or "regress" (MSE)
+    optimizer: str = "sgd"  # or "adamw"
+    warmup_steps: int = 0  # > 0: a torch LambdaLR linear warmup, then constant
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -128,6 +138,69 @@ def _cifar_augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return flip_and_translate(x, gen)
 
 
+# ---------------------------------------------------------------------------- regression
+@functools.lru_cache(maxsize=2)
+def _regression(_: str = "") -> Split:
+    from sklearn.datasets import make_friedman1
+
+    x, y = make_friedman1(n_samples=3000, n_features=10, noise=1.0, random_state=0)
+    x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
+    x_tr, y_tr, x_te, y_te = x[:2000], y[:2000], x[2000:], y[2000:]
+    # Standardized on the training part: MSE in units of the target's variance (1.0: the mean).
+    mx, sx, my, sy = x_tr.mean(0), x_tr.std(0), y_tr.mean(), y_tr.std()
+    x_tr, x_te, y_tr, y_te = (x_tr - mx) / sx, (x_te - mx) / sx, (y_tr - my) / sy, (y_te - my) / sy
+    split = Split(*_split_val(x_tr, y_tr, 300), x_te, y_te)
+    split.baseline_loss = float(((y_te - split.y_train.mean()) ** 2).mean())
+    return split
+
+
+def _regression_mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(10, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1))
+
+
+# ---------------------------------------------------------------------------- charlm
+CHARLM_CTX = 64
+
+
+@functools.lru_cache(maxsize=1)
+def _charlm(_: str = "") -> Split:
+    from . import charlm
+
+    x, y = charlm.windows(charlm.encode(charlm.corpus()), CHARLM_CTX)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(11))
+    x, y = x[perm], y[perm]
+    x_tr, y_tr, x_te, y_te = x[512:], y[512:], x[:512], y[:512]
+    split = Split(*_split_val(x_tr, y_tr, 256), x_te, y_te)
+    split.baseline_loss = charlm.unigram_loss(split.y_train, y_te)
+    return split
+
+
+def _charlm_model() -> nn.Module:
+    from .charlm import CharLM
+
+    return CharLM(ctx=CHARLM_CTX)
+
+
+# ---------------------------------------------------------------------------- fashion-mnist
+@functools.lru_cache(maxsize=1)
+def _fashion(data_dir: str | None) -> Split:
+    from . import fashion_mnist as fm
+
+    raw = fm.load_fashion_mnist(data_dir)
+    x, y = fm.to_tensor(raw["x_train"]), torch.from_numpy(raw["y_train"])
+    # Fixed subsets (9,000 of the 60,000 training images, 5,000 of the 10,000 test images) keep a
+    # run to seconds on one core.
+    keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(3))[:9000]
+    x_te, y_te = fm.to_tensor(raw["x_test"][:5000]), torch.from_numpy(raw["y_test"][:5000])
+    return Split(*_split_val(x[keep], y[keep], min(1000, len(keep) // 5)), x_te, y_te)
+
+
+def _fashion_model() -> nn.Module:
+    from .fashion_mnist import small_cnn
+
+    return small_cnn()
+
+
 TASKS: dict[str, Task] = {
     "synthetic": Task("synthetic", lambda o: _synthetic(), lambda: _mlp(32, 64, 10), epochs=4, batch_size=64,
                       lr=0.05, eval_every=16, controller_every=10, tune_horizon=30),
@@ -136,6 +209,14 @@ TASKS: dict[str, Task] = {
     "cifar10": Task("cifar10", lambda o: _cifar(str(o.get("data_dir") or "data"), bool(o.get("download"))),
                     _cifar_model, epochs=10, batch_size=512, lr=0.1, weight_decay=5e-4, label_smoothing=0.2,
                     eval_every=44, controller_every=22, tune_horizon=44, augment=_cifar_augment),
+    "charlm": Task("charlm", lambda o: _charlm(), _charlm_model, epochs=3, batch_size=32, lr=1e-2, weight_decay=0.01,
+                   eval_every=25, controller_every=10, tune_horizon=40, kind="lm", optimizer="adamw",
+                   warmup_steps=50, classes=97),
+    "regression": Task("regression", lambda o: _regression(), _regression_mlp, epochs=12, batch_size=32, lr=0.02,
+                       weight_decay=0.0, eval_every=25, controller_every=10, tune_horizon=40, kind="regress",
+                       classes=0),
+    "fashion-mnist": Task("fashion-mnist", lambda o: _fashion(o.get("data_dir")), _fashion_model, epochs=3,
+                          batch_size=64, lr=0.05, eval_every=50, controller_every=10, tune_horizon=40),
 }
 
 

@@ -27,7 +27,7 @@ from hotcb.rundir import RunDir
 
 from .policies import make_policy
 from .policy_base import Policy, PolicyContext
-from .tasks import Task, get_task, start_multiplier
+from .tasks import Split, Task, get_task, start_multiplier
 
 KNOB_MODULES_EXCLUDED = ("core", "cb", "tune")
 # The heartbeat of hotcb.status.json between policy ticks. Rewriting it at every step was 38% of a
@@ -56,20 +56,82 @@ def pick_device(requested: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def task_loss(task: Task, out: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """The task's training loss: cross-entropy (per position for ``lm``) or MSE (``regress``)."""
+    if task.kind == "regress":
+        return nn.functional.mse_loss(out.float().squeeze(-1), y, reduction=reduction)
+    if task.kind == "lm":
+        return nn.functional.cross_entropy(out.float().flatten(0, 1), y.flatten(), reduction=reduction)
+    return nn.functional.cross_entropy(out.float(), y, reduction=reduction,
+                                       label_smoothing=task.label_smoothing if reduction == "mean" else 0.0)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
-             batch: int = 1024) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) over a split."""
+             batch: int = 1024, task: Task | None = None) -> tuple[float, float | None]:
+    """(mean loss, accuracy) over a split: cross-entropy per example (per character for ``lm``)
+    or MSE; accuracy for classifiers and per character for ``lm``, None for ``regress``."""
+    kind = task.kind if task is not None else "classify"
     was_training = model.training
     model.eval()
-    loss_sum, correct = 0.0, 0
+    loss_sum, correct, count = 0.0, 0, 0
     for i in range(0, len(x), batch):
         xb, yb = x[i:i + batch].to(device), y[i:i + batch].to(device)
-        logits = model(xb).float()
-        loss_sum += nn.functional.cross_entropy(logits, yb, reduction="sum").item()
-        correct += (logits.argmax(1) == yb).sum().item()
+        out = model(xb).float()
+        if kind == "regress":
+            loss_sum += nn.functional.mse_loss(out.squeeze(-1), yb, reduction="sum").item()
+        else:
+            logits, labels = (out.flatten(0, 1), yb.flatten()) if kind == "lm" else (out, yb)
+            loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+            correct += (logits.argmax(1) == labels).sum().item()
+        count += yb.numel()
     model.train(was_training)
-    return loss_sum / len(x), correct / len(x)
+    return loss_sum / count, (None if kind == "regress" else correct / count)
+
+
+def make_optimizer(task: Task, model: nn.Module, lr: float) -> tuple[torch.optim.Optimizer, Any]:
+    """The task's optimizer and, with a warmup, its torch ``LambdaLR`` (linear warmup, then
+    constant) -- the scheduler a user passes to ``optimizer_actuators``."""
+    if task.optimizer == "adamw":
+        opt: torch.optim.Optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=task.weight_decay)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=task.momentum, nesterov=True,
+                              weight_decay=task.weight_decay)
+    sched = None
+    if task.warmup_steps > 0:
+        warm = task.warmup_steps
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
+    return opt, sched
+
+
+def configure_rescue(kernel: HotKernel, task: Task, data: Split) -> str:
+    """The rescue told the task's kind: the class count ("stuck at chance") for classifiers; for
+    loss tasks the no-learning baseline (the target's variance, the LM's unigram loss) where the
+    kernel takes one, else the LM's vocabulary as its class count (a regressor: its own scale only).
+    Returns what it was told: ``classes``, ``baseline`` or ``none``."""
+    rescue = rescue_of(kernel)
+    if task.kind == "classify":
+        rescue.configure(classes=int(data.y_train.max()) + 1)
+        return "classes"
+    try:
+        rescue.configure(baseline=data.baseline_loss)
+        return "baseline"
+    except TypeError:  # a kernel whose detector takes no baseline
+        if task.kind == "lm":
+            rescue.configure(classes=task.classes)
+            return "classes"
+        return "none"
+
+
+def score_of(task: Task, loss: float, acc: float | None, baseline: float | None) -> float:
+    """The reported score: accuracy for classifiers; for loss tasks the held-out loss, at most
+    the no-learning baseline (a broken run scores what predicting nothing scores, as a broken
+    classifier scores chance), so one blown-up run cannot swamp a mean."""
+    if task.kind == "classify":
+        return float(acc if acc is not None else math.nan)
+    if baseline is None:
+        return loss
+    return loss if math.isfinite(loss) and loss <= baseline else float(baseline)
 
 
 def run_policy_tick(policy: Policy, kernel: HotKernel, step: int, env: dict[str, Any],
@@ -130,25 +192,26 @@ def train(spec: RunSpec) -> dict[str, Any]:  # noqa: PLR0915
     base_lr = task.lr * start_multiplier(spec.start_config, spec.lr_scale)
 
     # The start config is set here, before the kernel exists: no policy is credited for it.
-    opt = torch.optim.SGD(model.parameters(), lr=base_lr, momentum=task.momentum, nesterov=True,
-                          weight_decay=task.weight_decay)
+    # The loop is the README's: the scheduler passed to optimizer_actuators, state registered.
+    opt, sched = make_optimizer(task, model, base_lr)
     kernel = HotKernel(
-        run_dir, mutable_state=mutable_state(optimizer_actuators(opt)),
+        run_dir, mutable_state=mutable_state(optimizer_actuators(opt, scheduler=sched)),
         guard=GuardConfig(),  # the production defaults, identical for every policy
         status_interval_s=STATUS_INTERVAL_S, watch_interval_s=0.0,  # status at each tick; watched files every step
         max_steps=total_steps,
     )
-    # rescue (issue 13): registered state makes rollback possible; the class count, "stuck at chance".
+    # Registered state makes rollback possible; the rescue is told the task's kind.
     kernel.register_state("model", model)
     kernel.register_state("optimizer", opt)
-    rescue_of(kernel).configure(classes=int(data.y_train.max()) + 1)
+    rescue_kind = configure_rescue(kernel, task, data)
     policy = make_policy(spec.policy, spec.policy_options)
     ctx = PolicyContext(run_dir=str(run_dir), seed=spec.seed, total_steps=total_steps, base_lr=base_lr,
-                        task=task.name, tune_horizon=task.tune_horizon, controller_every=task.controller_every)
+                        task=task.name, tune_horizon=task.tune_horizon, controller_every=task.controller_every,
+                        warmup_steps=task.warmup_steps)
     policy_s = 0.0
     curves: dict[str, list[Any]] = {"step": [], "train_loss": [], "lr": [], "val_step": [], "val_loss": [],
                                     "val_acc": []}
-    env = {"step": 0, "epoch": 0, "optimizer": opt, "model": model}
+    env = {"step": 0, "epoch": 0, "optimizer": opt, "scheduler": sched, "model": model}
     try:
         kernel.apply(env=env, events=["fit_start"])
         policy.bind(ctx)
@@ -164,28 +227,32 @@ def train(spec: RunSpec) -> dict[str, Any]:  # noqa: PLR0915
                 if task.augment is not None:
                     xb = task.augment(xb, data_gen)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                    logits = model(xb)
-                loss = nn.functional.cross_entropy(logits.float(), yb, label_smoothing=task.label_smoothing)
+                    out = model(xb)
+                loss = task_loss(task, out, yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if sched is not None:
+                    sched.step()
                 step += 1
 
                 metrics: dict[str, Any] = {"train_loss": loss.item()}
                 if step % eval_every == 0 or step == total_steps:
-                    val_loss, val_acc = evaluate(model, data.x_val, data.y_val, device)
-                    metrics.update(val_loss=val_loss, val_acc=val_acc)
+                    val_loss, val_acc = evaluate(model, data.x_val, data.y_val, device, task=task)
+                    metrics["val_loss"] = val_loss
+                    if val_acc is not None:
+                        metrics["val_acc"] = val_acc
                     curves["val_step"].append(step)
                     curves["val_loss"].append(val_loss)
                     curves["val_acc"].append(val_acc)
                 curves["step"].append(step)
                 curves["train_loss"].append(metrics["train_loss"])
                 curves["lr"].append(opt.param_groups[0]["lr"])
-                env = {"step": step, "epoch": epoch, "optimizer": opt, "model": model}
+                env = {"step": step, "epoch": epoch, "optimizer": opt, "scheduler": sched, "model": model}
                 kernel.apply(env={**env, "metrics": metrics}, events=["train_step_end"])
                 if started and step % task.controller_every == 0 and step < total_steps:
                     policy_s += run_policy_tick(policy, kernel, step, env)
-        test_loss, test_acc = evaluate(model, data.x_test, data.y_test, device)
+        test_loss, test_acc = evaluate(model, data.x_test, data.y_test, device, task=task)
     finally:
         policy.close()
         kernel.close()
@@ -200,10 +267,19 @@ def train(spec: RunSpec) -> dict[str, Any]:  # noqa: PLR0915
     ]
     refused = sum(1 for e in ledger if e.get("source") == policy.source and e.get("decision") != "applied")
     final_loss = curves["train_loss"][-1] if curves["train_loss"] else math.nan
+    classify = task.kind == "classify"
+    final_val = curves["val_acc" if classify else "val_loss"][-1] if curves["val_step"] else None
     return {
         **asdict(spec), "device": str(device), "steps": step, "epochs": epochs, "total_steps": total_steps,
-        "base_lr": base_lr, "chance_acc": 1.0 / task.classes, "test_acc": test_acc, "test_loss": test_loss,
-        "final_val_acc": curves["val_acc"][-1] if curves["val_acc"] else None, "final_train_loss": final_loss,
+        "base_lr": base_lr, "kind": task.kind, "metric": "test_acc" if classify else "test_loss",
+        "goal": "max" if classify else "min", "score": score_of(task, test_loss, test_acc, data.baseline_loss),
+        "baseline_loss": data.baseline_loss, "rescue_configured": rescue_kind,
+        "chance_acc": 1.0 / task.classes if classify else None, "test_acc": test_acc, "test_loss": test_loss,
+        "final_val_acc": curves["val_acc"][-1] if classify and curves["val_acc"] else None,
+        # higher is better for every task (accuracy, or minus the loss): what picks the replayed run
+        "final_val_score": None if final_val is None or not math.isfinite(final_val)
+        else (final_val if classify else -final_val),
+        "final_train_loss": final_loss,
         "interventions": len(interventions), "intervention_log": interventions, "refused": refused,
         **policy.usage(), "policy_errors": list(policy.errors), "policy_started": started,
         "wall_s": wall, "policy_s": policy_s, "train_s": wall - policy_s, "curves": curves,

@@ -1,0 +1,205 @@
+"""The finish: when the run's length is known (the kernel's ``max_steps``), cool lr down over the
+last part of the run, as a warmup-stable-decay schedule does -- a few ledgered lr decisions, each
+with its reason, source ``rule``, actor ``finish``.
+
+The decay is linear from the live lr at the cool-down's start (``peak``) toward 0, held as a
+staircase of ``stages`` equal steps (each stage at the line's value at its middle), so it costs
+a handful of ledger entries, not one per tick. A decision never raises lr (a rescue's or a
+human's lower lr stands) and never moves it by more than the guard allows per op; a stage the
+guard's limit cut short is finished at the next tick.
+
+A cool-down trades progress for quiet: it pays when the loss is held up by the lr's noise, and
+costs when the lr is what limits progress (a start far too low). So at the cool-down's start the
+finish looks back: when the loss (validation where there are enough points, else training) fell
+by more than ``hold_fall`` between the two fifths of the run before it, with no lr cut or
+rollback in that time (a cut's own drop is the noise going, not the lr holding progress back),
+the run is still descending and the finish holds -- no cool-down, one alert saying why.
+
+``decide`` is a pure function of the step, the run's length, the live lr and a small state
+object (Ray PBT's shape: the state owns what it remembers, the function decides); ``Finisher``
+reads the live lr and sends the decision through the tool surface like every rule's op.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from hotcb.mcp_server.registry import ToolError
+
+from .actions import Unresolvable, resolve
+from .config import Action
+
+log = logging.getLogger("hotcb.agent.finish")
+
+ACTOR = "finish"
+
+
+@dataclass(frozen=True)
+class FinishConfig:
+    enabled: bool = True
+    start: float = 0.8  # the cool-down begins at this share of max_steps (the last 20%)
+    stages: int = 6  # the staircase's steps (6: lr x0.92, 0.75, 0.58, 0.42, 0.25, 0.08 of the peak)
+    floor: float = 0.0  # where the line ends, as a multiple of the peak
+    slack: float = 1.05  # act only when the live lr is above the stage's target by more than this
+    min_steps: int = 100  # shorter runs have no room for a cool-down
+    hold_fall: float = 0.12  # the loss fell more than this over the last fifth of the run: hold
+    metrics: tuple[str, ...] = ("val_loss", "train_loss")  # looked back on, the first with the points
+    min_points: int = 3  # per window, for a metric to be read
+
+
+@dataclass
+class FinishState:
+    peak: float | None = None  # the live lr when the cool-down began
+    began_at: int | None = None
+    decisions: int = 0
+    held: str | None = None  # why the finish holds (the loss still falls fast): no cool-down
+
+
+@dataclass(frozen=True)
+class FinishDecision:
+    lr: float  # the stage's target (the op may stop short of it: the guard's per-op limit)
+    stage: int
+    progress: float
+    reason: str
+
+
+def stage_target(progress: float, cfg: FinishConfig) -> tuple[int, float]:
+    """(stage 1..stages, its lr as a multiple of the peak) at ``progress`` (0..1) of the cool-down."""
+    n = max(1, cfg.stages)
+    k = min(n, int(progress * n) + 1)
+    line = 1.0 - (k - 0.5) / n  # the linear decay's value at the stage's middle
+    return k, cfg.floor + (1.0 - cfg.floor) * line
+
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else 0.5 * (xs[mid - 1] + xs[mid])
+
+
+def recent_fall(series: dict[str, tuple[list[float], list[float]]] | None, begin: int, span: int,
+                cfg: FinishConfig) -> tuple[str, float] | None:
+    """(metric, relative fall of its median) from steps [begin - 2 span, begin - span) to
+    [begin - span, begin), on the first of ``cfg.metrics`` with enough finite points in both."""
+    for name in cfg.metrics:
+        steps, values = (series or {}).get(name, ([], []))
+        early = [v for s, v in zip(steps, values, strict=False) if begin - 2 * span <= s < begin - span and math.isfinite(v)]
+        late = [v for s, v in zip(steps, values, strict=False) if begin - span <= s < begin and math.isfinite(v)]
+        if len(early) >= cfg.min_points and len(late) >= cfg.min_points:
+            a, b = _median(early), _median(late)
+            if a > 0:
+                return name, (a - b) / a
+    return None
+
+
+def decide(step: int, max_steps: int | None, lr: float | None, state: FinishState,
+           cfg: FinishConfig, series: dict[str, tuple[list[float], list[float]]] | None = None,
+           cut_before: bool = False) -> FinishDecision | None:
+    """The lr this step should run at, when it is lower than the live one by more than the slack.
+    ``series`` (metric -> steps, values) is what the finish looks back on at the cool-down's start;
+    ``cut_before``: lr was cut (or the run rolled back) in that look-back."""
+    if not cfg.enabled or not isinstance(max_steps, int) or max_steps < cfg.min_steps:
+        return None
+    if lr is None or not (math.isfinite(lr) and lr > 0) or state.held:
+        return None
+    begin = int(cfg.start * max_steps)
+    if step < begin or step >= max_steps:
+        return None
+    if state.peak is None:
+        state.peak, state.began_at = lr, step
+        fall = recent_fall(series, begin, max_steps - begin, cfg)
+        if fall is not None and fall[1] > cfg.hold_fall and not cut_before:
+            state.held = (f"finish: no cool-down: {fall[0]} fell {fall[1]:.0%} over the last {1 - cfg.start:.0%} of "
+                          f"the run before step {begin} (more than {cfg.hold_fall:.0%}): the lr {lr:.4g} is what "
+                          "limits progress, not its noise; holding it to the end (step "
+                          f"{max_steps})")
+            return None
+    progress = (step - begin) / max(1, max_steps - begin)
+    k, mult = stage_target(progress, cfg)
+    target = state.peak * mult
+    if lr <= target * cfg.slack:
+        return None
+    end = "0" if cfg.floor == 0 else f"{cfg.floor:g}x that lr"
+    reason = (f"finish: the run ends at step {max_steps}; cooling lr down over its last {1 - cfg.start:.0%} "
+              f"(from step {begin}, lr {state.peak:.4g} then) along a linear decay to {end}, stage "
+              f"{k}/{cfg.stages}: target {target:.4g} ({mult:.2f}x the lr at the cool-down's start)")
+    return FinishDecision(lr=target, stage=k, progress=progress, reason=reason)
+
+
+class Finisher:
+    """The finish's state and its one tool call per decision (source the tools', actor ``finish``)."""
+
+    def __init__(self, config: FinishConfig | None = None):
+        self.config = config or FinishConfig()
+        self.state = FinishState()
+        self.outcomes: list[str] = []
+
+    def tick(self, tools: Any, status: dict[str, Any], mode: str,
+             series: dict[str, tuple[list[float], list[float]]] | None = None) -> FinishDecision | None:
+        """One look at the run; in ``auto`` an ``apply_op``, in ``suggest`` a ``propose_op``.
+        ``series``: the metric points the rules read (the look back at the cool-down's start)."""
+        if mode not in ("auto", "suggest") or not self.config.enabled or self.state.held:
+            return None
+        step, max_steps = status.get("step"), status.get("max_steps")
+        if not isinstance(step, int) or not isinstance(max_steps, int) or step < self.config.start * max_steps:
+            return None  # not the cool-down yet: no tool call
+        try:
+            knobs = tools.call("describe_actuators", {})
+        except ToolError as e:
+            log.warning("finish: could not read the knobs: %s", e)
+            return None
+        lr = next((k.get("value") for k in knobs.get("actuators", []) if k.get("key") == "lr"), None)
+        begin = int(self.config.start * max_steps)
+        cut = self.state.peak is None and self._cut_since(tools, 2 * begin - max_steps, step)
+        d = decide(step, max_steps, lr if isinstance(lr, (int, float)) else None, self.state, self.config, series,
+                   cut_before=cut)
+        if self.state.held:
+            self._alert(tools, step, self.state.held)
+        if d is None:
+            return None
+        try:
+            op = resolve(Action(knob="lr", factor=d.lr / float(lr)), knobs)  # the guard's per-op limit, bounds
+        except Unresolvable as e:
+            self.outcomes.append(f"step {step}: no action: {e}")
+            return None
+        new = float(op["params"]["lr"])
+        reason = f"{d.reason}; lr {lr:.4g} -> {new:.4g}" + (
+            " (the guard's per-op limit: the rest at the next look)" if new > d.lr * 1.001 else "")
+        op = {**op, "reason": reason}
+        try:
+            if mode == "suggest":
+                tools.call("propose_op", {"op": op, "reason": reason}, actor=ACTOR)
+            else:
+                tools.call("apply_op", op, actor=ACTOR)
+            self.state.decisions += 1
+            self.outcomes.append(f"step {step}: lr {lr:.4g} -> {new:.4g}")
+        except ToolError as e:  # refused (a lock, a freeze, the knob's cooldown): the ledger has it
+            self.outcomes.append(f"step {step}: refused: {e}")
+        return d
+
+    @staticmethod
+    def _cut_since(tools: Any, since: int, until: int) -> bool:
+        """Whether the ledger holds an applied lr cut or a rollback at steps since..until."""
+        try:
+            out = tools.call("read_ledger", {"decision": "applied", "since_step": max(0, since),
+                                             "until_step": until, "last": 500})
+        except ToolError:
+            return False
+        for e in out.get("entries", []):
+            if e.get("op") == "rollback":
+                return True
+            lr = (e.get("payload") or {}).get("lr")
+            if isinstance(lr, dict) and all(isinstance(lr.get(k), (int, float)) for k in ("old", "new")) \
+                    and lr["new"] < lr["old"]:
+                return True
+        return False
+
+    def _alert(self, tools: Any, step: int, message: str) -> None:
+        self.outcomes.append(f"step {step}: {message}")
+        try:
+            tools.record_alert(rule=ACTOR, kind=ACTOR, metric="lr", severity="info", step=step, message=message)
+        except Exception as e:
+            log.warning("finish: could not record alert: %s", e)

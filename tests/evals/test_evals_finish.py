@@ -1,0 +1,61 @@
+"""The finish: with the run's length known, the rules autopilot cools lr down over the last part
+of the run in a few ledgered decisions (source rule, actor finish, each with its reason), and the
+optimizer's lr ends near the low end of the decay."""
+
+import pytest
+from hotcb.agent.finish import FinishConfig, FinishState, decide, recent_fall, stage_target
+from hotcb.evals.train import RunSpec, train
+
+from hotcb.jsonl import read_all
+from hotcb.rundir import RunDir
+
+
+def test_the_decision_is_a_staircase_down_a_linear_decay_that_never_raises():
+    cfg = FinishConfig()
+    assert decide(100, 1000, 0.1, FinishState(), cfg) is None  # before the cool-down
+    assert decide(900, None, 0.1, FinishState(), cfg) is None  # the run's length unknown
+    assert decide(70, 80, 0.1, FinishState(), cfg) is None  # too short for a cool-down
+    state, lr, made = FinishState(), 0.1, []
+    for step in range(800, 1000, 10):
+        d = decide(step, 1000, lr, state, cfg)
+        if d is not None:
+            assert d.reason.startswith("finish: the run ends at step 1000") and f"stage {d.stage}/6" in d.reason
+            lr = max(d.lr, lr / 2)  # what the guard lets one op do
+            made.append(lr)
+    assert state.peak == 0.1 and made == sorted(made, reverse=True)
+    assert len(made) <= 8 and lr <= 0.1 * stage_target(0.99, cfg)[1] * 1.01
+    assert decide(990, 1000, lr / 10, state, cfg) is None  # below the target (a rescue's cut): never raised
+
+
+def test_a_loss_still_falling_fast_holds_the_lr_instead():
+    cfg = FinishConfig()
+    steps = [float(s) for s in range(0, 800, 20)]
+    falling = {"val_loss": (steps, [1.0 - 0.001 * s for s in steps])}  # -25% over the fifth before step 800
+    flat = {"val_loss": (steps, [0.5 + 0.01 * (-1) ** i for i, _ in enumerate(steps)])}
+    assert recent_fall(falling, 800, 200, cfg)[1] > cfg.hold_fall
+    state = FinishState()
+    assert decide(800, 1000, 0.1, state, cfg, falling) is None and state.held.startswith("finish: no cool-down")
+    assert decide(990, 1000, 0.1, state, cfg, falling) is None  # held to the end
+    assert decide(800, 1000, 0.1, FinishState(), cfg, flat).lr < 0.1  # a flat loss: the cool-down
+    # the fall came after an lr cut (the cut's own drop: noise going), so the cool-down goes on
+    assert decide(800, 1000, 0.1, FinishState(), cfg, falling, cut_before=True).lr < 0.1
+
+
+def test_rules_cool_lr_down_at_the_end_of_a_real_run_each_decision_ledgered(tmp_path):
+    run = train(RunSpec(task="regression", policy="rules", seed=0, run_dir=str(tmp_path / "run"),
+                        threads=1))
+    total, base = run["total_steps"], run["base_lr"]
+    ledger = [e for e in read_all(RunDir(run["run_dir"]).ledger) if isinstance(e, dict)]
+    finish = [e for e in ledger if e.get("actor") == "finish"]
+    assert len(finish) >= 4
+    for e in finish:
+        assert e["source"] == "rule" and e["decision"] == "applied" and e["module"] == "opt"
+        assert e["reason"].startswith(f"finish: the run ends at step {total}; cooling lr down")
+        assert e["step"] >= 0.8 * total
+        assert e["payload"]["lr"]["new"] < e["payload"]["lr"]["old"]
+    lr = run["curves"]["lr"]  # the optimizer's lr after each step
+    first = finish[0]["step"]
+    assert lr[first - 2] == pytest.approx(base)  # the stable part ran at the start lr
+    assert lr[-1] <= 0.15 * base  # the low end of the decay by max_steps
+    last = [e for e in ledger if e.get("module") == "opt" and e.get("decision") == "applied"][-1]
+    assert lr[-1] == pytest.approx(last["payload"]["lr"]["new"])  # the ledger says what the optimizer ran
