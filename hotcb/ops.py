@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from .errors import InvalidInput
+
 
 class Source(str, Enum):
     """Who an op acts for (a command's and a ledger entry's ``source``). A ``str``, so it compares
@@ -54,7 +56,7 @@ _KNOWN_KEYS = {
 NON_FINITE_TAGS = ("nan", "inf", "-inf")  # hotcb.codec's tags: a non-finite reading as JSON carries it
 
 
-class CommandError(ValueError):
+class CommandError(InvalidInput, ValueError):
     """A command line that cannot be turned into an operation."""
 
 

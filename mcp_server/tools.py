@@ -18,7 +18,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from hotcb.errors import HotcbError
+
 from . import catalog
+from .core_errors import tool_error
 from .registry import Forbidden, InvalidArguments, ToolSpec, UnknownTool
 from .tools_alerts import Alert, AlertRulesOutput, AlertTools
 from .tools_autopilot import AutopilotProcessTools
@@ -95,11 +98,14 @@ class HotcbTools(ContextView, AutopilotTools):
 
     def _run(self, spec: ToolSpec, args: BaseModel) -> BaseModel:
         handler = getattr(self.groups[spec.group], spec.name)
-        if spec.read_only:  # readers share cached state (metrics store, ledger cache)
-            with self.lock:
-                result: BaseModel = handler(args)
-        else:  # writers may wait seconds for a decision: never hold the lock while waiting
-            result = handler(args)
+        try:
+            if spec.read_only:  # readers share cached state (metrics store, ledger cache)
+                with self.lock:
+                    result: BaseModel = handler(args)
+            else:  # writers may wait seconds for a decision: never hold the lock while waiting
+                result = handler(args)
+        except HotcbError as e:  # a core error a group let through: the caller reads it as a tool error
+            raise tool_error(e) from None
         return result
 
     # ------------------------------------------------------------------ not tools: the autopilot's

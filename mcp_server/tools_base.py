@@ -21,8 +21,9 @@ from hotcb.published_view import published_view
 from hotcb.records import StatusRecord
 from hotcb.rundir import RunDir
 
+from .core_errors import tool_error
 from .metrics_store import MetricsStore
-from .registry import Forbidden, InvalidArguments, Refused, ToolError
+from .registry import Forbidden, Refused, ToolError
 from .schemas import Change, OpSpec
 
 MAX_LEDGER_CACHE = 200_000
@@ -128,7 +129,7 @@ class ToolContext:
             rec = make_command(spec.module, spec.op, spec.params, id=spec.id, source=source, actor=actor,
                                reason=spec.reason, target=spec.target, at_step=at_step, lock=lock)
         except CommandError as e:
-            raise InvalidArguments(f"invalid op: {e}") from None
+            raise tool_error(e, "invalid op: ") from None
         rec.update(extra or {})
         refusal = self.check_op(spec, source)
         if refusal:
