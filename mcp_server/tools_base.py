@@ -20,6 +20,7 @@ from hotcb.ops import SOURCES, CommandError, make_command, parse_command
 from hotcb.published_view import published_view
 from hotcb.records import StatusRecord
 from hotcb.rundir import RunDir
+from hotcb.vocabulary import Source
 
 from .core_errors import tool_error
 from .metrics_store import MetricsStore
@@ -41,7 +42,7 @@ def refusal_error(refusal: Refusal, suffix: str = "") -> ToolError:
 def acting_for(source: str) -> str:
     """Whom a caller's ops act for: a ``replay`` caller (a recipe replayed as commands) for the
     person who runs it, as the kernel judges such a line; anyone else for itself."""
-    return "human" if source == "replay" else source
+    return Source.HUMAN if source == Source.REPLAY else source
 
 
 class ToolContext:
@@ -123,7 +124,7 @@ class ToolContext:
         """Check, write and (optionally) wait: the one path every tool write takes."""
         source = source or self.source
         actor = actor or self.current_actor()
-        if lock and source != "human":
+        if lock and source != Source.HUMAN:
             raise Forbidden("only a human can lock a knob")
         try:
             rec = make_command(spec.module, spec.op, spec.params, id=spec.id, source=source, actor=actor,
