@@ -402,7 +402,7 @@ class HotKernel:
     # ------------------------------------------------------------------ tune, loaded on demand
     def _load_tune(self) -> Any:
         try:
-            from .modules.tune import TuneModule
+            from .tune.module import TuneModule
         except ImportError as e:
             raise ValueRefused(f"tune is unavailable ({e}); install it with: pip install 'hotcb[tune]'") from None
         module = TuneModule(self)

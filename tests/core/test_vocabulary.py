@@ -9,9 +9,9 @@ import typing
 from hotcb.mcp_server import tools_autopilot, tools_autopilot_mode
 
 from hotcb import freeze, guard, judge, watched
-from hotcb.modules import tune_recipe
 from hotcb.ops import SOURCES
 from hotcb.ops import Source as OpsSource
+from hotcb.tune import recipe as tune_recipe
 from hotcb.vocabulary import AutopilotMode, FreezeMode, Source, TuneMode
 
 
