@@ -13,6 +13,9 @@ class _Word(str, Enum):
 
     __format__ = str.__format__
 
+    def __repr__(self) -> str:  # as the plain string in messages that quote a value ({source!r})
+        return repr(self.value)
+
     @classmethod
     def values(cls) -> tuple[str, ...]:
         """Every member's string, in declaration order (argparse choices, error messages)."""

@@ -42,7 +42,7 @@ def refusal_error(refusal: Refusal, suffix: str = "") -> ToolError:
 def acting_for(source: str) -> str:
     """Whom a caller's ops act for: a ``replay`` caller (a recipe replayed as commands) for the
     person who runs it, as the kernel judges such a line; anyone else for itself."""
-    return Source.HUMAN if source == Source.REPLAY else source
+    return Source.HUMAN.value if source == Source.REPLAY else source
 
 
 class ToolContext:
@@ -53,7 +53,7 @@ class ToolContext:
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}")
         self.run = RunDir(run_dir)
-        self.source = source
+        self.source = str(source)  # a Source member or its string: held as the plain string
         self.actor = actor
         self.wait_s = wait_s
         self.metrics = MetricsStore(self.run.metrics)

@@ -18,6 +18,7 @@ from hotcb.vocabulary import AutopilotMode, FreezeMode, Source, TuneMode
 def test_a_member_is_its_string_in_comparisons_formatting_and_json():
     assert Source.HUMAN == "human" and f"{Source.HUMAN}" == "human" and str(Source.HUMAN) == "human"
     assert json.dumps({"source": Source.HUMAN, "mode": FreezeMode.PROD}) == '{"source": "human", "mode": "prod"}'
+    assert f"{Source.HUMAN!r}" == "'human'" and f"{FreezeMode.PROD!r}" == "'prod'"  # quoted in messages
     assert OpsSource is Source  # still importable where it was first defined
 
 
