@@ -46,3 +46,16 @@ def test_a_real_malformed_command_maps_to_invalid_arguments():
     with pytest.raises(CommandError) as caught:
         parse_command({"module": "opt"})
     assert type(tool_error(caught.value)) is InvalidArguments
+
+
+def test_a_core_error_inside_a_tool_reaches_the_caller_as_a_tool_error(tmp_path):
+    from hotcb.mcp_server.tools import HotcbTools
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "hotcb.commands.jsonl").symlink_to(tmp_path / "elsewhere")  # a hostile run dir
+    tools = HotcbTools(run, source="human", wait_s=0)
+    with pytest.raises(ToolError) as caught:
+        tools.call("apply_op", {"module": "core", "op": "pause", "reason": "test"})
+    assert type(caught.value) is ToolError and "symlink" in str(caught.value)
+    assert not (tmp_path / "elsewhere").exists()  # nothing written through the link
