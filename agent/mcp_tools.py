@@ -25,7 +25,9 @@ from typing import Any
 from hotcb.mcp_server.registry import InvalidArguments, ToolError
 from hotcb.mcp_server.tools_alerts import Alert
 from hotcb.mcp_server.tools_autopilot import (
-    AUTOPILOT_SOURCES,
+    AUTOPILOT_PROCESS_SOURCES as AUTOPILOT_SOURCES,
+)
+from hotcb.mcp_server.tools_autopilot import (
     META_ACTOR,
     META_SOURCE,
     AutopilotProcessInput,

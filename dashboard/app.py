@@ -15,6 +15,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 from hotcb.mcp_server.tools import HotcbTools
 
+from hotcb.vocabulary import Source
+
 from .api import build_router
 from .config import DashboardConfig
 from .live import LiveHub
@@ -61,12 +63,12 @@ def create_app(run_dir: str | os.PathLike[str], *, config: DashboardConfig | Non
     check_bind(host, token)
     if not Path(run_dir).is_dir():
         raise ValueError(f"{run_dir} is not a directory")
-    tools = HotcbTools(run_dir, source="human", actor=cfg.actor)
+    tools = HotcbTools(run_dir, source=Source.HUMAN, actor=cfg.actor)
     compare = None
     if compare_dir is not None:
         if not Path(compare_dir).is_dir():
             raise ValueError(f"compare run {compare_dir} is not a directory")
-        compare = HotcbTools(compare_dir, source="human", actor=cfg.actor)
+        compare = HotcbTools(compare_dir, source=Source.HUMAN, actor=cfg.actor)
 
     def available() -> set[str]:
         return {s.name for s in tools.specs()}

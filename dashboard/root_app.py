@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Mount
 
 from hotcb.records import LedgerRecord
+from hotcb.vocabulary import Source
 
 from .api import json_response
 from .app import add_asset_routes, asset_table, create_app
@@ -100,7 +101,7 @@ def create_root_app(root: str | os.PathLike[str], *, config: DashboardConfig | N
                     host: str = "127.0.0.1") -> FastAPI:
     cfg = config or DashboardConfig()
     check_bind(host, token)
-    runs = RunRoot(root, source="human", actor=cfg.actor)
+    runs = RunRoot(root, source=Source.HUMAN, actor=cfg.actor)
     assets = asset_table()
     app = FastAPI(title="hotcb dashboard (root)", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.runs = runs

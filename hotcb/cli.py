@@ -21,6 +21,7 @@ from .ledger import filter_entries
 from .ops import make_command, new_cmd_id
 from .recipe import export_recipe, load_recipe, write_recipe
 from .rundir import NO_TRAINING_YET, RunDir, open_for_controller
+from .vocabulary import Source
 
 OPT_KEYS = ("lr", "weight_decay", "betas", "momentum", "eps")
 
@@ -93,7 +94,7 @@ def _submit(args: argparse.Namespace, rec: dict[str, Any]) -> int:
 
 
 def _cmd(args: argparse.Namespace, module: str, op: str, params: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
-    return make_command(module, op, params, source="human", actor=args.actor, reason=args.reason, **kw)
+    return make_command(module, op, params, source=Source.HUMAN, actor=args.actor, reason=args.reason, **kw)
 
 
 def _fmt_change(payload: dict[str, Any]) -> str:
@@ -203,14 +204,14 @@ def cmd_freeze(args: argparse.Namespace) -> int:
     recipe = args.recipe
     try:
         state = FreezeState(mode=args.mode, recipe_path=recipe, overlay_path=None if overlay else args.overlay,
-                            overlay=overlay, cmd_id=new_cmd_id(), source="human", actor=args.actor,
+                            overlay=overlay, cmd_id=new_cmd_id(), source=Source.HUMAN, actor=args.actor,
                             reason=args.reason)
         if state.replaying:
             # The kernel opens only a recipe in the run directory (or a directory the script
             # allowed) and refuses a replay whose entries the judge refuses: ask the same now.
             view = published_view(run)
             state.recipe_path = place_recipe(run, recipe, view.code)
-            problems = check_recipe_file(recipe, view, "human", overlay=overlay, mode=args.mode)
+            problems = check_recipe_file(recipe, view, Source.HUMAN, overlay=overlay, mode=args.mode)
             if problems:
                 raise ValueError(f"recipe {recipe} refused, nothing changed:\n  " + "\n  ".join(problems))
     except ValueError as e:
@@ -345,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915
     p = rs.add_parser("validate", parents=[common],
                       help="check each line as the kernel will when a replay of it starts in --dir RUN")
     p.add_argument("path")
-    p.add_argument("--as", dest="who", default="human", choices=["human", "agent", "rule", "tune"],
+    p.add_argument("--as", dest="who", default=Source.HUMAN.value, choices=[s.value for s in (Source.HUMAN, Source.AGENT, Source.RULE, Source.TUNE)],
                    help="who would start the replay (the judge decides for them; default human)")
     p.set_defaults(func=cmd_recipe)
 

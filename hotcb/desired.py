@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from .errors import InvalidInput
 from .freeze import MODES
 from .jsonl import open_nofollow
 from .ops import CallbackTarget, CommandError
@@ -31,8 +32,8 @@ INLINE_DESIRED_BYTES = 1 << 10  # a file this small is parsed at the step (a few
 MAX_NODES = 20_000
 
 
-class DesiredStateError(ValueError):
-    pass
+class DesiredStateError(InvalidInput, ValueError):
+    """A desired-state file that cannot be read as one (syntax, size, shape)."""
 
 
 class _BoundedLoader(yaml.SafeLoader):

@@ -49,6 +49,13 @@ class Verdict(str, Enum):
     CHANCE = "chance"          # a classifier's loss flat at ln(classes) after it had blown up or learned
 
 
+def verdict_for_judge(verdict: str | None, world_size: int) -> str | None:
+    """The detector's verdict as the judge may weigh it: None in a distributed run. Each rank's
+    detector sees its own loss, so ranks may disagree, and a rule that hung on the verdict would
+    let them decide the same op differently."""
+    return None if world_size > 1 else verdict
+
+
 @dataclass(frozen=True)
 class DetectorConfig:
     alpha: float = 0.05       # weight of a new point in the level and noise EMAs (~ 20-40 point memory)

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .jsonl import read_json, write_json_atomic
+from .vocabulary import FreezeMode, Source
 
-MODES = ("off", "prod", "replay", "replay_adjusted")
+MODES = FreezeMode.values()
 # Core ops a human may still send while frozen (they do not change what the model learns).
 _FROZEN_CORE_OK = {"freeze", "unfreeze", "pause", "resume", "stop", "checkpoint", "lock", "unlock"}
 
 
-def freeze_decision(mode: str, module: str, op: str, source: str, owner: str | None = "human") -> str | None:
+def freeze_decision(mode: str, module: str, op: str, source: str, owner: str | None = Source.HUMAN) -> str | None:
     """``None`` if the op may proceed under ``mode``, else the ledger decision that ignores it.
 
     ``owner`` is the source that set the mode: a replay that automation started does not lock a
@@ -27,12 +28,12 @@ def freeze_decision(mode: str, module: str, op: str, source: str, owner: str | N
     if mode == "off":
         return None
     if mode == "prod":
-        if module == "core" and op in _FROZEN_CORE_OK and source == "human":
+        if module == "core" and op in _FROZEN_CORE_OK and source == Source.HUMAN:
             return None
         return "ignored_freeze"
     if source == "replay" or module == "core":
         return None
-    if source in ("human", "yaml") and owner not in ("human", "yaml", None):
+    if source in (Source.HUMAN, Source.YAML) and owner not in (Source.HUMAN, Source.YAML, None):
         return None
     return "ignored_replay"
 
@@ -44,7 +45,7 @@ class FreezeState:
     overlay_path: str | None = None
     overlay: list[dict[str, Any]] = field(default_factory=list)
     cmd_id: str | None = None
-    source: str = "human"
+    source: str = Source.HUMAN
     actor: str | None = None
     reason: str | None = None
 
@@ -81,7 +82,7 @@ class FreezeState:
         return cls(
             mode=d.get("mode", "off"), recipe_path=d.get("recipe_path"),
             overlay_path=d.get("overlay_path"), overlay=overlay, cmd_id=d.get("cmd_id"),
-            source=d.get("source", "human"), actor=d.get("actor"), reason=d.get("reason"),
+            source=d.get("source", Source.HUMAN), actor=d.get("actor"), reason=d.get("reason"),
         )
 
     @classmethod

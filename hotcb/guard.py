@@ -11,9 +11,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .actuators.actuator import ActuatorType, ValueRefused, validate_value
+from .vocabulary import Source
 
 # Sources whose changes are a person's (or a person's recorded) intent: no rate limits.
-TRUSTED_SOURCES = ("human", "yaml", "replay")
+TRUSTED_SOURCES = (Source.HUMAN.value, Source.YAML.value, Source.REPLAY.value)
 
 
 class GuardRefusal(ValueRefused):
@@ -81,7 +82,7 @@ def check_knob_change(
     """Return the coerced value if the change is allowed; raise ValueRefused/GuardRefusal."""
     key = desc.get("key", "?")
     new = validate_value(desc, value)
-    if lock and source != "human":
+    if lock and source != Source.HUMAN:
         who = lock.get("actor") or "a human"
         raise GuardRefusal(f"{key} is locked by {who}; only a human can change it until it is unlocked")
     if source in config.trusted_sources:

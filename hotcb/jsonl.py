@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .codec import encode
+from .errors import Conflict
 
 try:  # advisory locks are POSIX; elsewhere O_APPEND alone keeps single-write lines whole
     import fcntl
@@ -38,7 +39,7 @@ DEFAULT_MAX_LINE = 1 << 20
 LINE_HEAD = 64 << 10
 
 
-class UnsafeFile(OSError):
+class UnsafeFile(Conflict, OSError):
     """A run file that is a symlink (or otherwise not a regular file): refused, never followed."""
 
 

@@ -51,15 +51,16 @@ from .ops import (
     HotOp,
     parse_command,
 )
+from .vocabulary import FreezeMode, Source
 
 # The detector's verdicts on which an agent may not roll back.
 HEALTHY_VERDICTS = (Verdict.HEALTHY.value, Verdict.WARMING.value)
 # Sources that speak for a person; every other source is automation.
-HUMAN_SOURCES = ("human", "yaml")
+HUMAN_SOURCES = (Source.HUMAN.value, Source.YAML.value)
 # Core ops only a person may send: they decide who controls the run (or end it).
 HUMAN_ONLY_CORE = frozenset({"stop", "freeze", "unfreeze", "lock", "unlock"})
 # Freeze modes automation may enter or leave by itself: a replay (never ``prod``).
-AUTOMATION_FREEZE_MODES = ("replay", "replay_adjusted")
+AUTOMATION_FREEZE_MODES = (FreezeMode.REPLAY.value, FreezeMode.REPLAY_ADJUSTED.value)
 # Callback code every run may load: the built-ins.
 BUILTIN_CALLBACK_PACKAGE = "hotcb.callbacks"
 MAX_REASON = 2000
@@ -154,7 +155,7 @@ class View:
     code: CodePolicy | None  # None: not published yet (the kernel judges code when the op lands)
     guard: GuardConfig = field(default_factory=GuardConfig)
     freeze_mode: str = "off"
-    freeze_source: str = "human"  # who set the freeze mode (a replay acts for its starter)
+    freeze_source: str = Source.HUMAN  # who set the freeze mode (a replay acts for its starter)
     step: int | None = None
     locks: dict[str, dict[str, Any]] = field(default_factory=dict)
     groups: frozenset[str] | None = None

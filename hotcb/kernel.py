@@ -29,6 +29,7 @@ from .collector import MetricsCollector
 from .command_path import CommandPath, Line
 from .core_ops import CoreOps
 from .distributed import launched_as_other_rank, rank_unknown_yet
+from .divergence import verdict_for_judge
 from .freeze import FreezeState
 from .freeze_switch import FreezeSwitch
 from .heartbeat import Heartbeat
@@ -273,7 +274,8 @@ class HotKernel:
 
     def _run_verdict(self) -> str | None:
         rescue = self.modules.get(RESCUE)
-        return None if rescue is None or self.dist is not None else rescue.detector.verdict.value
+        return verdict_for_judge(rescue.detector.verdict.value if rescue else None,
+                                 self.dist.world_size if self.dist else 1)
 
     def raise_alert(self, kind: str, message: str, metric: str | None = None, value: Any = None) -> None:
         if self.is_writer:
@@ -400,7 +402,7 @@ class HotKernel:
     # ------------------------------------------------------------------ tune, loaded on demand
     def _load_tune(self) -> Any:
         try:
-            from .modules.tune import TuneModule
+            from .tune.module import TuneModule
         except ImportError as e:
             raise ValueRefused(f"tune is unavailable ({e}); install it with: pip install 'hotcb[tune]'") from None
         module = TuneModule(self)

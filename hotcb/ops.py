@@ -12,27 +12,10 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
-
-class Source(str, Enum):
-    """Who an op acts for (a command's and a ledger entry's ``source``). A ``str``, so it compares
-    equal to the strings the ledger files and the other layers hold."""
-
-    HUMAN = "human"
-    AGENT = "agent"
-    RULE = "rule"
-    TUNE = "tune"
-    REPLAY = "replay"  # a recipe entry (a replay acts for whoever started it)
-    YAML = "yaml"  # hotcb.yaml, the desired-state file
-    KERNEL = "kernel"  # the kernel's own records (a resume's restore, a refused file); never a command's
-
-    def __str__(self) -> str:  # the bare value in f-strings and str(), as the ledger writes it
-        return self.value
-
-    __format__ = str.__format__
-
+from .errors import InvalidInput
+from .vocabulary import Source as Source  # public here too, where it was first defined
 
 # The sources a command may claim (every one but the kernel's own).
 SOURCES = tuple(s.value for s in Source if s is not Source.KERNEL)
@@ -54,7 +37,7 @@ _KNOWN_KEYS = {
 NON_FINITE_TAGS = ("nan", "inf", "-inf")  # hotcb.codec's tags: a non-finite reading as JSON carries it
 
 
-class CommandError(ValueError):
+class CommandError(InvalidInput, ValueError):
     """A command line that cannot be turned into an operation."""
 
 
@@ -250,7 +233,7 @@ def parse_command(rec: Any, fallback_id: str | None = None) -> HotOp:  # noqa: C
         raise CommandError(f"missing or invalid 'module': {module!r}")
     if not isinstance(op, str) or not op:
         raise CommandError(f"missing or invalid 'op': {op!r}")
-    source = rec.get("source", "human")
+    source = rec.get("source", Source.HUMAN)
     if source not in SOURCES:
         raise CommandError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
     params = rec.get("params", {})
@@ -299,7 +282,7 @@ def make_command(  # noqa: PLR0913
     params: dict[str, Any] | None = None,
     *,
     id: str | None = None,
-    source: str = "human",
+    source: str = Source.HUMAN,
     actor: str | None = None,
     reason: str | None = None,
     target: CallbackTarget | dict[str, Any] | None = None,

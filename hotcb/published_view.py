@@ -11,6 +11,7 @@ from .jsonl import read_json
 from .judge import CodePolicy, View
 from .records import StatusRecord
 from .rundir import RunDir
+from .vocabulary import Source
 
 
 def _doc(path: Any) -> dict[str, Any]:
@@ -30,7 +31,7 @@ def published_view(run: RunDir) -> View:
         code=CodePolicy.from_dict(run.root, doc.get("code_policy")),
         guard=GuardConfig.from_dict(doc.get("guard")),
         freeze_mode=status.freeze_mode or "off",
-        freeze_source=status.freeze_source or "human",
+        freeze_source=status.freeze_source or Source.HUMAN,
         step=status.step,
         locks=doc.get("locks") or {},
         groups=frozenset(m for (m, _k) in descs if isinstance(m, str)) if doc else None,

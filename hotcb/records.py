@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, TypeGuard, TypeVar
 
 from .codec import decode_number, encode
+from .divergence import verdict_for_judge
 
 T = TypeVar("T")
 
@@ -333,11 +334,8 @@ class StatusRecord:
 
     @property
     def run_verdict(self) -> str | None:
-        """The rescue's verdict as the kernel published it; None in a distributed run, where the
-        kernel judges without one (ranks may disagree)."""
-        if self.rescue is None or self.world_size > 1:
-            return None
-        return self.rescue.verdict
+        """The rescue's verdict as the kernel published it, as the judge may weigh it."""
+        return verdict_for_judge(self.rescue.verdict if self.rescue else None, self.world_size)
 
     @classmethod
     def from_json(cls, value: Any) -> StatusRecord:

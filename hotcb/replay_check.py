@@ -19,6 +19,7 @@ from .jsonl import parse_line
 from .judge import CodePolicy, View, judge_recipe
 from .recipe import apply_overlay, validate_recipe
 from .rundir import RunDir
+from .vocabulary import Source
 
 MAX_RECIPE_BYTES = 16 << 20
 RECIPES_DIR = "recipes"  # where an outside recipe is copied, under its content's name
@@ -59,7 +60,7 @@ def replay_problems(entries: list[Any], overlay: list[Any], mode: str, who: str,
     return entries, problems + judge_recipe(entries, who, view)
 
 
-def check_recipe_file(path: str | os.PathLike[str], view: View, who: str = "human", *,
+def check_recipe_file(path: str | os.PathLike[str], view: View, who: str = Source.HUMAN, *,
                       overlay: list[Any] | None = None, mode: str = "replay") -> list[str]:
     """Every problem the kernel would find starting a replay of ``path`` for ``who``, each
     naming the recipe's line (an entry's index once an overlay has reordered them)."""

@@ -29,8 +29,9 @@ import time
 
 
 class CallbackTimeout(BaseException):
-    """Raised inside a callback that ran past its time budget (a BaseException so that a
-    callback's own ``except Exception`` cannot swallow it)."""
+    """Raised inside a callback that ran past its time budget. A BaseException, and so outside
+    the ``HotcbError`` tree on purpose: it interrupts user code, whose own ``except Exception``
+    must not swallow it before the watchdog's caller sees it."""
 
 
 class _Call:

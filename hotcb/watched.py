@@ -30,9 +30,10 @@ from .judge import judge
 from .modules import ApplyContext
 from .ops import CB, CORE, RESCUE, SOURCES, CallbackTarget, CommandError, HotOp, Source
 from .rundir import AUTOPILOT
+from .vocabulary import AutopilotMode
 
-AUTOPILOT_MODES = ("off", "suggest", "auto", "ai_suggest", "ai_auto")
-ACTING_MODES = ("auto", "ai_auto")  # the modes in which the autopilot (and so the rescue) acts
+AUTOPILOT_MODES = AutopilotMode.values()
+ACTING_MODES = tuple(m.value for m in AutopilotMode if m.acts)  # the autopilot (and so the rescue) acts
 MAX_AUTOPILOT_BYTES = 64 * 1024  # the mode file is a few fields; anything larger is not one
 
 if TYPE_CHECKING:

@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field, create_model
 from hotcb.records import LedgerRecord
 from hotcb.rundir import ACTUATORS, COMMANDS, LEDGER, METRICS, STATUS
 from hotcb.trend import sig
+from hotcb.vocabulary import Source
 
 from . import catalog
 from .registry import InvalidArguments, StrictInput, ToolError, ToolSpec
@@ -188,7 +189,7 @@ class RunRoot:
 
     def specs(self) -> list[ToolSpec]:
         """``list_runs`` and every tool this caller may use on one run, each with the ``run`` argument."""
-        one = catalog.served(human=self.source == "human")
+        one = catalog.served(human=self.source == Source.HUMAN)
         return [LIST_RUNS] + [_with_run_arg(s) for s in one]
 
     def call(self, name: str, arguments: dict[str, Any] | None = None, *, actor: str | None = None) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, create_model, model_validator
 
 from hotcb.ledger import DECISIONS
 from hotcb.ops import CB, CB_OPS, CORE, CORE_OPS, KNOB_OPS, RESCUE, RESCUE_OPS, TUNE, TUNE_OPS
-from hotcb.records import LedgerRecord
+from hotcb.records import KnobSpec, LedgerRecord
 
 from .registry import StrictInput
 
@@ -38,23 +38,6 @@ class Change(BaseModel):
     new: Any = None
 
 
-class ActuatorInfo(BaseModel):
-    key: str
-    module: str
-    type: str
-    min: float | None = None
-    max: float | None = None
-    choices: list[Any] | None = None
-    value: Any = None
-    state: str
-    label: str | None = None
-    description: str = ""
-    last_change_step: int | None = None
-    locked_by: str | None = None
-    cooldown_until_step: int | None = None
-    max_rel_change: float | None = Field(None, description="per-op limit for non-human sources (x1/f..xf)")
-
-
 class CallbackInfo(BaseModel):
     id: str
     enabled: bool
@@ -76,6 +59,30 @@ def _optional_fields(record: type) -> dict[str, Any]:
 # One ledger line as the tools return it: the fields of hotcb.records.LedgerRecord, the one
 # definition of what a ledger entry holds.
 LedgerEntry = create_model("LedgerEntry", **_optional_fields(LedgerRecord))
+
+
+def _knob_field(name: str, **field: Any) -> tuple[Any, Any]:
+    """One of ``KnobSpec``'s fields as a model field: its type and default (``field`` adds a
+    description)."""
+    spec = next(f for f in dataclasses.fields(KnobSpec) if f.name == name)
+    default = ... if spec.default is dataclasses.MISSING else spec.default
+    return typing.get_type_hints(KnobSpec)[name], Field(default, **field) if field else default
+
+
+# A knob as describe_actuators returns it: the fields of hotcb.records.KnobSpec, the one definition
+# of what a knob is, in the order the tool has always listed them; the tool always knows a knob's
+# state and says "" for no description, and adds what the guard and the locks make of the knob.
+ActuatorInfo = create_model(
+    "ActuatorInfo",
+    **{name: _knob_field(name) for name in ("key", "module", "type", "min", "max", "choices", "value")},
+    state=(str, ...),
+    label=_knob_field("label"),
+    description=(str, ""),
+    last_change_step=_knob_field("last_change_step"),
+    locked_by=(str | None, None),
+    cooldown_until_step=(int | None, None),
+    max_rel_change=_knob_field("max_rel_change", description="per-op limit for non-human sources (x1/f..xf)"),
+)
 
 
 class OpSpec(StrictInput):

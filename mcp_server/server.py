@@ -54,7 +54,7 @@ from .resources import RunResources, watch_resources
 from .server_prompts import ServedPrompts
 from .strict_schema import from_pairs, strict_input_schema
 from .tools import HotcbTools
-from .tools_autopilot import AUTOPILOT_SOURCES, META_ACTOR, META_SOURCE
+from .tools_autopilot import AUTOPILOT_PROCESS_SOURCES, META_ACTOR, META_SOURCE
 
 log = logging.getLogger("hotcb.mcp")
 
@@ -281,10 +281,10 @@ def build_server(run_dir: str | os.PathLike[str], *, source: str = "agent", acto
         raise ValueError("a server for the autopilot serves every tool (profile 'all')")
     identities: dict[str, HotcbTools] | None = None
     if for_autopilot:
-        if source not in AUTOPILOT_SOURCES:
-            raise ValueError(f"a server for the autopilot acts as {' or '.join(AUTOPILOT_SOURCES)}, not {source!r}")
+        if source not in AUTOPILOT_PROCESS_SOURCES:
+            raise ValueError(f"a server for the autopilot acts as {' or '.join(AUTOPILOT_PROCESS_SOURCES)}, not {source!r}")
         identities = {s: HotcbTools(run_dir, source=s, actor=actor, wait_s=wait_s, for_autopilot=True)
-                      for s in AUTOPILOT_SOURCES}
+                      for s in AUTOPILOT_PROCESS_SOURCES}
         tools: HotcbTools = identities[source]
     else:
         tools = HotcbTools(run_dir, source=source, actor=actor, wait_s=wait_s)

@@ -18,7 +18,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from hotcb.errors import HotcbError
+from hotcb.vocabulary import Source
+
 from . import catalog
+from .core_errors import tool_error
 from .registry import Forbidden, InvalidArguments, ToolSpec, UnknownTool
 from .tools_alerts import Alert, AlertRulesOutput, AlertTools
 from .tools_autopilot import AutopilotProcessTools
@@ -50,7 +54,7 @@ class HotcbTools(ContextView, AutopilotTools):
 
     def specs(self, include_human_only: bool | None = None) -> list[ToolSpec]:
         """The tools this caller may use (human-only tools are listed for humans only)."""
-        show_human = self.source == "human" if include_human_only is None else include_human_only
+        show_human = self.source == Source.HUMAN if include_human_only is None else include_human_only
         return [s for s in self._served.values() if show_human or not s.human_only]
 
     def call(self, name: str, arguments: dict[str, Any] | None = None, *, actor: str | None = None) -> dict[str, Any]:
@@ -89,17 +93,20 @@ class HotcbTools(ContextView, AutopilotTools):
         spec = self._served.get(name)
         if spec is None:
             raise UnknownTool(f"unknown tool {name!r}; tools: {', '.join(sorted(s.name for s in self.specs()))}")
-        if spec.human_only and self.source != "human":
+        if spec.human_only and self.source != Source.HUMAN:
             raise Forbidden(f"{name} is reserved to humans (this caller is {self.source!r})")
         return spec
 
     def _run(self, spec: ToolSpec, args: BaseModel) -> BaseModel:
         handler = getattr(self.groups[spec.group], spec.name)
-        if spec.read_only:  # readers share cached state (metrics store, ledger cache)
-            with self.lock:
-                result: BaseModel = handler(args)
-        else:  # writers may wait seconds for a decision: never hold the lock while waiting
-            result = handler(args)
+        try:
+            if spec.read_only:  # readers share cached state (metrics store, ledger cache)
+                with self.lock:
+                    result: BaseModel = handler(args)
+            else:  # writers may wait seconds for a decision: never hold the lock while waiting
+                result = handler(args)
+        except HotcbError as e:  # a core error a group let through: the caller reads it as a tool error
+            raise tool_error(e) from None
         return result
 
     # ------------------------------------------------------------------ not tools: the autopilot's

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from hotcb.vocabulary import Source
+
 from .registry import StrictInput, ToolError
 from .tools_alerts import Alert, AlertTools
 from .tools_autopilot_mode import AutopilotModeTools
@@ -24,7 +26,9 @@ from .tools_base import ToolContext, ToolGroup
 # Request ``_meta`` keys a --for-autopilot server reads: who one call acts as.
 META_SOURCE = "hotcb/source"
 META_ACTOR = "hotcb/actor"
-AUTOPILOT_SOURCES = ("rule", "agent")  # identities the autopilot process may take; never human
+# Identities the autopilot *process* may act as over the tools: never human, and not tune,
+# which acts inside the kernel (a ledger counts all three as the autopilot's actions).
+AUTOPILOT_PROCESS_SOURCES = (Source.RULE.value, Source.AGENT.value)
 MAX_AI_STATE_CHARS = 512_000
 
 
@@ -76,8 +80,8 @@ class AutopilotProcessTools(ToolGroup):
         """For the hotcb autopilot process only (servers started with --for-autopilot): record an
         alert, read or write the LLM autopilot's memory, or report which identity a call acts as.
         Alerts notify and never change the run; the memory is written by the agent identity only."""
-        if self.source not in AUTOPILOT_SOURCES:
-            raise ToolError(f"autopilot_process is for the autopilot's own identities {AUTOPILOT_SOURCES} "
+        if self.source not in AUTOPILOT_PROCESS_SOURCES:
+            raise ToolError(f"autopilot_process is for the autopilot's own identities {AUTOPILOT_PROCESS_SOURCES} "
                             f"(this caller is {self.source!r})")
         out = AutopilotProcessOutput(action=args.action, source=self.source, actor=self.current_actor())
         if args.action == "record_alert":

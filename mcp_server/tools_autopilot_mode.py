@@ -16,11 +16,11 @@ from pydantic import BaseModel, Field
 
 from hotcb.jsonl import read_json, write_json_atomic
 from hotcb.rundir import AI_STATE, AUTOPILOT
+from hotcb.vocabulary import AutopilotMode, Source
 
 from .registry import StrictInput, ToolError
 from .tools_base import ToolGroup
 
-MODES = ("off", "suggest", "auto", "ai_suggest", "ai_auto")
 Mode = Literal["off", "suggest", "auto", "ai_suggest", "ai_auto"]
 MAX_REASONINGS_SHOWN = 5
 
@@ -99,14 +99,14 @@ class AutopilotModeTools(ToolGroup):
         calls, tokens, cost, budget, API health and its last reasonings. Only humans may set."""
         if args.action == "set":
             if args.mode is None:
-                raise ToolError("set needs a mode: " + ", ".join(MODES))
-            if self.source != "human":
+                raise ToolError("set needs a mode: " + ", ".join(AutopilotMode.values()))
+            if self.source != Source.HUMAN:
                 # An agent must not grant itself more autonomy (or switch off a person's choice).
                 raise ToolError(f"only a human may set the autopilot mode (this caller is {self.source!r})")
             doc = {"mode": args.mode, "set_by": self.current_actor() or self.source, "set_source": self.source,
                    "set_ts": time.time(), "reason": args.reason}
             write_json_atomic(self.run.root / AUTOPILOT, doc)
         doc = self.autopilot_doc()
-        mode = doc.get("mode") if doc.get("mode") in MODES else "off"
+        mode = doc.get("mode") if doc.get("mode") in AutopilotMode.values() else "off"
         return AutopilotOutput(mode=mode, set_by=doc.get("set_by"), set_source=doc.get("set_source"),
                                set_ts=doc.get("set_ts"), reason=doc.get("reason"), ai=self.ai_summary())

@@ -20,9 +20,11 @@ from hotcb.ops import SOURCES, CommandError, make_command, parse_command
 from hotcb.published_view import published_view
 from hotcb.records import StatusRecord
 from hotcb.rundir import RunDir
+from hotcb.vocabulary import Source
 
+from .core_errors import tool_error
 from .metrics_store import MetricsStore
-from .registry import Forbidden, InvalidArguments, Refused, ToolError
+from .registry import Forbidden, Refused, ToolError
 from .schemas import Change, OpSpec
 
 MAX_LEDGER_CACHE = 200_000
@@ -40,7 +42,7 @@ def refusal_error(refusal: Refusal, suffix: str = "") -> ToolError:
 def acting_for(source: str) -> str:
     """Whom a caller's ops act for: a ``replay`` caller (a recipe replayed as commands) for the
     person who runs it, as the kernel judges such a line; anyone else for itself."""
-    return "human" if source == "replay" else source
+    return Source.HUMAN.value if source == Source.REPLAY else source
 
 
 class ToolContext:
@@ -51,7 +53,7 @@ class ToolContext:
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}")
         self.run = RunDir(run_dir)
-        self.source = source
+        self.source = str(source)  # a Source member or its string: held as the plain string
         self.actor = actor
         self.wait_s = wait_s
         self.metrics = MetricsStore(self.run.metrics)
@@ -122,13 +124,13 @@ class ToolContext:
         """Check, write and (optionally) wait: the one path every tool write takes."""
         source = source or self.source
         actor = actor or self.current_actor()
-        if lock and source != "human":
+        if lock and source != Source.HUMAN:
             raise Forbidden("only a human can lock a knob")
         try:
             rec = make_command(spec.module, spec.op, spec.params, id=spec.id, source=source, actor=actor,
                                reason=spec.reason, target=spec.target, at_step=at_step, lock=lock)
         except CommandError as e:
-            raise InvalidArguments(f"invalid op: {e}") from None
+            raise tool_error(e, "invalid op: ") from None
         rec.update(extra or {})
         refusal = self.check_op(spec, source)
         if refusal:

@@ -12,6 +12,7 @@ from hotcb.jsonl import read_json
 from hotcb.judge import judge_recipe
 from hotcb.ops import CORE
 from hotcb.recipe import export_recipe, validate_recipe, write_recipe
+from hotcb.vocabulary import FreezeMode
 
 from .registry import StrictInput, ToolError
 from .schemas import OpSpec
@@ -72,7 +73,7 @@ class ReplayTools(ToolGroup):
         if args.action == "status":
             return ReplayOutput(action="status", freeze_mode=status.freeze_mode, status=status.replay)
         if args.action == "stop":
-            if status.freeze_mode not in ("replay", "replay_adjusted"):
+            if status.freeze_mode not in (FreezeMode.REPLAY, FreezeMode.REPLAY_ADJUSTED):
                 # 'stop' ends a replay; it must not lift another freeze mode (prod) as a side effect.
                 raise ToolError(f"no replay is running (freeze mode {status.freeze_mode!r}); nothing to stop")
             self._judge_freeze("unfreeze", "off", args.reason)
@@ -81,7 +82,7 @@ class ReplayTools(ToolGroup):
             state.save(self.run.freeze)
             return ReplayOutput(action="stop", freeze_mode="off", message="replay stops at the next safe point")
         entries = args.recipe if args.recipe is not None else export_recipe(self.ledger_entries())
-        mode = "replay_adjusted" if args.overlay else "replay"
+        mode = (FreezeMode.REPLAY_ADJUSTED if args.overlay else FreezeMode.REPLAY).value
         self._judge_freeze("freeze", mode, args.reason)
         # The kernel validates the whole recipe again before it starts; asked here first so the
         # caller hears every problem now: structure, then what this caller may do at all.

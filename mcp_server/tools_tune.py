@@ -1,4 +1,4 @@
-"""``tune_status``: what online HPO (``hotcb.modules.tune``) is doing, read from ``hotcb.tune.json``.
+"""``tune_status``: what online HPO (``hotcb.tune``) is doing, read from ``hotcb.tune.json``.
 
 Tune is *controlled* through ``apply_op`` (module ``tune``, ops enable/disable/set_recipe), so
 the guard and the ledger see those changes like any other; this file only reads.

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from ..errors import Rejected
 from ..records import KnobSpec
 
 
@@ -33,7 +34,7 @@ class ActuatorState(str, Enum):
     DISABLED = "disabled"  # applying raised; no further changes
 
 
-class ValueRefused(ValueError):
+class ValueRefused(Rejected, ValueError):
     """A value that can never be applied to this knob (type, finiteness, bounds, choices)."""
 
 

@@ -1,4 +1,5 @@
-"""Kernel modules: each owns one domain of ops (callbacks, core lifecycle, tune)."""
+"""Kernel modules: each owns one domain of ops (callbacks here; tune in ``hotcb.tune``), and the
+context an op is applied in."""
 
 from __future__ import annotations
 

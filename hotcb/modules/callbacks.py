@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from ..actuators.actuator import ValueRefused
+from ..errors import Conflict
 from ..ops import CallbackTarget, HotOp
 from ..watchdog import CallbackTimeout, CallWatchdog
 from . import ApplyContext
 
 
-class CallbackLoadError(RuntimeError):
-    pass
+class CallbackLoadError(Conflict, RuntimeError):
+    """A callback whose code cannot be imported or built: nothing was loaded."""
 
 
 @dataclass

@@ -277,7 +277,7 @@ def test_without_optuna_enable_is_refused_naming_the_extra(run_dir: Path, monkey
     import sys
 
     monkeypatch.setitem(sys.modules, "optuna", None)  # as if hotcb[tune] were not installed
-    monkeypatch.delitem(sys.modules, "hotcb.modules.tune", raising=False)
+    monkeypatch.delitem(sys.modules, "hotcb.tune.module", raising=False)
     run = SyntheticRun(run_dir, start=1e-3, opt=3e-2)
     e = run.submit("tune", "enable", {"mode": "active"})
     assert e["decision"] == "rejected" and "hotcb[tune]" in e["error"]

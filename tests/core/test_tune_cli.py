@@ -92,7 +92,7 @@ def test_cli_recipe_file_is_validated_before_anything_is_written(run_dir: Path, 
 def test_core_and_the_tune_cli_import_without_optuna() -> None:
     code = (
         "import sys; sys.modules['optuna'] = None\n"
-        "import hotcb, hotcb.kernel, hotcb.modules.tune_cli, hotcb.modules.tune_recipe, hotcb.modules.tune_score\n"
+        "import hotcb, hotcb.kernel, hotcb.tune.cli, hotcb.tune.recipe, hotcb.tune.score\n"
         "from hotcb.cli import build_parser\n"
         "build_parser().parse_args(['tune', 'status'])\n"
         "print('ok')\n"

@@ -48,7 +48,7 @@ def _free_port() -> int:
 def worker(rank: int, world: int, port: int, run_dir: str, out_dir: str, phase: int) -> None:
     import optuna
 
-    import hotcb.modules.tune as tune_mod
+    import hotcb.tune.module as tune_mod
 
     opened, written = [], []  # this process: study storages opened, tune status files written
     init = optuna.storages.JournalStorage.__init__

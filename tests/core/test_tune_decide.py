@@ -1,4 +1,4 @@
-"""Tune's pure decisions (``hotcb.modules.tune_decide``): plain values in, a decision out; no trainer."""
+"""Tune's pure decisions (``hotcb.tune.decide``): plain values in, a decision out; no trainer."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("optuna")
 
-from hotcb.modules.tune_decide import (
+from hotcb.tune.decide import (
     better,
     early_abort,
     limits_reached,
@@ -20,10 +20,10 @@ from hotcb.modules.tune_decide import (
     told_value,
     weights_wanted,
 )
-from hotcb.modules.tune_readonly import ReadOnly
-from hotcb.modules.tune_recipe import RiskLimits, TuneRecipe
-from hotcb.modules.tune_score import Score
-from hotcb.modules.tune_trial import NEVER, LiveTrial
+from hotcb.tune.readonly import ReadOnly
+from hotcb.tune.recipe import RiskLimits, TuneRecipe
+from hotcb.tune.score import Score
+from hotcb.tune.trial import NEVER, LiveTrial
 
 R = TuneRecipe(horizon=20, settle=5, min_points=4)
 
@@ -139,7 +139,7 @@ def test_the_kernel_offers_every_member_tune_host_names(run_dir: Path) -> None:
     from typing import get_type_hints
 
     from hotcb import HotKernel
-    from hotcb.modules.tune_host import TuneHost
+    from hotcb.tune.host import TuneHost
 
     kernel = HotKernel(run_dir, watch_interval_s=0.0)
     wanted = set(get_type_hints(TuneHost)) | {"submit"}

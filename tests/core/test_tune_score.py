@@ -10,8 +10,8 @@ import pytest
 
 from hotcb import GuardConfig
 from hotcb.actuators.actuator import ValueRefused
-from hotcb.modules.tune_recipe import load_recipe_file, parse_recipe, resolve_space
-from hotcb.modules.tune_score import fit_trend, score_change
+from hotcb.tune.recipe import load_recipe_file, parse_recipe, resolve_space
+from hotcb.tune.score import fit_trend, score_change
 
 
 def segment(start: int, n: int, level: float, slope: float, noise: float, rng: random.Random) -> list[tuple[int, float]]:
@@ -92,7 +92,7 @@ def test_search_space_respects_bounds_the_guard_and_types() -> None:
 
 
 def test_a_momentum_like_knob_steps_on_its_complement() -> None:
-    from hotcb.modules.tune_recipe import KnobSpace
+    from hotcb.tune.recipe import KnobSpace
 
     # momentum 0.9 acts through 1 - 0.9: a x2 step is 0.8 .. 0.95, not 0.45 .. 0.99999.
     k = KnobSpace("momentum", "opt", 0.0, 0.99999, False, 2.0, 10)

@@ -12,12 +12,12 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from . import ApplyContext
-from .tune_readonly import ReadOnly
-from .tune_space import TuneSpace, to_float
-from .tune_status import TuneStatus
-from .tune_trial import ENDED, NEVER
-from .tune_writer import KnobWriter
+from ..modules import ApplyContext
+from .readonly import ReadOnly
+from .space import TuneSpace, to_float
+from .status import TuneStatus
+from .trial import ENDED, NEVER
+from .writer import KnobWriter
 
 
 class UndoQueue:

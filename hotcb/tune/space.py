@@ -15,8 +15,8 @@ from optuna.distributions import FloatDistribution
 
 from ..actuators.actuator import ValueRefused
 from ..guard import check_knob_change, knob_limits
-from .tune_host import KnobHost
-from .tune_recipe import KnobSpace, TuneRecipe, resolve_space
+from .host import KnobHost
+from .recipe import KnobSpace, TuneRecipe, resolve_space
 
 NO_CHANGE = -(1 << 62)  # cooldown_end of knobs never changed
 

@@ -6,7 +6,7 @@ there all ranks enter one ``kernel.dist.broadcast``, rank 0 makes its decisions 
 reader (applying them through the kernel), and every other rank applies the same ops, in the
 same order, right after the broadcast. Each broadcast also names the next sync step (idle: one
 per horizon; during a trial: the risk-check cadence, the due step and the give-up step;
-``tune_decide.next_sync``). The first sync step is set by a command rank 0 writes to the
+``decide.next_sync``). The first sync step is set by a command rank 0 writes to the
 commands file (``tune enable`` with ``params.sync``): the kernel broadcasts it, so every rank
 has ``TuneModule`` and starts at the same step, however each rank came to have it (a
 collective entered by one rank would hang).
@@ -21,11 +21,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ..jsonl import append_line
+from ..modules import ApplyContext
 from ..ops import TUNE, HotOp, Source
-from . import ApplyContext
-from .tune_host import SyncHost
-from .tune_readonly import ReadOnly
-from .tune_trial import NEVER
+from .host import SyncHost
+from .readonly import ReadOnly
+from .trial import NEVER
 
 log = logging.getLogger("hotcb.tune")
 

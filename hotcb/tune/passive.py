@@ -12,16 +12,16 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from . import ApplyContext
-from .tune_log import StudyLog
-from .tune_ready import Readiness
-from .tune_recipe import KnobSpace, TuneRecipe
-from .tune_runner import TrialRunner
-from .tune_score import Point, fit_trend
-from .tune_space import TuneSpace, full_ranges
-from .tune_status import TuneStatus
-from .tune_study import TuneStudy
-from .tune_trial import LiveTrial
+from ..modules import ApplyContext
+from .log import StudyLog
+from .ready import Readiness
+from .recipe import KnobSpace, TuneRecipe
+from .runner import TrialRunner
+from .score import Point, fit_trend
+from .space import TuneSpace, full_ranges
+from .status import TuneStatus
+from .study import TuneStudy
+from .trial import LiveTrial
 
 
 class Passive:

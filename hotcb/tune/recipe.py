@@ -37,8 +37,9 @@ import yaml
 
 from ..actuators.actuator import ValueRefused
 from ..guard import knob_limits
+from ..vocabulary import TuneMode
 
-MODES = ("off", "observe", "suggest", "active")
+MODES = TuneMode.values()
 SAMPLERS = ("tpe", "random")
 DIRECTIONS = ("minimize", "maximize")
 SEARCHABLE_TYPES = ("float", "log_float")

@@ -3,7 +3,7 @@
 A trial starts only when the objective has a quiet pre-change segment (``horizon`` steps since
 the last change of a searched knob, plus ``settle``, with ``min_points`` finite reports, past the
 guard's cooldown) and the recipe's risk limits still allow one; until then tune waits and says
-why (the decisions: ``tune_decide``). Where the kernel knows the run's length (``max_steps``),
+why (the decisions: ``decide``). Where the kernel knows the run's length (``max_steps``),
 no active trial starts unless it can be scored at least one horizon before the end, so the run's
 last stretch trains on settled values.
 
@@ -18,11 +18,11 @@ import math
 from collections import deque
 from typing import Any
 
-from . import tune_decide
-from .tune_readonly import ReadOnly
-from .tune_recipe import DEFAULT_OBJECTIVES, KnobSpace, TuneRecipe
-from .tune_score import Point
-from .tune_space import to_float
+from . import decide
+from .readonly import ReadOnly
+from .recipe import DEFAULT_OBJECTIVES, KnobSpace, TuneRecipe
+from .score import Point
+from .space import to_float
 
 
 class Readiness:
@@ -81,11 +81,11 @@ class Readiness:
                     last_change: int | None) -> tuple[list[Point] | None, str, int]:
         assert self._objective is not None
         cooldown = max((s.cooldown for s in space), default=0)
-        return tune_decide.pre_segment(r, self._objective, self.points(), step, last_change, cooldown)
+        return decide.pre_segment(r, self._objective, self.points(), step, last_change, cooldown)
 
     def segment_before(self, r: TuneRecipe, at: int) -> tuple[list[Point] | None, str]:
         assert self._objective is not None
-        return tune_decide.segment_before(r, self._objective, self.points(), at)
+        return decide.segment_before(r, self._objective, self.points(), at)
 
     def start_level(self, r: TuneRecipe) -> float | None:
         """The objective's level when the run started (the mean of its first finite reports), if

@@ -21,7 +21,7 @@ from ..actuators.actuator import ValueRefused
 from ..jsonl import read_json
 from ..rundir import TUNE as TUNE_FILE
 from ..rundir import RunDir
-from .tune_recipe import MODES, load_recipe_file, parse_recipe
+from .recipe import MODES, load_recipe_file, parse_recipe
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .tune_recipe import TuneRecipe
-from .tune_score import Point, Score, fit_trend, score_change, worse_than
-from .tune_trial import NEVER, LiveTrial
+from .recipe import TuneRecipe
+from .score import Point, Score, fit_trend, score_change, worse_than
+from .trial import NEVER, LiveTrial
 
 
 def _sign(direction: str) -> float:

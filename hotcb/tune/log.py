@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .tune_decide import better
-from .tune_readonly import ReadOnly
-from .tune_trial import ENDED
+from .decide import better
+from .readonly import ReadOnly
+from .trial import ENDED
 
 KEEP_RECORDS = 500  # trials kept in hotcb.tune.json (the journal keeps them all)
 KEEP_SUGGESTIONS = 50

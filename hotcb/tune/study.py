@@ -16,8 +16,8 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
 from ..actuators.actuator import ValueRefused
-from .tune_readonly import ReadOnly
-from .tune_recipe import TuneRecipe
+from .readonly import ReadOnly
+from .recipe import TuneRecipe
 
 JOURNAL = "hotcb.tune.journal"
 

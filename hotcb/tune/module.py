@@ -5,7 +5,7 @@ Each mutation is one Optuna trial over the live knobs:
     ask (TPE or random, within bounds and one guarded step of the live value)
     -> apply through the kernel like any other op (``source: tune``; the guard checks it)
     -> wait ``settle`` steps, collect ``horizon`` steps of the objective
-    -> score against the pre-change segment's trend (``tune_score``)
+    -> score against the pre-change segment's trend (``score``)
     -> tell Optuna the score -> keep, or roll back (set the knobs back, reason names the trial).
 
 Scores are *anchored*: the first trial's pre-change level is the baseline (trial 0, the
@@ -23,19 +23,19 @@ Nothing here raises into the training loop: every failure is recorded and traini
 status file, close). It holds the kernel as a ``TuneHost`` and composes objects that own their
 state, each given only what it needs:
 
-    TuneStudy    tune_study    the Optuna study in the journal
-    StudyLog     tune_log      trial records, suggestions, anchor, best, counts
-    Readiness    tune_ready    the objective's reports and the pre-change segment
-    TuneSpace    tune_space    the knobs a trial may move (locks, knobs at 0, the guard)
-    TrialRunner  tune_runner   the trial in flight (``LiveTrial``, tune_trial): ask -> apply -> judge
-    UndoQueue    tune_undo     undoing a trial whose change outlived it (abandoned, or the process ended)
-    Passive      tune_passive  suggest and observe modes: scoring changes tune did not make itself
-    DistSync     tune_sync     torch.distributed: rank 0 decides, every rank applies at shared sync steps
-    KnobWriter   tune_writer   knob changes and verdicts, submitted through the kernel
-    TuneStatus   tune_status   the status line and the next check
+    TuneStudy    study         the Optuna study in the journal
+    StudyLog     log           trial records, suggestions, anchor, best, counts
+    Readiness    ready         the objective's reports and the pre-change segment
+    TuneSpace    space         the knobs a trial may move (locks, knobs at 0, the guard)
+    TrialRunner  runner        the trial in flight (``LiveTrial``, trial): ask -> apply -> judge
+    UndoQueue    undo          undoing a trial whose change outlived it (abandoned, or the process ended)
+    Passive      passive       suggest and observe modes: scoring changes tune did not make itself
+    DistSync     sync          torch.distributed: rank 0 decides, every rank applies at shared sync steps
+    KnobWriter   writer        knob changes and verdicts, submitted through the kernel
+    TuneStatus   status        the status line and the next check
 
-(``tune_decide`` holds the pure decisions, ``tune_recipe`` validates the recipe, ``tune_score``
-scores a change, ``tune_weights`` keeps a trial's starting weights, ``tune_cli`` is the CLI.)
+(``decide`` holds the pure decisions, ``recipe`` validates the recipe, ``score``
+scores a change, ``weights`` keeps a trial's starting weights, ``cli`` is the CLI; all in ``hotcb.tune``.)
 """
 
 from __future__ import annotations
@@ -48,25 +48,25 @@ import optuna  # noqa: F401  (hotcb[tune]: without optuna this import fails, the
 
 from ..actuators.actuator import ValueRefused
 from ..jsonl import read_json, write_json_atomic
+from ..modules import ApplyContext
 from ..ops import HotOp
 from ..rundir import TUNE as TUNE_FILE
-from . import ApplyContext
-from .tune_decide import next_sync
-from .tune_host import TuneHost
-from .tune_log import KEEP_RECORDS, StudyLog
-from .tune_passive import Passive
-from .tune_readonly import ReadOnly
-from .tune_ready import Readiness
-from .tune_recipe import MODES, TuneRecipe, parse_recipe
-from .tune_runner import TrialRunner, actor
-from .tune_space import TuneSpace
-from .tune_status import TuneStatus
-from .tune_study import JOURNAL, TuneStudy
-from .tune_sync import DistSync
-from .tune_trial import ENDED, NEVER, LiveTrial
-from .tune_undo import UndoQueue
-from .tune_weights import TrialWeights
-from .tune_writer import KnobWriter
+from .decide import next_sync
+from .host import TuneHost
+from .log import KEEP_RECORDS, StudyLog
+from .passive import Passive
+from .readonly import ReadOnly
+from .ready import Readiness
+from .recipe import MODES, TuneRecipe, parse_recipe
+from .runner import TrialRunner, actor
+from .space import TuneSpace
+from .status import TuneStatus
+from .study import JOURNAL, TuneStudy
+from .sync import DistSync
+from .trial import ENDED, NEVER, LiveTrial
+from .undo import UndoQueue
+from .weights import TrialWeights
+from .writer import KnobWriter
 
 __all__ = ["ENDED", "JOURNAL", "KEEP_RECORDS", "NEVER", "TuneModule"]  # as before the split
 
@@ -337,7 +337,7 @@ class TuneModule:
                          self._undo.ready_step if self._undo else None)
 
     # ------------------------------------------------------------------ the status file
-    # (here: tests spy on ``hotcb.modules.tune.write_json_atomic``)
+    # (here: tests spy on ``hotcb.tune.module.write_json_atomic``)
     def snapshot(self) -> dict[str, Any]:
         """What ``hotcb.tune.json`` holds (the tool surface and ``hotcb tune status`` read it),
         assembled from what each part reports."""

@@ -12,11 +12,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from ..modules import ApplyContext
 from ..ops import TUNE, HotOp, Source
-from . import ApplyContext
-from .tune_readonly import ReadOnly
-from .tune_space import TuneSpace
-from .tune_sync import DistSync
+from .readonly import ReadOnly
+from .space import TuneSpace
+from .sync import DistSync
 
 log = logging.getLogger("hotcb.tune")
 Submit = Callable[[HotOp, dict[str, Any]], dict[str, Any]]

@@ -19,7 +19,7 @@ import logging
 from typing import Any
 
 from ..checkpoint import Snapshot, live_knob_values, restore_knobs
-from .tune_host import WeightsHost
+from .host import WeightsHost
 
 log = logging.getLogger("hotcb.tune")
 

@@ -4,7 +4,7 @@ Ask Optuna within each knob's window of its live value, apply the values through
 (``source: tune``: freeze, locks and the guard apply), collect the post-change segment, score it
 against the pre-change trend, tell Optuna, then keep the change or set the knobs back; a
 ``tune verdict`` ledger entry tells each trial's story. Suggested and observed trials
-(``tune_passive`` starts them) are scored here too; their change stays live whoever made it.
+(``passive`` starts them) are scored here too; their change stays live whoever made it.
 
 A rejected trial may have hurt the weights, not only the knobs: the registered state is
 snapshotted right before the change (``TrialWeights``) and loaded back with the knobs when the
@@ -23,19 +23,19 @@ from collections.abc import Callable
 
 from optuna.distributions import FloatDistribution
 
-from . import ApplyContext
-from .tune_decide import early_abort, limits_reached, still_starting, told_value, weights_wanted
-from .tune_log import StudyLog
-from .tune_readonly import ReadOnly
-from .tune_ready import Readiness
-from .tune_recipe import KnobSpace, TuneRecipe
-from .tune_score import Point, fit_trend, score_change
-from .tune_space import TuneSpace, full_ranges
-from .tune_status import TuneStatus
-from .tune_study import TuneStudy
-from .tune_trial import NEVER, LiveTrial
-from .tune_weights import TrialWeights
-from .tune_writer import KnobWriter
+from ..modules import ApplyContext
+from .decide import early_abort, limits_reached, still_starting, told_value, weights_wanted
+from .log import StudyLog
+from .readonly import ReadOnly
+from .ready import Readiness
+from .recipe import KnobSpace, TuneRecipe
+from .score import Point, fit_trend, score_change
+from .space import TuneSpace, full_ranges
+from .status import TuneStatus
+from .study import TuneStudy
+from .trial import NEVER, LiveTrial
+from .weights import TrialWeights
+from .writer import KnobWriter
 
 log = logging.getLogger("hotcb.tune")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .tune_readonly import ReadOnly
+from .readonly import ReadOnly
 
 
 class TuneStatus:

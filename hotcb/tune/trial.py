@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .tune_readonly import ReadOnly
-from .tune_recipe import TuneRecipe
-from .tune_score import Point, fit_trend
+from .readonly import ReadOnly
+from .recipe import TuneRecipe
+from .score import Point, fit_trend
 
 NEVER = 1 << 62
 ENDED = "the training process ended during the trial"
