@@ -55,7 +55,7 @@ class AIPolicy(Policy):
     def usage(self) -> dict[str, Any]:
         pilot = getattr(self, "pilot", None)
         u = pilot.usage() if pilot is not None else {}
-        # llm-owned accounting (issue 14): how many wakes the model answered, how many fell back
+        # the LLM's accounting: how many wakes the model answered, how many fell back
         # to the rules and why, so an ai row can never silently be a rules row.
         st = pilot.stats if pilot is not None else {}
         return {"llm_calls": int(u.get("calls", 0)), "tokens": int(u.get("tokens", 0)),

@@ -1,4 +1,4 @@
-"""The report's per-run account of the ``ai`` policy (llm-owned, issue 14): how many wakes the
+"""The report's per-run account of the ``ai`` policy: how many wakes the
 LLM answered, how many fell back to the rules and why, model errors, tool calls by how they came,
 tokens (cached apart) and time, so an ``ai`` row can never silently be a rules row."""
 

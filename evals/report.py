@@ -190,7 +190,7 @@ def write_report(results: dict[str, Any], out: str | Path, plots: list[str] | No
         if dead:
             lines += [f"**Did not start (these runs trained unchanged, like `none`): {', '.join(dead)}.**", ""]
         lines += [f"- {p} seed {s}: {e}" for p, s, e in errors[:50]]
-    lines += ai_accounting.section(results)  # llm-owned (issue 14): the ai policy's wakes and fallbacks
+    lines += ai_accounting.section(results)  # the ai policy's wakes and fallbacks
     if plots:
         lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
     path = Path(out) / "report.md"

@@ -205,7 +205,7 @@ class CommandPath:
         if verdict is not None:
             return self.record(op, ctx, verdict.decision.value, error=verdict.reason)
         try:
-            if op.op == "set_params" and op.module in k.state.groups():  # rescue (issue 13): pre-change snapshot
+            if op.op == "set_params" and op.module in k.state.groups():  # the rescue: a pre-change snapshot
                 k.modules[RESCUE].before_change(op, ctx)
             module = k.module_for(op.module)
             if k.is_writer:

@@ -128,7 +128,7 @@ class HotKernel:
         self.snapshots.follow(self.state)  # a knob's scheduler is rolled back with the registered state
         self.core = CoreOps(self)
         self.modules: dict[str, Any] = {CB: self.cb, CORE: self.core}
-        self.modules[RESCUE] = Rescue(self)  # rescue (issue 13): divergence watch + rollback, off until enabled
+        self.modules[RESCUE] = Rescue(self)  # divergence watch + rollback, off until enabled
         self._hooks: list[Any] = []  # the modules' per-step hooks, found once (the callbacks are dispatched apart)
         self._hooked = 0  # how many modules ``_hooks`` was found from
 
@@ -475,7 +475,7 @@ class HotKernel:
             "max_steps": self.max_steps, "snapshots": self.snapshots.steps(),
             "rank": self.dist.rank if self.dist else 0, "world_size": self.dist.world_size if self.dist else 1,
             "heartbeat_interval_s": self.heartbeat.interval_s,
-            "rescue": self.modules[RESCUE].describe(),  # rescue (issue 13)
+            "rescue": self.modules[RESCUE].describe(),
         }
 
     def _write_status(self, force: bool = False) -> None:

@@ -1,4 +1,4 @@
-"""One judge on every path (issue 12, items 1-3): recipes, overlays, raw lines, the CLI and the
+"""One judge on every path: recipes, overlays, raw lines, the CLI and the
 tool surface all meet the same rules, applied by the kernel whatever wrote the op."""
 
 from __future__ import annotations

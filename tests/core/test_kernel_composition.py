@@ -1,4 +1,4 @@
-"""The kernel is a coordinator over objects (issue 16): core ops one module among the others,
+"""The kernel is a coordinator over objects: core ops one module among the others,
 the command path and the watched files objects of their own; ``Source`` the one set of sources."""
 
 from __future__ import annotations

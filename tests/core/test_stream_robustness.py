@@ -1,4 +1,4 @@
-"""No line can lose or wedge the command stream (issue 12, items 4-7): any file size, poison
+"""No line can lose or wedge the command stream: any file size, poison
 lines, failed ledger writes, hostile callbacks, hostile files."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The guard's numbers reach prompts and instructions from the config in force, never from a
-number written into a prompt file (issue 16)."""
+number written into a prompt file."""
 
 from __future__ import annotations
 
