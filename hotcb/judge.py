@@ -216,8 +216,10 @@ def _by_module(op: HotOp, who: str, view: View, static: bool) -> Refusal | None:
 
 def _automated_rollback(op: HotOp, who: str, view: View, static: bool) -> Refusal | None:
     """Automation (agent, rule, tune) rolls back only a run the detector does not call healthy;
-    a person may roll back any run."""
-    if is_human(who) or static or view.run_verdict not in HEALTHY_VERDICTS:
+    a person may roll back any run, and so may an automated proposal a person approved
+    (``decide_proposal``, a human-only tool, marks it ``approved_by``)."""
+    approved = isinstance(op.extra.get("approved_by"), str) and bool(op.extra["approved_by"])
+    if is_human(who) or approved or static or view.run_verdict not in HEALTHY_VERDICTS:
         return None
     return _rejected(f"{op.module} rollback: the divergence detector says the run is {view.run_verdict} "
                      "(the rescue rolls back a blow-up, a non-finite loss or a dead run itself, at its step); "
