@@ -269,7 +269,7 @@ class LLMAutopilot:
             self._worker = None
             return {}
         self._late()
-        return {"wake": "running", **self.progress()}
+        return {**self.progress(), "wake": "running"}
 
     def busy(self) -> bool:
         return self._worker is not None and self._worker.is_alive()
@@ -286,6 +286,7 @@ class LLMAutopilot:
         if t0 is None:
             return {}
         p = dict(self._progress)
+        p["wake_no"] = p.pop("wake", None)
         p["seconds"] = round(time.monotonic() - t0, 1)
         p["tokens"] = self.budget.usage().get("tokens", 0) - p.pop("tokens0", 0)
         p["late"] = self._wake_late

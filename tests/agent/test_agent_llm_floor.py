@@ -1,0 +1,138 @@
+"""The safety floor under ``ai_auto``: with a model server that is slow (answers after the wake
+deadline), garbage (malformed native tool calls, output the server cannot parse) or dead, the
+rules' protective action (the plateau cut) lands as it does under ``auto``, the outage is named in
+the exit summary and the AI state, and training runs to its end. The servers are stubs on
+loopback (the network edge); the autopilot process and the training process are real."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from hotcb.agent.autopilot import AIOptions, Autopilot
+from hotcb.agent.cli import llm_summary
+from hotcb.evals.fake_llm import RecordedLLM
+from hotcb.mcp_server.tools import HotcbTools
+
+from tests.support.proc import Trainer, wait_for
+
+MODEL = "stub-model"
+STEPS = 400
+PARSE_500 = {"status": 500, "message": "Failed to parse input at pos 12: <tool_call>{\"name\": \"apply_op\""}
+GARBAGE = [{"tool_calls": [{"name": "apply_op", "raw": "{not json"}, {"name": "", "raw": "[]"}]}, PARSE_500] * 20
+
+
+class SlowLLM:
+    """An OpenAI-compatible server that holds every request until ``release`` (long after the
+    wake deadline), then answers with a note."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.requests = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                owner.requests += 1
+                owner.release.wait(120)
+                data = json.dumps({"id": "slow", "object": "chat.completion", "created": 0, "model": MODEL,
+                                   "choices": [{"index": 0, "finish_reason": "stop",
+                                                "message": {"role": "assistant", "content": "no change"}}],
+                                   "usage": {"prompt_tokens": 10, "completion_tokens": 2}}).encode()
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    pass  # the client gave up
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def dead_url() -> str:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens here now: connection refused
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def rule_cuts(t: Trainer) -> list[tuple]:
+    return [(e["actor"], e["module"], e["op"], round(e["payload"]["lr"]["new"], 8)) for e in t.ledger()
+            if e.get("source") == "rule" and e["decision"] == "applied" and e["op"] == "set_params"]
+
+
+def drive(run, mode: str, url: str | None) -> tuple[Trainer, Autopilot, io.StringIO]:
+    """Train ``STEPS`` steps of a flat val_loss under the autopilot in ``mode``; return when both end."""
+    live = io.StringIO()
+    ai = AIOptions(api_key="test", base_url=url, model=MODEL, cadence_steps=40, timeout_s=60, max_rounds=2,
+                   wake_deadline_s=2.0)
+    with Trainer(run, "--plateau", steps=STEPS, sleep=0.01) as t:
+        pilot = Autopilot(run, mode=mode, ai=ai, interval_s=0.05, live=live)
+        pilot.LIVE_EVERY_S = 0.2
+        thread = threading.Thread(target=pilot.run, daemon=True)
+        thread.start()
+        wait_for(lambda: t.proc.poll() is not None, 240, 0.2, "training to finish")
+        thread.join(120)
+        assert not thread.is_alive(), "the autopilot outlived the run"
+        assert t.proc.returncode == 0 and t.status()["step"] >= STEPS - 1  # training unaffected
+    return t, pilot, live
+
+
+@pytest.fixture(scope="module")
+def auto_cuts(tmp_path_factory) -> list[tuple]:
+    t, _, _ = drive(tmp_path_factory.mktemp("auto"), "auto", None)
+    cuts = rule_cuts(t)
+    assert cuts and cuts[0][0] == "plateau"
+    return cuts
+
+
+@pytest.mark.parametrize("server", ["slow", "garbage", "dead"])
+def test_the_rules_act_as_under_auto_whatever_the_model_server(tmp_path, auto_cuts, server):
+    slow = SlowLLM() if server == "slow" else None
+    garbage = RecordedLLM(GARBAGE).__enter__() if server == "garbage" else None
+    url = slow.base_url if slow else garbage.base_url if garbage else dead_url()
+    try:
+        t, pilot, live = drive(tmp_path, "ai_auto", url)
+    finally:
+        if slow:
+            slow.close()
+        if garbage:
+            garbage.__exit__(None, None, None)
+    # The floor: the plateau cut, by the rule, to the same lr as under auto.
+    assert rule_cuts(t)[:1] == auto_cuts[:1]
+    assert not [e for e in t.ledger() if e.get("source") == "agent" and e["decision"] == "applied"]
+    state = HotcbTools(tmp_path).load_ai_state()
+    stats = state["stats"]
+    assert stats["stances"]["veto"] == 0  # silence, timeouts and garbage are never vetoes
+    summary = "\n".join(llm_summary(HotcbTools(tmp_path)))
+    alerts = {a["rule"] for a in HotcbTools(tmp_path).call("list_alerts", {})["alerts"]}
+    if server == "slow":
+        assert stats["timed_out"] >= 1 and stats["outages"] >= 1 and "autopilot_api_down" in alerts
+        assert "timed out" in summary and "wake deadline" in state["api"]["error"]
+        assert "waiting for the model" in live.getvalue()  # the live line while it thought
+    elif server == "dead":
+        assert stats["outages"] >= 1 and "autopilot_api_down" in alerts and "LLM outage" in summary
+    else:
+        assert stats["model_errors"] >= 1 or state["refusals"]
+        assert "model errors" in summary
+        assert {c["outcome"] for c in state["calls"]} >= {"refused (bad_json)"}
+    assert f"{stats['outages']} outages" in summary
