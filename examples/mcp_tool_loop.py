@@ -20,6 +20,7 @@ import functools
 import json
 import shutil
 import sys
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -45,7 +46,7 @@ async def loop(run_dir: str, base_url: str, model: str, goal: str, rounds: int, 
     import openai
 
     llm = openai.OpenAI(base_url=base_url, api_key="none", timeout=timeout_s, max_retries=0)
-    hotcb = shutil.which("hotcb") or "hotcb"
+    hotcb = shutil.which("hotcb") or str(Path(sys.executable).with_name("hotcb"))  # a venv not on PATH
     server = StdioServerParameters(command=hotcb, args=["mcp", run_dir, "--tools", "core"])
     async with Client(server, client_info=Implementation(name="tool-loop", version="1"),
                       read_timeout_seconds=120) as c:
