@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from hotcb.agent.autopilot import AIOptions, Autopilot
 from hotcb.agent.cli import llm_summary
+from hotcb.agent.stance import veto_refusal
 from hotcb.evals.fake_llm import RecordedLLM
 from hotcb.mcp_server.tools import HotcbTools
 
@@ -136,3 +137,13 @@ def test_the_rules_act_as_under_auto_whatever_the_model_server(tmp_path, auto_cu
         assert "model errors" in summary
         assert {c["outcome"] for c in state["calls"]} >= {"refused (bad_json)"}
     assert f"{stats['outages']} outages" in summary
+
+
+def test_a_veto_reason_must_be_the_models_own():
+    shown = ["val_loss plateaued: 0.001 relative improvement over 100 points (threshold 0.01)",
+             "refused (tool_error): lr is in cooldown for 40 more steps"]
+    assert veto_refusal("", shown) and veto_refusal("undo it", shown)  # empty, or too short to say why
+    assert veto_refusal("val_loss plateaued: 0.001 relative improvement over 100 points", shown)  # copied
+    assert veto_refusal("  VAL_LOSS   plateaued 0.001 relative improvement over 100 points!", shown)  # recased
+    assert veto_refusal("lr is in cooldown for 40 more steps", shown)  # a refusal, parroted
+    assert veto_refusal("train loss still falls fast, so the flat val_loss is noise", shown) is None
