@@ -2,12 +2,14 @@
 deadline), garbage (malformed native tool calls, output the server cannot parse) or dead, the
 rules' protective action (the plateau cut) lands as it does under ``auto``, the outage is named in
 the exit summary and the AI state, and training runs to its end. The servers are stubs on
-loopback (the network edge); the autopilot process and the training process are real."""
+loopback (the network edge); the autopilot and the training process are real. On a recorded run
+(steps advance only as the test logs them) the cuts land at exactly the steps ``auto`` writes."""
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,11 +17,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from hotcb.agent.autopilot import AIOptions, Autopilot
 from hotcb.agent.cli import llm_summary
+from hotcb.agent.config import RulesConfig
+from hotcb.agent.llm import LLMAutopilot
+from hotcb.agent.rules import RulesAutopilot
 from hotcb.agent.stance import veto_refusal
 from hotcb.evals.fake_llm import RecordedLLM
 from hotcb.mcp_server.tools import HotcbTools
 
 from tests.support.proc import Trainer, wait_for
+from tests.support.series import RecordedRun
+from tests.support.series import drive as drive_series
 
 MODEL = "stub-model"
 STEPS = 400
@@ -147,3 +154,35 @@ def test_a_veto_reason_must_be_the_models_own():
     assert veto_refusal("  VAL_LOSS   plateaued 0.001 relative improvement over 100 points!", shown)  # recased
     assert veto_refusal("lr is in cooldown for 40 more steps", shown)  # a refusal, parroted
     assert veto_refusal("train loss still falls fast, so the flat val_loss is noise", shown) is None
+
+
+def plateau_curve(s: int) -> dict[str, float]:
+    """A flat val_loss, a falling train loss (tests/support/trainer.py --plateau)."""
+    return {"train_loss": 1.0 / (1 + 0.01 * s), "val_loss": 0.5 + 1e-4 * math.sin(s)}
+
+
+@pytest.mark.parametrize("server", ["dead", "garbage", "silent"])
+def test_the_plateau_cuts_land_at_the_same_steps_as_under_auto(tmp_path, server):
+    """On a recorded run (tests/support/series.py: steps advance only as the test logs them), the
+    plateau rule's cuts under ai_auto are written at exactly the steps auto writes them, whatever
+    the model server does."""
+    cfg = RulesConfig.from_dict({"rescue": False, "rules": {"plateau": {"window": 40, "warmup_steps": 40,
+                                                                        "cooldown_steps": 60}}})
+    auto_run, ai_run = RecordedRun(tmp_path / "auto", lr=0.01), RecordedRun(tmp_path / "ai", lr=0.01)
+    rules = RulesAutopilot(HotcbTools(auto_run.run.root, source="rule", actor="rules", wait_s=0), cfg, mode="auto")
+    replies = {"garbage": GARBAGE, "silent": [{"content": "no change: still improving"}] * 40}.get(server)
+    stub = RecordedLLM(replies).__enter__() if replies else None
+    try:
+        ai = LLMAutopilot(HotcbTools(ai_run.run.root, source="agent", actor=MODEL, wait_s=0), api_key="k",
+                          base_url=stub.base_url if stub else dead_url(), model=MODEL, mode="ai_auto", timeout_s=20,
+                          retries=0, retry_wait_s=0.01, cadence_steps=25, max_rounds=2, rules=cfg,
+                          rule_tools=HotcbTools(ai_run.run.root, source="rule", actor="rules", wait_s=0))
+        drive_series([rules], auto_run, range(1, 240), plateau_curve)
+        drive_series([ai], ai_run, range(1, 240), plateau_curve)
+    finally:
+        if stub:
+            stub.__exit__(None, None, None)
+    cuts = [(w.step, w.op, w.params) for w in auto_run.ops("plateau")]
+    assert len(cuts) == 3 and cuts == [(w.step, w.op, w.params) for w in ai_run.ops("plateau")]
+    assert ai.stats["wakes"] >= 1 and ai.stats["stances"]["veto"] == 0
+    assert (ai.stats["outages"] == 1) == (server == "dead")
