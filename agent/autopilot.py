@@ -208,6 +208,10 @@ class Autopilot:
         except (OSError, ValueError, AttributeError):  # a closed terminal is no reason to stop
             self.live = None
 
+    def last_wake(self) -> dict[str, Any]:
+        """How the LLM's last finished wake ended ({} when none did)."""
+        return dict(self._llm.last_result) if self._llm is not None else {}
+
     def finish(self, timeout_s: float = 5.0) -> None:
         """Training ended: give a running wake a moment (its late ops are refused as the run is over)."""
         if self._llm is not None:

@@ -238,9 +238,7 @@ def cmd_autopilot(args: argparse.Namespace) -> int:
         pilot = Autopilot(_run_dir(args), mode=args.mode, rules=rules, ai=_ai_options(args),
                           interval_s=args.interval, exit_when_done=not args.keep_running, backend=backend)
         if args.once:
-            out = pilot.tick()
-            pilot.finish(pilot.ai.wake_deadline_s + 5)  # a wake it started runs to its end
-            print(json.dumps(out, default=str))
+            print(json.dumps(_once(pilot), default=str))
             return 0
         print(f"hotcb autopilot: acting on {pilot.backend.describe()}", file=sys.stderr)
         _print_mode("hotcb autopilot", pilot.mode(), pilot.ai)
@@ -258,6 +256,15 @@ def cmd_autopilot(args: argparse.Namespace) -> int:
     finally:
         if backend is not None:
             backend.close()
+
+
+def _once(pilot: Any) -> dict[str, Any]:
+    """One tick; a wake it started runs to its end, and says how."""
+    out = pilot.tick()
+    if out.get("wake") == "started":
+        pilot.finish(pilot.ai.wake_deadline_s + 5)
+        out["wake"] = pilot.last_wake()
+    return out
 
 
 def _autopilot_root(args: argparse.Namespace, rules: Any) -> int:
