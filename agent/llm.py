@@ -498,6 +498,7 @@ class LLMAutopilot:
             "ts": time.time(), "wake": self.stats["wakes"], "tool": str(c.name)[:80], "via": c.via,
             "arguments": self.api.scrub(str(c.arguments or ""))[:MAX_ARG_CHARS], "outcome": outcome,
             "detail": self.api.scrub(result)[:200]}])[-MAX_CALLS:]
+        self.save()  # seen as it happens (the dashboard, the autopilot tool), not only when the wake ends
 
     def _api_ok(self) -> None:
         if self._down_since is not None:

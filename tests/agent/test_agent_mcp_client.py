@@ -163,6 +163,7 @@ def test_llm_autopilot_over_http_mcp_and_the_server_dying(tmp_path: Path) -> Non
                 return [e for e in t.ledger() if e.get("source") == "agent" and e.get("decision") == "applied"]
 
             e = wait_for(acted, 180, 0.2, "the LLM's apply_op over MCP")[0]
+            pilot.finish(120)  # the wake (in its worker) ends: its memory is written
             assert e["actor"] == MODEL and e["reason"].startswith("val_loss flat")  # + its stance on the rules
             assert e["payload"]["lr"] == {"old": pytest.approx(0.01), "new": pytest.approx(0.005)}
             assert llm.tools_called()[:2] == ["read_trends", "apply_op"]
