@@ -157,6 +157,8 @@ def test_an_external_client_drives_hotcb_mcp_with_the_local_model(tmp_path, llm)
         ops = wait_for(lambda: [e for e in lines(run / "hotcb.applied.jsonl") if e.get("source") == "agent"],
                        120, 1.0, "the client's op decided")
         assert t.alive()
-    e = ops[0]
-    assert e["actor"] == f"tool-loop/1 model={model}" and (e.get("reason") or "").strip(), e
-    assert (e["module"], e["op"]) == ("opt", "set_params") and e["decision"], e
+    # Plumbing, not taste: every op is judged under the client's and the model's name; one without
+    # a reason is refused by the judge (the model reads why and may try again).
+    assert all(e["actor"] == f"tool-loop/1 model={model}" and e["decision"] for e in ops), ops
+    assert ("opt", "set_params") in [(e["module"], e["op"]) for e in ops], ops
+    assert all((e.get("reason") or "").strip() or e["decision"] == "rejected" for e in ops), ops
