@@ -26,7 +26,6 @@ sys.path.insert(0, str(ROOT))
 from hotcb.mcp_server.server import SERVED_PROFILES, build_server  # noqa: E402
 from mcp import Client  # noqa: E402
 
-
 CORE_BUDGET_TOKENS = 2000
 
 
