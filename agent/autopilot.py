@@ -208,6 +208,14 @@ class Autopilot:
         except (OSError, ValueError, AttributeError):  # a closed terminal is no reason to stop
             self.live = None
 
+    def once(self) -> dict[str, Any]:
+        """One tick (``--once``); a wake it started runs to its end (or its deadline), and says how."""
+        out = self.tick()
+        if out.get("wake") == "started":
+            self.finish(self.ai.wake_deadline_s + 5)
+            out["wake"] = self.last_wake()
+        return out
+
     def last_wake(self) -> dict[str, Any]:
         """How the LLM's last finished wake ended ({} when none did)."""
         return dict(self._llm.last_result) if self._llm is not None else {}

@@ -249,7 +249,7 @@ def cmd_autopilot(args: argparse.Namespace) -> int:
         pilot = Autopilot(_run_dir(args), mode=args.mode, rules=rules, ai=_ai_options(args),
                           interval_s=args.interval, exit_when_done=not args.keep_running, backend=backend)
         if args.once:
-            print(json.dumps(_once(pilot), default=str))
+            print(json.dumps(pilot.once(), default=str))
             return 0
         print(f"hotcb autopilot: acting on {pilot.backend.describe()}", file=sys.stderr)
         _print_mode("hotcb autopilot", pilot.mode(), pilot.ai)
@@ -267,15 +267,6 @@ def cmd_autopilot(args: argparse.Namespace) -> int:
     finally:
         if backend is not None:
             backend.close()
-
-
-def _once(pilot: Any) -> dict[str, Any]:
-    """One tick; a wake it started runs to its end, and says how."""
-    out = pilot.tick()
-    if out.get("wake") == "started":
-        pilot.finish(pilot.ai.wake_deadline_s + 5)
-        out["wake"] = pilot.last_wake()
-    return out
 
 
 def _autopilot_root(args: argparse.Namespace, rules: Any) -> int:
