@@ -26,6 +26,9 @@ def _ai_args(p: argparse.ArgumentParser) -> None:
                    help="LLM requests per wake (default $HOTCB_AI_MAX_ROUNDS or 4)")
     p.add_argument("--ai-timeout", type=float, default=None, metavar="S",
                    help="seconds per LLM request (default $HOTCB_AI_TIMEOUT or 60; local CPU models need more)")
+    p.add_argument("--wake-deadline", type=float, default=None, metavar="S",
+                   help="seconds for a whole LLM wake, every request included (default $HOTCB_AI_WAKE_DEADLINE or "
+                        "300); past it the model counts as out and the rules act")
     p.add_argument("--max-completion", type=int, default=None, metavar="N",
                    help="max tokens the model may write per request (default $HOTCB_AI_MAX_COMPLETION or the server's)")
     p.add_argument("--max-tokens", type=int, default=None, help="token budget for the run's LLM calls")
@@ -38,7 +41,8 @@ def _ai_options(args: argparse.Namespace) -> Any:
     ai = AIOptions(max_tool_calls=args.max_tool_calls, max_tokens=args.max_tokens, max_cost_usd=args.max_cost)
     for name, value in (("cadence_steps", args.cadence_steps), ("min_gap_steps", args.min_wake_gap),
                         ("max_rounds", args.max_rounds),
-                        ("timeout_s", args.ai_timeout), ("max_completion_tokens", args.max_completion)):
+                        ("timeout_s", args.ai_timeout), ("max_completion_tokens", args.max_completion),
+                        ("wake_deadline_s", args.wake_deadline)):
         if value is not None:
             setattr(ai, name, value)
     if args.model:
@@ -147,8 +151,24 @@ def _print_mode(prefix: str, mode: str, ai: Any) -> None:
 def _summary(prefix: str, tools: Any) -> None:
     from .progress import RunProgress
 
-    for line in RunProgress(tools).summary():
+    for line in RunProgress(tools).summary() + llm_summary(tools):
         print(f"{prefix}: {line}", file=sys.stderr)
+
+
+def llm_summary(tools: Any) -> list[str]:
+    """The LLM's wakes, from its state in the run (nothing when no LLM ran)."""
+    from .wake_stats import summary_line
+
+    try:
+        ai = tools.call("autopilot", {}).get("ai")
+    except Exception:
+        return []
+    if not ai or not (ai.get("stats") or {}).get("wakes"):
+        return []
+    lines = [f"LLM {ai.get('model')}: {summary_line(ai['stats'])}"]
+    if ai.get("api") == "down":
+        lines.append(f"LLM outage: {ai.get('api_error')} (the rules acted meanwhile)")
+    return lines
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
@@ -229,7 +249,7 @@ def cmd_autopilot(args: argparse.Namespace) -> int:
         pilot = Autopilot(_run_dir(args), mode=args.mode, rules=rules, ai=_ai_options(args),
                           interval_s=args.interval, exit_when_done=not args.keep_running, backend=backend)
         if args.once:
-            print(json.dumps(pilot.tick(), default=str))
+            print(json.dumps(pilot.once(), default=str))
             return 0
         print(f"hotcb autopilot: acting on {pilot.backend.describe()}", file=sys.stderr)
         _print_mode("hotcb autopilot", pilot.mode(), pilot.ai)

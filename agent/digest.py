@@ -21,17 +21,25 @@ from .untrusted import fence
 
 @dataclass(frozen=True)
 class RuleView:
-    """What a sensing rule saw and the op it would apply: the model endorses, vetoes or overrides it."""
+    """What a sensing rule saw and the op it would apply (``would``) or, a protective rule, already
+    applied (``did``): the model endorses, overrides or (with its own reason) vetoes it."""
 
     rule: str
     saw: str
     would: dict[str, Any] | None  # {"module","op","params"} or None (alert only)
     step: int | None = None
+    did: str | None = None  # what the protective rule applied already (the safety floor)
 
     def line(self) -> dict[str, Any]:
+        if self.did is not None:
+            return {"rule": self.rule, "step": self.step, "saw": self.saw[:160], "did": self.did[:160]}
         would = "alert only" if self.would is None else \
             f"{self.would['module']}.{self.would['op']} {_j(self.would.get('params') or {})}"
         return {"rule": self.rule, "step": self.step, "saw": self.saw[:160], "would": would}
+
+    def what(self) -> str:
+        line = self.line()
+        return f"did {line['did']}" if "did" in line else f"would {line['would']}"
 
 
 def _j(x: Any) -> str:

@@ -11,10 +11,19 @@ Failures (``llm_api``): an outage falls back to the rules until a probe succeeds
 corrective message and, if it fails again, that wake falls back to the rules, recorded as a model
 error, never as an outage. Every wake is accounted (``stats``): LLM wakes, fallbacks and why.
 
-Scheduling (``tick``): the rules are the sensors; their findings and new alerts wake the model,
-and so does a cadence of steps. The digest tells the model what the rules would do; the model
-endorses, vetoes or overrides, and the op's ledger reason says which (a veto is an alert).
-A wake ends when the run ends. Memory (usage, API health, notes, stats) lives in
+Safety floor (``tick``): the rules run under the model every tick, and their protective rules
+(non-finite, divergence, plateau, and the kernel's rescue) act at once, exactly as in ``auto``;
+while the model is out (down, slower than the wake deadline, out of budget) every rule acts. The
+model acts above them: the digest tells it what the rules did and would do; it endorses, proposes
+more, overrides, or vetoes a protective change with a reason of its own (``stance``); silence is
+never a veto. Findings, new alerts and a cadence of steps wake it.
+
+Wakes: with ``background=True`` (the autopilot process) a wake runs in a worker thread, so the
+rules keep ticking while the model thinks; ``wake_deadline_s`` bounds the whole wake (every
+request and tool call together): past it the wake is an outage (alert, rules, and the recovery
+noticed when a later wake finishes in time). ``progress()`` says what a running wake is doing.
+A wake ends when the run ends. Every tool call the model makes is recorded in the AI state
+(``calls``: its arguments and what became of it). Memory (usage, API health, notes, stats) lives in
 ``hotcb.ai.state.json`` through ``save_ai_state``, redacted: no key or credential is ever written.
 """
 
@@ -23,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from typing import Any
 
@@ -48,6 +58,8 @@ AI_TOOLS = model_tools.OFFERED
 MAX_TOOL_RESULT_CHARS = 4000
 MAX_NOTES = 20
 MAX_REFUSALS = 50
+MAX_CALLS = 100
+MAX_ARG_CHARS = 600
 CORRECTIVE = ("Your last reply could not be used: {why}. Reply with exactly one tool call, either through the "
               "tool-calling interface or as only this JSON: {{\"name\": \"apply_op\", \"arguments\": {{\"module\": "
               "\"opt\", \"op\": \"set_params\", \"params\": {{\"lr\": 0.01}}, \"reason\": \"...\"}}}}; or, if no "
@@ -80,7 +92,8 @@ class LLMAutopilot:
                  retries: int = 3,
                  retry_wait_s: float = 1.0, probe_s: float = 60.0, budget: Budget | None = None,
                  rules: RulesConfig | None = None, fallback: Any = None, client: Any = None,
-                 rule_tools: Any = None, sensor: Any = None, max_completion_tokens: int | None = None):
+                 rule_tools: Any = None, sensor: Any = None, max_completion_tokens: int | None = None,
+                 wake_deadline_s: float | None = None, background: bool = False):
         if mode not in ("ai_auto", "ai_suggest"):
             raise ValueError("LLM mode is ai_auto or ai_suggest")
         self.tools = tools
@@ -93,6 +106,8 @@ class LLMAutopilot:
         self.cadence_steps = cadence_steps or env_number("HOTCB_AI_CADENCE_STEPS", 200, int)
         self.min_gap_steps = min_gap_steps if min_gap_steps is not None else env_number("HOTCB_AI_MIN_GAP_STEPS", 0, int)
         self.probe_s = probe_s
+        self.wake_deadline_s = wake_deadline_s or env_number("HOTCB_AI_WAKE_DEADLINE", 300.0)
+        self.background = background
         self.budget = budget or Budget()
         self.api = ChatApi(model=model, api_key=api_key, base_url=base_url, budget=self.budget,
                            timeout_s=self.timeout_s, retries=retries, retry_wait_s=retry_wait_s, client=client,
@@ -109,6 +124,7 @@ class LLMAutopilot:
             "model": model, "base_url": redact_url(base_url), "mode": mode, "wakes": int(state.get("wakes", 0)),
             "reasonings": list(state.get("reasonings") or [])[-MAX_NOTES:],
             "refusals": list(state.get("refusals") or [])[-MAX_REFUSALS:],
+            "calls": list(state.get("calls") or [])[-MAX_CALLS:],
             "api": {"state": "unknown"}, "last_wake": state.get("last_wake"),
             "budget_alerted": bool(state.get("budget_alerted")) and same,
             "stats": wake_stats.restore(state.get("stats") if same else None),
@@ -120,6 +136,13 @@ class LLMAutopilot:
         self._pending_findings: list[Any] = []
         self.tool_specs = model_tools.specs()
         self._rescue = False  # the kernel has the rescue module (read at each wake)
+        self._rules_lock = threading.RLock()  # one rules pass at a time (the tick's, a wake's fallback)
+        self._state_lock = threading.RLock()  # the deadline is noticed once, by the tick or the wake
+        self._worker: threading.Thread | None = None
+        self._wake_t0: float | None = None  # monotonic start of the wake in progress
+        self._wake_late = False
+        self._progress: dict[str, Any] = {}
+        self.last_result: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -136,9 +159,9 @@ class LLMAutopilot:
         return RulesAutopilot(rule_tools, self._rules_cfg, mode=mode)
 
     def fallback(self) -> RulesAutopilot:
-        if self._fallback is None:
-            self._fallback = self._rules("suggest" if self.mode == "ai_suggest" else "auto", "rules-fallback")
-        return self._fallback
+        """The rules that act while the model is out: the sensor itself, acting on every rule (one
+        rules state, so a rule never acts twice for one finding)."""
+        return self._fallback if self._fallback is not None else self.sensor()
 
     def sensor(self) -> RulesAutopilot:
         if self._sensor is None:
@@ -176,7 +199,16 @@ class LLMAutopilot:
 
     def _fall_back(self, why: str) -> None:
         self.stats["fallbacks"][why] = self.stats["fallbacks"].get(why, 0) + 1
-        self.fallback().tick()
+        with self._rules_lock:
+            self.fallback().tick(act_all=True)
+
+    def model_out(self) -> bool:
+        """The model cannot act now (down or too slow, within the probe interval; budget spent):
+        every rule acts, as in ``auto``."""
+        if self.budget.exhausted():
+            return True
+        return self._down_since is not None and time.monotonic() - self._down_since < self.probe_s \
+            or self._wake_late
 
     def _run_over(self) -> str | None:
         try:
@@ -195,7 +227,8 @@ class LLMAutopilot:
         findings, on new alerts, or every ``cadence_steps``, never twice within ``min_gap_steps``
         (what arrives in between is kept for the next wake). Never raises."""
         try:
-            self._pending_findings += self.sensor().tick()
+            with self._rules_lock:
+                self._pending_findings += self.sensor().tick(act_all=self.model_out())
             new = self.tools.call("list_alerts", {"since_ts": self._seen_alert_ts, "last": 20})["alerts"]
             new = [a for a in new if not str(a.get("rule", "")).startswith("autopilot_")]
             if new:
@@ -205,6 +238,9 @@ class LLMAutopilot:
         except Exception as e:
             log.warning("LLM tick failed: %s: %s", type(e).__name__, self.api.scrub(str(e)))
             return {"outcome": "error", "error": self.api.scrub(str(e))}
+        running = self._check_worker()
+        if running:
+            return running
         if step is None:
             return {"waiting": "no training step yet"}
         last = self._last_wake_step
@@ -217,21 +253,80 @@ class LLMAutopilot:
         self._last_wake_step = step
         why = ("alerts: " + ", ".join(sorted({a["rule"] for a in alerts}))) if alerts else \
             f"cadence (every {self.cadence_steps} steps)"
-        return self.wake(why, alerts=alerts, findings=findings)
+        if not self.background:
+            return self.wake(why, alerts=alerts, findings=findings)
+        self._worker = threading.Thread(target=self.wake, args=(why, alerts, findings), name="hotcb-llm-wake",
+                                        daemon=True)
+        self._worker.start()
+        return {"wake": "started", "why": why}
+
+    def _check_worker(self) -> dict[str, Any]:
+        """A wake running in the worker: notice its deadline; {} when none runs."""
+        w = self._worker
+        if w is None:
+            return {}
+        if not w.is_alive():
+            self._worker = None
+            return {}
+        self._late()
+        return {**self.progress(), "wake": "running"}
+
+    def busy(self) -> bool:
+        return self._worker is not None and self._worker.is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for a wake running in the worker (tests, and a clean exit)."""
+        w = self._worker
+        if w is not None:
+            w.join(timeout)
+
+    def progress(self) -> dict[str, Any]:
+        """What the wake in progress is doing: {} when none runs."""
+        t0 = self._wake_t0
+        if t0 is None:
+            return {}
+        p = dict(self._progress)
+        p["wake_no"] = p.pop("wake", None)
+        p["seconds"] = round(time.monotonic() - t0, 1)
+        p["tokens"] = self.budget.usage().get("tokens", 0) - p.pop("tokens0", 0)
+        p["late"] = self._wake_late
+        return p
+
+    def _late(self) -> bool:
+        """The wake in progress ran past ``wake_deadline_s``: an outage, noticed once."""
+        t0 = self._wake_t0
+        if t0 is None or time.monotonic() - t0 <= self.wake_deadline_s:
+            return False
+        with self._state_lock:
+            if not self._wake_late:
+                self._wake_late = True
+                self.stats["timed_out"] += 1
+                self._went_down(f"{self.model} did not finish a wake within the {self.wake_deadline_s:g} s wake "
+                                "deadline (the server answers, but slower than that)")
+                self.save()
+        return True
 
     # ------------------------------------------------------------------ one wake
     def wake(self, why: str = "cadence", alerts: list[dict[str, Any]] | None = None,
              findings: list[Any] | None = None) -> dict[str, Any]:
         """One wake: a bounded tool-calling conversation, or the rules while the API is down, the
         budget is spent or the model's output is unusable. Returns what happened. Never raises."""
+        self._wake_t0, self._wake_late = time.monotonic(), False
+        self._progress = {"wake": self.stats["wakes"] + 1, "doing": "starting", "round": 0,
+                          "tokens0": self.budget.usage().get("tokens", 0)}
         try:
-            return self._wake(why, alerts or [], findings or [])
-        except Exception as e:
+            out = self._wake(why, alerts or [], findings or [])
+        except Exception as e:  # the autopilot never takes training down
             err = self.api.scrub(f"{type(e).__name__}: {e}")[:300]
             log.warning("LLM wake failed: %s", err)
             self.state["api"] = {**self.state.get("api", {}), "error": err}
             self.save()
-            return {"outcome": "error", "error": err}
+            out = {"outcome": "error", "error": err}
+        finally:
+            self._wake_t0 = None
+            self._wake_late = False
+        self.last_result = out
+        return out
 
     def _wake(self, why: str, alerts: list[dict[str, Any]], findings: list[Any]) -> dict[str, Any]:
         spent = self.budget.exhausted()
@@ -256,7 +351,9 @@ class LLMAutopilot:
         describe = self.tools.call("describe_actuators", {})
         snapshots = len(self.tools.call("get_status", {}).get("snapshots") or [])
         self._rescue = isinstance(self.tools.status_doc().get("rescue"), dict)
-        stances = Stances(findings, describe, self.stats)
+        stances = Stances(findings, describe, self.stats,
+                          shown=[str(a.get("message") or "") for a in alerts] +
+                          [str(r.get("detail") or "") for r in self.state["refusals"]])
         notes = [r.get("text", "") for r in self.state["reasonings"]]
         # The guard's numbers as they are in force for this run, never a number written in a file.
         ratio = ratio_text(GuardConfig.from_dict(describe.get("guard")))
@@ -269,15 +366,12 @@ class LLMAutopilot:
         ]
         out = self._converse(messages, stances, describe, snapshots)
         if out["outcome"] == "ok":
-            vetoed = stances.vetoes()
-            for v in vetoed:
-                self._alert("veto", f"{self.model} vetoed rule {v.rule} ({v.line()['would']}): {v.saw[:160]}",
-                            severity="info")
+            stances.silent()  # the rules' actions stand; nothing is vetoed by saying nothing
         self.save()
         return out
 
-    # complexity: one wake's conversation loop: budget, run over, reply, tool calls, correction, loop guard, in the order they happen
-    def _converse(self, messages: list[dict[str, Any]], stances: Stances, describe: dict[str, Any],  # noqa: C901, PLR0912
+    # complexity: one wake's conversation loop: budget, deadline, run over, reply, tool calls, correction, loop guard, in the order they happen
+    def _converse(self, messages: list[dict[str, Any]], stances: Stances, describe: dict[str, Any],  # noqa: C901, PLR0912, PLR0915
                   snapshots: int) -> dict[str, Any]:
         calls_made, actions = 0, []
         knobs = {(a.get("module"), a.get("key")): a.get("value") for a in describe.get("actuators", [])}
@@ -285,15 +379,20 @@ class LLMAutopilot:
         corrected = answered = looping = False
         refused: set[str] = set()  # calls refused this wake: the same one again ends the wake
         msg: Any = None
-        for _ in range(self.max_rounds):
+        for n in range(self.max_rounds):
             msg = None
             if self.budget.exhausted():
                 break
+            if self._late():
+                return self._timed_out(calls_made, actions)
             over = self._run_over()
             if over:
                 return {"outcome": "run_over", "reason": over, "tool_calls": calls_made, "actions": actions}
+            self._waiting(n + 1, messages)
             try:
                 resp = self.api.complete(messages, self.tool_specs)
+                if self._late():  # an answer after the deadline is not an answer: the rules acted
+                    return self._timed_out(calls_made, actions)
                 if resp is None:
                     return self._outage(calls_made, actions)
                 self._api_ok()
@@ -320,6 +419,7 @@ class LLMAutopilot:
                 if text:
                     self._note(text)
                 break
+            self._progress["doing"] = "running its tool calls"
             for c in calls:
                 self.stats["tool_calls_" + c.via] += 1
             messages.append({"role": "assistant", "content": msg.content if calls[0].via == "native" else "",
@@ -333,11 +433,14 @@ class LLMAutopilot:
                     looping = True
                     result = self._refuse("repeated", c.name, "this exact call was refused already this wake; "
                                                               "the wake ends")
+                elif self._late():
+                    result = self._refuse("late", c.name, "the wake ran past its deadline; the rules act")
                 else:
                     calls_made += 1
                     result = self._run_tool(c.name, c.arguments, actions, knobs, stances, snapshots)
                     if result.startswith(("refused", "not sent")):
                         refused.add(key)
+                self._record_call(c, result)
                 messages.append({"role": "tool", "tool_call_id": c.id,
                                  "content": fence(result[:MAX_TOOL_RESULT_CHARS])})
             if calls_made >= self.max_tool_calls or looping:
@@ -346,16 +449,56 @@ class LLMAutopilot:
             self.stats["llm_wakes"] += 1
         return {"outcome": "ok", "tool_calls": calls_made, "actions": actions}
 
-    def _outage(self, calls_made: int, actions: list[dict[str, Any]]) -> dict[str, Any]:
+    def _went_down(self, error: str) -> None:
         was_down = self._down_since is not None
         self._down_since = time.monotonic()
-        self.state["api"] = {"state": "down", "error": self.api.error, "since": time.time(), "fallback": "rules"}
+        self.state["api"] = {"state": "down", "error": error, "since": time.time(), "fallback": "rules"}
         if not was_down:
-            self._alert("api_down", f"LLM API unreachable ({self.api.error}); the rules autopilot runs "
-                                    "instead until it answers again", severity="critical")
+            self.stats["outages"] += 1
+            self._alert("api_down", f"LLM API out ({error}); the rules autopilot runs instead until it answers "
+                                    "again", severity="critical")
+
+    def _outage(self, calls_made: int, actions: list[dict[str, Any]]) -> dict[str, Any]:
+        self._went_down(f"unreachable: {self.api.error}")
         self._fall_back("api_down")
         self.save()
         return {"outcome": "api_down", "error": self.api.error, "tool_calls": calls_made, "actions": actions}
+
+    def _timed_out(self, calls_made: int, actions: list[dict[str, Any]]) -> dict[str, Any]:
+        self._fall_back("too_slow")
+        self.save()
+        return {"outcome": "timed_out", "deadline_s": self.wake_deadline_s, "tool_calls": calls_made,
+                "actions": actions}
+
+    def _waiting(self, round_: int, messages: list[dict[str, Any]]) -> None:
+        # Tokens estimated as characters / 4 (what is sent is known; the reply's count comes with it).
+        self._progress.update(doing="waiting for the model", round=round_,
+                              prompt_tokens_est=sum(len(str(m.get("content") or "")) for m in messages) // 4)
+
+    def _count_op(self, out: dict[str, Any] | None) -> None:
+        """An op the model sent: applied (or proposed) or refused (None: refused by the guard)."""
+        decision = (out or {}).get("decision")
+        if out is not None and (decision == "applied" or (decision is None and out.get("proposal_id"))):
+            self.stats["ops_applied"] += 1  # a proposal, under ai_suggest, counts as the op it proposes
+        elif decision not in ("queued", "pending"):
+            self.stats["ops_refused"] += 1
+
+    def _record_call(self, c: Any, result: str) -> None:
+        """Every model tool call in the AI state: its arguments and what became of it."""
+        outcome = "ok"
+        if result.startswith(("refused", "not sent")):
+            outcome = result.split(":", 1)[0]
+        else:
+            try:
+                decision = json.loads(result.split(" (also not sent", 1)[0]).get("decision")
+            except (ValueError, AttributeError):
+                decision = None
+            outcome = decision or outcome
+        self.state["calls"] = (self.state["calls"] + [{
+            "ts": time.time(), "wake": self.stats["wakes"], "tool": str(c.name)[:80], "via": c.via,
+            "arguments": self.api.scrub(str(c.arguments or ""))[:MAX_ARG_CHARS], "outcome": outcome,
+            "detail": self.api.scrub(result)[:200]}])[-MAX_CALLS:]
+        self.save()  # seen as it happens (the dashboard, the autopilot tool), not only when the wake ends
 
     def _api_ok(self) -> None:
         if self._down_since is not None:
@@ -376,7 +519,7 @@ class LLMAutopilot:
                                                                  "text": text.strip()[:600]}])[-MAX_NOTES:]
 
     # complexity: one early refusal per way a model's tool call can be wrong, each recorded with its reason
-    def _run_tool(self, name: str, raw_args: str | None, actions: list[dict[str, Any]],  # noqa: C901, PLR0911
+    def _run_tool(self, name: str, raw_args: str | None, actions: list[dict[str, Any]],  # noqa: C901, PLR0911, PLR0912
                   knobs: dict[tuple[Any, Any], Any], stances: Stances, snapshots: int) -> str:
         if name not in AI_TOOLS:
             return self._refuse("unknown_tool", name, f"no tool {name!r}; tools: {', '.join(AI_TOOLS)}")
@@ -396,6 +539,11 @@ class LLMAutopilot:
             over = self._run_over()
             if over:
                 return self._refuse("run_over", name, f"{over}: no op is sent to a run that has ended")
+            veto = stances.refusal(args)
+            if veto:
+                self.stats["ops_refused"] += 1
+                stances.acted = True
+                return self._refuse("veto_reason", name, veto)
             args["reason"] = stances.label(args)
         if name == "apply_op" and self.mode == "ai_suggest":
             op = {k: v for k, v in args.items() if k in ("module", "op", "params", "reason")}
@@ -404,6 +552,8 @@ class LLMAutopilot:
             out = self.tools.call(name, args)
         except ToolError as e:
             # A guard refusal of apply_op is already in the ledger (the kernel records it).
+            if name in ("apply_op", "propose_op"):
+                self._count_op(None)
             return self._refuse("tool_error", name, str(e))
         except ConnectionError as e:  # the MCP server (when the tools are remote) did not answer
             return self._refuse("unreachable", name, str(e))
@@ -412,6 +562,7 @@ class LLMAutopilot:
         if name in ("apply_op", "propose_op"):
             actions.append({"tool": name, "args": args, "result": {k: out.get(k) for k in
                                                                    ("cmd_id", "decision", "proposal_id", "status")}})
+            self._count_op(out)
             if out.get("decision") == "applied":
                 for k, v in (args.get("params") or {}).items():
                     knobs[(args.get("module"), k)] = v  # a later op this wake compares against the new value

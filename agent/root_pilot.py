@@ -100,7 +100,7 @@ class RootAutopilot:
     def tick(self) -> dict[str, Any]:
         """One pass over every managed run (``--once``)."""
         self.scan()
-        return {name: pilot.tick() for name, pilot in sorted(self.pilots.items())}
+        return {name: pilot.once() for name, pilot in sorted(self.pilots.items())}
 
     def run(self) -> None:
         """Each run's autopilot on its thread; rescan every interval until stopped (or all runs ended)."""

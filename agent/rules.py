@@ -155,6 +155,12 @@ def check_grad_spike(name: str, cfg: RuleConfig, obs: Observer, status: dict[str
                    action=cfg.action, value=trend_math.sig(v))
 
 
+# The rules' protective actions: they act at once in every mode that acts, the LLM's included
+# (``sense`` acts on them exactly as ``auto``), so no model, however slow or wrong, removes them.
+PROTECTIVE = ("non_finite", "divergence", "plateau")
+# What each sensing mode stands for, as the ledger should name it.
+LLM_MODE_OF = {"sense": "ai_auto", "sense_suggest": "ai_suggest"}
+
 CHECKS = {
     "non_finite": check_non_finite,  # first: a NaN explains a divergence, not the other way round
     "divergence": check_divergence,
@@ -168,8 +174,9 @@ class RulesAutopilot:
     """``RulesAutopilot(HotcbTools(run, source="rule")).tick()``: one pass of every rule.
 
     Modes: ``auto`` applies, ``suggest`` proposes; under the LLM, ``sense`` / ``sense_suggest``
-    only raise alerts (which wake the model), except the non-finite safety net, which applies /
-    proposes its rollback and lr cut at once.
+    act on the ``PROTECTIVE`` rules exactly as ``auto`` / ``suggest`` (the safety floor) and only
+    raise alerts for the others (which wake the model). ``tick(act_all=True)`` acts on every rule
+    (the LLM is down, late or out of budget: the rules run as in ``auto``).
 
     Cooldowns: a rule that acted waits its ``cooldown_steps``. A rule whose every op was refused
     (the guard's knob cooldown, a human's lock, a freeze) has not acted: its alert says so and the
@@ -191,14 +198,16 @@ class RulesAutopilot:
         self.findings: list[Finding] = []
         self.rescue_enabled = False         # this autopilot enabled the kernel's rescue
         self.finish = Finisher()            # the cool-down over a run's last part (agent/finish.py)
+        self.act_all = False                # this tick, sensing modes act on every rule (the LLM is out)
 
     def _metrics(self) -> list[str]:
         names = {self.config.train_metric}
         names |= {c.metric for c in self.config.rules.values() if c.enabled and c.metric}
         return sorted(names)
 
-    def tick(self) -> list[Finding]:
+    def tick(self, act_all: bool = False) -> list[Finding]:
         """Evaluate every enabled rule once; act on those that fire. Never raises."""
+        self.act_all = act_all
         try:
             return self._tick()
         except Exception as e:  # the autopilot must never take anything down with it
@@ -229,7 +238,7 @@ class RulesAutopilot:
             return  # a kernel without a rescue, or one the script enabled itself
         try:
             self.tools.call("apply_op", {"module": "rescue", "op": "enable", "params": {"probe": self.config.probe},
-                                         "reason": f"autopilot mode {self.mode}: the rescue rolls back blow-ups "
+                                         "reason": f"autopilot mode {LLM_MODE_OF.get(self.mode, self.mode)}: the rescue rolls back blow-ups "
                                                    "in the kernel" + (" and probes a too-low lr" if self.config.probe
                                                                       else "")}, actor="rescue")
             self.rescue_enabled = True
@@ -311,7 +320,9 @@ class RulesAutopilot:
             if name in ("non_finite", "divergence"):
                 break  # one emergency action per tick; the others re-evaluate after it lands
         if not fired:  # a tick where a rule acted leaves the knobs to it (their cooldown would refuse the finish)
-            self.finish.tick(self.tools, self.obs.status, self.mode, self.obs.series)
+            # part of the floor: under the LLM the finish acts (sense) or proposes (sense_suggest) as in auto / suggest
+            acting = {"sense": "auto", "sense_suggest": "suggest"}.get(self.mode, self.mode)
+            self.finish.tick(self.tools, self.obs.status, acting, self.obs.series)
         self.findings.extend(fired)
         return fired
 
@@ -324,9 +335,9 @@ class RulesAutopilot:
             return None
 
     def act(self, f: Finding, step: int) -> None:
-        # "sense" (under the LLM): findings become alerts that wake the model; only the NaN
-        # safety net still acts at once, since a non-finite run cannot wait for an API call.
-        if self.mode.startswith("sense") and f.rule != "non_finite":
+        # "sense" (under the LLM): the protective rules act at once, as in auto (a run cannot wait
+        # for an API call); the others become alerts that wake the model.
+        if self.mode.startswith("sense") and f.rule not in PROTECTIVE and not self.act_all:
             f.outcome.append("alert only: the LLM autopilot decides")
         else:
             self._act(f)

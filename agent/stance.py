@@ -1,18 +1,56 @@
-"""The model's stance on what the rules would do: endorse, override or veto.
+"""The model's stance on what the rules did or would do: endorse, override, veto, or silence.
 
-The rules sense under the LLM (``sense`` mode): a finding says what the rule saw and, resolved
-against the live knobs, the op it would apply. When the model acts, its op either matches a
-rule's (same module, op and knobs, same direction: ``endorse``) or not (``override``); the
-stance and the rule are appended to the op's reason, so the ledger records which. When a rule
-would act and the model does nothing, that is a ``veto`` (recorded as an info alert).
+The rules sense under the LLM (``sense`` mode) and their protective rules (``rules.PROTECTIVE``:
+non-finite, divergence, plateau) act at once, exactly as in ``auto``: that is the safety floor.
+A finding says what the rule saw and either the op it applied (``did``) or, resolved against the
+live knobs, the op it would apply (``would``). When the model acts, its op either goes the rule's
+way (same module, op and knobs, same direction: ``endorse``, which for a rule that acted already
+means "more of the same"), undoes a protective rule's change (a knob it moved, moved back:
+``veto``) or does something else (``override``). The stance and the rule are appended to the
+op's reason, so the ledger records which.
+
+A veto is the only way the model can take back the floor, so it needs a reason of its own:
+``veto_refusal`` (the one place that rule is written) refuses an empty reason or one copied from
+the alerts, the rules' messages or earlier refusals the model was shown. Silence, a timeout, a
+model error or an unparseable reply is never a veto: the model said nothing, so the floor stands
+(counted as ``silent``).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+from difflib import SequenceMatcher
 from typing import Any
 
 from .actions import Unresolvable, resolve
 from .digest import RuleView
+from .rules import PROTECTIVE
+
+MIN_VETO_WORDS = 4
+COPIED_SHARE = 0.6  # a reason whose longest run shared with a shown text covers this much is a copy
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"[^\w.%-]+", " ", text.lower())).strip()
+
+
+def veto_refusal(reason: Any, shown: Iterable[str]) -> str | None:
+    """Why ``reason`` cannot carry a veto of a protective rule's action (None: it can).
+
+    A veto needs a sentence of the model's own: at least ``MIN_VETO_WORDS`` words, and not
+    (mostly) a copy of any text it was shown this wake (alerts, the rules' messages, refusals)."""
+    mine = _norm(str(reason or ""))
+    if len(mine.split()) < MIN_VETO_WORDS:
+        return f"a veto of a protective rule needs a reason in your own words (at least {MIN_VETO_WORDS} words)"
+    for text in shown:
+        theirs = _norm(str(text or ""))
+        if not theirs:
+            continue
+        m = SequenceMatcher(None, mine, theirs, autojunk=False).find_longest_match(0, len(mine), 0, len(theirs))
+        if m.size >= COPIED_SHARE * len(mine):
+            return "a veto's reason must be your own, not copied alert, rule or refusal text"
+    return None
 
 
 def views_of(findings: list[Any], describe: dict[str, Any]) -> list[RuleView]:
@@ -27,7 +65,10 @@ def views_of(findings: list[Any], describe: dict[str, Any]) -> list[RuleView]:
                 would = {"module": op["module"], "op": op["op"], "params": op.get("params") or {}}
             except Unresolvable:
                 would = None
-        out.append(RuleView(rule=f.rule, saw=f.message, would=would))
+        did = None
+        if f.rule in PROTECTIVE and getattr(f, "landed", 0):
+            did = "; ".join(getattr(f, "outcome", []) or []) or "acted"
+        out.append(RuleView(rule=f.rule, saw=f.message, would=would, did=did))
     return out
 
 
@@ -43,11 +84,13 @@ def _direction(params: dict[str, Any], knobs: dict[tuple[Any, Any], Any], module
 
 
 class Stances:
-    def __init__(self, findings: list[Any], describe: dict[str, Any], stats: dict[str, Any]):
+    def __init__(self, findings: list[Any], describe: dict[str, Any], stats: dict[str, Any],
+                 shown: Iterable[str] = ()):
         self.views = views_of(findings, describe)
         self.knobs = {(a.get("module"), a.get("key")): a.get("value") for a in describe.get("actuators", [])}
         self.stats = stats
-        self.acted = False  # the model sent an op this wake (applied or refused: not a veto either way)
+        self.shown = [v.saw for v in self.views] + [v.did or "" for v in self.views] + list(shown)
+        self.acted = False  # the model sent an op this wake (applied or refused: not silence either way)
 
     def _acting(self) -> list[RuleView]:
         return [v for v in self.views if v.would is not None]
@@ -62,23 +105,48 @@ class Stances:
         return set(mine) == set(theirs) and \
             _direction(mine, self.knobs, args.get("module")) == _direction(theirs, self.knobs, w.get("module"))
 
+    def _undoes(self, v: RuleView, args: dict[str, Any]) -> bool:
+        """``args`` moves back a knob the protective rule ``v`` moved."""
+        w = v.would or {}
+        if v.did is None or w.get("op") != "set_params" or args.get("op") != "set_params" \
+                or w.get("module") != args.get("module"):
+            return False
+        mine = _direction(args.get("params") or {}, self.knobs, args.get("module"))
+        theirs = _direction(w.get("params") or {}, self.knobs, w.get("module"))
+        return any(k in theirs and theirs[k] and mine[k] == -theirs[k] for k in mine)
+
+    def vetoed(self, args: dict[str, Any]) -> list[RuleView]:
+        """The protective rules' actions this op would undo."""
+        return [v for v in self.views if self._undoes(v, args)]
+
+    def refusal(self, args: dict[str, Any]) -> str | None:
+        """Why this op may not be sent (a veto without a reason of the model's own), or None."""
+        if not self.vetoed(args):
+            return None
+        return veto_refusal(args.get("reason"), self.shown)
+
     def label(self, args: dict[str, Any]) -> str:
-        """The op's reason, with the stance it takes on the rules' proposals (if any)."""
+        """The op's reason, with the stance it takes on the rules' actions and proposals (if any)."""
         reason = str(args.get("reason") or "").strip()
         self.acted = True
         acting = self._acting()
         if not acting:
             return reason
+        vetoed = self.vetoed(args)
         hit = next((v for v in acting if self._matches(v, args)), None)
-        stance, rules = ("endorse", [hit]) if hit else ("override", acting)
+        if vetoed:
+            stance, rules = "veto", vetoed
+        else:
+            stance, rules = ("endorse", [hit]) if hit else ("override", acting)
         self.stats["stances"][stance] += 1
-        names = ", ".join(f"{v.rule} ({v.line()['would']})" for v in rules)
-        return f"{reason} [{stance}s rule {names}]"
+        names = ", ".join(f"{v.rule} ({v.what()})" for v in rules)
+        verb = {"endorse": "endorses", "override": "overrides", "veto": "vetoes"}[stance]
+        return f"{reason} [{verb} rule {names}]"
 
-    def vetoes(self) -> list[RuleView]:
-        """The rules' proposals the model let pass without acting."""
+    def silent(self) -> list[RuleView]:
+        """The rules' actions and proposals the model let stand without a word: never a veto."""
         if self.acted:
             return []
         acting = self._acting()
-        self.stats["stances"]["veto"] += len(acting)
+        self.stats["stances"]["silent"] += len(acting)
         return acting

@@ -41,9 +41,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         "'rule' or 'agent' (never 'human'). Not for other clients")
     p.add_argument("--actor", default=None,
                    help="name recorded as the actor of every change (default: the client's name)")
-    p.add_argument("--tools", dest="profile", choices=["observe", "control", "all"], default="all",
-                   help="which tools to serve: observe (read-only), control (observe + apply_op, propose_op, "
-                        "schedule_op) or all (default); fewer tools, less of the client's context")
+    p.add_argument("--tools", dest="profile", choices=["core", "observe", "control", "all"], default="all",
+                   help="which tools to serve: core (get_status, read_trends, describe_actuators, apply_op, "
+                        "read_ledger; no output schemas: for small local models), observe (read-only), control "
+                        "(observe + apply_op, propose_op, schedule_op) or all (default); fewer tools, less context")
+    p.add_argument("--no-output-schemas", action="store_true",
+                   help="leave output schemas out of tools/list (results still carry structured content)")
     p.add_argument("--wait", type=float, default=10.0, help="seconds apply_op waits for a decision (default 10)")
     p.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
     p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
@@ -109,7 +112,8 @@ def cmd_mcp(args: argparse.Namespace) -> int:
                                    profile=args.profile)
     else:
         server = build_server(run_dir, source=args.source, actor=args.actor, wait_s=args.wait,
-                              for_autopilot=args.for_autopilot, profile=args.profile)
+                              for_autopilot=args.for_autopilot, profile=args.profile,
+                              output_schemas=False if args.no_output_schemas else None)
     if not args.http:
         server.run("stdio")
         return 0

@@ -50,6 +50,10 @@ class StrictInput(BaseModel):
 # every smaller profile's. observe: read-only tools; control: plus the ops that steer the run.
 Profile = Literal["observe", "control", "all"]
 PROFILES: tuple[Profile, ...] = ("observe", "control", "all")
+# ``core``: the five tools a small model's context can hold (read the run, steer one knob,
+# see what happened), served without output schemas; not a step of the ladder above.
+CORE_TOOLS = ("get_status", "read_trends", "describe_actuators", "apply_op", "read_ledger")
+SERVED_PROFILES = ("core", *PROFILES)  # every --tools choice
 # Who is served a tool: every caller, people only, or the autopilot process's own server only.
 Audience = Literal["everyone", "human", "autopilot"]
 
@@ -89,8 +93,10 @@ class ToolSpec:
         return self.name
 
     def in_profile(self, profile: str) -> bool:
-        if profile not in PROFILES:
-            raise ValueError(f"unknown tool profile {profile!r} (profiles: {', '.join(PROFILES)})")
+        if profile not in SERVED_PROFILES:
+            raise ValueError(f"unknown tool profile {profile!r} (profiles: {', '.join(SERVED_PROFILES)})")
+        if profile == "core":
+            return self.name in CORE_TOOLS
         return PROFILES.index(self.profile) <= PROFILES.index(profile)  # type: ignore[arg-type]
 
     def input_schema(self) -> dict[str, Any]:

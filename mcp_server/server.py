@@ -49,7 +49,7 @@ from mcp_types import (
 
 from hotcb.guard import GuardConfig
 
-from .registry import PROFILES, ToolError, ToolSpec
+from .registry import PROFILES, SERVED_PROFILES, ToolError, ToolSpec
 from .resources import RunResources, watch_resources
 from .server_prompts import ServedPrompts
 from .strict_schema import from_pairs, strict_input_schema
@@ -60,6 +60,7 @@ log = logging.getLogger("hotcb.mcp")
 
 SERVER_NAME = "hotcb"
 DEFAULT_ACTOR = "mcp-client"
+META_MODEL = "hotcb/model"  # a call's ``_meta`` key naming the model behind the client
 PROGRESS_EVERY_S = 0.5  # how often a waiting write tool reports progress (when the caller asked)
 INSTRUCTIONS = (
     "hotcb controls a live PyTorch training run. Read before acting: get_status, read_trends, "
@@ -70,7 +71,7 @@ INSTRUCTIONS = (
 )
 
 
-__all__ = ["PROFILES", "HotcbServer", "build_server", "in_profile", "run_stdio"]
+__all__ = ["PROFILES", "SERVED_PROFILES", "HotcbServer", "build_server", "in_profile", "run_stdio"]
 
 
 def in_profile(spec: ToolSpec, profile: str) -> bool:
@@ -86,11 +87,12 @@ def annotations_for(spec: ToolSpec) -> ToolAnnotations:
     )
 
 
-def mcp_tool(spec: ToolSpec) -> Tool:
-    """The tool as ``tools/list`` shows it."""
+def mcp_tool(spec: ToolSpec, output_schema: bool = True) -> Tool:
+    """The tool as ``tools/list`` shows it. Without ``output_schema`` (the protocol makes it
+    optional; results still carry ``structuredContent``) a small model's context holds more."""
     return Tool(name=spec.name, title=spec.title or spec.name, description=spec.description,
-                input_schema=strict_input_schema(spec.input_schema()), output_schema=spec.output_schema(),
-                annotations=annotations_for(spec))
+                input_schema=strict_input_schema(spec.input_schema()),
+                output_schema=spec.output_schema() if output_schema else None, annotations=annotations_for(spec))
 
 
 def request_meta(context: ServerRequestContext[Any]) -> dict[str, Any]:
@@ -103,13 +105,22 @@ def request_meta(context: ServerRequestContext[Any]) -> dict[str, Any]:
 
 
 def client_name(context: ServerRequestContext[Any]) -> str | None:
-    """The MCP client's name from its initialize request (``clientInfo.name``), if it sent one."""
+    """The MCP client as its initialize request names it (``clientInfo``: ``name/version``) and,
+    when the call says so in its ``_meta`` (``model`` or ``hotcb/model``), the model driving it:
+    ``openai-agents/0.3 model=qwen2.5-coder-1.5b``. A label, not an authentication."""
     try:
         params = context.session.client_params
         info = params.client_info if params is not None else None
-        return info.name if info is not None and info.name else None
     except Exception:  # outside a request, or a transport that carries no client info
-        return None
+        info = None
+    name = info.name if info is not None and info.name else None
+    if name and getattr(info, "version", None):
+        name = f"{name}/{info.version}"
+    meta = request_meta(context)
+    model = _label(meta.get(META_MODEL) or meta.get("model"))
+    if model:
+        name = f"{name or DEFAULT_ACTOR} model={model}"
+    return _label(name[:200]) if name else None
 
 
 def _error(message: str) -> CallToolResult:
@@ -198,14 +209,16 @@ class Binding:
     """The request handlers of one server: the tools ``specs`` run by ``runner``, the run's
     resources (none on a root's server) and the prompts."""
 
-    def __init__(self, specs: list[ToolSpec], runner: ToolRunner, resources: RunResources, prompts: ServedPrompts):
+    def __init__(self, specs: list[ToolSpec], runner: ToolRunner, resources: RunResources, prompts: ServedPrompts,
+                 output_schemas: bool = True):
         self.specs = {s.name: s for s in specs}
+        self.output_schemas = output_schemas
         self.runner = runner
         self.resources = resources
         self.prompts = prompts
 
     async def list_tools(self, ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None) -> ListToolsResult:
-        return ListToolsResult(tools=[mcp_tool(s) for s in self.specs.values()])
+        return ListToolsResult(tools=[mcp_tool(s, self.output_schemas) for s in self.specs.values()])
 
     async def call_tool(self, ctx: ServerRequestContext[Any], params: CallToolRequestParams) -> CallToolResult:
         spec = self.specs.get(params.name)
@@ -262,7 +275,7 @@ async def run_stdio(server: Server[Any]) -> None:
 
 def build_server(run_dir: str | os.PathLike[str], *, source: str = "agent", actor: str | None = None,
                  wait_s: float = 10.0, watch_interval_s: float = 1.0, for_autopilot: bool = False,
-                 profile: str = "all") -> HotcbServer:
+                 profile: str = "all", output_schemas: bool | None = None) -> HotcbServer:
     """An MCP server over one run directory.
 
     ``source`` is fixed for every call (``agent`` by default: the guard's limits apply; ``rule``
@@ -275,7 +288,8 @@ def build_server(run_dir: str | os.PathLike[str], *, source: str = "agent", acto
     so the rules and the LLM keep their ledger labels over one connection. ``source`` is then
     the default for calls that name none and cannot be ``human``.
 
-    ``profile``: which tools are served (``PROFILES``; a server for the autopilot serves all).
+    ``profile``: which tools are served (``SERVED_PROFILES``; a server for the autopilot serves
+    all). ``output_schemas``: list each tool's output schema (default: yes, except for ``core``).
     """
     if for_autopilot and profile != "all":
         raise ValueError("a server for the autopilot serves every tool (profile 'all')")
@@ -301,7 +315,8 @@ def build_server(run_dir: str | os.PathLike[str], *, source: str = "agent", acto
                 tg.cancel_scope.cancel()
 
     binding = Binding([s for s in tools.specs() if s.in_profile(profile)], ToolRunner(tools, actor, identities),
-                      RunResources(tools), ServedPrompts(lambda: GuardConfig.from_dict(tools.actuators_doc().get("guard"))))
+                      RunResources(tools), ServedPrompts(lambda: GuardConfig.from_dict(tools.actuators_doc().get("guard"))),
+                      output_schemas=profile != "core" if output_schemas is None else output_schemas)
     server = make_server(binding, title="hotcb training control", instructions=INSTRUCTIONS, bus=bus,
                          lifespan=lifespan)
     server.hotcb_tools = tools  # type: ignore[attr-defined]  # for tests and embedding

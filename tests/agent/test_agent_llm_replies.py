@@ -156,8 +156,35 @@ def test_the_model_endorses_or_overrides_what_the_rules_would_do(tmp_path):
         reasons = [e["reason"] for e in agent_ops(t)]
     assert "[endorses rule plateau" in reasons[0] and "[overrides rule plateau" in reasons[1]
     stats = ai_state(tmp_path)["stats"]
-    assert stats["stances"] == {"endorse": 1, "override": 1, "veto": 1}
-    assert any(a["rule"] == "autopilot_veto" for a in HotcbTools(tmp_path).call("list_alerts", {})["alerts"])
+    # Saying nothing is never a veto: the rules' proposal stands, counted as silence.
+    assert stats["stances"] == {"endorse": 1, "override": 1, "veto": 0, "silent": 1}
+    assert not any(a["rule"] == "autopilot_veto" for a in HotcbTools(tmp_path).call("list_alerts", {})["alerts"])
+
+
+def test_a_veto_of_a_protective_cut_needs_a_reason_of_the_models_own(tmp_path):
+    """The plateau rule cut lr already (the floor); the model may undo it only with its own reason:
+    one copied from the alert is refused before sending, one of its own lands as a veto."""
+    saw = "val_loss plateaued: 0.001 relative improvement over 100 points (threshold 0.01)"
+    finding = Finding("plateau", "val_loss", saw, action=Action(knob="lr", factor=0.5), landed=1,
+                      outcome=["opt.set_params {'lr': 0.01} applied"])
+    copied = {**APPLY, "params": {"lr": 0.02}, "reason": saw}
+    own = {**APPLY, "params": {"lr": 0.02}, "reason": "train loss still falls fast; the flat val is warmup noise"}
+    script = [{"tool_calls": [{"name": "apply_op", "arguments": copied}]}, {"content": "tried"},
+              {"tool_calls": [{"name": "apply_op", "arguments": own}]}, {"content": "vetoed"}]
+    with Trainer(tmp_path, "--plateau", "--guard-cooldown", "0", sleep=0.01) as t, FakeLLM(script) as llm:
+        t.wait_step(10)
+        p = pilot(tmp_path, llm.base_url)
+        p.wake("rules: plateau", alerts=[{"rule": "plateau", "message": saw}], findings=[finding])
+        p.wake("rules: plateau", alerts=[{"rule": "plateau", "message": saw}], findings=[finding])
+        e = wait_for(lambda: agent_ops(t), 60, what="the veto decided")[0]
+    assert "\"did\":\"opt.set_params" in llm.requests[0]["messages"][1]["content"]  # the digest: what the rule did
+    assert e["decision"] == "applied" and "[vetoes rule plateau" in e["reason"]
+    assert len(agent_ops(t)) == 1  # the copied reason never reached the run
+    state = HotcbTools(tmp_path).load_ai_state()
+    assert [r["kind"] for r in state["refusals"]] == ["veto_reason"]
+    assert state["stats"]["stances"]["veto"] == 1 and state["stats"]["ops_refused"] == 1
+    assert [c["outcome"] for c in state["calls"]] == ["refused (veto_reason)", "applied"]
+    assert '"lr": 0.02' in state["calls"][0]["arguments"]
 
 
 def test_hostile_run_strings_reach_the_model_fenced_as_untrusted_data(tmp_path):

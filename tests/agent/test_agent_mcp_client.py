@@ -16,6 +16,7 @@ import httpx
 import pytest
 import yaml
 from hotcb.agent.autopilot import AIOptions, Autopilot
+from hotcb.agent.config import RulesConfig
 from hotcb.agent.mcp_tools import McpBackend, McpTarget, McpUnavailable
 from hotcb.evals.fake_llm import RecordedLLM
 from hotcb.mcp_server.server import build_server
@@ -151,7 +152,9 @@ def test_llm_autopilot_over_http_mcp_and_the_server_dying(tmp_path: Path) -> Non
 
             backend = McpBackend(McpTarget.http(server.url, TOKEN), call_timeout_s=30, retry_s=3600).start()
             ai = AIOptions(api_key="test", base_url=llm.base_url, model=MODEL, cadence_steps=10**9, timeout_s=20)
-            pilot = Autopilot(run, ai=ai, backend=backend)
+            # The plateau rule off: its own cut (the floor under ai_auto) would leave the model's halving unchanged.
+            rules = RulesConfig.from_dict({"rules": {"plateau": {"enabled": False}}})
+            pilot = Autopilot(run, ai=ai, backend=backend, rules=rules)
             t.wait_step(30)
 
             def acted() -> list[dict]:
@@ -160,6 +163,7 @@ def test_llm_autopilot_over_http_mcp_and_the_server_dying(tmp_path: Path) -> Non
                 return [e for e in t.ledger() if e.get("source") == "agent" and e.get("decision") == "applied"]
 
             e = wait_for(acted, 180, 0.2, "the LLM's apply_op over MCP")[0]
+            pilot.finish(120)  # the wake (in its worker) ends: its memory is written
             assert e["actor"] == MODEL and e["reason"].startswith("val_loss flat")  # + its stance on the rules
             assert e["payload"]["lr"] == {"old": pytest.approx(0.01), "new": pytest.approx(0.005)}
             assert llm.tools_called()[:2] == ["read_trends", "apply_op"]
@@ -226,7 +230,7 @@ def test_identity_over_mcp_is_rule_or_agent_and_memory_is_the_agents(tmp_path: P
                                     meta={META_SOURCE: "rule", META_ACTOR: "plateau"})
             assert who.structured_content["source"] == "rule" and who.structured_content["actor"] == "plateau"
             who = await c.call_tool("autopilot_process", {"action": "whoami"})
-            assert who.structured_content["source"] == "agent" and who.structured_content["actor"] == "pytest"
+            assert who.structured_content["source"] == "agent" and who.structured_content["actor"] == "pytest/1"
             human = await c.call_tool("apply_op", {"module": "core", "op": "stop"}, meta={META_SOURCE: "human"})
             assert human.is_error and "not 'human'" in human.content[0].text
             save = {"action": "save_state", "state": {"model": "m"}}
@@ -247,7 +251,7 @@ def test_identity_over_mcp_is_rule_or_agent_and_memory_is_the_agents(tmp_path: P
                 "op": {"module": "opt", "op": "set_params", "params": {"lr": 0.001}}, "reason": "r"},
                 meta={META_SOURCE: "rule", META_ACTOR: "x"})
             p = proposed.structured_content
-            assert p["source"] == "agent" and p["actor"] == "pytest"  # the meta keys are ignored here
+            assert p["source"] == "agent" and p["actor"] == "pytest/1"  # the meta keys are ignored here
 
     anyio.run(main)
     tools = HotcbTools(tmp_path)

@@ -85,7 +85,7 @@ def test_http_requires_the_token_and_then_serves_tools(run_dir: Path) -> None:
                     assert "maximum" in error_text(await c.call_tool(
                         "apply_op", {"module": "opt", "op": "set_params", "params": {"lr": 50.0}}))
                     ledger = data(await c.call_tool("read_ledger", {"cmd_id": out["cmd_id"]}))
-                    assert ledger["entries"][0]["actor"] == "pytest-http"
+                    assert ledger["entries"][0]["actor"] == "pytest-http/1"
             anyio.run(main)
         finally:
             server.stop()

@@ -34,7 +34,7 @@ def test_agent_session_in_process(run_dir: Path) -> None:
     with Trainer(run_dir, steps=100000, sleep=0.01) as trainer:
         async def main() -> None:
             async with connect(run_dir) as c:
-                await agent_session(c, trainer, actor="pytest-inproc")
+                await agent_session(c, trainer, actor="pytest-inproc/1.0")
         anyio.run(main)
 
         # The kernel enforces the guard whatever wrote the command: a hand-written line is refused too.

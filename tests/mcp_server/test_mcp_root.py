@@ -55,7 +55,7 @@ def test_mcp_root_lists_live_runs_and_acts_on_the_one_named(tmp_path: Path) -> N
                 assert r.structured_content["decision"] == "applied"
                 ledger = await c.call_tool("read_ledger", {"run": "b", "cmd_id": r.structured_content["cmd_id"]})
                 entry = ledger.structured_content["entries"][0]
-                assert (entry["source"], entry["actor"], entry["decision"]) == ("agent", "pytest-root", "applied")
+                assert (entry["source"], entry["actor"], entry["decision"]) == ("agent", "pytest-root/1.0", "applied")
                 # The named run's guard decides: a's knob is still at 1.0, so 2.5 is beyond x2.
                 too_far = await c.call_tool("apply_op", {**op, "params": {"mse_w": 2.5}, "run": "a"})
                 assert too_far.is_error and "x0.5..x2" in _text(too_far)

@@ -27,7 +27,7 @@ def test_agent_session_over_stdio(run_dir: Path) -> None:
     with Trainer(run_dir, steps=100000, sleep=0.01) as trainer:
         async def main() -> None:
             async with connect(run_dir) as c:
-                await agent_session(c, trainer, actor="pytest-stdio")
+                await agent_session(c, trainer, actor="pytest-stdio/1.0")
         anyio.run(main)
 
 
