@@ -14,10 +14,12 @@ tool, its input model and its output model, nothing else.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
+from .registry import InvalidArguments
 from .schemas import Empty
 from .tools_alerts import Alert, AlertRulesInput, AlertRulesOutput, AlertsOutput, ListAlertsInput
 from .tools_autopilot import AutopilotProcessInput, AutopilotProcessOutput
@@ -44,7 +46,18 @@ from .tools_replay import ReplayInput, ReplayOutput, ScheduleInput, ScheduleOutp
 from .tools_tune import TuneStatusInput, TuneStatusOutput
 
 Out = TypeVar("Out", bound=BaseModel)
+In = TypeVar("In", bound=BaseModel)
 EMPTY = Empty()  # the input of the tools that take none
+
+
+def tool_input(name: str, model: type[In], arguments: Mapping[str, Any] | None) -> In:
+    """``arguments`` (data from a person, a model or a file) as tool ``name``'s input model; invalid
+    ones raise the ``InvalidArguments`` the tool itself gives, never a pydantic error."""
+    try:
+        return model.model_validate(arguments or {})
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'arguments'}: {err['msg']}" for err in e.errors())
+        raise InvalidArguments(f"invalid arguments for {name}: {problems}") from None
 
 
 class Tools(Protocol):
