@@ -74,12 +74,18 @@ class HotcbTools(ContextView, AutopilotTools):
         spec = self._spec(name)
         return self._run(spec, tool_input(name, spec.input_model, arguments)).model_dump(mode="json")
 
-    def invoke(self, name: str, args: BaseModel, out: type[Out]) -> Out:
-        """The ``Tools`` protocol's one hook: run ``name`` with its input model, return its output model."""
+    def invoke(self, name: str, args: BaseModel, out: type[Out], *, actor: str | None = None) -> Out:
+        """The ``Tools`` protocol's one hook: run ``name`` with its input model, return its output
+        model. ``actor`` as in ``call``."""
         spec = self._spec(name)
         if not isinstance(args, spec.input_model):
             raise InvalidArguments(f"{name} takes {spec.input_model.__name__}, not {type(args).__name__}")
-        result = self._run(spec, args)
+        token = CALL_ACTOR.set(actor) if actor else None
+        try:
+            result = self._run(spec, args)
+        finally:
+            if token is not None:
+                CALL_ACTOR.reset(token)
         if not isinstance(result, out):  # the catalog and the protocol disagree: a bug, said plainly
             raise TypeError(f"{name} returned {type(result).__name__}, not {out.__name__}")
         return result
