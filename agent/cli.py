@@ -204,7 +204,8 @@ def _backend(args: argparse.Namespace) -> Any:
     """None (in-process tools) or a connected MCP backend; raises McpUnavailable with the reason."""
     if not args.mcp and not args.mcp_url:
         return None
-    from .mcp_tools import McpBackend, McpTarget
+    from .mcp_connection import McpTarget
+    from .mcp_tools import McpBackend
 
     if args.mcp_url:
         from hotcb.mcp_server.token_source import read_token
@@ -276,7 +277,7 @@ def cmd_autopilot(args: argparse.Namespace) -> int:
 
 def _once(pilot: Any) -> dict[str, Any]:
     """One tick; a wake it started runs to its end, and says how."""
-    out = pilot.tick()
+    out: dict[str, Any] = pilot.tick()
     if out.get("wake") == "started":
         pilot.finish(pilot.ai.wake_deadline_s + 5)
         out["wake"] = pilot.last_wake()
