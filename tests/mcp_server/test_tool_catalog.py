@@ -17,7 +17,7 @@ from hotcb.mcp_server.schemas import OPS
 from hotcb.mcp_server.server import build_server
 from hotcb.mcp_server.tools import HotcbTools
 from hotcb.mcp_server.tools_observe import LedgerInput
-from hotcb.mcp_server.tools_protocol import AutopilotTools, Tools
+from hotcb.mcp_server.tools_protocol import AutopilotTools, Tools, tool_input
 from mcp import Client
 from mcp_types import Implementation
 from pydantic import BaseModel
@@ -128,6 +128,12 @@ def test_typed_methods_and_call_run_the_same_tool(tmp_path: Path) -> None:
                                                                     "reason": "r"})
     assert tools.propose_op(propose, actor="rule-x").actor == "rule-x"
     assert tools.propose_op(propose).actor == "r"
+    # caller data becomes an input model through the tool's own validation and refusal
+    with pytest.raises(InvalidArguments) as by_call:
+        tools.call("read_ledger", {"last": 0})
+    with pytest.raises(InvalidArguments) as by_input:
+        tool_input("read_ledger", LedgerInput, {"last": 0})
+    assert str(by_input.value) == str(by_call.value) and "invalid arguments for read_ledger: last" in str(by_call.value)
     with pytest.raises(InvalidArguments, match="read_metrics takes MetricsInput, not LedgerInput"):
         tools.invoke("read_metrics", LedgerInput(), BaseModel)
     with pytest.raises(UnknownTool):
