@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
 from hotcb.mcp_server.tools import HotcbTools
+from hotcb.mcp_server.tools_autopilot_mode import AutopilotInput
+from hotcb.mcp_server.tools_protocol import AutopilotTools, tool_input
 
 from .alerts import AlertEvaluator
 from .budget import Budget
@@ -53,7 +55,7 @@ class AIOptions:
 class ToolsBackend(Protocol):
     """Where the autopilot's tools come from: one tools object per identity."""
 
-    def tools(self, source: str, actor: str | None) -> Any: ...
+    def tools(self, source: str, actor: str | None) -> AutopilotTools: ...
 
     def set_mode(self, mode: str, reason: str) -> None: ...
 
@@ -73,7 +75,8 @@ class LocalBackend:
 
     def set_mode(self, mode: str, reason: str) -> None:
         # The person who started this process chose the mode.
-        self.tools("human", "hotcb-autopilot").call("autopilot", {"action": "set", "mode": mode, "reason": reason})
+        self.tools("human", "hotcb-autopilot").autopilot(tool_input("autopilot", AutopilotInput, {
+            "action": "set", "mode": mode, "reason": reason}))
 
     def describe(self) -> str:
         return str(self.run_dir)
@@ -129,7 +132,7 @@ class Autopilot:
         self._showing = False
 
     def mode(self) -> str:
-        return self.reader.call("autopilot", {})["mode"]
+        return self.reader.autopilot(AutopilotInput()).mode
 
     def rules(self, mode: str) -> RulesAutopilot:
         if mode not in self._rules:

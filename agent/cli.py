@@ -8,7 +8,10 @@ import json
 import os
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hotcb.mcp_server.tools_protocol import Tools
 
 MODES = ["off", "suggest", "auto", "ai_suggest", "ai_auto"]
 
@@ -148,26 +151,28 @@ def _print_mode(prefix: str, mode: str, ai: Any) -> None:
     print(f"{prefix}: autopilot {running}", file=sys.stderr, flush=True)
 
 
-def _summary(prefix: str, tools: Any) -> None:
+def _summary(prefix: str, tools: Tools) -> None:
     from .progress import RunProgress
 
     for line in RunProgress(tools).summary() + llm_summary(tools):
         print(f"{prefix}: {line}", file=sys.stderr)
 
 
-def llm_summary(tools: Any) -> list[str]:
+def llm_summary(tools: Tools) -> list[str]:
     """The LLM's wakes, from its state in the run (nothing when no LLM ran)."""
+    from hotcb.mcp_server.tools_autopilot_mode import AutopilotInput
+
     from .wake_stats import summary_line
 
     try:
-        ai = tools.call("autopilot", {}).get("ai")
+        ai = tools.autopilot(AutopilotInput()).ai
     except Exception:
         return []
-    if not ai or not (ai.get("stats") or {}).get("wakes"):
+    if not ai or not ai.stats.get("wakes"):
         return []
-    lines = [f"LLM {ai.get('model')}: {summary_line(ai['stats'])}"]
-    if ai.get("api") == "down":
-        lines.append(f"LLM outage: {ai.get('api_error')} (the rules acted meanwhile)")
+    lines = [f"LLM {ai.model}: {summary_line(ai.stats)}"]
+    if ai.api == "down":
+        lines.append(f"LLM outage: {ai.api_error} (the rules acted meanwhile)")
     return lines
 
 
@@ -199,7 +204,8 @@ def _backend(args: argparse.Namespace) -> Any:
     """None (in-process tools) or a connected MCP backend; raises McpUnavailable with the reason."""
     if not args.mcp and not args.mcp_url:
         return None
-    from .mcp_tools import McpBackend, McpTarget
+    from .mcp_connection import McpTarget
+    from .mcp_tools import McpBackend
 
     if args.mcp_url:
         from hotcb.mcp_server.token_source import read_token
@@ -298,28 +304,30 @@ def _autopilot_root(args: argparse.Namespace, rules: Any) -> int:
 def cmd_proposals(args: argparse.Namespace) -> int:
     from hotcb.mcp_server.registry import ToolError
     from hotcb.mcp_server.tools import HotcbTools
+    from hotcb.mcp_server.tools_proposals import DecideInput, ListProposalsInput
+    from hotcb.mcp_server.tools_protocol import tool_input
 
     tools = HotcbTools(_run_dir(args), source="human", actor=args.actor or os.environ.get("USER") or "cli")
     try:
         if args.action == "list":
-            out = tools.call("list_proposals", {"status": "all" if args.all else "pending", "last": 100})
+            listed = tools.list_proposals(ListProposalsInput(status="all" if args.all else "pending", last=100))
             if args.json:
-                print(json.dumps(out, indent=1))
-            for p in [] if args.json else out["proposals"]:
-                op = p["op"]
-                print(f"{p['proposal_id']}  {p['status']:<8} step {p.get('step')}  {p['source']}/{p.get('actor')}  "
-                      f"{op['module']}.{op['op']} {json.dumps(op.get('params'))}  -- {p['reason']}")
-            if not args.json and not out["proposals"]:
+                print(json.dumps(listed.model_dump(mode="json"), indent=1))
+            for p in [] if args.json else listed.proposals:
+                op = p.op
+                print(f"{p.proposal_id}  {p.status:<8} step {p.step}  {p.source}/{p.actor}  "
+                      f"{op.module}.{op.op} {json.dumps(op.model_dump(mode='json')['params'])}  -- {p.reason}")
+            if not args.json and not listed.proposals:
                 print("no pending proposals" if not args.all else "no proposals")
             return 0
         if not args.proposal_id:
             print(f"hotcb proposals {args.action}: give a proposal id", file=sys.stderr)
             return 2
-        out = tools.call("decide_proposal", {"proposal_id": args.proposal_id, "decision": args.action,
-                                             "note": args.note})
+        out = tools.decide_proposal(tool_input("decide_proposal", DecideInput, {
+            "proposal_id": args.proposal_id, "decision": args.action, "note": args.note}))
     except ToolError as e:
         print(f"hotcb proposals: {e}", file=sys.stderr)
         return 1
-    print(json.dumps(out, indent=1) if args.json else
-          f"{args.proposal_id}: {out['proposal']['status']}" + (f" ({out['applied']['decision']})" if out.get("applied") else ""))
+    print(json.dumps(out.model_dump(mode="json"), indent=1) if args.json else
+          f"{args.proposal_id}: {out.proposal.status}" + (f" ({out.applied['decision']})" if out.applied else ""))
     return 0

@@ -18,7 +18,10 @@ import threading
 from typing import Any
 
 from hotcb.mcp_server.registry import ToolError
+from hotcb.mcp_server.schemas import OpSpec
 from hotcb.mcp_server.tools import HotcbTools
+from hotcb.mcp_server.tools_protocol import Tools
+from hotcb.mcp_server.tools_replay import ScheduleInput
 
 from .progress import RunProgress
 
@@ -33,31 +36,31 @@ def mishap_step(max_steps: int) -> int:
     return max(3, max_steps // 3)
 
 
-def schedule_mishap(tools: Any, at_step: int, factor: float = MISHAP_FACTOR, wait_s: float = 120.0,
+def schedule_mishap(tools: Tools, at_step: int, factor: float = MISHAP_FACTOR, wait_s: float = 120.0,
                     stop: threading.Event | None = None) -> str | None:
     """Schedule ``lr x factor`` at ``at_step`` once the run has published its knobs; a message
     saying what was scheduled (None if training never got that far or the op was refused)."""
     stop = stop or threading.Event()
     waited = 0.0
     while not stop.is_set() and waited < wait_s:
-        knobs = {a["key"]: a for a in tools.call("describe_actuators", {}).get("actuators", [])}
+        knobs = {a.key: a for a in tools.describe_actuators().actuators}
         if "lr" in knobs:
             break
         stop.wait(0.2)
         waited += 0.2
     else:
         return None
-    lr = knobs["lr"].get("value")
+    lr = knobs["lr"].value
     if not isinstance(lr, (int, float)):
         return None
-    now = tools.call("get_status", {}).get("step") or 0
+    now = tools.get_status().step or 0
     at_step = max(at_step, now + 10)  # training may have raced past it: strike soon instead of late
     bad = float(lr) * factor
     try:
-        tools.call("schedule_op", {"action": "add", "at_step": at_step, "op": {
-            "module": knobs["lr"].get("module", "opt"), "op": "set_params", "params": {"lr": bad},
-            "reason": f"scheduled mishap: a typo sets lr to {bad:g} (x{factor:g} the starting {lr:g}); "
-                      "watch the autopilot"}})
+        tools.schedule_op(ScheduleInput(action="add", at_step=at_step, op=OpSpec(
+            module=knobs["lr"].module, op="set_params", params={"lr": bad},
+            reason=f"scheduled mishap: a typo sets lr to {bad:g} (x{factor:g} the starting {lr:g}); "
+                   "watch the autopilot")))
     except ToolError as e:
         print(f"hotcb demo: the mishap could not be scheduled ({e}); the demo goes on without it", file=sys.stderr)
         return None

@@ -28,6 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from hotcb.mcp_server.registry import ToolError
+from hotcb.mcp_server.tools_knobs import ApplyOpInput
+from hotcb.mcp_server.tools_observe import LedgerInput
+from hotcb.mcp_server.tools_proposals import ProposeInput
+from hotcb.mcp_server.tools_protocol import AutopilotTools, Tools, tool_input
 
 from .actions import Unresolvable, resolve
 from .config import Action
@@ -137,7 +141,7 @@ class Finisher:
         self.state = FinishState()
         self.outcomes: list[str] = []
 
-    def tick(self, tools: Any, status: dict[str, Any], mode: str,
+    def tick(self, tools: AutopilotTools, status: dict[str, Any], mode: str,
              series: dict[str, tuple[list[float], list[float]]] | None = None) -> FinishDecision | None:
         """One look at the run; in ``auto`` an ``apply_op``, in ``suggest`` a ``propose_op``.
         ``series``: the metric points the rules read (the look back at the cool-down's start)."""
@@ -147,11 +151,11 @@ class Finisher:
         if not isinstance(step, int) or not isinstance(max_steps, int) or step < self.config.start * max_steps:
             return None  # not the cool-down yet: no tool call
         try:
-            knobs = tools.call("describe_actuators", {})
+            knobs = tools.describe_actuators().model_dump(mode="json")  # as resolve reads them
         except ToolError as e:
             log.warning("finish: could not read the knobs: %s", e)
             return None
-        lr = next((k.get("value") for k in knobs.get("actuators", []) if k.get("key") == "lr"), None)
+        lr = next((k["value"] for k in knobs["actuators"] if k["key"] == "lr"), None)
         begin = int(self.config.start * max_steps)
         cut = self.state.peak is None and self._cut_since(tools, 2 * begin - max_steps, step)
         d = decide(step, max_steps, lr if isinstance(lr, (int, float)) else None, self.state, self.config, series,
@@ -171,9 +175,9 @@ class Finisher:
         op = {**op, "reason": reason}
         try:
             if mode == "suggest":
-                tools.call("propose_op", {"op": op, "reason": reason}, actor=ACTOR)
+                tools.propose_op(tool_input("propose_op", ProposeInput, {"op": op, "reason": reason}), actor=ACTOR)
             else:
-                tools.call("apply_op", op, actor=ACTOR)
+                tools.apply_op(tool_input("apply_op", ApplyOpInput, op), actor=ACTOR)
             self.state.decisions += 1
             self.outcomes.append(f"step {step}: lr {lr:.4g} -> {new:.4g}")
         except ToolError as e:  # refused (a lock, a freeze, the knob's cooldown): the ledger has it
@@ -181,23 +185,23 @@ class Finisher:
         return d
 
     @staticmethod
-    def _cut_since(tools: Any, since: int, until: int) -> bool:
+    def _cut_since(tools: Tools, since: int, until: int) -> bool:
         """Whether the ledger holds an applied lr cut or a rollback at steps since..until."""
         try:
-            out = tools.call("read_ledger", {"decision": "applied", "since_step": max(0, since),
-                                             "until_step": until, "last": 500})
+            out = tools.read_ledger(tool_input("read_ledger", LedgerInput, {
+                "decision": "applied", "since_step": max(0, since), "until_step": until, "last": 500}))
         except ToolError:
             return False
-        for e in out.get("entries", []):
-            if e.get("op") == "rollback":
+        for e in out.entries:
+            if e.op == "rollback":
                 return True
-            lr = (e.get("payload") or {}).get("lr")
+            lr = (e.payload or {}).get("lr")
             if isinstance(lr, dict) and all(isinstance(lr.get(k), (int, float)) for k in ("old", "new")) \
                     and lr["new"] < lr["old"]:
                 return True
         return False
 
-    def _alert(self, tools: Any, step: int, message: str) -> None:
+    def _alert(self, tools: AutopilotTools, step: int, message: str) -> None:
         self.outcomes.append(f"step {step}: {message}")
         try:
             tools.record_alert(rule=ACTOR, kind=ACTOR, metric="lr", severity="info", step=step, message=message)

@@ -24,6 +24,10 @@ from urllib.parse import quote
 
 from hotcb.mcp_server.registry import ToolError
 from hotcb.mcp_server.tools import HotcbTools
+from hotcb.mcp_server.tools_autopilot_mode import AutopilotInput
+from hotcb.mcp_server.tools_knobs import ApplyOpInput
+from hotcb.mcp_server.tools_observe import MetricsInput
+from hotcb.mcp_server.tools_protocol import tool_input
 
 from hotcb.parent_watch import child_env, preexec
 
@@ -105,7 +109,8 @@ class LaunchHandle:
         """Ask training to stop at its next safe point; kill it only if it does not."""
         if self.running():
             try:
-                self.tools.call("apply_op", {"module": "core", "op": "stop", "reason": reason, "wait_s": 0})
+                self.tools.apply_op(tool_input("apply_op", ApplyOpInput, {
+                    "module": "core", "op": "stop", "reason": reason, "wait_s": 0}))
             except ToolError as e:
                 log.warning("stop command refused: %s", e)
             try:
@@ -128,14 +133,16 @@ class LaunchHandle:
             self._log_file.close()
 
     # -------------------------------------------------------------- the run, through the tools
+    # (each returns the tool's output as JSON data, as the tool's MCP reply carries it)
     def metrics(self, names: list[str] | None = None, max_points: int = 200) -> dict[str, Any]:
-        return self.tools.call("read_metrics", {"metrics": names, "max_points": max_points})
+        args = tool_input("read_metrics", MetricsInput, {"metrics": names, "max_points": max_points})
+        return self.tools.read_metrics(args).model_dump(mode="json")
 
     def set_param(self, key: str, value: Any, reason: str | None = None, wait_s: float | None = None) -> dict[str, Any]:
-        knobs = self.tools.call("describe_actuators", {})["actuators"]
-        mod = next((a["module"] for a in knobs if a["key"] == key), None)
+        knobs = self.tools.describe_actuators().actuators
+        mod = next((a.module for a in knobs if a.key == key), None)
         if mod is None:
-            raise ToolError(f"unknown knob {key!r}; knobs: {', '.join(a['key'] for a in knobs)}")
+            raise ToolError(f"unknown knob {key!r}; knobs: {', '.join(a.key for a in knobs)}")
         return self.send_command(mod, "set_params", {key: value}, reason=reason, wait_s=wait_s)
 
     def send_command(self, module: str, op: str, params: dict[str, Any] | None = None, *, reason: str | None = None,
@@ -143,10 +150,10 @@ class LaunchHandle:
         args: dict[str, Any] = {"module": module, "op": op, "params": params or {}, "reason": reason, "id": id}
         if wait_s is not None:
             args["wait_s"] = wait_s
-        return self.tools.call("apply_op", args)
+        return self.tools.apply_op(tool_input("apply_op", ApplyOpInput, args)).model_dump(mode="json")
 
     def ai_status(self) -> dict[str, Any]:
-        return self.tools.call("autopilot", {})
+        return self.tools.autopilot(AutopilotInput()).model_dump(mode="json")
 
     def __enter__(self) -> LaunchHandle:
         return self

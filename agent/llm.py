@@ -38,6 +38,8 @@ from typing import Any
 
 from hotcb.mcp_server.catalog import TOOLS
 from hotcb.mcp_server.registry import ToolError
+from hotcb.mcp_server.tools_alerts import ListAlertsInput
+from hotcb.mcp_server.tools_protocol import AutopilotTools
 from hotcb.prompts import load
 
 from hotcb.guard import GuardConfig, ratio_text
@@ -86,13 +88,13 @@ class LLMAutopilot:
     """``LLMAutopilot(HotcbTools(run, source="agent", actor=model), api_key=..., model=...).tick()``."""
 
     # complexity: the LLM autopilot's public keyword options (CLI flags and env map onto them one to one)
-    def __init__(self, tools: Any, *, api_key: str | None, base_url: str | None = None, model: str = "gpt-4o-mini",  # noqa: PLR0913
+    def __init__(self, tools: AutopilotTools, *, api_key: str | None, base_url: str | None = None, model: str = "gpt-4o-mini",  # noqa: PLR0913
                  mode: str = "ai_auto", max_tool_calls: int = 6, max_rounds: int | None = None,
                  timeout_s: float | None = None, cadence_steps: int | None = None, min_gap_steps: int | None = None,
                  retries: int = 3,
                  retry_wait_s: float = 1.0, probe_s: float = 60.0, budget: Budget | None = None,
                  rules: RulesConfig | None = None, fallback: Any = None, client: Any = None,
-                 rule_tools: Any = None, sensor: Any = None, max_completion_tokens: int | None = None,
+                 rule_tools: AutopilotTools | None = None, sensor: Any = None, max_completion_tokens: int | None = None,
                  wake_deadline_s: float | None = None, background: bool = False):
         if mode not in ("ai_auto", "ai_suggest"):
             raise ValueError("LLM mode is ai_auto or ai_suggest")
@@ -212,12 +214,12 @@ class LLMAutopilot:
 
     def _run_over(self) -> str | None:
         try:
-            st = self.tools.call("get_status", {})
+            st = self.tools.get_status()
         except Exception:
             return None
-        if st.get("liveness") in ("stopped", "dead"):
-            return f"training is {st.get('liveness')}"
-        if st.get("stop_requested"):
+        if st.liveness in ("stopped", "dead"):
+            return f"training is {st.liveness}"
+        if st.stop_requested:
             return "training was asked to stop"
         return None
 
@@ -229,11 +231,12 @@ class LLMAutopilot:
         try:
             with self._rules_lock:
                 self._pending_findings += self.sensor().tick(act_all=self.model_out())
-            new = self.tools.call("list_alerts", {"since_ts": self._seen_alert_ts, "last": 20})["alerts"]
-            new = [a for a in new if not str(a.get("rule", "")).startswith("autopilot_")]
+            listed = self.tools.list_alerts(ListAlertsInput(since_ts=self._seen_alert_ts, last=20)).alerts
+            new = [a for a in listed if not a.rule.startswith("autopilot_")]
             if new:
-                self._seen_alert_ts = max(a["ts"] for a in new)
-                self._pending_alerts = (self._pending_alerts + new)[-20:]
+                self._seen_alert_ts = max(a.ts for a in new)
+                # kept as the tool's JSON: the digest quotes them to the model
+                self._pending_alerts = (self._pending_alerts + [a.model_dump(mode="json") for a in new])[-20:]
             step = self.tools.status_doc().get("step")
         except Exception as e:
             log.warning("LLM tick failed: %s: %s", type(e).__name__, self.api.scrub(str(e)))
@@ -348,8 +351,8 @@ class LLMAutopilot:
         self.state["wakes"] += 1
         self.stats["wakes"] += 1
         self.state["last_wake"] = time.time()
-        describe = self.tools.call("describe_actuators", {})
-        snapshots = len(self.tools.call("get_status", {}).get("snapshots") or [])
+        describe = self.tools.describe_actuators().model_dump(mode="json")  # as the model reads it
+        snapshots = len(self.tools.get_status().snapshots)
         self._rescue = isinstance(self.tools.status_doc().get("rescue"), dict)
         stances = Stances(findings, describe, self.stats,
                           shown=[str(a.get("message") or "") for a in alerts] +

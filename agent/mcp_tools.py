@@ -66,10 +66,10 @@ class McpTools(AutopilotTools):
             timeout_s = max(self.conn.call_timeout_s, float(args["wait_s"]) + 30)
         return self.conn.call_tool(name, args, meta=meta, timeout_s=timeout_s)
 
-    def invoke(self, name: str, args: BaseModel, out: type[Out]) -> Out:
+    def invoke(self, name: str, args: BaseModel, out: type[Out], *, actor: str | None = None) -> Out:
         """The ``Tools`` protocol's one hook: ``args`` sent as JSON, the structured result validated
         into ``out`` (a reply that does not fit is a ``ToolError``, never a half-read dict)."""
-        data = self.call(name, args.model_dump(mode="json", exclude_unset=True))
+        data = self.call(name, args.model_dump(mode="json", exclude_unset=True), actor=actor)
         try:
             return out.model_validate(data)
         except ValidationError as e:

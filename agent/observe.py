@@ -13,6 +13,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from hotcb.mcp_server.tools_observe import MetricsInput, MetricsOutput, SeriesOut
+from hotcb.mcp_server.tools_protocol import Tools
+
 from hotcb import trend as trend_math
 from hotcb.codec import decode_number
 
@@ -26,11 +29,15 @@ def as_float(v: Any) -> float:
     return math.nan if x is None else x
 
 
+def _points(s: SeriesOut) -> tuple[list[float], list[float]]:
+    return [float(x) for x in s.steps], [as_float(v) for v in s.values]
+
+
 class Observer:
     """Reads metric windows once per tick: one ``read_metrics`` call from the cursor of the last
     one, for every metric the rules need."""
 
-    def __init__(self, tools: Any):
+    def __init__(self, tools: Tools):
         self.tools = tools
         self.status: dict[str, Any] = {}
         self.series: dict[str, tuple[list[float], list[float]]] = {}
@@ -41,9 +48,10 @@ class Observer:
     def refresh(self, metrics: list[str], window: int) -> None:
         """Bring the points of ``metrics`` (those the run logs) up to date; the last ``window``
         of each (up to ``MAX_POINTS``) are then in hand."""
-        self.status = self.tools.call("get_status", {})
-        self.step = self.status.get("step")
-        names = [m for m in metrics if m in set(self.status.get("metrics") or [])]
+        status = self.tools.get_status()
+        self.status = status.model_dump(mode="json")  # the rules' checks read it as data
+        self.step = status.step
+        names = [m for m in metrics if m in set(status.metrics)]
         if not names or self.step is None:
             self.series, self._cursor = {}, None
             return
@@ -51,26 +59,26 @@ class Observer:
             self._start(names)
 
     def _start(self, names: list[str]) -> None:
-        out = self.tools.call("read_metrics", {"metrics": names, "last": MAX_POINTS})
-        self.series = {name: ([float(x) for x in s["steps"]], [as_float(v) for v in s["values"]])
-                       for name, s in out.get("series", {}).items()}
-        self._cursor, self._names = out.get("cursor"), set(names)
+        out = self.tools.read_metrics(MetricsInput(metrics=names, last=MAX_POINTS))
+        self.series = {name: _points(s) for name, s in out.series.items()}
+        self._cursor, self._names = out.cursor, set(names)
 
     def _follow(self) -> bool:
         """Append what was logged since the cursor; False when the reader must start over."""
         for _ in range(MAX_READS):
-            out = self.tools.call("read_metrics", {"metrics": sorted(self._names), "since_cursor": self._cursor,
-                                                   "max_points": MAX_POINTS})
-            if out.get("reset"):
+            out: MetricsOutput = self.tools.read_metrics(MetricsInput(
+                metrics=sorted(self._names), since_cursor=self._cursor, max_points=MAX_POINTS))
+            if out.reset:
                 return False
-            self._cursor = out["cursor"]
-            for name, s in out.get("series", {}).items():
+            self._cursor = out.cursor
+            for name, s in out.series.items():
                 steps, values = self.series.setdefault(name, ([], []))
-                steps += [float(x) for x in s["steps"]]
-                values += [as_float(v) for v in s["values"]]
+                new_steps, new_values = _points(s)
+                steps += new_steps
+                values += new_values
                 if len(steps) > 2 * MAX_POINTS:  # amortized trim keeps appends O(1)
                     del steps[:-MAX_POINTS], values[:-MAX_POINTS]
-            if not out.get("more"):
+            if not out.more:
                 return True
         return False
 

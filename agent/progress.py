@@ -14,6 +14,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from hotcb.mcp_server.tools_observe import LedgerInput
+from hotcb.mcp_server.tools_protocol import Tools
+
 AUTOPILOT_SOURCES = ("rule", "agent", "tune")
 LOSS_NAMES = ("train_loss", "loss")
 
@@ -49,7 +52,7 @@ def describe_change(e: dict[str, Any], reason: bool = True) -> str:
 class RunProgress:
     """Reads the run every ``interval_s`` and shows one line until ``stop()``."""
 
-    def __init__(self, tools: Any, out: TextIO | None = None, interval_s: float = 0.5, plain_every_s: float = 5.0,
+    def __init__(self, tools: Tools, out: TextIO | None = None, interval_s: float = 0.5, plain_every_s: float = 5.0,
                  story_actors: tuple[str, ...] = ()):
         self.tools = tools
         self.story_actors = story_actors  # people whose changes belong in the story too (the demo's mishap)
@@ -61,14 +64,15 @@ class RunProgress:
         self.last = Snapshot()
 
     def snapshot(self) -> Snapshot:
-        st = self.tools.call("get_status", {})
-        m = st.get("last_metrics") or {}
+        st = self.tools.get_status()
+        m = st.last_metrics
         loss = next((_num(m[n]) for n in LOSS_NAMES if n in m), None)
         lr = _num(m.get("lr", m.get("opt/lr")))
-        rows = self.tools.call("read_ledger", {"decision": "applied", "last": 5000})["entries"]
+        # ledger entries stay data here: describe_change formats any entry's payload
+        rows = [e.model_dump(mode="json") for e in self.tools.read_ledger(LedgerInput(decision="applied", last=5000)).entries]
         actions = [e for e in rows if e.get("source") in AUTOPILOT_SOURCES]
         story = [e for e in rows if e.get("source") in AUTOPILOT_SOURCES or e.get("actor") in self.story_actors]
-        return Snapshot(step=st.get("step"), max_steps=st.get("max_steps"), liveness=st.get("liveness", "absent"),
+        return Snapshot(step=st.step, max_steps=st.max_steps, liveness=st.liveness,
                         loss=loss, lr=lr, val_acc=_num(m.get("val_acc")), actions=actions, story=story)
 
     @staticmethod

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hotcb.mcp_server.registry import ToolError
+from hotcb.mcp_server.tools_knobs import ApplyOpInput, ApplyOpOutput
+from hotcb.mcp_server.tools_proposals import Proposal, ProposeInput
+from hotcb.mcp_server.tools_protocol import AutopilotTools, tool_input
 
 from hotcb import trend as trend_math
 from hotcb.codec import tag
@@ -183,7 +186,7 @@ class RulesAutopilot:
     ledger holds the refusal; when the refusal was the knob's cooldown it may fire again as soon
     as that cooldown ends, otherwise after its own cooldown."""
 
-    def __init__(self, tools: Any, config: RulesConfig | None = None, mode: str = "auto"):
+    def __init__(self, tools: AutopilotTools, config: RulesConfig | None = None, mode: str = "auto"):
         if mode not in ("auto", "suggest", "sense", "sense_suggest"):
             raise ValueError("rules mode is auto, suggest, sense or sense_suggest")
         self.tools = tools
@@ -237,10 +240,10 @@ class RulesAutopilot:
         if not isinstance(rescue, dict) or rescue.get("enabled"):
             return  # a kernel without a rescue, or one the script enabled itself
         try:
-            self.tools.call("apply_op", {"module": "rescue", "op": "enable", "params": {"probe": self.config.probe},
-                                         "reason": f"autopilot mode {LLM_MODE_OF.get(self.mode, self.mode)}: the rescue rolls back blow-ups "
-                                                   "in the kernel" + (" and probes a too-low lr" if self.config.probe
-                                                                      else "")}, actor="rescue")
+            self.tools.apply_op(tool_input("apply_op", ApplyOpInput, {
+                "module": "rescue", "op": "enable", "params": {"probe": self.config.probe},
+                "reason": f"autopilot mode {LLM_MODE_OF.get(self.mode, self.mode)}: the rescue rolls back blow-ups "
+                          "in the kernel" + (" and probes a too-low lr" if self.config.probe else "")}), actor="rescue")
             self.rescue_enabled = True
             self.obs.status.setdefault("rescue", {})["enabled"] = True
         except ToolError as e:
@@ -251,8 +254,8 @@ class RulesAutopilot:
         if not self.rescue_enabled:
             return
         try:
-            self.tools.call("apply_op", {"module": "rescue", "op": "disable",
-                                         "reason": "autopilot left the modes that act"}, actor="rescue")
+            self.tools.apply_op(tool_input("apply_op", ApplyOpInput, {
+                "module": "rescue", "op": "disable", "reason": "autopilot left the modes that act"}), actor="rescue")
             self.rescue_enabled = False
         except ToolError as e:
             log.warning("could not disable the rescue: %s", e)
@@ -327,11 +330,19 @@ class RulesAutopilot:
         return fired
 
     # ------------------------------------------------------------------ acting
-    def _call(self, f: Finding, name: str, args: dict[str, Any]) -> dict[str, Any] | None:
+    def _propose(self, f: Finding, op: dict[str, Any], reason: str) -> Proposal | None:
         try:
-            return self.tools.call(name, args, actor=f.rule)
+            return self.tools.propose_op(tool_input("propose_op", ProposeInput, {"op": op, "reason": reason}),
+                                         actor=f.rule)
         except ToolError as e:
-            f.outcome.append(f"{name} refused: {e}")
+            f.outcome.append(f"propose_op refused: {e}")
+            return None
+
+    def _apply(self, f: Finding, op: dict[str, Any]) -> ApplyOpOutput | None:
+        try:
+            return self.tools.apply_op(tool_input("apply_op", ApplyOpInput, op), actor=f.rule)
+        except ToolError as e:
+            f.outcome.append(f"apply_op refused: {e}")
             return None
 
     def act(self, f: Finding, step: int) -> None:
@@ -361,13 +372,13 @@ class RulesAutopilot:
         cfg = self.config.rules[f.rule]
         until: list[int] = []
         try:
-            desc = self.tools.call("describe_actuators", {})
+            knobs = self.tools.describe_actuators().actuators
         except ToolError:
-            desc = {}
-        for knob in desc.get("actuators", []):
-            if (knob.get("module"), knob.get("key")) not in f.refused_knobs or knob.get("locked_by"):
+            knobs = []
+        for knob in knobs:
+            if (knob.module, knob.key) not in f.refused_knobs or knob.locked_by:
                 continue
-            c = knob.get("cooldown_until_step")  # the guard's own resolution, per-knob overrides included
+            c = knob.cooldown_until_step  # the guard's own resolution, per-knob overrides included
             if isinstance(c, int) and c > step:
                 until.append(c)
         if until and min(until) < step + cfg.cooldown_steps:
@@ -390,7 +401,7 @@ class RulesAutopilot:
             self._do(f, op, reason)
         if f.action is not None:
             try:
-                op = resolve(f.action, self.tools.call("describe_actuators", {}))
+                op = resolve(f.action, self.tools.describe_actuators().model_dump(mode="json"))
             except (Unresolvable, ToolError) as e:
                 f.outcome.append(f"no action: {e}")
             else:
@@ -401,17 +412,19 @@ class RulesAutopilot:
     def _do(self, f: Finding, op: dict[str, Any], reason: str) -> None:
         propose = self.mode in ("suggest", "sense_suggest")
         if propose:
-            res = self._call(f, "propose_op", {"op": op, "reason": reason})
-            if res:
-                f.outcome.append(f"proposed {op['module']}.{op['op']} {op.get('params')} ({res['proposal_id']})")
+            proposal = self._propose(f, op, reason)
+            if proposal is not None:
+                f.outcome.append(f"proposed {op['module']}.{op['op']} {op.get('params')} ({proposal.proposal_id})")
+            landed = proposal is not None
         else:
             steps, values = self.obs.series.get(f.metric) or ([], [])
             if steps:  # the reading it rests on: the kernel refuses one it never recorded itself
                 op = {**op, "evidence": {"metric": f.metric, "step": int(steps[-1]), "value": tag(values[-1])}}
-            res = self._call(f, "apply_op", op)
-            if res:
-                f.outcome.append(f"{op['module']}.{op['op']} {op.get('params') or ''} {res['decision']}")
-        if res:
+            applied = self._apply(f, op)
+            if applied is not None:
+                f.outcome.append(f"{op['module']}.{op['op']} {op.get('params') or ''} {applied.decision}")
+            landed = applied is not None
+        if landed:
             f.landed += 1
         else:
             f.refused += 1

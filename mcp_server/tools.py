@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from hotcb.errors import HotcbError
 from hotcb.vocabulary import Source
@@ -31,7 +31,7 @@ from .tools_base import CALL_ACTOR, ContextView, ToolContext
 from .tools_knobs import KnobTools
 from .tools_observe import ObserveTools
 from .tools_proposals import ProposalTools
-from .tools_protocol import AutopilotTools, Out
+from .tools_protocol import AutopilotTools, Out, tool_input
 from .tools_replay import ReplayTools
 from .tools_tune import TuneTools
 
@@ -72,19 +72,20 @@ class HotcbTools(ContextView, AutopilotTools):
 
     def _call(self, name: str, arguments: dict[str, Any] | None) -> dict[str, Any]:
         spec = self._spec(name)
-        try:
-            args = spec.input_model.model_validate(arguments or {})
-        except ValidationError as e:
-            problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'arguments'}: {err['msg']}" for err in e.errors())
-            raise InvalidArguments(f"invalid arguments for {name}: {problems}") from None
-        return self._run(spec, args).model_dump(mode="json")
+        return self._run(spec, tool_input(name, spec.input_model, arguments)).model_dump(mode="json")
 
-    def invoke(self, name: str, args: BaseModel, out: type[Out]) -> Out:
-        """The ``Tools`` protocol's one hook: run ``name`` with its input model, return its output model."""
+    def invoke(self, name: str, args: BaseModel, out: type[Out], *, actor: str | None = None) -> Out:
+        """The ``Tools`` protocol's one hook: run ``name`` with its input model, return its output
+        model. ``actor`` as in ``call``."""
         spec = self._spec(name)
         if not isinstance(args, spec.input_model):
             raise InvalidArguments(f"{name} takes {spec.input_model.__name__}, not {type(args).__name__}")
-        result = self._run(spec, args)
+        token = CALL_ACTOR.set(actor) if actor else None
+        try:
+            result = self._run(spec, args)
+        finally:
+            if token is not None:
+                CALL_ACTOR.reset(token)
         if not isinstance(result, out):  # the catalog and the protocol disagree: a bug, said plainly
             raise TypeError(f"{name} returned {type(result).__name__}, not {out.__name__}")
         return result

@@ -17,7 +17,7 @@ from hotcb.mcp_server.schemas import OPS
 from hotcb.mcp_server.server import build_server
 from hotcb.mcp_server.tools import HotcbTools
 from hotcb.mcp_server.tools_observe import LedgerInput
-from hotcb.mcp_server.tools_protocol import AutopilotTools, Tools
+from hotcb.mcp_server.tools_protocol import AutopilotTools, Tools, tool_input
 from mcp import Client
 from mcp_types import Implementation
 from pydantic import BaseModel
@@ -93,23 +93,24 @@ def _tool_methods(cls: type) -> dict[str, Any]:
 
 
 def test_the_tools_protocol_is_the_catalog() -> None:
-    """One typed method per tool, named after it, taking its input model and returning its output
-    model, and nothing else; each method runs its own tool (checked through a recording ``invoke``)."""
+    """One typed method per tool, named after it, taking its input model (and who asks, ``actor``)
+    and returning its output model, and nothing else; each method runs its own tool with its actor
+    (checked through a recording ``invoke``)."""
     methods = _tool_methods(Tools)
     assert sorted(methods) == sorted(TOOLS)
-    calls: list[tuple[str, BaseModel, type]] = []
+    calls: list[tuple[str, BaseModel, type, str | None]] = []
 
     class Recorder(Tools):
-        def invoke(self, name: str, args: BaseModel, out: type[Any]) -> Any:
-            calls.append((name, args, out))
+        def invoke(self, name: str, args: BaseModel, out: type[Any], *, actor: str | None = None) -> Any:
+            calls.append((name, args, out, actor))
             return out.model_construct()
 
     for spec in catalog.CATALOG:
         hints = typing.get_type_hints(methods[spec.name])
-        assert hints == {"args": spec.input_model, "return": spec.output_model}, spec.name
+        assert hints == {"args": spec.input_model, "actor": str | None, "return": spec.output_model}, spec.name
         args = spec.input_model.model_construct()
-        assert isinstance(getattr(Recorder(), spec.name)(args), spec.output_model)
-        assert calls.pop() == (spec.name, args, spec.output_model)
+        assert isinstance(getattr(Recorder(), spec.name)(args, actor="someone"), spec.output_model)
+        assert calls.pop() == (spec.name, args, spec.output_model, "someone")
     # The autopilot's seam adds only what is not a tool.
     assert set(_tool_methods(AutopilotTools)) == {"status_doc", "liveness", "record_alert", "load_ai_state",
                                                   "save_ai_state"}
@@ -122,6 +123,17 @@ def test_typed_methods_and_call_run_the_same_tool(tmp_path: Path) -> None:
     typed = tools.list_alerts(catalog.TOOLS["list_alerts"].input_model())
     assert typed.model_dump(mode="json") == tools.call("list_alerts", {})
     assert tools.get_status().liveness == tools.call("get_status")["liveness"] == "absent"
+    # a per-call actor names who asked, for that call only; the source stays the caller's
+    propose = catalog.TOOLS["propose_op"].input_model.model_validate({"op": {"module": "core", "op": "pause"},
+                                                                    "reason": "r"})
+    assert tools.propose_op(propose, actor="rule-x").actor == "rule-x"
+    assert tools.propose_op(propose).actor == "r"
+    # caller data becomes an input model through the tool's own validation and refusal
+    with pytest.raises(InvalidArguments) as by_call:
+        tools.call("read_ledger", {"last": 0})
+    with pytest.raises(InvalidArguments) as by_input:
+        tool_input("read_ledger", LedgerInput, {"last": 0})
+    assert str(by_input.value) == str(by_call.value) and "invalid arguments for read_ledger: last" in str(by_call.value)
     with pytest.raises(InvalidArguments, match="read_metrics takes MetricsInput, not LedgerInput"):
         tools.invoke("read_metrics", LedgerInput(), BaseModel)
     with pytest.raises(UnknownTool):
