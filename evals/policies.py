@@ -14,6 +14,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from hotcb.mcp_server.tools_knobs import ApplyOpInput
+from hotcb.mcp_server.tools_replay import ReplayInput
+
 from .policy_base import Policy, PolicyContext
 
 __all__ = ["POLICIES", "Policy", "PolicyContext", "make_policy"]
@@ -51,8 +54,8 @@ class CosinePolicy(Policy):
         ratio = min(2.0, max(0.5, self.target(step) / lr))
         if abs(ratio - 1) < 0.005:
             return
-        self._tools.call("apply_op", {"module": "opt", "op": "set_params", "params": {"lr": lr * ratio},
-                                      "reason": f"cosine schedule at step {step}"})
+        self._tools.apply_op(ApplyOpInput(module="opt", op="set_params", params={"lr": lr * ratio},
+                                          reason=f"cosine schedule at step {step}"))
 
 
 class TunePolicy(Policy):
@@ -71,11 +74,10 @@ class TunePolicy(Policy):
         # The kernel's rescue acts from the first step, as for rules (a start that diverges is
         # rolled back and its lr cut before tune scores a trial on a broken network); its lr
         # probe stays off, since lr is tune's to search.
-        tools.call("apply_op", {"module": "rescue", "op": "enable", "params": {"probe": False},
-                                "reason": "eval: the rescue under tune"}, actor="rescue")
-        tools.call("apply_op", {"module": "tune", "op": "enable",
-                                             "params": {"mode": "active", "recipe": recipe},
-                                             "reason": "eval: tune policy"})
+        tools.apply_op(ApplyOpInput(module="rescue", op="enable", params={"probe": False},
+                                    reason="eval: the rescue under tune"), actor="rescue")
+        tools.apply_op(ApplyOpInput(module="tune", op="enable", params={"mode": "active", "recipe": recipe},
+                                    reason="eval: tune policy"))
 
 
 class ReplayPolicy(Policy):
@@ -86,8 +88,8 @@ class ReplayPolicy(Policy):
     def start(self, step: int) -> None:
         recipe = self.options.get("recipe") or []
         if recipe:
-            self.tools("eval-best-run").call("replay", {"action": "start", "recipe": recipe,
-                                                        "reason": "eval: replay the best run"})
+            self.tools("eval-best-run").replay(ReplayInput(action="start", recipe=recipe,
+                                                           reason="eval: replay the best run"))
 
 
 def make_policy(name: str, options: dict[str, Any] | None = None) -> Policy:
