@@ -537,7 +537,9 @@ class LLMAutopilot:
             self.stats["unchanged"] += 1
             return f"not sent: {refusal}"
         if refusal:
-            return self._refuse("not_offered", name, refusal)
+            refused = self._refuse("not_offered", name, refusal)
+            stances.see(refused)
+            return refused
         if name == "apply_op":
             over = self._run_over()
             if over:
@@ -546,7 +548,9 @@ class LLMAutopilot:
             if veto:
                 self.stats["ops_refused"] += 1
                 stances.acted = True
-                return self._refuse("veto_reason", name, veto)
+                refused = self._refuse("veto_reason" if stances.vetoed(args) else "copied_reason", name, veto)
+                stances.see(refused)
+                return refused
             args["reason"] = stances.label(args)
         if name == "apply_op" and self.mode == "ai_suggest":
             op = {k: v for k, v in args.items() if k in ("module", "op", "params", "reason")}
@@ -557,7 +561,9 @@ class LLMAutopilot:
             # A guard refusal of apply_op is already in the ledger (the kernel records it).
             if name in ("apply_op", "propose_op"):
                 self._count_op(None)
-            return self._refuse("tool_error", name, str(e))
+            refused = self._refuse("tool_error", name, str(e))
+            stances.see(refused)  # a reason later in this wake that parrots it is no reason
+            return refused
         except ConnectionError as e:  # the MCP server (when the tools are remote) did not answer
             return self._refuse("unreachable", name, str(e))
         except Exception as e:

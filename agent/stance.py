@@ -35,21 +35,40 @@ def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"[^\w.%-]+", " ", text.lower())).strip()
 
 
-def veto_refusal(reason: Any, shown: Iterable[str]) -> str | None:
-    """Why ``reason`` cannot carry a veto of a protective rule's action (None: it can).
-
-    A veto needs a sentence of the model's own: at least ``MIN_VETO_WORDS`` words, and not
-    (mostly) a copy of any text it was shown this wake (alerts, the rules' messages, refusals)."""
+def copied(reason: Any, shown: Iterable[str]) -> bool:
+    """``reason`` is (mostly) a copy of a text the model was shown (alerts, the rules' messages,
+    refusals): the longest run it shares with one covers ``COPIED_SHARE`` of it."""
     mine = _norm(str(reason or ""))
-    if len(mine.split()) < MIN_VETO_WORDS:
-        return f"a veto of a protective rule needs a reason in your own words (at least {MIN_VETO_WORDS} words)"
+    if not mine:
+        return False
     for text in shown:
         theirs = _norm(str(text or ""))
         if not theirs:
             continue
         m = SequenceMatcher(None, mine, theirs, autojunk=False).find_longest_match(0, len(mine), 0, len(theirs))
         if m.size >= COPIED_SHARE * len(mine):
-            return "a veto's reason must be your own, not copied alert, rule or refusal text"
+            return True
+    return False
+
+
+def veto_refusal(reason: Any, shown: Iterable[str]) -> str | None:
+    """Why ``reason`` cannot carry a veto of a protective rule's action (None: it can).
+
+    A veto needs a sentence of the model's own: at least ``MIN_VETO_WORDS`` words, and not
+    (mostly) a copy of any text it was shown this wake (alerts, the rules' messages, refusals)."""
+    if len(_norm(str(reason or "")).split()) < MIN_VETO_WORDS:
+        return f"a veto of a protective rule needs a reason in your own words (at least {MIN_VETO_WORDS} words)"
+    if copied(reason, shown):
+        return "a veto's reason must be your own, not copied alert, rule or refusal text"
+    return None
+
+
+def reason_refusal(reason: Any, shown: Iterable[str]) -> str | None:
+    """Why ``reason`` cannot carry any op of the model's (None: it can): a reason copied from an
+    alert, a rule's message or a refusal says nothing a reader of the ledger could agree with
+    (a 1.5B model rolled a run back with a refusal's text as its reason)."""
+    if copied(reason, shown):
+        return "an op's reason must be your own, not copied alert, rule or refusal text"
     return None
 
 
@@ -120,10 +139,15 @@ class Stances:
         return [v for v in self.views if self._undoes(v, args)]
 
     def refusal(self, args: dict[str, Any]) -> str | None:
-        """Why this op may not be sent (a veto without a reason of the model's own), or None."""
-        if not self.vetoed(args):
-            return None
-        return veto_refusal(args.get("reason"), self.shown)
+        """Why this op may not be sent (a veto without a reason of the model's own, or any op
+        whose reason is copied text), or None."""
+        if self.vetoed(args):
+            return veto_refusal(args.get("reason"), self.shown)
+        return reason_refusal(args.get("reason"), self.shown)
+
+    def see(self, text: str) -> None:
+        """A text the model was shown during this wake (a refusal of one of its calls)."""
+        self.shown.append(text)
 
     def label(self, args: dict[str, Any]) -> str:
         """The op's reason, with the stance it takes on the rules' actions and proposals (if any)."""

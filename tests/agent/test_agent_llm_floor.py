@@ -20,7 +20,7 @@ from hotcb.agent.cli import llm_summary
 from hotcb.agent.config import RulesConfig
 from hotcb.agent.llm import LLMAutopilot
 from hotcb.agent.rules import RulesAutopilot
-from hotcb.agent.stance import veto_refusal
+from hotcb.agent.stance import reason_refusal, veto_refusal
 from hotcb.evals.fake_llm import RecordedLLM
 from hotcb.mcp_server.tools import HotcbTools
 
@@ -154,6 +154,15 @@ def test_a_veto_reason_must_be_the_models_own():
     assert veto_refusal("  VAL_LOSS   plateaued 0.001 relative improvement over 100 points!", shown)  # recased
     assert veto_refusal("lr is in cooldown for 40 more steps", shown)  # a refusal, parroted
     assert veto_refusal("train loss still falls fast, so the flat val_loss is noise", shown) is None
+
+
+def test_any_op_whose_reason_parrots_a_refusal_is_refused():
+    # Seen with the real 1.5B model: a rollback whose reason was the guard's refusal of its last op.
+    shown = ["refused (tool_error): lr 0.05 -> 0.01 is a x0.2 change; agent changes are limited to x0.5..x2 per op"]
+    assert reason_refusal("refused: lr 0.05 -> 0.01 is a x0.2 change; agent changes are limited to x0.5..x2 per op",
+                          shown)
+    assert reason_refusal("val_loss has been flat for 100 points; a smaller lr should settle it", shown) is None
+    assert reason_refusal("", shown) is None  # an empty reason is the judge's to refuse, as for anyone
 
 
 def plateau_curve(s: int) -> dict[str, float]:
