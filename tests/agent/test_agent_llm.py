@@ -14,6 +14,7 @@ from hotcb.evals.fake_llm import RecordedLLM as FakeLLM
 from hotcb.mcp_server.catalog import TOOLS
 from hotcb.mcp_server.tools import HotcbTools
 
+from tests.support.net import dead_url
 from tests.support.proc import Trainer, wait_for
 
 MODEL = "fake-model"
@@ -105,14 +106,6 @@ def test_non_transient_error_is_not_retried(tmp_path):
     with FakeLLM([{"status": 401}, {"content": "never reached"}]) as llm:
         out = pilot(tmp_path, llm.base_url).wake("test")
     assert out["outcome"] == "api_down" and len(llm.requests) == 1
-
-
-def dead_url() -> str:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()  # nothing listens here now: connection refused
-    return f"http://127.0.0.1:{port}/v1"
 
 
 def test_dead_api_degrades_to_rules(tmp_path):

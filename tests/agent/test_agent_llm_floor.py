@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -24,6 +23,7 @@ from hotcb.agent.stance import reason_refusal, veto_refusal
 from hotcb.evals.fake_llm import RecordedLLM
 from hotcb.mcp_server.tools import HotcbTools
 
+from tests.support.net import dead_url
 from tests.support.proc import Trainer, wait_for
 from tests.support.series import RecordedRun
 from tests.support.series import drive as drive_series
@@ -73,14 +73,6 @@ class SlowLLM:
         self.release.set()
         self.server.shutdown()
         self.server.server_close()
-
-
-def dead_url() -> str:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()  # nothing listens here now: connection refused
-    return f"http://127.0.0.1:{port}/v1"
 
 
 def rule_cuts(t: Trainer) -> list[tuple]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -25,18 +24,13 @@ from hotcb.mcp_server.tools_autopilot import META_ACTOR, META_SOURCE
 from mcp import Client
 from mcp_types import Implementation
 
+from tests.support.net import free_port
 from tests.support.proc import Trainer, wait_for
 
 HOTCB = str(Path(sys.executable).with_name("hotcb"))
 MODEL = "fake-model"
 TOKEN = "autopilot-token-0123456789"
 PLATEAU = {"rules": {"plateau": {"window": 40, "warmup_steps": 40, "cooldown_steps": 100000}}}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def servers_of(run_dir: Path) -> list[int]:

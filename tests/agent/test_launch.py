@@ -4,7 +4,6 @@ autopilot beside it (stopped cleanly when training ends), the run driven through
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import textwrap
@@ -13,6 +12,7 @@ import pytest
 from hotcb.agent.config import RulesConfig
 from hotcb.agent.launch import launch
 
+from tests.support.net import free_port
 from tests.support.proc import read_jsonl, wait_for
 
 TINY = textwrap.dedent('''
@@ -89,14 +89,6 @@ def test_launch_handle_drives_the_run_and_the_rules_act(tmp_path, tiny):
         rc = h.stop(timeout=60)
     assert rc == 0
     assert not h._thread.is_alive()  # the autopilot stopped cleanly with training
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_launch_wait_returns_when_training_ends_and_stops_serve(tmp_path, tiny):

@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
 import stat
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.support.net import free_port
 
 SCRIPT = Path(__file__).resolve().parents[2] / ".ci" / "llm-model"
 ALIAS = "qwen2.5-coder-1.5b-instruct"
@@ -47,14 +48,6 @@ def _exe(path: Path, text: str) -> None:
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
 
 
-def _port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 @pytest.mark.skipif(not SCRIPT.exists(), reason="no .ci/llm-model")
 def test_a_sigill_prebuilt_falls_back_to_the_source_build(tmp_path):
     cache = tmp_path / "cache"
@@ -66,7 +59,7 @@ def test_a_sigill_prebuilt_falls_back_to_the_source_build(tmp_path):
     with open(model, "wb") as f:
         f.truncate(size)  # sparse: the size the script checks, no bytes on disk
     (cache / f"{model.name}.sha256-ok").write_text(f"{_pinned('MODEL_SHA256')} {size}\n")
-    port = _port()
+    port = free_port()
     env = {**os.environ, "HOTCB_LLM_CACHE": str(cache), "HOTCB_LLM_PORT": str(port)}
     try:
         out = subprocess.run([str(SCRIPT)], env=env, capture_output=True, text=True, timeout=120)
