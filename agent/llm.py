@@ -193,11 +193,16 @@ class LLMAutopilot:
         except Exception as e:
             log.warning("could not record alert: %s", e)
 
-    def _refuse(self, kind: str, tool: str | None, detail: str) -> str:
+    def _refuse(self, kind: str, tool: str | None, detail: str, stances: Stances | None = None) -> str:
+        """Record a refusal of the model's call; the text the model is shown. With ``stances``,
+        a reason later in this wake that parrots it is no reason."""
         detail = self.api.scrub(detail)
         self.state["refusals"] = (self.state["refusals"] + [{"ts": time.time(), "kind": kind, "tool": tool,
                                                              "detail": detail[:300]}])[-MAX_REFUSALS:]
-        return f"refused ({kind}): {detail}"
+        out = f"refused ({kind}): {detail}"
+        if stances is not None:
+            stances.see(out)
+        return out
 
     def _fall_back(self, why: str) -> None:
         self.stats["fallbacks"][why] = self.stats["fallbacks"].get(why, 0) + 1
@@ -537,9 +542,7 @@ class LLMAutopilot:
             self.stats["unchanged"] += 1
             return f"not sent: {refusal}"
         if refusal:
-            refused = self._refuse("not_offered", name, refusal)
-            stances.see(refused)
-            return refused
+            return self._refuse("not_offered", name, refusal, stances)
         if name == "apply_op":
             over = self._run_over()
             if over:
@@ -548,9 +551,7 @@ class LLMAutopilot:
             if veto:
                 self.stats["ops_refused"] += 1
                 stances.acted = True
-                refused = self._refuse("veto_reason" if stances.vetoed(args) else "copied_reason", name, veto)
-                stances.see(refused)
-                return refused
+                return self._refuse("veto_reason" if stances.vetoed(args) else "copied_reason", name, veto, stances)
             args["reason"] = stances.label(args)
         if name == "apply_op" and self.mode == "ai_suggest":
             op = {k: v for k, v in args.items() if k in ("module", "op", "params", "reason")}
@@ -561,9 +562,7 @@ class LLMAutopilot:
             # A guard refusal of apply_op is already in the ledger (the kernel records it).
             if name in ("apply_op", "propose_op"):
                 self._count_op(None)
-            refused = self._refuse("tool_error", name, str(e))
-            stances.see(refused)  # a reason later in this wake that parrots it is no reason
-            return refused
+            return self._refuse("tool_error", name, str(e), stances)
         except ConnectionError as e:  # the MCP server (when the tools are remote) did not answer
             return self._refuse("unreachable", name, str(e))
         except Exception as e:
