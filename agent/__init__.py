@@ -1,5 +1,7 @@
 """hotcb.agent: the autopilot (rules and an LLM agent) acting only through the tool surface
-(in-process, or as an MCP client: ``McpBackend``), plus ``launch`` (training in its own process, the autopilot, optionally the dashboard).
+(in-process, or as an MCP client: ``McpBackend``), plus ``launch`` (training in its own process,
+the autopilot, optionally the dashboard). Its rooms: ``pilot`` (the loop), ``rules``, ``llm``,
+``mcp_client`` and ``launcher``; ``cli`` adds the ``hotcb autopilot`` and ``hotcb launch`` commands.
 
 Names resolve lazily so ``import hotcb.agent`` stays cheap and needs no openai until the LLM
 autopilot is used.
@@ -11,9 +13,10 @@ from importlib import import_module
 from typing import Any
 
 _NAMES = {
-    "RulesAutopilot": "rules", "RulesConfig": "config", "LLMAutopilot": "llm", "Budget": "budget",
-    "Autopilot": "autopilot", "launch": "launch", "LaunchHandle": "launch", "AlertEvaluator": "alerts",
-    "McpBackend": "mcp_tools", "McpTarget": "mcp_tools",
+    "RulesAutopilot": "rules.sensors", "RulesConfig": "rules.config", "LLMAutopilot": "llm.tool_loop",
+    "Budget": "llm.budget", "Autopilot": "pilot.autopilot", "launch": "launcher.launch",
+    "LaunchHandle": "launcher.launch", "AlertEvaluator": "rules.alerts",
+    "McpBackend": "mcp_client.backend", "McpTarget": "mcp_client.backend",
 }
 __all__ = sorted(_NAMES)
 

@@ -10,6 +10,8 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
+from hotcb.vocabulary import Source
+
 if TYPE_CHECKING:
     from hotcb.mcp_server.tools_protocol import Tools
 
@@ -39,7 +41,7 @@ def _ai_args(p: argparse.ArgumentParser) -> None:
 
 
 def _ai_options(args: argparse.Namespace) -> Any:
-    from .autopilot import AIOptions
+    from hotcb.agent.pilot.autopilot import AIOptions
 
     ai = AIOptions(max_tool_calls=args.max_tool_calls, max_tokens=args.max_tokens, max_cost_usd=args.max_cost)
     for name, value in (("cadence_steps", args.cadence_steps), ("min_gap_steps", args.min_wake_gap),
@@ -152,7 +154,7 @@ def _print_mode(prefix: str, mode: str, ai: Any) -> None:
 
 
 def _summary(prefix: str, tools: Tools) -> None:
-    from .progress import RunProgress
+    from hotcb.agent.launcher.progress import RunProgress
 
     for line in RunProgress(tools).summary() + llm_summary(tools):
         print(f"{prefix}: {line}", file=sys.stderr)
@@ -160,9 +162,8 @@ def _summary(prefix: str, tools: Tools) -> None:
 
 def llm_summary(tools: Tools) -> list[str]:
     """The LLM's wakes, from its state in the run (nothing when no LLM ran)."""
+    from hotcb.agent.llm.wake_stats import summary_line
     from hotcb.mcp_server.tools_autopilot_mode import AutopilotInput
-
-    from .wake_stats import summary_line
 
     try:
         ai = tools.autopilot(AutopilotInput()).ai
@@ -177,7 +178,7 @@ def llm_summary(tools: Tools) -> list[str]:
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
-    from .launch import launch
+    from hotcb.agent.launcher.launch import launch
 
     ai = _ai_options(args)
     h = launch(args.train_fn, _run_dir(args), max_steps=args.max_steps, autopilot=args.autopilot, rules=args.rules,
@@ -193,7 +194,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from hotcb.agent.launcher.demo import run_demo
 
     ai = _ai_options(args)
     mode = args.autopilot or ("ai_auto" if ai.api_key or ai.base_url else "auto")
@@ -204,8 +205,8 @@ def _backend(args: argparse.Namespace) -> Any:
     """None (in-process tools) or a connected MCP backend; raises McpUnavailable with the reason."""
     if not args.mcp and not args.mcp_url:
         return None
-    from .mcp_connection import McpTarget
-    from .mcp_tools import McpBackend
+    from hotcb.agent.mcp_client.backend import McpBackend
+    from hotcb.agent.mcp_client.connection import McpTarget
 
     if args.mcp_url:
         from hotcb.mcp_server.token_source import read_token
@@ -222,12 +223,11 @@ def _backend(args: argparse.Namespace) -> Any:
 
 
 def cmd_autopilot(args: argparse.Namespace) -> int:
+    from hotcb.agent.pilot.autopilot import Autopilot
+    from hotcb.agent.rules.config import RulesConfig
     from hotcb.mcp_server.registry import ToolError
 
     from hotcb.rundir import NO_TRAINING_YET, open_for_controller
-
-    from .autopilot import Autopilot
-    from .config import RulesConfig
 
     if args.mcp_url and args.mode:
         print("hotcb autopilot: --mode cannot be set through --mcp-url (that server never acts as a person); "
@@ -276,7 +276,7 @@ def cmd_autopilot(args: argparse.Namespace) -> int:
 
 
 def _autopilot_root(args: argparse.Namespace, rules: Any) -> int:
-    from .root_pilot import RootAutopilot
+    from hotcb.agent.pilot.root import RootAutopilot
 
     if args.mcp or args.mcp_url:
         print("hotcb autopilot: --root acts on each run in-process; --mcp/--mcp-url serve one run", file=sys.stderr)
@@ -307,7 +307,7 @@ def cmd_proposals(args: argparse.Namespace) -> int:
     from hotcb.mcp_server.tools_proposals import DecideInput, ListProposalsInput
     from hotcb.mcp_server.tools_protocol import tool_input
 
-    tools = HotcbTools(_run_dir(args), source="human", actor=args.actor or os.environ.get("USER") or "cli")
+    tools = HotcbTools(_run_dir(args), source=Source.HUMAN, actor=args.actor or os.environ.get("USER") or "cli")
     try:
         if args.action == "list":
             listed = tools.list_proposals(ListProposalsInput(status="all" if args.all else "pending", last=100))

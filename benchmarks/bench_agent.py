@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hotcb.agent.llm import LLMAutopilot
+from hotcb.agent.llm.tool_loop import LLMAutopilot
 from hotcb.evals.fake_llm import RecordedLLM, completion
 from hotcb.mcp_server.tools import HotcbTools
 

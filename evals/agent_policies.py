@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from hotcb.agent.llm import LLMAutopilot
-from hotcb.agent.rules import RulesAutopilot
+from hotcb.agent.llm.tool_loop import LLMAutopilot
+from hotcb.agent.rules.sensors import RulesAutopilot
 
 from .policy_base import Policy
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hotcb.vocabulary import Source
+
 from .executor import make_executor
 from .train import RunSpec
 
@@ -91,7 +93,7 @@ def best_recipe(runs: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, list
     if not candidates:
         return None, []
     best = max(candidates, key=lambda r: (r["final_val_score"], -r["seed"]))
-    exported = HotcbTools(best["run_dir"], source="human", actor="eval").replay(ReplayInput(action="export"))
+    exported = HotcbTools(best["run_dir"], source=Source.HUMAN, actor="eval").replay(ReplayInput(action="export"))
     return best, exported.recipe or []
 
 

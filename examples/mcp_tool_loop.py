@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from hotcb.agent.replies import TextCallError, parse_reply
+from hotcb.agent.llm.replies import TextCallError, parse_reply
 from mcp import Client, StdioServerParameters
 from mcp_types import Implementation
 

@@ -1,6 +1,6 @@
 """Divergence maths on a run's own loss scale: a robust running level, the noise around it, and
 the verdicts drawn from them. Pure (no kernel, no files), written once: the in-kernel rescue
-(``hotcb/rescue.py``) feeds it each step's loss, the rules autopilot (``agent/rules.py``) replays
+(``hotcb/rescue.py``) feeds it each step's loss, the rules autopilot (``agent/rules/sensors.py``) replays
 a window of logged points through it, so both call the same thing a blow-up.
 
 The level is an EMA of the loss and the noise an EMA of the absolute difference between

@@ -13,6 +13,8 @@ import os
 import sys
 from typing import Any
 
+from hotcb.vocabulary import Source
+
 from .token_source import read_token
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -31,7 +33,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--root", action="store_true",
                    help="RUN_DIR is a directory of run directories: list_runs, and every tool takes run=NAME "
                         "(implied when RUN_DIR is no run itself but holds runs)")
-    p.add_argument("--source", choices=["agent", "rule", "human"], default="agent",
+    p.add_argument("--source", choices=[Source.AGENT.value, Source.RULE.value, Source.HUMAN.value], default="agent",
                    help="who the calls act as. 'agent' and 'rule' get the guard's full limits. 'human' lifts "
                         "the guard's rate limits and locks and allows human-only tools: use it only for a "
                         "client a person drives directly")
@@ -84,7 +86,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
             return 2
         if note:  # stderr: on stdio, stdout is the protocol channel
             print(f"hotcb mcp: {note}", file=sys.stderr)
-    if args.for_autopilot and args.source == "human":
+    if args.for_autopilot and args.source == Source.HUMAN:
         print("hotcb mcp: --for-autopilot serves the autopilot, which never acts as 'human'", file=sys.stderr)
         return 2
     try:

@@ -3,7 +3,7 @@ tool's input model and returning its output model; ``AutopilotTools`` adds what 
 process reads and writes besides tools.
 
 Two implementations: ``HotcbTools`` runs the tools in process over a run directory, and
-``agent.mcp_tools.McpTools`` calls them over MCP (the structured result validated into the same
+``agent.mcp_client.backend.McpTools`` calls them over MCP (the structured result validated into the same
 output model). Both subclass ``Tools`` and supply only ``invoke``; the typed methods here are
 the rest, so a caller written against ``Tools`` runs unchanged on either, and renaming a field of
 an output model fails the type check at every reader instead of the autopilot at run time.

@@ -7,9 +7,9 @@ import socket
 import time
 
 import pytest
-from hotcb.agent.budget import Budget
-from hotcb.agent.llm import AI_TOOLS, LLMAutopilot
-from hotcb.agent.untrusted import FENCE_OPEN
+from hotcb.agent.llm.budget import Budget
+from hotcb.agent.llm.tool_loop import AI_TOOLS, LLMAutopilot
+from hotcb.agent.llm.untrusted import FENCE_OPEN
 from hotcb.evals.fake_llm import RecordedLLM as FakeLLM
 from hotcb.mcp_server.catalog import TOOLS
 from hotcb.mcp_server.tools import HotcbTools

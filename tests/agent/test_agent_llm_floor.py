@@ -14,12 +14,12 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from hotcb.agent.autopilot import AIOptions, Autopilot
 from hotcb.agent.cli import llm_summary
-from hotcb.agent.config import RulesConfig
-from hotcb.agent.llm import LLMAutopilot
-from hotcb.agent.rules import RulesAutopilot
-from hotcb.agent.stance import reason_refusal, veto_refusal
+from hotcb.agent.llm.stance import reason_refusal, veto_refusal
+from hotcb.agent.llm.tool_loop import LLMAutopilot
+from hotcb.agent.pilot.autopilot import AIOptions, Autopilot
+from hotcb.agent.rules.config import RulesConfig
+from hotcb.agent.rules.sensors import RulesAutopilot
 from hotcb.evals.fake_llm import RecordedLLM
 from hotcb.mcp_server.tools import HotcbTools
 

@@ -9,12 +9,12 @@ import base64
 import json
 
 import pytest
-from hotcb.agent.budget import Budget
-from hotcb.agent.config import Action
-from hotcb.agent.llm import LLMAutopilot
-from hotcb.agent.replies import TextCallError, text_calls
-from hotcb.agent.rules import Finding
-from hotcb.agent.untrusted import FENCE_CLOSE, FENCE_OPEN
+from hotcb.agent.llm.budget import Budget
+from hotcb.agent.llm.replies import TextCallError, text_calls
+from hotcb.agent.llm.tool_loop import LLMAutopilot
+from hotcb.agent.llm.untrusted import FENCE_CLOSE, FENCE_OPEN
+from hotcb.agent.rules.config import Action
+from hotcb.agent.rules.sensors import Finding
 from hotcb.evals.fake_llm import RecordedLLM as FakeLLM
 from hotcb.mcp_server.tools import HotcbTools
 

@@ -14,9 +14,9 @@ import anyio
 import httpx
 import pytest
 import yaml
-from hotcb.agent.autopilot import AIOptions, Autopilot
-from hotcb.agent.config import RulesConfig
-from hotcb.agent.mcp_tools import McpBackend, McpTarget, McpUnavailable
+from hotcb.agent.mcp_client.backend import McpBackend, McpTarget, McpUnavailable
+from hotcb.agent.pilot.autopilot import AIOptions, Autopilot
+from hotcb.agent.rules.config import RulesConfig
 from hotcb.evals.fake_llm import RecordedLLM
 from hotcb.mcp_server.server import build_server
 from hotcb.mcp_server.tools import HotcbTools

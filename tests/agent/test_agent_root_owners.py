@@ -78,8 +78,8 @@ def test_the_operators_mode_decides_and_run_names_exactly_the_runs(tmp_path: Pat
 
 
 def test_a_mode_file_rewritten_after_start_does_not_change_the_mode(tmp_path: Path) -> None:
-    from hotcb.agent.autopilot import AIOptions
-    from hotcb.agent.root_pilot import RootAutopilot
+    from hotcb.agent.pilot.autopilot import AIOptions
+    from hotcb.agent.pilot.root import RootAutopilot
 
     root = _root(tmp_path)
     with RecordedLLM([]) as llm:

@@ -11,9 +11,9 @@ import time
 
 import pytest
 import yaml
-from hotcb.agent.actions import Unresolvable, resolve
-from hotcb.agent.config import Action, RulesConfig
-from hotcb.agent.rules import RulesAutopilot
+from hotcb.agent.rules.actions import Unresolvable, resolve
+from hotcb.agent.rules.config import Action, RulesConfig
+from hotcb.agent.rules.sensors import RulesAutopilot
 from hotcb.mcp_server.tools import HotcbTools
 
 from tests.support.proc import Trainer, read_jsonl, wait_for

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hotcb.agent.autopilot import AIOptions, Autopilot
+from hotcb.agent.pilot.autopilot import AIOptions, Autopilot
 from hotcb.evals.fake_llm import RecordedLLM as FakeLLM
 from hotcb.mcp_server.registry import ToolError
 from hotcb.mcp_server.tools import HotcbTools

@@ -38,7 +38,7 @@ def test_sigkill_of_demo_ends_its_trainer_and_dashboard(tmp_path: Path) -> None:
             raise AssertionError("demo ended early:\n" + "".join(seen[-40:]))
         children = psutil.Process(demo.pid).children(recursive=True)
         cmdlines = [" ".join(c.cmdline()) for c in children]
-        assert any("hotcb.agent.trainproc" in c for c in cmdlines) and any(" serve " in c for c in cmdlines), cmdlines
+        assert any("hotcb.agent.launcher.trainproc" in c for c in cmdlines) and any(" serve " in c for c in cmdlines), cmdlines
         demo.send_signal(signal.SIGKILL)
         demo.wait()
         wait_for(lambda: not any(_alive(c) for c in children), 120, 0.2, "the demo's children to exit")

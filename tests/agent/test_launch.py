@@ -1,4 +1,4 @@
-"""``hotcb launch`` and ``hotcb.agent.launch``: a tiny train function in its own process, the
+"""``hotcb launch`` and ``hotcb.agent.launcher.launch``: a tiny train function in its own process, the
 autopilot beside it (stopped cleanly when training ends), the run driven through the handle."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import sys
 import textwrap
 
 import pytest
-from hotcb.agent.config import RulesConfig
-from hotcb.agent.launch import launch
+from hotcb.agent.launcher.launch import launch
+from hotcb.agent.rules.config import RulesConfig
 
 from tests.support.net import free_port
 from tests.support.proc import read_jsonl, wait_for

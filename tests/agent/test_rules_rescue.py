@@ -5,8 +5,8 @@ blown-up weights in place; approved, that proposal is the rescue's rollback."""
 from __future__ import annotations
 
 import pytest
-from hotcb.agent.config import RulesConfig
-from hotcb.agent.rules import RulesAutopilot
+from hotcb.agent.rules.config import RulesConfig
+from hotcb.agent.rules.sensors import RulesAutopilot
 from hotcb.mcp_server.tools import HotcbTools
 
 from tests.support.proc import Trainer, wait_for

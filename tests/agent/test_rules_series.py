@@ -11,9 +11,9 @@ import random
 from dataclasses import replace
 
 import pytest
-from hotcb.agent.config import RulesConfig
-from hotcb.agent.observe import Observer
-from hotcb.agent.rules import RulesAutopilot, check_grad_spike, check_overfitting
+from hotcb.agent.rules.config import RulesConfig
+from hotcb.agent.rules.observe import Observer
+from hotcb.agent.rules.sensors import RulesAutopilot, check_grad_spike, check_overfitting
 from hotcb.mcp_server.tools import HotcbTools
 
 from hotcb import HotKernel, loss_actuators, mutable_state, optimizer_actuators

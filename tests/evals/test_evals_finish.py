@@ -3,7 +3,7 @@ of the run in a few ledgered decisions (source rule, actor finish, each with its
 optimizer's lr ends near the low end of the decay."""
 
 import pytest
-from hotcb.agent.finish import FinishConfig, FinishState, decide, recent_fall, stage_target
+from hotcb.agent.rules.finish import FinishConfig, FinishState, decide, recent_fall, stage_target
 from hotcb.evals.train import RunSpec, train
 
 from hotcb.jsonl import read_all

@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
-from hotcb.agent.mcp_tools import McpTools
+from hotcb.agent.mcp_client.backend import McpTools
 from hotcb.mcp_server import catalog
 from hotcb.mcp_server.catalog import TOOLS
 from hotcb.mcp_server.registry import PROFILES, InvalidArguments, UnknownTool
@@ -156,7 +156,7 @@ def test_docs_describe_each_tool_in_the_generated_table_only() -> None:
 def test_the_typed_methods_read_the_same_models_in_process_and_over_mcp(tmp_path: Path) -> None:
     """A real training process and a real ``hotcb mcp --for-autopilot`` server (stdio): each
     typed read returns the same output model either way; a refusal is a ToolError either way."""
-    from hotcb.agent.mcp_tools import McpBackend, McpTarget
+    from hotcb.agent.mcp_client.backend import McpBackend, McpTarget
     from hotcb.mcp_server.registry import ToolError
     from hotcb.mcp_server.tools_knobs import ApplyOpInput
 

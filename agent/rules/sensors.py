@@ -14,6 +14,10 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from hotcb.agent.rules.actions import Unresolvable, resolve
+from hotcb.agent.rules.config import Action, RuleConfig, RulesConfig
+from hotcb.agent.rules.finish import Finisher
+from hotcb.agent.rules.observe import Observer
 from hotcb.mcp_server.registry import ToolError
 from hotcb.mcp_server.tools_knobs import ApplyOpInput, ApplyOpOutput
 from hotcb.mcp_server.tools_proposals import Proposal, ProposeInput
@@ -23,12 +27,7 @@ from hotcb import trend as trend_math
 from hotcb.codec import tag
 from hotcb.divergence import LossDetector, Verdict
 
-from .actions import Unresolvable, resolve
-from .config import Action, RuleConfig, RulesConfig
-from .finish import Finisher
-from .observe import Observer
-
-log = logging.getLogger("hotcb.agent.rules")
+log = logging.getLogger("hotcb.agent.rules.sensors")
 
 
 @dataclass
@@ -200,7 +199,7 @@ class RulesAutopilot:
         self.acted: dict[str, int] = {}     # rule -> times its ops landed (max_actions)
         self.findings: list[Finding] = []
         self.rescue_enabled = False         # this autopilot enabled the kernel's rescue
-        self.finish = Finisher()            # the cool-down over a run's last part (agent/finish.py)
+        self.finish = Finisher()            # the cool-down over a run's last part (agent/rules/finish.py)
         self.act_all = False                # this tick, sensing modes act on every rule (the LLM is out)
 
     def _metrics(self) -> list[str]:

@@ -7,7 +7,7 @@ new alerts and rule findings and on a cadence of steps; without an API key the a
 rules and say so.
 
 Where the tools live is a backend: ``LocalBackend`` (in-process ``HotcbTools``, the default) or
-``McpBackend`` (``agent/mcp_tools.py``: a real MCP server over stdio or HTTP). Either way the
+``McpBackend`` (``agent/mcp_client/backend.py``: a real MCP server over stdio or HTTP). Either way the
 rules act as source ``rule`` (actor the rule id) and the LLM as ``agent`` (actor the model name).
 """
 
@@ -21,15 +21,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
+from hotcb.agent.llm.budget import Budget
+from hotcb.agent.llm.tool_loop import env_number
+from hotcb.agent.rules.alerts import AlertEvaluator
+from hotcb.agent.rules.config import RulesConfig
+from hotcb.agent.rules.sensors import RulesAutopilot
 from hotcb.mcp_server.tools import HotcbTools
 from hotcb.mcp_server.tools_autopilot_mode import AutopilotInput
 from hotcb.mcp_server.tools_protocol import AutopilotTools, tool_input
 
-from .alerts import AlertEvaluator
-from .budget import Budget
-from .config import RulesConfig
-from .llm import env_number
-from .rules import RulesAutopilot
+from hotcb.vocabulary import Source
 
 log = logging.getLogger("hotcb.agent")
 
@@ -75,7 +76,7 @@ class LocalBackend:
 
     def set_mode(self, mode: str, reason: str) -> None:
         # The person who started this process chose the mode.
-        self.tools("human", "hotcb-autopilot").autopilot(tool_input("autopilot", AutopilotInput, {
+        self.tools(Source.HUMAN, "hotcb-autopilot").autopilot(tool_input("autopilot", AutopilotInput, {
             "action": "set", "mode": mode, "reason": reason}))
 
     def describe(self) -> str:
@@ -141,7 +142,7 @@ class Autopilot:
 
     def llm(self, mode: str) -> Any:
         if self._llm is None or self._llm.mode != mode:
-            from .llm import LLMAutopilot
+            from hotcb.agent.llm.tool_loop import LLMAutopilot
 
             a = self.ai
             self._llm = LLMAutopilot(self.backend.tools("agent", a.model), api_key=a.api_key,

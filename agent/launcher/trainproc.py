@@ -1,4 +1,4 @@
-"""The training process of ``launch``: ``python -m hotcb.agent.trainproc --train-fn pkg.mod:fn --dir RUN``.
+"""The training process of ``launch``: ``python -m hotcb.agent.launcher.trainproc --train-fn pkg.mod:fn --dir RUN``.
 
 Training gets its own process (never a thread of a web server or of the autopilot): a crash,
 a hang or a GIL-heavy step there cannot stall the controllers, and vice versa. The function is
@@ -41,7 +41,7 @@ def resolve(spec: str) -> Callable[..., Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m hotcb.agent.trainproc")
+    ap = argparse.ArgumentParser(prog="python -m hotcb.agent.launcher.trainproc")
     ap.add_argument("--train-fn", required=True)
     ap.add_argument("--dir", required=True)
     ap.add_argument("--max-steps", type=int, default=None)

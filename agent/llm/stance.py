@@ -23,9 +23,9 @@ from collections.abc import Iterable
 from difflib import SequenceMatcher
 from typing import Any
 
-from .actions import Unresolvable, resolve
-from .digest import RuleView
-from .rules import PROTECTIVE
+from hotcb.agent.llm.digest import RuleView
+from hotcb.agent.rules.actions import Unresolvable, resolve
+from hotcb.agent.rules.sensors import PROTECTIVE
 
 MIN_VETO_WORDS = 4
 COPIED_SHARE = 0.6  # a reason whose longest run shared with a shown text covers this much is a copy

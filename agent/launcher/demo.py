@@ -17,13 +17,14 @@ import tempfile
 import threading
 from typing import Any
 
+from hotcb.agent.launcher.progress import RunProgress
 from hotcb.mcp_server.registry import ToolError
 from hotcb.mcp_server.schemas import OpSpec
 from hotcb.mcp_server.tools import HotcbTools
 from hotcb.mcp_server.tools_protocol import Tools
 from hotcb.mcp_server.tools_replay import ScheduleInput
 
-from .progress import RunProgress
+from hotcb.vocabulary import Source
 
 MISHAP_ACTOR = "demo-mishap"
 MISHAP_FACTOR = 30.0  # lr x30: enough to blow the loss up, the kind of typo (3e-1 for 1e-2) that happens
@@ -85,7 +86,7 @@ def _until_interrupted(serve: Any) -> None:
 
 def run_demo(args: argparse.Namespace, mode: str, mode_note: str | None, ai: Any, wait: Any) -> int:
     """The demo command; ``wait`` is the CLI's wait-for-training (Ctrl-C stops training cleanly)."""
-    from .launch import launch
+    from hotcb.agent.launcher.launch import launch
 
     # A fresh run directory unless one was named: a demo must never resume (or litter) the
     # current directory, which is what the top-level --dir default "." would mean here.
@@ -105,7 +106,7 @@ def run_demo(args: argparse.Namespace, mode: str, mode_note: str | None, ai: Any
     if not args.no_mishap:
         def mishap() -> None:
             try:
-                teammate = HotcbTools(h.run_dir, source="human", actor=MISHAP_ACTOR)
+                teammate = HotcbTools(h.run_dir, source=Source.HUMAN, actor=MISHAP_ACTOR)
                 msg = schedule_mishap(teammate, mishap_step(steps), stop=stop)
             except Exception as e:
                 msg = f"no mishap this time ({type(e).__name__}: {e})"

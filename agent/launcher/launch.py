@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from hotcb.agent.pilot.autopilot import AIOptions, Autopilot
+from hotcb.agent.rules.config import RulesConfig
 from hotcb.mcp_server.registry import ToolError
 from hotcb.mcp_server.tools import HotcbTools
 from hotcb.mcp_server.tools_autopilot_mode import AutopilotInput
@@ -30,11 +32,9 @@ from hotcb.mcp_server.tools_observe import MetricsInput
 from hotcb.mcp_server.tools_protocol import tool_input
 
 from hotcb.parent_watch import child_env, preexec
+from hotcb.vocabulary import Source
 
-from .autopilot import AIOptions, Autopilot
-from .config import RulesConfig
-
-log = logging.getLogger("hotcb.agent.launch")
+log = logging.getLogger("hotcb.agent.launcher.launch")
 
 
 def end_process(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
@@ -76,7 +76,7 @@ class LaunchHandle:
         self.serve = serve
         self.url = url
         self._log_file = log_file
-        self.tools = HotcbTools(run_dir, source="human", actor="launch")
+        self.tools = HotcbTools(run_dir, source=Source.HUMAN, actor="launch")
         self._thread: threading.Thread | None = None
         if pilot is not None:
             self._thread = threading.Thread(target=pilot.run, name="hotcb-autopilot", daemon=True)
@@ -230,7 +230,7 @@ def launch(train_fn: str, run_dir: str | os.PathLike[str], *, max_steps: int | N
     ``serve``, the dashboard. Returns at once; ``handle.wait()`` returns when training ends."""
     root = Path(run_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "hotcb.agent.trainproc", "--train-fn", train_fn, "--dir", str(root)]
+    cmd = [sys.executable, "-m", "hotcb.agent.launcher.trainproc", "--train-fn", train_fn, "--dir", str(root)]
     if max_steps is not None:
         cmd += ["--max-steps", str(max_steps)]
     log_file = open(root / "train.log", "ab")

@@ -20,10 +20,9 @@ import os
 import threading
 from typing import Any
 
+from hotcb.agent.pilot.autopilot import AIOptions, Autopilot
+from hotcb.agent.rules.config import RulesConfig
 from hotcb.mcp_server.run_root import RunRoot
-
-from .autopilot import AIOptions, Autopilot
-from .config import RulesConfig
 
 log = logging.getLogger("hotcb.agent.root")
 

@@ -1,12 +1,12 @@
 """The LLM autopilot: an OpenAI-compatible chat-completions tool-calling loop over the tool surface.
 
-The model sees the tool surface's own schemas, narrowed to what it may do (``model_tools``), and
+The model sees the tool surface's own schemas, narrowed to what it may do (``offered_tools``), and
 every call it makes goes through ``HotcbTools.call`` (source ``agent``, actor the model name): the
 guard judges it and the kernel records it. Calls come natively or written as JSON text
 (``replies``); both are validated alike and the way each came is counted. Anything malformed is
 refused, told to the model, and recorded; nothing raises out of ``wake``.
 
-Failures (``llm_api``): an outage falls back to the rules until a probe succeeds; a model error
+Failures (``chat``): an outage falls back to the rules until a probe succeeds; a model error
 (output the server could not parse, a tool call that cannot be read) is retried once with a
 corrective message and, if it fails again, that wake falls back to the rules, recorded as a model
 error, never as an outage. Every wake is accounted (``stats``): LLM wakes, fallbacks and why.
@@ -36,6 +36,14 @@ import threading
 import time
 from typing import Any
 
+from hotcb.agent.llm import digest, offered_tools, wake_stats
+from hotcb.agent.llm.budget import Budget
+from hotcb.agent.llm.chat import ChatApi, ModelOutputError, is_transient  # noqa: F401 - is_transient re-exported
+from hotcb.agent.llm.replies import TextCallError, parse_reply
+from hotcb.agent.llm.stance import Stances
+from hotcb.agent.llm.untrusted import FENCE_CLOSE, FENCE_OPEN, fence, redact_tree, redact_url
+from hotcb.agent.rules.config import RulesConfig
+from hotcb.agent.rules.sensors import RulesAutopilot
 from hotcb.mcp_server.catalog import TOOLS
 from hotcb.mcp_server.registry import ToolError
 from hotcb.mcp_server.tools_alerts import ListAlertsInput
@@ -45,18 +53,9 @@ from hotcb.prompts import load
 from hotcb.guard import GuardConfig, ratio_text
 from hotcb.jsonl import dumps
 
-from . import digest, model_tools, wake_stats
-from .budget import Budget
-from .config import RulesConfig
-from .llm_api import ChatApi, ModelOutputError, is_transient  # noqa: F401 - is_transient re-exported
-from .replies import TextCallError, parse_reply
-from .rules import RulesAutopilot
-from .stance import Stances
-from .untrusted import FENCE_CLOSE, FENCE_OPEN, fence, redact_tree, redact_url
+log = logging.getLogger("hotcb.agent.llm.tool_loop")
 
-log = logging.getLogger("hotcb.agent.llm")
-
-AI_TOOLS = model_tools.OFFERED
+AI_TOOLS = offered_tools.OFFERED
 MAX_TOOL_RESULT_CHARS = 4000
 MAX_NOTES = 20
 MAX_REFUSALS = 50
@@ -136,7 +135,7 @@ class LLMAutopilot:
         self._seen_alert_ts = 0.0
         self._pending_alerts: list[dict[str, Any]] = []
         self._pending_findings: list[Any] = []
-        self.tool_specs = model_tools.specs()
+        self.tool_specs = offered_tools.specs()
         self._rescue = False  # the kernel has the rescue module (read at each wake)
         self._rules_lock = threading.RLock()  # one rules pass at a time (the tick's, a wake's fallback)
         self._state_lock = threading.RLock()  # the deadline is noticed once, by the tick or the wake
@@ -537,7 +536,7 @@ class LLMAutopilot:
             return self._refuse("bad_json", name, f"arguments are not JSON: {e}")
         if not isinstance(args, dict):
             return self._refuse("bad_json", name, "arguments must be a JSON object")
-        refusal, args, same = model_tools.check(name, args, knobs, snapshots, rescue=self._rescue)
+        refusal, args, same = offered_tools.check(name, args, knobs, snapshots, rescue=self._rescue)
         if same and refusal:
             self.stats["unchanged"] += 1
             return f"not sent: {refusal}"

@@ -7,12 +7,11 @@ import logging
 import math
 from typing import Any
 
+from hotcb.agent.rules.observe import Observer
 from hotcb.mcp_server.tools_alerts import AlertRule, AlertRulesInput
 from hotcb.mcp_server.tools_protocol import AutopilotTools
 
-from .observe import Observer
-
-log = logging.getLogger("hotcb.agent.alerts")
+log = logging.getLogger("hotcb.agent.rules.alerts")
 
 
 class AlertEvaluator:

@@ -19,10 +19,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from hotcb.agent.llm.budget import Budget
+from hotcb.agent.llm.untrusted import redact
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
-
-from .budget import Budget
-from .untrusted import redact
 
 # What a server's error body says when it could not parse the model's own output.
 _PARSE_FAILURE = re.compile(r"(fail(ed)?|could ?n[o']t|unable|cannot|error)\W+(\w+\W+){0,3}pars(e|ing)"

@@ -14,13 +14,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from hotcb.agent.llm.untrusted import fence
 from hotcb.mcp_server.tools_observe import TrendsInput
 from hotcb.mcp_server.tools_proposals import ListProposalsInput
 from hotcb.mcp_server.tools_protocol import AutopilotTools, tool_input
 from hotcb.mcp_server.tools_tune import TuneStatusInput
 from hotcb.prompts import load
-
-from .untrusted import fence
 
 
 @dataclass(frozen=True)

@@ -27,16 +27,15 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from hotcb.agent.rules.actions import Unresolvable, resolve
+from hotcb.agent.rules.config import Action
 from hotcb.mcp_server.registry import ToolError
 from hotcb.mcp_server.tools_knobs import ApplyOpInput
 from hotcb.mcp_server.tools_observe import LedgerInput
 from hotcb.mcp_server.tools_proposals import ProposeInput
 from hotcb.mcp_server.tools_protocol import AutopilotTools, Tools, tool_input
 
-from .actions import Unresolvable, resolve
-from .config import Action
-
-log = logging.getLogger("hotcb.agent.finish")
+log = logging.getLogger("hotcb.agent.rules.finish")
 
 ACTOR = "finish"
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from hotcb.actuators.actuator import ActuatorType
+from hotcb.agent.rules.config import Action
 
-from .config import Action
+from hotcb.actuators.actuator import ActuatorType
 
 
 class Unresolvable(Exception):

@@ -14,7 +14,7 @@ name) in the request's ``_meta``; only a ``--for-autopilot`` server honours it (
 server's ``autopilot_process`` tool. An ordinary ``hotcb mcp`` server (what a desktop client
 uses) offers neither, and ``start()`` says so instead of silently acting under the wrong label.
 
-The session itself (a background event loop, timeouts, reconnects) is ``mcp_connection``.
+The session itself (a background event loop, timeouts, reconnects) is ``connection``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hotcb.agent.mcp_client.connection import CLIENT_NAME, McpConnection, McpTarget, McpUnavailable
 from hotcb.mcp_server.registry import InvalidArguments, ToolError
 from hotcb.mcp_server.tools_alerts import Alert
 from hotcb.mcp_server.tools_autopilot import (
@@ -36,8 +37,7 @@ from hotcb.mcp_server.tools_protocol import AutopilotTools, Out
 from pydantic import BaseModel, ValidationError
 
 from hotcb.jsonl import dumps
-
-from .mcp_connection import CLIENT_NAME, McpConnection, McpTarget, McpUnavailable
+from hotcb.vocabulary import Source
 
 PROCESS_TOOL = "autopilot_process"
 
@@ -157,7 +157,7 @@ class McpBackend:
         if self.target.run_dir is None:
             raise ToolError("over --mcp-url the autopilot cannot set the mode (the server never acts as a human); "
                             "set it with the dashboard or `hotcb autopilot --dir RUN --mode MODE --once`")
-        human = McpTarget.stdio(self.target.run_dir, "--source", "human", "--actor", CLIENT_NAME)
+        human = McpTarget.stdio(self.target.run_dir, "--source", Source.HUMAN.value, "--actor", CLIENT_NAME)
         with McpConnection(human, connect_timeout_s=self._timeouts[0], call_timeout_s=self._timeouts[1]) as conn:
             conn.call_tool("autopilot", {"action": "set", "mode": mode, "reason": reason})
 

@@ -1,0 +1,1 @@
+"""The rules autopilot: what it senses, its configuration, its actions, the finish, observations and alerts."""
