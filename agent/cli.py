@@ -10,12 +10,12 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
-from hotcb.vocabulary import Source
+from hotcb.vocabulary import AutopilotMode, Source
 
 if TYPE_CHECKING:
     from hotcb.mcp_server.tools_protocol import Tools
 
-MODES = ["off", "suggest", "auto", "ai_suggest", "ai_auto"]
+MODES = AutopilotMode.values()
 
 
 def _ai_args(p: argparse.ArgumentParser) -> None:

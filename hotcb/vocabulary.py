@@ -34,6 +34,11 @@ class Source(_Word):
     KERNEL = "kernel"  # the kernel's own records (a resume's restore, a refused file); never a command's
 
 
+# The sources a program speaks for (the rules, the LLM, online tuning), not a person or a recipe:
+# what a run's story counts as the autopilot's doing.
+AUTOMATED_SOURCES: tuple[Source, ...] = (Source.RULE, Source.AGENT, Source.TUNE)
+
+
 class FreezeMode(_Word):
     """How the run takes commands: all (``off``), none but a person's core ops (``prod``), or
     those of a recorded recipe (``replay``; ``replay_adjusted`` lets people's ops in too)."""

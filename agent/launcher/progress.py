@@ -17,7 +17,8 @@ from typing import Any, TextIO
 from hotcb.mcp_server.tools_observe import LedgerInput
 from hotcb.mcp_server.tools_protocol import Tools
 
-AUTOPILOT_SOURCES = ("rule", "agent", "tune")
+from hotcb.vocabulary import AUTOMATED_SOURCES
+
 LOSS_NAMES = ("train_loss", "loss")
 
 
@@ -70,8 +71,8 @@ class RunProgress:
         lr = _num(m.get("lr", m.get("opt/lr")))
         # ledger entries stay data here: describe_change formats any entry's payload
         rows = [e.model_dump(mode="json") for e in self.tools.read_ledger(LedgerInput(decision="applied", last=5000)).entries]
-        actions = [e for e in rows if e.get("source") in AUTOPILOT_SOURCES]
-        story = [e for e in rows if e.get("source") in AUTOPILOT_SOURCES or e.get("actor") in self.story_actors]
+        actions = [e for e in rows if e.get("source") in AUTOMATED_SOURCES]
+        story = [e for e in rows if e.get("source") in AUTOMATED_SOURCES or e.get("actor") in self.story_actors]
         return Snapshot(step=st.step, max_steps=st.max_steps, liveness=st.liveness,
                         loss=loss, lr=lr, val_acc=_num(m.get("val_acc")), actions=actions, story=story)
 
