@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, create_model, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from hotcb.ledger import DECISIONS
 from hotcb.ops import CB, CB_OPS, CORE, CORE_OPS, KNOB_OPS, RESCUE, RESCUE_OPS, TUNE, TUNE_OPS
-from hotcb.records import KnobSpec, LedgerRecord
 
 from .registry import StrictInput
 
@@ -50,39 +47,48 @@ class CallbackInfo(BaseModel):
     last_error: str | None = None
 
 
-def _optional_fields(record: type) -> dict[str, Any]:
-    """Every field of a core record (but ``extra``), optional, in the record's order."""
-    hints = typing.get_type_hints(record)
-    return {f.name: (hints[f.name] | None, None) for f in dataclasses.fields(record) if f.name != "extra"}
+# One ledger line as the tools return it: the fields of hotcb.records.LedgerRecord (the one
+# definition of what a ledger entry holds), each optional, in the record's order, ``extra`` left
+# out. Written out so type checkers see the fields; tests/mcp_server/test_record_models.py holds
+# it to the record.
+class LedgerEntry(BaseModel):
+    seq: int | None = None
+    cmd_id: str | None = None
+    step: int | None = None
+    epoch: int | None = None
+    event: str | None = None
+    module: str | None = None
+    op: str | None = None
+    id: str | None = None
+    source: str | None = None
+    actor: str | None = None
+    reason: str | None = None
+    decision: str | None = None
+    params: dict[str, Any] | None = None
+    payload: dict[str, Any] | None = None
+    error: str | None = None
+    wall_time: float | None = None
 
 
-# One ledger line as the tools return it: the fields of hotcb.records.LedgerRecord, the one
-# definition of what a ledger entry holds.
-LedgerEntry = create_model("LedgerEntry", **_optional_fields(LedgerRecord))
-
-
-def _knob_field(name: str, **field: Any) -> tuple[Any, Any]:
-    """One of ``KnobSpec``'s fields as a model field: its type and default (``field`` adds a
-    description)."""
-    spec = next(f for f in dataclasses.fields(KnobSpec) if f.name == name)
-    default = ... if spec.default is dataclasses.MISSING else spec.default
-    return typing.get_type_hints(KnobSpec)[name], Field(default, **field) if field else default
-
-
-# A knob as describe_actuators returns it: the fields of hotcb.records.KnobSpec, the one definition
-# of what a knob is, in the order the tool has always listed them; the tool always knows a knob's
-# state and says "" for no description, and adds what the guard and the locks make of the knob.
-ActuatorInfo = create_model(
-    "ActuatorInfo",
-    **{name: _knob_field(name) for name in ("key", "module", "type", "min", "max", "choices", "value")},
-    state=(str, ...),
-    label=_knob_field("label"),
-    description=(str, ""),
-    last_change_step=_knob_field("last_change_step"),
-    locked_by=(str | None, None),
-    cooldown_until_step=(int | None, None),
-    max_rel_change=_knob_field("max_rel_change", description="per-op limit for non-human sources (x1/f..xf)"),
-)
+# A knob as describe_actuators returns it: the fields of hotcb.records.KnobSpec (the one
+# definition of what a knob is), in the order the tool has always listed them; the tool always
+# knows a knob's state and says "" for no description, and adds what the guard and the locks make
+# of the knob. Held to KnobSpec by tests/mcp_server/test_record_models.py.
+class ActuatorInfo(BaseModel):
+    key: str
+    module: str
+    type: str
+    min: float | None = None
+    max: float | None = None
+    choices: list[Any] | None = None
+    value: Any = None
+    state: str
+    label: str | None = None
+    description: str = ""
+    last_change_step: int | None = None
+    locked_by: str | None = None
+    cooldown_until_step: int | None = None
+    max_rel_change: float | None = Field(None, description="per-op limit for non-human sources (x1/f..xf)")
 
 
 class OpSpec(StrictInput):
