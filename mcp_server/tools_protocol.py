@@ -147,3 +147,8 @@ class AutopilotTools(Tools, Protocol):
 
     def save_ai_state(self, state: dict[str, Any]) -> None:
         ...
+
+    def call(self, name: str, arguments: dict[str, Any] | None = None, *, actor: str | None = None) -> dict[str, Any]:
+        """Tool ``name`` by its name, for a caller that learns the name only at run time (the LLM's
+        own tool calls); its output as the tool's JSON data. Everyone else calls the typed methods."""
+        ...

@@ -116,7 +116,7 @@ def run_demo(args: argparse.Namespace, mode: str, mode_note: str | None, ai: Any
         threading.Thread(target=mishap, name="hotcb-demo-mishap", daemon=True).start()
     progress = RunProgress(h.tools, out=sys.stdout, story_actors=(MISHAP_ACTOR,)).start()
     try:
-        rc = wait(h, keep_dashboard=True)
+        rc: int = wait(h, keep_dashboard=True)
     finally:
         stop.set()
         progress.stop()

@@ -37,7 +37,7 @@ from hotcb.vocabulary import Source
 log = logging.getLogger("hotcb.agent.launcher.launch")
 
 
-def end_process(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+def end_process(proc: subprocess.Popen[Any], grace_s: float = 10.0) -> None:
     """SIGTERM, then SIGKILL if it has not exited within ``grace_s``; to the child's whole
     process group when it leads one (``spawn_child``), so what it started ends too."""
     _signal(proc, signal.SIGTERM)
@@ -48,7 +48,7 @@ def end_process(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
         proc.wait()
 
 
-def _signal(proc: subprocess.Popen, sig: int) -> None:
+def _signal(proc: subprocess.Popen[Any], sig: int) -> None:
     try:
         if proc.poll() is None and os.getpgid(proc.pid) == proc.pid:
             os.killpg(proc.pid, sig)
@@ -59,7 +59,7 @@ def _signal(proc: subprocess.Popen, sig: int) -> None:
         proc.send_signal(sig)
 
 
-def spawn_child(cmd: list[str], env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen:
+def spawn_child(cmd: list[str], env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen[Any]:
     """A child that ends with this process however this one ends (``hotcb.parent_watch``: the
     kernel's parent-death signal and the child's own watch), in its own process group (a Ctrl-C
     at the terminal reaches this process, which stops the child cleanly; ``end_process`` reaches
@@ -68,8 +68,8 @@ def spawn_child(cmd: list[str], env: dict[str, str] | None = None, **kw: Any) ->
 
 
 class LaunchHandle:
-    def __init__(self, run_dir: Path, train: subprocess.Popen, pilot: Autopilot | None,
-                 serve: subprocess.Popen | None, url: str | None, log_file: Any):
+    def __init__(self, run_dir: Path, train: subprocess.Popen[Any], pilot: Autopilot | None,
+                 serve: subprocess.Popen[Any] | None, url: str | None, log_file: Any):
         self.run_dir = run_dir
         self.train = train
         self.pilot = pilot
@@ -166,7 +166,7 @@ SERVE_URL = re.compile(r" at (http://\S+?):(\d+)/")
 SERVE_START_S = 120.0  # generous: a loaded machine imports FastAPI slowly; the wait ends on the line
 
 
-def start_serve(run_dir: Path, port: int) -> tuple[subprocess.Popen | None, str | None]:
+def start_serve(run_dir: Path, port: int) -> tuple[subprocess.Popen[Any] | None, str | None]:
     """``hotcb serve`` as a subprocess behind a fresh token, and the URL it really serves (with
     the token, so opening it logs the browser in). A port in use falls back to a free one (said
     so); None, None if the dashboard cannot start (e.g. its extra is missing)."""
@@ -182,7 +182,7 @@ def start_serve(run_dir: Path, port: int) -> tuple[subprocess.Popen | None, str 
     return proc, f"{bound}/?token={quote(token, safe='')}"
 
 
-def _serve_on(run_dir: Path, port: int, token: str) -> tuple[subprocess.Popen | None, str]:
+def _serve_on(run_dir: Path, port: int, token: str) -> tuple[subprocess.Popen[Any] | None, str]:
     """(process, "http://host:port") once it listens, else (None, why). The token travels in the
     environment (not argv, which other users can read); serve.log gets serve's own lines, which
     never contain a token it was given."""

@@ -56,7 +56,7 @@ def _same(a: Any, b: Any) -> bool:
         return a is b
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
-    return a == b
+    return bool(a == b)
 
 
 # complexity: one early refusal per check, in the order the model is told them
@@ -91,7 +91,7 @@ def check(name: str, args: dict[str, Any], knobs: dict[tuple[str, str], Any], sn
     params = args.get("params")
     if not isinstance(params, dict) or not params:
         return "params must name at least one knob and its new value, e.g. {\"lr\": 0.01}", args, []
-    same = [k for k, v in params.items() if (module, k) in knobs and _same(knobs[(module, k)], v)]
+    same = [k for k, v in params.items() if (str(module), k) in knobs and _same(knobs[(str(module), k)], v)]
     if same and len(same) == len(params):
         vals = ", ".join(f"{k}={params[k]!r}" for k in same)
         return f"unchanged: {vals} is the current value; nothing sent", args, same

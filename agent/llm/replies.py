@@ -41,7 +41,7 @@ def _as_call(obj: Any) -> tuple[str, Any] | None:
     name = next((obj[k] for k in NAME_KEYS if isinstance(obj.get(k), str)), None)
     if name is None:
         return None
-    args = next((obj[k] for k in ARG_KEYS if k in obj), {})
+    args: Any = next((obj[k] for k in ARG_KEYS if k in obj), {})
     if isinstance(args, str):  # arguments given as a JSON string, as the native API does
         try:
             args = json.loads(args)
@@ -53,7 +53,8 @@ def _as_call(obj: Any) -> tuple[str, Any] | None:
 def _objects(text: str) -> list[Any]:
     """Every top-level JSON value in ``text`` (objects or lists), in order."""
     dec = json.JSONDecoder()
-    out, i = [], 0
+    out: list[Any] = []
+    i = 0
     while True:
         starts = [j for j in (text.find("{", i), text.find("[", i)) if j >= 0]
         if not starts:

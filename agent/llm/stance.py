@@ -85,7 +85,7 @@ def views_of(findings: list[Any], describe: dict[str, Any]) -> list[RuleView]:
             except Unresolvable:
                 would = None
         did = None
-        if f.rule in PROTECTIVE and getattr(f, "landed", 0):
+        if f.rule in PROTECTIVE and getattr(f, "landed", False):
             did = "; ".join(getattr(f, "outcome", []) or []) or "acted"
         out.append(RuleView(rule=f.rule, saw=f.message, would=would, did=did))
     return out

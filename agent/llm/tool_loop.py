@@ -34,7 +34,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 from hotcb.agent.llm import digest, offered_tools, wake_stats
 from hotcb.agent.llm.budget import Budget
@@ -92,8 +92,8 @@ class LLMAutopilot:
                  timeout_s: float | None = None, cadence_steps: int | None = None, min_gap_steps: int | None = None,
                  retries: int = 3,
                  retry_wait_s: float = 1.0, probe_s: float = 60.0, budget: Budget | None = None,
-                 rules: RulesConfig | None = None, fallback: Any = None, client: Any = None,
-                 rule_tools: AutopilotTools | None = None, sensor: Any = None, max_completion_tokens: int | None = None,
+                 rules: RulesConfig | None = None, fallback: RulesAutopilot | None = None, client: Any = None,
+                 rule_tools: AutopilotTools | None = None, sensor: RulesAutopilot | None = None, max_completion_tokens: int | None = None,
                  wake_deadline_s: float | None = None, background: bool = False):
         if mode not in ("ai_auto", "ai_suggest"):
             raise ValueError("LLM mode is ai_auto or ai_suggest")
@@ -156,7 +156,8 @@ class LLMAutopilot:
             from hotcb.mcp_server.tools import HotcbTools
 
             # Rules act as themselves (source rule), not under the model's name.
-            rule_tools = HotcbTools(self.tools.run.root, source="rule", actor=actor)
+            # No rule tools given: the autopilot runs in process, on HotcbTools.
+            rule_tools = HotcbTools(cast(HotcbTools, self.tools).run.root, source="rule", actor=actor)
         return RulesAutopilot(rule_tools, self._rules_cfg, mode=mode)
 
     def fallback(self) -> RulesAutopilot:
@@ -174,7 +175,8 @@ class LLMAutopilot:
 
     @property
     def stats(self) -> dict[str, Any]:
-        return self.state["stats"]
+        stats: dict[str, Any] = self.state["stats"]
+        return stats
 
     def save(self) -> None:
         self.state.update(usage=self.budget.usage(), budget=self.budget.limits(),
@@ -380,7 +382,8 @@ class LLMAutopilot:
     # complexity: one wake's conversation loop: budget, deadline, run over, reply, tool calls, correction, loop guard, in the order they happen
     def _converse(self, messages: list[dict[str, Any]], stances: Stances, describe: dict[str, Any],  # noqa: C901, PLR0912, PLR0915
                   snapshots: int) -> dict[str, Any]:
-        calls_made, actions = 0, []
+        calls_made = 0
+        actions: list[dict[str, Any]] = []
         knobs = {(a.get("module"), a.get("key")): a.get("value") for a in describe.get("actuators", [])}
         known = set(AI_TOOLS) | set(TOOLS)
         corrected = answered = looping = False

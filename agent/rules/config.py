@@ -9,7 +9,9 @@ import json
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -21,9 +23,11 @@ class Action:
     factor: float = 0.5
 
     @classmethod
-    def parse(cls, d: dict[str, Any] | None) -> Action | None:
+    def parse(cls, d: dict[str, Any] | bool | None) -> Action | None:
         if d is None or d is False:
             return None  # "action: null" means alert only
+        if not isinstance(d, dict):
+            raise ValueError("action must be a mapping, null or false")
         return _build(cls, d, "action")
 
 
@@ -122,7 +126,7 @@ def _checked(klass: type, d: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
-def _build(klass: type, d: dict[str, Any], where: str) -> Any:
+def _build(klass: type[T], d: dict[str, Any], where: str) -> T:
     out = _checked(klass, d, where)
     if "factor" in out and not 0 < out["factor"] < 1e6:
         raise ValueError(f"{where}.factor must be positive")

@@ -161,7 +161,7 @@ class Finisher:
                    cut_before=cut)
         if self.state.held:
             self._alert(tools, step, self.state.held)
-        if d is None:
+        if d is None or not isinstance(lr, (int, float)):  # no lr read: decide() gave nothing
             return None
         try:
             op = resolve(Action(knob="lr", factor=d.lr / float(lr)), knobs)  # the guard's per-op limit, bounds
