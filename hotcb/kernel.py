@@ -44,6 +44,7 @@ from .modules.callbacks import CallbackModule
 from .offstep import LatestFile
 from .ops import CB, CORE, TUNE, HotOp, Source
 from .recipe import RecipePlayer
+from .records import StatusRecord
 from .rescue import RESCUE, Rescue
 from .rundir import ALERTS, CHECKPOINTS, RunDir
 from .rundir import TUNE as TUNE_FILE
@@ -463,20 +464,22 @@ class HotKernel:
         })
 
     def status(self) -> dict[str, Any]:
+        """The heartbeat as ``hotcb.status.json`` holds it: a ``StatusRecord``, the one form every
+        reader parses."""
         freeze, player = self.freeze_switch.freeze, self.freeze_switch.player
-        return {
-            "pid": os.getpid(), "host": socket.gethostname(), "session": self.session,
-            "step": self.step, "epoch": self.epoch, "wall_time": time.time(), "started_at": self._started,
-            "paused": self.core.paused, "stop_requested": self.core.stop_requested, "closed": self.closed,
-            "freeze_mode": freeze.mode, "freeze_source": freeze.source, "steps_per_s": self.heartbeat.steps_per_s,
-            "replay": player.status() if player else None,
-            "scheduled": len(self.schedule), "commands_file_resets": self.commands.tail.reset_count,
-            "internal_errors": self.internal_errors, "last_internal_error": self.last_internal_error,
-            "max_steps": self.max_steps, "snapshots": self.snapshots.steps(),
-            "rank": self.dist.rank if self.dist else 0, "world_size": self.dist.world_size if self.dist else 1,
-            "heartbeat_interval_s": self.heartbeat.interval_s,
-            "rescue": self.modules[RESCUE].describe(),
-        }
+        return StatusRecord(
+            pid=os.getpid(), host=socket.gethostname(), session=self.session,
+            step=self.step, epoch=self.epoch, wall_time=time.time(), started_at=self._started,
+            paused=self.core.paused, stop_requested=self.core.stop_requested, closed=self.closed,
+            freeze_mode=freeze.mode, freeze_source=freeze.source, steps_per_s=self.heartbeat.steps_per_s,
+            replay=player.status() if player else None,
+            scheduled=len(self.schedule), commands_file_resets=self.commands.tail.reset_count,
+            internal_errors=self.internal_errors, last_internal_error=self.last_internal_error,
+            max_steps=self.max_steps, snapshots=self.snapshots.steps(),
+            rank=self.dist.rank if self.dist else 0, world_size=self.dist.world_size if self.dist else 1,
+            heartbeat_interval_s=self.heartbeat.interval_s,
+            rescue=self.modules[RESCUE].status(),
+        ).to_json()
 
     def _write_status(self, force: bool = False) -> None:
         if self.heartbeat.beat(self.step, force) and self.is_writer:

@@ -42,6 +42,7 @@ from .judge import judge_rescue_cut
 from .modules import ApplyContext
 from .ops import RESCUE, RESCUE_OPS, HotOp, Source
 from .probe import LrProbe, ProbeConfig, ProbeState
+from .records import RescueStatus
 
 ACTOR = "rescue"
 LOSS_METRICS = ("train_loss", "loss")
@@ -120,12 +121,16 @@ class Rescue:
         """The detector's reason no change can be judged now (None: the run is healthy)."""
         return self.detector.why_broken()
 
-    def describe(self) -> dict[str, Any]:
+    def status(self) -> RescueStatus:
+        """The rescue section of the status file, as every reader parses it."""
         d = self.detector
-        return {"enabled": self.enabled, "verdict": d.verdict.value, "level": _num(d.level), "noise": _num(d.noise),
-                "rescues": self.rescues, "probe": self.probe.state.value if self.config.probe else "off",
-                "descent": self.descent.state.value if self.config.probe else "off",
-                "last_action": self.last_action, "can_roll_back": bool(self.kernel.snapshots.objects)}
+        return RescueStatus(enabled=self.enabled, verdict=d.verdict.value, level=_num(d.level), noise=_num(d.noise),
+                            rescues=self.rescues, probe=self.probe.state.value if self.config.probe else "off",
+                            descent=self.descent.state.value if self.config.probe else "off",
+                            last_action=self.last_action, can_roll_back=bool(self.kernel.snapshots.objects))
+
+    def describe(self) -> dict[str, Any]:
+        return self.status().to_json()
 
     # ------------------------------------------------------------------ ops
     def handle(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
