@@ -159,9 +159,10 @@ def run_policy_tick(policy: Policy, kernel: HotKernel, step: int, env: dict[str,
         # Equal training steps for every policy: a pause would stall a loop that drives its own
         # controller. The harness resumes it (recorded in the ledger) and says so in the report.
         from hotcb.mcp_server.tools import HotcbTools
+        from hotcb.mcp_server.tools_knobs import ApplyOpInput
 
-        HotcbTools(kernel.run.root, source="rule", actor="eval-harness", wait_s=0).call(
-            "apply_op", {"module": "core", "op": "resume", "reason": "eval: equal training steps", "wait_s": 0})
+        HotcbTools(kernel.run.root, source="rule", actor="eval-harness", wait_s=0).apply_op(
+            ApplyOpInput(module="core", op="resume", reason="eval: equal training steps", wait_s=0))
         kernel.apply(env=env, events=["policy_tick"])
     if error:
         policy.errors.append(f"step {step}: {type(error[0]).__name__}: {error[0]}")
