@@ -111,9 +111,10 @@ def test_the_tools_protocol_is_the_catalog() -> None:
         args = spec.input_model.model_construct()
         assert isinstance(getattr(Recorder(), spec.name)(args, actor="someone"), spec.output_model)
         assert calls.pop() == (spec.name, args, spec.output_model, "someone")
-    # The autopilot's seam adds only what is not a tool.
+    # The autopilot's seam adds only what is not a tool, and ``call``: a tool by the name the LLM
+    # gave it (the one caller that learns the name at run time).
     assert set(_tool_methods(AutopilotTools)) == {"status_doc", "liveness", "record_alert", "load_ai_state",
-                                                  "save_ai_state"}
+                                                  "save_ai_state", "call"}
     assert AutopilotTools in HotcbTools.__mro__ and AutopilotTools in McpTools.__mro__
 
 
