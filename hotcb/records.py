@@ -258,11 +258,11 @@ def _is_whole(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class RescueStatus:
-    """The rescue section of the status file (``Rescue.describe``): whether it is on, the loss
+    """The rescue section of the status file (``Rescue.status``): whether it is on, the loss
     detector's verdict (a ``hotcb.divergence.Verdict`` value), the loss's level and noise, the
     rollbacks so far, the lr probe's and descent's states and the last thing it did."""
 
-    enabled: bool = False  # the fields in the order ``Rescue.describe`` has always written them
+    enabled: bool = False  # the fields in the order the status file has always held them
     verdict: str | None = None
     level: float | None = None
     noise: float | None = None

@@ -129,9 +129,6 @@ class Rescue:
                             descent=self.descent.state.value if self.config.probe else "off",
                             last_action=self.last_action, can_roll_back=bool(self.kernel.snapshots.objects))
 
-    def describe(self) -> dict[str, Any]:
-        return self.status().to_json()
-
     # ------------------------------------------------------------------ ops
     def handle(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
         if op.op == "enable":
