@@ -207,7 +207,8 @@ class TrialRunner:
         if unscorable:
             study.fail(t.number)
             why = ending + f"only {len(t.post)} reports of {self._ready.objective} after the change"
-            if t.kind == "active" and self._rollback(ctx, r, t, why) and r.risk.restore_weights != "never":
+            rewind = r.risk.restore_weights != "never"
+            if t.kind == "active" and self._rollback(ctx, r, t, why, rewind) and rewind:
                 self._restore_weights(ctx, t)  # unproven: back to where it started
             self._weights.drop()
             t.finish(step, state="failed", outcome="unscorable", reason=why)
@@ -227,10 +228,11 @@ class TrialRunner:
             if accepted:
                 self._log.accepted(value)
             else:
-                rolled = self._rollback(ctx, r, t, reason)
-                if rolled and (broken is not None and r.risk.restore_weights != "never"
-                               or weights_wanted(r, t.pre, s)):
-                    self._restore_weights(ctx, t)  # on a broken run a trial cannot be judged: back
+                # On a broken run a trial cannot be judged: its weights go back too.
+                rewind = broken is not None and r.risk.restore_weights != "never" or weights_wanted(r, t.pre, s)
+                rolled = self._rollback(ctx, r, t, reason, rewind)
+                if rolled and rewind:
+                    self._restore_weights(ctx, t)
                 self._log.rejected(value, rolled)
             outcome = "accepted" if accepted else ("rolled_back" if rolled else "rollback_refused")
             t.note(rolled_back=rolled)
@@ -265,8 +267,13 @@ class TrialRunner:
             t.note(weights_restored=None, weights_error=f"{type(e).__name__}: {e}")
             log.warning("hotcb tune: restoring trial %s's weights failed: %s", t.number, e)
 
-    def _rollback(self, ctx: ApplyContext, r: TuneRecipe, t: LiveTrial, why: str) -> bool:
-        return self._writer.apply(ctx, t.before, f"tune roll back trial {t.number}: {why}", actor(r)) is True
+    def _rollback(self, ctx: ApplyContext, r: TuneRecipe, t: LiveTrial, why: str, rewind: bool) -> bool:
+        """Set the trial's knobs back. ``rewind``: its starting weights (and the scheduler with them)
+        are about to be loaded, so the knobs go back to their values at that point; else the run
+        keeps its place in the schedule and only the trial's change is taken out of it."""
+        rewinds = rewind and self._weights.step is not None
+        values = t.before if rewinds else self._space.undo_values(t.before, t.params)
+        return self._writer.apply(ctx, values, f"tune roll back trial {t.number}: {why}", actor(r)) is True
 
 
 def _fmt(params: dict[str, float], before: dict[str, float]) -> str:

@@ -8,6 +8,7 @@ range only if the guard would let tune set it back to 0. Everything tune reads o
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -69,6 +70,29 @@ class TuneSpace:
             return None
         a.refresh()
         return to_float(a.value)
+
+    def scheduled(self, key: str) -> bool:
+        """Whether a scheduler moves the knob between changes (the lr of ``optimizer_actuators(...,
+        scheduler=...)``)."""
+        a = self._host.state.get(key)
+        return a is not None and a.companion is not None
+
+    def undo_values(self, before: dict[str, float], trial: dict[str, float]) -> dict[str, float]:
+        """The values that take a trial's change back while the schedule stays where it is now.
+
+        A scheduled knob has gone on with the schedule since the trial set it: the trial's factor
+        is divided out of the live value (setting the pre-trial value itself would move the whole
+        schedule to that level, its position lost). Any other knob goes back to its pre-trial value.
+        """
+        out: dict[str, float] = {}
+        for k, b in before.items():
+            back = float(b)
+            if self.scheduled(k):
+                live, set_to = self.read(k), to_float(trial.get(k))
+                if live is not None and set_to and math.isfinite(live * back / set_to):
+                    back = live * back / set_to
+            out[k] = back
+        return out
 
     def last_change(self, key: str) -> int | None:
         """The step the knob last changed (None: never, or no such knob)."""

@@ -57,11 +57,12 @@ class UndoQueue:
             number, params, before = rec.get("number"), rec.get("params") or {}, rec.get("before") or {}
             live = {k: self._space.read(k) for k in before if self._space.exists(k)}
             todo = {k: float(before[k]) for k, v in live.items() if v is None or not _same(v, before[k])}
-            if not todo or any(live[k] is None or not _same(live[k], params.get(k, math.nan)) for k in todo):
+            if not todo or any(not self._still_the_trials(k, live[k], rec) for k in todo):
                 # Back at the pre-trial values already, or someone set other values: nothing to undo.
                 self._resolve(rec, "rolled_back" if rec.get("rolled_back") else "not_live")
                 changed = True
                 continue
+            todo = self._space.undo_values(todo, params)
             ready = self._space.cooldown_end(todo)
             if step < ready:
                 self._ready_step = min(self._ready_step, ready)
@@ -84,6 +85,15 @@ class UndoQueue:
             changed = True
         if changed:
             self._status.publish()
+
+    def _still_the_trials(self, key: str, live: float | None, rec: dict[str, Any]) -> bool:
+        """Whether the knob still holds the trial's change. A scheduled one has moved with the
+        schedule since, so its value cannot tell: its last change must be the trial's."""
+        if live is None:
+            return False
+        if self._space.scheduled(key):
+            return rec.get("step_start") is not None and self._space.last_change(key) == rec.get("step_start")
+        return _same(live, (rec.get("params") or {}).get(key, math.nan))
 
     def _resolve(self, rec: dict[str, Any], how: str) -> None:
         rec["undo"] = how

@@ -161,3 +161,64 @@ def test_a_rejected_tune_trial_mid_warmup_leaves_the_lr_the_ledger_says(tmp_path
     loop.step()
     assert loop.used_lrs[-1] == pytest.approx(back["payload"]["lr"]["new"])
     loop.close()
+
+
+def test_a_rejected_tune_trial_under_a_moving_schedule_keeps_the_schedules_place(tmp_path):
+    """Knobs only (no weights to rewind): the undo takes the trial's factor out of the schedule,
+    so the run goes on at the schedule's own lr for this step, not at the lr the trial began at."""
+    pytest.importorskip("optuna")
+    loop = Loop(tmp_path, scheduler="warmup", warmup=3000, lr=0.5)  # the lr rises all through the trial
+    recipe = {"seed": 0, "horizon": 30, "settle": 5, "n_startup_trials": 4, "risk": {"restore_weights": "never"}}
+    loop.send("tune", "enable", {"mode": "active", "recipe": recipe}, source="human")
+
+    def undo() -> list[dict]:
+        return [e for e in loop.ledger() if e.get("source") == "tune" and "lr" in (e.get("payload") or {})
+                and str(e.get("reason")).startswith("tune roll back")]
+
+    for _ in range(1500):
+        loop.step()
+        if undo():
+            break
+    (back, *_) = undo()
+    assert back["decision"] == "applied"
+    assert loop.sched.base_lrs[0] == pytest.approx(0.5)  # the schedule's own level again
+    loop.step()
+    assert loop.used_lrs[-1] == pytest.approx(back["payload"]["lr"]["new"])  # the ledger says what runs
+    assert loop.used_lrs[-1] == pytest.approx(0.5 * lam3000(loop.sched.last_epoch - 1))  # on schedule
+    (tried,) = [e for e in loop.ledger() if e.get("source") == "tune" and "lr" in (e.get("payload") or {})
+                and str(e.get("reason")).startswith("tune trial")][:1]
+    assert back["payload"]["lr"]["new"] > tried["payload"]["lr"]["old"]  # not the lr the trial began at
+    loop.close()
+
+
+def lam3000(e: int) -> float:
+    return min(1.0, (e + 1) / 3000)
+
+
+def test_a_trial_abandoned_under_a_moving_schedule_is_undone_in_place(tmp_path):
+    """Tune disabled mid-trial: the trial's change is taken back although the lr has moved with
+    the schedule since (its value no longer equals the trial's), and the schedule keeps its place."""
+    pytest.importorskip("optuna")
+    loop = Loop(tmp_path, scheduler="warmup", warmup=3000, lr=0.5)
+    recipe = {"seed": 0, "horizon": 200, "settle": 5, "n_startup_trials": 4, "risk": {"restore_weights": "never"}}
+    loop.send("tune", "enable", {"mode": "active", "recipe": recipe}, source="human")
+
+    def tune_lr(prefix: str) -> list[dict]:
+        return [e for e in loop.ledger() if e.get("source") == "tune" and "lr" in (e.get("payload") or {})
+                and e.get("decision") == "applied" and str(e.get("reason")).startswith(prefix)]
+
+    for _ in range(1500):
+        loop.step()
+        if tune_lr("tune trial"):
+            break
+    loop.run(10)  # the schedule moves the lr away from the trial's value
+    loop.send("tune", "disable", source="human")
+    for _ in range(200):
+        loop.step()
+        if tune_lr("tune roll back"):
+            break
+    (back,) = tune_lr("tune roll back")
+    assert loop.sched.base_lrs[0] == pytest.approx(0.5)
+    loop.step()
+    assert loop.used_lrs[-1] == pytest.approx(0.5 * lam3000(loop.sched.last_epoch - 1))
+    loop.close()
