@@ -138,6 +138,7 @@ class RecentRecordReader:
         self.root = Path(root)
         self._key: tuple[Any, ...] | None = None
         self._record = RecentRecord()
+        self.reads = 0  # how many times the files were read (a plain training step reads none)
 
     def _stamp(self) -> tuple[Any, ...]:
         out: list[Any] = []
@@ -153,4 +154,5 @@ class RecentRecordReader:
         key = self._stamp()
         if key != self._key:
             self._record, self._key = read_recent_record(self.root), key
+            self.reads += 1
         return self._record
