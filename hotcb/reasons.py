@@ -25,7 +25,9 @@ COPIED_SHARE = 0.6
 # searches, so this bounds the work whatever the reason's length.
 MAX_COMPARED = 600
 MAX_SHOWN = 2000  # characters of one shown text compared (the ledger stores at most 2000)
-MAX_SHOWN_TEXTS = 200  # texts compared at most (the newest are passed last: the last are kept)
+# Normalised characters of all shown texts compared together; past it the oldest (passed first)
+# are left out. Two 64 KiB record tails fit whole.
+MAX_SHOWN_TOTAL = 256 << 10
 _NOT_WORD = re.compile(r"[^\w.%-]+")
 _SPACES = re.compile(r"\s+")
 # Never in a normalised text (whitespace collapses to one space): a match cannot span two texts.
@@ -49,19 +51,30 @@ def copied_from(reason: Any, shown: Iterable[Any]) -> str | None:
     mine = normalize(reason)
     if not mine:
         return None
-    texts = [t for t in shown if isinstance(t, str) and t][-MAX_SHOWN_TEXTS:]
-    normed = [normalize(t, MAX_SHOWN) for t in texts]
-    if not any(normed):
-        return None
+    texts: list[str] = []
+    normed: list[str] = []
+    total = 0
+    for text in reversed([t for t in shown if isinstance(t, str) and t]):
+        n = normalize(text, MAX_SHOWN)
+        total += len(n) + 1
+        if total > MAX_SHOWN_TOTAL:
+            break
+        texts.append(text)
+        normed.append(n)
     # A common run of ``need`` characters exists iff some window of ``mine`` that long occurs in
-    # a shown text: one C-speed substring search per window over all texts joined, instead of a
-    # quadratic longest-match per text (the same answer as difflib's find_longest_match).
+    # a shown text: C-speed substring searches instead of a quadratic longest match per text (the
+    # same answer as difflib's find_longest_match). Every such window holds the middle of
+    # ``mine`` (``core``), so only the texts holding it are searched, and most reasons stop there.
     need = max(1, math.ceil(COPIED_SHARE * len(mine)))
-    hay = _SEP.join(normed)
+    core = mine[len(mine) - need:need]
+    hits = [i for i, n in enumerate(normed) if core in n]
+    if not hits:
+        return None
+    hay = _SEP.join(normed[i] for i in hits)
     for i in range(len(mine) - need + 1):
         at = hay.find(mine[i:i + need])
         if at >= 0:
-            return texts[hay.count(_SEP, 0, at)]
+            return texts[hits[hay.count(_SEP, 0, at)]]
     return None
 
 
