@@ -220,13 +220,14 @@ def _approved(op: HotOp) -> bool:
 
 
 def _own_reason(op: HotOp, who: str, view: View) -> Refusal | None:
-    """A model's veto of a protective change, or its rollback, needs a reason in its own words.
-    A person may say what they like, and so may a model whose proposal a person approved."""
-    if op.source not in MODEL_SOURCES or is_human(who) or view.recent is None or _approved(op):
+    """A model's veto of a protective change, or its rollback, needs a reason in its own words
+    (judged for whom the op acts: a recipe entry of a replay a model started is the model's). A
+    person may say what they like, and so may a model whose proposal a person approved."""
+    if who not in MODEL_SOURCES or view.recent is None or _approved(op):
         return None
     if op.op == "rollback" and op.module in (CORE, RESCUE):
         record = view.recent()
-        act = f"a rollback by {op.source}"
+        act = f"a rollback by {who}"
     elif op.op == "set_params":
         record = view.recent()
         undone = vetoed(record, op, view)

@@ -23,6 +23,7 @@ from hotcb.judge import VETO_WINDOW_STEPS, View, judge
 from hotcb.ops import make_command, parse_command
 from hotcb.reasons import MAX_COMPARED, copied, own_words_refusal
 from hotcb.recent_record import record_of
+from hotcb.recipe import write_recipe
 from hotcb.rescue import rescue_of
 from tests.support.core_loop import Loop
 
@@ -207,6 +208,21 @@ def test_a_short_veto_is_refused_even_with_no_text_to_copy(loop: Loop):
     cmd = loop.send("opt", "set_params", {"lr": 0.04}, source="agent", actor="mcp", reason="raise lr")
     loop.run(1)
     assert "needs a reason in your own words (at least 4 words)" in loop.decision(cmd)["error"]
+
+
+def test_a_veto_cannot_be_laundered_through_a_replay_the_model_starts(loop: Loop):
+    _plateau_cut(loop)
+    at = loop.step_no + 3
+    write_recipe(loop.run_dir / "r.jsonl", [{"step": at, "module": "opt", "op": "set_params", "params": {"lr": 0.05},
+                                             "reason": RULE_REASON}])
+    cmd = loop.send("core", "freeze", {"mode": "replay", "recipe_path": "r.jsonl"}, source="agent", actor="mcp",
+                    reason="replay the schedule that worked")
+    loop.run(5)
+    assert loop.decision(cmd)["decision"] == "applied"
+    (entry,) = [e for e in loop.ledger() if e["source"] == "replay"]
+    assert entry["acting_for"] == "agent" and entry["decision"] == "rejected"
+    assert "a veto of the plateau rule's lr change" in entry["error"]
+    assert loop.opt.param_groups[0]["lr"] == pytest.approx(0.025)
 
 
 def test_a_person_is_never_refused_for_their_reason(loop: Loop):
