@@ -3,8 +3,8 @@
 A model that undoes a protective change or rolls a run back must say why in a sentence of its
 own: at least ``MIN_OWN_WORDS`` words, and not (mostly) a copy of a text it was shown -- an alert,
 a rule's message, an earlier refusal. A small model answers a refusal with the refusal's own
-words (a 1.5B model rolled a healthy run back three times with copied alert and refusal text),
-and such a "reason" says nothing a reader of the ledger could agree with.
+words (a 1.5B model tried three times to roll a healthy run back, its reasons copied alert and
+refusal text), and such a "reason" says nothing a reader of the ledger could agree with.
 
 The judge applies this to the ops it covers (``hotcb.judge``); the built-in autopilot asks the
 same functions early, over what it showed its model. Reasons and shown texts are hostile input:
