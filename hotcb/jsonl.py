@@ -309,3 +309,27 @@ class JsonlTail:
 def read_all(path: str | os.PathLike[str]) -> list[Any]:
     """Every complete, well-formed JSON value of a JSONL file, whatever its size."""
     return list(JsonlTail(path).all_values())
+
+
+def read_tail(path: str | os.PathLike[str], max_bytes: int = 64 << 10) -> list[Any]:
+    """The well-formed JSON values of the complete lines in the last ``max_bytes`` of a JSONL
+    file, oldest first: bounded work whatever the file's size (a line cut by the window's start
+    is left out). A missing, unreadable or symlinked file gives ``[]``."""
+    try:
+        with os.fdopen(open_nofollow(path, os.O_RDONLY), "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            start = max(0, size - max_bytes)
+            f.seek(start)
+            chunk = f.read(size - start)
+    except OSError:
+        return []
+    if start > 0:
+        chunk = chunk[chunk.find(b"\n") + 1:] if b"\n" in chunk else b""
+    out = []
+    for raw_b in chunk.split(b"\n")[:-1]:  # the last piece has no newline yet: not a whole line
+        raw = raw_b.decode("utf-8", errors="replace").strip()
+        if raw:
+            value, err = parse_line(raw)
+            if err is None:
+                out.append(value)
+    return out

@@ -17,6 +17,12 @@ replay (``who``), so an agent cannot launder an op through a recipe. The kinds o
   progress and cuts its lr (a 1.5B model did, "no change needed", twice in one wake). An
   automated op that names its ``evidence`` (the metric reading it rested on) is refused unless
   the kernel recorded that reading itself: the metrics file is a run file anyone may append to.
+- A model (``agent``: the built-in LLM autopilot or an external MCP client) that vetoes a
+  protective change -- moves a knob back within ``VETO_WINDOW_STEPS`` of the rescue's cut or a
+  protective rule's change -- or rolls the run back needs a reason in its own words
+  (``hotcb.reasons``): at least four words, not copied from a text the run showed (its recent
+  ledger reasons, refusals and alerts: ``hotcb.recent_record``). The rules and tune are exempt:
+  their reasons are templates, the same words each time they act, and they are the floor.
 - ``replay``: an entry of a recipe, judged as the source that started it.
 
 Code: whatever the source, a callback is loaded only from the places the training process
@@ -51,6 +57,8 @@ from .ops import (
     HotOp,
     parse_command,
 )
+from .reasons import own_words_refusal
+from .recent_record import KnobChange, RecentRecord
 from .vocabulary import FreezeMode, Source
 
 # The detector's verdicts on which an agent may not roll back.
@@ -64,6 +72,11 @@ AUTOMATION_FREEZE_MODES = (FreezeMode.REPLAY.value, FreezeMode.REPLAY_ADJUSTED.v
 # Callback code every run may load: the built-ins.
 BUILTIN_CALLBACK_PACKAGE = "hotcb.callbacks"
 MAX_REASON = 2000
+# Sources whose reasons are a model's words (the built-in LLM, an external MCP client): the rules
+# and tune write theirs from templates, so their second firing would read as a copy of the first.
+MODEL_SOURCES = (Source.AGENT.value,)
+# Steps after a protective change during which moving its knob back is a veto of it.
+VETO_WINDOW_STEPS = 500
 
 
 def is_human(source: str | None) -> bool:
@@ -169,6 +182,10 @@ class View:
     # has no checker (None) where the kernel's in-process metrics are not at hand (the tool
     # surface's early look, a distributed run whose ranks must judge alike).
     evidence: Callable[[str, int, Any], str | None] | None = None
+    # The run's recent record (texts it showed, knob changes it made), read only when an op the
+    # reason rule covers is judged; None where it is not at hand (a view built by hand, or a
+    # distributed run, where ranks read the files at different moments and must judge alike).
+    recent: Callable[[], RecentRecord] | None = None
 
 
 def judge(op: HotOp, who: str, view: View, *, static: bool = False) -> Refusal | None:
@@ -192,7 +209,61 @@ def judge(op: HotOp, who: str, view: View, *, static: bool = False) -> Refusal |
     if refusal is None and op.source == "agent" and not static and not (op.reason and op.reason.strip()):
         # Checked last, so an op refused anyway hears its real reason first.
         return _rejected("agent ops need a reason (say why, in a sentence)")
+    if refusal is None and not static:
+        return _own_reason(op, who, view)
     return refusal
+
+
+def _approved(op: HotOp) -> bool:
+    """A person approved this automated proposal (``decide_proposal``, a human-only tool)."""
+    return isinstance(op.extra.get("approved_by"), str) and bool(op.extra["approved_by"])
+
+
+def _own_reason(op: HotOp, who: str, view: View) -> Refusal | None:
+    """A model's veto of a protective change, or its rollback, needs a reason in its own words
+    (judged for whom the op acts: a recipe entry of a replay a model started is the model's). A
+    person may say what they like, and so may a model whose proposal a person approved."""
+    if who not in MODEL_SOURCES or view.recent is None or _approved(op):
+        return None
+    if op.op == "rollback" and op.module in (CORE, RESCUE):
+        record = view.recent()
+        act = f"a rollback by {who}"
+    elif op.op == "set_params":
+        record = view.recent()
+        undone = vetoed(record, op, view)
+        if not undone:
+            return None
+        act = f"a veto of {undone[-1].describe()}"
+    else:
+        return None
+    problem = own_words_refusal(op.reason, record.shown_to(op.source, op.actor), act)
+    return _rejected(problem) if problem else None
+
+
+def vetoed(record: RecentRecord, op: HotOp, view: View) -> list[KnobChange]:
+    """The recent protective changes ``op`` moves back, oldest first: a knob it sets against the
+    direction the change moved it (from the live value), within ``VETO_WINDOW_STEPS`` steps of
+    the change, with no person's change of that knob since (a person has decided it then)."""
+    out = []
+    for key, value in op.params.items():
+        desc = view.knob(op.module, key)
+        new, live = _number(value), _number(desc.get("value")) if desc else None
+        if new is None or live is None or new == live:
+            continue
+        move = (new > live) - (new < live)
+        for ch in record.changes:
+            if not ch.protective or ch.key != key or ch.module not in (op.module, RESCUE) or ch.direction != -move:
+                continue
+            if view.step is not None and ch.step is not None and view.step - ch.step > VETO_WINDOW_STEPS:
+                continue
+            if any(c.key == key and c.seq > ch.seq and is_human(c.source) for c in record.changes):
+                continue
+            out.append(ch)
+    return out
+
+
+def _number(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 def _by_module(op: HotOp, who: str, view: View, static: bool) -> Refusal | None:
@@ -218,8 +289,7 @@ def _automated_rollback(op: HotOp, who: str, view: View, static: bool) -> Refusa
     """Automation (agent, rule, tune) rolls back only a run the detector does not call healthy;
     a person may roll back any run, and so may an automated proposal a person approved
     (``decide_proposal``, a human-only tool, marks it ``approved_by``)."""
-    approved = isinstance(op.extra.get("approved_by"), str) and bool(op.extra["approved_by"])
-    if is_human(who) or approved or static or view.run_verdict not in HEALTHY_VERDICTS:
+    if is_human(who) or _approved(op) or static or view.run_verdict not in HEALTHY_VERDICTS:
         return None
     return _rejected(f"{op.module} rollback: the divergence detector says the run is {view.run_verdict} "
                      "(the rescue rolls back a blow-up, a non-finite loss or a dead run itself, at its step); "

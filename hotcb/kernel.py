@@ -43,6 +43,7 @@ from .modules import ApplyContext
 from .modules.callbacks import CallbackModule
 from .offstep import LatestFile
 from .ops import CB, CORE, TUNE, HotOp, Source
+from .recent_record import RecentRecordReader
 from .recipe import RecipePlayer
 from .records import StatusRecord
 from .rescue import RESCUE, Rescue
@@ -115,6 +116,9 @@ class HotKernel:
         self.schedule = Schedule(self.run.schedule, self.ledger.history)
         # Where callback code (and recipes) may come from, for every source: the judge's policy.
         self.code = CodePolicy.build(self.run.root, cfg.allowed_callback_modules, cfg.allowed_callback_dirs)
+        # What the run showed and changed lately, for the judge's reason rule: read from the ledger's
+        # and alerts' tails only when an op that rule covers is judged, kept until they change.
+        self.recent = RecentRecordReader(self.run.root)
         self.freeze_switch = FreezeSwitch(self.code, self.ledger, self.view, self.publish_status)
         self.commands = CommandPath(self)
         self.watched = WatchedFiles(self)
@@ -271,7 +275,8 @@ class HotKernel:
                     step=self.step if step is None else step,
                     locks=self.locks, groups=frozenset(state.groups()), knob=knob, knob_keys=state.keys,
                     scheduled_source=self.schedule.source_of, run_verdict=self._run_verdict(),
-                    evidence=getattr(self.collector, "check", None) if self.dist is None and self.is_writer else None)
+                    evidence=getattr(self.collector, "check", None) if self.dist is None and self.is_writer else None,
+                    recent=self.recent if self.dist is None else None)
 
     def _run_verdict(self) -> str | None:
         rescue = self.modules.get(RESCUE)

@@ -9,6 +9,7 @@ from typing import Any
 from .guard import GuardConfig
 from .jsonl import read_json
 from .judge import CodePolicy, View
+from .recent_record import RecentRecordReader
 from .records import StatusRecord
 from .rundir import RunDir
 from .vocabulary import Source
@@ -39,4 +40,5 @@ def published_view(run: RunDir) -> View:
         knob_keys=lambda module: [k for (m, k) in descs if m == module and isinstance(k, str)],
         scheduled_source=sources.get,
         run_verdict=status.run_verdict,
+        recent=RecentRecordReader(run.root),  # read only if an op the reason rule covers is judged
     )

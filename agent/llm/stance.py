@@ -9,58 +9,30 @@ means "more of the same"), undoes a protective rule's change (a knob it moved, m
 ``veto``) or does something else (``override``). The stance and the rule are appended to the
 op's reason, so the ledger records which.
 
-A veto is the only way the model can take back the floor, so it needs a reason of its own:
-``veto_refusal`` (the one place that rule is written) refuses an empty reason or one copied from
-the alerts, the rules' messages or earlier refusals the model was shown. Silence, a timeout, a
-model error or an unparseable reply is never a veto: the model said nothing, so the floor stands
-(counted as ``silent``).
+A veto is the only way the model can take back the floor, so it needs a reason of its own. That
+rule is the judge's (``hotcb.reasons``, applied by the kernel to every model's op over the run's
+own records); ``veto_refusal`` asks it early, over what this wake showed the model (the alerts,
+the rules' messages, earlier refusals), so a copied reason is refused before it is sent. Silence,
+a timeout, a model error or an unparseable reply is never a veto: the model said nothing, so the
+floor stands (counted as ``silent``).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from difflib import SequenceMatcher
 from typing import Any
 
 from hotcb.agent.llm.digest import RuleView
 from hotcb.agent.rules.actions import Unresolvable, resolve
 from hotcb.agent.rules.sensors import PROTECTIVE
 
-MIN_VETO_WORDS = 4
-COPIED_SHARE = 0.6  # a reason whose longest run shared with a shown text covers this much is a copy
-
-
-def _norm(text: str) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"[^\w.%-]+", " ", text.lower())).strip()
-
-
-def copied(reason: Any, shown: Iterable[str]) -> bool:
-    """``reason`` is (mostly) a copy of a text the model was shown (alerts, the rules' messages,
-    refusals): the longest run it shares with one covers ``COPIED_SHARE`` of it."""
-    mine = _norm(str(reason or ""))
-    if not mine:
-        return False
-    for text in shown:
-        theirs = _norm(str(text or ""))
-        if not theirs:
-            continue
-        m = SequenceMatcher(None, mine, theirs, autojunk=False).find_longest_match(0, len(mine), 0, len(theirs))
-        if m.size >= COPIED_SHARE * len(mine):
-            return True
-    return False
+from hotcb.reasons import copied, own_words_refusal
 
 
 def veto_refusal(reason: Any, shown: Iterable[str]) -> str | None:
-    """Why ``reason`` cannot carry a veto of a protective rule's action (None: it can).
-
-    A veto needs a sentence of the model's own: at least ``MIN_VETO_WORDS`` words, and not
-    (mostly) a copy of any text it was shown this wake (alerts, the rules' messages, refusals)."""
-    if len(_norm(str(reason or "")).split()) < MIN_VETO_WORDS:
-        return f"a veto of a protective rule needs a reason in your own words (at least {MIN_VETO_WORDS} words)"
-    if copied(reason, shown):
-        return "a veto's reason must be your own, not copied alert, rule or refusal text"
-    return None
+    """Why ``reason`` cannot carry a veto of a protective rule's action (None: it can): the
+    judge's own-words rule, asked over the texts the model was shown this wake."""
+    return own_words_refusal(reason, shown)
 
 
 def reason_refusal(reason: Any, shown: Iterable[str]) -> str | None:

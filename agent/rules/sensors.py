@@ -26,6 +26,7 @@ from hotcb.mcp_server.tools_protocol import AutopilotTools, tool_input
 from hotcb import trend as trend_math
 from hotcb.codec import tag
 from hotcb.divergence import LossDetector, Verdict
+from hotcb.recent_record import PROTECTIVE_RULES
 
 log = logging.getLogger("hotcb.agent.rules.sensors")
 
@@ -159,7 +160,8 @@ def check_grad_spike(name: str, cfg: RuleConfig, obs: Observer, status: dict[str
 
 # The rules' protective actions: they act at once in every mode that acts, the LLM's included
 # (``sense`` acts on them exactly as ``auto``), so no model, however slow or wrong, removes them.
-PROTECTIVE = ("non_finite", "divergence", "plateau")
+# Named in core, where the judge asks a model that moves their change back for its own reason.
+PROTECTIVE = PROTECTIVE_RULES
 # What each sensing mode stands for, as the ledger should name it.
 LLM_MODE_OF = {"sense": "ai_auto", "sense_suggest": "ai_suggest"}
 
