@@ -34,9 +34,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="RUN_DIR is a directory of run directories: list_runs, and every tool takes run=NAME "
                         "(implied when RUN_DIR is no run itself but holds runs)")
     p.add_argument("--source", choices=[Source.AGENT.value, Source.RULE.value, Source.HUMAN.value], default="agent",
-                   help="who the calls act as. 'agent' and 'rule' get the guard's full limits. 'human' lifts "
-                        "the guard's rate limits and locks and allows human-only tools: use it only for a "
-                        "client a person drives directly")
+                   help="who the calls act as. 'agent' (a model; the default) and 'rule' get the guard's full "
+                        "limits; a model's veto of a protective change must also be in its own words, which "
+                        "'rule' (fixed-template reasons) is not asked: never give 'rule' to a model's client. "
+                        "'human' lifts the guard's rate limits and locks and allows human-only tools: use it "
+                        "only for a client a person drives directly")
     p.add_argument("--for-autopilot", action="store_true",
                    help="serve the hotcb autopilot process (hotcb autopilot --mcp/--mcp-url): adds the "
                         "autopilot_process tool (alerts, the LLM's memory) and lets each call act as "
