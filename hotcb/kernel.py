@@ -78,7 +78,7 @@ class HotKernel:
         self.state = mutable_state if mutable_state is not None else MutableState()
         self.debounce_steps = max(1, int(debounce_steps))
         self.guard = cfg.guard
-        self.collector = metrics_collector or MetricsCollector(self.run.metrics)
+        self.collector = metrics_collector or MetricsCollector(self.run.metrics, flush_s=cfg.metrics_flush_s)
         self.features = features
         self.max_steps = cfg.max_steps
         self.session = uuid.uuid4().hex[:8]
@@ -179,12 +179,23 @@ class HotKernel:
     def publish_status(self) -> None:
         """Write ``hotcb.status.json`` now, whatever ``status_interval_s`` (evals edit: a harness
         that ticks its controller at fixed steps publishes the step the controller reads), and
-        the knobs if a scheduler moved them since they were last published."""
+        the knobs if a scheduler moved them since they were last published, and the metrics
+        recorded so far: whoever reads the status finds the metrics up to its step."""
+        self.flush_metrics()
         self._publish_moved_knobs()
         try:
             self._write_status(force=True)
         except OSError as e:  # a full disk: the decision stands; the heartbeat writes it again later
             self.report_error(e)
+
+    def flush_metrics(self) -> None:
+        """Write the metric lines recorded so far now (they are written in batches, off the step)."""
+        flush = getattr(self.collector, "flush", None)
+        if callable(flush):
+            try:
+                flush()
+            except OSError as e:  # a full disk: the lines are kept and written at a later flush
+                self.report_error(e)
 
     def _publish_moved_knobs(self) -> None:
         """Republish the knobs when a live value moved (a scheduler): tools and rules read them."""
@@ -361,6 +372,8 @@ class HotKernel:
         if self.max_steps is not None and self.step >= self.max_steps:
             self.core.request_stop()
         self._write_status()
+        if self.core.paused and not self.core.stop_requested:
+            self.flush_metrics()  # a paused run's readers find every step it took, this one too
         while self.core.paused and not self.core.stop_requested:
             time.sleep(self.config.pause_poll_s)
             self.watched.watch(ctx)
@@ -399,6 +412,10 @@ class HotKernel:
         rec = self.collector.record(self.step, metrics, self.epoch)
         if rec is not None:
             self.state.verify(metrics)
+        take_error = getattr(self.collector, "take_error", None)
+        err = take_error() if take_error is not None else None
+        if err is not None:  # a batch written off the step failed; its lines wait for the next write
+            self.report_error(err)
 
     # ------------------------------------------------------------------ tune, loaded on demand
     def _load_tune(self) -> Any:
