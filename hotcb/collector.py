@@ -95,9 +95,16 @@ class MetricsCollector:
                force: bool = False) -> dict[str, Any] | None:
         if not force and step % self.every_n != 0:
             return None
-        values = {}
+        values: dict[str, float | str] = {}
+        kept = self._kept
         for name, value in metrics.items():
-            if not isinstance(name, str) or not self._keep(name):
+            keep = kept.get(name)  # the names repeat every step: their verdicts are remembered
+            if keep is None:
+                keep = isinstance(name, str) and self._keep(name)
+            if not keep:
+                continue
+            if type(value) is float and value - value == 0.0:  # a finite float, the common case
+                values[name] = value
                 continue
             v = to_number(value)
             if v is not None:

@@ -79,6 +79,8 @@ class HotKernel:
         self.debounce_steps = max(1, int(debounce_steps))
         self.guard = cfg.guard
         self.collector = metrics_collector or MetricsCollector(self.run.metrics, flush_s=cfg.metrics_flush_s)
+        self._metrics_error = getattr(self.collector, "take_error", None)  # a collector of the script's may lack it
+        self._echo: list[tuple[Any, str]] = []  # (knob, its metric name): the values echoed each step
         self.features = features
         self.max_steps = cfg.max_steps
         self.session = uuid.uuid4().hex[:8]
@@ -338,7 +340,7 @@ class HotKernel:
         env.setdefault("kernel", self)
         # Callbacks may add metrics; they go into a copy so the caller's dict is left alone.
         metrics_in = env.get("metrics")
-        env["metrics"] = dict(metrics_in) if isinstance(metrics_in, dict) else {}
+        own = env["metrics"] = dict(metrics_in) if isinstance(metrics_in, dict) else {}
         ctx = ApplyContext(self.step, self.epoch, events, env)
         self._calls += 1
 
@@ -363,7 +365,7 @@ class HotKernel:
             self.cb.dispatch(events, env, self.step)
         metrics = env.get("metrics")
         if metrics:
-            self._record_metrics(metrics)
+            self._record_metrics(metrics, own=metrics is own)
         if self.features is not None:
             self.features.on_step(self.step + 1)
         every = self.config.checkpoint_every
@@ -399,21 +401,25 @@ class HotKernel:
         self._hooks = [hook for m in self.modules.values() if m is not self.cb
                        and (hook := getattr(m, "on_step", None)) is not None]
 
-    def _record_metrics(self, metrics: dict[str, Any]) -> None:
+    def _record_metrics(self, metrics: dict[str, Any], own: bool = False) -> None:
+        """``own``: ``metrics`` is the step's copy (``_apply``), so the knob echoes go into it."""
         if not self.is_writer:
             return
         if self.config.record_knobs:
-            metrics = dict(metrics)
-            for a in self.state:
+            if not own:  # a callback put its own dict there: left as it is
+                metrics = dict(metrics)
+            echo = self._echo
+            if len(echo) != len(self.state):  # knobs added since: their metric names, made once
+                echo = self._echo = [(a, a.metric_key) for a in self.state]
+            for a, key in echo:
                 a.refresh()
                 v = a.value
                 if isinstance(v, (int, float)) and not isinstance(v, bool):
-                    metrics.setdefault(a.metric_key, v)
+                    metrics.setdefault(key, v)
         rec = self.collector.record(self.step, metrics, self.epoch)
         if rec is not None:
             self.state.verify(metrics)
-        take_error = getattr(self.collector, "take_error", None)
-        err = take_error() if take_error is not None else None
+        err = self._metrics_error() if self._metrics_error is not None else None
         if err is not None:  # a batch written off the step failed; its lines wait for the next write
             self.report_error(err)
 
