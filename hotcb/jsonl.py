@@ -104,7 +104,7 @@ def append_line(path: str | os.PathLike[str], record: Any) -> None:
 
 REOPEN_CHECK_S = 1.0  # how often a kept-open descriptor is compared with its path
 MAX_PENDING_LINES = 65536  # a batched appender writes at once past this many lines
-MAX_HELD_LINES = 1 << 20  # lines kept for a retry while writes fail (a full disk); older ones are dropped
+MAX_HELD_LINES = 1 << 14  # lines kept for a retry while writes keep failing (a full disk); older ones are dropped
 
 
 class LineAppender:

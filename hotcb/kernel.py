@@ -316,9 +316,12 @@ class HotKernel:
         finally:
             self.closed = True
             try:
-                closer = getattr(self.collector, "close", None)  # its open metrics file
+                closer = getattr(self.collector, "close", None)  # its queued lines, its open metrics file
                 if callable(closer):
-                    closer()
+                    try:
+                        closer()
+                    except OSError as e:  # a full disk: the lines stay queued for the exit's last try
+                        self.report_error(e)
                 self._status_file.close()
                 self._write_status(force=True)
             finally:

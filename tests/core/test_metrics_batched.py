@@ -161,3 +161,18 @@ def test_a_file_replaced_under_the_writer_gets_the_later_lines(tmp_path: Path) -
     out.close()
     assert steps_in(tmp_path / "rotated.jsonl") == [1]
     assert steps_in(path) == [0, 2]  # the torn line sealed as one malformed line, skipped
+
+
+def test_a_metrics_file_that_cannot_be_written_never_raises_into_the_loop(run_dir: Path, tmp_path: Path) -> None:
+    """A symlink planted where the metrics file goes: refused at every write, counted and
+    published as an internal error; neither a decision's flush nor close raises."""
+    elsewhere = tmp_path / "elsewhere.jsonl"
+    elsewhere.write_text("")
+    os.symlink(elsewhere, run_dir / "hotcb.metrics.jsonl")
+    kernel = HotKernel(run_dir, metrics_flush_s=HOUR)
+    for step in range(1, 21):
+        kernel.apply(env={"step": step, "metrics": {"train_loss": 1.0}})
+    kernel.publish_status()  # writes the queued lines first: refused
+    kernel.close()
+    assert kernel.internal_errors >= 2 and "symlink" in (kernel.last_internal_error or "")
+    assert elsewhere.read_text() == ""  # never written through the link
