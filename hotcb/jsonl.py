@@ -1,7 +1,8 @@
 """JSON lines and JSON files in the run directory: the one place that reads and writes them.
 
 Rules (docs/core.md, "The run directory"): appends are whole lines written with one ``write`` on an ``O_APPEND``
-descriptor under an advisory lock; readers never consume a line without its newline; rewritten
+descriptor under an advisory lock (a file with a single writer, the metrics: ``LineAppender``, whole
+lines in batches on a descriptor kept open, no lock); readers never consume a line without its newline; rewritten
 JSON files are replaced atomically; readers tail by byte offset and detect truncation/rotation.
 
 The run directory is hostile input: files are opened without following symlinks (a link planted
