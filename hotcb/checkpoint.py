@@ -23,6 +23,7 @@ import contextlib
 import copy
 import os
 import re
+import sys
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,17 +37,25 @@ _TMP_RE = re.compile(r"^step-\d{9}(?:\.rank(\d+))?\.tmp$")
 COMPANION = "hotcb:"  # the name prefix of state captured for a knob (e.g. "hotcb:lr", its scheduler)
 
 
+_ATOMS = (int, float, complex, str, bytes, bool, type(None))  # immutable: kept as they are, not copied
+
+
 def _to_cpu(obj: Any) -> Any:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover
-        return copy.deepcopy(obj)
-    if isinstance(obj, torch.Tensor):
+    """A copy of a state dict, tensors on CPU. Taken every ``snapshot_every`` steps, so the
+    leaves are copied only where they can change: tensors are copied, atoms kept."""
+    torch = sys.modules.get("torch")  # not imported yet: the state holds no tensors
+    return _copy(obj, torch.Tensor if torch is not None else None)
+
+
+def _copy(obj: Any, tensor: Any) -> Any:
+    if isinstance(obj, _ATOMS):
+        return obj
+    if tensor is not None and isinstance(obj, tensor):
         return obj.detach().to("cpu", copy=True)
     if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
+        return {k: _copy(v, tensor) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
+        return type(obj)(_copy(v, tensor) for v in obj)
     return copy.deepcopy(obj)
 
 

@@ -5,10 +5,12 @@ It also keeps the last ``RECENT_POINTS`` (step, value) of each metric it wrote, 
 kernel's own view of its metrics, against which the judge checks an automated op's evidence
 (a line another writer appended to the metrics file is not in it).
 
-Every step writes its line at once (a reader sees it at the next read), cheaply: one ``write``
-on a descriptor kept open, the line serialized once. The training process is the file's only
-writer; the descriptor is checked against the path on a wall-clock cadence, so a file replaced
-or removed under it is reopened (a symlink put there is refused, as on every run file).
+Lines go through ``hotcb.jsonl.LineAppender`` on a descriptor kept open (the training process
+is the file's only writer; a file replaced under it is reopened, a symlink refused). With
+``flush_s`` 0 each line is written at its step; the kernel passes ``flush_s`` > 0
+(``KernelConfig.metrics_flush_s``): a step only queues its record, and lines are serialized and
+written in batches off the step, at most ``flush_s`` later (and at ``flush()``, ``close()`` and
+interpreter exit). A killed process loses at most that last batch.
 """
 
 from __future__ import annotations
@@ -23,64 +25,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from .codec import tag
-from .jsonl import open_nofollow
+from .jsonl import LineAppender
 
-REOPEN_CHECK_S = 1.0  # how often the open descriptor is compared with the path
 MAX_NAMES_CACHED = 4096  # metric names whose filter verdict is remembered
-
-
-class LineAppender:
-    """Whole lines appended to one file through a descriptor kept open (a single writer)."""
-
-    def __init__(self, path: str | os.PathLike[str]):
-        self.path = os.fspath(path)
-        self._fd: int | None = None
-        self._ino: int | None = None
-        self._seal = False  # the file ended in a torn line: the next write starts with a newline
-        self._next_check = 0.0
-
-    def write(self, line: str) -> None:
-        now = time.monotonic()
-        if self._fd is not None and now >= self._next_check:
-            self._next_check = now + REOPEN_CHECK_S
-            try:
-                same = os.lstat(self.path).st_ino == self._ino
-            except OSError:
-                same = False
-            if not same:
-                self.close()
-        if self._fd is None:
-            self._open()
-            self._next_check = now + REOPEN_CHECK_S
-        assert self._fd is not None
-        data = (("\n" if self._seal else "") + line + "\n").encode("utf-8")
-        try:
-            view = memoryview(data)
-            while view:  # one write in practice; loop only guards against short writes
-                view = view[os.write(self._fd, view):]
-            self._seal = False
-        except OSError:
-            self.close()  # reopened at the next write, which seals whatever part of this line landed
-            raise
-
-    def _open(self) -> None:
-        fd = open_nofollow(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
-        try:
-            st = os.fstat(fd)
-            # A writer that died mid-line left a torn tail: seal it so it is one malformed line.
-            self._seal = bool(st.st_size) and os.pread(fd, 1, st.st_size - 1) != b"\n"
-        except OSError:
-            os.close(fd)
-            raise
-        self._fd, self._ino = fd, st.st_ino
-
-    def close(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+# One encoder for every line: ``json.dumps`` with options builds a new one per call.
+_LINE = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 RECENT_POINTS = 4096  # per metric: covers the rules' read interval at thousands of steps a second
 RECENT_METRICS = 1024  # metric names followed (a loop logging more keeps the first ones)
@@ -117,14 +66,16 @@ class MetricsCollector:
         whitelist: Iterable[str] | None = None,
         blacklist: Iterable[str] | None = None,
         every_n: int = 1,
-    ):
+        flush_s: float = 0.0,
+    ) -> None:
+        """``flush_s``: how long a line may wait in memory before it is written (0: at once)."""
         self.path = os.fspath(path)
         self.whitelist = list(whitelist) if whitelist else None
         self.blacklist = list(blacklist or [])
         self.every_n = max(1, int(every_n))
         self._last_step: int | None = None
         self.recent: dict[str, deque[tuple[int, float]]] = {}
-        self._out = LineAppender(self.path)
+        self._out = LineAppender(self.path, delay_s=flush_s, encode=_LINE.encode)
         self._kept: dict[str, bool] = {}  # each name's filter verdict (metric names repeat every step)
 
     def _keep(self, name: str) -> bool:
@@ -144,18 +95,26 @@ class MetricsCollector:
                force: bool = False) -> dict[str, Any] | None:
         if not force and step % self.every_n != 0:
             return None
-        values = {}
+        values: dict[str, float | str] = {}
+        kept = self._kept
         for name, value in metrics.items():
-            if not isinstance(name, str) or not self._keep(name):
+            keep = kept.get(name)  # the names repeat every step: their verdicts are remembered
+            if keep is None:
+                keep = isinstance(name, str) and self._keep(name)
+            if not keep:
+                continue
+            if type(value) is float and value - value == 0.0:  # a finite float, the common case
+                values[name] = value
                 continue
             v = to_number(value)
             if v is not None:
                 values[name] = tag(v)
         if not values:
             return None
-        # ``MetricRecord.to_json`` with the values tagged above: serialized once, as it is.
+        # ``MetricRecord.to_json`` with the values tagged above, serialized as it is when written
+        # (the caller must not change it).
         rec = {"step": step, "epoch": epoch, "wall_time": time.time(), "metrics": values}
-        self._out.write(json.dumps(rec, separators=(",", ":"), allow_nan=False))
+        self._out.append(rec)
         self._last_step = step
         for name, v in values.items():
             ring = self.recent.get(name)
@@ -178,5 +137,16 @@ class MetricsCollector:
                 return None
         return (f"the kernel recorded no {metric}={value!r} at step {step} "
                 f"(among its last {len(ring)} {metric!r} points)")
+
+    def flush(self) -> None:
+        """Write every line recorded so far, now (before a decision is ledgered, a status is
+        published: a reader then finds the metrics up to that step)."""
+        self._out.flush()
+
+    def take_error(self) -> Exception | None:
+        """The error of a write made off the step since the last call (its lines are kept)."""
+        err, self._out.last_error = self._out.last_error, None
+        return err
+
     def close(self) -> None:
         self._out.close()

@@ -274,6 +274,7 @@ class CommandPath:
         if not self.kernel.is_writer:
             ledger.cmd_ids.add(op.cmd_id)
             return entry
+        self.kernel.flush_metrics()  # a reader of this decision finds the metrics that led to it
         return ledger.record(**entry, extra=extra)
 
     def record_refusal(self, cmd_id: str, rec: dict[str, Any] | None, reason: str, ctx: ApplyContext,
@@ -290,6 +291,7 @@ class CommandPath:
         if not self.kernel.is_writer:
             ledger.cmd_ids.add(cmd_id)
             return
+        self.kernel.flush_metrics()
         ledger.record(
             cmd_id=cmd_id, module=s("module"), op=s("op"), decision="rejected", step=ctx.step,
             epoch=ctx.epoch, event=ctx.event, id=s("id"), source=s("source"), actor=s("actor"),

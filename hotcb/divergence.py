@@ -83,6 +83,7 @@ class LossDetector:
 
     def __init__(self, config: DetectorConfig | None = None):
         self.config = config or DetectorConfig()
+        self._chance: tuple[DetectorConfig, float | None] | None = None  # chance_level, for this config
         self.reset()
 
     def reset(self) -> None:
@@ -128,10 +129,16 @@ class LossDetector:
     def chance_level(self) -> float | None:
         """The loss of a network that learned nothing: ln(classes), else the regression baseline."""
         c = self.config
+        known = self._chance
+        if known is not None and known[0] is c:  # read every step; a config is replaced, never changed
+            return known[1]
         if c.classes and c.classes > 1:
-            return math.log(c.classes)
-        b = c.baseline
-        return float(b) if isinstance(b, (int, float)) and math.isfinite(b) and b > 0 else None
+            level: float | None = math.log(c.classes)
+        else:
+            b = c.baseline
+            level = float(b) if isinstance(b, (int, float)) and math.isfinite(b) and b > 0 else None
+        self._chance = (c, level)
+        return level
 
     def chance_name(self) -> str:
         """How the chance level is written in a reason."""
@@ -182,13 +189,15 @@ class LossDetector:
         # Early: one more point, the noise unmeasured; on probation (the run just came back from
         # a blow-up at twice this lr) fewer points over the tighter line: that lr is on the edge.
         persist = c.persist if self.n > c.warmup else (c.probation_persist if self.probation else c.persist + 1)
+        # Each test below is asked only where it can hold (drifted: past warmup; rose: up to it;
+        # collapsed: a window at chance): the same verdicts, fewer calls on every step.
         if self.over >= persist:
             self.verdict = Verdict.BLOWUP
-        elif self.drifted() or self.rose():
+        elif (self.drifted() if self.n > c.warmup else self.rose()):
             self.verdict = Verdict.BLOWUP
         elif over:
             self.verdict = Verdict.SUSPECT
-        elif self.collapsed():
+        elif self.at_chance >= c.chance_window and self.collapsed():
             self.verdict = Verdict.CHANCE
         else:
             self.verdict = Verdict.HEALTHY if self.n >= c.warmup else Verdict.WARMING

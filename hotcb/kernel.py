@@ -79,7 +79,9 @@ class HotKernel:
         self.state = mutable_state if mutable_state is not None else MutableState()
         self.debounce_steps = max(1, int(debounce_steps))
         self.guard = cfg.guard
-        self.collector = metrics_collector or MetricsCollector(self.run.metrics)
+        self.collector = metrics_collector or MetricsCollector(self.run.metrics, flush_s=cfg.metrics_flush_s)
+        self._metrics_error = getattr(self.collector, "take_error", None)  # a collector of the script's may lack it
+        self._echo: list[tuple[Any, str]] = []  # (knob, its metric name): the values echoed each step
         self.features = features
         self.max_steps = cfg.max_steps
         self.session = uuid.uuid4().hex[:8]
@@ -183,12 +185,23 @@ class HotKernel:
     def publish_status(self) -> None:
         """Write ``hotcb.status.json`` now, whatever ``status_interval_s`` (evals edit: a harness
         that ticks its controller at fixed steps publishes the step the controller reads), and
-        the knobs if a scheduler moved them since they were last published."""
+        the knobs if a scheduler moved them since they were last published, and the metrics
+        recorded so far: whoever reads the status finds the metrics up to its step."""
+        self.flush_metrics()
         self._publish_moved_knobs()
         try:
             self._write_status(force=True)
         except OSError as e:  # a full disk: the decision stands; the heartbeat writes it again later
             self.report_error(e)
+
+    def flush_metrics(self) -> None:
+        """Write the metric lines recorded so far now (they are written in batches, off the step)."""
+        flush = getattr(self.collector, "flush", None)
+        if callable(flush):
+            try:
+                flush()
+            except OSError as e:  # a full disk: the lines are kept and written at a later flush
+                self.report_error(e)
 
     def _publish_moved_knobs(self) -> None:
         """Republish the knobs when a live value moved (a scheduler): tools and rules read them."""
@@ -308,9 +321,12 @@ class HotKernel:
         finally:
             self.closed = True
             try:
-                closer = getattr(self.collector, "close", None)  # its open metrics file
+                closer = getattr(self.collector, "close", None)  # its queued lines, its open metrics file
                 if callable(closer):
-                    closer()
+                    try:
+                        closer()
+                    except OSError as e:  # a full disk: the lines stay queued for the exit's last try
+                        self.report_error(e)
                 self._status_file.close()
                 self._write_status(force=True)
             finally:
@@ -332,7 +348,7 @@ class HotKernel:
         env.setdefault("kernel", self)
         # Callbacks may add metrics; they go into a copy so the caller's dict is left alone.
         metrics_in = env.get("metrics")
-        env["metrics"] = dict(metrics_in) if isinstance(metrics_in, dict) else {}
+        own = env["metrics"] = dict(metrics_in) if isinstance(metrics_in, dict) else {}
         ctx = ApplyContext(self.step, self.epoch, events, env)
         self._calls += 1
 
@@ -357,7 +373,7 @@ class HotKernel:
             self.cb.dispatch(events, env, self.step)
         metrics = env.get("metrics")
         if metrics:
-            self._record_metrics(metrics)
+            self._record_metrics(metrics, own=metrics is own)
         if self.features is not None:
             self.features.on_step(self.step + 1)
         every = self.config.checkpoint_every
@@ -366,6 +382,8 @@ class HotKernel:
         if self.max_steps is not None and self.step >= self.max_steps:
             self.core.request_stop()
         self._write_status()
+        if self.core.paused and not self.core.stop_requested:
+            self.flush_metrics()  # a paused run's readers find every step it took, this one too
         while self.core.paused and not self.core.stop_requested:
             time.sleep(self.config.pause_poll_s)
             self.watched.watch(ctx)
@@ -391,19 +409,27 @@ class HotKernel:
         self._hooks = [hook for m in self.modules.values() if m is not self.cb
                        and (hook := getattr(m, "on_step", None)) is not None]
 
-    def _record_metrics(self, metrics: dict[str, Any]) -> None:
+    def _record_metrics(self, metrics: dict[str, Any], own: bool = False) -> None:
+        """``own``: ``metrics`` is the step's copy (``_apply``), so the knob echoes go into it."""
         if not self.is_writer:
             return
         if self.config.record_knobs:
-            metrics = dict(metrics)
-            for a in self.state:
+            if not own:  # a callback put its own dict there: left as it is
+                metrics = dict(metrics)
+            echo = self._echo
+            if len(echo) != len(self.state):  # knobs added since: their metric names, made once
+                echo = self._echo = [(a, a.metric_key) for a in self.state]
+            for a, key in echo:
                 a.refresh()
                 v = a.value
                 if isinstance(v, (int, float)) and not isinstance(v, bool):
-                    metrics.setdefault(a.metric_key, v)
+                    metrics.setdefault(key, v)
         rec = self.collector.record(self.step, metrics, self.epoch)
         if rec is not None:
             self.state.verify(metrics)
+        err = self._metrics_error() if self._metrics_error is not None else None
+        if err is not None:  # a batch written off the step failed; its lines wait for the next write
+            self.report_error(err)
 
     # ------------------------------------------------------------------ tune, loaded on demand
     def _load_tune(self) -> Any:

@@ -26,6 +26,9 @@ class KernelConfig:
     knob_publish_s: float = 1.0  # knob values a scheduler moved are republished at most this often
     pause_poll_s: float = 0.05
     record_knobs: bool = True  # echo numeric knob values into the metrics (e.g. opt/lr)
+    # Metric lines are written in batches off the step, at most this long after their step (0: each
+    # at its step); a decision, a status publish, a pause and close write them at once.
+    metrics_flush_s: float = 0.25
     max_steps: int | None = None  # the kernel asks the loop to stop here
 
     @classmethod

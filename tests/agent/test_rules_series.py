@@ -89,6 +89,7 @@ def test_the_recorded_run_writes_the_files_a_real_kernel_publishes(tmp_path):
                        mutable_state=mutable_state(optimizer_actuators(opt) + loss_actuators({"mse_w": 1.0, "l1_w": 0.0})))
     kernel.apply(env={"step": 1, "metrics": {"train_loss": 1.0, "val_loss": math.nan}})
     real = {name: read_json(tmp_path / "kernel" / name) for name in ("hotcb.status.json", "hotcb.actuators.json")}
+    kernel.flush_metrics()  # written in batches off the step; read here at once
     real_metrics = read_all(tmp_path / "kernel" / "hotcb.metrics.jsonl")
     kernel.close()
     run = RecordedRun(tmp_path / "series", lr=0.01)

@@ -46,7 +46,7 @@ def test_lr_change_rescales_cosine_schedule(run_dir: Path, tmp_path: Path) -> No
     factor = 0.08 / ref.lrs[10]
     for got, want in zip(lp.lrs[11:], ref.lrs[11:], strict=True):
         assert got == pytest.approx(want * factor, rel=1e-6)
-    metrics = read_all(run_dir / "hotcb.metrics.jsonl")
+    metrics = lp.metrics()
     assert metrics[5]["metrics"]["opt/lr"] == pytest.approx(ref.lrs[5])  # recorded knob follows the schedule
     lp.close()
 
@@ -264,7 +264,7 @@ def test_callback_lifecycle_and_builtins(run_dir: Path) -> None:
     for cmd in ids.values():
         assert lp.decision(cmd)["decision"] == "applied", lp.decision(cmd)
     assert len(lp.decision(ids["file"])["payload"]["source_hash"]) == 16
-    last = read_all(run_dir / "hotcb.metrics.jsonl")[-1]["metrics"]
+    last = lp.metrics()[-1]["metrics"]
     for key in ("scaled", "time/step_ms", "grad/norm", "grad/max_abs", "tensor/loss/mean", "tensor/logits/std",
                 "param/norm", "sys/rss_mb", "hb/steps_per_s"):
         assert key in last, key
@@ -277,14 +277,14 @@ def test_callback_lifecycle_and_builtins(run_dir: Path) -> None:
     lp.run(1)
     assert lp.decision(sp)["decision"] == "applied" and lp.decision(dis)["decision"] == "applied"
     assert lp.decision(bad)["decision"] == "failed" and "evry" in lp.decision(bad)["error"]
-    last = read_all(run_dir / "hotcb.metrics.jsonl")[-1]["metrics"]
+    last = lp.metrics()[-1]["metrics"]
     assert last["scaled"] == 3.0 * 7 and "time/step_ms" not in last
     en = lp.send("cb", "enable", id="timing")
     un = lp.send("cb", "unload", id="scale")
     lp.run(2)
     assert lp.decision(en)["decision"] == "applied" and lp.decision(un)["decision"] == "applied"
     assert "scale" not in lp.kernel.cb.callbacks
-    assert "scaled" not in read_all(run_dir / "hotcb.metrics.jsonl")[-1]["metrics"]
+    assert "scaled" not in lp.metrics()[-1]["metrics"]
     # anomaly guard: a non-finite loss raises an alert and requests a rollback through the kernel
     lp.nan_loss = True
     lp.run(1)

@@ -118,6 +118,7 @@ def test_a_failed_ledger_write_loses_nothing_and_is_retried(run_dir: Path) -> No
     lp = Loop(run_dir)
     lp.send("loss", "set_params", {"l2_w": 0.5})
     lp.run(2)
+    lp.kernel.flush_metrics()  # the metrics file's size, below, as the steps so far left it
     old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     try:

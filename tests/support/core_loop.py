@@ -85,6 +85,12 @@ class Loop:
         with open(self.run_dir / "hotcb.commands.jsonl", "a") as f:
             f.write(text)
 
+    def metrics(self) -> list[dict[str, Any]]:
+        """The metric lines recorded so far: the kernel writes them in batches off the step, so a
+        reader in this process asks for the pending ones first (another process waits for them)."""
+        self.kernel.flush_metrics()
+        return [r for r in read_all(self.run_dir / "hotcb.metrics.jsonl") if isinstance(r, dict)]
+
     def ledger(self) -> list[dict[str, Any]]:
         return [e for e in read_all(self.run_dir / "hotcb.applied.jsonl") if isinstance(e, dict)]
 
