@@ -101,10 +101,8 @@ class HotKernel:
         self.internal_errors = 0
         self.last_internal_error: str | None = None
         self.heartbeat = Heartbeat(cfg.status_interval_s)
-        self._calls = 0
-        self._next_watch = 0.0
-        self._next_knob_check = 0.0
-        self._next_error_log = 0.0
+        # apply() calls so far, and the wall-clock times of the next file watch, knob check, error log
+        self._calls, self._next_watch, self._next_knob_check, self._next_error_log = 0, 0.0, 0.0, 0.0
 
         self.intents = Intents(self.run.intents)
         started = self.intents.read()  # before the ledger: a rank that only reads sees both
