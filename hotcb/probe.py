@@ -54,6 +54,9 @@ class ProbeConfig:
     near_floor: float = 0.25  # "near its floor": the level within this share above loss_floor
     held_points: int = 3      # held-out points per measurement, when the step loss is too noisy
     held_start_within: float = 0.35  # the held-out measurement needs a few evaluations: a little later
+    held_min_fall: float = 0.25  # and the held-out loss must be falling: at its rate the steps left lower
+    #                              log(loss) by at least this (a flat one may sit on a too-high lr's noise
+    #                              floor: synthetic x4's fell 0.04%/step, 0.08 over its last 196 steps)
 
 
 @dataclass
@@ -185,8 +188,8 @@ class LrProbe:
             return None
         hrate, n = held
         need = self._need(det)
-        if hrate <= 0 or hrate * left >= need:
-            return None  # not falling (nothing to speed up), or at this rate the run has the time it needs
+        if hrate * left < c.held_min_fall or hrate * left >= need:
+            return None  # flat (a noise floor, maybe a too-high lr's), or the run has the time it needs
         return self._raise(hrate, f"the step loss's window is too noisy to show a rate ({100 * rate:.2g}%/step "
                            f"±{100 * se:.2g}); the held-out loss falls {100 * hrate:.3g}%/step over its last {n} "
                            f"points: at that rate the {left} steps left lower log(loss) by {hrate * left:.2g} "
