@@ -50,12 +50,12 @@ def test_a_loss_falling_fast_at_the_cool_downs_start_defers_it_and_a_later_start
     state = FinishState()
     started = None
     for step in range(700, 1000, 10):
-        seen = {"val_loss": ([s for s in steps if s < step], [v for s, v in zip(steps, values) if s < step])}
+        seen = {"val_loss": ([s for s in steps if s < step], [v for s, v in zip(steps, values, strict=True) if s < step])}
         d = decide(step, 1000, 0.1, state, cfg, seen)
         if d is not None and started is None:
             started = step
     assert state.held is None and started is not None and 700 < started <= 800
-    assert state.began_at == started and "from step %d" % started in decide(990, 1000, 0.1, state, cfg).reason
+    assert state.began_at == started and f"from step {started}" in decide(990, 1000, 0.1, state, cfg).reason
     assert decide(990, 1000, 0.1, state, cfg).lr < 0.1 * 0.15  # the low end of the decay by the end
 
 
