@@ -13,8 +13,8 @@ costs when the lr is what limits progress (a start far too low). So before it st
 finish looks back: when the loss (validation where there are enough points, else training) fell
 by more than ``hold_fall`` between the two fifths of the run before this step, with no lr cut or
 rollback in that time (a cut's own drop is the noise going, not the lr holding progress back),
-the run is still descending and the cool-down waits; still so at ``latest`` of the run, the
-finish holds -- no cool-down, one alert saying why.
+the run is still descending and the cool-down waits to look again at ``latest`` of the run;
+still so there, the finish holds -- no cool-down, one alert saying why.
 
 ``decide`` is a pure function of the step, the run's length, the live lr and a small state
 object (Ray PBT's shape: the state owns what it remembers, the function decides); ``Finisher``
@@ -46,7 +46,7 @@ class FinishConfig:
     enabled: bool = True
     start: float = 0.7  # the cool-down begins at this share of max_steps (the last 30%; from 0.8 a short
     #                     run's decay came too late: synthetic, 256 steps, 0.6 pp behind a cosine at x4)
-    latest: float = 0.8  # while the loss still falls fast it waits, until this share of the run
+    latest: float = 0.8  # the loss still falling fast at ``start``: it looks again here
     stages: int = 6  # the staircase's steps (6: lr x0.92, 0.75, 0.58, 0.42, 0.25, 0.08 of the peak)
     floor: float = 0.0  # where the line ends, as a multiple of the peak
     slack: float = 1.05  # act only when the live lr is above the stage's target by more than this
@@ -63,6 +63,7 @@ class FinishState:
     began_at: int | None = None
     decisions: int = 0
     held: str | None = None  # why the finish holds (the loss still falls fast): no cool-down
+    waited: bool = False  # the loss still fell fast at the cool-down's start: look again at ``latest``
 
 
 @dataclass(frozen=True)
@@ -119,9 +120,15 @@ def decide(step: int, max_steps: int | None, lr: float | None, state: FinishStat
         # Still falling fast over the last fifth: the cool-down waits (a too-high lr's loss can fall
         # fast early on and then sit on its noise floor: regression x8 fell 18-22% before 70% of
         # the run); still so at ``latest``, the lr is what limits progress and it holds to the end.
+        # Two looks, not one a tick: scanning every tick for a dip below ``hold_fall`` would find a
+        # lucky one in the validation noise (regression x0.1 seed 1 cooled at 75% and lost 0.016).
+        latest = int(cfg.latest * max_steps)
+        if state.waited and step < latest:
+            return None
         fall = recent_fall(series, step, int(cfg.look_back * max_steps), cfg)
         if fall is not None and fall[1] > cfg.hold_fall and not cut_before:
-            if step < int(cfg.latest * max_steps):
+            if step < latest:
+                state.waited = True
                 return None
             state.held = (f"finish: no cool-down: {fall[0]} fell {fall[1]:.0%} over the last {cfg.look_back:.0%} of "
                           f"the run before step {step} (more than {cfg.hold_fall:.0%}): the lr {lr:.4g} is what "
