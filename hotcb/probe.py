@@ -221,10 +221,22 @@ class LrProbe:
                                    f"(from {100 * self.base_rate:.3g}%)", step=step, held=held)
             self.settle(f"kept lr {lr:g}: rate {100 * rate:.3g}%/step")
             return None
-        self.settle(f"x{c.factor:g} lr gave {100 * rate:.3g}%/step vs {100 * self.base_rate:.3g}% before")
         self.expected_lr = lr / c.factor
+        why = f"x{c.factor:g} lr gave {100 * rate:.3g}%/step vs {100 * self.base_rate:.3g}% before"
+        if self.raises < c.max_raises and self.held:
+            # One window judged it, against a rate from an earlier phase of a decelerating curve (a
+            # stalled start's first fall): where a held-out loss can show a slow fall later, look
+            # again within the probe's share of the run (max_raises raises in all).
+            self.state = ProbeState.WAITING
+            self.values.clear()
+            self.raised_at = step  # the next look measures from the lr it goes back to
+            self.history.append(why + "; looking again")
+            after = "looking again later"
+        else:
+            self.settle(why)
+            after = "settled"
         return ProbeStep(1 / c.factor, f"lr probe: x{c.factor:g} did not speed descent{on} ({100 * rate:.3g}%/step vs "
-                         f"{100 * self.base_rate:.3g}% before, needs x{c.keep_ratio:g}); back to the previous lr, settled")
+                         f"{100 * self.base_rate:.3g}% before, needs x{c.keep_ratio:g}); back to the previous lr, {after}")
 
     def _raise(self, rate: float, why: str, step: int = 0, held: bool = False) -> ProbeStep:
         c = self.config

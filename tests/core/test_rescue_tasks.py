@@ -183,3 +183,20 @@ def test_a_noisy_regression_far_too_low_is_raised_on_its_held_out_loss(tmp_path)
     blind.run(330)
     assert not _probe_raises(blind.ledger())
     blind.kernel.close()
+
+
+def test_a_raise_undone_looks_again_only_where_a_held_out_loss_can_show_a_later_slow_fall():
+    from hotcb.probe import LrProbe, ProbeState
+
+    def judged(with_held: bool) -> LrProbe:
+        probe = LrProbe()
+        probe._raise(0.01, "test", step=30)  # one raise, its trial judged on a rate half the one before
+        if with_held:
+            probe.observe_held(25, 0.9)
+        step = probe._verdict(0.005, lr=0.004, remaining=500, step=60)
+        assert step is not None and step.factor == 0.5 and "did not speed descent" in step.reason
+        return probe
+
+    again = judged(with_held=True)
+    assert again.state is ProbeState.WAITING and again.raised_at == 60 and "looking again" in again.history[-1]
+    assert judged(with_held=False).state is ProbeState.SETTLED
