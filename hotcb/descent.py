@@ -9,7 +9,8 @@ tuned lr -14% against no cut, digits at x6 -25%, synthetic at the tuned lr -1%.
 So the descent measures it on the run. Once the loss has stopped falling fast at the lr that
 held (a window of it falls less than ``min_drop``), it notes the log(loss) that window reached,
 halves lr, lets ``settle`` points pass (momentum carries the old lr a while) and compares the
-mean log(loss) of the next ``window`` points with it. Lower by ``min_drop`` and ``z`` standard
+mean log(loss) of the next ``window`` points with it (with where the window's line puts them, when
+the loss was still falling slowly: it would have fallen that far without the cut). Lower by ``min_drop`` and ``z`` standard
 errors: the cut is kept and the next one measured (up to ``max_cuts``). Lower but within that:
 one more window decides. Not lower: the cut is kept too (after a blow-up the lower lr is the
 safe side) and the descent settles. Clearly higher: the cut is undone and it settles. It is
@@ -50,12 +51,15 @@ class DescentConfig:
     max_cuts: int = 4       # at most factor ** max_cuts of the lr the rescue left
 
 
-def reached(trend: Line, count: int) -> tuple[float, float]:
-    """The log(loss) the window had reached (its line's end, or its mean when the line rises) and
-    the standard error of comparing a measured mean of ``count`` later points with it. The trend
-    is not carried forward: the descent asks only once the loss has stopped falling fast, and a
-    short, noisy line carried 30 points on decides more than the cut does."""
-    x0 = trend.n - 1 if trend.slope < 0 else trend.mean_x
+def reached(trend: Line, count: int, ahead: float = 0.0) -> tuple[float, float]:
+    """The log(loss) the window's line predicts ``ahead`` points past its end (its mean when the
+    line rises) and the standard error of comparing a measured mean of ``count`` later points
+    with it. A loss still falling (slower than ``min_drop`` a window) keeps falling without a cut:
+    judged against the window's end, a cut of a slowly falling loss is always "lower" (regression
+    x20 was cut four times, to x0.16 of its tuned lr). The line's own error, carried that far, is
+    in the standard error: a short, noisy line widens the margin instead of deciding (after a
+    blow-up the lower lr is the safe side, so an unclear cut is kept and the descent settles)."""
+    x0 = trend.n - 1 + ahead if trend.slope < 0 else trend.mean_x
     resid_sd = math.sqrt(trend.ss_resid / max(trend.n - 2, 1))
     se = resid_sd * math.sqrt(1 / trend.n + (x0 - trend.mean_x) ** 2 / (trend.sxx or 1.0) + 1 / count)
     return trend.at(x0), se
@@ -139,12 +143,13 @@ class LrDescent:
         c = self.config
         assert self.trend is not None
         values = self.judged
-        pred, se = reached(self.trend, len(values))
+        pred, se = reached(self.trend, len(values), c.settle + (len(values) + 1) / 2)
         got = sum(math.log(v) for v in values) / len(values)
         drop = 1 - math.exp(got - pred)  # > 0: the loss is below where it was
         margin = max(-math.log(1 - c.min_drop), c.z * se)
         said = (f"the loss after x{c.factor:g} is {100 * abs(drop):.3g}% {'below' if drop >= 0 else 'above'} where "
-                f"it was (a cut on the noise floor: {100 * (1 - math.exp(-margin)):.3g}% below)")
+                f"it was{' heading' if self.trend.slope < 0 else ''} (a cut on the noise floor: "
+                f"{100 * (1 - math.exp(-margin)):.3g}% below)")
         if got < pred and got >= pred - margin and not self.extended:
             self.extended = True  # lower, but within the noise: one more window decides
             self.history.append(f"unclear at lr {lr:g}: {said}; measuring {c.window} more points")

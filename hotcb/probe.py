@@ -10,7 +10,10 @@ raise (that snapshot restores the lr too) and the probe settles. It does not loo
 run's scheduler is still raising lr (a warmup: a slow loss is expected there; the rescue holds
 it, and the share of the run it may start in counts from the warmup's end), nor at a loss
 already near the floor the script gave (``loss_floor``): a loss that cannot fall much further
-is not slow. Each raise or revert is one
+is not slow. Where the run logs a held-out loss (``val_loss``, a fixed set: no minibatch noise) at
+least once a window, a window of the step loss too noisy to show its rate is measured on the
+held-out points instead (a regression's batch-32 loss has ~20% noise a point: 30 points cannot
+tell a fall of 0.1%/step from none, three held-out points can). Each raise or revert is one
 guarded lr op (source ``rule``, actor ``probe``) with its measurements in the reason.
 
 Pure decisions here; ``hotcb.rescue.Rescue`` owns the probe and submits what it decides.
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from .divergence import LossDetector, log_slope
+from .trend import fit_line
 
 
 class ProbeState(str, Enum):
@@ -48,6 +52,11 @@ class ProbeConfig:
     quiet: float = 0.3        # "stalled" needs noise below this share of the level (a too-high lr is loud)
     loss_floor: float | None = None  # the lowest loss the task can reach, where the script knows it
     near_floor: float = 0.25  # "near its floor": the level within this share above loss_floor
+    held_points: int = 3      # held-out points per measurement, when the step loss is too noisy
+    held_start_within: float = 0.35  # the held-out measurement needs a few evaluations: a little later
+    held_min_fall: float = 0.25  # and the held-out loss must be falling: at its rate the steps left lower
+    #                              log(loss) by at least this (a flat one may sit on a too-high lr's noise
+    #                              floor: synthetic x4's fell 0.04%/step, 0.08 over its last 196 steps)
 
 
 @dataclass
@@ -66,6 +75,9 @@ class LrProbe:
         self.raises = 0
         self.base_rate = 0.0
         self.expected_lr: float | None = None  # the lr the probe set (another actor moving it ends the trial)
+        self.held: deque[tuple[int, float]] = deque(maxlen=4 * self.config.held_points)  # (step, held-out loss)
+        self.held_trial = False  # the trial is judged on held-out points
+        self.raised_at = 0  # the step of the last raise
         self.history: list[str] = []
 
     def settle(self, why: str) -> None:
@@ -76,6 +88,20 @@ class LrProbe:
     def observe(self, x: float) -> None:
         if math.isfinite(x) and x > 0:
             self.values.append(x)
+
+    def observe_held(self, step: int, x: float) -> None:
+        """A held-out loss (the same fixed set each time) at ``step``."""
+        if math.isfinite(x) and x > 0:
+            self.held.append((step, x))
+
+    def _held_rate(self, after: int, window: int) -> tuple[float, int] | None:
+        """(rate of descent per step, points) of log(held-out loss) over its points after step
+        ``after``; None with fewer than ``held_points`` or when they are sparser than one a window
+        (a rate over a long span would mix the run's phases)."""
+        pts = [(s, math.log(v)) for s, v in self.held if s > after]
+        if len(pts) < self.config.held_points or pts[-1][0] - pts[0][0] > (len(pts) - 1) * window:
+            return None
+        return -fit_line(pts).slope, len(pts)
 
     def hold(self) -> None:
         """The scheduler is warming lr up: those points measure no lr; measure from its end."""
@@ -96,12 +122,14 @@ class LrProbe:
                                                                                                    rel_tol=1e-6):
             self.settle(f"lr moved to {lr:g} by someone else during the trial")
             return None
+        remaining = (max_steps - step) if max_steps else None
+        if self.state is ProbeState.TRIAL and self.held_trial:
+            return self._judge_held(step, lr, remaining)
         if len(self.values) < c.window or not det.confirmed():
             return None
-        remaining = (max_steps - step) if max_steps else None
         if self.state is ProbeState.WAITING:
             return self._look(step, det, max_steps, remaining, since)
-        return self._judge(lr, remaining)
+        return self._judge(step, lr, remaining)
 
     # complexity: each reason not to raise is its own early return, in the order a reader checks them
     def _look(self, step: int, det: LossDetector, max_steps: int | None,
@@ -113,7 +141,8 @@ class LrProbe:
         if remaining is not None and remaining < 3 * c.window:
             self.settle("too close to the end of the run to measure a raise")
             return None
-        if step - since > c.start_within * ((max_steps - since) if max_steps else c.assumed_remaining):
+        span = (max_steps - since) if max_steps else c.assumed_remaining
+        if step - since > c.held_start_within * span or (step - since > c.start_within * span and not self.held):
             self.settle("not too slow in the first part of the run" + (f" after its warmup (to step {since})"
                                                                         if since else ""))
             return None
@@ -127,37 +156,93 @@ class LrProbe:
             self.settle(f"the loss spiked to {det.peak:.4g} (early level {det.early:.4g}): no raise")
             return None
         stuck = det.at_chance_since_start() or det.stalled(c.stalled, c.quiet)
-        if not (stuck or (rate > 0 and rate > c.min_t * se)):
-            return None  # not clearly improving: nothing to learn from a faster rate
         left = remaining if remaining is not None else c.assumed_remaining
-        # What the run can still gain: log(loss) down by ``afford``, or half the way to a known floor.
-        need = c.afford if floor is None or det.level is None else min(c.afford, 0.5 * math.log(det.level / floor))
-        if not stuck and rate * left >= need:
-            return None  # at this rate the run has the time it needs
+        if not (stuck or (rate > 0 and rate > c.min_t * se)):
+            # Too noisy to show a rate (or not falling): the held-out points, where the run logs them.
+            return self._look_held(step, det, left, rate, se)
+        late = step - since > c.start_within * span  # the held-out measurement alone may start later
+        need = self._need(det)
+        if late or (not stuck and rate * left >= need):  # else at this rate the run has the time it needs
+            if late:
+                self.settle("not too slow in the first part of the run" + (f" after its warmup (to step {since})"
+                                                                            if since else ""))
+            return None
         return self._raise(rate, f"loss still at {det.level:.4g}, {100 * det.level / det.early:.3g}% of its early "
                            f"level {det.early:.4g}" if stuck and det.early else
                            f"loss falls {100 * rate:.3g}%/step (±{100 * se:.2g}) over {c.window} points: "
                            f"at that rate the {left} steps left lower log(loss) by {rate * left:.2g} "
-                           f"(< {need:.2g})")
+                           f"(< {need:.2g})", step=step)
 
-    def _judge(self, lr: float, remaining: int | None) -> ProbeStep | None:
-        """TRIAL: the window now holds only points at the raised lr."""
+    def _need(self, det: LossDetector) -> float:
+        """What the run can still gain: log(loss) down by ``afford``, or half the way to a known floor."""
         c = self.config
+        floor = c.loss_floor
+        return c.afford if floor is None or det.level is None else min(c.afford, 0.5 * math.log(det.level / floor))
+
+    def _look_held(self, step: int, det: LossDetector, left: int, rate: float, se: float) -> ProbeStep | None:
+        """The step loss's window is too noisy to show its rate: measure it on the held-out loss's
+        last points (none since the run's last raise)."""
+        c = self.config
+        held = self._held_rate(max(self.raised_at, step - 2 * c.window - 1), c.window)
+        if held is None:
+            return None
+        hrate, n = held
+        need = self._need(det)
+        if hrate * left < c.held_min_fall or hrate * left >= need:
+            return None  # flat (a noise floor, maybe a too-high lr's), or the run has the time it needs
+        return self._raise(hrate, f"the step loss's window is too noisy to show a rate ({100 * rate:.2g}%/step "
+                           f"±{100 * se:.2g}); the held-out loss falls {100 * hrate:.3g}%/step over its last {n} "
+                           f"points: at that rate the {left} steps left lower log(loss) by {hrate * left:.2g} "
+                           f"(< {need:.2g})", step=step, held=True)
+
+    def _judge_held(self, step: int, lr: float, remaining: int | None) -> ProbeStep | None:
+        """TRIAL on held-out points: judged on those a window after the raise (momentum builds up)."""
+        c = self.config
+        held = self._held_rate(self.raised_at + c.window // 2, c.window)
+        if held is None:
+            if step - self.raised_at > 4 * c.window:  # the run stopped logging it: keep what was measured
+                self.settle(f"no held-out points to judge the raise to lr {lr:g}; kept")
+            return None
+        self.values.clear()
+        return self._verdict(held[0], lr, remaining, step, held=True)
+
+    def _judge(self, step: int, lr: float, remaining: int | None) -> ProbeStep | None:
+        """TRIAL: the window now holds only points at the raised lr."""
         rate, _ = self._rate()
+        return self._verdict(rate, lr, remaining, step)
+
+    def _verdict(self, rate: float, lr: float, remaining: int | None, step: int = 0, held: bool = False) -> ProbeStep | None:
+        """Keep the raise (and try another) when the rate grew ``keep_ratio``, else back and settle."""
+        c = self.config
+        on = " (held-out loss)" if held else ""
         if rate > 0 and rate >= c.keep_ratio * self.base_rate:
             if self.raises < c.max_raises and (remaining is None or remaining >= 3 * c.window):
-                return self._raise(rate, f"x{c.factor:g} lr raised the rate of descent to {100 * rate:.3g}%/step "
-                                   f"(from {100 * self.base_rate:.3g}%)")
+                return self._raise(rate, f"x{c.factor:g} lr raised the rate of descent{on} to {100 * rate:.3g}%/step "
+                                   f"(from {100 * self.base_rate:.3g}%)", step=step, held=held)
             self.settle(f"kept lr {lr:g}: rate {100 * rate:.3g}%/step")
             return None
-        self.settle(f"x{c.factor:g} lr gave {100 * rate:.3g}%/step vs {100 * self.base_rate:.3g}% before")
         self.expected_lr = lr / c.factor
-        return ProbeStep(1 / c.factor, f"lr probe: x{c.factor:g} did not speed descent ({100 * rate:.3g}%/step vs "
-                         f"{100 * self.base_rate:.3g}% before, needs x{c.keep_ratio:g}); back to the previous lr, settled")
+        why = f"x{c.factor:g} lr gave {100 * rate:.3g}%/step vs {100 * self.base_rate:.3g}% before"
+        if self.raises < c.max_raises and self.held:
+            # One window judged it, against a rate from an earlier phase of a decelerating curve (a
+            # stalled start's first fall): where a held-out loss can show a slow fall later, look
+            # again within the probe's share of the run (max_raises raises in all).
+            self.state = ProbeState.WAITING
+            self.values.clear()
+            self.raised_at = step  # the next look measures from the lr it goes back to
+            self.history.append(why + "; looking again")
+            after = "looking again later"
+        else:
+            self.settle(why)
+            after = "settled"
+        return ProbeStep(1 / c.factor, f"lr probe: x{c.factor:g} did not speed descent{on} ({100 * rate:.3g}%/step vs "
+                         f"{100 * self.base_rate:.3g}% before, needs x{c.keep_ratio:g}); back to the previous lr, {after}")
 
-    def _raise(self, rate: float, why: str) -> ProbeStep:
+    def _raise(self, rate: float, why: str, step: int = 0, held: bool = False) -> ProbeStep:
         c = self.config
         self.state = ProbeState.TRIAL
+        self.held_trial = held
+        self.raised_at = step
         self.base_rate = max(rate, 0.0)
         self.raises += 1
         self.values.clear()

@@ -51,6 +51,7 @@ LOSS_METRICS = ("train_loss", "loss")
 @dataclass(frozen=True)
 class RescueConfig:
     metric: str | None = None        # the loss to watch (None: train_loss, else loss)
+    held_metric: str = "val_loss"    # a held-out loss the probe measures on when the step loss is too noisy
     knob: str = "lr"                 # the knob a rescue cuts and the probe raises
     cut: float = 0.5                 # a rescue's lr factor (the guard's per-op limit binds it)
     snapshot_every: int = 50         # healthy snapshots while enabled (steps)
@@ -164,7 +165,8 @@ class Rescue:
         self._hold_start(ctx.step)
         if self.config.probe and self.probe.state is not ProbeState.SETTLED:
             self._watch_warmup(ctx.step)  # for the probe only: once it settled, no more reads
-        x = self._loss(ctx.env.get("metrics") or {})
+        metrics = ctx.env.get("metrics") or {}
+        x = self._loss(metrics)
         if x is None:
             return
         verdict = self.detector.update(x)
@@ -172,9 +174,7 @@ class Rescue:
             # A rollback to the first state keeps the run's first loss as its reference (the early rise).
             self._detector_at[ctx.step] = self.detector.copy()
         if self.config.probe:
-            if self.probe.state is not ProbeState.SETTLED:
-                self.probe.observe(x)
-            self.descent.observe(x)
+            self._observe(ctx.step, x, metrics)
         if not self.enabled or self.kernel.dist is not None or self._acting:
             return
         if verdict in (Verdict.BLOWUP, Verdict.NON_FINITE, Verdict.CHANCE):
@@ -192,6 +192,15 @@ class Rescue:
             if self.probe.state is not ProbeState.SETTLED:
                 act = self._knob(self.config.knob)
                 self._lr_seen = _number(act.value) if act is not None else None  # after this step's own ops
+
+    def _observe(self, step: int, x: float, metrics: dict[str, Any]) -> None:
+        """The probe's and the descent's points: the step loss, and a held-out loss when logged."""
+        if self.probe.state is not ProbeState.SETTLED:
+            self.probe.observe(x)
+            held = self._value(metrics, self.config.held_metric)
+            if held is not None:
+                self.probe.observe_held(step, held)
+        self.descent.observe(x)
 
     def _hold_start(self, step: int) -> None:
         if self._start is None and self.kernel.snapshots.objects:
@@ -224,14 +233,20 @@ class Rescue:
     def _loss(self, metrics: dict[str, Any]) -> float | None:
         names = (self.config.metric,) if self.config.metric else LOSS_METRICS
         for name in names:
-            v = metrics.get(name)
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                return float(v)
-            if v is not None:
-                try:
-                    return float(v)  # a 0-d tensor
-                except (TypeError, ValueError):
-                    return None
+            if metrics.get(name) is not None:
+                return self._value(metrics, name)
+        return None
+
+    @staticmethod
+    def _value(metrics: dict[str, Any], name: str) -> float | None:
+        v = metrics.get(name)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v)
+        if v is not None:
+            try:
+                return float(v)  # a 0-d tensor
+            except (TypeError, ValueError):
+                return None
         return None
 
     def _snapshot(self, step: int, reason: str, healthy: bool) -> None:

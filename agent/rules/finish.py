@@ -9,11 +9,12 @@ human's lower lr stands) and never moves it by more than the guard allows per op
 guard's limit cut short is finished at the next tick.
 
 A cool-down trades progress for quiet: it pays when the loss is held up by the lr's noise, and
-costs when the lr is what limits progress (a start far too low). So at the cool-down's start the
+costs when the lr is what limits progress (a start far too low). So before it starts the
 finish looks back: when the loss (validation where there are enough points, else training) fell
-by more than ``hold_fall`` between the two fifths of the run before it, with no lr cut or
+by more than ``hold_fall`` between the two fifths of the run before this step, with no lr cut or
 rollback in that time (a cut's own drop is the noise going, not the lr holding progress back),
-the run is still descending and the finish holds -- no cool-down, one alert saying why.
+the run is still descending and the cool-down waits to look again at ``latest`` of the run;
+still so there, the finish holds -- no cool-down, one alert saying why.
 
 ``decide`` is a pure function of the step, the run's length, the live lr and a small state
 object (Ray PBT's shape: the state owns what it remembers, the function decides); ``Finisher``
@@ -43,12 +44,15 @@ ACTOR = "finish"
 @dataclass(frozen=True)
 class FinishConfig:
     enabled: bool = True
-    start: float = 0.8  # the cool-down begins at this share of max_steps (the last 20%)
+    start: float = 0.7  # the cool-down begins at this share of max_steps (the last 30%; from 0.8 a short
+    #                     run's decay came too late: synthetic, 256 steps, 0.6 pp behind a cosine at x4)
+    latest: float = 0.8  # the loss still falling fast at ``start``: it looks again here
     stages: int = 6  # the staircase's steps (6: lr x0.92, 0.75, 0.58, 0.42, 0.25, 0.08 of the peak)
     floor: float = 0.0  # where the line ends, as a multiple of the peak
     slack: float = 1.05  # act only when the live lr is above the stage's target by more than this
     min_steps: int = 100  # shorter runs have no room for a cool-down
     hold_fall: float = 0.12  # the loss fell more than this over the last fifth of the run: hold
+    look_back: float = 0.2  # that fifth: the share of the run compared with the one before it
     metrics: tuple[str, ...] = ("val_loss", "train_loss")  # looked back on, the first with the points
     min_points: int = 3  # per window, for a metric to be read
 
@@ -59,6 +63,7 @@ class FinishState:
     began_at: int | None = None
     decisions: int = 0
     held: str | None = None  # why the finish holds (the loss still falls fast): no cool-down
+    waited: bool = False  # the loss still fell fast at the cool-down's start: look again at ``latest``
 
 
 @dataclass(frozen=True)
@@ -112,21 +117,33 @@ def decide(step: int, max_steps: int | None, lr: float | None, state: FinishStat
     if step < begin or step >= max_steps:
         return None
     if state.peak is None:
-        state.peak, state.began_at = lr, step
-        fall = recent_fall(series, begin, max_steps - begin, cfg)
+        # Still falling fast over the last fifth: the cool-down waits (a too-high lr's loss can fall
+        # fast early on and then sit on its noise floor: regression x8 fell 18-22% before 70% of
+        # the run); still so at ``latest``, the lr is what limits progress and it holds to the end.
+        # Two looks, not one a tick: scanning every tick for a dip below ``hold_fall`` would find a
+        # lucky one in the validation noise (regression x0.1 seed 1 cooled at 75% and lost 0.016).
+        latest = int(cfg.latest * max_steps)
+        if state.waited and step < latest:
+            return None
+        fall = recent_fall(series, step, int(cfg.look_back * max_steps), cfg)
         if fall is not None and fall[1] > cfg.hold_fall and not cut_before:
-            state.held = (f"finish: no cool-down: {fall[0]} fell {fall[1]:.0%} over the last {1 - cfg.start:.0%} of "
-                          f"the run before step {begin} (more than {cfg.hold_fall:.0%}): the lr {lr:.4g} is what "
+            if step < latest:
+                state.waited = True
+                return None
+            state.held = (f"finish: no cool-down: {fall[0]} fell {fall[1]:.0%} over the last {cfg.look_back:.0%} of "
+                          f"the run before step {step} (more than {cfg.hold_fall:.0%}): the lr {lr:.4g} is what "
                           "limits progress, not its noise; holding it to the end (step "
                           f"{max_steps})")
             return None
+        state.peak, state.began_at = lr, step
+    begin = state.began_at if state.began_at is not None else begin
     progress = (step - begin) / max(1, max_steps - begin)
     k, mult = stage_target(progress, cfg)
     target = state.peak * mult
     if lr <= target * cfg.slack:
         return None
     end = "0" if cfg.floor == 0 else f"{cfg.floor:g}x that lr"
-    reason = (f"finish: the run ends at step {max_steps}; cooling lr down over its last {1 - cfg.start:.0%} "
+    reason = (f"finish: the run ends at step {max_steps}; cooling lr down over its last {(max_steps - begin) / max_steps:.0%} "
               f"(from step {begin}, lr {state.peak:.4g} then) along a linear decay to {end}, stage "
               f"{k}/{cfg.stages}: target {target:.4g} ({mult:.2f}x the lr at the cool-down's start)")
     return FinishDecision(lr=target, stage=k, progress=progress, reason=reason)
@@ -155,8 +172,8 @@ class Finisher:
             log.warning("finish: could not read the knobs: %s", e)
             return None
         lr = next((k["value"] for k in knobs["actuators"] if k["key"] == "lr"), None)
-        begin = int(self.config.start * max_steps)
-        cut = self.state.peak is None and self._cut_since(tools, 2 * begin - max_steps, step)
+        cut = self.state.peak is None and self._cut_since(tools, step - 2 * int(self.config.look_back * max_steps),
+                                                          step)
         d = decide(step, max_steps, lr if isinstance(lr, (int, float)) else None, self.state, self.config, series,
                    cut_before=cut)
         if self.state.held:

@@ -82,6 +82,16 @@ def test_an_unclear_cut_gets_one_more_window():
     assert d.state is DescentState.SETTLED and d.cuts == 1  # still 3%: kept, settled
 
 
+def test_a_cut_of_a_loss_that_keeps_falling_at_its_own_pace_is_not_credited_to_the_cut():
+    # 4% a window before the cut (slow enough to cut), the same pace after it: the loss is lower 30
+    # points on whatever the lr, so the cut gets no credit and no second cut follows.
+    d, det = LrDescent(), healthy_detector()
+    d.arm("rescue")
+    at, *_ = feed(d, det, lambda s: 1.9 * math.exp(-0.002 * s), range(100), lr=0.5, noise=0.02)
+    assert feed(d, det, lambda s: 1.9 * math.exp(-0.002 * s), range(at + 1, at + 300), lr=0.25, noise=0.02) is None
+    assert d.state is DescentState.SETTLED and d.cuts == 1, d.history
+
+
 def test_it_waits_while_the_loss_still_falls_fast():
     d, det = LrDescent(), healthy_detector()
     d.arm("rescue")

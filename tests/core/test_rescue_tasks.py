@@ -114,3 +114,89 @@ def test_no_probe_raise_while_the_scheduler_warms_lr_up(tmp_path):
     loop.run(130)
     assert not [e for e in loop.ledger() if e.get("actor") == "probe"]
     loop.close()
+
+
+class NoisyRegression:
+    """A Friedman #1 regression (MLP, SGD momentum, batch 32, target standardized) whose step loss
+    is too noisy (~20% a point) for a 30-point window to show a slow fall; ``val_loss`` on a fixed
+    held-out set every ``eval_every`` steps, as the README's loop logs it."""
+
+    def __init__(self, run_dir, lr: float, seed: int = 0, max_steps: int = 600, eval_every: int | None = 25):
+        torch.manual_seed(seed)
+        g = torch.Generator().manual_seed(seed)
+        x = torch.rand(2300, 10, generator=g)
+        y = (10 * torch.sin(torch.pi * x[:, 0] * x[:, 1]) + 20 * (x[:, 2] - 0.5) ** 2 + 10 * x[:, 3] + 5 * x[:, 4]
+             + torch.randn(2300, generator=g))
+        x, y = (x - x.mean(0)) / x.std(0), ((y - y.mean()) / y.std()).unsqueeze(1)
+        self.x, self.y, self.xv, self.yv = x[:2000], y[:2000], x[2000:], y[2000:]
+        self.model = nn.Sequential(nn.Linear(10, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1))
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=0.9)
+        self.kernel = HotKernel(run_dir, mutable_state=mutable_state(optimizer_actuators(self.opt)),
+                                max_steps=max_steps)
+        self.kernel.register_state("model", self.model)
+        self.kernel.register_state("optimizer", self.opt)
+        self.bg = torch.Generator().manual_seed(seed + 1)
+        self.eval_every = eval_every
+        self.step_no = 0
+
+    def run(self, n: int) -> None:
+        for _ in range(n):
+            idx = torch.randint(0, len(self.x), (32,), generator=self.bg)
+            loss = nn.functional.mse_loss(self.model(self.x[idx]), self.y[idx])
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+            self.step_no += 1
+            metrics = {"train_loss": loss.item()}
+            if self.eval_every and self.step_no % self.eval_every == 0:
+                with torch.no_grad():
+                    metrics["val_loss"] = nn.functional.mse_loss(self.model(self.xv), self.yv).item()
+            self.kernel.apply(env={"step": self.step_no, "metrics": metrics})
+
+    def ledger(self) -> list[dict]:
+        return [e for e in read_all(self.kernel.run.ledger) if isinstance(e, dict)]
+
+
+def _probe_raises(ledger: list[dict]) -> list[dict]:
+    return [e for e in ledger if e.get("actor") == "probe" and e["decision"] == "applied"
+            and e["payload"]["lr"]["new"] > e["payload"]["lr"]["old"]]
+
+
+def test_a_noisy_regression_far_too_low_is_raised_on_its_held_out_loss(tmp_path):
+    # lr 0.003, ~1/7 of what this net trains well at (0.02): after a fast first fall the loss creeps
+    # down ~0.1%/step under ~20% minibatch noise. The held-out loss shows the creep; the probe
+    # raises lr within the first third of the run, measures the raise on the held-out points
+    # and keeps it when the fall sped up.
+    run = NoisyRegression(tmp_path / "val", lr=0.003)
+    rescue_of(run.kernel).configure(enabled=True, baseline=1.0)
+    run.run(330)
+    raises = _probe_raises(run.ledger())
+    assert raises, [e.get("reason") for e in run.ledger()]
+    assert raises[0]["step"] <= 210 and "held-out loss" in raises[0]["reason"]
+    assert run.opt.param_groups[0]["lr"] >= 0.012  # raises kept
+    assert not [e for e in run.ledger() if e.get("op") == "rollback"]
+    run.kernel.close()
+
+    # The same run logging no held-out loss: its step loss alone cannot show the creep, no raise.
+    blind = NoisyRegression(tmp_path / "blind", lr=0.003, eval_every=None)
+    rescue_of(blind.kernel).configure(enabled=True, baseline=1.0)
+    blind.run(330)
+    assert not _probe_raises(blind.ledger())
+    blind.kernel.close()
+
+
+def test_a_raise_undone_looks_again_only_where_a_held_out_loss_can_show_a_later_slow_fall():
+    from hotcb.probe import LrProbe, ProbeState
+
+    def judged(with_held: bool) -> LrProbe:
+        probe = LrProbe()
+        probe._raise(0.01, "test", step=30)  # one raise, its trial judged on a rate half the one before
+        if with_held:
+            probe.observe_held(25, 0.9)
+        step = probe._verdict(0.005, lr=0.004, remaining=500, step=60)
+        assert step is not None and step.factor == 0.5 and "did not speed descent" in step.reason
+        return probe
+
+    again = judged(with_held=True)
+    assert again.state is ProbeState.WAITING and again.raised_at == 60 and "looking again" in again.history[-1]
+    assert judged(with_held=False).state is ProbeState.SETTLED

@@ -41,6 +41,24 @@ def test_a_loss_still_falling_fast_holds_the_lr_instead():
     assert decide(800, 1000, 0.1, FinishState(), cfg, falling, cut_before=True).lr < 0.1
 
 
+def test_a_loss_falling_fast_at_the_cool_downs_start_defers_it_and_a_later_start_still_ends_low():
+    # Falling 0.1% a step until step 500, flat after: the cool-down waits while the last fifth
+    # still fell fast, starts once it does not (before ``latest``), and decays from there to the end.
+    cfg = FinishConfig()
+    steps = [float(s) for s in range(0, 1000, 10)]
+    values = [1.0 - 0.001 * min(s, 500.0) for s in steps]
+    state = FinishState()
+    started = None
+    for step in range(700, 1000, 10):
+        seen = {"val_loss": ([s for s in steps if s < step], [v for s, v in zip(steps, values, strict=True) if s < step])}
+        d = decide(step, 1000, 0.1, state, cfg, seen)
+        if d is not None and started is None:
+            started = step
+    assert state.held is None and started is not None and 700 < started <= 800
+    assert state.began_at == started and f"from step {started}" in decide(990, 1000, 0.1, state, cfg).reason
+    assert decide(990, 1000, 0.1, state, cfg).lr < 0.1 * 0.15  # the low end of the decay by the end
+
+
 def test_rules_cool_lr_down_at_the_end_of_a_real_run_each_decision_ledgered(tmp_path):
     run = train(RunSpec(task="regression", policy="rules", seed=0, run_dir=str(tmp_path / "run"),
                         threads=1))
@@ -51,7 +69,7 @@ def test_rules_cool_lr_down_at_the_end_of_a_real_run_each_decision_ledgered(tmp_
     for e in finish:
         assert e["source"] == "rule" and e["decision"] == "applied" and e["module"] == "opt"
         assert e["reason"].startswith(f"finish: the run ends at step {total}; cooling lr down")
-        assert e["step"] >= 0.8 * total
+        assert e["step"] >= FinishConfig().start * total
         assert e["payload"]["lr"]["new"] < e["payload"]["lr"]["old"]
     lr = run["curves"]["lr"]  # the optimizer's lr after each step
     first = finish[0]["step"]
