@@ -142,22 +142,40 @@ def test_a_script_enabled_rescue_is_left_on_when_the_mode_leaves_auto(tmp_path):
     loop.close()
 
 
-def test_a_rejected_tune_trial_mid_warmup_leaves_the_lr_the_ledger_says(tmp_path):
+LONG_WARMUP = 3000  # the lr rises all through a trial
+
+
+def lam_long(e: int) -> float:
+    return min(1.0, (e + 1) / LONG_WARMUP)
+
+
+def tune_loop(tmp_path, restore_weights: str, horizon: int = 30) -> Loop:
+    """A loop inside a long warmup with tune trying lr (active mode)."""
     pytest.importorskip("optuna")
-    loop = Loop(tmp_path, scheduler="warmup", warmup=3000, lr=0.5)  # a long warmup: the trial runs inside it
-    recipe = {"seed": 0, "horizon": 30, "settle": 5, "n_startup_trials": 4, "risk": {"restore_weights": "rejected"}}
+    loop = Loop(tmp_path, scheduler="warmup", warmup=LONG_WARMUP, lr=0.5)
+    recipe = {"seed": 0, "horizon": horizon, "settle": 5, "n_startup_trials": 4,
+              "risk": {"restore_weights": restore_weights}}
     loop.send("tune", "enable", {"mode": "active", "recipe": recipe}, source="human")
+    return loop
 
-    def undo() -> list[dict]:
-        return [e for e in loop.ledger() if e.get("source") == "tune" and "lr" in (e.get("payload") or {})
-                and str(e.get("reason")).startswith("tune roll back")]
 
-    for _ in range(1500):
+def tune_lr(loop: Loop, prefix: str) -> list[dict]:
+    """Tune's applied lr changes whose reason starts with ``prefix``."""
+    return [e for e in loop.ledger() if e.get("source") == "tune" and "lr" in (e.get("payload") or {})
+            and e.get("decision") == "applied" and str(e.get("reason")).startswith(prefix)]
+
+
+def step_until_tune(loop: Loop, prefix: str, limit: int) -> dict:
+    for _ in range(limit):
         loop.step()
-        if undo():
+        if tune_lr(loop, prefix):
             break
-    (back, *_) = undo()
-    assert back["decision"] == "applied"
+    return tune_lr(loop, prefix)[0]
+
+
+def test_a_rejected_tune_trial_mid_warmup_leaves_the_lr_the_ledger_says(tmp_path):
+    loop = tune_loop(tmp_path, "rejected")
+    back = step_until_tune(loop, "tune roll back", 1500)
     loop.step()
     assert loop.used_lrs[-1] == pytest.approx(back["payload"]["lr"]["new"])
     loop.close()
@@ -166,59 +184,26 @@ def test_a_rejected_tune_trial_mid_warmup_leaves_the_lr_the_ledger_says(tmp_path
 def test_a_rejected_tune_trial_under_a_moving_schedule_keeps_the_schedules_place(tmp_path):
     """Knobs only (no weights to rewind): the undo takes the trial's factor out of the schedule,
     so the run goes on at the schedule's own lr for this step, not at the lr the trial began at."""
-    pytest.importorskip("optuna")
-    loop = Loop(tmp_path, scheduler="warmup", warmup=3000, lr=0.5)  # the lr rises all through the trial
-    recipe = {"seed": 0, "horizon": 30, "settle": 5, "n_startup_trials": 4, "risk": {"restore_weights": "never"}}
-    loop.send("tune", "enable", {"mode": "active", "recipe": recipe}, source="human")
-
-    def undo() -> list[dict]:
-        return [e for e in loop.ledger() if e.get("source") == "tune" and "lr" in (e.get("payload") or {})
-                and str(e.get("reason")).startswith("tune roll back")]
-
-    for _ in range(1500):
-        loop.step()
-        if undo():
-            break
-    (back, *_) = undo()
-    assert back["decision"] == "applied"
+    loop = tune_loop(tmp_path, "never")
+    back = step_until_tune(loop, "tune roll back", 1500)
     assert loop.sched.base_lrs[0] == pytest.approx(0.5)  # the schedule's own level again
     loop.step()
     assert loop.used_lrs[-1] == pytest.approx(back["payload"]["lr"]["new"])  # the ledger says what runs
-    assert loop.used_lrs[-1] == pytest.approx(0.5 * lam3000(loop.sched.last_epoch - 1))  # on schedule
-    (tried,) = [e for e in loop.ledger() if e.get("source") == "tune" and "lr" in (e.get("payload") or {})
-                and str(e.get("reason")).startswith("tune trial")][:1]
+    assert loop.used_lrs[-1] == pytest.approx(0.5 * lam_long(loop.sched.last_epoch - 1))  # on schedule
+    tried = tune_lr(loop, "tune trial")[0]
     assert back["payload"]["lr"]["new"] > tried["payload"]["lr"]["old"]  # not the lr the trial began at
     loop.close()
-
-
-def lam3000(e: int) -> float:
-    return min(1.0, (e + 1) / 3000)
 
 
 def test_a_trial_abandoned_under_a_moving_schedule_is_undone_in_place(tmp_path):
     """Tune disabled mid-trial: the trial's change is taken back although the lr has moved with
     the schedule since (its value no longer equals the trial's), and the schedule keeps its place."""
-    pytest.importorskip("optuna")
-    loop = Loop(tmp_path, scheduler="warmup", warmup=3000, lr=0.5)
-    recipe = {"seed": 0, "horizon": 200, "settle": 5, "n_startup_trials": 4, "risk": {"restore_weights": "never"}}
-    loop.send("tune", "enable", {"mode": "active", "recipe": recipe}, source="human")
-
-    def tune_lr(prefix: str) -> list[dict]:
-        return [e for e in loop.ledger() if e.get("source") == "tune" and "lr" in (e.get("payload") or {})
-                and e.get("decision") == "applied" and str(e.get("reason")).startswith(prefix)]
-
-    for _ in range(1500):
-        loop.step()
-        if tune_lr("tune trial"):
-            break
+    loop = tune_loop(tmp_path, "never", horizon=200)
+    step_until_tune(loop, "tune trial", 1500)
     loop.run(10)  # the schedule moves the lr away from the trial's value
     loop.send("tune", "disable", source="human")
-    for _ in range(200):
-        loop.step()
-        if tune_lr("tune roll back"):
-            break
-    (back,) = tune_lr("tune roll back")
+    step_until_tune(loop, "tune roll back", 200)
     assert loop.sched.base_lrs[0] == pytest.approx(0.5)
     loop.step()
-    assert loop.used_lrs[-1] == pytest.approx(0.5 * lam3000(loop.sched.last_epoch - 1))
+    assert loop.used_lrs[-1] == pytest.approx(0.5 * lam_long(loop.sched.last_epoch - 1))
     loop.close()
