@@ -21,6 +21,7 @@ from hotcb.codec import decode_number
 
 MAX_POINTS = 5000  # read_metrics' own cap: the points held per metric, and records per read
 MAX_READS = 8  # a tick that would need more reads from the cursor reads the last points afresh
+MIN_TREND_POINTS = 3  # the fewest points a window may have: a line through two is no trend
 
 
 def as_float(v: Any) -> float:
@@ -85,14 +86,18 @@ class Observer:
     def points_window(self, metric: str, n: int, min_points: int = 8, share: int = 3) -> int:
         """A window of ``n`` points, cut to what the run will actually produce: a metric logged
         every k steps gives about max_steps / k points a run, and a window should fit ``share``
-        times in it (a 100-point val window can never fill on a run that logs 18 val points)."""
+        times in it (a 100-point val window can never fill on a run that logs 18 val points).
+        ``min_points`` keeps a window from shrinking to noise, but never past half the run's
+        points (at least ``MIN_TREND_POINTS``): a run that logs 8 val points would otherwise fill
+        an 8-point window only at its last step, and its rule could never act."""
         steps = self.series.get(metric, ([], []))[0]
         total = self.status.get("max_steps")
         if not isinstance(total, int) or total <= 0 or len(steps) < 2:
             return n
         spacing = max((steps[-1] - steps[0]) / (len(steps) - 1), 1.0)
         expected = int(total / spacing)
-        return max(min_points, min(n, expected // share))
+        floor = min(min_points, max(MIN_TREND_POINTS, expected // 2))
+        return max(floor, min(n, expected // share))
 
     def window(self, metric: str, n: int) -> tuple[list[float], list[float]]:
         """The last ``n`` points of ``metric``."""

@@ -127,6 +127,23 @@ def test_plateau_halves_the_live_lr_once_its_window_is_full(tmp_path):
     assert len(run.ops("plateau")) == 1  # the cooldown holds
 
 
+def test_plateau_acts_on_a_short_run_that_logs_few_val_points(tmp_path):
+    """A 400-step run with val_loss every 50 steps logs 8 points: an 8-point window would fill only
+    at the last step. The window shrinks to what the run affords (half its points), so a flat
+    val_loss is cut while the run still has steps to use the lower lr."""
+    run = RecordedRun(tmp_path, lr=0.01, max_steps=400)
+    cfg = RulesConfig.from_dict({"rules": {"plateau": {"window": 100, "warmup_steps": 100}}})
+
+    def sparse(s: int) -> Metrics:
+        m = plateau(s)
+        return m if s % 50 == 0 else {"train_loss": m["train_loss"]}
+
+    p = pilot(run, cfg)
+    (w,) = drive([p], run, range(1, 401), sparse, until=lambda: run.ops("plateau"))
+    assert w.step < 300  # with steps left to use it, not at the end
+    assert (w.op, w.params) == ("set_params", {"lr": pytest.approx(0.005)})
+
+
 def test_suggest_mode_proposes_instead_of_acting(tmp_path):
     run = RecordedRun(tmp_path, lr=0.01)
     cfg = RulesConfig.from_dict({"rules": {"plateau": {"window": 40, "warmup_steps": 40}}})
