@@ -187,6 +187,11 @@ class LrProbe:
         if held is None:
             return None
         hrate, n = held
+        if se < hrate:
+            # The step loss's window could have shown a fall this fast and does not show it clearly:
+            # it is the better witness (a too-high lr falls slowly and visibly, charlm at x10), and
+            # the held-out points are for a window too noisy to see such a fall at all.
+            return None
         need = self._need(det)
         if hrate * left < c.held_min_fall or hrate * left >= need:
             return None  # flat (a noise floor, maybe a too-high lr's), or the run has the time it needs

@@ -3,6 +3,8 @@ collapsed to predicting the mean is dead (given its baseline), and the probe lea
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -200,3 +202,23 @@ def test_a_raise_undone_looks_again_only_where_a_held_out_loss_can_show_a_later_
     again = judged(with_held=True)
     assert again.state is ProbeState.WAITING and again.raised_at == 60 and "looking again" in again.history[-1]
     assert judged(with_held=False).state is ProbeState.SETTLED
+
+
+def test_the_held_out_loss_speaks_only_where_the_step_loss_cannot_see_a_fall_that_fast():
+    """A held-out creep of 0.1%/step: trusted when the step loss's window is too noisy to resolve
+    such a fall (its standard error above that rate: minibatch noise), not when it could and does
+    not show one clearly (a too-high lr falls slowly and visibly: raising it is the wrong way)."""
+    from hotcb.probe import LrProbe
+
+    def looked(step_se: float):
+        probe = LrProbe()
+        for i in range(4):
+            probe.observe_held(145 + 15 * i, 0.5 * math.exp(-0.001 * 15 * i))
+        det = LossDetector()
+        for _ in range(40):
+            det.update(0.5)
+        return probe._look_held(200, det, left=400, rate=0.0005, se=step_se)
+
+    blind = looked(step_se=0.005)  # the step loss's noise hides a 0.1%/step fall: the held-out points decide
+    assert blind is not None and blind.factor == 2.0 and "held-out loss" in blind.reason
+    assert looked(step_se=0.0004) is None  # the step loss could show it and shows 0.05%/step: no raise
