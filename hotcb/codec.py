@@ -53,3 +53,8 @@ def decode_number(value: Any) -> float | None:
     if isinstance(value, str) and value in TAGS:
         return float(value)
     return None
+
+
+def json_number(value: Any) -> float | None:
+    """A JSON number (int or float, not a bool and not a tag) as a float; anything else is None."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from .actuators.actuator import ValueRefused, validate_value
+from .codec import json_number
 from .divergence import Verdict
 from .freeze import freeze_decision
 from .guard import GuardConfig, GuardRefusal, check_knob_change
@@ -247,7 +248,7 @@ def vetoed(record: RecentRecord, op: HotOp, view: View) -> list[KnobChange]:
     out = []
     for key, value in op.params.items():
         desc = view.knob(op.module, key)
-        new, live = _number(value), _number(desc.get("value")) if desc else None
+        new, live = json_number(value), json_number(desc.get("value")) if desc else None
         if new is None or live is None or new == live:
             continue
         move = (new > live) - (new < live)
@@ -260,10 +261,6 @@ def vetoed(record: RecentRecord, op: HotOp, view: View) -> list[KnobChange]:
                 continue
             out.append(ch)
     return out
-
-
-def _number(v: Any) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 def _by_module(op: HotOp, who: str, view: View, static: bool) -> Refusal | None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .codec import json_number
 from .jsonl import read_tail
 from .ops import RESCUE
 from .rundir import ALERTS, LEDGER
@@ -72,10 +73,6 @@ class RecentRecord:
                 if t.source is None or (t.source, t.actor) != (source, actor)]
 
 
-def _number(v: Any) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
 def _is_protective(entry: dict[str, Any]) -> bool:
     if entry.get("source") != Source.RULE:
         return False
@@ -97,7 +94,7 @@ def _changes(entry: dict[str, Any]) -> list[KnobChange]:
     for key, moved in payload.items():
         if not isinstance(moved, dict):
             continue  # a rollback's restored_step, note
-        old, new = _number(moved.get("old")), _number(moved.get("new"))
+        old, new = json_number(moved.get("old")), json_number(moved.get("new"))
         if old is None or new is None or old == new:
             continue
         out.append(KnobChange(seq, step if isinstance(step, int) else None, entry["module"], str(key), old, new,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, TypeGuard, TypeVar
 
-from .codec import decode_number, encode
+from .codec import decode_number, encode, json_number
 from .divergence import verdict_for_judge
 
 T = TypeVar("T")
@@ -26,10 +26,6 @@ NOT_KNOBS = ("cb", "core", "tune")
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _float(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _str(value: Any) -> str | None:
@@ -74,7 +70,7 @@ class MetricRecord:
             v = decode_number(raw)
             if v is not None:
                 metrics[name] = v
-        return cls(step=step, metrics=metrics, epoch=_int(value.get("epoch")), wall_time=_float(value.get("wall_time")))
+        return cls(step=step, metrics=metrics, epoch=_int(value.get("epoch")), wall_time=json_number(value.get("wall_time")))
 
 
 @dataclass
@@ -121,7 +117,7 @@ class LedgerRecord:
             module=_str(value.get("module")), op=_str(value.get("op")), id=_str(value.get("id")),
             source=_str(value.get("source")), actor=_str(value.get("actor")), reason=_str(value.get("reason")),
             params=params if isinstance(params, dict) else {}, payload=payload if isinstance(payload, dict) else {},
-            error=_str(value.get("error")), wall_time=_float(value.get("wall_time")),
+            error=_str(value.get("error")), wall_time=json_number(value.get("wall_time")),
             extra={k: v for k, v in value.items() if k not in known})
 
     @property

@@ -36,6 +36,7 @@ from typing import Any
 
 from .actuators.actuator import ValueRefused
 from .checkpoint import Snapshot, live_knob_values, restore_knobs
+from .codec import json_number
 from .descent import DescentConfig, DescentState, LrDescent
 from .divergence import DetectorConfig, LossDetector, Verdict
 from .judge import judge_rescue_cut
@@ -191,7 +192,7 @@ class Rescue:
             self._move_lr(ctx)
             if self.probe.state is not ProbeState.SETTLED:
                 act = self._knob(self.config.knob)
-                self._lr_seen = _number(act.value) if act is not None else None  # after this step's own ops
+                self._lr_seen = json_number(act.value) if act is not None else None  # after this step's own ops
 
     def _observe(self, step: int, x: float, metrics: dict[str, Any]) -> None:
         """The probe's and the descent's points: the step loss, and a held-out loss when logged."""
@@ -221,7 +222,7 @@ class Rescue:
         if act is None:
             return
         act.refresh()
-        lr, seen = _number(act.value), self._lr_seen
+        lr, seen = json_number(act.value), self._lr_seen
         if lr is not None and seen is not None and lr > seen * (1 + 1e-9) and self._changed_at != step:
             self._rising_at = step
             self._warm_end = step
@@ -473,7 +474,7 @@ class Rescue:
             stepper.settle(f"no {self.config.knob} knob")
             return
         act.refresh()
-        lr = _number(act.value)
+        lr = json_number(act.value)
         if isinstance(stepper, LrProbe):
             if self.warming(ctx.step):
                 stepper.hold()  # no raise while the scheduler warms lr up
@@ -502,10 +503,6 @@ class Rescue:
 def rescue_of(kernel: Any) -> Rescue:
     """The kernel's rescue module (for the training script: ``rescue_of(kernel).configure(...)``)."""
     return kernel.modules[RESCUE]
-
-
-def _number(v: Any) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 def _num(v: float | None) -> float | None:
