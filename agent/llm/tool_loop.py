@@ -1,8 +1,8 @@
 """The LLM autopilot: an OpenAI-compatible chat-completions tool-calling loop over the tool surface.
 
 The model sees the tool surface's own schemas, narrowed to what it may do (``offered_tools``), and
-every call it makes goes through ``HotcbTools.call`` (source ``agent``, actor the model name): the
-guard judges it and the kernel records it. Calls come natively or written as JSON text
+every call it makes is checked and sent by ``tool_call.ToolCaller`` through ``HotcbTools.call``
+(source ``agent``, actor the model name): the guard judges it and the kernel records it. Calls come natively or written as JSON text
 (``replies``); both are validated alike and the way each came is counted. Anything malformed is
 refused, told to the model, and recorded; nothing raises out of ``wake``.
 
@@ -23,55 +23,43 @@ rules keep ticking while the model thinks; ``wake_deadline_s`` bounds the whole 
 request and tool call together): past it the wake is an outage (alert, rules, and the recovery
 noticed when a later wake finishes in time). ``progress()`` says what a running wake is doing.
 A wake ends when the run ends. Every tool call the model makes is recorded in the AI state
-(``calls``: its arguments and what became of it). Memory (usage, API health, notes, stats) lives in
-``hotcb.ai.state.json`` through ``save_ai_state``, redacted: no key or credential is ever written.
+(``calls``: its arguments and what became of it). Memory (``memory.AiMemory``: usage, API health,
+notes, refusals, calls, stats) lives in ``hotcb.ai.state.json`` through ``save_ai_state``, redacted:
+no key or credential is ever written.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 import time
 from typing import Any, cast
 
-from hotcb.agent.llm import digest, offered_tools, wake_stats
+from hotcb.agent.llm import digest, offered_tools
 from hotcb.agent.llm.budget import Budget
 from hotcb.agent.llm.chat import ChatApi, ModelOutputError, is_transient  # noqa: F401 - is_transient re-exported
+from hotcb.agent.llm.memory import AiMemory
 from hotcb.agent.llm.replies import TextCallError, parse_reply
 from hotcb.agent.llm.stance import Stances
+from hotcb.agent.llm.tool_call import AI_TOOLS, ToolCaller, canonical
 from hotcb.agent.llm.untrusted import FENCE_CLOSE, FENCE_OPEN, fence, redact_tree, redact_url
 from hotcb.agent.rules.config import RulesConfig
 from hotcb.agent.rules.sensors import RulesAutopilot
 from hotcb.mcp_server.catalog import TOOLS
-from hotcb.mcp_server.registry import ToolError
 from hotcb.mcp_server.tools_alerts import ListAlertsInput
 from hotcb.mcp_server.tools_protocol import AutopilotTools
 from hotcb.prompts import load
 
 from hotcb.guard import GuardConfig, ratio_text
-from hotcb.jsonl import dumps
 
 log = logging.getLogger("hotcb.agent.llm.tool_loop")
 
-AI_TOOLS = offered_tools.OFFERED
 MAX_TOOL_RESULT_CHARS = 4000
-MAX_NOTES = 20
-MAX_REFUSALS = 50
-MAX_CALLS = 100
-MAX_ARG_CHARS = 600
 CORRECTIVE = ("Your last reply could not be used: {why}. Reply with exactly one tool call, either through the "
               "tool-calling interface or as only this JSON: {{\"name\": \"apply_op\", \"arguments\": {{\"module\": "
               "\"opt\", \"op\": \"set_params\", \"params\": {{\"lr\": 0.01}}, \"reason\": \"...\"}}}}; or, if no "
               "change is needed, a short note in plain words without JSON.")
-
-
-def _canonical(raw: str | None) -> str:
-    try:
-        return json.dumps(json.loads(raw or "{}"), sort_keys=True)
-    except (ValueError, RecursionError):
-        return raw or ""
 
 
 def env_number(name: str, default: float, kind: type = float) -> Any:
@@ -117,19 +105,12 @@ class LLMAutopilot:
         self._fallback = fallback
         self._rule_tools = rule_tools  # the rules' own identity (source rule), e.g. over the same MCP server
         self._sensor = sensor
-        state = tools.load_ai_state()
-        same = state.get("model") == model
-        if same:
-            self.budget.restore(state.get("usage"))  # a restarted autopilot keeps its spend
-        self.state: dict[str, Any] = {
-            "model": model, "base_url": redact_url(base_url), "mode": mode, "wakes": int(state.get("wakes", 0)),
-            "reasonings": list(state.get("reasonings") or [])[-MAX_NOTES:],
-            "refusals": list(state.get("refusals") or [])[-MAX_REFUSALS:],
-            "calls": list(state.get("calls") or [])[-MAX_CALLS:],
-            "api": {"state": "unknown"}, "last_wake": state.get("last_wake"),
-            "budget_alerted": bool(state.get("budget_alerted")) and same,
-            "stats": wake_stats.restore(state.get("stats") if same else None),
-        }
+        saved = tools.load_ai_state()
+        self.memory = AiMemory(saved, model=model, base_url=redact_url(base_url), mode=mode)
+        if self.memory.same_model:
+            self.budget.restore(saved.get("usage"))  # a restarted autopilot keeps its spend
+        self.state = self.memory.state
+        self.caller = ToolCaller(tools, self.memory, mode=mode, scrub=self.api.scrub, run_over=self._run_over)
         self._down_since: float | None = None
         self._last_wake_step: int | None = None
         self._seen_alert_ts = 0.0
@@ -175,8 +156,7 @@ class LLMAutopilot:
 
     @property
     def stats(self) -> dict[str, Any]:
-        stats: dict[str, Any] = self.state["stats"]
-        return stats
+        return self.memory.stats
 
     def save(self) -> None:
         self.state.update(usage=self.budget.usage(), budget=self.budget.limits(),
@@ -193,17 +173,6 @@ class LLMAutopilot:
                                     severity=severity)
         except Exception as e:
             log.warning("could not record alert: %s", e)
-
-    def _refuse(self, kind: str, tool: str | None, detail: str, stances: Stances | None = None) -> str:
-        """Record a refusal of the model's call; the text the model is shown. With ``stances``,
-        a reason later in this wake that parrots it is no reason."""
-        detail = self.api.scrub(detail)
-        self.state["refusals"] = (self.state["refusals"] + [{"ts": time.time(), "kind": kind, "tool": tool,
-                                                             "detail": detail[:300]}])[-MAX_REFUSALS:]
-        out = f"refused ({kind}): {detail}"
-        if stances is not None:
-            stances.see(out)
-        return out
 
     def _fall_back(self, why: str) -> None:
         self.stats["fallbacks"][why] = self.stats["fallbacks"].get(why, 0) + 1
@@ -328,7 +297,7 @@ class LLMAutopilot:
         except Exception as e:  # the autopilot never takes training down
             err = self.api.scrub(f"{type(e).__name__}: {e}")[:300]
             log.warning("LLM wake failed: %s", err)
-            self.state["api"] = {**self.state.get("api", {}), "error": err}
+            self.memory.api_also(error=err)
             self.save()
             out = {"outcome": "error", "error": err}
         finally:
@@ -343,7 +312,7 @@ class LLMAutopilot:
             if not self.state.get("budget_alerted"):
                 self.state["budget_alerted"] = True
                 self._alert("budget", f"LLM autopilot stopped calling {self.model}: {spent}; rules run instead")
-            self.state["api"] = {**self.state["api"], "fallback": "rules (budget spent)"}
+            self.memory.api_also(fallback="rules (budget spent)")
             self._fall_back("budget")
             self.save()
             return {"outcome": "budget_exhausted", "reason": spent}
@@ -354,23 +323,21 @@ class LLMAutopilot:
         over = self._run_over()
         if over:
             return {"outcome": "run_over", "reason": over}
-        self.state["wakes"] += 1
-        self.stats["wakes"] += 1
-        self.state["last_wake"] = time.time()
+        self.memory.woke()
         describe = self.tools.describe_actuators().model_dump(mode="json")  # as the model reads it
         snapshots = len(self.tools.get_status().snapshots)
         self._rescue = isinstance(self.tools.status_doc().get("rescue"), dict)
         stances = Stances(findings, describe, self.stats,
                           shown=[str(a.get("message") or "") for a in alerts] +
-                          [str(r.get("detail") or "") for r in self.state["refusals"]])
-        notes = [r.get("text", "") for r in self.state["reasonings"]]
+                          [str(r.get("detail") or "") for r in self.memory.refusals()])
+        notes = self.memory.notes()
         # The guard's numbers as they are in force for this run, never a number written in a file.
         ratio = ratio_text(GuardConfig.from_dict(describe.get("guard")))
         system = load("autopilot_system").render(ratio_limit=ratio) + "\n" + load(f"autopilot_{self.mode}").render()
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": system},
             {"role": "user", "content": digest.build(self.tools, why=why, alerts=alerts, notes=notes,
-                                                     rules=stances.views, refusals=self.state["refusals"],
+                                                     rules=stances.views, refusals=self.memory.refusals(),
                                                      describe=describe)},
         ]
         out = self._converse(messages, stances, describe, snapshots)
@@ -422,7 +389,7 @@ class LLMAutopilot:
                     continue
                 self._alert("model_error", f"{self.model}'s output was unusable twice this wake ({detail}); "
                                            "the rules act for this wake (not an outage: the API answered)")
-                self.state["api"] = {"state": "ok", "since": time.time(), "model_error": detail}
+                self.memory.api(state="ok", since=time.time(), model_error=detail)
                 self._fall_back("model_error")
                 return {"outcome": "model_error", "error": detail, "tool_calls": calls_made, "actions": actions}
             if not calls:
@@ -436,18 +403,19 @@ class LLMAutopilot:
                              "tool_calls": [{"id": c.id, "type": "function",
                                              "function": {"name": c.name, "arguments": c.arguments}} for c in calls]})
             for c in calls:
-                key = c.name + ":" + _canonical(c.arguments)
+                key = c.name + ":" + canonical(c.arguments)
                 if calls_made >= self.max_tool_calls:
-                    result = self._refuse("limit", c.name, f"at most {self.max_tool_calls} tool calls per wake")
+                    result = self.caller.refuse("limit", c.name, f"at most {self.max_tool_calls} tool calls per wake")
                 elif key in refused:
                     looping = True
-                    result = self._refuse("repeated", c.name, "this exact call was refused already this wake; "
+                    result = self.caller.refuse("repeated", c.name, "this exact call was refused already this wake; "
                                                               "the wake ends")
                 elif self._late():
-                    result = self._refuse("late", c.name, "the wake ran past its deadline; the rules act")
+                    result = self.caller.refuse("late", c.name, "the wake ran past its deadline; the rules act")
                 else:
                     calls_made += 1
-                    result = self._run_tool(c.name, c.arguments, actions, knobs, stances, snapshots)
+                    result = self.caller.run(c.name, c.arguments, actions, knobs, stances, snapshots,
+                                             rescue=self._rescue)
                     if result.startswith(("refused", "not sent")):
                         refused.add(key)
                 self._record_call(c, result)
@@ -462,7 +430,7 @@ class LLMAutopilot:
     def _went_down(self, error: str) -> None:
         was_down = self._down_since is not None
         self._down_since = time.monotonic()
-        self.state["api"] = {"state": "down", "error": error, "since": time.time(), "fallback": "rules"}
+        self.memory.api(state="down", error=error, since=time.time(), fallback="rules")
         if not was_down:
             self.stats["outages"] += 1
             self._alert("api_down", f"LLM API out ({error}); the rules autopilot runs instead until it answers "
@@ -485,37 +453,20 @@ class LLMAutopilot:
         self._progress.update(doing="waiting for the model", round=round_,
                               prompt_tokens_est=sum(len(str(m.get("content") or "")) for m in messages) // 4)
 
-    def _count_op(self, out: dict[str, Any] | None) -> None:
-        """An op the model sent: applied (or proposed) or refused (None: refused by the guard)."""
-        decision = (out or {}).get("decision")
-        if out is not None and (decision == "applied" or (decision is None and out.get("proposal_id"))):
-            self.stats["ops_applied"] += 1  # a proposal, under ai_suggest, counts as the op it proposes
-        elif decision not in ("queued", "pending"):
-            self.stats["ops_refused"] += 1
-
     def _record_call(self, c: Any, result: str) -> None:
-        """Every model tool call in the AI state: its arguments and what became of it."""
-        outcome = "ok"
-        if result.startswith(("refused", "not sent")):
-            outcome = result.split(":", 1)[0]
-        else:
-            try:
-                decision = json.loads(result.split(" (also not sent", 1)[0]).get("decision")
-            except (ValueError, AttributeError):
-                decision = None
-            outcome = decision or outcome
-        self.state["calls"] = (self.state["calls"] + [{
-            "ts": time.time(), "wake": self.stats["wakes"], "tool": str(c.name)[:80], "via": c.via,
-            "arguments": self.api.scrub(str(c.arguments or ""))[:MAX_ARG_CHARS], "outcome": outcome,
-            "detail": self.api.scrub(result)[:200]}])[-MAX_CALLS:]
+        """Every model tool call in the memory: its arguments and what became of it."""
+        self.memory.called(tool=str(c.name), via=c.via, arguments=self.api.scrub(str(c.arguments or "")),
+                           result=self.api.scrub(result))
         self.save()  # seen as it happens (the dashboard, the autopilot tool), not only when the wake ends
 
     def _api_ok(self) -> None:
         if self._down_since is not None:
             self._alert("api_up", f"LLM API answers again; {self.model} resumes", severity="info")
         self._down_since = None
-        self.state["api"] = {"state": "ok", "since": time.time()} if self.api.attempts <= 1 else \
-            {"state": "ok", "since": time.time(), "recovered_after_retries": self.api.attempts - 1}
+        if self.api.attempts <= 1:
+            self.memory.api(state="ok", since=time.time())
+        else:
+            self.memory.api(state="ok", since=time.time(), recovered_after_retries=self.api.attempts - 1)
 
     def _note(self, text: str) -> None:
         if FENCE_OPEN in text:  # a small model echoing the digest: keep what it added, not the data
@@ -525,56 +476,4 @@ class LLMAutopilot:
             step = self.tools.status_doc().get("step")
         except Exception:
             pass
-        self.state["reasonings"] = (self.state["reasonings"] + [{"ts": time.time(), "step": step,
-                                                                 "text": text.strip()[:600]}])[-MAX_NOTES:]
-
-    # complexity: one early refusal per way a model's tool call can be wrong, each recorded with its reason
-    def _run_tool(self, name: str, raw_args: str | None, actions: list[dict[str, Any]],  # noqa: C901, PLR0911, PLR0912
-                  knobs: dict[tuple[Any, Any], Any], stances: Stances, snapshots: int) -> str:
-        if name not in AI_TOOLS:
-            return self._refuse("unknown_tool", name, f"no tool {name!r}; tools: {', '.join(AI_TOOLS)}")
-        try:
-            args = json.loads(raw_args or "{}")
-        except (ValueError, RecursionError) as e:
-            return self._refuse("bad_json", name, f"arguments are not JSON: {e}")
-        if not isinstance(args, dict):
-            return self._refuse("bad_json", name, "arguments must be a JSON object")
-        refusal, args, same = offered_tools.check(name, args, knobs, snapshots, rescue=self._rescue)
-        if same and refusal:
-            self.stats["unchanged"] += 1
-            return f"not sent: {refusal}"
-        if refusal:
-            return self._refuse("not_offered", name, refusal, stances)
-        if name == "apply_op":
-            over = self._run_over()
-            if over:
-                return self._refuse("run_over", name, f"{over}: no op is sent to a run that has ended")
-            veto = stances.refusal(args)
-            if veto:
-                self.stats["ops_refused"] += 1
-                stances.acted = True
-                return self._refuse("veto_reason" if stances.vetoed(args) else "copied_reason", name, veto, stances)
-            args["reason"] = stances.label(args)
-        if name == "apply_op" and self.mode == "ai_suggest":
-            op = {k: v for k, v in args.items() if k in ("module", "op", "params", "reason")}
-            name, args = "propose_op", {"op": op, "reason": str(args.get("reason"))}
-        try:
-            out = self.tools.call(name, args)
-        except ToolError as e:
-            # A guard refusal of apply_op is already in the ledger (the kernel records it).
-            if name in ("apply_op", "propose_op"):
-                self._count_op(None)
-            return self._refuse("tool_error", name, str(e), stances)
-        except ConnectionError as e:  # the MCP server (when the tools are remote) did not answer
-            return self._refuse("unreachable", name, str(e))
-        except Exception as e:
-            return self._refuse("tool_crash", name, f"{type(e).__name__}: {e}")
-        if name in ("apply_op", "propose_op"):
-            actions.append({"tool": name, "args": args, "result": {k: out.get(k) for k in
-                                                                   ("cmd_id", "decision", "proposal_id", "status")}})
-            self._count_op(out)
-            if out.get("decision") == "applied":
-                for k, v in (args.get("params") or {}).items():
-                    knobs[(args.get("module"), k)] = v  # a later op this wake compares against the new value
-        note = f" (also not sent, unchanged: {', '.join(same)})" if same else ""
-        return dumps(out) + note  # non-finite numbers as "nan"/"inf" strings: valid JSON for the model
+        self.memory.noted(text, step)
