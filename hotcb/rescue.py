@@ -25,7 +25,9 @@ only watches (each rank sees its own loss, and every rank must act alike).
 
 The lr moves it makes besides (with ``probe`` on): the probe (``hotcb.probe``) raises a start
 far too low; after a rescue of the run's own blow-up the descent (``hotcb.descent``) cuts an lr
-still held up by the loss's noise floor, each cut measured.
+still held up by the loss's noise floor, each cut measured; on a run that never blew up and was
+never raised, the descent's test (one measured cut between 20% and 60% of the run, undone unless
+the loss clearly drops) looks for an lr too high.
 """
 
 from __future__ import annotations
