@@ -13,8 +13,18 @@ mean log(loss) of the next ``window`` points with it (with where the window's li
 the loss was still falling slowly: it would have fallen that far without the cut). Lower by ``min_drop`` and ``z`` standard
 errors: the cut is kept and the next one measured (up to ``max_cuts``). Lower but within that:
 one more window decides. Not lower: the cut is kept too (after a blow-up the lower lr is the
-safe side) and the descent settles. Clearly higher: the cut is undone and it settles. It is
-armed only by a rescue rollback: a run that never blew up is never cut by it.
+safe side) and the descent settles. Clearly higher: the cut is undone and it settles. A rescue
+rollback arms it.
+
+The same measurement tests a run that never blew up (``test_due``): a finite lr far too high
+falls slowly and never trips the detector (charlm's AdamW at x10 of its tuned lr: 0.1-0.2%/step,
+noise 3% of the level, the same as at the tuned lr; regression's MSE at x8: ~25% a point at both),
+so neither the noise nor the rate tells it from a good lr -- a cut does. Once in a run, between
+``test_from`` and ``test_until`` of it (after the probe settled without a raise, with no rescue),
+the descent is armed as a test: the same cut and the same window, but no "safe side" -- a cut the
+loss does not clearly reward (at least ``min_drop`` and ``z`` standard errors below its trend) is
+undone and the descent settles (a good lr's cut lowers the loss ~1% at once and then slows it).
+A kept cut is followed by the next as after a rescue.
 
 Pure decisions here; ``hotcb.rescue.Rescue`` owns the descent and submits what it decides,
 each cut one guarded lr op (source ``rule``, actor ``descent``) with its measurements in the
@@ -49,6 +59,12 @@ class DescentConfig:
     z: float = 1.5          # ... and by this many standard errors (a wrong "go on" costs one more halving
     #                         of a run that blew up; stopping early leaves it near the edge)
     max_cuts: int = 4       # at most factor ** max_cuts of the lr the rescue left
+    test_from: float = 0.2  # the test of a run that never blew up: armed from this share of the run
+    test_until: float = 0.6  # ... until this one (its cut measured before the finish's cool-down)
+    test_window: int = 40   # the test's line before its cut: a run still falling slowly keeps falling,
+    #                         and a cut is credited only with the drop below that line carried ahead (20
+    #                         points of regression's ~25% noise cannot place it: its cuts were credited
+    #                         with the run's own progress and cascaded to x1/16)
 
 
 def reached(trend: Line, count: int, ahead: float = 0.0) -> tuple[float, float]:
@@ -69,7 +85,7 @@ class LrDescent:
     def __init__(self, config: DescentConfig | None = None):
         self.config = config or DescentConfig()
         self.state = DescentState.IDLE
-        self.values: deque[float] = deque(maxlen=self.config.window)
+        self.values: deque[float] = deque(maxlen=max(self.config.window, self.config.test_window))
         self.cuts = 0
         self.since_cut = 0  # points observed since the trial's cut
         self.judged: list[float] = []  # the trial's points after its settle
@@ -77,15 +93,35 @@ class LrDescent:
         self.trend: Line | None = None
         self.expected_lr: float | None = None  # the lr the descent set (another actor moving it ends a trial)
         self.history: list[str] = []
+        self.safe = True  # armed by a rescue: an unclear cut is kept (the lower lr is the safe side)
+        self.tested = False  # the test of a run that never blew up was armed
+        self.test_end: int | None = None  # the step its cuts end by (the finish's cool-down follows)
 
-    def arm(self, why: str) -> None:
-        """A rescue rolled back: the lr now in force sits at most x2 below one that blew up."""
-        if self.state is DescentState.SETTLED or self.cuts >= self.config.max_cuts:
+    def arm(self, why: str, safe: bool = True) -> None:
+        """A rescue rolled back (``safe``: the lr now in force sits at most x2 below one that blew
+        up), or the test of a run that never blew up (``test_due``) is due."""
+        if (self.state is DescentState.SETTLED and self.safe) or self.cuts >= self.config.max_cuts:
             return
+        if not safe:
+            self.tested = True
+        self.safe = safe
         self.state = DescentState.WAITING
         self.values.clear()
         self.trend = None
         self.history.append(why)
+
+    def test_due(self, step: int, max_steps: int | None, since: int = 0) -> str | None:
+        """Why to arm the test of a run that never blew up now (None: not now). ``since``: the
+        step the run's lr warmup ended (0: none); the run's length must be known."""
+        c = self.config
+        if self.tested or self.state is not DescentState.IDLE or not max_steps or max_steps <= since:
+            return None
+        span = max_steps - since
+        if not c.test_from * span <= step - since <= c.test_until * span:
+            return None
+        self.test_end = since + int(c.test_until * span)
+        return (f"test at step {step} ({100 * c.test_from:.0f}-{100 * c.test_until:.0f}% of the run): a finite lr "
+                "far too high falls slowly and never blows up; one measured cut tells it from a good lr")
 
     def settle(self, why: str) -> None:
         if self.state is not DescentState.SETTLED:
@@ -108,7 +144,7 @@ class LrDescent:
                 lr, self.expected_lr, rel_tol=1e-6):
             self.settle(f"lr moved to {lr:g} by someone else during the trial")
             return None
-        if len(self.values) < c.window or not det.confirmed():
+        if len(self.values) < (c.window if self.safe else c.test_window) or not det.confirmed():
             return None
         if det.at_chance or det.why_broken() is not None:
             return None  # a level at chance is a dead network's (the rescue's to judge), not a noise floor
@@ -124,8 +160,12 @@ class LrDescent:
         if max_steps is not None and max_steps - step < c.window:
             self.settle("too close to the end of the run to measure a cut")
             return None
-        trend = log_line(self.values)
-        if trend is None or trend.slope * trend.n < math.log(1 - c.min_drop):
+        if not self.safe and self.test_end is not None and step > self.test_end:
+            self.settle(f"the test's share of the run ended at step {self.test_end}: no more cuts" if self.cuts else
+                        f"the loss fell fast until the test's share of the run ended (step {self.test_end}): no cut")
+            return None
+        trend = log_line(list(self.values)[-(c.window if self.safe else c.test_window):])
+        if trend is None or trend.slope * c.window < math.log(1 - c.min_drop):
             return None  # still falling fast at this lr: nothing to gain, nothing to measure against
         self.trend = trend
         self.values.clear()
@@ -134,9 +174,16 @@ class LrDescent:
         self.extended = False
         self.state = DescentState.TRIAL
         self.expected_lr = lr * c.factor
-        return ProbeStep(c.factor, f"lr descent {self.cuts + 1}/{c.max_cuts}: after the rescue, lr {lr:g} held "
+        fell = 1 - math.exp(trend.slope * c.window)
+        held = (f"after the rescue, lr {lr:g} held" if self.safe else
+                f"a test (the run never blew up): at lr {lr:g} the loss " +
+                (f"falls slowly ({100 * fell:.2g}% per {c.window} steps)" if fell >= 0 else
+                 f"does not fall (its line rises {100 * -fell:.2g}% per {c.window} steps)"))
+        kept = "" if self.safe else (f"; kept only if the loss drops at least {100 * c.min_drop:.3g}% below its "
+                                     "trend, else undone")
+        return ProbeStep(c.factor, f"lr descent {self.cuts + 1}/{c.max_cuts}: {held} "
                          f"(loss {math.exp(reached(trend, c.window)[0]):.4g}, no longer falling fast); "
-                         f"x{c.factor:g} to test whether it sits on the loss's noise floor")
+                         f"x{c.factor:g} to test whether it sits on the loss's noise floor{kept}")
 
     def _judge(self, lr: float) -> ProbeStep | None:
         """TRIAL: the points at the cut lr (after its settle) against the level the loss had reached."""
@@ -163,11 +210,12 @@ class LrDescent:
                 self.state = DescentState.WAITING
                 self.history.append(f"kept lr {lr:g}: {said}")
             return None
-        if got > pred + margin:
-            self.settle(f"{said}: worse; back to lr {lr / c.factor:g}")
+        if got > pred + margin or not self.safe:
+            worse = got > pred + margin
+            self.settle(f"{said}: {'worse' if worse else 'not clearly better'}; back to lr {lr / c.factor:g}")
             self.expected_lr = lr / c.factor
-            return ProbeStep(1 / c.factor, f"lr descent: x{c.factor:g} made the loss worse ({said}); back to the "
-                             "previous lr, settled")
+            did = "made the loss worse" if worse else "did not lower the loss clearly"
+            return ProbeStep(1 / c.factor, f"lr descent: x{c.factor:g} {did} ({said}); back to the previous lr, settled")
         self.cuts += 1
         self.settle(f"kept lr {lr:g}: {said}: not on the noise floor any more")
         return None

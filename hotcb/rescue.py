@@ -25,7 +25,9 @@ only watches (each rank sees its own loss, and every rank must act alike).
 
 The lr moves it makes besides (with ``probe`` on): the probe (``hotcb.probe``) raises a start
 far too low; after a rescue of the run's own blow-up the descent (``hotcb.descent``) cuts an lr
-still held up by the loss's noise floor, each cut measured.
+still held up by the loss's noise floor, each cut measured; on a run that never blew up and was
+never raised, the descent's test (one measured cut between 20% and 60% of the run, undone unless
+the loss clearly drops) looks for an lr too high.
 """
 
 from __future__ import annotations
@@ -461,10 +463,17 @@ class Rescue:
 
     # ------------------------------------------------------------------ the way up, the way down
     def _move_lr(self, ctx: ApplyContext) -> None:
-        """The probe until it settles (a rescue settles it); after a rescue, the descent."""
+        """The probe until it settles (a rescue settles it); after a rescue, the descent; on a run
+        that never blew up nor was raised, the descent's one test of an lr too high."""
         if self.probe.state is not ProbeState.SETTLED:
             self._lr_step(ctx, self.probe, "probe")
-        elif self.descent.state in (DescentState.WAITING, DescentState.TRIAL):
+            return
+        if self.rescues == 0 and not self.probe.raises and self.descent.state is DescentState.IDLE:
+            # A run that never blew up and was never too slow: one measured cut tests an lr too high.
+            why = self.descent.test_due(ctx.step, self.kernel.max_steps, since=self._warm_end)
+            if why is not None:
+                self.descent.arm(why, safe=False)
+        if self.descent.state in (DescentState.WAITING, DescentState.TRIAL):
             self._lr_step(ctx, self.descent, "descent")
 
     def _lr_step(self, ctx: ApplyContext, stepper: LrProbe | LrDescent, actor: str) -> None:

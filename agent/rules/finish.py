@@ -14,7 +14,10 @@ finish looks back: when the loss (validation where there are enough points, else
 by more than ``hold_fall`` between the two fifths of the run before this step, with no lr cut or
 rollback in that time (a cut's own drop is the noise going, not the lr holding progress back),
 the run is still descending and the cool-down waits to look again at ``latest`` of the run;
-still so there, the finish holds -- no cool-down, one alert saying why.
+still so there, the finish holds -- no cool-down, one alert saying why. It holds as well at the
+lr the rescue's probe last found far too slow and could not raise (its raise from that lr undone,
+the run still on it): the probe measured that lr as what limits progress (regression x0.1: a
+cool-down from the lr whose raise was undone ended two seeds above doing nothing).
 
 ``decide`` is a pure function of the step, the run's length, the live lr and a small state
 object (Ray PBT's shape: the state owns what it remembers, the function decides); ``Finisher``
@@ -103,12 +106,45 @@ def recent_fall(series: dict[str, tuple[list[float], list[float]]] | None, begin
     return None
 
 
+def _begins(step: int, max_steps: int, lr: float, state: FinishState, cfg: FinishConfig,
+            series: dict[str, tuple[list[float], list[float]]] | None, cut_before: bool,
+            found_slow: float | None) -> bool:
+    """Whether the cool-down begins at ``step`` (then ``state.peak`` is set); else it waits or holds
+    (``state.waited``, ``state.held``)."""
+    if found_slow is not None and math.isclose(lr, found_slow, rel_tol=1e-3):
+        state.held = (f"finish: no cool-down: the probe found lr {found_slow:.4g} far too slow and its raise "
+                      f"did not hold; at lr {lr:.4g} the lr is what limits progress, not its noise; holding it to "
+                      f"the end (step {max_steps})")
+        return False
+    # Still falling fast over the last fifth: the cool-down waits (a too-high lr's loss can fall
+    # fast early on and then sit on its noise floor: regression x8 fell 18-22% before 70% of
+    # the run); still so at ``latest``, the lr is what limits progress and it holds to the end.
+    # Two looks, not one a tick: scanning every tick for a dip below ``hold_fall`` would find a
+    # lucky one in the validation noise (regression x0.1 seed 1 cooled at 75% and lost 0.016).
+    latest = int(cfg.latest * max_steps)
+    if state.waited and step < latest:
+        return False
+    fall = recent_fall(series, step, int(cfg.look_back * max_steps), cfg)
+    if fall is not None and fall[1] > cfg.hold_fall and not cut_before:
+        if step < latest:
+            state.waited = True
+            return False
+        state.held = (f"finish: no cool-down: {fall[0]} fell {fall[1]:.0%} over the last {cfg.look_back:.0%} of "
+                      f"the run before step {step} (more than {cfg.hold_fall:.0%}): the lr {lr:.4g} is what "
+                      "limits progress, not its noise; holding it to the end (step "
+                      f"{max_steps})")
+        return False
+    state.peak, state.began_at = lr, step
+    return True
+
+
 def decide(step: int, max_steps: int | None, lr: float | None, state: FinishState,
            cfg: FinishConfig, series: dict[str, tuple[list[float], list[float]]] | None = None,
-           cut_before: bool = False) -> FinishDecision | None:
+           cut_before: bool = False, found_slow: float | None = None) -> FinishDecision | None:
     """The lr this step should run at, when it is lower than the live one by more than the slack.
     ``series`` (metric -> steps, values) is what the finish looks back on at the cool-down's start;
-    ``cut_before``: lr was cut (or the run rolled back) in that look-back."""
+    ``cut_before``: lr was cut (or the run rolled back) in that look-back; ``found_slow``: the
+    lr the probe found far too slow and whose raise it undid (None: none such)."""
     if not cfg.enabled or not isinstance(max_steps, int) or max_steps < cfg.min_steps:
         return None
     if lr is None or not (math.isfinite(lr) and lr > 0) or state.held:
@@ -116,30 +152,15 @@ def decide(step: int, max_steps: int | None, lr: float | None, state: FinishStat
     begin = int(cfg.start * max_steps)
     if step < begin or step >= max_steps:
         return None
-    if state.peak is None:
-        # Still falling fast over the last fifth: the cool-down waits (a too-high lr's loss can fall
-        # fast early on and then sit on its noise floor: regression x8 fell 18-22% before 70% of
-        # the run); still so at ``latest``, the lr is what limits progress and it holds to the end.
-        # Two looks, not one a tick: scanning every tick for a dip below ``hold_fall`` would find a
-        # lucky one in the validation noise (regression x0.1 seed 1 cooled at 75% and lost 0.016).
-        latest = int(cfg.latest * max_steps)
-        if state.waited and step < latest:
-            return None
-        fall = recent_fall(series, step, int(cfg.look_back * max_steps), cfg)
-        if fall is not None and fall[1] > cfg.hold_fall and not cut_before:
-            if step < latest:
-                state.waited = True
-                return None
-            state.held = (f"finish: no cool-down: {fall[0]} fell {fall[1]:.0%} over the last {cfg.look_back:.0%} of "
-                          f"the run before step {step} (more than {cfg.hold_fall:.0%}): the lr {lr:.4g} is what "
-                          "limits progress, not its noise; holding it to the end (step "
-                          f"{max_steps})")
-            return None
-        state.peak, state.began_at = lr, step
+    if state.peak is None and not _begins(step, max_steps, lr, state, cfg, series, cut_before, found_slow):
+        return None
+    peak = state.peak
+    if peak is None:
+        return None
     begin = state.began_at if state.began_at is not None else begin
     progress = (step - begin) / max(1, max_steps - begin)
     k, mult = stage_target(progress, cfg)
-    target = state.peak * mult
+    target = peak * mult
     if lr <= target * cfg.slack:
         return None
     end = "0" if cfg.floor == 0 else f"{cfg.floor:g}x that lr"
@@ -174,8 +195,9 @@ class Finisher:
         lr = next((k["value"] for k in knobs["actuators"] if k["key"] == "lr"), None)
         cut = self.state.peak is None and self._cut_since(tools, step - 2 * int(self.config.look_back * max_steps),
                                                           step)
+        slow = self._found_slow(tools, step) if self.state.peak is None else None
         d = decide(step, max_steps, lr if isinstance(lr, (int, float)) else None, self.state, self.config, series,
-                   cut_before=cut)
+                   cut_before=cut, found_slow=slow)
         if self.state.held:
             self._alert(tools, step, self.state.held)
         if d is None or not isinstance(lr, (int, float)):  # no lr read: decide() gave nothing
@@ -202,20 +224,57 @@ class Finisher:
 
     @staticmethod
     def _cut_since(tools: Tools, since: int, until: int) -> bool:
-        """Whether the ledger holds an applied lr cut or a rollback at steps since..until."""
+        """Whether the ledger holds an applied lr cut or a rollback at steps since..until; a cut its
+        own actor undid (the descent's test of a good lr: halved for a window, then back) is none."""
         try:
             out = tools.read_ledger(tool_input("read_ledger", LedgerInput, {
                 "decision": "applied", "since_step": max(0, since), "until_step": until, "last": 500}))
         except ToolError:
             return False
+        cuts: list[tuple[str | None, float]] = []  # (actor, lr before) of the cuts that stand
         for e in out.entries:
             if e.op == "rollback":
                 return True
             lr = (e.payload or {}).get("lr")
-            if isinstance(lr, dict) and all(isinstance(lr.get(k), (int, float)) for k in ("old", "new")) \
-                    and lr["new"] < lr["old"]:
-                return True
-        return False
+            if not (isinstance(lr, dict) and all(isinstance(lr.get(k), (int, float)) for k in ("old", "new"))):
+                continue
+            if lr["new"] < lr["old"]:
+                cuts.append((e.actor, float(lr["old"])))
+            elif cuts and cuts[-1][0] == e.actor and lr["new"] >= cuts[-1][1] * (1 - 1e-6):
+                cuts.pop()  # undone by the actor that made it
+        return bool(cuts)
+
+    @staticmethod
+    def _found_slow(tools: Tools, until: int) -> float | None:
+        """The lr the probe's last raise started from when the probe undid that raise (it found the
+        lr far too slow and a higher one no faster); None when it never raised, kept its last raise,
+        went back to an lr it had raised to (a raise after a kept one), or a rollback came after
+        it (a raise that blew up was too high, not slow)."""
+        try:
+            out = tools.read_ledger(tool_input("read_ledger", LedgerInput, {
+                "decision": "applied", "source": "rule", "until_step": until, "last": 500}))
+        except ToolError:
+            return None
+        found: float | None = None
+        raised: float | None = None  # the old lr of the last probe raise that found it too slow, while it stands
+        chained = False  # the last probe op was a raise: a raise now goes on from one it kept
+        for e in out.entries:
+            if e.op == "rollback":
+                found = raised = None
+                chained = False
+            lr = (e.payload or {}).get("lr")
+            if e.actor != "probe" or not isinstance(lr, dict) or not all(
+                    isinstance(lr.get(k), (int, float)) for k in ("old", "new")):
+                continue
+            if lr["new"] > lr["old"]:
+                # A raise after a kept one starts from the lr the probe chose, not one it found slow
+                # (synthetic x0.25: 0.0125 -> 0.025 kept, 0.05 undone; holding 0.025 cost 0.3 pp).
+                raised, found = (None if chained else float(lr["old"])), None
+                chained = True
+            else:
+                found, raised = raised, None  # undone: back to the lr it found far too slow
+                chained = False
+        return found
 
     def _alert(self, tools: AutopilotTools, step: int, message: str) -> None:
         self.outcomes.append(f"step {step}: {message}")

@@ -73,7 +73,56 @@ def test_rules_cool_lr_down_at_the_end_of_a_real_run_each_decision_ledgered(tmp_
         assert e["payload"]["lr"]["new"] < e["payload"]["lr"]["old"]
     lr = run["curves"]["lr"]  # the optimizer's lr after each step
     first = finish[0]["step"]
-    assert lr[first - 2] == pytest.approx(base)  # the stable part ran at the start lr
+    before = [e for e in ledger if e.get("module") == "opt" and e.get("decision") == "applied"
+              and e["step"] < first]  # the descent's test may have cut (and kept) or undone a cut
+    stable = before[-1]["payload"]["lr"]["new"] if before else base
+    assert lr[first - 2] == pytest.approx(stable)  # the stable part ran at the lr in force before the finish
     assert lr[-1] <= 0.15 * base  # the low end of the decay by max_steps
     last = [e for e in ledger if e.get("module") == "opt" and e.get("decision") == "applied"][-1]
     assert lr[-1] == pytest.approx(last["payload"]["lr"]["new"])  # the ledger says what the optimizer ran
+
+
+def test_it_holds_at_the_lr_the_probe_found_far_too_slow_and_could_not_raise():
+    cfg = FinishConfig()
+    state = FinishState()
+    # The probe raised 0.002 -> 0.004, found it no faster and went back: the run is on 0.002.
+    assert decide(700, 1000, 0.002, state, cfg, found_slow=0.002) is None
+    assert state.held and "the probe found lr 0.002 far too slow" in state.held
+    assert decide(950, 1000, 0.002, state, cfg) is None  # held to the end
+    # Another lr than that one (a plateau cut since, or a raise kept): the cool-down as always.
+    assert decide(700, 1000, 0.001, FinishState(), cfg, found_slow=0.002).lr < 0.001
+
+
+class _Ledger:
+    """The one tool the finish's ledger reads call, over a list of entries."""
+
+    def __init__(self, entries):
+        from hotcb.mcp_server.schemas import LedgerEntry
+
+        self.entries = [LedgerEntry(**e) for e in entries]
+
+    def read_ledger(self, _):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(entries=self.entries)
+
+
+def _lr(step, actor, old, new, op="set_params"):
+    return {"step": step, "actor": actor, "op": op, "decision": "applied", "source": "rule",
+            "payload": {"lr": {"old": old, "new": new}}}
+
+
+def test_the_ledger_reads_the_probes_undone_raise_and_ignores_an_undone_test_cut():
+    from hotcb.agent.rules.finish import Finisher
+
+    undone = _Ledger([_lr(180, "probe", 0.002, 0.004), _lr(275, "probe", 0.004, 0.002)])
+    assert Finisher._found_slow(undone, 400) == 0.002
+    chained = _Ledger([_lr(30, "probe", 0.0125, 0.025), _lr(60, "probe", 0.025, 0.05), _lr(90, "probe", 0.05, 0.025)])
+    assert Finisher._found_slow(chained, 200) is None  # back to the lr its kept raise chose, not one found slow
+    kept = _Ledger([_lr(180, "probe", 0.002, 0.004)])
+    assert Finisher._found_slow(kept, 400) is None
+    blew = _Ledger([_lr(180, "probe", 0.16, 0.32), {**_lr(184, "rescue", 0.32, 0.08), "op": "rollback"}])
+    assert Finisher._found_slow(blew, 400) is None  # a raise that blew up was too high, not slow
+    test = _Ledger([_lr(285, "descent", 0.002, 0.001), _lr(325, "descent", 0.001, 0.002)])
+    assert not Finisher._cut_since(test, 200, 440)  # the descent's test of a good lr, undone
+    assert Finisher._cut_since(_Ledger([_lr(285, "descent", 0.02, 0.01)]), 200, 440)  # a cut that stands
