@@ -12,8 +12,12 @@ A cool-down trades progress for quiet: it pays when the loss is held up by the l
 costs when the lr is what limits progress (a start far too low). So before it starts the
 finish looks back: when the loss (validation where there are enough points, else training) fell
 by more than ``hold_fall`` between the two fifths of the run before this step, with no lr cut or
-rollback in that time (a cut's own drop is the noise going, not the lr holding progress back),
-the run is still descending and the cool-down waits to look again at ``latest`` of the run;
+rollback in that time (a cut's own drop is the noise going, not the lr holding progress back;
+a cut its own actor undid -- the descent's test of an lr too high -- is none, and its window is
+left out of the look when both fifths keep enough points without it: the fall it slowed was the
+test's halving, not the lr in force; regression x0.1 seed 1 read 11.9% with it, cooled the lr
+that limited progress and ended +0.023 over doing nothing), the run is still descending and the
+cool-down waits to look again at ``latest`` of the run;
 still so there, the finish holds -- no cool-down, one alert saying why. It holds as well at the
 lr the rescue's probe last found far too slow and could not raise (its raise from that lr undone,
 the run still on it): the probe measured that lr as what limits progress (regression x0.1: a
@@ -92,23 +96,29 @@ def _median(xs: list[float]) -> float:
 
 
 def recent_fall(series: dict[str, tuple[list[float], list[float]]] | None, begin: int, span: int,
-                cfg: FinishConfig) -> tuple[str, float] | None:
+                cfg: FinishConfig, skip: tuple[tuple[int, int], ...] = ()) -> tuple[str, float] | None:
     """(metric, relative fall of its median) from steps [begin - 2 span, begin - span) to
-    [begin - span, begin), on the first of ``cfg.metrics`` with enough finite points in both."""
+    [begin - span, begin), on the first of ``cfg.metrics`` with enough finite points in both.
+    ``skip``: step spans whose points are left out (an undone test's halving slowed the fall there,
+    the lr in force did not) when both windows keep enough of that metric's points without them."""
     for name in cfg.metrics:
         steps, values = (series or {}).get(name, ([], []))
-        early = [v for s, v in zip(steps, values, strict=False) if begin - 2 * span <= s < begin - span and math.isfinite(v)]
-        late = [v for s, v in zip(steps, values, strict=False) if begin - span <= s < begin and math.isfinite(v)]
-        if len(early) >= cfg.min_points and len(late) >= cfg.min_points:
-            a, b = _median(early), _median(late)
-            if a > 0:
-                return name, (a - b) / a
+        for leave in ((skip, ()) if skip else ((),)):
+            pts = [(s, v) for s, v in zip(steps, values, strict=False)
+                   if math.isfinite(v) and not any(a <= s <= b for a, b in leave)]
+            early = [v for s, v in pts if begin - 2 * span <= s < begin - span]
+            late = [v for s, v in pts if begin - span <= s < begin]
+            if len(early) >= cfg.min_points and len(late) >= cfg.min_points:
+                a, b = _median(early), _median(late)
+                if a > 0:
+                    return name, (a - b) / a
+                break
     return None
 
 
-def _begins(step: int, max_steps: int, lr: float, state: FinishState, cfg: FinishConfig,
+def _begins(step: int, max_steps: int, lr: float, state: FinishState, cfg: FinishConfig,  # noqa: PLR0913
             series: dict[str, tuple[list[float], list[float]]] | None, cut_before: bool,
-            found_slow: float | None) -> bool:
+            found_slow: float | None, skip: tuple[tuple[int, int], ...] = ()) -> bool:
     """Whether the cool-down begins at ``step`` (then ``state.peak`` is set); else it waits or holds
     (``state.waited``, ``state.held``)."""
     if found_slow is not None and math.isclose(lr, found_slow, rel_tol=1e-3):
@@ -124,13 +134,17 @@ def _begins(step: int, max_steps: int, lr: float, state: FinishState, cfg: Finis
     latest = int(cfg.latest * max_steps)
     if state.waited and step < latest:
         return False
-    fall = recent_fall(series, step, int(cfg.look_back * max_steps), cfg)
+    span = int(cfg.look_back * max_steps)
+    fall = recent_fall(series, step, span, cfg, skip)
+    skipped = [(a, b) for a, b in skip if fall != recent_fall(series, step, span, cfg)]  # left out, for the reason
     if fall is not None and fall[1] > cfg.hold_fall and not cut_before:
         if step < latest:
             state.waited = True
             return False
         state.held = (f"finish: no cool-down: {fall[0]} fell {fall[1]:.0%} over the last {cfg.look_back:.0%} of "
-                      f"the run before step {step} (more than {cfg.hold_fall:.0%}): the lr {lr:.4g} is what "
+                      f"the run before step {step} (more than {cfg.hold_fall:.0%}"
+                      + "".join(f"; steps {a}-{b}, an undone test's halving, left out" for a, b in skipped)
+                      + f"): the lr {lr:.4g} is what "
                       "limits progress, not its noise; holding it to the end (step "
                       f"{max_steps})")
         return False
@@ -138,13 +152,15 @@ def _begins(step: int, max_steps: int, lr: float, state: FinishState, cfg: Finis
     return True
 
 
-def decide(step: int, max_steps: int | None, lr: float | None, state: FinishState,
+def decide(step: int, max_steps: int | None, lr: float | None, state: FinishState,  # noqa: PLR0913
            cfg: FinishConfig, series: dict[str, tuple[list[float], list[float]]] | None = None,
-           cut_before: bool = False, found_slow: float | None = None) -> FinishDecision | None:
+           cut_before: bool = False, found_slow: float | None = None,
+           skip: tuple[tuple[int, int], ...] = ()) -> FinishDecision | None:
     """The lr this step should run at, when it is lower than the live one by more than the slack.
     ``series`` (metric -> steps, values) is what the finish looks back on at the cool-down's start;
     ``cut_before``: lr was cut (or the run rolled back) in that look-back; ``found_slow``: the
-    lr the probe found far too slow and whose raise it undid (None: none such)."""
+    lr the probe found far too slow and whose raise it undid (None: none such); ``skip``: the step
+    spans of cuts their own actor undid (the descent's test), left out of the look back."""
     if not cfg.enabled or not isinstance(max_steps, int) or max_steps < cfg.min_steps:
         return None
     if lr is None or not (math.isfinite(lr) and lr > 0) or state.held:
@@ -152,7 +168,8 @@ def decide(step: int, max_steps: int | None, lr: float | None, state: FinishStat
     begin = int(cfg.start * max_steps)
     if step < begin or step >= max_steps:
         return None
-    if state.peak is None and not _begins(step, max_steps, lr, state, cfg, series, cut_before, found_slow):
+    if state.peak is None and not _begins(step, max_steps, lr, state, cfg, series, cut_before, found_slow,
+                                           skip):
         return None
     peak = state.peak
     if peak is None:
@@ -193,11 +210,12 @@ class Finisher:
             log.warning("finish: could not read the knobs: %s", e)
             return None
         lr = next((k["value"] for k in knobs["actuators"] if k["key"] == "lr"), None)
-        cut = self.state.peak is None and self._cut_since(tools, step - 2 * int(self.config.look_back * max_steps),
-                                                          step)
+        since = step - 2 * int(self.config.look_back * max_steps)
+        cut = self.state.peak is None and self._cut_since(tools, since, step)
+        skip = self._undone(tools, since, step) if self.state.peak is None else ()
         slow = self._found_slow(tools, step) if self.state.peak is None else None
         d = decide(step, max_steps, lr if isinstance(lr, (int, float)) else None, self.state, self.config, series,
-                   cut_before=cut, found_slow=slow)
+                   cut_before=cut, found_slow=slow, skip=skip)
         if self.state.held:
             self._alert(tools, step, self.state.held)
         if d is None or not isinstance(lr, (int, float)):  # no lr read: decide() gave nothing
@@ -223,26 +241,39 @@ class Finisher:
         return d
 
     @staticmethod
-    def _cut_since(tools: Tools, since: int, until: int) -> bool:
-        """Whether the ledger holds an applied lr cut or a rollback at steps since..until; a cut its
-        own actor undid (the descent's test of a good lr: halved for a window, then back) is none."""
+    def _cuts(tools: Tools, since: int, until: int) -> tuple[bool, tuple[tuple[int, int], ...]]:
+        """(whether the ledger holds an applied lr cut that stands or a rollback at steps since..until,
+        the step spans of the cuts their own actor undid there: the descent's test of a good lr,
+        halved for a window, then back)."""
         try:
             out = tools.read_ledger(tool_input("read_ledger", LedgerInput, {
                 "decision": "applied", "since_step": max(0, since), "until_step": until, "last": 500}))
         except ToolError:
-            return False
-        cuts: list[tuple[str | None, float]] = []  # (actor, lr before) of the cuts that stand
+            return False, ()
+        cuts: list[tuple[str | None, float, int]] = []  # (actor, lr before, step) of the cuts that stand
+        undone: list[tuple[int, int]] = []
         for e in out.entries:
             if e.op == "rollback":
-                return True
+                return True, tuple(undone)
             lr = (e.payload or {}).get("lr")
             if not (isinstance(lr, dict) and all(isinstance(lr.get(k), (int, float)) for k in ("old", "new"))):
                 continue
             if lr["new"] < lr["old"]:
-                cuts.append((e.actor, float(lr["old"])))
+                cuts.append((e.actor, float(lr["old"]), int(e.step or 0)))
             elif cuts and cuts[-1][0] == e.actor and lr["new"] >= cuts[-1][1] * (1 - 1e-6):
-                cuts.pop()  # undone by the actor that made it
-        return bool(cuts)
+                undone.append((cuts.pop()[2], int(e.step or 0)))  # undone by the actor that made it
+        return bool(cuts), tuple(undone)
+
+    @classmethod
+    def _cut_since(cls, tools: Tools, since: int, until: int) -> bool:
+        """Whether the ledger holds an applied lr cut or a rollback at steps since..until; a cut its
+        own actor undid (the descent's test of a good lr: halved for a window, then back) is none."""
+        return cls._cuts(tools, since, until)[0]
+
+    @classmethod
+    def _undone(cls, tools: Tools, since: int, until: int) -> tuple[tuple[int, int], ...]:
+        """The step spans (cut, undo) of the lr cuts their own actor undid at steps since..until."""
+        return cls._cuts(tools, since, until)[1]
 
     @staticmethod
     def _found_slow(tools: Tools, until: int) -> float | None:

@@ -74,4 +74,11 @@ def test_a_good_lr_is_cut_by_the_test_and_the_cut_undone(tmp_path):
     assert moves == [(0.03, 0.015), (0.015, 0.03)], moves
     assert "did not lower the loss clearly" in run.descent()[-1]["reason"]
     assert run.opt.param_groups[0]["lr"] == 0.03
+    # The finish reads the undone cut's window off the ledger and leaves it out of its look back.
+    from hotcb.agent.rules.finish import Finisher
+    from hotcb.mcp_server.tools import HotcbTools
+
+    steps = tuple(e["step"] for e in run.descent())
+    assert Finisher._undone(HotcbTools(tmp_path / "good"), 0, 400) == (steps,)
+    assert not Finisher._cut_since(HotcbTools(tmp_path / "good"), 0, 400)
     run.kernel.close()

@@ -126,3 +126,30 @@ def test_the_ledger_reads_the_probes_undone_raise_and_ignores_an_undone_test_cut
     test = _Ledger([_lr(285, "descent", 0.002, 0.001), _lr(325, "descent", 0.001, 0.002)])
     assert not Finisher._cut_since(test, 200, 440)  # the descent's test of a good lr, undone
     assert Finisher._cut_since(_Ledger([_lr(285, "descent", 0.02, 0.01)]), 200, 440)  # a cut that stands
+
+
+def test_an_undone_test_cut_is_left_out_of_the_look_back():
+    # Regression x0.1 seed 1: the descent's test halved a too-low lr for 40 steps and undid it; the
+    # slowed fall in that window read as "no longer falling fast" (11.9% against 12%) and the finish
+    # cooled the lr that limited progress. Left out, the loss fell 13%: the finish holds.
+    from hotcb.agent.rules.finish import Finisher
+
+    cfg = FinishConfig()
+
+    def val(s):  # falls 0.052% a step, a quarter of that during the test at steps 560-640
+        return 1.0 - 0.00052 * (min(s, 560) + 0.25 * (min(max(s, 560), 640) - 560) + max(0, s - 640))
+
+    steps = [float(s) for s in range(0, 800, 20)]
+    series = {"val_loss": (steps, [val(s) for s in steps])}
+    assert recent_fall(series, 800, 200, cfg)[1] <= cfg.hold_fall < recent_fall(series, 800, 200, cfg, ((560, 640),))[1]
+    assert decide(700, 1000, 0.1, FinishState(), cfg, series).lr < 0.1  # without the skip: cooled
+    state = FinishState()
+    assert decide(800, 1000, 0.1, state, cfg, series, skip=((560, 640),)) is None
+    assert "steps 560-640, an undone test's halving, left out" in state.held
+    # too few points left in a window without the test's: the look reads them all, as before
+    sparse = {"val_loss": ([500.0, 560.0, 600.0, 620.0, 700.0, 780.0], [1.0, 0.9, 0.9, 0.9, 0.8, 0.8])}
+    assert recent_fall(sparse, 800, 200, cfg, ((560, 640),)) == recent_fall(sparse, 800, 200, cfg)
+    test = _Ledger([_lr(285, "descent", 0.002, 0.001), _lr(325, "descent", 0.001, 0.002),
+                    _lr(450, "finish", 0.002, 0.0018)])
+    assert Finisher._undone(test, 200, 460) == ((285, 325),)
+    assert Finisher._undone(_Ledger([_lr(285, "descent", 0.02, 0.01)]), 200, 440) == ()  # a cut that stands
