@@ -38,7 +38,10 @@ def test_human_lr_spike_is_rolled_back_and_cut_weights_equal_the_snapshot(tmp_pa
         entry = wait_for(lambda: next(iter(rescue_entries(t.ledger())), None), 60, what="a rescue rollback")
         rescued_step = t.status().get("step", 0)
         t.wait_step(rescued_step + 30)
-        losses = [m["metrics"]["train_loss"] for m in t.metrics() if m.get("step", 0) > entry["step"] + 20]
+        # The trainer writes metric lines in batches (within metrics_flush_s): wait for them, not the status.
+        losses = wait_for(lambda: [m["metrics"]["train_loss"] for m in t.metrics()
+                                   if m.get("step", 0) > entry["step"] + 20 and "train_loss" in m.get("metrics", {})],
+                          60, what="metric lines after the rollback")
     assert entry["decision"] == "applied" and entry["source"] == "rule" and entry["actor"] == "rescue"
     assert 0 < entry["step"] - spiked_at <= 6  # within a few steps of the blow-up
     assert entry["payload"]["lr"]["old"] == pytest.approx(1.0)
