@@ -34,7 +34,8 @@ from .freeze import FreezeState
 from .freeze_switch import FreezeSwitch
 from .heartbeat import Heartbeat
 from .intents import Intents
-from .jsonl import append_line, read_json, write_json_atomic
+from .jsonl import read_json
+from .jsonl_write import append_line, write_json_atomic
 from .judge import CodePolicy, View
 from .kernel_config import KernelConfig
 from .ledger import Ledger

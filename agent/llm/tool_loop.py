@@ -51,7 +51,7 @@ from hotcb.mcp_server.tools_protocol import AutopilotTools
 from hotcb.prompts import load
 
 from hotcb.guard import GuardConfig, ratio_text
-from hotcb.jsonl import dumps
+from hotcb.jsonl_write import dumps
 
 log = logging.getLogger("hotcb.agent.llm.tool_loop")
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hotcb.jsonl import append_line, read_all
+from hotcb.jsonl import read_all
+from hotcb.jsonl_write import append_line
 from hotcb.ops import make_command
 from tests.support.core_loop import Loop
 from tests.support.proc import Trainer, read_jsonl, wait_for

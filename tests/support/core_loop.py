@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from hotcb import HotKernel, loss_actuators, mutable_state, optimizer_actuators
-from hotcb.jsonl import append_line, read_all
+from hotcb.jsonl import read_all
+from hotcb.jsonl_write import append_line
 from hotcb.ops import make_command
 
 
