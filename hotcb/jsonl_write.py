@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .codec import encode
+from .filewatch import ring
 from .jsonl import open_nofollow
 
 try:  # advisory locks are POSIX; elsewhere O_APPEND alone keeps single-write lines whole
@@ -68,6 +69,7 @@ def append_lines(path: str | os.PathLike[str], records: Iterable[Any]) -> None:
                 fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+    ring(path)  # a watch of this file in this process (the kernel's commands) reads it at its next step
 
 
 def append_line(path: str | os.PathLike[str], record: Any) -> None:

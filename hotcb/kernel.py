@@ -310,6 +310,7 @@ class HotKernel:
         if self.closed:
             return
         try:
+            self.commands.close()
             self.cb.close()
             for m in self.modules.values():
                 closer = getattr(m, "close", None)
@@ -355,6 +356,7 @@ class HotKernel:
         if now >= self._next_watch:
             self._next_watch = now + self.config.watch_interval_s
             self.watched.watch(ctx)
+            self.commands.look()
         if now >= self._next_knob_check:
             self._next_knob_check = now + self.config.knob_publish_s
             self._publish_moved_knobs()
@@ -386,12 +388,12 @@ class HotKernel:
         while self.core.paused and not self.core.stop_requested:
             time.sleep(self.config.pause_poll_s)
             self.watched.watch(ctx)
-            self._poll(ctx)
+            self._poll(ctx, force=True)
             self._write_status()
 
-    def _poll(self, ctx: ApplyContext) -> None:
+    def _poll(self, ctx: ApplyContext, force: bool = False) -> None:
         if self.dist is None:
-            self.commands.poll(ctx)
+            self.commands.poll(ctx, force)
             return
         # One collective per poll, entered by every rank at the same step: rank 0's new command
         # lines and watched-file changes, so all ranks apply the same ops.
