@@ -16,7 +16,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from .actuators.actuator import ValueRefused
-from .filewatch import OffStepWatch
+from .filewatch import RungWatch
 from .jsonl import JsonlTail, UnsafeFile
 from .judge import Refusal, is_human, judge
 from .knob_ops import KnobOps
@@ -49,10 +49,9 @@ class CommandPath:
     def __init__(self, kernel: HotKernel) -> None:
         self.kernel = kernel
         self.tail = JsonlTail(kernel.run.commands)
-        # Whether the file changed, known off the step (a thread's lstat, a ring from a writer in
-        # this process); None: the file is looked at on every step (``command_watch_s`` 0).
-        every = kernel.config.command_watch_s
-        self.watch = OffStepWatch(kernel.run.commands, every) if every > 0 else None
+        # Whether the file may have changed, known without a system call (a ring from a writer in
+        # this process, the kernel's cadence); None: a stat on every step (``command_check_s`` 0).
+        self.watch = RungWatch(kernel.run.commands) if kernel.config.command_check_s > 0 else None
         self.knobs = KnobOps(kernel.state, kernel.locks)
         # Who loaded each callback by command (its failures are attributed to them); a callback
         # added in code was put there by the script's author, a human.
@@ -64,8 +63,8 @@ class CommandPath:
 
     # ------------------------------------------------------------------ reading
     def poll(self, ctx: ApplyContext, force: bool = False) -> None:
-        """Single process: decide the new lines. With the off-step watch, nothing is looked at
-        unless it saw a change (no system call); else (or ``force``: a paused run) one ``stat``."""
+        """Single process: decide the new lines. With the watch, nothing is looked at unless it
+        was rung (no system call); else (or ``force``: a paused run) one ``stat``."""
         watch, pending = self.watch, self.kernel.ledger.pending
         if watch is not None and not force:
             if not watch.dirty and not pending and self.held is None:
@@ -78,11 +77,9 @@ class CommandPath:
             watch.dirty = True  # lines left to read again (a capped read, a held or pending decision)
 
     def look(self) -> None:
-        """The fallback cadence (the kernel's ``watch_interval_s``): the next step looks at the
-        file whatever the watch saw, and the watch's thread runs (first use, after a fork)."""
+        """The kernel's cadence (``command_check_s``): this step looks at the file (one ``stat``)."""
         if self.watch is not None:
             self.watch.dirty = True
-            self.watch.ensure_running()
 
     def close(self) -> None:
         if self.watch is not None:

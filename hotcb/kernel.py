@@ -102,8 +102,10 @@ class HotKernel:
         self.internal_errors = 0
         self.last_internal_error: str | None = None
         self.heartbeat = Heartbeat(cfg.status_interval_s)
-        # apply() calls so far, and the wall-clock times of the next file watch, knob check, error log
-        self._calls, self._next_watch, self._next_knob_check, self._next_error_log = 0, 0.0, 0.0, 0.0
+        # apply() calls so far, and the wall-clock times of the next file watch, commands check,
+        # knob check, error log
+        self._calls, self._next_watch, self._next_command_check = 0, 0.0, 0.0
+        self._next_knob_check, self._next_error_log = 0.0, 0.0
 
         self.intents = Intents(self.run.intents)
         started = self.intents.read()  # before the ledger: a rank that only reads sees both
@@ -340,7 +342,7 @@ class HotKernel:
 
     # ------------------------------------------------------------------ the loop
     # complexity: the step's phases in order (step, epoch, metrics, commands, modules, publish): the loop read top to bottom
-    def _apply(self, env: dict[str, Any], events: list[str]) -> None:  # noqa: C901
+    def _apply(self, env: dict[str, Any], events: list[str]) -> None:  # noqa: C901, PLR0912
         step = env.get("step")
         self.step = int(step) if step is not None else self.step + 1
         if env.get("epoch") is not None:
@@ -356,6 +358,8 @@ class HotKernel:
         if now >= self._next_watch:
             self._next_watch = now + self.config.watch_interval_s
             self.watched.watch(ctx)
+        if now >= self._next_command_check:  # another process's command: seen within command_check_s
+            self._next_command_check = now + self.config.command_check_s
             self.commands.look()
         if now >= self._next_knob_check:
             self._next_knob_check = now + self.config.knob_publish_s

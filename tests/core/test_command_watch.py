@@ -1,7 +1,7 @@
-"""The commands file is watched off the step: an idle step makes no system call for it, and every
-command is still decided, once: at the next step when written through hotcb's writer in this
-process, within the watch's cadence when written by anyone else (another process, an editor),
-and within the kernel's fallback cadence even with no watching thread at all."""
+"""The commands file is not looked at on every step: an idle step makes no system call for it, and
+every command is still decided, once: at the next step when written through hotcb's writer in this
+process (it rings the kernel), within ``command_check_s`` when written by anyone else (another
+process, an editor), and at the next step on every step with ``command_check_s`` 0."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def _step_until(lp: Loop, cmd_id: str, seconds: float = 10.0) -> int:
 
 
 def test_an_idle_step_makes_no_stat_of_the_commands_file(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    lp = Loop(run_dir, status_interval_s=3600.0, watch_interval_s=3600.0)
+    lp = Loop(run_dir, status_interval_s=3600.0, command_check_s=3600.0)
     lp.run(2)
     main, seen = threading.main_thread(), []
     real = os.lstat
@@ -54,15 +54,15 @@ def test_an_idle_step_makes_no_stat_of_the_commands_file(run_dir: Path, monkeypa
 
     monkeypatch.setattr(os, "lstat", counting_lstat)
     lp.run(300)
-    assert seen == []  # the watch thread looks, the step does not
+    assert seen == []  # nothing rang, the cadence is not due: the step looks at nothing
     cmd = lp.send("loss", "set_params", {"l2_w": 0.003})  # hotcb's writer rings the kernel
     lp.step()
     assert lp.decision(cmd)["decision"] == "applied" and lp.weights["l2_w"] == 0.003
     lp.close()
 
 
-def test_a_write_through_hotcb_is_decided_at_the_next_step_without_the_thread(run_dir: Path) -> None:
-    lp = Loop(run_dir, status_interval_s=3600.0, watch_interval_s=3600.0, command_watch_s=3600.0)
+def test_a_write_through_hotcb_is_decided_at_the_next_step(run_dir: Path) -> None:
+    lp = Loop(run_dir, status_interval_s=3600.0, command_check_s=3600.0)
     lp.run(3)
     for i in range(5):
         cmd = lp.send("loss", "set_params", {"l2_w": 0.001 * (i + 1)})
@@ -71,8 +71,8 @@ def test_a_write_through_hotcb_is_decided_at_the_next_step_without_the_thread(ru
     lp.close()
 
 
-def test_a_raw_append_is_decided_by_the_watch_thread(run_dir: Path) -> None:
-    lp = Loop(run_dir, status_interval_s=3600.0, watch_interval_s=3600.0, command_watch_s=0.01)
+def test_a_raw_append_is_decided_within_the_check_cadence(run_dir: Path) -> None:
+    lp = Loop(run_dir, status_interval_s=3600.0, command_check_s=0.01)
     lp.run(3)
     rec = make_command("loss", "set_params", {"l2_w": 0.004})
     _raw_append(run_dir / COMMANDS, rec)
@@ -96,19 +96,21 @@ def test_a_command_from_another_process_is_decided(run_dir: Path) -> None:
     lp.close()
 
 
-def test_without_a_thread_the_fallback_cadence_still_reads_the_file(run_dir: Path) -> None:
-    # The thread never looks (an hour apart); the kernel's fallback (watch_interval_s) does.
-    lp = Loop(run_dir, status_interval_s=3600.0, watch_interval_s=0.05, command_watch_s=3600.0)
+def test_an_unrung_append_waits_for_the_cadence(run_dir: Path) -> None:
+    lp = Loop(run_dir, status_interval_s=3600.0, command_check_s=3600.0)
     lp.run(3)
     rec = make_command("loss", "set_params", {"l2_w": 0.005})
     _raw_append(run_dir / COMMANDS, rec)
-    _step_until(lp, rec["cmd_id"])
+    lp.run(5)
+    assert not any(e.get("cmd_id") == rec["cmd_id"] for e in lp.ledger())  # the hour is not up
+    lp.kernel.commands.look()  # what the cadence does when it is due
+    lp.step()
     assert lp.decision(rec["cmd_id"])["decision"] == "applied"
     lp.close()
 
 
-def test_command_watch_off_looks_on_every_step(run_dir: Path) -> None:
-    lp = Loop(run_dir, status_interval_s=3600.0, watch_interval_s=3600.0, command_watch_s=0)
+def test_command_check_off_looks_on_every_step(run_dir: Path) -> None:
+    lp = Loop(run_dir, status_interval_s=3600.0, command_check_s=0)
     lp.run(3)
     assert lp.kernel.commands.watch is None
     rec = make_command("loss", "set_params", {"l2_w": 0.007})
@@ -119,7 +121,7 @@ def test_command_watch_off_looks_on_every_step(run_dir: Path) -> None:
 
 
 def test_lines_left_by_a_capped_read_are_read_at_the_next_steps(run_dir: Path) -> None:
-    lp = Loop(run_dir, status_interval_s=3600.0, watch_interval_s=3600.0, command_watch_s=3600.0)
+    lp = Loop(run_dir, status_interval_s=3600.0, command_check_s=3600.0)
     lp.run(2)
     tail = lp.kernel.commands.tail
     tail.max_line_bytes, tail.max_bytes_per_read = 1000, 1001  # a read takes two or three lines
@@ -132,11 +134,19 @@ def test_lines_left_by_a_capped_read_are_read_at_the_next_steps(run_dir: Path) -
     lp.close()
 
 
-def test_close_stops_the_watch_thread(run_dir: Path) -> None:
-    lp = Loop(run_dir, status_interval_s=3600.0)
+def test_a_paused_run_reads_an_unrung_command(run_dir: Path) -> None:
+    lp = Loop(run_dir, status_interval_s=3600.0, command_check_s=3600.0, pause_poll_s=0.01)
     lp.run(2)
-    watch = lp.kernel.commands.watch
-    assert watch is not None and watch._thread is not None and watch._thread.is_alive()
-    thread = watch._thread
+    lp.send("core", "pause")
+    resume = make_command("core", "resume")
+
+    def later() -> None:
+        time.sleep(0.2)
+        _raw_append(run_dir / COMMANDS, resume)
+
+    t = threading.Thread(target=later)
+    t.start()
+    lp.step()  # holds while paused, looking at the file itself, until the resume is read
+    t.join()
+    assert lp.decision(resume["cmd_id"])["decision"] == "applied" and not lp.kernel.paused
     lp.close()
-    assert not thread.is_alive()

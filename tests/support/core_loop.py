@@ -85,8 +85,8 @@ class Loop:
 
     def write_raw(self, text: str) -> None:
         """Raw bytes appended (not through hotcb's writer), then rung as hotcb's writer rings: the
-        kernel looks at the file at its next step (unrung, its watch thread sees it within
-        ``command_watch_s``: tests/core/test_command_watch.py)."""
+        kernel looks at the file at its next step (unrung, the kernel looks at it within
+        ``command_check_s``: tests/core/test_command_watch.py)."""
         path = self.run_dir / "hotcb.commands.jsonl"
         with open(path, "a") as f:
             f.write(text)
