@@ -33,7 +33,6 @@ _LINE = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 RECENT_POINTS = 4096  # per metric: covers the rules' read interval at thousands of steps a second
 RECENT_METRICS = 1024  # metric names followed (a loop logging more keeps the first ones)
-FOLD_EVERY = 64  # records put into the per-metric rings together (the step only queues its own)
 
 
 def to_number(value: Any) -> float | None:
@@ -75,8 +74,7 @@ class MetricsCollector:
         self.blacklist = list(blacklist or [])
         self.every_n = max(1, int(every_n))
         self._last_step: int | None = None
-        self._recent: dict[str, deque[tuple[int, float]]] = {}
-        self._unfolded: list[tuple[int, dict[str, float | str]]] = []  # recorded, not yet in ``recent``
+        self.recent: dict[str, deque[tuple[int, float]]] = {}
         self._out = LineAppender(self.path, delay_s=flush_s, encode=_LINE.encode)
         self._kept: dict[str, bool] = {}  # each name's filter verdict (metric names repeat every step)
 
@@ -118,34 +116,19 @@ class MetricsCollector:
         rec = {"step": step, "epoch": epoch, "wall_time": time.time(), "metrics": values}
         self._out.append(rec)
         self._last_step = step
-        unfolded = self._unfolded
-        unfolded.append((step, values))  # into the rings in batches: one append on the step
-        if len(unfolded) >= FOLD_EVERY:
-            self._fold()
+        for name, v in values.items():
+            ring = self.recent.get(name)
+            if ring is None:
+                if len(self.recent) >= RECENT_METRICS:
+                    continue
+                ring = self.recent[name] = deque(maxlen=RECENT_POINTS)
+            ring.append((step, v))
         return rec
-
-    @property
-    def recent(self) -> dict[str, deque[tuple[int, float]]]:
-        """The last ``RECENT_POINTS`` (step, value) of each metric recorded (up to ``RECENT_METRICS`` names)."""
-        if self._unfolded:
-            self._fold()
-        return self._recent
-
-    def _fold(self) -> None:
-        recent, batch, self._unfolded = self._recent, self._unfolded, []
-        for step, values in batch:
-            for name, v in values.items():
-                ring = recent.get(name)
-                if ring is None:
-                    if len(recent) >= RECENT_METRICS:
-                        continue
-                    ring = recent[name] = deque(maxlen=RECENT_POINTS)
-                ring.append((step, v))
 
     def check(self, metric: str, step: int, value: float | str) -> str | None:
         """Why the reading ``metric`` = ``value`` at ``step`` is not one this collector wrote
         (None: it is, among the recent points kept)."""
-        ring = self.recent.get(metric)  # the points recorded up to now, this step's included
+        ring = self.recent.get(metric)
         if not ring:
             return f"the kernel recorded no {metric!r}"
         want = float(value)
