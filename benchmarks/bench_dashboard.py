@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from tests.test_dashboard_proc import ServeProcess  # noqa: E402
 
-from hotcb.jsonl import append_line  # noqa: E402
+from hotcb.jsonl_write import append_line  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:

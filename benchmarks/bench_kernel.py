@@ -5,7 +5,7 @@
 1. ``kernel.apply`` with no pending command, in a tight loop: median cost per call, and the
    ratio to one training step of a ~95k-parameter CNN on this machine (CIFAR-sized batch).
 2. File activity of those calls: opens for reading / writing and stats, counted by wrapping
-   ``open``/``os.open``/``os.stat`` (proves apply reads nothing when nothing changed).
+   ``open``/``os.open``/``os.stat``/``os.lstat`` (proves apply reads nothing when nothing changed).
 3. Command latency: a writer thread appends commands at random moments into a 10 ms step loop;
    latency is the decision step minus the step running when the line was appended.
 """
@@ -28,7 +28,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hotcb import HotKernel, loss_actuators, mutable_state, optimizer_actuators
-from hotcb.jsonl import append_line, read_all
+from hotcb.jsonl import read_all
+from hotcb.jsonl_write import append_line
 from hotcb.ops import make_command
 
 
@@ -88,7 +89,7 @@ class FileActivity:
 
     def __init__(self) -> None:
         self.read_opens = self.write_opens = self.stats = 0
-        self._open, self._os_open, self._stat = builtins.open, os.open, os.stat
+        self._open, self._os_open, self._stat, self._lstat = builtins.open, os.open, os.stat, os.lstat
 
     def __enter__(self) -> FileActivity:
         def counting_open(file, mode="r", *a, **kw):
@@ -109,11 +110,15 @@ class FileActivity:
             self.stats += 1
             return self._stat(*a, **kw)
 
-        builtins.open, os.open, os.stat = counting_open, counting_os_open, counting_stat
+        def counting_lstat(*a, **kw):
+            self.stats += 1
+            return self._lstat(*a, **kw)
+
+        builtins.open, os.open, os.stat, os.lstat = counting_open, counting_os_open, counting_stat, counting_lstat
         return self
 
     def __exit__(self, *exc) -> None:
-        builtins.open, os.open, os.stat = self._open, self._os_open, self._stat
+        builtins.open, os.open, os.stat, os.lstat = self._open, self._os_open, self._stat, self._lstat
 
 
 def file_activity(calls: int) -> tuple[FileActivity, float]:

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from hotcb.mcp_server import HotcbTools  # noqa: E402
 
-from hotcb.jsonl import append_lines  # noqa: E402
+from hotcb.jsonl_write import append_lines  # noqa: E402
 
 
 def write_metrics(path: Path, start: int, n: int, chunk: int = 50_000) -> None:

@@ -7,7 +7,8 @@ import os
 import time
 from typing import Any
 
-from .jsonl import JsonlTail, append_line, read_json
+from .jsonl import JsonlTail, read_json
+from .jsonl_write import append_line
 from .ops import parse_command
 from .records import StatusRecord
 from .rundir import NO_TRAINING_YET, RunDir

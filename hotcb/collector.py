@@ -5,7 +5,7 @@ It also keeps the last ``RECENT_POINTS`` (step, value) of each metric it wrote, 
 kernel's own view of its metrics, against which the judge checks an automated op's evidence
 (a line another writer appended to the metrics file is not in it).
 
-Lines go through ``hotcb.jsonl.LineAppender`` on a descriptor kept open (the training process
+Lines go through ``hotcb.jsonl_write.LineAppender`` on a descriptor kept open (the training process
 is the file's only writer; a file replaced under it is reopened, a symlink refused). With
 ``flush_s`` 0 each line is written at its step; the kernel passes ``flush_s`` > 0
 (``KernelConfig.metrics_flush_s``): a step only queues its record, and lines are serialized and
@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .codec import tag
-from .jsonl import LineAppender
+from .jsonl_write import LineAppender
 
 MAX_NAMES_CACHED = 4096  # metric names whose filter verdict is remembered
 # One encoder for every line: ``json.dumps`` with options builds a new one per call.

@@ -16,6 +16,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from .actuators.actuator import ValueRefused
+from .filewatch import RungWatch
 from .jsonl import JsonlTail, UnsafeFile
 from .judge import Refusal, is_human, judge
 from .knob_ops import KnobOps
@@ -48,6 +49,9 @@ class CommandPath:
     def __init__(self, kernel: HotKernel) -> None:
         self.kernel = kernel
         self.tail = JsonlTail(kernel.run.commands)
+        # Whether the file may have changed, known without a system call (a ring from a writer in
+        # this process, the kernel's cadence); None: a stat on every step (``command_check_s`` 0).
+        self.watch = RungWatch(kernel.run.commands) if kernel.config.command_check_s > 0 else None
         self.knobs = KnobOps(kernel.state, kernel.locks)
         # Who loaded each callback by command (its failures are attributed to them); a callback
         # added in code was put there by the script's author, a human.
@@ -58,11 +62,28 @@ class CommandPath:
         self._handlers = 0  # handlers running now (one may submit an op of its own)
 
     # ------------------------------------------------------------------ reading
-    def poll(self, ctx: ApplyContext) -> None:
-        """Single process: decide the new lines (one ``stat`` when there are none)."""
-        if not self.tail.changed() and not self.kernel.ledger.pending and self.held is None:
+    def poll(self, ctx: ApplyContext, force: bool = False) -> None:
+        """Single process: decide the new lines. With the watch, nothing is looked at unless it
+        was rung (no system call); else (or ``force``: a paused run) one ``stat``."""
+        watch, pending = self.watch, self.kernel.ledger.pending
+        if watch is not None and not force:
+            if not watch.dirty and not pending and self.held is None:
+                return
+            watch.dirty = False  # cleared before the file is read: a change made meanwhile raises it again
+        if not self.tail.changed() and not pending and self.held is None:
             return
         self.decide_lines(self.read_lines(), ctx, rewind=True)
+        if watch is not None and self.tail.size_seen == -1:
+            watch.dirty = True  # lines left to read again (a capped read, a held or pending decision)
+
+    def look(self) -> None:
+        """The kernel's cadence (``command_check_s``): this step looks at the file (one ``stat``)."""
+        if self.watch is not None:
+            self.watch.dirty = True
+
+    def close(self) -> None:
+        if self.watch is not None:
+            self.watch.close()
 
     def read_lines(self) -> list[Line]:
         ledger = self.kernel.ledger

@@ -150,7 +150,9 @@ class LossDetector:
         return self.healthy_run >= self.config.confirm
 
     # ------------------------------------------------------------------ one point
-    def update(self, x: float) -> Verdict:
+    # complexity: one point's arithmetic and verdict inline (run on every training step; the
+    # methods it mirrors -- line, drifted, _track_chance, chance_level -- stay for other callers)
+    def update(self, x: float) -> Verdict:  # noqa: C901
         c = self.config
         self.last = x
         if not math.isfinite(x):
@@ -158,51 +160,68 @@ class LossDetector:
             self.healthy_run = 0
             self.verdict = Verdict.NON_FINITE
             return self.verdict
-        if self.level is None:
+        level = self.level
+        if level is None:
             self.level, self.start, self.n = x, x, 1
             self.prev = x
             self.peak = x
             self.raw_sum = x
             self.verdict = Verdict.WARMING
             return self.verdict
-        if self.n < c.warmup:
+        n, warmup, noise = self.n, c.warmup, self.noise
+        if n < warmup:
             self.raw_sum += x
-        line = self.line()
+            line = self.line()
+        else:  # line(), past warmup: the run's own noise band
+            band = c.band * noise
+            rel = c.rel * abs(level)
+            line = level + (rel if rel > band else band)
         over = x > line
-        self.over = self.over + 1 if over else 0
-        self.peak = max(self.peak, x)
+        self.over = over_n = self.over + 1 if over else 0
+        if x > self.peak:
+            self.peak = x
         # Early on a running mean (the first points matter equally), then the EMA.
-        a = max(c.alpha, 1.0 / (self.n + 1))
-        clipped = min(x, line)
+        a = 1.0 / (n + 1)
+        if a < c.alpha:
+            a = c.alpha
+        clipped = line if x > line else x
         # A point over the line widens the noise by its distance from the level (as a MAD would), so
         # a genuine change of scale is still adopted within a few dozen points.
-        prev = self.level if self.prev is None or over else self.prev
-        self.noise += a * (abs(clipped - prev) * (1.0 if over else SQRT_HALF) - self.noise)
+        prev = level if self.prev is None or over else self.prev
+        noise += a * (abs(clipped - prev) * (1.0 if over else SQRT_HALF) - noise)
+        self.noise = noise
         self.prev = clipped
-        self.level += a * (clipped - self.level)
-        self.n += 1
-        if self.n >= c.warmup:  # the early running mean swings with single points
-            self.best = min(self.best, self.level)
-        if self.n == EARLY_POINTS:
-            self.early = self.level
-        self._track_chance()
+        level += a * (clipped - level)
+        self.level = level
+        self.n = n = n + 1
+        if n >= warmup and level < self.best:  # the early running mean swings with single points
+            self.best = level
+        if n == EARLY_POINTS:
+            self.early = level
+        known = self._chance  # _track_chance, with chance_level's cache read here
+        chance = known[1] if known is not None and known[0] is c else self.chance_level
+        if chance is not None:
+            self.at_chance = self.at_chance + 1 if abs(level - chance) <= c.chance_tol * chance else 0
         # Early: one more point, the noise unmeasured; on probation (the run just came back from
         # a blow-up at twice this lr) fewer points over the tighter line: that lr is on the edge.
-        persist = c.persist if self.n > c.warmup else (c.probation_persist if self.probation else c.persist + 1)
+        persist = c.persist if n > warmup else (c.probation_persist if self.probation else c.persist + 1)
         # Each test below is asked only where it can hold (drifted: past warmup; rose: up to it;
         # collapsed: a window at chance): the same verdicts, fewer calls on every step.
-        if self.over >= persist:
-            self.verdict = Verdict.BLOWUP
-        elif (self.drifted() if self.n > c.warmup else self.rose()):
-            self.verdict = Verdict.BLOWUP
+        best = self.best
+        if over_n >= persist:
+            verdict = Verdict.BLOWUP
+        elif (n > warmup and 0 < best < math.inf and level > c.drift * best and level > best + 2 * noise) \
+                if n > warmup else self.rose():  # drifted(), inline
+            verdict = Verdict.BLOWUP
         elif over:
-            self.verdict = Verdict.SUSPECT
+            verdict = Verdict.SUSPECT
         elif self.at_chance >= c.chance_window and self.collapsed():
-            self.verdict = Verdict.CHANCE
+            verdict = Verdict.CHANCE
         else:
-            self.verdict = Verdict.HEALTHY if self.n >= c.warmup else Verdict.WARMING
-        self.healthy_run = self.healthy_run + 1 if self.verdict in (Verdict.HEALTHY, Verdict.WARMING) else 0
-        return self.verdict
+            verdict = Verdict.HEALTHY if n >= warmup else Verdict.WARMING
+        self.verdict = verdict
+        self.healthy_run = self.healthy_run + 1 if verdict is Verdict.HEALTHY or verdict is Verdict.WARMING else 0
+        return verdict
 
     def drifted(self) -> bool:
         """A loss that climbs steadily, with noise growing as fast as it does, never jumps over the

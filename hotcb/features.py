@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from .jsonl import append_line
+from .jsonl_write import append_line
 
 
 class FeatureCapture:

@@ -12,7 +12,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .jsonl import read_json, write_json_atomic
+from .jsonl import read_json
+from .jsonl_write import write_json_atomic
 from .vocabulary import FreezeMode, Source
 
 MODES = FreezeMode.values()

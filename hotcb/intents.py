@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .jsonl import JsonlTail, dumps, open_nofollow
+from .jsonl import JsonlTail, open_nofollow
+from .jsonl_write import dumps
 
 if TYPE_CHECKING:
     from .ledger import Ledger

@@ -34,7 +34,8 @@ from .freeze import FreezeState
 from .freeze_switch import FreezeSwitch
 from .heartbeat import Heartbeat
 from .intents import Intents
-from .jsonl import append_line, read_json, write_json_atomic
+from .jsonl import read_json
+from .jsonl_write import append_line, write_json_atomic
 from .judge import CodePolicy, View
 from .kernel_config import KernelConfig
 from .ledger import Ledger
@@ -101,8 +102,10 @@ class HotKernel:
         self.internal_errors = 0
         self.last_internal_error: str | None = None
         self.heartbeat = Heartbeat(cfg.status_interval_s)
-        # apply() calls so far, and the wall-clock times of the next file watch, knob check, error log
-        self._calls, self._next_watch, self._next_knob_check, self._next_error_log = 0, 0.0, 0.0, 0.0
+        # apply() calls so far, and the wall-clock times of the next file watch, commands check,
+        # knob check, error log
+        self._calls, self._next_watch, self._next_command_check = 0, 0.0, 0.0
+        self._next_knob_check, self._next_error_log = 0.0, 0.0
 
         self.intents = Intents(self.run.intents)
         started = self.intents.read()  # before the ledger: a rank that only reads sees both
@@ -309,6 +312,7 @@ class HotKernel:
         if self.closed:
             return
         try:
+            self.commands.close()
             self.cb.close()
             for m in self.modules.values():
                 closer = getattr(m, "close", None)
@@ -338,7 +342,7 @@ class HotKernel:
 
     # ------------------------------------------------------------------ the loop
     # complexity: the step's phases in order (step, epoch, metrics, commands, modules, publish): the loop read top to bottom
-    def _apply(self, env: dict[str, Any], events: list[str]) -> None:  # noqa: C901
+    def _apply(self, env: dict[str, Any], events: list[str]) -> None:  # noqa: C901, PLR0912
         step = env.get("step")
         self.step = int(step) if step is not None else self.step + 1
         if env.get("epoch") is not None:
@@ -354,6 +358,9 @@ class HotKernel:
         if now >= self._next_watch:
             self._next_watch = now + self.config.watch_interval_s
             self.watched.watch(ctx)
+        if now >= self._next_command_check:  # another process's command: seen within command_check_s
+            self._next_command_check = now + self.config.command_check_s
+            self.commands.look()
         if now >= self._next_knob_check:
             self._next_knob_check = now + self.config.knob_publish_s
             self._publish_moved_knobs()
@@ -385,12 +392,12 @@ class HotKernel:
         while self.core.paused and not self.core.stop_requested:
             time.sleep(self.config.pause_poll_s)
             self.watched.watch(ctx)
-            self._poll(ctx)
+            self._poll(ctx, force=True)
             self._write_status()
 
-    def _poll(self, ctx: ApplyContext) -> None:
+    def _poll(self, ctx: ApplyContext, force: bool = False) -> None:
         if self.dist is None:
-            self.commands.poll(ctx)
+            self.commands.poll(ctx, force)
             return
         # One collective per poll, entered by every rank at the same step: rank 0's new command
         # lines and watched-file changes, so all ranks apply the same ops.

@@ -23,6 +23,9 @@ class KernelConfig:
     checkpoint_on_disk: bool = False
     status_interval_s: float = 0.5  # heartbeat (hotcb.status.json) at most this often
     watch_interval_s: float = 0.25  # hotcb.freeze.json / hotcb.yaml checked this often
+    # hotcb.commands.jsonl is looked at (one stat) on the step at most this often; a writer in this
+    # process (hotcb.jsonl_write) rings it for the next step; 0: a stat on every step.
+    command_check_s: float = 0.02
     knob_publish_s: float = 1.0  # knob values a scheduler moved are republished at most this often
     pause_poll_s: float = 0.05
     record_knobs: bool = True  # echo numeric knob values into the metrics (e.g. opt/lr)

@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from enum import Enum
 from typing import Any
 
-from .jsonl import JsonlTail, append_line, digest, dumps
+from .jsonl import JsonlTail, digest
+from .jsonl_write import append_line, dumps
 from .records import LedgerRecord
 
 

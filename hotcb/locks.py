@@ -10,7 +10,8 @@ import os
 import time
 from typing import Any
 
-from .jsonl import read_json, write_json_atomic
+from .jsonl import read_json
+from .jsonl_write import write_json_atomic
 
 
 class KnobLocks(dict[str, dict[str, Any]]):

@@ -15,7 +15,7 @@ import os
 import threading
 from typing import Any
 
-from .jsonl import write_json_atomic
+from .jsonl_write import write_json_atomic
 
 log = logging.getLogger("hotcb")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .jsonl import append_lines, read_all
+from .jsonl import read_all
+from .jsonl_write import append_lines
 from .ops import CB_OPS, CORE, CallbackTarget, CommandError
 
 # What a replay reproduces: knob changes, callback changes, and state restores.

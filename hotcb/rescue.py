@@ -165,7 +165,8 @@ class Rescue:
 
     # ------------------------------------------------------------------ every step
     def on_step(self, ctx: ApplyContext) -> None:
-        self._hold_start(ctx.step)
+        if self._start is None or not self.started:  # else _hold_start has nothing left to do
+            self._hold_start(ctx.step)
         if self.config.probe and self.probe.state is not ProbeState.SETTLED:
             self._watch_warmup(ctx.step)  # for the probe only: once it settled, no more reads
         metrics = ctx.env.get("metrics") or {}
@@ -184,7 +185,7 @@ class Rescue:
             self._rescue(ctx, verdict, x)
             return
         det = self.detector
-        if det.confirmed() and not det.dead():  # a dead network's quiet loss confirms nothing
+        if det.healthy_run >= det.config.confirm and not det.dead():  # confirmed(); a dead network's quiet loss confirms nothing
             self.kernel.snapshots.confirm(since=ctx.step - det.healthy_run + 1, upto=ctx.step - det.config.confirm)
         every = self.config.snapshot_every
         if (verdict is Verdict.HEALTHY and self.kernel.snapshots.objects

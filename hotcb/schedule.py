@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from .jsonl import write_json_atomic
+from .jsonl_write import write_json_atomic
 from .ops import HotOp
 
 

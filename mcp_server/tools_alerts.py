@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from hotcb.jsonl import append_line, read_all, read_json, write_json_atomic
+from hotcb.jsonl import read_all, read_json
+from hotcb.jsonl_write import append_line, write_json_atomic
 from hotcb.rundir import ALERT_RULES, ALERTS
 
 from .registry import StrictInput, ToolError

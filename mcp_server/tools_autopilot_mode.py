@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from hotcb.jsonl import read_json, write_json_atomic
+from hotcb.jsonl import read_json
+from hotcb.jsonl_write import write_json_atomic
 from hotcb.rundir import AI_STATE, AUTOPILOT
 from hotcb.vocabulary import AutopilotMode, Source
 

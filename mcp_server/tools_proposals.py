@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from hotcb.jsonl import append_line, read_all
+from hotcb.jsonl import read_all
+from hotcb.jsonl_write import append_line
 from hotcb.rundir import PROPOSALS
 
 from .registry import StrictInput, ToolError

@@ -21,7 +21,7 @@ from hotcb.agent.llm.stance import Stances
 from hotcb.mcp_server.registry import ToolError
 from hotcb.mcp_server.tools_protocol import AutopilotTools
 
-from hotcb.jsonl import dumps
+from hotcb.jsonl_write import dumps
 
 AI_TOOLS = offered_tools.OFFERED
 

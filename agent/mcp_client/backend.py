@@ -36,7 +36,7 @@ from hotcb.mcp_server.tools_autopilot import (
 from hotcb.mcp_server.tools_protocol import AutopilotTools, Out
 from pydantic import BaseModel, ValidationError
 
-from hotcb.jsonl import dumps
+from hotcb.jsonl_write import dumps
 from hotcb.vocabulary import Source
 
 PROCESS_TOOL = "autopilot_process"

@@ -18,7 +18,8 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from ..jsonl import read_json, write_json_atomic
+from ..jsonl import read_json
+from ..jsonl_write import write_json_atomic
 from ..kernel import HotKernel
 from ._common import never_raise, plain_metrics, wire_optimizers
 

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..collector import number_or_tag
-from ..jsonl import append_line
+from ..jsonl_write import append_line
 from ..rundir import ALL_FILES
 from ._base import BuiltinCallback
 

@@ -47,7 +47,8 @@ from typing import Any
 import optuna  # noqa: F401  (hotcb[tune]: without optuna this import fails, the kernel names the extra)
 
 from ..actuators.actuator import ValueRefused
-from ..jsonl import read_json, write_json_atomic
+from ..jsonl import read_json
+from ..jsonl_write import write_json_atomic
 from ..modules import ApplyContext
 from ..ops import HotOp
 from ..rundir import TUNE as TUNE_FILE

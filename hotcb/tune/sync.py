@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from ..jsonl import append_line
+from ..jsonl_write import append_line
 from ..modules import ApplyContext
 from ..ops import TUNE, HotOp, Source
 from .host import SyncHost

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hotcb.evals.fake_llm import RecordedLLM
 
-from hotcb.jsonl import append_lines
+from hotcb.jsonl_write import append_lines
 from tests.support.mcp_scenario import HOTCB
 
 FOREIGN_UID = 12345

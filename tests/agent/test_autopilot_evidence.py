@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hotcb.jsonl import append_line, append_lines, read_json
+from hotcb.jsonl import read_json
+from hotcb.jsonl_write import append_line, append_lines
 from hotcb.ops import make_command
 from tests.support.proc import Trainer, wait_for
 

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from hotcb.jsonl import append_line
+from hotcb.jsonl_write import append_line
 from hotcb.ops import make_command
 from tests.support.core_loop import Loop
 from tests.support.proc import Trainer, wait_for
 
 WRITER = r"""
 import os, sys, time
-from hotcb.jsonl import append_line
+from hotcb.jsonl_write import append_line
 from hotcb.ops import make_command
 run, wid, n, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 while not os.path.exists(go):

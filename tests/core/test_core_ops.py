@@ -301,7 +301,7 @@ def test_callback_lifecycle_and_builtins(run_dir: Path) -> None:
 
 def test_pause_holds_the_loop_and_still_answers(run_dir: Path) -> None:
     """A real trainer subprocess: paused, it stays at one step yet applies commands; then stop."""
-    from hotcb.jsonl import append_line
+    from hotcb.jsonl_write import append_line
     from hotcb.ops import make_command
     from tests.support.proc import Trainer, wait_for
 

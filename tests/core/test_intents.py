@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hotcb.jsonl import append_line, read_json
+from hotcb.jsonl import read_json
+from hotcb.jsonl_write import append_line
 from hotcb.locks import KnobLocks
 from hotcb.ops import make_command
 from tests.support.core_loop import Loop

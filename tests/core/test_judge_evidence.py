@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hotcb.jsonl import append_line
+from hotcb.jsonl_write import append_line
 from tests.support.core_loop import Loop
 
 

@@ -15,7 +15,7 @@ from mcp import Client
 from mcp_types import Implementation
 
 from hotcb.freeze import FreezeState
-from hotcb.jsonl import append_line
+from hotcb.jsonl_write import append_line
 from hotcb.ops import make_command
 from hotcb.recipe import write_recipe
 from tests.support.core_loop import Loop

@@ -18,7 +18,8 @@ import pytest
 from hotcb.mcp_server.registry import ToolError
 from hotcb.mcp_server.tools import HotcbTools
 
-from hotcb.jsonl import append_line, read_all
+from hotcb.jsonl import read_all
+from hotcb.jsonl_write import append_line
 from hotcb.judge import VETO_WINDOW_STEPS, View, judge
 from hotcb.ops import make_command, parse_command
 from hotcb.reasons import MAX_COMPARED, copied, own_words_refusal

@@ -19,7 +19,8 @@ from pathlib import Path
 from hotcb.mcp_server import HotcbTools
 
 from hotcb import HotKernel
-from hotcb.jsonl import LineAppender, read_all
+from hotcb.jsonl import read_all
+from hotcb.jsonl_write import LineAppender
 from hotcb.rescue import rescue_of
 from tests.support.core_loop import Loop
 from tests.support.proc import wait_for

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from hotcb.actuators.actuator import ActuatorType, HotcbActuator
 from hotcb.collector import MetricsCollector
-from hotcb.jsonl import dumps, read_all
+from hotcb.jsonl import read_all
+from hotcb.jsonl_write import dumps
 from hotcb.ledger import Ledger
 from hotcb.records import KnobSpec, LedgerRecord, MetricRecord, StatusRecord
 

@@ -10,7 +10,7 @@ import pytest
 
 from hotcb import HotKernel
 from hotcb.errors import HotcbError, RunLocked
-from hotcb.jsonl import append_line
+from hotcb.jsonl_write import append_line
 from hotcb.ops import make_command
 from tests.support.proc import Trainer, wait_for
 

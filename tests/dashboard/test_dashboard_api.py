@@ -16,7 +16,7 @@ from hotcb.dashboard.app import create_app
 from hotcb.dashboard.config import DashboardConfig
 from hotcb.mcp_server.tools import HotcbTools
 
-from hotcb.jsonl import append_line
+from hotcb.jsonl_write import append_line
 from tests.dashboard.test_dashboard_proc import ServeProcess
 from tests.support.proc import Trainer, wait_for
 

@@ -23,7 +23,7 @@ import pytest
 from hotcb.dashboard.security import COOKIE
 from hotcb.mcp_server.tools import HotcbTools
 
-from hotcb.jsonl import append_line
+from hotcb.jsonl_write import append_line
 from hotcb.recipe import export_recipe
 from tests.conftest import need
 from tests.dashboard.test_dashboard_proc import ServeProcess

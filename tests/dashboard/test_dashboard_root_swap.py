@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hotcb.jsonl import append_lines
+from hotcb.jsonl_write import append_lines
 from tests.dashboard.test_dashboard_proc import ServeProcess
 
 

@@ -14,7 +14,7 @@ from hotcb.mcp_server.run_root import RunRoot, looks_like_root
 from mcp import Client
 from mcp_types import Implementation
 
-from hotcb.jsonl import append_lines
+from hotcb.jsonl_write import append_lines
 from tests.support.mcp_scenario import stdio_params
 from tests.support.proc import Trainer
 

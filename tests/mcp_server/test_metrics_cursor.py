@@ -14,7 +14,7 @@ import pytest
 from hotcb.mcp_server import HotcbTools, metrics_seek, metrics_store
 
 from hotcb.collector import MetricsCollector
-from hotcb.jsonl import append_lines
+from hotcb.jsonl_write import append_lines
 from tests.mcp_server.test_tools_trends import records
 from tests.support.proc import Trainer, read_jsonl
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from hotcb.mcp_server import HotcbTools, metrics_seek, metrics_store
 
-from hotcb.jsonl import append_lines
+from hotcb.jsonl_write import append_lines
 from tests.mcp_server.test_tools_trends import records
 
 

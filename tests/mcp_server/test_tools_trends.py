@@ -11,7 +11,7 @@ import numpy as np
 from hotcb.mcp_server import HotcbTools
 
 from hotcb import trend
-from hotcb.jsonl import append_lines
+from hotcb.jsonl_write import append_lines
 
 # About how a BPE tokenizer (cl100k-like) splits compact JSON: words, digit runs of up to 3,
 # punctuation in pairs (`":`, `,"`, `{"` are single tokens there).

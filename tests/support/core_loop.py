@@ -14,7 +14,9 @@ import torch
 from torch import nn
 
 from hotcb import HotKernel, loss_actuators, mutable_state, optimizer_actuators
-from hotcb.jsonl import append_line, read_all
+from hotcb.filewatch import ring
+from hotcb.jsonl import read_all
+from hotcb.jsonl_write import append_line
 from hotcb.ops import make_command
 
 
@@ -82,8 +84,13 @@ class Loop:
         return rec["cmd_id"]
 
     def write_raw(self, text: str) -> None:
-        with open(self.run_dir / "hotcb.commands.jsonl", "a") as f:
+        """Raw bytes appended (not through hotcb's writer), then rung as hotcb's writer rings: the
+        kernel looks at the file at its next step (unrung, the kernel looks at it within
+        ``command_check_s``: tests/core/test_command_watch.py)."""
+        path = self.run_dir / "hotcb.commands.jsonl"
+        with open(path, "a") as f:
             f.write(text)
+        ring(path)
 
     def metrics(self) -> list[dict[str, Any]]:
         """The metric lines recorded so far: the kernel writes them in batches off the step, so a

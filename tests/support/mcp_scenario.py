@@ -15,7 +15,7 @@ import anyio
 from hotcb.mcp_server import HotcbTools
 from mcp import Client
 
-from hotcb.jsonl import append_line
+from hotcb.jsonl_write import append_line
 
 from .proc import Trainer, read_jsonl, wait_for
 

@@ -26,7 +26,8 @@ from hotcb import loss_actuators, mutable_state, optimizer_actuators
 from hotcb.actuators.actuator import HotcbActuator
 from hotcb.collector import MetricsCollector
 from hotcb.guard import GuardConfig
-from hotcb.jsonl import read_all, write_json_atomic
+from hotcb.jsonl import read_all
+from hotcb.jsonl_write import write_json_atomic
 from hotcb.judge import CodePolicy
 from hotcb.rundir import RunDir
 
