@@ -136,11 +136,12 @@ def _begins(step: int, max_steps: int, lr: float, state: FinishState, cfg: Finis
         return False
     span = int(cfg.look_back * max_steps)
     fall = recent_fall(series, step, span, cfg, skip)
-    skipped = [(a, b) for a, b in skip if fall != recent_fall(series, step, span, cfg)]  # left out, for the reason
     if fall is not None and fall[1] > cfg.hold_fall and not cut_before:
         if step < latest:
             state.waited = True
             return False
+        # The spans the look left out, for the reason: all of them, where leaving them out changed it.
+        skipped = skip if skip and fall != recent_fall(series, step, span, cfg) else ()
         state.held = (f"finish: no cool-down: {fall[0]} fell {fall[1]:.0%} over the last {cfg.look_back:.0%} of "
                       f"the run before step {step} (more than {cfg.hold_fall:.0%}"
                       + "".join(f"; steps {a}-{b}, an undone test's halving, left out" for a, b in skipped)
@@ -211,8 +212,8 @@ class Finisher:
             return None
         lr = next((k["value"] for k in knobs["actuators"] if k["key"] == "lr"), None)
         since = step - 2 * int(self.config.look_back * max_steps)
-        cut = self.state.peak is None and self._cut_since(tools, since, step)
-        skip = self._undone(tools, since, step) if self.state.peak is None else ()
+        # One read of the look-back's ledger: whether a cut stands there, and the undone ones' spans.
+        cut, skip = self._cuts(tools, since, step) if self.state.peak is None else (False, ())
         slow = self._found_slow(tools, step) if self.state.peak is None else None
         d = decide(step, max_steps, lr if isinstance(lr, (int, float)) else None, self.state, self.config, series,
                    cut_before=cut, found_slow=slow, skip=skip)
