@@ -150,9 +150,7 @@ class LossDetector:
         return self.healthy_run >= self.config.confirm
 
     # ------------------------------------------------------------------ one point
-    # complexity: one point's arithmetic and verdict inline (run on every training step; the
-    # methods it mirrors -- line, drifted, _track_chance, chance_level -- stay for other callers)
-    def update(self, x: float) -> Verdict:  # noqa: C901
+    def update(self, x: float) -> Verdict:
         c = self.config
         self.last = x
         if not math.isfinite(x):
@@ -171,11 +169,7 @@ class LossDetector:
         n, warmup, noise = self.n, c.warmup, self.noise
         if n < warmup:
             self.raw_sum += x
-            line = self.line()
-        else:  # line(), past warmup: the run's own noise band
-            band = c.band * noise
-            rel = c.rel * abs(level)
-            line = level + (rel if rel > band else band)
+        line = self.line()
         over = x > line
         self.over = over_n = self.over + 1 if over else 0
         if x > self.peak:
@@ -198,20 +192,15 @@ class LossDetector:
             self.best = level
         if n == EARLY_POINTS:
             self.early = level
-        known = self._chance  # _track_chance, with chance_level's cache read here
-        chance = known[1] if known is not None and known[0] is c else self.chance_level
-        if chance is not None:
-            self.at_chance = self.at_chance + 1 if abs(level - chance) <= c.chance_tol * chance else 0
+        self._track_chance()
         # Early: one more point, the noise unmeasured; on probation (the run just came back from
         # a blow-up at twice this lr) fewer points over the tighter line: that lr is on the edge.
         persist = c.persist if n > warmup else (c.probation_persist if self.probation else c.persist + 1)
         # Each test below is asked only where it can hold (drifted: past warmup; rose: up to it;
         # collapsed: a window at chance): the same verdicts, fewer calls on every step.
-        best = self.best
         if over_n >= persist:
             verdict = Verdict.BLOWUP
-        elif (n > warmup and 0 < best < math.inf and level > c.drift * best and level > best + 2 * noise) \
-                if n > warmup else self.rose():  # drifted(), inline
+        elif self.drifted() if n > warmup else self.rose():
             verdict = Verdict.BLOWUP
         elif over:
             verdict = Verdict.SUSPECT

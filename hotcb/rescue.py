@@ -185,7 +185,7 @@ class Rescue:
             self._rescue(ctx, verdict, x)
             return
         det = self.detector
-        if det.healthy_run >= det.config.confirm and not det.dead():  # confirmed(); a dead network's quiet loss confirms nothing
+        if det.confirmed() and not det.dead():  # a dead network's quiet loss confirms nothing
             self.kernel.snapshots.confirm(since=ctx.step - det.healthy_run + 1, upto=ctx.step - det.config.confirm)
         every = self.config.snapshot_every
         if (verdict is Verdict.HEALTHY and self.kernel.snapshots.objects
