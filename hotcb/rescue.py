@@ -19,7 +19,8 @@ dead at chance, the rescue submits ``rescue rollback`` (source ``rule``, actor `
 weights, optimizer and knobs go back to the newest healthy snapshot (within ``blame_steps`` of a
 raise of lr, the newest from before the raise: snapshots taken after it restore it), and lr is
 cut by ``cut`` from the lower of the lr in use and the snapshot's (a raise since the snapshot is
-undone by the rollback; repeated blow-ups cut further). The cut is the judge's to allow (``hotcb.judge.judge_rescue_cut``: the guard's
+undone by the rollback; repeated blow-ups cut further). The choice of state is
+``hotcb.rollback_target``'s. The cut is the judge's to allow (``hotcb.judge.judge_rescue_cut``: the guard's
 ratio limit from that lower lr and its bounds, not the knob's cooldown); a locked knob is left. In a distributed run the rescue
 only watches (each rank sees its own loss, and every rank must act alike).
 
@@ -37,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .actuators.actuator import ValueRefused
-from .checkpoint import Snapshot, live_knob_values, restore_knobs
+from .checkpoint import live_knob_values, restore_knobs
 from .codec import json_number
 from .descent import DescentConfig, DescentState, LrDescent
 from .divergence import DetectorConfig, LossDetector, Verdict
@@ -46,6 +47,7 @@ from .modules import ApplyContext
 from .ops import RESCUE, RESCUE_OPS, HotOp, Source
 from .probe import LrProbe, ProbeConfig, ProbeState
 from .records import RescueStatus
+from .rollback_target import RollbackTargets
 
 ACTOR = "rescue"
 LOSS_METRICS = ("train_loss", "loss")
@@ -80,11 +82,9 @@ class Rescue:
         self.last_snapshot_step: int | None = None
         self.last_action: str | None = None
         self.last_restored: int | None = None  # the step the last rollback returned to
-        self._detector_at: dict[int, LossDetector] = {}
-        self._start: Snapshot | None = None
+        self.targets = RollbackTargets(kernel.snapshots, self.config.knob, self.config.blame_steps)
         self._acting = False
         self._raise_undone = False  # the last rollback undid a raise of the knob made since its snapshot
-        self._raised: tuple[int, float] | None = None  # (step, value before) of the knob's last raise
         self._lr_seen: float | None = None  # the knob's value at the end of the last step
         self._changed_at: int | None = None  # the last step an op (or a rollback) changed the knob
         self._rising_at: int | None = None  # the last step the scheduler raised it (a warmup)
@@ -110,8 +110,7 @@ class Rescue:
                 over["baseline"] = b
             self.config = replace(self.config, detector=replace(self.config.detector, **over))
             self.detector.config = self.config.detector
-            for det in self._detector_at.values():
-                det.config = self.config.detector
+            self.targets.reconfigure(self.config.detector)
         if loss_floor is not None:
             self.config = replace(self.config, probe_config=replace(self.config.probe_config,
                                                                     loss_floor=float(loss_floor)))
@@ -165,7 +164,7 @@ class Rescue:
 
     # ------------------------------------------------------------------ every step
     def on_step(self, ctx: ApplyContext) -> None:
-        if self._start is None or not self.started:  # else _hold_start has nothing left to do
+        if self.targets.start is None or not self.started:  # else _hold_start has nothing left to do
             self._hold_start(ctx.step)
         if self.config.probe and self.probe.state is not ProbeState.SETTLED:
             self._watch_warmup(ctx.step)  # for the probe only: once it settled, no more reads
@@ -174,9 +173,10 @@ class Rescue:
         if x is None:
             return
         verdict = self.detector.update(x)
-        if self._start is not None and ctx.step == self._start.step:
+        start = self.targets.start
+        if start is not None and ctx.step == start.step:
             # A rollback to the first state keeps the run's first loss as its reference (the early rise).
-            self._detector_at[ctx.step] = self.detector.copy()
+            self.targets.hold_start(start, self.detector)
         if self.config.probe:
             self._observe(ctx.step, x, metrics)
         if not self.enabled or self.kernel.dist is not None or self._acting:
@@ -207,16 +207,16 @@ class Rescue:
         self.descent.observe(x)
 
     def _hold_start(self, step: int) -> None:
-        if self._start is None and self.kernel.snapshots.objects:
-            # The run's first state, held here (outside the ring) until the rescue is enabled:
-            # an autopilot that enables it a few steps in can still return to the start.
-            self._start = self.kernel.snapshots.capture(step, live_knob_values(self.kernel.state), "run start")
-            self._detector_at[step] = self.detector.copy()
+        if self.targets.start is None and self.kernel.snapshots.objects:
+            # The run's first state, held outside the ring until the rescue is enabled: an
+            # autopilot that enables it a few steps in can still return to the start.
+            start = self.kernel.snapshots.capture(step, live_knob_values(self.kernel.state), "run start")
+            self.targets.hold_start(start, self.detector)
         if self.enabled and not self.started:
             self.started = True
-            if self._start is not None:
-                self._start.healthy = True
-                self.kernel.snapshots.add_oldest(self._start)
+            if self.targets.start is not None:
+                self.targets.start.healthy = True
+                self.kernel.snapshots.add_oldest(self.targets.start)
 
     def _watch_warmup(self, step: int) -> None:
         """Whether the scheduler is raising lr (a warmup): the knob rose since the last step with
@@ -256,14 +256,12 @@ class Rescue:
     def _snapshot(self, step: int, reason: str, healthy: bool) -> None:
         self.kernel.snapshots.take(step, live_knob_values(self.kernel.state), reason, healthy=healthy)
         self.last_snapshot_step = step
-        # The detector as it stood: a rollback returns the run *and* its measured level there.
-        kept = set(self.kernel.snapshots.steps()) | ({self._start.step} if self._start else set())
-        self._detector_at = {s: d for s, d in self._detector_at.items() if s in kept}
-        self._detector_at[step] = self.detector.copy()
+        self.targets.keep_detector(step, self.detector)
 
     def _floor(self) -> float | None:
         """No cut below ``floor`` x the run's first value of the knob (None: not known)."""
-        first = self._start.knobs.get(self.config.knob) if self._start is not None else None
+        start = self.targets.start
+        first = start.knobs.get(self.config.knob) if start is not None else None
         return self.config.floor * first if isinstance(first, (int, float)) else None
 
     def _knob(self, key: str) -> Any:
@@ -303,10 +301,10 @@ class Rescue:
         else:
             why = (f"loss level {det.level:.4g} climbed to {det.level / det.best:.3g}x its lowest level "
                    f"{det.best:.4g} (noise {det.noise:.3g})")
-        snap = self._target(verdict, ctx.step)
+        snap = self.targets.choose(verdict, ctx.step, det)
         if snap is None:
             target = "no healthy snapshot"
-        elif snap is self._start and snap is not self._last_alive():
+        elif snap is self.targets.start and snap is not self.targets.last_alive():
             target = f"roll back to the run's first state (step {snap.step}: no learning state was confirmed)"
         else:
             target = f"roll back to step {snap.step}"
@@ -336,74 +334,7 @@ class Rescue:
         act.refresh()
         new, old = op.params[act.param_key], act.value
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (new, old)) and new > old:
-            self._raised = (step, float(old))
-
-    def _before_raise(self, step: int) -> Snapshot | None:
-        """After a recent raise, the newest healthy snapshot whose knob is not above its value
-        before the raise: snapshots taken after the raise (healthy for a few steps while momentum
-        builds up) would restore the raise with the weights."""
-        if self._raised is None or step - self._raised[0] > self.config.blame_steps:
-            return None
-        before = self._raised[1] * (1 + 1e-9)
-        key = self.config.knob
-
-        def low(s: Snapshot) -> bool:
-            v = s.knobs.get(key)
-            return isinstance(v, (int, float)) and v <= before
-
-        # None (the ring holds none from before it any more): the newest healthy one, as always.
-        return next((s for s in reversed(self.kernel.snapshots.snapshots) if s.healthy and low(s)), None)
-
-    def _target(self, verdict: Verdict, step: int) -> Snapshot | None:
-        """The state to return to: the newest healthy snapshot, unless the run is dead at chance
-        and that snapshot never learned (a dead network is quiet, so its snapshots look healthy):
-        then the run's first state, which the rescue holds outside the ring; and after a recent
-        raise of the knob, the newest healthy one from before it."""
-        snap = self._before_raise(step) or self._last_alive()
-        if self._start is None or snap is self._start:
-            return snap
-        if snap is None or ((verdict is Verdict.CHANCE or self.detector.dead()) and not self._learned(snap)):
-            return self._start
-        return snap
-
-    def _last_alive(self) -> Snapshot | None:
-        """The newest healthy snapshot whose network was not already dead when it was taken (a
-        dead network's loss is quiet, so its snapshots can look healthy)."""
-        for s in reversed(self.kernel.snapshots.snapshots):
-            det = self._detector_at.get(s.step)
-            if s.healthy and not (det is not None and det.dead()):
-                return s
-        return None
-
-    def _learned(self, snap: Snapshot) -> bool:
-        """The detector, as it stood at ``snap``, had the loss clearly below chance (or no chance
-        level is known, so a healthy snapshot is taken at its word)."""
-        det = self._detector_at.get(snap.step)
-        chance = self.detector.chance_level
-        if chance is None or det is None or det.level is None:
-            return chance is None
-        return det.level < (1 - 2 * det.config.chance_tol) * chance
-
-    def _rollback_target(self, at: Any) -> Snapshot:
-        """The snapshot a ``rescue rollback`` op names (``params.step``), else the newest healthy
-        one that was alive, else the run's first state; refused when there is none."""
-        snaps = self.kernel.snapshots
-        if not snaps.objects:
-            raise ValueRefused("no state registered (kernel.register_state): nothing to roll back")
-        if at is None:
-            snap = self._last_alive() or self._start
-        elif isinstance(at, bool) or not isinstance(at, int):
-            raise ValueRefused("rescue rollback: params.step must be the step of a healthy snapshot")
-        elif self._start is not None and at == self._start.step:
-            snap = self._start
-        else:
-            snap = next((s for s in snaps.snapshots if s.step == at and s.healthy), None)
-            if snap is None:
-                raise ValueRefused(f"no healthy snapshot at step {at} (healthy: "
-                                   f"{[s.step for s in snaps.snapshots if s.healthy]})")
-        if snap is None:
-            raise ValueRefused(f"no healthy snapshot to roll back to (have {snaps.steps()})")
-        return snap
+            self.targets.note_raise(step, float(old))
 
     # complexity: every check happens before anything is restored (a refusal leaves the run as it was), so they stay in one place
     def _rollback(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
@@ -411,7 +342,7 @@ class Rescue:
         knob. Everything is checked before anything is restored, so a refusal leaves the run as it
         was."""
         snaps = self.kernel.snapshots
-        snap = self._rollback_target(op.params.get("step"))
+        snap = self.targets.named(op.params.get("step"))
         cut = op.params.get("cut", self.config.cut)
         if isinstance(cut, bool) or not isinstance(cut, (int, float)) or not 0 < cut <= 1:
             raise ValueRefused("rescue rollback: params.cut must be a number in (0, 1]")
@@ -431,7 +362,7 @@ class Rescue:
                 # undone by the rollback itself, and the lr that led here is cut.
                 base = min(live, before) if isinstance(before, (int, float)) and before > 0 else live
                 # A raise by an op since the snapshot (a warmup's rise is the schedule's, not a raise).
-                self._raise_undone = base < live and self._raised is not None and self._raised[0] >= snap.step
+                self._raise_undone = base < live and self.targets.raised_since(snap.step)
                 desc = act.describe()
                 floors = [desc.get("min"), self._floor()]
                 lo = max((f for f in floors if isinstance(f, (int, float))), default=None)
@@ -451,8 +382,9 @@ class Rescue:
             act.refresh()  # "new" is what the optimizer runs from the next step
             payload[key] = {"old": in_use.get(key, act.value), "new": act.value}
         snaps.drop_after(snap.step)
-        if snap.step in self._detector_at:
-            self.detector = self._detector_at[snap.step].copy()
+        kept = self.targets.detector_at(snap.step)
+        if kept is not None:
+            self.detector = kept
         self.detector.probation = True
         self._changed_at = ctx.step
         self.last_restored = snap.step

@@ -1,0 +1,120 @@
+"""Which state a rescue rollback returns to, and what the rescue remembers to choose it.
+
+A snapshot that looks healthy is not always one to return to: a dead network's loss is quiet, so
+its snapshots confirm as healthy; and snapshots taken just after a raise of lr (healthy for a few
+steps while momentum builds up) would restore the raise with the weights. So the rescue keeps,
+beside the kernel's ring of snapshots, the detector as it stood at each one, the run's first state
+(outside the ring: an autopilot that enables the rescue a few steps in can still return to the
+start) and the knob's last raise; ``RollbackTargets`` holds them and makes the choice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .actuators.actuator import ValueRefused
+from .checkpoint import Snapshot, Snapshots
+from .divergence import DetectorConfig, LossDetector, Verdict
+
+
+class RollbackTargets:
+    def __init__(self, snapshots: Snapshots, knob: str, blame_steps: int):
+        self.snapshots = snapshots
+        self.knob = knob
+        self.blame_steps = blame_steps  # a blow-up this soon after a raise of the knob is the raise's
+        self.start: Snapshot | None = None  # the run's first state
+        self.raised: tuple[int, float] | None = None  # (step, value before) of the knob's last raise
+        self._detector_at: dict[int, LossDetector] = {}
+
+    # ------------------------------------------------------------------ what is remembered
+    def hold_start(self, snap: Snapshot, detector: LossDetector) -> None:
+        """The run's first state, and the detector with it (called again at that step once its
+        loss is seen: a rollback to the start keeps the run's first loss as its reference)."""
+        self.start = snap
+        self._detector_at[snap.step] = detector.copy()
+
+    def keep_detector(self, step: int, detector: LossDetector) -> None:
+        """The detector as it stood at a snapshot taken at ``step`` (a rollback returns the run
+        *and* its measured level there); those of evicted snapshots are dropped."""
+        kept = set(self.snapshots.steps()) | ({self.start.step} if self.start else set())
+        self._detector_at = {s: d for s, d in self._detector_at.items() if s in kept}
+        self._detector_at[step] = detector.copy()
+
+    def detector_at(self, step: int) -> LossDetector | None:
+        """A copy of the detector as it stood at the snapshot of ``step`` (None: not kept)."""
+        det = self._detector_at.get(step)
+        return det.copy() if det is not None else None
+
+    def reconfigure(self, config: DetectorConfig) -> None:
+        for det in self._detector_at.values():
+            det.config = config
+
+    def note_raise(self, step: int, old: float) -> None:
+        self.raised = (step, old)
+
+    def raised_since(self, step: int) -> bool:
+        """The knob was last raised (by an op) at or after ``step``."""
+        return self.raised is not None and self.raised[0] >= step
+
+    # ------------------------------------------------------------------ the choice
+    def choose(self, verdict: Verdict, step: int, detector: LossDetector) -> Snapshot | None:
+        """The state a rescue returns to: the newest healthy snapshot that was alive, unless the
+        run is dead (at chance) and that snapshot never learned: then the run's first state; and
+        after a recent raise of the knob, the newest healthy one from before it."""
+        snap = self._before_raise(step) or self.last_alive()
+        if self.start is None or snap is self.start:
+            return snap
+        if snap is None or ((verdict is Verdict.CHANCE or detector.dead()) and not self._learned(snap, detector)):
+            return self.start
+        return snap
+
+    def named(self, at: Any) -> Snapshot:
+        """The snapshot a ``rescue rollback`` op names (``params.step``), else the newest healthy
+        one that was alive, else the run's first state; refused when there is none."""
+        snaps = self.snapshots
+        if not snaps.objects:
+            raise ValueRefused("no state registered (kernel.register_state): nothing to roll back")
+        if at is None:
+            snap = self.last_alive() or self.start
+        elif isinstance(at, bool) or not isinstance(at, int):
+            raise ValueRefused("rescue rollback: params.step must be the step of a healthy snapshot")
+        elif self.start is not None and at == self.start.step:
+            snap = self.start
+        else:
+            snap = next((s for s in snaps.snapshots if s.step == at and s.healthy), None)
+            if snap is None:
+                raise ValueRefused(f"no healthy snapshot at step {at} (healthy: "
+                                   f"{[s.step for s in snaps.snapshots if s.healthy]})")
+        if snap is None:
+            raise ValueRefused(f"no healthy snapshot to roll back to (have {snaps.steps()})")
+        return snap
+
+    def last_alive(self) -> Snapshot | None:
+        """The newest healthy snapshot whose network was not already dead when it was taken."""
+        for s in reversed(self.snapshots.snapshots):
+            det = self._detector_at.get(s.step)
+            if s.healthy and not (det is not None and det.dead()):
+                return s
+        return None
+
+    def _before_raise(self, step: int) -> Snapshot | None:
+        """After a recent raise, the newest healthy snapshot whose knob is not above its value
+        before the raise (None: the ring holds none from before it any more)."""
+        if self.raised is None or step - self.raised[0] > self.blame_steps:
+            return None
+        before = self.raised[1] * (1 + 1e-9)
+
+        def low(s: Snapshot) -> bool:
+            v = s.knobs.get(self.knob)
+            return isinstance(v, (int, float)) and v <= before
+
+        return next((s for s in reversed(self.snapshots.snapshots) if s.healthy and low(s)), None)
+
+    def _learned(self, snap: Snapshot, detector: LossDetector) -> bool:
+        """The detector, as it stood at ``snap``, had the loss clearly below chance (or no chance
+        level is known, so a healthy snapshot is taken at its word)."""
+        det = self._detector_at.get(snap.step)
+        chance = detector.chance_level
+        if chance is None or det is None or det.level is None:
+            return chance is None
+        return det.level < (1 - 2 * det.config.chance_tol) * chance
