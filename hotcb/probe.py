@@ -274,6 +274,7 @@ class LrProbe:
         self.held_trial = held
         self.raised_at = step
         self.base_rate = max(rate, 0.0)
+        self.earlier_rate = None  # a raise after a kept one: its base was measured at another lr than any before
         self.raises += 1
         self.values.clear()
         return ProbeStep(c.factor, f"lr probe {self.raises}/{c.max_raises}: {why}; x{c.factor:g} lr to test a faster "
