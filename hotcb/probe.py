@@ -13,8 +13,10 @@ already near the floor the script gave (``loss_floor``): a loss that cannot fall
 is not slow. Where the run logs a held-out loss (``val_loss``, a fixed set: no minibatch noise) at
 least once a window, a window of the step loss too noisy to show its rate is measured on the
 held-out points instead (a regression's batch-32 loss has ~20% noise a point: 30 points cannot
-tell a fall of 0.1%/step from none, three held-out points can). Each raise or revert is one
-guarded lr op (source ``rule``, actor ``probe``) with its measurements in the reason.
+tell a fall of 0.1%/step from none, three held-out points can). A held-out trial on a curve that
+was slowing (the window before the raise's base fell ``keep_ratio`` faster, at the same lr) is
+kept when it held the rate: the old lr would have slowed further by then. Each raise or revert
+is one guarded lr op (source ``rule``, actor ``probe``) with its measurements in the reason.
 
 Pure decisions here; ``hotcb.rescue.Rescue`` owns the probe and submits what it decides.
 """
