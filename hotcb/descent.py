@@ -12,9 +12,10 @@ halves lr, lets ``settle`` points pass (momentum carries the old lr a while) and
 mean log(loss) of the next ``window`` points with it (with where the window's line puts them, when
 the loss was still falling slowly: it would have fallen that far without the cut). Lower by ``min_drop`` and ``z`` standard
 errors: the cut is kept and the next one measured (up to ``max_cuts``). Lower but within that:
-one more window decides. Not lower: the cut is kept too (after a blow-up the lower lr is the
-safe side) and the descent settles. Clearly higher: the cut is undone and it settles. A rescue
-rollback arms it.
+one more window decides. Not lower: the first cut after a rescue is kept too (after a blow-up
+the lower lr is the safe side) and the descent settles; a later one (the lr already a kept cut
+below the rescue's) is undone unless the loss fell at least ``min_drop``. Clearly higher: the cut
+is undone and it settles. A rescue rollback arms it.
 
 The same measurement tests a run that never blew up (``test_due``): a finite lr far too high
 falls slowly and never trips the detector (charlm's AdamW at x10 of its tuned lr: 0.1-0.2%/step,
@@ -96,6 +97,7 @@ class LrDescent:
         self.safe = True  # armed by a rescue: an unclear cut is kept (the lower lr is the safe side)
         self.tested = False  # the test of a run that never blew up was armed
         self.test_end: int | None = None  # the step its cuts end by (the finish's cool-down follows)
+        self.kept_since_arm = 0  # cuts kept since the last arm: the safe side is the first cut's only
 
     def arm(self, why: str, safe: bool = True) -> None:
         """A rescue rolled back (``safe``: the lr now in force sits at most x2 below one that blew
@@ -105,6 +107,7 @@ class LrDescent:
         if not safe:
             self.tested = True
         self.safe = safe
+        self.kept_since_arm = 0
         self.state = DescentState.WAITING
         self.values.clear()
         self.trend = None
@@ -204,13 +207,19 @@ class LrDescent:
         self.values.clear()
         if got < pred - margin:
             self.cuts += 1
+            self.kept_since_arm += 1
             if self.cuts >= c.max_cuts:
                 self.settle(f"kept lr {lr:g}: {said}; {c.max_cuts} cuts made")
             else:
                 self.state = DescentState.WAITING
                 self.history.append(f"kept lr {lr:g}: {said}")
             return None
-        if got > pred + margin or not self.safe:
+        # The safe side is the first cut's after a rescue (the lr it left is at most x2 below one
+        # that blew up). After a kept cut the lr is x4 below it: a further cut that lowers the loss
+        # by less than ``min_drop`` is undone (regression x8 seed 7: cut to x0.25 of the tuned lr
+        # on a 3.7% drop against a 52% margin, and held there to the end).
+        small = got > pred + math.log(1 - c.min_drop)
+        if got > pred + margin or not self.safe or (self.kept_since_arm and small):
             worse = got > pred + margin
             self.settle(f"{said}: {'worse' if worse else 'not clearly better'}; back to lr {lr / c.factor:g}")
             self.expected_lr = lr / c.factor

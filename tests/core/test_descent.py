@@ -62,6 +62,22 @@ def test_a_cut_that_changes_nothing_is_kept_and_the_descent_settles():
     assert "not on the noise floor" in d.history[-1]
 
 
+def test_after_a_kept_cut_a_next_cut_that_changes_nothing_is_undone():
+    # The safe side is the first cut's after a rescue (its lr sits at most x2 below one that blew
+    # up); once a cut was kept, a further one the loss does not reward by min_drop goes back.
+    d, det = LrDescent(), healthy_detector()
+    d.arm("rescue")
+    at, *_ = feed(d, det, lambda s: 1.9, range(100), lr=0.5, noise=0.0)
+    assert feed(d, det, lambda s: 1.9 * 0.85, range(at + 1, at + 1 + CFG.settle + CFG.window), lr=0.25,
+                noise=0.0) is None
+    assert d.state is DescentState.WAITING and d.cuts == 1  # 15% lower: kept, the next one measured
+    at2, factor, _ = feed(d, det, lambda s: 1.9 * 0.85, range(at + 40, at + 140), lr=0.25, noise=0.0)
+    assert factor == 0.5
+    back = feed(d, det, lambda s: 1.9 * 0.85 * 0.98, range(at2 + 1, at2 + 200), lr=0.125, noise=0.0)
+    assert back is not None and back[1] == 2.0 and "did not lower the loss clearly" in back[2]
+    assert d.state is DescentState.SETTLED and d.cuts == 1
+
+
 def test_a_cut_that_makes_the_loss_worse_is_undone():
     d, det = LrDescent(), healthy_detector()
     d.arm("rescue")

@@ -222,3 +222,32 @@ def test_the_held_out_loss_speaks_only_where_the_step_loss_cannot_see_a_fall_tha
     blind = looked(step_se=0.005)  # the step loss's noise hides a 0.1%/step fall: the held-out points decide
     assert blind is not None and blind.factor == 2.0 and "held-out loss" in blind.reason
     assert looked(step_se=0.0004) is None  # the step loss could show it and shows 0.05%/step: no raise
+
+
+def test_a_held_out_raise_that_held_the_rate_of_a_decelerating_curve_is_kept():
+    """The held-out rate before a raise fell 8x over the window before it, at the same lr; the
+    raise holds that rate where the old lr would have slowed further: kept, the probe settles.
+    The same raise after a steady fall (no deceleration to beat) is undone, as before."""
+    from hotcb.probe import LrProbe, ProbeState
+
+    def trial(earlier_rate: float) -> tuple[LrProbe, object]:
+        probe = LrProbe()
+        level = math.log(0.5)
+        for i, s in enumerate(range(25, 176, 25)):  # 25..175: the earlier window, then the base window
+            probe.observe_held(s, math.exp(level))
+            level -= 25 * (earlier_rate if i < 3 else 0.002)
+        det = LossDetector()
+        for _ in range(40):
+            det.update(0.3)
+        raised = probe._look_held(180, det, left=400, rate=0.0005, se=0.005)  # the step loss is blind
+        assert raised is not None and raised.factor == 2.0 and "held-out loss" in raised.reason
+        probe.applied(0.004)
+        for s in range(200, 251, 25):  # the trial: 0.22%/step at twice the lr (not x1.4)
+            probe.observe_held(s, math.exp(level))
+            level -= 25 * 0.0022
+        return probe, probe.decide(250, 0.004, det, max_steps=636)
+
+    probe, step = trial(earlier_rate=0.016)
+    assert step is None and probe.state is ProbeState.SETTLED and "held at" in probe.history[-1]
+    probe, step = trial(earlier_rate=0.002)  # a steady fall: a rate 10% higher is no speed-up
+    assert step is not None and step.factor == 0.5 and "did not speed descent" in step.reason

@@ -44,3 +44,26 @@ def test_a_run_diverging_from_its_first_step_is_rescued_then_cut_down_to_an_lr_t
     assert final_lr <= 0.05 * 40 / 16  # 2 rescues and at least 2 cuts: within x2.5 of the tuned 0.05
     gap = diverging_runs["tuned"]["test_acc"] - diverging_runs["rescued"]["test_acc"]
     assert gap < 0.03  # within 3 pp of the tuned start (measured: 0.9 pp)
+
+
+def test_after_a_kept_cut_a_cut_the_loss_does_not_reward_is_undone():
+    """regression at 8x its tuned lr, seed 7 (the eval harness's loop, 1 thread): blown up at its
+    start and rescued to lr 0.04, then cut to 0.02 and 0.01 (each clearly lower: kept); a third
+    cut to 0.005 lowered the loss 3.7% against a 52% margin and went back. It had been kept as the
+    safe side and held to the end: 0.0614 against cosine's 0.0587; back at 0.01, 0.0574."""
+    import torch
+    from hotcb.evals.train import RunSpec, train
+
+    before = torch.get_num_threads()
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            train(RunSpec(task="regression", policy="rules", seed=7, run_dir=d, lr_scale=8.0, threads=1))
+            ledger = [e for e in read_all(f"{d}/hotcb.applied.jsonl") if isinstance(e, dict)]
+    finally:
+        torch.set_num_threads(before)
+    assert any(e["module"] == "rescue" and e["op"] == "rollback" for e in ledger)
+    moves = [(round(e["payload"]["lr"]["old"], 6), round(e["payload"]["lr"]["new"], 6)) for e in ledger
+             if e.get("actor") == "descent" and e["decision"] == "applied"]
+    assert moves == [(0.04, 0.02), (0.02, 0.01), (0.01, 0.005), (0.005, 0.01)], moves
+    undo = [e for e in ledger if e.get("actor") == "descent"][-1]
+    assert "did not lower the loss clearly" in undo["reason"]
