@@ -18,7 +18,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
-import operator
 import os
 import time
 from collections import deque
@@ -34,8 +33,6 @@ _LINE = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 RECENT_POINTS = 4096  # per metric: covers the rules' read interval at thousands of steps a second
 RECENT_METRICS = 1024  # metric names followed (a loop logging more keeps the first ones)
-_FLOAT_INT = frozenset((float, int))
-_FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
 FOLD_EVERY = 256  # steps whose values wait before they go into the recent rings (at the latest)
 
 
@@ -82,8 +79,6 @@ class MetricsCollector:
         # Each step's values wait here and go into the recent rings in batches (``recent``): one
         # append a step instead of one per metric, the rings the same whenever they are read.
         self._fresh: list[tuple[int, dict[str, float | str]]] = []
-        self._fresh_keys: tuple[Any, ...] | None = None  # the names of every line in _fresh, when they agree
-        self._all_kept: tuple[Any, ...] | None = None  # a step's names, each one kept (str, through the filters)
         self._out = LineAppender(self.path, delay_s=flush_s, encode=_LINE.encode)
         self._kept: dict[str, bool] = {}  # each name's filter verdict (metric names repeat every step)
 
@@ -104,10 +99,23 @@ class MetricsCollector:
                force: bool = False) -> dict[str, Any] | None:
         if not force and step % self.every_n != 0:
             return None
-        keys = tuple(metrics)
-        values = self._plain_values(keys, metrics) if keys == self._all_kept else None
-        if values is None:
-            values = self._values(keys, metrics)
+        values: dict[str, float | str] = {}
+        kept = self._kept
+        for name, value in metrics.items():
+            keep = kept.get(name)  # the names repeat every step: their verdicts are remembered
+            if keep is None:
+                keep = isinstance(name, str) and self._keep(name)
+            if not keep:
+                continue
+            if type(value) is float and value - value == 0.0:  # a finite float, the common case
+                values[name] = value
+                continue
+            if type(value) is int:  # an int knob's echo (weight_decay 0): what to_number and tag make of it
+                values[name] = float(value)
+                continue
+            v = to_number(value)
+            if v is not None:
+                values[name] = tag(v)
         if not values:
             return None
         # ``MetricRecord.to_json`` with the values tagged above, serialized as it is when written
@@ -116,47 +124,10 @@ class MetricsCollector:
         self._out.append(rec)
         self._last_step = step
         fresh = self._fresh
-        if not fresh:
-            self._fresh_keys = keys if len(values) == len(keys) else None
-        elif self._fresh_keys is not None and (keys != self._fresh_keys or len(values) != len(keys)):
-            self._fresh_keys = None
         fresh.append((step, values))
         if len(fresh) >= FOLD_EVERY:
             self._fold()
         return rec
-
-    @staticmethod
-    def _plain_values(keys: tuple[Any, ...], metrics: dict[str, Any]) -> dict[str, float | str] | None:
-        """Names all kept (the last step's, every one kept): when every value is a float or an
-        int and none is infinite or NaN, the values as ``_values`` makes them, in one pass of
-        C loops (a loop's ~6 metrics a step). None: take the long way."""
-        if not set(map(type, metrics.values())) <= _FLOAT_INT:
-            return None
-        nums = list(map(float, metrics.values()))  # a float is itself; an int as to_number makes it
-        if not math.isfinite(sum(nums)):  # a sum of finite floats can overflow: then the long way too
-            return None
-        return dict(zip(keys, nums, strict=True))
-
-    def _values(self, keys: tuple[Any, ...], metrics: dict[str, Any]) -> dict[str, float | str]:
-        """The kept metrics, numbers as floats (non-finite ones tagged), anything else left out."""
-        values: dict[str, float | str] = {}
-        kept = self._kept
-        every = True
-        for name, value in metrics.items():
-            keep = kept.get(name)  # the names repeat every step: their verdicts are remembered
-            if keep is None:
-                keep = isinstance(name, str) and self._keep(name)
-            if not keep:
-                every = False
-                continue
-            if type(value) is float and value - value == 0.0:  # a finite float, the common case
-                values[name] = value
-                continue
-            v = to_number(value)
-            if v is not None:
-                values[name] = tag(v)
-        self._all_kept = keys if every and all(type(k) is str for k in keys) else None
-        return values
 
     @property
     def recent(self) -> dict[str, deque[tuple[int, float]]]:
@@ -167,21 +138,7 @@ class MetricsCollector:
 
     def _fold(self) -> None:
         fresh, self._fresh = self._fresh, []
-        if not fresh:
-            return
         recent = self._recent
-        keys = self._fresh_keys
-        if keys is not None:  # every line had the same names, all written: a C loop per name
-            steps = list(map(_FIRST, fresh))
-            lines = list(map(_SECOND, fresh))
-            for name in keys:
-                ring = recent.get(name)
-                if ring is None:
-                    if len(recent) >= RECENT_METRICS:
-                        continue
-                    ring = recent[name] = deque(maxlen=RECENT_POINTS)
-                ring.extend(zip(steps, map(operator.itemgetter(name), lines), strict=True))
-            return
         for step, values in fresh:
             for name, v in values.items():
                 ring = recent.get(name)

@@ -1,7 +1,7 @@
-"""The metrics collector's lines and its recent points are what the one-value-at-a-time loop
-made, whatever a step logs: the common step (the same names, floats and ints) is taken in C
-loops and its recent points folded in batches (``hotcb.collector``), every other step the long
-way; a reader of ``recent`` or ``check`` sees every line written so far."""
+"""The metrics collector's lines and its recent points are what they were when each point went
+into its ring at its step, whatever a step logs: the points now wait and are folded into the
+rings in batches (``hotcb.collector``), and a reader of ``recent`` or ``check`` sees every line
+written so far."""
 
 from __future__ import annotations
 
@@ -19,8 +19,7 @@ from hotcb.collector import RECENT_POINTS, MetricsCollector, to_number
 
 
 class OneByOne(MetricsCollector):
-    """The collector as it was: each value looked at in a Python loop, each point put in its
-    ring as its line is made."""
+    """The collector as it was: each point put in its ring as its line is made."""
 
     def record(self, step: int, metrics: dict[str, Any], epoch: int | None = None,
                force: bool = False) -> dict[str, Any] | None:
