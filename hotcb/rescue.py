@@ -170,11 +170,9 @@ class Rescue:
         if probe and self.probe.state is not ProbeState.SETTLED:
             self._watch_warmup(ctx.step)  # for the probe only: once it settled, no more reads
         metrics = ctx.env.get("metrics") or {}
-        x = metrics.get(LOSS_METRICS[0]) if self.config.metric is None else None
-        if type(x) is not float:  # a float train_loss, the common case, is read inline; else by name
-            x = self._loss(metrics)
-            if x is None:
-                return
+        x = self._loss(metrics)
+        if x is None:
+            return
         verdict = self.detector.update(x)
         start = self.targets.start
         if start is not None and ctx.step == start.step:
@@ -238,6 +236,10 @@ class Rescue:
         return self._rising_at is not None and step - self._rising_at < self.probe.config.window
 
     def _loss(self, metrics: dict[str, Any]) -> float | None:
+        if not self.config.metric:
+            x = metrics.get(LOSS_METRICS[0])
+            if type(x) is float:  # a float train_loss, the common case, at once
+                return x
         names = (self.config.metric,) if self.config.metric else LOSS_METRICS
         for name in names:
             if metrics.get(name) is not None:
