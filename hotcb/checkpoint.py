@@ -116,7 +116,7 @@ class Snapshots:
         what it would be after a fresh copy (a copy that fails leaves it without them)."""
         live = self._live()
         spares = Spares()
-        if self.directory is None:
+        if self.directory is None and (len(self.snapshots) >= self.keep or step in self.steps()):
             leaving = self._leaving(step, healthy)
             self.snapshots = deque([s for s in self.snapshots if all(s is not g for g in leaving)])
             for s in leaving:
