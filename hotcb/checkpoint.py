@@ -55,6 +55,7 @@ class Snapshots:
         self._knobs: MutableState | None = None  # whose knobs' companion state travels along
         self.keep = max(1, keep)
         self.snapshots: deque[Snapshot] = deque()
+        self._reuse = True  # the last take copied a large tensor (``hotcb.state_copy``): plan reuse
         self.directory = Path(directory) if directory is not None else None
         # Each rank saves its own file: optimizer state may be sharded across ranks.
         self.rank = rank
@@ -116,7 +117,7 @@ class Snapshots:
         what it would be after a fresh copy (a copy that fails leaves it without them)."""
         live = self._live()
         spares = Spares()
-        if self.directory is None and (len(self.snapshots) >= self.keep or step in self.steps()):
+        if self.directory is None and self._reuse and (len(self.snapshots) >= self.keep or step in self.steps()):
             leaving = self._leaving(step, healthy)
             self.snapshots = deque([s for s in self.snapshots if all(s is not g for g in leaving)])
             for s in leaving:
@@ -125,6 +126,7 @@ class Snapshots:
                     s.states = None  # its tensors are the new snapshot's now: it can never be restored
         snap = Snapshot(step, {n: to_cpu(sd, spares) for n, sd in live.items()}, dict(knobs), reason,
                         healthy=healthy, owned=self.directory is None)
+        self._reuse = spares.asked > 0  # a state without a large tensor: the next take plans no reuse
         if self.directory is not None:
             snap.path = self._save(snap)
             snap.states = None

@@ -6,7 +6,8 @@ faults, more than the copy itself: a 17M-parameter MLP with momentum, 134 MB a s
 ~130 ms a snapshot, ~25 ms written into reused buffers. So the tensors of the snapshots that a
 new one evicts are handed in as ``Spares`` and the new copies of large tensors are written into
 them (``copy_``) where shape, strides and dtype match: the same values as a fresh copy, no new
-pages. Smaller tensors are copied afresh: the allocator's free lists serve them as fast. The snapshot they came from is gone from the
+pages. Smaller tensors are copied afresh: the allocator's free lists serve them as fast, and
+after a copy that met no large tensor the next take plans no reuse at all (``Spares.asked``). The snapshot they came from is gone from the
 ring before they are written to (``hotcb.checkpoint.Snapshots.take``), and a restore loads a
 deep copy of a snapshot's state, never its tensors, so no model or optimizer holds one.
 """
@@ -30,6 +31,7 @@ class Spares:
     def __init__(self) -> None:
         self._states: list[Any] = []
         self._free: dict[tuple[Any, ...], list[Any]] | None = None
+        self.asked = 0  # large tensors a copy looked for a spare for (none: reuse has nothing to give)
 
     def add(self, states: Any) -> None:
         """Every large dense CPU tensor in ``states`` (nested dicts, lists, tuples) becomes a spare."""
@@ -38,6 +40,7 @@ class Spares:
 
     def take(self, like: Any) -> Any | None:
         """A spare shaped like ``like`` (None: none fits)."""
+        self.asked += 1
         if self._free is None:
             self._free = self._index()
         free = self._free.get((like.shape, like.stride(), like.dtype))
@@ -64,15 +67,11 @@ class Spares:
                 stack.extend(v)
         return out
 
-    def __bool__(self) -> bool:
-        return bool(self._states) or bool(self._free)
-
-
 def to_cpu(obj: Any, spares: Spares | None = None) -> Any:
     """A copy of a state dict, tensors on CPU (large ones into ``spares`` where one fits). The
     leaves are copied only where they can change: tensors are copied, atoms kept."""
     torch = sys.modules.get("torch")  # not imported yet: the state holds no tensors
-    return _copy(obj, torch, spares if spares else None)
+    return _copy(obj, torch, spares)
 
 
 def _copy(obj: Any, torch: Any, spares: Spares | None) -> Any:

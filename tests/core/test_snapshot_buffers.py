@@ -82,7 +82,9 @@ def _ring(snaps: Snapshots) -> list[tuple[int, bool]]:
 
 
 @pytest.mark.parametrize("keep", [1, 2, 3, 4])
-def test_reused_buffers_give_the_ring_and_values_of_fresh_copies(keep: int):
+@pytest.mark.parametrize("large", [0, 1 << 20])  # every tensor reused; none (the test model's are small)
+def test_reused_buffers_give_the_ring_and_values_of_fresh_copies(monkeypatch, keep: int, large: int):
+    monkeypatch.setattr(state_copy, "MIN_REUSE_BYTES", large)
     rng = random.Random(keep)
     model, opt, sched = _setup()
     model2, opt2, sched2 = _setup()  # the same run, snapshotted with fresh copies
