@@ -23,40 +23,18 @@ import contextlib
 import copy
 import os
 import re
-import sys
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .actuators.actuator import _plain
 from .actuators.state import MutableState
+from .state_copy import Spares, to_cpu
 
 _FILE_RE = re.compile(r"^step-(\d{9})(?:\.rank(\d+))?\.pt$")
 _TMP_RE = re.compile(r"^step-\d{9}(?:\.rank(\d+))?\.tmp$")
 COMPANION = "hotcb:"  # the name prefix of state captured for a knob (e.g. "hotcb:lr", its scheduler)
-
-
-_ATOMS = (int, float, complex, str, bytes, bool, type(None))  # immutable: kept as they are, not copied
-
-
-def _to_cpu(obj: Any) -> Any:
-    """A copy of a state dict, tensors on CPU. Taken every ``snapshot_every`` steps, so the
-    leaves are copied only where they can change: tensors are copied, atoms kept."""
-    torch = sys.modules.get("torch")  # not imported yet: the state holds no tensors
-    return _copy(obj, torch.Tensor if torch is not None else None)
-
-
-def _copy(obj: Any, tensor: Any) -> Any:
-    if isinstance(obj, _ATOMS):
-        return obj
-    if tensor is not None and isinstance(obj, tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {k: _copy(v, tensor) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_copy(v, tensor) for v in obj)
-    return copy.deepcopy(obj)
 
 
 @dataclass
@@ -67,6 +45,8 @@ class Snapshot:
     reason: str | None = None
     path: Path | None = None
     healthy: bool = False  # confirmed by the divergence detector: a state the rescue may return to
+    # Put in the ring by ``take`` (no one else holds it): its tensors are reused once it leaves.
+    owned: bool = field(default=False, compare=False, repr=False)
 
 
 class Snapshots:
@@ -75,6 +55,7 @@ class Snapshots:
         self._knobs: MutableState | None = None  # whose knobs' companion state travels along
         self.keep = max(1, keep)
         self.snapshots: deque[Snapshot] = deque()
+        self._reuse = True  # the last take copied a large tensor (``hotcb.state_copy``): plan reuse
         self.directory = Path(directory) if directory is not None else None
         # Each rank saves its own file: optimizer state may be sharded across ranks.
         self.rank = rank
@@ -115,11 +96,14 @@ class Snapshots:
 
     def capture(self, step: int, knobs: dict[str, Any], reason: str | None = None) -> Snapshot:
         """A snapshot in memory, not put in the ring."""
+        return Snapshot(step, {n: to_cpu(sd) for n, sd in self._live().items()}, dict(knobs), reason)
+
+    def _live(self) -> dict[str, Any]:
+        """Each object's ``state_dict()`` as it is (no copy yet)."""
         if not self.objects:
             raise RuntimeError("no state registered for checkpoints (kernel.register_state)")
         # Registered objects first: a scheduler is loaded after the optimizer it drives.
-        states = {n: _to_cpu(o.state_dict()) for n, o in (self.objects | self.companions()).items()}
-        return Snapshot(step, states, dict(knobs), reason)
+        return {n: o.state_dict() for n, o in (self.objects | self.companions()).items()}
 
     def add_oldest(self, snap: Snapshot) -> None:
         """Put an in-memory snapshot taken earlier (``capture``) into the ring, at its old end."""
@@ -128,8 +112,21 @@ class Snapshots:
             self._evict()
 
     def take(self, step: int, knobs: dict[str, Any], reason: str | None = None, healthy: bool = False) -> Snapshot:
-        snap = self.capture(step, knobs, reason)
-        snap.healthy = healthy
+        """A snapshot put in the ring. In memory, the snapshots it replaces or evicts leave the ring
+        first and lend their tensors to it (``hotcb.state_copy``): no new pages, and the ring is
+        what it would be after a fresh copy (a copy that fails leaves it without them)."""
+        live = self._live()
+        spares = Spares()
+        if self.directory is None and self._reuse and (len(self.snapshots) >= self.keep or step in self.steps()):
+            leaving = self._leaving(step, healthy)
+            self.snapshots = deque([s for s in self.snapshots if all(s is not g for g in leaving)])
+            for s in leaving:
+                if s.owned and s.states is not None:
+                    spares.add(s.states)
+                    s.states = None  # its tensors are the new snapshot's now: it can never be restored
+        snap = Snapshot(step, {n: to_cpu(sd, spares) for n, sd in live.items()}, dict(knobs), reason,
+                        healthy=healthy, owned=self.directory is None)
+        self._reuse = spares.asked > 0  # a state without a large tensor: the next take plans no reuse
         if self.directory is not None:
             snap.path = self._save(snap)
             snap.states = None
@@ -137,6 +134,23 @@ class Snapshots:
         self.snapshots.append(snap)
         self._evict()
         return snap
+
+    def _leaving(self, step: int, healthy: bool) -> list[Snapshot]:
+        """The snapshots a ``take`` at ``step`` replaces (same step) or evicts (``_evict``'s choice,
+        made with the new snapshot in the ring)."""
+        ring = [s for s in self.snapshots if s.step != step]
+        out = [s for s in self.snapshots if s.step == step]
+        new = Snapshot(step, None, {}, healthy=healthy)
+        ring.append(new)
+        while len(ring) > self.keep:
+            keeper = next((s for s in reversed(ring) if s.healthy), None)
+            victim = next((s for s in ring if s is not keeper), None)
+            if victim is None:
+                break
+            ring = [s for s in ring if s is not victim]
+            if victim is not new:
+                out.append(victim)
+        return out
 
     def _evict(self) -> None:
         """A ring of ``keep``: the oldest goes first, except the newest healthy snapshot, which
@@ -182,6 +196,8 @@ class Snapshots:
         return eligible[-1]
 
     def restore(self, snap: Snapshot) -> None:
+        if snap.states is None and snap.path is None:
+            raise RuntimeError(f"the snapshot of step {snap.step} left the ring: its buffers hold a newer one")
         states = snap.states if snap.states is not None else self._load(snap)["states"]
         missing = [n for n in states if n not in self.objects and not n.startswith(COMPANION)]
         if missing:

@@ -33,6 +33,7 @@ _LINE = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 RECENT_POINTS = 4096  # per metric: covers the rules' read interval at thousands of steps a second
 RECENT_METRICS = 1024  # metric names followed (a loop logging more keeps the first ones)
+FOLD_EVERY = 256  # steps whose values wait before they go into the recent rings (at the latest)
 
 
 def to_number(value: Any) -> float | None:
@@ -74,7 +75,10 @@ class MetricsCollector:
         self.blacklist = list(blacklist or [])
         self.every_n = max(1, int(every_n))
         self._last_step: int | None = None
-        self.recent: dict[str, deque[tuple[int, float]]] = {}
+        self._recent: dict[str, deque[tuple[int, float]]] = {}
+        # Each step's values wait here and go into the recent rings in batches (``recent``): one
+        # append a step instead of one per metric, the rings the same whenever they are read.
+        self._fresh: list[tuple[int, dict[str, float | str]]] = []
         self._out = LineAppender(self.path, delay_s=flush_s, encode=_LINE.encode)
         self._kept: dict[str, bool] = {}  # each name's filter verdict (metric names repeat every step)
 
@@ -106,6 +110,9 @@ class MetricsCollector:
             if type(value) is float and value - value == 0.0:  # a finite float, the common case
                 values[name] = value
                 continue
+            if type(value) is int:  # an int knob's echo (weight_decay 0): what to_number and tag make of it
+                values[name] = float(value)
+                continue
             v = to_number(value)
             if v is not None:
                 values[name] = tag(v)
@@ -116,19 +123,35 @@ class MetricsCollector:
         rec = {"step": step, "epoch": epoch, "wall_time": time.time(), "metrics": values}
         self._out.append(rec)
         self._last_step = step
-        for name, v in values.items():
-            ring = self.recent.get(name)
-            if ring is None:
-                if len(self.recent) >= RECENT_METRICS:
-                    continue
-                ring = self.recent[name] = deque(maxlen=RECENT_POINTS)
-            ring.append((step, v))
+        fresh = self._fresh
+        fresh.append((step, values))
+        if len(fresh) >= FOLD_EVERY:
+            self._fold()
         return rec
+
+    @property
+    def recent(self) -> dict[str, deque[tuple[int, float]]]:
+        """The last ``RECENT_POINTS`` (step, value) of each metric written (of the first
+        ``RECENT_METRICS`` names)."""
+        self._fold()
+        return self._recent
+
+    def _fold(self) -> None:
+        fresh, self._fresh = self._fresh, []
+        recent = self._recent
+        for step, values in fresh:
+            for name, v in values.items():
+                ring = recent.get(name)
+                if ring is None:
+                    if len(recent) >= RECENT_METRICS:
+                        continue
+                    ring = recent[name] = deque(maxlen=RECENT_POINTS)
+                ring.append((step, v))
 
     def check(self, metric: str, step: int, value: float | str) -> str | None:
         """Why the reading ``metric`` = ``value`` at ``step`` is not one this collector wrote
         (None: it is, among the recent points kept)."""
-        ring = self.recent.get(metric)
+        ring = self.recent.get(metric)  # folded first: the rings hold every line written
         if not ring:
             return f"the kernel recorded no {metric!r}"
         want = float(value)

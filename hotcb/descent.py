@@ -131,8 +131,12 @@ class LrDescent:
             self.state = DescentState.SETTLED
             self.history.append(why)
 
+    def observing(self) -> bool:
+        """Whether ``observe`` keeps a point now (the rescue skips the call otherwise)."""
+        return self.state is DescentState.WAITING or self.state is DescentState.TRIAL
+
     def observe(self, x: float) -> None:
-        if self.state in (DescentState.WAITING, DescentState.TRIAL) and math.isfinite(x) and x > 0:
+        if self.observing() and math.isfinite(x) and x > 0:
             self.values.append(x)
             self.since_cut += 1
             if self.state is DescentState.TRIAL and self.since_cut > self.config.settle:

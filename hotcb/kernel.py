@@ -427,7 +427,7 @@ class HotKernel:
             for a, key in echo:
                 a.refresh()
                 v = a.value
-                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                if type(v) is float or (isinstance(v, (int, float)) and not isinstance(v, bool)):  # a float: asked once
                     metrics.setdefault(key, v)
         rec = self.collector.record(self.step, metrics, self.epoch)
         if rec is not None:

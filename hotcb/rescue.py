@@ -166,7 +166,8 @@ class Rescue:
     def on_step(self, ctx: ApplyContext) -> None:
         if self.targets.start is None or not self.started:  # else _hold_start has nothing left to do
             self._hold_start(ctx.step)
-        if self.config.probe and self.probe.state is not ProbeState.SETTLED:
+        probe = self.config.probe
+        if probe and self.probe.state is not ProbeState.SETTLED:
             self._watch_warmup(ctx.step)  # for the probe only: once it settled, no more reads
         metrics = ctx.env.get("metrics") or {}
         x = self._loss(metrics)
@@ -177,8 +178,8 @@ class Rescue:
         if start is not None and ctx.step == start.step:
             # A rollback to the first state keeps the run's first loss as its reference (the early rise).
             self.targets.hold_start(start, self.detector)
-        if self.config.probe:
-            self._observe(ctx.step, x, metrics)
+        if probe and (self.probe.state is not ProbeState.SETTLED or self.descent.observing()):
+            self._observe(ctx.step, x, metrics)  # else neither keeps a point
         if not self.enabled or self.kernel.dist is not None or self._acting:
             return
         if verdict in (Verdict.BLOWUP, Verdict.NON_FINITE, Verdict.CHANCE):
@@ -191,7 +192,7 @@ class Rescue:
         if (verdict is Verdict.HEALTHY and self.kernel.snapshots.objects
                 and (self.last_snapshot_step is None or ctx.step - self.last_snapshot_step >= every)):
             self._snapshot(ctx.step, "periodic (confirmed healthy later)", healthy=False)
-        if self.config.probe:
+        if probe:
             self._move_lr(ctx)
             if self.probe.state is not ProbeState.SETTLED:
                 act = self._knob(self.config.knob)
@@ -235,6 +236,10 @@ class Rescue:
         return self._rising_at is not None and step - self._rising_at < self.probe.config.window
 
     def _loss(self, metrics: dict[str, Any]) -> float | None:
+        if not self.config.metric:
+            x = metrics.get(LOSS_METRICS[0])
+            if type(x) is float:  # a float train_loss, the common case, at once
+                return x
         names = (self.config.metric,) if self.config.metric else LOSS_METRICS
         for name in names:
             if metrics.get(name) is not None:

@@ -156,7 +156,7 @@ class HotcbActuator:
         if self.read_fn is not None and self.state is not ActuatorState.DISABLED:
             try:
                 v = self.read_fn()
-                self.value = v if type(v) is float else _plain(v)  # a float, every step: the fast path
+                self.value = v if type(v) is float or type(v) is int else _plain(v)  # every step: the fast path
             except Exception as e:
                 self.last_error = f"read failed: {e!r}"
 
