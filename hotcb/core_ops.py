@@ -47,8 +47,7 @@ class CoreOps:
         return getattr(self, handler)(op, ctx)
 
     def _pause(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
-        old, self.paused = self.paused, True
-        self.kernel.publish_status()
+        old, self.paused = self.paused, True  # published at this step's end, after its metrics (kernel)
         return {"paused": {"old": old, "new": True}}
 
     def _resume(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:

@@ -386,9 +386,13 @@ class HotKernel:
             self.snapshots.take(self.step, live_knob_values(self.state), "periodic")
         if self.max_steps is not None and self.step >= self.max_steps:
             self.core.request_stop()
-        self._write_status()
         if self.core.paused and not self.core.stop_requested:
-            self.flush_metrics()  # a paused run's readers find every step it took, this one too
+            # Paused: this step's metrics first, then the status that says so; a reader that sees
+            # the pause finds every step it took in the metrics file (the pause op is decided
+            # before the step's metrics are recorded, so it does not publish itself).
+            self.publish_status()
+        else:
+            self._write_status()
         while self.core.paused and not self.core.stop_requested:
             time.sleep(self.config.pause_poll_s)
             self.watched.watch(ctx)

@@ -88,7 +88,9 @@ def test_rules_autopilot_cli_over_stdio_mcp(tmp_path: Path) -> None:
     run = tmp_path / "run"
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump(PLATEAU))
-    with Trainer(run, "--plateau", sleep=0.01) as t:
+    # Without the rescue's lr probe (auto would turn the rescue on with it): a cut after its x2
+    # trial began (step 120; a slow start on a loaded machine) would halve 0.02, not 0.01.
+    with Trainer(run, "--plateau", "--rescue", "--no-probe", sleep=0.01) as t:
         log = open(tmp_path / "autopilot.log", "wb")
         pilot = subprocess.Popen([HOTCB, "autopilot", "--dir", str(run), "--mode", "auto", "--mcp", "stdio",
                                   "--rules", str(rules), "--interval", "0.2"], stdout=log, stderr=subprocess.STDOUT)
@@ -132,7 +134,10 @@ def test_llm_autopilot_over_http_mcp_and_the_server_dying(tmp_path: Path) -> Non
                                                            "params": {"lr": 0.005}, "reason": "val_loss flat"}}]},
         {"content": "Halved lr after a flat val_loss; check the slope next wake."},
     ]
-    with Trainer(run, "--plateau", sleep=0.01) as t, RecordedLLM(script) as llm:
+    # The rescue on from the script, without its lr probe: the probe's x2 trial (steps 120-138)
+    # made the model's 0.01 -> 0.005 a x0.25 change, which the guard refused, when a loaded
+    # machine put the wake past step 120 (ai_auto would turn the rescue on with the probe).
+    with Trainer(run, "--plateau", "--rescue", "--no-probe", sleep=0.01) as t, RecordedLLM(script) as llm:
         HotcbTools(run, source="human", actor="pytest").call("autopilot", {"action": "set", "mode": "ai_auto"})
         server = HttpServer(run, "--for-autopilot")
         try:

@@ -26,7 +26,9 @@ def test_autopilot_root_supervises_every_run_including_late_ones(tmp_path: Path)
     root = tmp_path / "sweep"
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump(PLATEAU))
-    first = Trainer(root / "a", "--plateau", sleep=0.01)
+    # The rescue on without its lr probe (auto would turn it on with it): a cut after the probe's x2
+    # trial began (step 120; a slow autopilot start on a loaded machine) would halve 0.02, not 0.01.
+    first = Trainer(root / "a", "--plateau", "--rescue", "--no-probe", sleep=0.01)
     late: Trainer | None = None
     log = open(tmp_path / "autopilot.log", "wb")
     pilot = None
@@ -37,7 +39,7 @@ def test_autopilot_root_supervises_every_run_including_late_ones(tmp_path: Path)
         ops = wait_for(lambda: plateau_ops(first) or pilot.poll() is not None, 240, 0.2, "the plateau rule on run a")
         assert pilot.poll() is None, (tmp_path / "autopilot.log").read_text()[-3000:]
         assert ops[0]["payload"]["lr"] == {"old": pytest.approx(0.01), "new": pytest.approx(0.005)}
-        late = Trainer(root / "b", "--plateau", sleep=0.01)  # started after the autopilot
+        late = Trainer(root / "b", "--plateau", "--rescue", "--no-probe", sleep=0.01)  # started after the autopilot
         ops_b = wait_for(lambda: plateau_ops(late) or pilot.poll() is not None, 240, 0.2, "the plateau rule on run b")
         assert pilot.poll() is None and ops_b[0]["payload"]["lr"]["new"] == pytest.approx(0.005)
         assert len(plateau_ops(first)) == 1  # b's rule did not act on a: each run has its own

@@ -113,9 +113,13 @@ def test_real_model_autopilot_on_a_real_run(tmp_path, llm):
     assert ops or refused, f"the model's calls left no trace: {state.get('reasonings')}"
     assert all(r.get("detail") for r in refused), refused
     assert all(e["actor"] == model and (e.get("reason") or "").strip() for e in ops), ops
-    # Its stance on the rules' action is on the record: in the op's reason, or as silence.
+    # Its stance on the rules' action is on the record: in the op's reason, as silence, or as the
+    # refusal of an op whose reason was not its own (copied text, or a veto without words of its
+    # own: refused before sending, the rule's action stands, and no stance is counted). Which one
+    # is the model's taste; a CI run once ended its one wake with no stance counted.
     s = stats["stances"]
-    assert s["endorse"] + s["override"] + s["veto"] + s["silent"] >= 1, stats
+    own_words = [r for r in refused if r.get("kind") in ("copied_reason", "veto_reason")]
+    assert s["endorse"] + s["override"] + s["veto"] + s["silent"] >= 1 or own_words, (stats, state["calls"])
     # The floor: the plateau rule acted itself, whatever the model said.
     assert [e for e in ledger if e.get("source") == "rule" and e.get("actor") == "plateau"
             and e.get("decision") == "applied"], "the plateau cut did not happen under ai_auto"

@@ -322,3 +322,41 @@ def test_pause_holds_the_loop_and_still_answers(run_dir: Path) -> None:
         wait_for(lambda: not t.alive(), 30, what="clean exit")
         assert t.proc.returncode == 0
         assert t.status()["closed"] is True
+
+
+def test_a_reader_that_sees_the_pause_finds_the_paused_steps_metrics(run_dir: Path) -> None:
+    """The pause is decided at a step's safe point, before that step's metrics are recorded; the
+    status that says paused is written after they are in the metrics file. (It was written first:
+    a test that saw the pause and then appended metric lines found the paused step's own line
+    written after its lines, and the rules read that step's real values as the newest.)"""
+    import threading
+
+    from hotcb.jsonl_write import append_line
+    from hotcb.ops import make_command
+    from tests.support.proc import wait_for
+
+    k = HotKernel(run_dir, pause_poll_s=0.01)
+    metrics = run_dir / "hotcb.metrics.jsonl"
+    seen: list[list[int]] = []  # for each status written that says paused: the metric steps in the file then
+    for name in ("write_now", "post"):
+        write = getattr(k._status_file, name)
+
+        def spy(value: dict, write=write) -> None:
+            if value.get("paused"):
+                seen.append([r["step"] for r in read_all(metrics)] if metrics.exists() else [])
+            write(value)
+
+        setattr(k._status_file, name, spy)
+    for step in (1, 2):
+        k.apply(env={"step": step, "metrics": {"loss": 1.0}})
+    append_line(run_dir / "hotcb.commands.jsonl", make_command("core", "pause", cmd_id="pause"))
+    loop = threading.Thread(target=k.apply, kwargs={"env": {"step": 3, "metrics": {"loss": 1.0}}})
+    loop.start()  # step 3 decides the pause and stays there until the resume
+    try:
+        wait_for(lambda: seen, 30, what="a status that says paused")
+    finally:
+        append_line(run_dir / "hotcb.commands.jsonl", make_command("core", "resume", cmd_id="resume"))
+        loop.join(30)
+    assert not loop.is_alive()
+    assert all(steps == [1, 2, 3] for steps in seen), seen
+    k.close()

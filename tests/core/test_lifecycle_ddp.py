@@ -19,7 +19,7 @@ from hotcb.client import send_command
 from hotcb.distributed import attach
 from hotcb.ops import make_command
 from tests.support.proc import read_jsonl
-from tests.support.spawn import spawn
+from tests.support.spawn import leave_group, spawn
 
 STEPS = 14
 
@@ -74,11 +74,13 @@ def worker(rank: int, world: int, port: int, run_dir: str, out_dir: str, late: b
         kernel.close()
         torch.save({"seen": seen, "params": [p.detach().clone() for p in model.parameters()],
                     "is_writer": kernel.is_writer}, Path(out_dir) / f"rank{rank}.pt")
-    finally:
-        # Both ranks leave together: without this, gloo aborted a process at exit ("terminate
-        # called without an active exception") in 2 of 8 runs here, after both had saved results.
-        dist.barrier()
-        dist.destroy_process_group()
+    except BaseException:
+        dist.destroy_process_group()  # spawn reports this rank's exception and ends the other
+        raise
+    # Both ranks leave together (a barrier: without one, gloo aborted a process at exit, "terminate
+    # called without an active exception", in 2 of 8 runs here), then exit without tearing the
+    # group down, which can deadlock inside torch (see leave_group).
+    leave_group()
 
 
 @pytest.mark.parametrize("late", [False, True], ids=["kernel_after_init", "kernel_before_init"])

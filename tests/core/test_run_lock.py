@@ -59,6 +59,7 @@ def _ddp_worker(rank: int, port: int, run_dir: str, out_dir: str, late: bool) ->
     import torch.distributed as dist
 
     from hotcb.distributed import attach
+    from tests.support.spawn import leave_group
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     kernel = HotKernel(run_dir) if late else None  # before the process group: rank unknown yet
@@ -74,8 +75,10 @@ def _ddp_worker(rank: int, port: int, run_dir: str, out_dir: str, late: bool) ->
                                                                 "pid": os.getpid()}))
         dist.barrier()
         kernel.close()
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        dist.destroy_process_group()  # spawn reports this rank's exception and ends the other
+        raise
+    leave_group()  # a barrier, then exit: tearing the gloo group down can deadlock inside torch
 
 
 @pytest.mark.slow

@@ -31,7 +31,7 @@ from hotcb.client import send_command  # noqa: E402
 from hotcb.distributed import attach  # noqa: E402
 from hotcb.ops import make_command  # noqa: E402
 from tests.support.proc import read_jsonl  # noqa: E402
-from tests.support.spawn import spawn  # noqa: E402
+from tests.support.spawn import leave_group, spawn  # noqa: E402
 
 STEPS = 150
 DISABLE_FROM = 80  # rank 0 disables tune at the first step from here with a trial in flight
@@ -112,9 +112,10 @@ def worker(rank: int, world: int, port: int, run_dir: str, out_dir: str, phase: 
         torch.save({"seen": seen, "params": [p.detach().clone() for p in model.parameters()],
                     "opened": len(opened), "written": len(written), "has_study": tune.study is not None,
                     "disabled": disabled}, Path(out_dir) / f"phase{phase}-rank{rank}.pt")
-    finally:
-        dist.barrier()  # both ranks leave together (see tests/core/test_lifecycle_ddp.py)
-        dist.destroy_process_group()
+    except BaseException:
+        dist.destroy_process_group()  # spawn reports this rank's exception and ends the other
+        raise
+    leave_group()  # not destroy_process_group: that can deadlock inside torch (see leave_group)
 
 
 def _changes(seen: list[tuple[int, float]], lr0: float) -> list[int]:
