@@ -70,7 +70,7 @@ def test_real_model_autopilot_on_a_real_run(tmp_path, llm):
     # A flat val_loss: the plateau rule halves lr (the safety floor, as in auto), and the model is
     # woken with what the rule did in its digest.
     with Trainer(run, "--plateau", "--rescue", sleep=0.05) as t:  # snapshots: a rollback is the model's to try
-        t.wait_step(150)
+        t.wait_step(150, timeout=180)  # a trainer starting beside a loaded model server
         pilot = subprocess.Popen(
             [HOTCB, "autopilot", "--dir", str(run), "--mode", "ai_auto", "--base-url", url, "--model", model,
              "--cadence-steps", "100000", "--max-rounds", "2", "--max-completion", "160", "--ai-timeout", "600",
