@@ -7,7 +7,8 @@ Nothing in here may raise into the training loop: every failure becomes a record
 
 The kernel coordinates objects that own their parts: the command path (reading, judging,
 deciding, ledgering: ``command_path.py``), the watched files (``hotcb.freeze.json``,
-``hotcb.yaml``: ``watched.py``), the freeze switch, the schedule, the locks, and its modules --
+``hotcb.yaml``: ``watched.py``), the freeze switch, the schedule, the locks, what it publishes
+for readers (status and knobs: ``run_publisher.py``), and its modules --
 ``core`` (``core_ops.py``), ``cb``, ``rescue`` and, once enabled, ``tune`` -- each a handler of
 its ops, reached through ``module_for``.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 import uuid
 from pathlib import Path
@@ -32,22 +32,20 @@ from .distributed import launched_as_other_rank, rank_unknown_yet
 from .divergence import verdict_for_judge
 from .freeze import FreezeState
 from .freeze_switch import FreezeSwitch
-from .heartbeat import Heartbeat
 from .intents import Intents
 from .jsonl import read_json
-from .jsonl_write import append_line, write_json_atomic
+from .jsonl_write import append_line
 from .judge import CodePolicy, View
 from .kernel_config import KernelConfig
 from .ledger import Ledger
 from .locks import KnobLocks
 from .modules import ApplyContext
 from .modules.callbacks import CallbackModule
-from .offstep import LatestFile
 from .ops import CB, CORE, TUNE, HotOp, Source
 from .recent_record import RecentRecordReader
 from .recipe import RecipePlayer
-from .records import StatusRecord
 from .rescue import RESCUE, Rescue
+from .run_publisher import RunPublisher
 from .rundir import ALERTS, CHECKPOINTS, RunDir
 from .rundir import TUNE as TUNE_FILE
 from .runlock import RunLock
@@ -101,7 +99,6 @@ class HotKernel:
         self.closed = False
         self.internal_errors = 0
         self.last_internal_error: str | None = None
-        self.heartbeat = Heartbeat(cfg.status_interval_s)
         # apply() calls so far, and the wall-clock times of the next file watch, commands check,
         # knob check, error log
         self._calls, self._next_watch, self._next_command_check = 0, 0.0, 0.0
@@ -140,8 +137,7 @@ class HotKernel:
         self._hooks: list[Any] = []  # the modules' per-step hooks, found once (the callbacks are dispatched apart)
         self._hooked = 0  # how many modules ``_hooks`` was found from
 
-        self._started = time.time()  # before anything below may write status
-        self._status_file = LatestFile(self.run.status)
+        self.publisher = RunPublisher(self, cfg.status_interval_s)  # before anything below may write status
         self.state.initialize()
         if isinstance(freeze, str):
             freeze = FreezeState(mode=freeze)
@@ -329,7 +325,7 @@ class HotKernel:
                         closer()
                     except OSError as e:  # a full disk: the lines stay queued for the exit's last try
                         self.report_error(e)
-                self._status_file.close()
+                self.publisher.close()
                 self._write_status(force=True)
             finally:
                 self.run_lock.release()
@@ -490,45 +486,14 @@ class HotKernel:
 
     def publish_actuators(self) -> None:
         """Write ``hotcb.actuators.json``: the knobs, callbacks, locks and policies in force."""
-        if not self.is_writer:
-            return
-        write_json_atomic(self.run.actuators, {
-            "step": self.step,
-            "wall_time": time.time(),
-            "actuators": self.state.describe_all(),
-            "callbacks": self.cb.describe(),
-            "locks": self.locks,
-            "guard": self.guard.to_dict(),
-            "code_policy": self.code.to_dict(),
-            "modules": sorted(self.state.groups() | {CB, CORE, TUNE, RESCUE}),
-        })
+        self.publisher.publish_actuators()
 
     def status(self) -> dict[str, Any]:
-        """The heartbeat as ``hotcb.status.json`` holds it: a ``StatusRecord``, the one form every
-        reader parses."""
-        freeze, player = self.freeze_switch.freeze, self.freeze_switch.player
-        return StatusRecord(
-            pid=os.getpid(), host=socket.gethostname(), session=self.session,
-            step=self.step, epoch=self.epoch, wall_time=time.time(), started_at=self._started,
-            paused=self.core.paused, stop_requested=self.core.stop_requested, closed=self.closed,
-            freeze_mode=freeze.mode, freeze_source=freeze.source, steps_per_s=self.heartbeat.steps_per_s,
-            replay=player.status() if player else None,
-            scheduled=len(self.schedule), commands_file_resets=self.commands.tail.reset_count,
-            internal_errors=self.internal_errors, last_internal_error=self.last_internal_error,
-            max_steps=self.max_steps, snapshots=self.snapshots.steps(),
-            rank=self.dist.rank if self.dist else 0, world_size=self.dist.world_size if self.dist else 1,
-            heartbeat_interval_s=self.heartbeat.interval_s,
-            rescue=self.modules[RESCUE].status(),
-        ).to_json()
+        """The heartbeat as ``hotcb.status.json`` holds it (a ``StatusRecord``)."""
+        return self.publisher.status()
 
     def _write_status(self, force: bool = False) -> None:
-        if self.heartbeat.beat(self.step, force) and self.is_writer:
-            if force or self.closed:
-                self._status_file.write_now(self.status())
-            else:  # the heartbeat: written off the step (hotcb.offstep)
-                self._status_file.post(self.status())
-                if self._status_file.last_error is not None:
-                    self.last_internal_error, self._status_file.last_error = self._status_file.last_error, None
+        self.publisher.write_status(force)
 
 
 def _has_knobs(state: Any) -> bool:

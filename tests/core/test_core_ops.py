@@ -339,14 +339,14 @@ def test_a_reader_that_sees_the_pause_finds_the_paused_steps_metrics(run_dir: Pa
     metrics = run_dir / "hotcb.metrics.jsonl"
     seen: list[list[int]] = []  # for each status written that says paused: the metric steps in the file then
     for name in ("write_now", "post"):
-        write = getattr(k._status_file, name)
+        write = getattr(k.publisher.status_file, name)
 
         def spy(value: dict, write=write) -> None:
             if value.get("paused"):
                 seen.append([r["step"] for r in read_all(metrics)] if metrics.exists() else [])
             write(value)
 
-        setattr(k._status_file, name, spy)
+        setattr(k.publisher.status_file, name, spy)
     for step in (1, 2):
         k.apply(env={"step": step, "metrics": {"loss": 1.0}})
     append_line(run_dir / "hotcb.commands.jsonl", make_command("core", "pause", cmd_id="pause"))
