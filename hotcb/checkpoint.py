@@ -49,6 +49,21 @@ class Snapshot:
     owned: bool = field(default=False, compare=False, repr=False)
 
 
+def _evictions(ring: list[Snapshot], keep: int) -> list[Snapshot]:
+    """The snapshots a ring of ``keep`` evicts, in order: the oldest goes first, except the newest
+    healthy snapshot, which stays until a newer one is confirmed (the rescue must always have one
+    to return to)."""
+    out: list[Snapshot] = []
+    while len(ring) > keep:
+        keeper = next((s for s in reversed(ring) if s.healthy), None)
+        victim = next((s for s in ring if s is not keeper), None)
+        if victim is None:
+            break
+        ring = [s for s in ring if s is not victim]
+        out.append(victim)
+    return out
+
+
 class Snapshots:
     def __init__(self, keep: int = 3, directory: str | os.PathLike[str] | None = None, rank: int | None = None):
         self.objects: dict[str, Any] = {}
@@ -136,30 +151,15 @@ class Snapshots:
         return snap
 
     def _leaving(self, step: int, healthy: bool) -> list[Snapshot]:
-        """The snapshots a ``take`` at ``step`` replaces (same step) or evicts (``_evict``'s choice,
-        made with the new snapshot in the ring)."""
-        ring = [s for s in self.snapshots if s.step != step]
-        out = [s for s in self.snapshots if s.step == step]
+        """The snapshots a ``take`` at ``step`` replaces (same step) or evicts (``_evictions``,
+        with the new snapshot in the ring)."""
         new = Snapshot(step, None, {}, healthy=healthy)
-        ring.append(new)
-        while len(ring) > self.keep:
-            keeper = next((s for s in reversed(ring) if s.healthy), None)
-            victim = next((s for s in ring if s is not keeper), None)
-            if victim is None:
-                break
-            ring = [s for s in ring if s is not victim]
-            if victim is not new:
-                out.append(victim)
-        return out
+        ring = [s for s in self.snapshots if s.step != step] + [new]
+        return [s for s in self.snapshots if s.step == step] + [v for v in _evictions(ring, self.keep) if v is not new]
 
     def _evict(self) -> None:
-        """A ring of ``keep``: the oldest goes first, except the newest healthy snapshot, which
-        stays until a newer one is confirmed (the rescue must always have one to return to)."""
-        while len(self.snapshots) > self.keep:
-            keeper = self.last_healthy()
-            victim = next((s for s in self.snapshots if s is not keeper), None)
-            if victim is None:
-                return
+        """A ring of ``keep`` (``_evictions``); a snapshot on disk takes its file along."""
+        for victim in _evictions(list(self.snapshots), self.keep):
             self.snapshots.remove(victim)
             if victim.path is not None:
                 victim.path.unlink(missing_ok=True)

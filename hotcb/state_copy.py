@@ -7,9 +7,10 @@ faults, more than the copy itself: a 17M-parameter MLP with momentum, 134 MB a s
 new one evicts are handed in as ``Spares`` and the new copies of large tensors are written into
 them (``copy_``) where shape, strides and dtype match: the same values as a fresh copy, no new
 pages. Smaller tensors are copied afresh: the allocator's free lists serve them as fast, and
-after a copy that met no large tensor the next take plans no reuse at all (``Spares.asked``). The snapshot they came from is gone from the
-ring before they are written to (``hotcb.checkpoint.Snapshots.take``), and a restore loads a
-deep copy of a snapshot's state, never its tensors, so no model or optimizer holds one.
+after a copy that met no large tensor the next take plans no reuse at all (``Spares.asked``).
+The snapshot they came from is gone from the ring before they are written to
+(``hotcb.checkpoint.Snapshots.take``), and a restore loads a deep copy of a snapshot's state,
+never its tensors, so no model or optimizer holds one.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class Spares:
             elif isinstance(v, (list, tuple)):
                 stack.extend(v)
         return out
+
 
 def to_cpu(obj: Any, spares: Spares | None = None) -> Any:
     """A copy of a state dict, tensors on CPU (large ones into ``spares`` where one fits). The
