@@ -39,8 +39,9 @@ from typing import Any, cast
 from hotcb.agent.llm import digest, offered_tools
 from hotcb.agent.llm.budget import Budget
 from hotcb.agent.llm.chat import ChatApi, ModelOutputError, is_transient  # noqa: F401 - is_transient re-exported
+from hotcb.agent.llm.conversation import Conversation
 from hotcb.agent.llm.memory import AiMemory
-from hotcb.agent.llm.replies import TextCallError, parse_reply
+from hotcb.agent.llm.replies import ParsedCall, TextCallError, parse_reply
 from hotcb.agent.llm.stance import Stances
 from hotcb.agent.llm.tool_call import AI_TOOLS, ToolCaller, canonical
 from hotcb.agent.llm.untrusted import FENCE_CLOSE, FENCE_OPEN, fence, redact_tree, redact_url
@@ -60,6 +61,7 @@ CORRECTIVE = ("Your last reply could not be used: {why}. Reply with exactly one 
               "tool-calling interface or as only this JSON: {{\"name\": \"apply_op\", \"arguments\": {{\"module\": "
               "\"opt\", \"op\": \"set_params\", \"params\": {{\"lr\": 0.01}}, \"reason\": \"...\"}}}}; or, if no "
               "change is needed, a short note in plain words without JSON.")
+_KNOWN = set(AI_TOOLS) | set(TOOLS)  # tool names: text that names one is read as an attempted call
 
 
 def env_number(name: str, default: float, kind: type = float) -> Any:
@@ -340,92 +342,108 @@ class LLMAutopilot:
                                                      rules=stances.views, refusals=self.memory.refusals(),
                                                      describe=describe)},
         ]
-        out = self._converse(messages, stances, describe, snapshots)
+        knobs = {(a.get("module"), a.get("key")): a.get("value") for a in describe.get("actuators", [])}
+        out = self._converse(Conversation(messages, stances, knobs, snapshots))
         if out["outcome"] == "ok":
             stances.silent()  # the rules' actions stand; nothing is vetoed by saying nothing
         self.save()
         return out
 
-    # complexity: one wake's conversation loop: budget, deadline, run over, reply, tool calls, correction, loop guard, in the order they happen
-    def _converse(self, messages: list[dict[str, Any]], stances: Stances, describe: dict[str, Any],  # noqa: C901, PLR0912, PLR0915
-                  snapshots: int) -> dict[str, Any]:
-        calls_made = 0
-        actions: list[dict[str, Any]] = []
-        knobs = {(a.get("module"), a.get("key")): a.get("value") for a in describe.get("actuators", [])}
-        known = set(AI_TOOLS) | set(TOOLS)
-        corrected = answered = looping = False
-        refused: set[str] = set()  # calls refused this wake: the same one again ends the wake
-        msg: Any = None
+    def _converse(self, w: Conversation) -> dict[str, Any]:
+        """One wake's rounds, in the order things happen: budget, deadline, run over, the model's
+        reply, its tool calls; the wake ends on a reply without calls, the call limit or a loop."""
         for n in range(self.max_rounds):
-            msg = None
             if self.budget.exhausted():
                 break
             if self._late():
-                return self._timed_out(calls_made, actions)
+                return self._timed_out(w)
             over = self._run_over()
             if over:
-                return {"outcome": "run_over", "reason": over, "tool_calls": calls_made, "actions": actions}
-            self._waiting(n + 1, messages)
-            try:
-                resp = self.api.complete(messages, self.tool_specs)
-                if self._late():  # an answer after the deadline is not an answer: the rules acted
-                    return self._timed_out(calls_made, actions)
-                if resp is None:
-                    return self._outage(calls_made, actions)
-                self._api_ok()
-                answered = True
-                msg = resp.choices[0].message if getattr(resp, "choices", None) else None
-                if msg is None:
-                    break
-                calls, text = parse_reply(msg, known)
-            except (ModelOutputError, TextCallError) as e:
-                self.stats["model_errors"] += 1
-                detail = self.api.scrub(str(e))[:300]
-                if not corrected:  # once, with a corrective message
-                    corrected = True
-                    if isinstance(e, TextCallError) and msg is not None and msg.content:
-                        messages.append({"role": "assistant", "content": msg.content})
-                    messages.append({"role": "user", "content": CORRECTIVE.format(why=detail)})
-                    continue
-                self._alert("model_error", f"{self.model}'s output was unusable twice this wake ({detail}); "
-                                           "the rules act for this wake (not an outage: the API answered)")
-                self.memory.api(state="ok", since=time.time(), model_error=detail)
-                self._fall_back("model_error")
-                return {"outcome": "model_error", "error": detail, "tool_calls": calls_made, "actions": actions}
+                return w.result("run_over", reason=over)
+            self._waiting(n + 1, w.messages)
+            reply = self._ask(w)
+            if reply is None:  # told what was wrong: asked again
+                continue
+            if isinstance(reply, dict):  # the wake ended here
+                return reply
+            calls, text, msg = reply
             if not calls:
                 if text:
                     self._note(text)
                 break
-            self._progress["doing"] = "running its tool calls"
-            for c in calls:
-                self.stats["tool_calls_" + c.via] += 1
-            messages.append({"role": "assistant", "content": msg.content if calls[0].via == "native" else "",
-                             "tool_calls": [{"id": c.id, "type": "function",
-                                             "function": {"name": c.name, "arguments": c.arguments}} for c in calls]})
-            for c in calls:
-                key = c.name + ":" + canonical(c.arguments)
-                if calls_made >= self.max_tool_calls:
-                    result = self.caller.refuse("limit", c.name, f"at most {self.max_tool_calls} tool calls per wake")
-                elif key in refused:
-                    looping = True
-                    result = self.caller.refuse("repeated", c.name, "this exact call was refused already this wake; "
-                                                              "the wake ends")
-                elif self._late():
-                    result = self.caller.refuse("late", c.name, "the wake ran past its deadline; the rules act")
-                else:
-                    calls_made += 1
-                    result = self.caller.run(c.name, c.arguments, actions, knobs, stances, snapshots,
-                                             rescue=self._rescue)
-                    if result.startswith(("refused", "not sent")):
-                        refused.add(key)
-                self._record_call(c, result)
-                messages.append({"role": "tool", "tool_call_id": c.id,
-                                 "content": fence(result[:MAX_TOOL_RESULT_CHARS])})
-            if calls_made >= self.max_tool_calls or looping:
+            self._answer(w, calls, msg)
+            if w.calls_made >= self.max_tool_calls or w.looping:
                 break
-        if answered:
+        if w.answered:
             self.stats["llm_wakes"] += 1
-        return {"outcome": "ok", "tool_calls": calls_made, "actions": actions}
+        return w.result("ok")
+
+    def _ask(self, w: Conversation) -> tuple[list[ParsedCall], str, Any] | dict[str, Any] | None:
+        """One request: the reply's calls, text and message; the wake's end (a result) when the API
+        is out, the answer came past the deadline or the output was unusable twice; None when a
+        corrective message was added (ask again)."""
+        msg: Any = None
+        try:
+            resp = self.api.complete(w.messages, self.tool_specs)
+            if self._late():  # an answer after the deadline is not an answer: the rules acted
+                return self._timed_out(w)
+            if resp is None:
+                return self._outage(w)
+            self._api_ok()
+            w.answered = True
+            msg = resp.choices[0].message if getattr(resp, "choices", None) else None
+            if msg is None:
+                return [], "", None
+            calls, text = parse_reply(msg, _KNOWN)
+            return calls, text, msg
+        except (ModelOutputError, TextCallError) as e:
+            return self._unusable(w, e, msg)
+
+    def _unusable(self, w: Conversation, e: Exception, msg: Any) -> dict[str, Any] | None:
+        """Output that cannot be used: corrected once; the second time the rules act for this wake,
+        recorded as a model error, never as an outage (the API answered)."""
+        self.stats["model_errors"] += 1
+        detail = self.api.scrub(str(e))[:300]
+        if not w.corrected:
+            w.corrected = True
+            if isinstance(e, TextCallError) and msg is not None and msg.content:
+                w.messages.append({"role": "assistant", "content": msg.content})
+            w.messages.append({"role": "user", "content": CORRECTIVE.format(why=detail)})
+            return None
+        self._alert("model_error", f"{self.model}'s output was unusable twice this wake ({detail}); "
+                                   "the rules act for this wake (not an outage: the API answered)")
+        self.memory.api(state="ok", since=time.time(), model_error=detail)
+        self._fall_back("model_error")
+        return w.result("model_error", error=detail)
+
+    def _answer(self, w: Conversation, calls: list[ParsedCall], msg: Any) -> None:
+        """Run the reply's tool calls, each answered to the model and recorded."""
+        self._progress["doing"] = "running its tool calls"
+        for c in calls:
+            self.stats["tool_calls_" + c.via] += 1
+        w.messages.append({"role": "assistant", "content": msg.content if calls[0].via == "native" else "",
+                           "tool_calls": [{"id": c.id, "type": "function",
+                                           "function": {"name": c.name, "arguments": c.arguments}} for c in calls]})
+        for c in calls:
+            result = self._one_call(w, c)
+            self._record_call(c, result)
+            w.messages.append({"role": "tool", "tool_call_id": c.id, "content": fence(result[:MAX_TOOL_RESULT_CHARS])})
+
+    def _one_call(self, w: Conversation, c: ParsedCall) -> str:
+        """One tool call, unless the wake's limit, a repeat of a refused call or the deadline stops it."""
+        key = c.name + ":" + canonical(c.arguments)
+        if w.calls_made >= self.max_tool_calls:
+            return self.caller.refuse("limit", c.name, f"at most {self.max_tool_calls} tool calls per wake")
+        if key in w.refused:
+            w.looping = True
+            return self.caller.refuse("repeated", c.name, "this exact call was refused already this wake; the wake ends")
+        if self._late():
+            return self.caller.refuse("late", c.name, "the wake ran past its deadline; the rules act")
+        w.calls_made += 1
+        result = self.caller.run(c.name, c.arguments, w.actions, w.knobs, w.stances, w.snapshots, rescue=self._rescue)
+        if result.startswith(("refused", "not sent")):
+            w.refused.add(key)
+        return result
 
     def _went_down(self, error: str) -> None:
         was_down = self._down_since is not None
@@ -436,24 +454,23 @@ class LLMAutopilot:
             self._alert("api_down", f"LLM API out ({error}); the rules autopilot runs instead until it answers "
                                     "again", severity="critical")
 
-    def _outage(self, calls_made: int, actions: list[dict[str, Any]]) -> dict[str, Any]:
+    def _outage(self, w: Conversation) -> dict[str, Any]:
         self._went_down(f"unreachable: {self.api.error}")
         self._fall_back("api_down")
         self.save()
-        return {"outcome": "api_down", "error": self.api.error, "tool_calls": calls_made, "actions": actions}
+        return w.result("api_down", error=self.api.error)
 
-    def _timed_out(self, calls_made: int, actions: list[dict[str, Any]]) -> dict[str, Any]:
+    def _timed_out(self, w: Conversation) -> dict[str, Any]:
         self._fall_back("too_slow")
         self.save()
-        return {"outcome": "timed_out", "deadline_s": self.wake_deadline_s, "tool_calls": calls_made,
-                "actions": actions}
+        return w.result("timed_out", deadline_s=self.wake_deadline_s)
 
     def _waiting(self, round_: int, messages: list[dict[str, Any]]) -> None:
         # Tokens estimated as characters / 4 (what is sent is known; the reply's count comes with it).
         self._progress.update(doing="waiting for the model", round=round_,
                               prompt_tokens_est=sum(len(str(m.get("content") or "")) for m in messages) // 4)
 
-    def _record_call(self, c: Any, result: str) -> None:
+    def _record_call(self, c: ParsedCall, result: str) -> None:
         """Every model tool call in the memory: its arguments and what became of it."""
         self.memory.called(tool=str(c.name), via=c.via, arguments=self.api.scrub(str(c.arguments or "")),
                            result=self.api.scrub(result))
