@@ -41,82 +41,103 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_serve)
 
 
-# complexity: the serve command's steps (config, token, bind checks, run) read in order; each refusal returns its exit code
-def cmd_serve(args: argparse.Namespace) -> int:  # noqa: C901, PLR0911, PLR0912, PLR0915
-    from hotcb.mcp_server.token_source import read_token
+class _Refused(Exception):
+    """A reason ``hotcb serve`` will not start, said in one line (exit code 2)."""
 
+
+def cmd_serve(args: argparse.Namespace) -> int:
     from hotcb.parent_watch import watch_parent
-    from hotcb.rundir import open_for_controller
-
-    from .config import TOKEN_ENV, cli_overrides, load_config
-    from .security import check_bind, redact_access_log
 
     watch_parent()  # started by demo/launch: the server ends with its parent
     run_dir = args.root or getattr(args, "dir", None) or "."
     try:
-        token = read_token("hotcb serve", given=args.token, flag="--token", file=args.token_file, env=TOKEN_ENV)
-    except ValueError as e:
+        token, generated = _token(args)
+        _check_run(args, run_dir)
+        app = _app(args, run_dir, _config(args), token)
+        return _serve(app, args, run_dir, token, generated)
+    except _Refused as e:
         print(f"hotcb serve: {e}", file=sys.stderr)
         return 2
+
+
+def _token(args: argparse.Namespace) -> tuple[str | None, bool]:
+    """The access token, and whether it was made here (then it is printed: the only way to learn it)."""
+    from hotcb.mcp_server.token_source import read_token
+
+    from .config import TOKEN_ENV
+    from .security import check_bind
+
+    try:
+        token = read_token("hotcb serve", given=args.token, flag="--token", file=args.token_file, env=TOKEN_ENV)
+    except ValueError as e:
+        raise _Refused(e) from None
     if args.no_token and token:
-        print("hotcb serve: --no-token and a token (--token or $HOTCB_DASH_TOKEN) contradict each other",
-              file=sys.stderr)
-        return 2
+        raise _Refused("--no-token and a token (--token or $HOTCB_DASH_TOKEN) contradict each other")
     try:
         check_bind(args.host, token)  # before any import or file access: refuse early and clearly
     except ValueError as e:
-        print(f"hotcb serve: {e}", file=sys.stderr)
-        return 2
-    if not token and not args.no_token:
-        # As notebook servers do: even on loopback every local process (and user) is a caller,
-        # and the dashboard acts as a human, so it needs a secret by default.
-        import secrets
+        raise _Refused(e) from None
+    if token or args.no_token:
+        return token, False
+    # As notebook servers do: even on loopback every local process (and user) is a caller,
+    # and the dashboard acts as a human, so it needs a secret by default.
+    import secrets
 
-        token = secrets.token_urlsafe(24)
-        generated = True
-    else:
-        generated = False
+    return secrets.token_urlsafe(24), True
+
+
+def _check_run(args: argparse.Namespace, run_dir: str) -> None:
+    from hotcb.rundir import open_for_controller
+
     if args.root and args.compare:
-        print("hotcb serve: --root compares every run under the root; --compare is for one run", file=sys.stderr)
-        return 2
+        raise _Refused("--root compares every run under the root; --compare is for one run")
     if args.root:
         if not os.path.isdir(run_dir):
-            print(f"hotcb serve: --root {run_dir} is not a directory", file=sys.stderr)
-            return 2
-    else:
-        try:
-            _, note = open_for_controller(run_dir)
-        except ValueError as e:
-            print(f"hotcb serve: {e}", file=sys.stderr)
-            return 2
-        if note:
-            print(f"hotcb serve: {note}", file=sys.stderr)
+            raise _Refused(f"--root {run_dir} is not a directory")
+        return
+    try:
+        _, note = open_for_controller(run_dir)
+    except ValueError as e:
+        raise _Refused(e) from None
+    if note:
+        print(f"hotcb serve: {note}", file=sys.stderr)
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from .config import cli_overrides, load_config
+
     try:
         cli = cli_overrides(args.overrides)
         if args.poll_ms is not None:
             cli.setdefault("live", {})["poll_ms"] = args.poll_ms
         if args.actor:
             cli["actor"] = args.actor
-        cfg = load_config(args.config, cli=cli)
+        return load_config(args.config, cli=cli)
     except (OSError, ValueError) as e:
-        print(f"hotcb serve: bad configuration: {e}", file=sys.stderr)
-        return 2
+        raise _Refused(f"bad configuration: {e}") from None
+
+
+def _app(args: argparse.Namespace, run_dir: str, cfg: Any, token: str | None) -> Any:
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401 - checked with the extra's other imports; _serve uses it
 
         from .app import create_app
         from .root_app import create_root_app
     except ImportError as e:
-        print(f"hotcb serve: needs the 'dashboard' extra: pip install 'hotcb[dashboard]' ({e})", file=sys.stderr)
-        return 2
+        raise _Refused(f"needs the 'dashboard' extra: pip install 'hotcb[dashboard]' ({e})") from None
     try:
         if args.root:
-            app = create_root_app(run_dir, config=cfg, token=token, host=args.host)
-        else:
-            app = create_app(run_dir, config=cfg, token=token, host=args.host, compare_dir=args.compare)
+            return create_root_app(run_dir, config=cfg, token=token, host=args.host)
+        return create_app(run_dir, config=cfg, token=token, host=args.host, compare_dir=args.compare)
     except ValueError as e:
-        print(f"hotcb serve: {e}", file=sys.stderr)
-        return 2
+        raise _Refused(e) from None
+
+
+def _serve(app: Any, args: argparse.Namespace, run_dir: str, token: str | None, generated: bool) -> int:
+    import uvicorn
+
+    from .security import redact_access_log
+
     shown = f"[{args.host}]" if ":" in args.host else args.host
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
                             access_log=args.log_level in ("info", "debug"), timeout_graceful_shutdown=2)
@@ -142,9 +163,8 @@ def cmd_serve(args: argparse.Namespace) -> int:  # noqa: C901, PLR0911, PLR0912,
     try:
         sock = _bind(args.host, args.port)
     except OSError as e:
-        print(f"hotcb serve: cannot listen on {shown}:{args.port} ({e.strerror or e}); pick another with "
-              "--port P, or --port 0 for a free one", file=sys.stderr)
-        return 2
+        raise _Refused(f"cannot listen on {shown}:{args.port} ({e.strerror or e}); pick another with "
+                       "--port P, or --port 0 for a free one") from None
     server.run(sockets=[sock])
     return 0
 
