@@ -67,47 +67,18 @@ class ToolCaller:
         elif decision not in ("queued", "pending"):
             stats["ops_refused"] += 1
 
-    # complexity: one early refusal per way a model's tool call can be wrong, each recorded with its reason
-    def run(self, name: str, raw_args: str | None, actions: list[dict[str, Any]],  # noqa: C901, PLR0911, PLR0912
+    def run(self, name: str, raw_args: str | None, actions: list[dict[str, Any]],
             knobs: Knobs, stances: Stances, snapshots: int, *, rescue: bool) -> str:
-        if name not in AI_TOOLS:
-            return self.refuse("unknown_tool", name, f"no tool {name!r}; tools: {', '.join(AI_TOOLS)}")
-        try:
-            args = json.loads(raw_args or "{}")
-        except (ValueError, RecursionError) as e:
-            return self.refuse("bad_json", name, f"arguments are not JSON: {e}")
-        if not isinstance(args, dict):
-            return self.refuse("bad_json", name, "arguments must be a JSON object")
-        refusal, args, same = offered_tools.check(name, args, knobs, snapshots, rescue=rescue)
-        if same and refusal:
-            self.memory.stats["unchanged"] += 1
-            return f"not sent: {refusal}"
-        if refusal:
-            return self.refuse("not_offered", name, refusal, stances)
-        if name == "apply_op":
-            over = self.run_over()
-            if over:
-                return self.refuse("run_over", name, f"{over}: no op is sent to a run that has ended")
-            veto = stances.refusal(args)
-            if veto:
-                self.memory.stats["ops_refused"] += 1
-                stances.acted = True
-                return self.refuse("veto_reason" if stances.vetoed(args) else "copied_reason", name, veto, stances)
-            args["reason"] = stances.label(args)
+        checked = self._checked(name, raw_args, knobs, stances, snapshots, rescue=rescue)
+        if isinstance(checked, str):  # refused, or not sent: what the model is told
+            return checked
+        name, args, same = checked
         if name == "apply_op" and self.mode == "ai_suggest":
             op = {k: v for k, v in args.items() if k in ("module", "op", "params", "reason")}
             name, args = "propose_op", {"op": op, "reason": str(args.get("reason"))}
-        try:
-            out = self.tools.call(name, args)
-        except ToolError as e:
-            # A guard refusal of apply_op is already in the ledger (the kernel records it).
-            if name in ("apply_op", "propose_op"):
-                self.count_op(None)
-            return self.refuse("tool_error", name, str(e), stances)
-        except ConnectionError as e:  # the MCP server (when the tools are remote) did not answer
-            return self.refuse("unreachable", name, str(e))
-        except Exception as e:
-            return self.refuse("tool_crash", name, f"{type(e).__name__}: {e}")
+        out = self._send(name, args, stances)
+        if isinstance(out, str):
+            return out
         if name in ("apply_op", "propose_op"):
             actions.append({"tool": name, "args": args, "result": {k: out.get(k) for k in
                                                                    ("cmd_id", "decision", "proposal_id", "status")}})
@@ -117,3 +88,56 @@ class ToolCaller:
                     knobs[(args.get("module"), k)] = v  # a later op this wake compares against the new value
         note = f" (also not sent, unchanged: {', '.join(same)})" if same else ""
         return dumps(out) + note  # non-finite numbers as "nan"/"inf" strings: valid JSON for the model
+
+    def _arguments(self, name: str, raw_args: str | None) -> dict[str, Any] | str:
+        """The call's arguments as an object, or the refusal of a tool or text that is not one."""
+        if name not in AI_TOOLS:
+            return self.refuse("unknown_tool", name, f"no tool {name!r}; tools: {', '.join(AI_TOOLS)}")
+        try:
+            args = json.loads(raw_args or "{}")
+        except (ValueError, RecursionError) as e:
+            return self.refuse("bad_json", name, f"arguments are not JSON: {e}")
+        if not isinstance(args, dict):
+            return self.refuse("bad_json", name, "arguments must be a JSON object")
+        return args
+
+    def _checked(self, name: str, raw_args: str | None, knobs: Knobs, stances: Stances, snapshots: int, *,
+                 rescue: bool) -> tuple[str, dict[str, Any], list[str]] | str:
+        """The call as it will be sent (name, arguments with the stance's label on the reason, the
+        knobs left out as unchanged), or the text of its early refusal: one per way it can be wrong,
+        each recorded with its reason."""
+        parsed = self._arguments(name, raw_args)
+        if isinstance(parsed, str):
+            return parsed
+        refusal, args, same = offered_tools.check(name, parsed, knobs, snapshots, rescue=rescue)
+        if same and refusal:
+            self.memory.stats["unchanged"] += 1
+            return f"not sent: {refusal}"
+        if refusal:
+            return self.refuse("not_offered", name, refusal, stances)
+        if name != "apply_op":
+            return name, args, same
+        over = self.run_over()
+        if over:
+            return self.refuse("run_over", name, f"{over}: no op is sent to a run that has ended")
+        veto = stances.refusal(args)
+        if veto:
+            self.memory.stats["ops_refused"] += 1
+            stances.acted = True
+            return self.refuse("veto_reason" if stances.vetoed(args) else "copied_reason", name, veto, stances)
+        args["reason"] = stances.label(args)
+        return name, args, same
+
+    def _send(self, name: str, args: dict[str, Any], stances: Stances) -> dict[str, Any] | str:
+        """What the tool answered, or the refusal the model is shown when it raised."""
+        try:
+            return self.tools.call(name, args)
+        except ToolError as e:
+            # A guard refusal of apply_op is already in the ledger (the kernel records it).
+            if name in ("apply_op", "propose_op"):
+                self.count_op(None)
+            return self.refuse("tool_error", name, str(e), stances)
+        except ConnectionError as e:  # the MCP server (when the tools are remote) did not answer
+            return self.refuse("unreachable", name, str(e))
+        except Exception as e:
+            return self.refuse("tool_crash", name, f"{type(e).__name__}: {e}")
