@@ -52,8 +52,20 @@ class _BoundedLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-# complexity: hotcb.yaml's sections validated in file order, each with its own refusal
-def parse_desired(text: str) -> dict[str, Any]:  # noqa: C901, PLR0912
+def parse_desired(text: str) -> dict[str, Any]:
+    """``{"knobs", "callbacks", "freeze"}`` of a desired-state file; DesiredStateError naming what is wrong."""
+    doc = _load(text)
+    unknown = set(doc) - {"knobs", "callbacks", "freeze"}
+    if unknown:
+        raise DesiredStateError(f"hotcb.yaml has unknown sections: {sorted(unknown)}")
+    knobs = doc.get("knobs") or {}
+    if not isinstance(knobs, dict):
+        raise DesiredStateError("knobs must be a mapping")
+    return {"knobs": knobs, "callbacks": _callbacks(doc.get("callbacks") or {}), "freeze": _freeze(doc.get("freeze"))}
+
+
+def _load(text: str) -> dict[str, Any]:
+    """The file as a mapping, read by the bounded loader (size, aliases, nodes, depth)."""
     if len(text) > MAX_DESIRED_BYTES:
         raise DesiredStateError(f"hotcb.yaml is larger than {MAX_DESIRED_BYTES >> 10} KiB")
     try:
@@ -67,16 +79,13 @@ def parse_desired(text: str) -> dict[str, Any]:  # noqa: C901, PLR0912
     except RecursionError:
         raise DesiredStateError("hotcb.yaml is nested too deeply") from None
     if doc is None:
-        doc = {}
+        return {}
     if not isinstance(doc, dict):
         raise DesiredStateError("hotcb.yaml must be a mapping")
-    unknown = set(doc) - {"knobs", "callbacks", "freeze"}
-    if unknown:
-        raise DesiredStateError(f"hotcb.yaml has unknown sections: {sorted(unknown)}")
-    knobs = doc.get("knobs") or {}
-    if not isinstance(knobs, dict):
-        raise DesiredStateError("knobs must be a mapping")
-    cbs = doc.get("callbacks") or {}
+    return doc
+
+
+def _callbacks(cbs: Any) -> dict[str, Any]:
     if not isinstance(cbs, dict):
         raise DesiredStateError("callbacks must be a mapping of id -> spec")
     for cb_id, spec in cbs.items():
@@ -89,12 +98,15 @@ def parse_desired(text: str) -> dict[str, Any]:  # noqa: C901, PLR0912
                 raise DesiredStateError(f"callback {cb_id}: {e}") from None
         if not isinstance(spec.get("params", {}), dict):
             raise DesiredStateError(f"callback {cb_id}: params must be a mapping")
-    freeze = doc.get("freeze")
+    return cbs
+
+
+def _freeze(freeze: Any) -> str | None:
     if freeze is False:
         freeze = "off"  # YAML reads a bare `off` as false
     if freeze is not None and freeze not in MODES:
         raise DesiredStateError(f"freeze must be one of {MODES}")
-    return {"knobs": knobs, "callbacks": cbs, "freeze": freeze}
+    return freeze
 
 
 def flatten_knobs(knobs: dict[str, Any], groups: set[str]) -> dict[tuple[str | None, str], Any]:
