@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .actuators.actuator import ValueRefused
-from .checkpoint import live_knob_values, restore_knobs
+from .checkpoint import Snapshot, live_knob_values, restore_knobs
 from .codec import json_number
 from .descent import DescentConfig, DescentState, LrDescent
 from .divergence import DetectorConfig, LossDetector, Verdict
@@ -291,8 +291,8 @@ class Rescue:
         if verdict is Verdict.NON_FINITE:
             why = f"loss is non-finite ({x})"
         elif verdict is Verdict.CHANCE:
-            why = (f"loss flat at chance ({det.level:.4g} ~ {det.chance_name()} = {det.chance_level:.4g}) "
-                   f"for {det.at_chance} points after it had learned or blown up, or above chance and its "
+            why = (f"loss level {det.level:.4g} at chance ({det.chance_name()} = {det.chance_level:.4g}) or above it "
+                   f"for {det.at_chance} points, after it had learned or blown up, or above chance and its "
                    f"start ({det.start:.4g})")
         elif det.rose():
             why = (f"the mean loss of the first {det.n} steps, {det.raw_sum / det.n:.4g}, rose above the loss "
@@ -307,12 +307,7 @@ class Rescue:
             why = (f"loss level {det.level:.4g} climbed to {det.level / det.best:.3g}x its lowest level "
                    f"{det.best:.4g} (noise {det.noise:.3g})")
         snap = self.targets.choose(verdict, ctx.step, det)
-        if snap is None:
-            target = "no healthy snapshot"
-        elif snap is self.targets.start and snap is not self.targets.last_alive():
-            target = f"roll back to the run's first state (step {snap.step}: no learning state was confirmed)"
-        else:
-            target = f"roll back to step {snap.step}"
+        target = self._target_text(snap)
         params: dict[str, Any] = {"cut": self.config.cut}
         if snap is not None:
             params["step"] = snap.step
@@ -330,6 +325,18 @@ class Rescue:
             if not self._raise_undone:  # a blow-up that followed a raise is explained by it (and undone)
                 self.descent.arm(f"rescue at step {ctx.step}")
             self.kernel.raise_alert("rescue", op.reason or "", metric=self.config.metric, value=x)
+
+    def _target_text(self, snap: Snapshot | None) -> str:
+        """The rollback's target, as its reason says it."""
+        if snap is None:
+            return "no healthy snapshot"
+        targets = self.targets
+        if snap is targets.start and targets.passed_over is not None:
+            return (f"roll back to the run's first state (step {snap.step}: the newest healthy state, step "
+                    f"{targets.passed_over.step}, had sat at chance: nothing learned to keep)")
+        if snap is targets.start and snap is not targets.last_alive():
+            return f"roll back to the run's first state (step {snap.step}: no learning state was confirmed)"
+        return f"roll back to step {snap.step}"
 
     def _note_raise(self, op: HotOp, step: int) -> None:
         """Remember a raise of the rescue's knob (by anyone): a blow-up soon after it is its doing."""

@@ -1,8 +1,10 @@
 """Which state a rescue rollback returns to, and what the rescue remembers to choose it.
 
 A snapshot that looks healthy is not always one to return to: a dead network's loss is quiet, so
-its snapshots confirm as healthy; and snapshots taken just after a raise of lr (healthy for a few
-steps while momentum builds up) would restore the raise with the weights. So the rescue keeps,
+its snapshots confirm as healthy (one whose loss had sat at chance for a window holds nothing
+learned: the run's first state is returned to instead); and snapshots taken just after a raise
+of lr (healthy for a few steps while momentum builds up) would restore the raise with the
+weights. So the rescue keeps,
 beside the kernel's ring of snapshots, the detector as it stood at each one, the run's first state
 (outside the ring: an autopilot that enables the rescue a few steps in can still return to the
 start) and the knob's last raise; ``RollbackTargets`` holds them and makes the choice.
@@ -25,6 +27,7 @@ class RollbackTargets:
         self.start: Snapshot | None = None  # the run's first state
         self.raised: tuple[int, float] | None = None  # (step, value before) of the knob's last raise
         self._detector_at: dict[int, LossDetector] = {}
+        self.passed_over: Snapshot | None = None  # the last choice's healthy snapshot left for the start (at chance)
 
     # ------------------------------------------------------------------ what is remembered
     def hold_start(self, snap: Snapshot, detector: LossDetector) -> None:
@@ -59,12 +62,21 @@ class RollbackTargets:
     # ------------------------------------------------------------------ the choice
     def choose(self, verdict: Verdict, step: int, detector: LossDetector) -> Snapshot | None:
         """The state a rescue returns to: the newest healthy snapshot that was alive, unless the
-        run is dead (at chance) and that snapshot never learned: then the run's first state; and
-        after a recent raise of the knob, the newest healthy one from before it."""
+        run is dead (at chance) and that snapshot never learned, or that snapshot's loss had sat at
+        chance for a window: then the run's first state; and after a recent raise of the knob, the
+        newest healthy one from before it."""
+        self.passed_over = None
         snap = self._before_raise(step) or self.last_alive()
         if self.start is None or snap is self.start:
             return snap
         if snap is None or ((verdict is Verdict.CHANCE or detector.dead()) and not self._learned(snap, detector)):
+            return self.start
+        if self._sat_at_chance(snap):
+            self.passed_over = snap
+            # It holds nothing learned, and a network that collapsed to chance may never leave it:
+            # charlm x30 seed 2 (AdamW at 0.3 sat at the unigram loss, the probe raised it, it blew
+            # up) went back to that state at half the lr and stayed at the unigram loss to the end,
+            # where seeds 0 and 1, whose pre-raise state was not yet confirmed, restarted and learned.
             return self.start
         return snap
 
@@ -109,6 +121,11 @@ class RollbackTargets:
             return isinstance(v, (int, float)) and v <= before
 
         return next((s for s in reversed(self.snapshots.snapshots) if s.healthy and low(s)), None)
+
+    def _sat_at_chance(self, snap: Snapshot) -> bool:
+        """The detector, as it stood at ``snap``, had the level at chance for a window."""
+        det = self._detector_at.get(snap.step)
+        return det is not None and det.at_chance >= det.config.chance_window
 
     def _learned(self, snap: Snapshot, detector: LossDetector) -> bool:
         """The detector, as it stood at ``snap``, had the loss clearly below chance (or no chance
