@@ -291,9 +291,9 @@ class Rescue:
         if verdict is Verdict.NON_FINITE:
             why = f"loss is non-finite ({x})"
         elif verdict is Verdict.CHANCE:
-            cause = det.collapse_cause()
             why = (f"loss level {det.level:.4g} at chance ({det.chance_name()} = {det.chance_level:.4g}) or above it "
-                   f"for {det.at_chance} points {cause}")
+                   f"for {det.at_chance} points, after it had learned or blown up, or above chance and its "
+                   f"start ({det.start:.4g})")
         elif det.rose():
             why = (f"the mean loss of the first {det.n} steps, {det.raw_sum / det.n:.4g}, rose above the loss "
                    f"at the start, {det.start:.4g} (a healthy start's falls)")
