@@ -214,7 +214,7 @@ class HotKernel:
                 self.state.add(a)
                 a.initialize()
             else:
-                cur.apply_fn, cur.read_fn, cur.companion = a.apply_fn, a.read_fn, a.companion
+                cur.apply_fn, cur.read_fn, cur.companion, cur.base_fn = a.apply_fn, a.read_fn, a.companion, a.base_fn
                 cur.initialize()
         self.publish_actuators()
 

@@ -37,7 +37,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .actuators.actuator import ValueRefused
+from .actuators.actuator import HotcbActuator, ValueRefused
 from .checkpoint import Snapshot, live_knob_values, restore_knobs
 from .codec import json_number
 from .descent import DescentConfig, DescentState, LrDescent
@@ -212,7 +212,7 @@ class Rescue:
             # The run's first state, held outside the ring until the rescue is enabled: an
             # autopilot that enables it a few steps in can still return to the start.
             start = self.kernel.snapshots.capture(step, live_knob_values(self.kernel.state), "run start")
-            self.targets.hold_start(start, self.detector)
+            self.targets.hold_start(start, self.detector, self._schedule_base())
         if self.enabled and not self.started:
             self.started = True
             if self.targets.start is not None:
@@ -261,7 +261,11 @@ class Rescue:
     def _snapshot(self, step: int, reason: str, healthy: bool) -> None:
         self.kernel.snapshots.take(step, live_knob_values(self.kernel.state), reason, healthy=healthy)
         self.last_snapshot_step = step
-        self.targets.keep_detector(step, self.detector)
+        self.targets.keep_detector(step, self.detector, self._schedule_base())
+
+    def _schedule_base(self) -> float | None:
+        act = self._knob(self.config.knob)
+        return act.schedule_base() if act is not None else None
 
     def _floor(self) -> float | None:
         """No cut below ``floor`` x the run's first value of the knob (None: not known)."""
@@ -370,9 +374,7 @@ class Rescue:
             live = act.value
             before = snap.knobs.get(key)
             if isinstance(live, (int, float)) and not isinstance(live, bool) and live > 0:
-                # From the lower of the lr in use and the snapshot's: a raise since the snapshot is
-                # undone by the rollback itself, and the lr that led here is cut.
-                base = min(live, before) if isinstance(before, (int, float)) and before > 0 else live
+                base = self._cut_from(act, live, before, snap.step)
                 # A raise by an op since the snapshot (a warmup's rise is the schedule's, not a raise).
                 self._raise_undone = base < live and self.targets.raised_since(snap.step)
                 desc = act.describe()
@@ -405,6 +407,20 @@ class Rescue:
             payload["note"] = note
         self.last_snapshot_step = ctx.step
         return payload
+
+    def _cut_from(self, act: HotcbActuator, live: float, before: Any, step: int) -> float:
+        """The lr a rescue cuts from, at the snapshot's place: the lower of the lr in use and the
+        snapshot's (a raise since the snapshot is undone by the rollback itself, and the lr that
+        led here is cut). Under a schedule the two are compared by their schedule bases: a
+        snapshot from earlier in a warmup has a lower lr only because of where it sat in it, and
+        reading that as the lower lr would make every rollback to it cut from its old base, never
+        further (three blow-ups in a warmup each ended at half the first base)."""
+        if not isinstance(before, (int, float)) or isinstance(before, bool) or not before > 0:
+            return live
+        now, then = act.schedule_base(), self.targets.base_at(step)
+        if now is not None and then is not None:
+            return before * min(1.0, now / then)
+        return min(live, before)
 
     # ------------------------------------------------------------------ the way up, the way down
     def _move_lr(self, ctx: ApplyContext) -> None:

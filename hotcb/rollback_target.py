@@ -27,21 +27,34 @@ class RollbackTargets:
         self.start: Snapshot | None = None  # the run's first state
         self.raised: tuple[int, float] | None = None  # (step, value before) of the knob's last raise
         self._detector_at: dict[int, LossDetector] = {}
+        self._base_at: dict[int, float] = {}  # the knob's schedule base at each snapshot (a scheduled lr)
         self.passed_over: Snapshot | None = None  # the last choice's healthy snapshot left for the start (at chance)
 
     # ------------------------------------------------------------------ what is remembered
-    def hold_start(self, snap: Snapshot, detector: LossDetector) -> None:
+    def hold_start(self, snap: Snapshot, detector: LossDetector, base: float | None = None) -> None:
         """The run's first state, and the detector with it (called again at that step once its
-        loss is seen: a rollback to the start keeps the run's first loss as its reference)."""
+        loss is seen, without ``base``: a rollback to the start keeps the run's first loss as its
+        reference, and the knob's base stays the one that goes with the snapshot's value)."""
         self.start = snap
         self._detector_at[snap.step] = detector.copy()
+        if base is not None:
+            self._base_at[snap.step] = base
 
-    def keep_detector(self, step: int, detector: LossDetector) -> None:
+    def keep_detector(self, step: int, detector: LossDetector, base: float | None = None) -> None:
         """The detector as it stood at a snapshot taken at ``step`` (a rollback returns the run
-        *and* its measured level there); those of evicted snapshots are dropped."""
+        *and* its measured level there), and the knob's schedule base then; those of evicted
+        snapshots are dropped."""
         kept = set(self.snapshots.steps()) | ({self.start.step} if self.start else set())
         self._detector_at = {s: d for s, d in self._detector_at.items() if s in kept}
+        self._base_at = {s: b for s, b in self._base_at.items() if s in kept}
         self._detector_at[step] = detector.copy()
+        self._base_at.pop(step, None)
+        if base is not None:
+            self._base_at[step] = base
+
+    def base_at(self, step: int) -> float | None:
+        """The knob's schedule base when the snapshot of ``step`` was taken (None: not scheduled)."""
+        return self._base_at.get(step)
 
     def detector_at(self, step: int) -> LossDetector | None:
         """A copy of the detector as it stood at the snapshot of ``step`` (None: not kept)."""

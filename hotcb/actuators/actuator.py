@@ -135,6 +135,9 @@ class HotcbActuator:
     # State the knob's value depends on (an lr scheduler): snapshotted and restored with the
     # registered state, so a rollback brings back the schedule along with the lr.
     companion: Any = None
+    # Reads the value with its schedule taken out (an lr scheduler's base lr), so values from
+    # different places in a schedule compare (None: nothing schedules this knob).
+    base_fn: ReadFn | None = None
 
     def __post_init__(self) -> None:
         self.type = ActuatorType(self.type)
@@ -159,6 +162,19 @@ class HotcbActuator:
                 self.value = v if type(v) is float or type(v) is int else _plain(v)  # every step: the fast path
             except Exception as e:
                 self.last_error = f"read failed: {e!r}"
+
+    def schedule_base(self) -> float | None:
+        """The knob's value without its schedule: what a scheduler multiplies, and what a change
+        of the knob scales (None: no schedule, or it cannot be read)."""
+        if self.base_fn is None:
+            return None
+        try:
+            v = self.base_fn()
+        except Exception:
+            return None
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            return None
+        return float(v)
 
     @property
     def metric_key(self) -> str:

@@ -47,6 +47,12 @@ def _rescale_groups(scheduler: Any, group_index: int, factor: float) -> None:
                 group[key] = group[key] * factor
 
 
+def _base_lr(scheduler: Any, index: int) -> Any:
+    """A group's base lr: what the scheduler multiplies (None: it has none, as ReduceLROnPlateau)."""
+    bases = getattr(scheduler, "base_lrs", None)
+    return bases[index] if isinstance(bases, (list, tuple)) and len(bases) > index else None
+
+
 def _set_group(optimizer: Any, index: int, key: str, value: Any, env: dict[str, Any], scheduler: Any) -> None:
     group = optimizer.param_groups[index]
     if key == "lr":
@@ -105,6 +111,7 @@ def optimizer_actuators(
             apply_fn=ratio_setter(key), read_fn=lambda k=key: optimizer.param_groups[0][k],
             label=prefix + key, description=f"optimizer {key} (all param groups, ratios kept)",
             companion=scheduler if key == "lr" else None,
+            base_fn=(lambda: _base_lr(scheduler, 0)) if key == "lr" and scheduler is not None else None,
         ))
         if per_group and len(groups) > 1:
             for i in range(1, len(groups)):
@@ -114,6 +121,7 @@ def optimizer_actuators(
                     read_fn=lambda i=i, k=key: optimizer.param_groups[i][k],
                     description=f"optimizer {key} of param group {i}",
                     companion=scheduler if key == "lr" else None,
+                    base_fn=(lambda i=i: _base_lr(scheduler, i)) if key == "lr" and scheduler is not None else None,
                 ))
     return out
 

@@ -52,6 +52,28 @@ def test_a_rescue_rollback_mid_warmup_restores_the_schedule_and_the_ledger_says_
     loop.close()
 
 
+def test_repeated_blow_ups_in_a_warmup_each_cut_further_from_the_schedules_base(tmp_path):
+    # Each rollback returns to the same early snapshot, whose lr is low only because of its place
+    # in the warmup: the cut must come from the base the last cut left, not from that lr.
+    loop = Loop(tmp_path, scheduler="warmup", warmup=WARMUP, lr=0.05)
+    rescue_of(loop.kernel).configure(enabled=True, classes=2, probe=False)
+    loop.run(14)
+    for _ in range(3):
+        loop.nan_loss = True
+        loop.step()
+        loop.nan_loss = False
+        loop.run(6)
+    rbs = entries(loop, "rescue", "rollback")
+    assert [rb["decision"] for rb in rbs] == ["applied"] * 3
+    assert len({rb["payload"]["restored_step"] for rb in rbs}) == 1  # the same snapshot each time
+    assert loop.sched.base_lrs[0] == pytest.approx(0.05 * 0.5 ** 3)
+    news = [rb["payload"]["lr"]["new"] for rb in rbs]
+    assert news[1] == pytest.approx(news[0] / 2) and news[2] == pytest.approx(news[1] / 2)
+    loop.step()
+    assert loop.used_lrs[-1] > 0  # and the run goes on at the ledger's lr, as above
+    loop.close()
+
+
 def test_a_core_rollback_mid_warmup_restores_the_schedule_and_the_ledger_says_the_lr_run(tmp_path):
     loop = Loop(tmp_path, scheduler="warmup", warmup=WARMUP, lr=0.05)
     loop.run(5)
