@@ -117,14 +117,21 @@ class LrDescent:
         """Why to arm the test of a run that never blew up now (None: not now). ``since``: the
         step the run's lr warmup ended (0: none); the run's length must be known."""
         c = self.config
+        window = self.test_window(max_steps, since)
+        if window is None or not window[0] <= step - since <= window[1]:
+            return None
+        self.test_end = since + int(window[1])
+        return (f"test at step {step} ({100 * c.test_from:.0f}-{100 * c.test_until:.0f}% of the run): a finite lr "
+                "far too high falls slowly and never blows up; one measured cut tells it from a good lr")
+
+    def test_window(self, max_steps: int | None, since: int = 0) -> tuple[float, float] | None:
+        """The steps after ``since`` (from, until) within which ``test_due`` arms the test (None:
+        it never will now: tested, armed, settled, or the run's length unknown)."""
+        c = self.config
         if self.tested or self.state is not DescentState.IDLE or not max_steps or max_steps <= since:
             return None
         span = max_steps - since
-        if not c.test_from * span <= step - since <= c.test_until * span:
-            return None
-        self.test_end = since + int(c.test_until * span)
-        return (f"test at step {step} ({100 * c.test_from:.0f}-{100 * c.test_until:.0f}% of the run): a finite lr "
-                "far too high falls slowly and never blows up; one measured cut tells it from a good lr")
+        return c.test_from * span, c.test_until * span
 
     def settle(self, why: str) -> None:
         if self.state is not DescentState.SETTLED:

@@ -38,6 +38,8 @@ from .trend import Line, fit_line
 
 EARLY_POINTS = 5  # the run's early level: the mean of its first points
 SQRT_HALF = math.sqrt(0.5)
+QUIET_LOW = 3.0  # a quiet band's floor: this many noise widths below the level (and not below 0)
+QUIET_MARGIN = 1 - 1e-9  # the band's bounds are held this far inside what the sums give (rounding)
 
 
 class Verdict(str, Enum):
@@ -148,6 +150,43 @@ class LossDetector:
     def confirmed(self) -> bool:
         """The last ``confirm`` points were healthy."""
         return self.healthy_run >= self.config.confirm
+
+    def quiet_band(self, points: int) -> tuple[float, float] | None:
+        """A range ``(lo, hi)`` of losses that each of the next ``points`` updates is certain to judge
+        healthy, in any order (None: no such range: the run is not healthy now or still warming
+        up, its level not above 0, or near a drift or chance). The rescue batches such points
+        (``hotcb/quiet.py``).
+
+        Why: each point x in [lo, hi] is under the line, so it enters the level and the noise as it
+        is, and both are weighted means with the point's weight ``a`` at most ``max(1/(n+1), alpha)``
+        (it shrinks as n grows), so at least ``keep = (1-a)^points`` of the old value is left in
+        each. Over ``points`` points the level stays above ``low`` (at least ``keep`` of its
+        distance above lo is left) and below ``top`` (at least ``keep`` of its distance below hi),
+        the noise above ``keep`` of itself (a point adds a non-negative deviation), so every coming
+        line is above ``hi``: no point is over, none persists. The lowest level stays at least
+        ``min(best, low)`` and the level at most ``drift`` times it: no drift. The level stays off
+        chance by more than its tolerance: nothing counts at chance. Past warmup with no point
+        over, each verdict is healthy."""
+        c = self.config
+        level, n = self.level, self.n
+        # Probation changes the line and the persistence before warmup only: past it, nothing.
+        if (self.verdict is not Verdict.HEALTHY or level is None or not level > 0
+                or n < c.warmup or points < 1):
+            return None
+        a = max(1.0 / (n + 1), c.alpha)
+        keep = (1.0 - a) ** points
+        lo = max(0.0, level - QUIET_LOW * self.noise)
+        low = (lo + (level - lo) * keep) * QUIET_MARGIN
+        hi = (low + max(c.rel * low, c.band * self.noise * keep)) * QUIET_MARGIN
+        top = level if hi <= level else (hi - (hi - level) * keep) / QUIET_MARGIN
+        if not top <= c.drift * min(self.best, low) * QUIET_MARGIN:
+            return None
+        chance = self.chance_level
+        if chance is not None:
+            tol = c.chance_tol * chance
+            if not (top < (chance - tol) * QUIET_MARGIN or low * QUIET_MARGIN > chance + tol):
+                return None
+        return lo, hi
 
     # ------------------------------------------------------------------ one point
     def update(self, x: float) -> Verdict:

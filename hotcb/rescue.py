@@ -46,6 +46,7 @@ from .judge import judge_rescue_cut
 from .modules import ApplyContext
 from .ops import RESCUE, RESCUE_OPS, HotOp, Source
 from .probe import LrProbe, ProbeConfig, ProbeState
+from .quiet import QUIET_POINTS, QuietSteps
 from .records import RescueStatus
 from .rollback_target import RollbackTargets
 
@@ -74,7 +75,8 @@ class Rescue:
         self.kernel = kernel
         self.config = config or RescueConfig()
         self.enabled = False
-        self.detector = LossDetector(self.config.detector)
+        self._detector = LossDetector(self.config.detector)
+        self._quiet: QuietSteps | None = None  # coming steps that only feed the detector (hotcb/quiet.py)
         self.probe = LrProbe(self.config.probe_config)
         self.descent = LrDescent(self.config.descent_config)
         self.rescues = 0
@@ -90,6 +92,27 @@ class Rescue:
         self._rising_at: int | None = None  # the last step the scheduler raised it (a warmup)
         self._warm_end = 0  # the step the scheduler's warmup ended (0: none seen)
 
+    @property
+    def detector(self) -> LossDetector:
+        """The divergence detector, with every step's loss so far fed to it (``hotcb/quiet.py``)."""
+        if self._quiet is not None:
+            self._fold()
+        return self._detector
+
+    @detector.setter
+    def detector(self, det: LossDetector) -> None:
+        if self._quiet is not None:
+            self._fold()  # the points belong to the detector replaced, as they would at their steps
+        self._detector = det
+
+    def _fold(self) -> None:
+        """End the quiet stretch: feed its waiting losses to the detector, in order."""
+        q, self._quiet = self._quiet, None
+        if q is not None:
+            update = self._detector.update
+            for x in q.points:
+                update(x)
+
     # ------------------------------------------------------------------ configuration
     # complexity: one keyword per thing the script may say about its task, each applied where it belongs
     def configure(self, *, enabled: bool | None = None, classes: int | None = None,
@@ -99,6 +122,7 @@ class Rescue:
         "stuck at chance" is ln 10), or ``baseline=float(y.var())`` (a regression: the loss of
         predicting the mean, where a collapsed network sits), or neither; ``loss_floor`` (the
         lowest loss it can reach: no probe raise near it)."""
+        self._fold()  # a quiet stretch was worked out under the configuration in force
         if classes is not None or baseline is not None or detector:
             over = dict(detector)
             if classes is not None:
@@ -134,6 +158,7 @@ class Rescue:
 
     # ------------------------------------------------------------------ ops
     def handle(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
+        self._fold()  # an op of the rescue's own changes what a quiet stretch assumed
         if op.op == "enable":
             old = self.enabled
             p = op.params
@@ -152,6 +177,7 @@ class Rescue:
 
     def before_change(self, op: HotOp, ctx: ApplyContext) -> None:
         """The kernel calls this just before it applies a knob op (any source)."""
+        self._fold()  # a knob change may move what a quiet stretch assumed (the descent, the probe)
         group = self._knob(self.config.knob)
         if any(op.module != (group.group if group else None) and k in self.kernel.state for k in op.params):
             self.detector.reset()  # a loss weight changes the loss's scale: learn the new level
@@ -164,6 +190,20 @@ class Rescue:
 
     # ------------------------------------------------------------------ every step
     def on_step(self, ctx: ApplyContext) -> None:
+        q = self._quiet
+        if q is not None:
+            # A quiet step (hotcb/quiet.py): its loss waits for the detector, nothing else can happen.
+            metrics = ctx.env.get("metrics")
+            x = metrics.get(q.metric) if metrics else None
+            if (ctx.step == q.next < q.until and type(x) is float and q.lo <= x <= q.hi
+                    and self.kernel.snapshots.snapshots is q.ring and self.kernel.max_steps == q.max_steps):
+                q.points.append(x)
+                q.next += 1
+                return
+            self._fold()
+        self._full_step(ctx)
+
+    def _full_step(self, ctx: ApplyContext) -> None:
         if self.targets.start is None or not self.started:  # else _hold_start has nothing left to do
             self._hold_start(ctx.step)
         probe = self.config.probe
@@ -173,7 +213,7 @@ class Rescue:
         x = self._loss(metrics)
         if x is None:
             return
-        verdict = self.detector.update(x)
+        verdict = self._detector.update(x)
         start = self.targets.start
         if start is not None and ctx.step == start.step:
             # A rollback to the first state keeps the run's first loss as its reference (the early rise).
@@ -185,7 +225,7 @@ class Rescue:
         if verdict in (Verdict.BLOWUP, Verdict.NON_FINITE, Verdict.CHANCE):
             self._rescue(ctx, verdict, x)
             return
-        det = self.detector
+        det = self._detector
         if det.confirmed() and not det.dead():  # a dead network's quiet loss confirms nothing
             self.kernel.snapshots.confirm(since=ctx.step - det.healthy_run + 1, upto=ctx.step - det.config.confirm)
         every = self.config.snapshot_every
@@ -197,6 +237,41 @@ class Rescue:
             if self.probe.state is not ProbeState.SETTLED:
                 act = self._knob(self.config.knob)
                 self._lr_seen = json_number(act.value) if act is not None else None  # after this step's own ops
+        self._open_quiet(ctx.step)
+
+    def _open_quiet(self, step: int) -> None:
+        """After a full step: the coming steps on which nothing but the detector's update can
+        happen, each bound of the stretch the first step where something else might
+        (``hotcb/quiet.py``)."""
+        det, kernel = self._detector, self.kernel
+        probe = self.config.probe
+        if (self._quiet is not None or not self.enabled or kernel.dist is not None or not self.started
+                or self.targets.start is None or det.verdict is not Verdict.HEALTHY
+                or (probe and (self.probe.state is not ProbeState.SETTLED or self.descent.observing()))):
+            return
+        band = det.quiet_band(QUIET_POINTS)
+        if band is None:
+            return
+        until = step + 1 + QUIET_POINTS
+        snaps = kernel.snapshots
+        if snaps.objects:  # the next periodic snapshot is a full step
+            if self.last_snapshot_step is None:
+                return
+            until = min(until, self.last_snapshot_step + self.config.snapshot_every)
+        since = step - det.healthy_run + 1  # a snapshot from this healthy run is confirmed ``confirm`` steps on
+        for s in snaps.snapshots:
+            if not s.healthy and s.step >= since:
+                until = min(until, s.step + det.config.confirm)
+        first = self.targets.start.step
+        if first > step:  # a rollback to the run's start holds its loss at that step
+            until = min(until, first)
+        if probe and self.rescues == 0 and not self.probe.raises:  # ``_move_lr`` asks for the descent's test
+            window = self.descent.test_window(kernel.max_steps, self._warm_end)
+            if window is not None and step + 1 - self._warm_end <= window[1]:
+                until = min(until, max(step + 1, self._warm_end + math.ceil(window[0])))
+        if until > step + 1:
+            self._quiet = QuietSteps(self.config.metric or LOSS_METRICS[0], band[0], band[1], step + 1, until,
+                                     snaps.snapshots, kernel.max_steps)
 
     def _observe(self, step: int, x: float, metrics: dict[str, Any]) -> None:
         """The probe's and the descent's points: the step loss, and a held-out loss when logged."""
