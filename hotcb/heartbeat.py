@@ -13,15 +13,15 @@ class Heartbeat:
     def __init__(self, interval_s: float) -> None:
         self.interval_s = interval_s
         self.steps_per_s: float | None = None
-        self._next = 0.0
+        self.due_at = 0.0  # the monotonic time the next status is due (the kernel's step checks it first)
         self._mark: tuple[float, int] | None = None  # (when, step) the rate is measured from
 
     def beat(self, step: int, force: bool = False) -> bool:
         """Whether the status is due now (then the rate is updated)."""
         now = time.monotonic()
-        if not force and now < self._next:
+        if not force and now < self.due_at:
             return False
-        self._next = now + self.interval_s
+        self.due_at = now + self.interval_s
         if self._mark is not None and now > self._mark[0]:
             dt = now - self._mark[0]
             if dt >= 0.2:

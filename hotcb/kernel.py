@@ -80,7 +80,6 @@ class HotKernel:
         self.guard = cfg.guard
         self.collector = metrics_collector or MetricsCollector(self.run.metrics, flush_s=cfg.metrics_flush_s)
         self._metrics_error = getattr(self.collector, "take_error", None)  # a collector of the script's may lack it
-        self._echo: list[tuple[Any, str]] = []  # (knob, its metric name): the values echoed each step
         self.features = features
         self.max_steps = cfg.max_steps
         self.session = uuid.uuid4().hex[:8]
@@ -361,7 +360,10 @@ class HotKernel:
             self._next_knob_check = now + self.config.knob_publish_s
             self._publish_moved_knobs()
         if self._calls % self.debounce_steps == 0:
-            self._poll(ctx)
+            if self.dist is None:  # ``_poll``'s single-process case, a call fewer on every step
+                self.commands.poll(ctx)
+            else:
+                self._poll(ctx)
         if self.schedule.ops:
             self.commands.fire_scheduled(ctx)
         if self.freeze_switch.player is not None:
@@ -387,7 +389,7 @@ class HotKernel:
             # the pause finds every step it took in the metrics file (the pause op is decided
             # before the step's metrics are recorded, so it does not publish itself).
             self.publish_status()
-        else:
+        elif now >= self.publisher.heartbeat.due_at:  # the heartbeat's own test, without its three calls a step
             self._write_status()
         while self.core.paused and not self.core.stop_requested:
             time.sleep(self.config.pause_poll_s)
@@ -421,14 +423,7 @@ class HotKernel:
         if self.config.record_knobs:
             if not own:  # a callback put its own dict there: left as it is
                 metrics = dict(metrics)
-            echo = self._echo
-            if len(echo) != len(self.state):  # knobs added since: their metric names, made once
-                echo = self._echo = [(a, a.metric_key) for a in self.state]
-            for a, key in echo:
-                a.refresh()
-                v = a.value
-                if type(v) is float or (isinstance(v, (int, float)) and not isinstance(v, bool)):  # a float: asked once
-                    metrics.setdefault(key, v)
+            self.state.echo(metrics)
         rec = self.collector.record(self.step, metrics, self.epoch)
         if rec is not None:
             self.state.verify(metrics)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .actuator import ActuatorState, HotcbActuator, ValueRefused, _same
+from .actuator import ActuatorState, HotcbActuator, ValueRefused, _plain, _same
 
 
 class UnknownKnob(ValueRefused):
@@ -16,6 +16,7 @@ class MutableState:
     def __init__(self, actuators: Iterable[HotcbActuator] = ()):
         self._by_key: dict[str, HotcbActuator] = {}
         self._published: dict[str, Any] = {}  # the values last described (``describe_all``)
+        self._echo: list[tuple[HotcbActuator, str]] = []  # each knob and the metric name it is echoed under
         for a in actuators:
             self.add(a)
 
@@ -23,6 +24,7 @@ class MutableState:
         if actuator.param_key in self._by_key:
             raise ValueError(f"duplicate actuator key {actuator.param_key!r}")
         self._by_key[actuator.param_key] = actuator
+        self._echo.append((actuator, actuator.metric_key))
 
     def extend(self, actuators: Iterable[HotcbActuator]) -> None:
         for a in actuators:
@@ -72,6 +74,24 @@ class MutableState:
                 raise ValueRefused(f"{key} is disabled ({act.last_error})")
             plan.append((act, act.validate(value)))
         return {act.param_key: act.apply(value, env, step) for act, value in plan}
+
+    def echo(self, metrics: dict[str, Any]) -> None:
+        """Each knob's live value (re-read: a scheduler moves lr every step) into ``metrics`` under
+        its metric name (``opt/lr``), numbers only; a name the loop logged itself is left as it is."""
+        for a, key in self._echo:
+            # ``a.refresh()``, inlined: this runs for every knob on every step of the loop.
+            read = a.read_fn
+            if read is not None and a.state is not ActuatorState.DISABLED:
+                try:
+                    v = read()
+                    a.value = v = v if type(v) is float or type(v) is int else _plain(v)
+                except Exception as e:
+                    a.last_error = f"read failed: {e!r}"
+                    v = a.value
+            else:
+                v = a.value
+            if type(v) is float or (isinstance(v, (int, float)) and not isinstance(v, bool)):  # a float: asked once
+                metrics.setdefault(key, v)
 
     def verify(self, metrics: dict[str, Any] | None = None) -> None:
         for a in self._by_key.values():
