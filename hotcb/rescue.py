@@ -2,7 +2,9 @@
 snapshots to return to, and on a blow-up rolls back and cuts lr as one ledgered decision.
 
 Registered by the kernel as module ``rescue``; it sees every ``kernel.apply`` (``on_step``).
-The detector always runs (O(1) a step); nothing acts until the rescue is enabled, by an op
+The detector always runs (O(1) a step; on quiet steps of a healthy run, where nothing else can
+happen, the losses wait and are fed to it in a batch before anyone reads it: ``hotcb/quiet.py``);
+nothing acts until the rescue is enabled, by an op
 (``rescue enable``: the autopilot sends it when its mode acts, ``auto`` / ``ai_auto``) or by the
 training script (``rescue_of(kernel).configure(enabled=True)``). Its ops go through
 ``kernel.submit``, so freeze mode, the guard and the ledger apply as to any rule op.
