@@ -188,6 +188,44 @@ class LossDetector:
                 return None
         return lo, hi
 
+    def update_quiet(self, points: list[float]) -> None:
+        """``update`` for points inside a ``quiet_band`` (each one judged healthy there), in one
+        call for the batch: the same arithmetic in the same order, without the tests such a point
+        cannot meet (the rescue's quiet steps; ``tests/core/test_quiet_steps.py`` checks it field
+        for field against ``update``)."""
+        if not points:
+            return
+        c = self.config
+        alpha, warmup = c.alpha, c.warmup
+        level, noise, prev, n, peak, best = self.level, self.noise, self.prev, self.n, self.peak, self.best
+        chance = self.chance_level
+        near = None if chance is None else c.chance_tol * chance
+        at_chance = self.at_chance
+        for x in points:
+            if x > peak:
+                peak = x
+            a = 1.0 / (n + 1)
+            if a < alpha:
+                a = alpha
+            if prev is None:
+                prev = level
+            noise += a * (abs(x - prev) * SQRT_HALF - noise)
+            prev = x
+            level += a * (x - level)
+            n += 1
+            if n >= warmup and level < best:
+                best = level
+            if n == EARLY_POINTS:
+                self.early = level
+            if near is not None:
+                at_chance = at_chance + 1 if abs(level - chance) <= near else 0
+        self.level, self.noise, self.prev, self.n, self.peak, self.best = level, noise, prev, n, peak, best
+        self.at_chance = at_chance
+        self.last = points[-1]
+        self.over = 0
+        self.verdict = Verdict.HEALTHY
+        self.healthy_run += len(points)
+
     # ------------------------------------------------------------------ one point
     def update(self, x: float) -> Verdict:
         c = self.config

@@ -111,9 +111,7 @@ class Rescue:
         """End the quiet stretch: feed its waiting losses to the detector, in order."""
         q, self._quiet = self._quiet, None
         if q is not None:
-            update = self._detector.update
-            for x in q.points:
-                update(x)
+            self._detector.update_quiet(q.points)
 
     # ------------------------------------------------------------------ configuration
     # complexity: one keyword per thing the script may say about its task, each applied where it belongs
@@ -203,7 +201,22 @@ class Rescue:
                 q.next += 1
                 return
             self._fold()
+            if ctx.step == q.next and self._reopen(ctx.step, x):
+                return
         self._full_step(ctx)
+
+    def _reopen(self, step: int, x: Any) -> bool:
+        """After a stretch that ran to the step before this one: the rescue stands as a full step
+        there would leave it, so the next stretch is worked out from there, and this step is its
+        first if its loss is inside the new band (else it is a full step)."""
+        self._open_quiet(step - 1)
+        q = self._quiet
+        if q is not None and q.next < q.until and type(x) is float and q.lo <= x <= q.hi:
+            q.points.append(x)
+            q.next += 1
+            return True
+        self._quiet = None  # nothing kept yet: the full step starts from the same state
+        return False
 
     def _full_step(self, ctx: ApplyContext) -> None:
         if self.targets.start is None or not self.started:  # else _hold_start has nothing left to do

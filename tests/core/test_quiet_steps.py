@@ -50,7 +50,7 @@ def series(rng: random.Random, n: int) -> list[float]:
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"classes{c.classes}-baseline{c.baseline}-alpha{c.alpha}")
-def test_every_point_inside_a_quiet_band_is_judged_healthy(config):
+def test_every_point_inside_a_quiet_band_is_judged_healthy_and_batched_exactly(config):
     rng = random.Random(hash(config) & 0xFFFF)
     bands = 0
     for _ in range(20):
@@ -70,9 +70,11 @@ def test_every_point_inside_a_quiet_band_is_judged_healthy(config):
                            [hi] * (QUIET_POINTS // 2) + [lo] * (QUIET_POINTS // 2),
                            [lo] * (QUIET_POINTS // 2) + [hi] * (QUIET_POINTS // 2),
                            [rng.uniform(lo, hi) for _ in range(QUIET_POINTS)]):
-                probe = det.copy()
+                probe, batch = det.copy(), det.copy()
                 for p in points:
                     assert probe.update(p) is Verdict.HEALTHY, (config, det.__dict__, band, points)
+                batch.update_quiet(points)  # the rescue's batch: the same detector, field for field
+                assert batch.__dict__ == probe.__dict__, (config, det.__dict__, band, points)
     assert bands > 100  # the bands were tested, not skipped
 
 
