@@ -15,11 +15,15 @@ is 50). After a full step the rescue works out how far that must stay so (``Resc
 A step in the stretch checks, in a few comparisons, that it is the step expected next, its loss a
 float inside the band, the snapshot ring the same object (a snapshot taken meanwhile, by an op or
 the kernel, ends the stretch) and the run's length unchanged; then its loss waits in ``points``.
-Anything else ends the stretch: the points are fed to the detector in order (``Rescue._fold``) and
-the step is a full one. Whatever reads the detector (the judge's verdict, the status, tune, an op
-of the rescue or a knob change) reads it through ``Rescue.detector``, which feeds the points
-first: every reader sees the detector as a step-by-step update leaves it, and every decision is
-taken at the same step with the same numbers.
+Anything else ends the stretch: the points are fed to the detector in order, in one call
+(``Rescue._fold``, ``LossDetector.update_quiet``). The rescue then stands as a full step at the
+stretch's last step would leave it, so when this step follows that one the next stretch is
+worked out from there, and this step is its first if its loss is inside the new band
+(``Rescue._reopen``); else the step is a full one. Whatever reads the detector (the judge's
+verdict, the status, tune, an op of the rescue or a knob change) reads it through
+``Rescue.detector``, which feeds the points first: every reader sees the detector as a
+step-by-step update leaves it, and every decision is taken at the same step with the same
+numbers.
 """
 
 from __future__ import annotations
