@@ -165,7 +165,8 @@ class LossDetector:
         the noise above ``keep`` of itself (a point adds a non-negative deviation), so every coming
         line is above ``hi``: no point is over, none persists. The lowest level stays at least
         ``min(best, low)`` and the level at most ``drift`` times it: no drift. The level stays off
-        chance by more than its tolerance: nothing counts at chance. Past warmup with no point
+        chance by more than its tolerance and below the worse-than-guessing line
+        (``_counts_at_chance``): nothing counts at chance. Past warmup with no point
         over, each verdict is healthy."""
         c = self.config
         level, n = self.level, self.n
@@ -184,7 +185,10 @@ class LossDetector:
         chance = self.chance_level
         if chance is not None:
             tol = c.chance_tol * chance
-            if not (top < (chance - tol) * QUIET_MARGIN or low * QUIET_MARGIN > chance + tol):
+            worse = (1 + c.above_chance) * max(self.start, chance) if self.start is not None else math.inf
+            below = top < (chance - tol) * QUIET_MARGIN
+            between = low * QUIET_MARGIN > chance + tol and top < worse * QUIET_MARGIN
+            if not (below or between):
                 return None
         return lo, hi
 
@@ -199,7 +203,6 @@ class LossDetector:
         alpha, warmup = c.alpha, c.warmup
         level, noise, prev, n, peak, best = self.level, self.noise, self.prev, self.n, self.peak, self.best
         chance = self.chance_level
-        near = None if chance is None else c.chance_tol * chance
         at_chance = self.at_chance
         for x in points:
             if x > peak:
@@ -217,8 +220,8 @@ class LossDetector:
                 best = level
             if n == EARLY_POINTS:
                 self.early = level
-            if near is not None:
-                at_chance = at_chance + 1 if abs(level - chance) <= near else 0
+            if chance is not None:
+                at_chance = at_chance + 1 if self._counts_at_chance(level, chance) else 0
         self.level, self.noise, self.prev, self.n, self.peak, self.best = level, noise, prev, n, peak, best
         self.at_chance = at_chance
         self.last = points[-1]
@@ -319,14 +322,17 @@ class LossDetector:
         chance = self.chance_level
         if chance is None or self.level is None:
             return
-        level, c = self.level, self.config
-        # At chance, or above both chance and the run's start (worse than guessing, ``collapsed``'s
-        # third case): a level that climbs through chance into that band keeps its count (synthetic
-        # x40 seed 3 rose from 2.0 to 2.7 against ln 10 = 2.30 after its rescue; leaving the band
-        # at 2.53 reset the count, so nothing called it dead and the descent cut its damaged state).
-        near = (abs(level - chance) <= c.chance_tol * chance
+        self.at_chance = self.at_chance + 1 if self._counts_at_chance(self.level, chance) else 0
+
+    def _counts_at_chance(self, level: float, chance: float) -> bool:
+        """Whether a level counts toward the window at chance: within its tolerance of chance, or
+        above both chance and the run's start (worse than guessing, ``collapsed``'s third case),
+        so a level that climbs through chance into worse keeps its count (synthetic x40 seed 3
+        rose from 2.0 to 2.7 against ln 10 = 2.30 after its rescue; leaving the band at 2.53 had
+        reset the count, so nothing called it dead and the descent cut its damaged state)."""
+        c = self.config
+        return (abs(level - chance) <= c.chance_tol * chance
                 or (self.start is not None and level > (1 + c.above_chance) * max(self.start, chance)))
-        self.at_chance = self.at_chance + 1 if near else 0
 
     def collapsed(self) -> bool:
         """Stuck at chance after the run had learned (its level fell well below chance) or blown
