@@ -44,3 +44,14 @@ class QuietSteps:
     ring: Any              # the snapshot ring as it was (``Snapshots.snapshots``; a take replaces it)
     max_steps: int | None  # the run's length as it was (the descent's test depends on it)
     points: list[float] = field(default_factory=list)  # the losses waiting for the detector
+
+    def keep(self, step: int, x: Any, ring: Any, max_steps: int | None) -> bool:
+        """Keep this step's loss when the step is the one expected next and inside the stretch,
+        the loss a float inside the band, and the snapshot ring and the run's length as they
+        were (False: the stretch ends here)."""
+        if (step == self.next < self.until and type(x) is float and self.lo <= x <= self.hi
+                and ring is self.ring and max_steps == self.max_steps):
+            self.points.append(x)
+            self.next += 1
+            return True
+        return False

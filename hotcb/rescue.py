@@ -195,10 +195,7 @@ class Rescue:
             # A quiet step (hotcb/quiet.py): its loss waits for the detector, nothing else can happen.
             metrics = ctx.env.get("metrics")
             x = metrics.get(q.metric) if metrics else None
-            if (ctx.step == q.next < q.until and type(x) is float and q.lo <= x <= q.hi
-                    and self.kernel.snapshots.snapshots is q.ring and self.kernel.max_steps == q.max_steps):
-                q.points.append(x)
-                q.next += 1
+            if q.keep(ctx.step, x, self.kernel.snapshots.snapshots, self.kernel.max_steps):
                 return
             self._fold()
             if ctx.step == q.next and self._reopen(ctx.step, x):
@@ -211,9 +208,7 @@ class Rescue:
         first if its loss is inside the new band (else it is a full step)."""
         self._open_quiet(step - 1)
         q = self._quiet
-        if q is not None and q.next < q.until and type(x) is float and q.lo <= x <= q.hi:
-            q.points.append(x)
-            q.next += 1
+        if q is not None and q.keep(step, x, q.ring, q.max_steps):  # the ring and length just read
             return True
         self._quiet = None  # nothing kept yet: the full step starts from the same state
         return False
