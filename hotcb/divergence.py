@@ -105,6 +105,9 @@ class LossDetector:
         self.last: float | None = None
         self.raw_sum = 0.0      # the unclipped sum of the points before warmup (the early rise)
         self.probation = False  # set by the rescue after a rollback: the lr that blew up is known
+        # Set with it, where that rollback did not land in a scheduler's warmup: a window at chance
+        # on probation is then the cut lr's failure (in a warmup a slow loss is the schedule's).
+        self.dead_on_probation = False
 
     def copy(self) -> LossDetector:
         """The detector as it stands (its fields are numbers and a frozen config: a shallow copy)."""
@@ -336,15 +339,30 @@ class LossDetector:
 
     def collapsed(self) -> bool:
         """Stuck at chance after the run had learned (its level fell well below chance) or blown
-        up (a point above twice its start), or sitting above chance and above where it began: a
-        dead network, not a slow start (a start too slow to learn sits at or just below both)."""
+        up (a point above twice its start), or sitting above chance and above where it began, or
+        on probation (a rescue rolled it back and cut lr, not into a scheduler's warmup:
+        ``dead_on_probation``): a dead network, not a slow start (a start too slow to learn sits
+        at or just below both; a rolled-back run's lr is half of one
+        that blew up or collapsed, not too slow, so a window at chance again is the cut lr's
+        failure: fashion-mnist at x8, rolled back to its start at x4, sat at chance for 40 points
+        with spikes of 1.4x, learned to 65% and stalled there, 14 pp below the tuned start)."""
+        return self.collapse_cause() is not None
+
+    def collapse_cause(self) -> str | None:
+        """Why ``collapsed`` holds, in words for a reason (None: it does not); the run's own
+        history first, the probation only when nothing else says so."""
         chance = self.chance_level
         if chance is None or self.at_chance < self.config.chance_window or self.start is None or self.level is None:
-            return False
-        learned = self.best < 0.7 * chance
-        blew_up = self.peak > 2 * max(self.start, chance)
-        worse = self.level > (1 + self.config.above_chance) * max(self.start, chance)
-        return learned or blew_up or worse
+            return None
+        if self.best < 0.7 * chance:
+            return "after it had learned"
+        if self.peak > 2 * max(self.start, chance):
+            return "after it had blown up"
+        if self.level > (1 + self.config.above_chance) * max(self.start, chance):
+            return f"above chance and its start ({self.start:.4g})"
+        if self.probation and self.dead_on_probation:
+            return "after a rescue (the cut lr does not learn either)"
+        return None
 
     def stalled(self, share: float, quiet: float = 0.3) -> bool:
         """The level is still above ``share`` of its early level, and not above it, with little

@@ -381,8 +381,7 @@ class Rescue:
             why = f"loss is non-finite ({x})"
         elif verdict is Verdict.CHANCE:
             why = (f"loss level {det.level:.4g} at chance ({det.chance_name()} = {det.chance_level:.4g}) or above it "
-                   f"for {det.at_chance} points, after it had learned or blown up, or above chance and its "
-                   f"start ({det.start:.4g})")
+                   f"for {det.at_chance} points {det.collapse_cause()}")
         elif det.rose():
             why = (f"the mean loss of the first {det.n} steps, {det.raw_sum / det.n:.4g}, rose above the loss "
                    f"at the start, {det.start:.4g} (a healthy start's falls)")
@@ -485,6 +484,11 @@ class Rescue:
         if kept is not None:
             self.detector = kept
         self.detector.probation = True
+        # A window at chance from here is dead unless the run resumes in a warmup: a scheduler that
+        # holds lr below its base at the restored state raises it again, and until it has, a slow
+        # loss is expected (charlm, rolled back to its start, sits at the unigram loss for the 50
+        # steps of its warmup: called dead there, every seed went back to step 0 every ~29 steps).
+        self.detector.dead_on_probation = not self._in_warmup(act)
         self._changed_at = ctx.step
         self.last_restored = snap.step
         payload["restored_step"] = snap.step
@@ -492,6 +496,16 @@ class Rescue:
             payload["note"] = note
         self.last_snapshot_step = ctx.step
         return payload
+
+    @staticmethod
+    def _in_warmup(act: HotcbActuator | None) -> bool:
+        """The knob's value sits below its schedule base: the scheduler holds lr down (a warmup
+        to go through again, or a decay; either way a slow loss is the schedule's)."""
+        if act is None:
+            return False
+        act.refresh()
+        live, base = json_number(act.value), act.schedule_base()
+        return live is not None and base is not None and live < base * (1 - 1e-9)
 
     def _cut_from(self, act: HotcbActuator, live: float, before: Any, step: int) -> float:
         """The lr a rescue cuts from, at the snapshot's place: the lower of the lr in use and the

@@ -194,6 +194,18 @@ def test_detector_sees_blowups_nan_and_a_dead_classifier():
     slow = LossDetector(DetectorConfig(classes=10))
     assert Verdict.CHANCE not in [slow.update(math.log(10) - 1e-4 * i) for i in range(200)]
     assert slow.at_chance_since_start()  # a slow start: the probe's business, not a rollback
+    # Rolled back by a rescue (probation), not into a warmup: the same flat window at chance is the
+    # cut lr's failure; into a warmup (charlm at its unigram loss) it is the schedule's slow start.
+    flat = [math.log(10) * (0.95 + 0.05 * rng.gauss(0, 1)) for _ in range(60)]
+    again = LossDetector(DetectorConfig(classes=10))
+    again.probation = again.dead_on_probation = True
+    assert Verdict.CHANCE in [again.update(v) for v in flat] and not again.at_chance_since_start()
+    assert (again.collapse_cause() or "").startswith("after a rescue")
+    warming = LossDetector(DetectorConfig(classes=10))
+    warming.probation = True
+    assert Verdict.CHANCE not in [warming.update(v) for v in flat] and warming.collapse_cause() is None
+    fresh = LossDetector(DetectorConfig(classes=10))
+    assert Verdict.CHANCE not in [fresh.update(v) for v in flat]
 
 
 def test_snapshot_ring_keeps_the_newest_healthy_one():
@@ -257,3 +269,23 @@ def test_a_run_diverging_from_step_0_is_rescued_to_its_first_state_and_cut_until
     assert entries[-1]["step"] < 100  # stable at the lr it found: no rescue in the last 200 steps
     tail = loop.losses[-50:]
     assert all(math.isfinite(v) for v in tail) and sum(tail) / len(tail) < 0.5 * math.log(2)  # healthy, learned
+
+
+@pytest.mark.parametrize("scheduler", [None, "warmup"])
+def test_a_window_at_chance_after_a_rescue_is_dead_unless_the_rollback_lands_in_a_warmup(run_dir, one_thread,
+                                                                                          scheduler):
+    # lr 5 blows this classifier up (at once; under a 20-step warmup once lr has risen); the
+    # rollback to the first state under the warmup puts lr back below its base: the scheduler
+    # raises it again, a slow loss there is expected (charlm at its unigram loss), not dead.
+    loop = Loop(run_dir, lr=5.0, scheduler=scheduler, warmup=20)
+    rescue = rescue_of(loop.kernel)
+    rescue.configure(enabled=True, classes=2, probe=False)
+    loop.kernel.apply(env={"step": 0, "optimizer": loop.opt, "model": loop.model}, events=["fit_start"])
+    for _ in range(100):
+        loop.step()
+        if rescue_entries(read_all(loop.kernel.run.ledger)):
+            break
+    entry = rescue_entries(read_all(loop.kernel.run.ledger))[0]
+    assert entry["decision"] == "applied" and entry["payload"]["restored_step"] == 0
+    assert rescue.detector.probation
+    assert rescue.detector.dead_on_probation is (scheduler is None)

@@ -41,7 +41,10 @@ def test_a_run_diverging_from_its_first_step_is_rescued_then_cut_down_to_an_lr_t
                for e in cuts)
     assert "noise floor" in cuts[0]["reason"]
     final_lr = cuts[-1]["payload"]["lr"]["new"]
-    assert final_lr <= 0.05 * 40 / 16  # 2 rescues and at least 2 cuts: within x2.5 of the tuned 0.05
+    # 2 rescues and at least 1 cut: within x5 of the tuned 0.05 (since a window at chance after a
+    # rescue is dead, the second rescue lands a step sooner and one kept cut, to 0.25, trains:
+    # 52.54% against 52.44% with two cuts before; docs/evals.md, fashion-mnist)
+    assert final_lr <= 0.05 * 40 / 8
     gap = diverging_runs["tuned"]["test_acc"] - diverging_runs["rescued"]["test_acc"]
     assert gap < 0.03  # within 3 pp of the tuned start (measured: 0.9 pp)
 
