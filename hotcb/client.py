@@ -74,9 +74,32 @@ def find_decision(run: RunDir, cmd_id: str, tail: JsonlTail | None = None) -> di
     return None
 
 
+PUBLISH_WAIT_S = 2.0  # the longest a decided op waits for its published view (written just after)
+
+
+def _wait_published(run: RunDir, entry: dict[str, Any], deadline: float) -> None:
+    """An applied decision's effects as the run publishes them: the kernel writes the ledger line
+    first and ``hotcb.actuators.json`` just after, so a caller that reads the knobs, locks or
+    callbacks next (describe_actuators) could see the view from before the op. Bounded; a file
+    without ``seq`` (an older kernel) is not waited for."""
+    seq = entry.get("seq")
+    if entry.get("decision") != "applied" or isinstance(seq, bool) or not isinstance(seq, int):
+        return
+    limit = min(deadline, time.monotonic() + PUBLISH_WAIT_S)
+    while True:
+        doc = read_json(run.actuators)
+        published = doc.get("seq") if isinstance(doc, dict) else None
+        if isinstance(published, bool) or not isinstance(published, int) or published >= seq:
+            return
+        if time.monotonic() >= limit:
+            return
+        time.sleep(0.005)
+
+
 def wait_decision(run: RunDir, cmd_id: str, timeout_s: float = 10.0, poll_s: float = 0.02,
                   start_offset: int | None = None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """Wait for the ledger entry of ``cmd_id``. Returns (entry or None, liveness).
+    """Wait for the ledger entry of ``cmd_id`` (an applied one until the run's published view
+    includes it). Returns (entry or None, liveness).
 
     Stops early when the training process is dead, absent or stopped, so a caller is told why
     instead of hanging.
@@ -90,6 +113,7 @@ def wait_decision(run: RunDir, cmd_id: str, timeout_s: float = 10.0, poll_s: flo
     while True:
         entry = find_decision(run, cmd_id, tail)
         if entry is not None:
+            _wait_published(run, entry, deadline)
             return entry, live
         now = time.monotonic()
         if now >= next_live:

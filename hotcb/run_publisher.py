@@ -65,6 +65,7 @@ class RunPublisher:
         write_json_atomic(k.run.actuators, {
             "step": k.step,
             "wall_time": time.time(),
+            "seq": k.ledger.seq,  # the last decision this view includes (wait_decision waits for it)
             "actuators": k.state.describe_all(),
             "callbacks": k.cb.describe(),
             "locks": k.locks,
