@@ -96,6 +96,7 @@ class RecordedRun:
         self.locks: dict[str, dict[str, Any]] = {}
         self.rescue_enabled = False
         self.started = time.time()
+        self.seq = 0  # one per change or lock: the ledger seq the kernel's view would carry
         self._written: list[Written] = []
         self._read = 0
         self.publish_knobs()
@@ -115,6 +116,7 @@ class RecordedRun:
     def change(self, key: str, value: Any) -> None:
         """The kernel applied a change of ``key`` at this step (its live value, its last change step)."""
         self.state.get(key).apply(value, {"optimizer": self.optimizer}, self.step)
+        self.seq += 1
         self.publish_knobs()
 
     def lock(self, key: str, actor: str, lock: bool = True) -> None:
@@ -122,13 +124,14 @@ class RecordedRun:
             self.locks[key] = {"actor": actor, "step": self.step, "ts": time.time()}
         else:
             self.locks.pop(key, None)
+        self.seq += 1
         self.publish_knobs()
 
     def publish_knobs(self) -> None:
         """``hotcb.actuators.json``: like the kernel, only when a knob or lock changed."""
         write_json_atomic(self.run.actuators, {
-            "step": self.step, "wall_time": time.time(), "actuators": self.state.describe_all(), "callbacks": [],
-            "locks": self.locks, "guard": self.guard.to_dict(), "code_policy": CodePolicy.build(self.run.root).to_dict(),
+            "step": self.step, "wall_time": time.time(), "seq": self.seq,
+            "actuators": self.state.describe_all(), "callbacks": [], "locks": self.locks, "guard": self.guard.to_dict(), "code_policy": CodePolicy.build(self.run.root).to_dict(),
             "modules": sorted(self.state.groups() | {"cb", "core", "tune", "rescue"}),
         })
 
