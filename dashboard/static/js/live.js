@@ -3,9 +3,17 @@ import { state, emit, resetSeries, appendSeries, addLedger } from './store.js';
 
 const PANELS = ['status', 'actuators', 'replay', 'autopilot', 'proposals', 'alerts', 'schedule', 'rules'];
 
+// A panel read the server made before a write this page has since seen the reply of can arrive
+// after it (under load the event queues behind the reply): the alert rules carry their write
+// time, and an older copy never replaces a newer one (a rule just added would vanish from the page).
+function stale(key, value) {
+  const have = state[key];
+  return key === 'rules' && have && value && have.set_ts != null && value.set_ts != null && value.set_ts < have.set_ts;
+}
+
 function applyState(ev) {
   for (const key of PANELS) {
-    if (key in ev) {
+    if (key in ev && !stale(key, ev[key])) {
       state[key] = ev[key];
       emit(key);
     }
