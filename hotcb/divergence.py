@@ -49,6 +49,8 @@ class Verdict(str, Enum):
     BLOWUP = "blowup"          # over the line for ``persist`` consecutive points
     NON_FINITE = "non_finite"  # NaN or inf
     CHANCE = "chance"          # a classifier's loss flat at ln(classes) after it had blown up or learned
+    OVERSHOT = "overshot"      # the rescue's, not the detector's: a warmup's loss turned up as lr rose
+    #                            (hotcb.warmup_watch), while the rescue rolls it back
 
 
 def verdict_for_judge(verdict: str | None, world_size: int) -> str | None:

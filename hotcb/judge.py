@@ -283,7 +283,8 @@ def _by_module(op: HotOp, who: str, view: View, static: bool) -> Refusal | None:
 
 
 def _automated_rollback(op: HotOp, who: str, view: View, static: bool) -> Refusal | None:
-    """Automation (agent, rule, tune) rolls back only a run the detector does not call healthy;
+    """Automation (agent, rule, tune) rolls back only a run the rescue does not call healthy (its
+    detector's verdict, or ``overshot`` for an overshot warmup);
     a person may roll back any run, and so may an automated proposal a person approved
     (``decide_proposal``, a human-only tool, marks it ``approved_by``)."""
     if is_human(who) or _approved(op) or static or view.run_verdict not in HEALTHY_VERDICTS:

@@ -289,7 +289,7 @@ class HotKernel:
 
     def _run_verdict(self) -> str | None:
         rescue = self.modules.get(RESCUE)
-        return verdict_for_judge(rescue.detector.verdict.value if rescue else None,
+        return verdict_for_judge(rescue.verdict.value if rescue else None,
                                  self.dist.world_size if self.dist else 1)
 
     def raise_alert(self, kind: str, message: str, metric: str | None = None, value: Any = None) -> None:

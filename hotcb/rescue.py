@@ -26,6 +26,12 @@ undone by the rollback; repeated blow-ups cut further). The choice of state is
 ratio limit from that lower lr and its bounds, not the knob's cooldown); a locked knob is left. In a distributed run the rescue
 only watches (each rank sees its own loss, and every rank must act alike).
 
+A warmup whose loss turns up while the scheduler raises lr (``hotcb.warmup_watch``) is rolled
+back the same way, to a state trained at an lr the warmup allows, and its schedule cut until the
+peak is a tenth of the lr where the loss turned (the rescue's verdict is ``overshot`` for that
+step: the detector alone calls such a run healthy, and the judge lets a rule roll back only a run
+that is not).
+
 The lr moves it makes besides (with ``probe`` on): the probe (``hotcb.probe``) raises a start
 far too low; after a rescue of the run's own blow-up the descent (``hotcb.descent``) cuts an lr
 still held up by the loss's noise floor, each cut measured; on a run that never blew up and was
@@ -44,6 +50,7 @@ from .checkpoint import Snapshot, live_knob_values, restore_knobs
 from .codec import json_number
 from .descent import DescentConfig, DescentState, LrDescent
 from .divergence import DetectorConfig, LossDetector, Verdict
+from .guard import GuardRefusal, check_knob_change
 from .judge import judge_rescue_cut
 from .modules import ApplyContext
 from .ops import RESCUE, RESCUE_OPS, HotOp, Source
@@ -51,6 +58,7 @@ from .probe import LrProbe, ProbeConfig, ProbeState
 from .quiet import QUIET_POINTS, QuietSteps
 from .records import RescueStatus
 from .rollback_target import RollbackTargets
+from .warmup_watch import Overshoot, WarmupWatch, WarmupWatchConfig
 
 ACTOR = "rescue"
 LOSS_METRICS = ("train_loss", "loss")
@@ -70,6 +78,7 @@ class RescueConfig:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     probe_config: ProbeConfig = field(default_factory=ProbeConfig)
     descent_config: DescentConfig = field(default_factory=DescentConfig)
+    warmup_config: WarmupWatchConfig = field(default_factory=WarmupWatchConfig)
 
 
 class Rescue:
@@ -81,6 +90,9 @@ class Rescue:
         self._quiet: QuietSteps | None = None  # coming steps that only feed the detector (hotcb/quiet.py)
         self.probe = LrProbe(self.config.probe_config)
         self.descent = LrDescent(self.config.descent_config)
+        self.warmup = WarmupWatch(self.config.warmup_config)
+        self._overshooting = False  # rolling back an overshot warmup, this step
+        self._peak_target: Overshoot | None = None  # an overshot warmup: cut the schedule's peak toward its rule
         self.rescues = 0
         self.started = False
         self.last_snapshot_step: int | None = None
@@ -143,6 +155,13 @@ class Rescue:
             self.config = replace(self.config, probe=bool(probe))
         if enabled is not None:
             self.enabled = bool(enabled)
+
+    @property
+    def verdict(self) -> Verdict:
+        """The run as the rescue judges it: the detector's verdict, or ``OVERSHOT`` while the
+        rescue rolls back an overshot warmup (the judge lets a rule roll back a run that is not
+        healthy, and the detector alone calls that run healthy)."""
+        return Verdict.OVERSHOT if self._overshooting else self.detector.verdict
 
     def why_broken(self) -> str | None:
         """The detector's reason no change can be judged now (None: the run is healthy)."""
@@ -217,13 +236,14 @@ class Rescue:
         if self.targets.start is None or not self.started:  # else _hold_start has nothing left to do
             self._hold_start(ctx.step)
         probe = self.config.probe
-        if probe and self.probe.state is not ProbeState.SETTLED:
-            self._watch_warmup(ctx.step)  # for the probe only: once it settled, no more reads
+        watching = self.warmup.active or (probe and self.probe.state is not ProbeState.SETTLED)
+        lr = self._watch_warmup(ctx.step) if watching else None  # once neither needs it, no more reads
         metrics = ctx.env.get("metrics") or {}
         x = self._loss(metrics)
         if x is None:
             return
         verdict = self._detector.update(x)
+        overshoot = self.warmup.observe(ctx.step, x, lr, self._rising_at) if self.warmup.active else None
         start = self.targets.start
         if start is not None and ctx.step == start.step:
             # A rollback to the first state keeps the run's first loss as its reference (the early rise).
@@ -235,6 +255,8 @@ class Rescue:
         if verdict in (Verdict.BLOWUP, Verdict.NON_FINITE, Verdict.CHANCE):
             self._rescue(ctx, verdict, x)
             return
+        if self._mind_warmup(ctx, overshoot, x):
+            return
         det = self._detector
         if det.confirmed() and not det.dead():  # a dead network's quiet loss confirms nothing
             self.kernel.snapshots.confirm(since=ctx.step - det.healthy_run + 1, upto=ctx.step - det.config.confirm)
@@ -244,9 +266,9 @@ class Rescue:
             self._snapshot(ctx.step, "periodic (confirmed healthy later)", healthy=False)
         if probe:
             self._move_lr(ctx)
-            if self.probe.state is not ProbeState.SETTLED:
-                act = self._knob(self.config.knob)
-                self._lr_seen = json_number(act.value) if act is not None else None  # after this step's own ops
+        if self.warmup.active or (probe and self.probe.state is not ProbeState.SETTLED):
+            act = self._knob(self.config.knob)
+            self._lr_seen = json_number(act.value) if act is not None else None  # after this step's own ops
         self._open_quiet(ctx.step)
 
     def _open_quiet(self, step: int) -> None:
@@ -257,6 +279,7 @@ class Rescue:
         probe = self.config.probe
         if (self._quiet is not None or not self.enabled or kernel.dist is not None or not self.started
                 or self.targets.start is None or det.verdict is not Verdict.HEALTHY
+                or self.warmup.active or self._peak_target is not None
                 or (probe and (self.probe.state is not ProbeState.SETTLED or self.descent.observing()))):
             return
         band = det.quiet_band(QUIET_POINTS)
@@ -304,17 +327,19 @@ class Rescue:
                 self.targets.start.healthy = True
                 self.kernel.snapshots.add_oldest(self.targets.start)
 
-    def _watch_warmup(self, step: int) -> None:
+    def _watch_warmup(self, step: int) -> float | None:
         """Whether the scheduler is raising lr (a warmup): the knob rose since the last step with
-        no op changing it. The probe waits until a window after the last such rise."""
+        no op changing it. The probe waits until a window after the last such rise; the warmup
+        watch measures the warmup. Returns the knob's value (None: no numeric knob)."""
         act = self._knob(self.config.knob)
         if act is None:
-            return
+            return None
         act.refresh()
         lr, seen = json_number(act.value), self._lr_seen
         if lr is not None and seen is not None and lr > seen * (1 + 1e-9) and self._changed_at != step:
             self._rising_at = step
             self._warm_end = step
+        return lr
 
     def warming(self, step: int) -> bool:
         """The scheduler raised lr within the probe's window: a warmup (a slow loss is expected)."""
@@ -394,7 +419,10 @@ class Rescue:
         else:
             why = (f"loss level {det.level:.4g} climbed to {det.level / det.best:.3g}x its lowest level "
                    f"{det.best:.4g} (noise {det.noise:.3g})")
-        snap = self.targets.choose(verdict, ctx.step, det)
+        self._roll_back(ctx, self.targets.choose(verdict, ctx.step, det), why, x)
+
+    def _roll_back(self, ctx: ApplyContext, snap: Snapshot | None, why: str, x: float) -> dict[str, Any]:
+        """Submit one ``rescue rollback`` (to ``snap``, cutting lr) and keep the rescue's books."""
         target = self._target_text(snap)
         params: dict[str, Any] = {"cut": self.config.cut}
         if snap is not None:
@@ -413,6 +441,83 @@ class Rescue:
             if not self._raise_undone:  # a blow-up that followed a raise is explained by it (and undone)
                 self.descent.arm(f"rescue at step {ctx.step}")
             self.kernel.raise_alert("rescue", op.reason or "", metric=self.config.metric, value=x)
+        return entry
+
+    # ------------------------------------------------------------------ an overshot warmup
+    def _mind_warmup(self, ctx: ApplyContext, overshoot: Overshoot | None, x: float) -> bool:
+        """An overshot warmup rolled back (True: this step's work is done), or the schedule's next cut."""
+        if overshoot is not None:
+            self._overshot(ctx, overshoot, x)
+            return True
+        if self._peak_target is not None:
+            self._cut_peak(ctx)
+        return False
+
+    def _overshot(self, ctx: ApplyContext, over: Overshoot, x: float) -> None:
+        """The warmup measured the schedule's peak as too high (``hotcb.warmup_watch``): back to
+        the newest healthy state trained only at lrs the range test allows, lr cut, and then the
+        schedule cut further (``_cut_peak``) until its peak is the range test's share of the lr at
+        the low. A state from further into the warmup is no place to resume: charlm x30 rolled back
+        to step 20 (lr 0.126, 5x the rule's) and cut to the rule ended at 2.27-2.30 nats, where
+        its first state, at the rule's lr, ends near the tuned start's."""
+        if self.rescues >= self.config.max_rescues:
+            return
+        goal = self.config.warmup_config.range_rule * over.low_lr
+        key = self.config.knob
+
+        def allowed(s: Snapshot) -> bool:
+            lr = s.knobs.get(key)
+            return isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr <= goal * (1 + 1e-9)
+
+        snaps = [s for s in self.kernel.snapshots.snapshots if s.healthy and s.step <= over.low_step and allowed(s)]
+        snap = snaps[-1] if snaps else self.targets.start
+        if snap is None:
+            return
+        self._overshooting = True
+        try:
+            entry = self._roll_back(ctx, snap, over.reason(self.config.warmup_config.range_rule), x)
+        finally:
+            self._overshooting = False
+        if entry.get("decision") == "applied":
+            self._peak_target = over
+
+    def _guard_allows(self, act: HotcbActuator, value: float, step: int) -> bool:
+        """The guard's answer to a rule's change of the knob, asked before the op is sent: a change
+        the knob's cooldown (or a lock) holds back waits, rather than leave a refusal in the ledger
+        at every step it waits (the kernel judges the op itself again when it is sent)."""
+        try:
+            check_knob_change(act.describe(), value, source=Source.RULE, step=step,
+                              lock=self.kernel.locks.get(self.config.knob), config=self.kernel.guard)
+        except GuardRefusal:
+            return False
+        except ValueRefused:
+            return True  # out of bounds: the kernel's refusal says so in the ledger
+        return True
+
+    def _cut_peak(self, ctx: ApplyContext) -> None:
+        """One cut of the schedule toward the overshoot's peak, each a guarded rule op, as soon as
+        the guard allows one (its cooldown: asked before, so a wait leaves no refusal behind)."""
+        over, rule = self._peak_target, self.config.warmup_config.range_rule
+        act = self._knob(self.config.knob)
+        if over is None or act is None or self.config.knob in self.kernel.locks:
+            self._peak_target = None
+            return
+        act.refresh()
+        lr, base = json_number(act.value), act.schedule_base()
+        goal = rule * over.low_lr
+        if lr is None or not lr > 0 or base is None or not base > goal * (1 + 1e-9):
+            self._peak_target = None  # there (or no schedule to cut)
+            return
+        factor = max(self.config.cut, goal / base)
+        if not self._guard_allows(act, lr * factor, ctx.step):
+            return  # the knob's cooldown: the next step asks again
+        op = HotOp(module=act.group, op="set_params", params={act.param_key: lr * factor}, source=Source.RULE,
+                   actor=ACTOR, reason=f"rescue: the warmup overshot at step {over.step} (the loss turned at lr "
+                   f"{over.low_lr:.4g}, step {over.low_step}): the schedule's peak {base:.4g} -> {base * factor:.4g}, "
+                   f"toward {goal:.4g} ({rule:g} x that lr)")
+        entry = self._submit(op, ctx)
+        if entry.get("decision") != "applied":
+            self._peak_target = None  # refused by the judge for another reason: the run keeps what it has
 
     def _target_text(self, snap: Snapshot | None) -> str:
         """The rollback's target, as its reason says it."""
@@ -558,6 +663,9 @@ class Rescue:
             stepper.settle(f"lr {lr:g} is at the rescue's floor ({self.config.floor:g} x the run's first lr: {floor:g})")
             return
         new = lr * step.factor
+        if not self._guard_allows(act, new, ctx.step):
+            stepper.refused()  # as a refusal would, without one in the ledger: it measures again
+            return
         op = HotOp(module=act.group, op="set_params", params={act.param_key: new}, source=Source.RULE, actor=actor,
                    reason=step.reason)
         entry = self._submit(op, ctx)

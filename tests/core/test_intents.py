@@ -177,8 +177,9 @@ def test_a_persons_freeze_during_a_full_disk_is_applied_not_rejected(
         assert entry["decision"] == "applied", entry
         assert loop.kernel.freeze.mode == "prod"
         wait_for(lambda: (loop.run(1), failures["left"] == 0)[1], 30, what="the fault to clear")
-        loop.run(1)
-        assert read_json(run_dir / "hotcb.status.json")["freeze_mode"] == "prod"  # published once space returns
+        # Published once space returns, by the off-step writer: waited on, not assumed at the next step.
+        wait_for(lambda: (loop.run(1), read_json(run_dir / "hotcb.status.json")["freeze_mode"] == "prod")[1], 30,
+                 what="the status to say prod")
     finally:
         loop.close()
 
