@@ -53,6 +53,7 @@ from .ops import (
     SOURCES,
     TUNE,
     TUNE_OPS,
+    TUNE_RECORDS,
     CallbackTarget,
     CommandError,
     HotOp,
@@ -274,12 +275,19 @@ def _by_module(op: HotOp, who: str, view: View, static: bool) -> Refusal | None:
         problem = view.code.check_target(op.target) if op.op == "load" and view.code is not None else None
         return _rejected(problem) if problem else None
     if op.module == TUNE:
-        return None if op.op in TUNE_OPS else _rejected(f"unknown tune op {op.op!r}; known: {', '.join(TUNE_OPS)}")
+        return _tune(op, who)
     if op.module == RESCUE:
         if op.op not in RESCUE_OPS:
             return _rejected(f"unknown rescue op {op.op!r}; known: {', '.join(RESCUE_OPS)}")
         return _automated_rollback(op, who, view, static) if op.op == "rollback" else None
     return _knobs(op, who, view, static)
+
+
+def _tune(op: HotOp, who: str) -> Refusal | None:
+    """Tune's ops; its records (a trial's verdict) are tune's own to write."""
+    if op.op in TUNE_RECORDS:
+        return None if who == Source.TUNE else _rejected(f"tune {op.op}s are recorded by tune itself", forbidden=True)
+    return None if op.op in TUNE_OPS else _rejected(f"unknown tune op {op.op!r}; known: {', '.join(TUNE_OPS)}")
 
 
 def _automated_rollback(op: HotOp, who: str, view: View, static: bool) -> Refusal | None:

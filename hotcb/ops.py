@@ -28,6 +28,7 @@ CORE_OPS = (
     "lock", "unlock", "cancel", "reschedule",
 )
 TUNE_OPS = ("enable", "disable", "set_recipe")
+TUNE_RECORDS = ("verdict",)  # written by tune itself: a trial's outcome, so the ledger alone tells its story
 RESCUE_OPS = ("enable", "disable", "rollback")  # hotcb.rescue: the divergence watch and its rollback
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 _KNOWN_KEYS = {

@@ -96,6 +96,7 @@ def test_active_tune_moves_lr_toward_the_optimum_within_bounds_and_the_guard(run
         assert 1 / 1.5 <= ch["new"] / ch["old"] <= 1.5
     # Each finished trial: its mutation, then either a verdict "accepted" or a rollback + verdict.
     verdicts = {e["params"]["trial"]: e for e in ledger if e["module"] == "tune" and e["op"] == "verdict"}
+    assert all(v["decision"] == "applied" for v in verdicts.values())  # recorded, not refused as unknown
     finished = [t for t in st["trials"] if t["kind"] == "active" and t["state"] == "complete"]
     assert len(finished) >= 10
     for t in finished:
@@ -248,7 +249,7 @@ def test_bad_recipes_and_ops_are_rejected_with_a_reason(run_dir: Path) -> None:
         e = run.submit("tune", "enable", params)
         assert e["decision"] == "rejected" and why in e["error"], e
     e = run.submit("tune", "verdict", {"trial": 1}, source="agent")
-    assert e["decision"] == "rejected"
+    assert e["decision"] == "rejected" and "recorded by tune itself" in e["error"], e
     # A recipe naming a knob the run lacks: enabled, and the status says why nothing moves.
     run.submit("tune", "enable", {"mode": "active", "recipe": {**FAST, "actuators": ["momentum"]}})
     run.run(100)
