@@ -208,8 +208,8 @@ class TrialRunner:
             study.fail(t.number)
             why = ending + f"only {len(t.post)} reports of {self._ready.objective} after the change"
             rewind = r.risk.restore_weights != "never"
-            if t.kind == "active" and self._rollback(ctx, r, t, why, rewind) and rewind:
-                self._restore_weights(ctx, t)  # unproven: back to where it started
+            if t.kind == "active":
+                self._rollback(ctx, r, t, why, rewind)  # unproven: back to where it started
             self._weights.drop()
             t.finish(step, state="failed", outcome="unscorable", reason=why)
             return self._status.publish()
@@ -231,8 +231,6 @@ class TrialRunner:
                 # On a broken run a trial cannot be judged: its weights go back too.
                 rewind = broken is not None and r.risk.restore_weights != "never" or weights_wanted(r, t.pre, s)
                 rolled = self._rollback(ctx, r, t, reason, rewind)
-                if rolled and rewind:
-                    self._restore_weights(ctx, t)
                 self._log.rejected(value, rolled)
             outcome = "accepted" if accepted else ("rolled_back" if rolled else "rollback_refused")
             t.note(rolled_back=rolled)
@@ -268,12 +266,25 @@ class TrialRunner:
             log.warning("hotcb tune: restoring trial %s's weights failed: %s", t.number, e)
 
     def _rollback(self, ctx: ApplyContext, r: TuneRecipe, t: LiveTrial, why: str, rewind: bool) -> bool:
-        """Set the trial's knobs back. ``rewind``: its starting weights (and the scheduler with them)
-        are about to be loaded, so the knobs go back to their values at that point; else the run
-        keeps its place in the schedule and only the trial's change is taken out of it."""
+        """Set the trial's knobs back, and with ``rewind`` load its starting weights (and the
+        scheduler with them) after: the knobs then go back to their values at that point; else the
+        run keeps its place in the schedule and only the trial's change is taken out of it.
+
+        A schedule that moved lr since the trial began (a warmup) can put the pre-trial value
+        further from the live one than the guard's ratio allows (charlm x10: a trial's x1.9 at step
+        40 of a 50-step warmup, then the warmup's own rise, made the rewind 0.191 -> 0.082, x0.43,
+        refused, and the trial's lr stayed). Then the trial's factor is taken out of the live lr and
+        the weights stay, and the ledger's reason says so."""
         rewinds = rewind and self._weights.step is not None
+        if rewinds and not self._space.ratio_allows(t.before):
+            rewind = rewinds = False
+            why += ("; the weights stay: the schedule has moved lr since the trial began, and its pre-trial "
+                    "value is beyond the guard's ratio from the live one, so the trial's factor is taken out")
         values = t.before if rewinds else self._space.undo_values(t.before, t.params)
-        return self._writer.apply(ctx, values, f"tune roll back trial {t.number}: {why}", actor(r)) is True
+        done = self._writer.apply(ctx, values, f"tune roll back trial {t.number}: {why}", actor(r)) is True
+        if done and rewind:
+            self._restore_weights(ctx, t)
+        return done
 
 
 def _fmt(params: dict[str, float], before: dict[str, float]) -> str:

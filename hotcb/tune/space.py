@@ -94,6 +94,21 @@ class TuneSpace:
             out[k] = back
         return out
 
+    def ratio_allows(self, values: dict[str, float]) -> bool:
+        """Whether the guard's ratio limit lets tune set these values now, from the live ones (the
+        cooldown aside: a rollback waits for it anyway)."""
+        for k, v in values.items():
+            a = self._host.state.get(k)
+            if a is None:
+                continue
+            a.refresh()
+            try:
+                check_knob_change({**a.describe(), "last_change_step": None}, v, source="tune", step=None, lock=None,
+                                  config=self._host.guard)
+            except ValueRefused:
+                return False
+        return True
+
     def last_change(self, key: str) -> int | None:
         """The step the knob last changed (None: never, or no such knob)."""
         a = self._host.state.get(key)
