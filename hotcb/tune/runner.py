@@ -273,14 +273,18 @@ class TrialRunner:
         A schedule that moved lr since the trial began (a warmup) can put the pre-trial value
         further from the live one than the guard's ratio allows (charlm x10: a trial's x1.9 at step
         40 of a 50-step warmup, then the warmup's own rise, made the rewind 0.191 -> 0.082, x0.43,
-        refused, and the trial's lr stayed). Then the trial's factor is taken out of the live lr and
-        the weights stay, and the ledger's reason says so."""
+        refused, and the trial's lr stayed). Then the trial's factor is taken out of the live lr
+        (within the ratio, as the trial's own change was) and the weights still go back: the load
+        re-imposes the knobs as the rollback left them, so the lr the ledger states is the lr run
+        next, the schedule's level that much above its pre-trial one (the warmup's rise during the
+        trial), and the reason says so."""
         rewinds = rewind and self._weights.step is not None
-        if rewinds and not self._space.ratio_allows(t.before):
-            rewind = rewinds = False
-            why += ("; the weights stay: the schedule has moved lr since the trial began, and its pre-trial "
-                    "value is beyond the guard's ratio from the live one, so the trial's factor is taken out")
-        values = t.before if rewinds else self._space.undo_values(t.before, t.params)
+        outran = rewinds and not self._space.ratio_allows(t.before)
+        if outran:
+            why += ("; the schedule moved lr since the trial began and its pre-trial value is beyond the guard's "
+                    "ratio from the live one: the trial's factor is taken out of the live lr, kept as the weights "
+                    "go back")
+        values = t.before if rewinds and not outran else self._space.undo_values(t.before, t.params)
         done = self._writer.apply(ctx, values, f"tune roll back trial {t.number}: {why}", actor(r)) is True
         if done and rewind:
             self._restore_weights(ctx, t)

@@ -231,23 +231,31 @@ def test_a_trial_abandoned_under_a_moving_schedule_is_undone_in_place(tmp_path):
     loop.close()
 
 
-def test_a_tune_rewind_the_warmup_outran_takes_the_trials_factor_out_and_keeps_the_weights(tmp_path):
+def test_a_tune_rewind_the_warmup_outran_takes_the_trials_factor_out_and_restores_the_weights(tmp_path):
     """A warmup that moves lr fast: by a rejected trial's end, its pre-trial lr is further from the
     live one than the guard's ratio allows (a trial's raise times the warmup's own rise). The
     rollback then takes the trial's factor out of the live lr (within the ratio: the trial's own
-    change was) and leaves the weights, rather than be refused and leave the trial's lr in force."""
+    change was) and the weights still go back, rather than be refused and leave the trial's lr
+    and its damage in force."""
     pytest.importorskip("optuna")
     warmup = 150
     loop = Loop(tmp_path, scheduler="warmup", warmup=warmup, lr=0.5)
     recipe = {"seed": 0, "horizon": 30, "settle": 5, "n_startup_trials": 4, "risk": {"restore_weights": "rejected"}}
     loop.send("tune", "enable", {"mode": "active", "recipe": recipe}, source="human")
     kept: list[dict] = []
+    epochs: dict[int, int] = {}  # the schedule's place after each step (earlier rewinds set it back)
     while not kept:
         assert loop.step_no < warmup, "no rollback the warmup outran"
         loop.step()
-        kept = [e for e in tune_lr(loop, "tune roll back") if "the weights stay" in e["reason"]]
+        epochs.setdefault(loop.step_no, loop.sched.last_epoch)
+        kept = [e for e in tune_lr(loop, "tune roll back") if "beyond the guard's ratio" in e["reason"]]
     (back,) = kept
     assert not [e for e in loop.ledger() if e.get("source") == "tune" and e.get("decision") != "applied"]
+    verdict = next(e for e in loop.ledger() if e.get("module") == "tune" and e.get("op") == "verdict"
+                   and e["step"] == back["step"])
+    went_to = verdict["params"]["weights_restored_to_step"]
+    assert went_to is not None and went_to < back["step"]  # the weights went back too
+    assert loop.sched.last_epoch == epochs[went_to]  # and the schedule with them
     lr = back["payload"]["lr"]
     assert 0.5 <= lr["new"] / lr["old"] <= 2  # within the guard's ratio
     loop.step()
