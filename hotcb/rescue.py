@@ -236,8 +236,7 @@ class Rescue:
         if self.targets.start is None or not self.started:  # else _hold_start has nothing left to do
             self._hold_start(ctx.step)
         probe = self.config.probe
-        watching = self.warmup.active or (probe and self.probe.state is not ProbeState.SETTLED)
-        lr = self._watch_warmup(ctx.step) if watching else None  # once neither needs it, no more reads
+        lr = self._watch_warmup(ctx.step) if self._reads_lr() else None  # once nothing needs it, no more reads
         metrics = ctx.env.get("metrics") or {}
         x = self._loss(metrics)
         if x is None:
@@ -266,7 +265,7 @@ class Rescue:
             self._snapshot(ctx.step, "periodic (confirmed healthy later)", healthy=False)
         if probe:
             self._move_lr(ctx)
-        if self.warmup.active or (probe and self.probe.state is not ProbeState.SETTLED):
+        if self._reads_lr():  # the probe may have settled at this step
             act = self._knob(self.config.knob)
             self._lr_seen = json_number(act.value) if act is not None else None  # after this step's own ops
         self._open_quiet(ctx.step)
@@ -326,6 +325,10 @@ class Rescue:
             if self.targets.start is not None:
                 self.targets.start.healthy = True
                 self.kernel.snapshots.add_oldest(self.targets.start)
+
+    def _reads_lr(self) -> bool:
+        """Whether the warmup watch or the unsettled probe still follows the lr step by step."""
+        return self.warmup.active or (self.config.probe and self.probe.state is not ProbeState.SETTLED)
 
     def _watch_warmup(self, step: int) -> float | None:
         """Whether the scheduler is raising lr (a warmup): the knob rose since the last step with
@@ -419,9 +422,9 @@ class Rescue:
         else:
             why = (f"loss level {det.level:.4g} climbed to {det.level / det.best:.3g}x its lowest level "
                    f"{det.best:.4g} (noise {det.noise:.3g})")
-        self._roll_back(ctx, self.targets.choose(verdict, ctx.step, det), why, x)
+        self._submit_rollback(ctx, self.targets.choose(verdict, ctx.step, det), why, x)
 
-    def _roll_back(self, ctx: ApplyContext, snap: Snapshot | None, why: str, x: float) -> dict[str, Any]:
+    def _submit_rollback(self, ctx: ApplyContext, snap: Snapshot | None, why: str, x: float) -> dict[str, Any]:
         """Submit one ``rescue rollback`` (to ``snap``, cutting lr) and keep the rescue's books."""
         target = self._target_text(snap)
         params: dict[str, Any] = {"cut": self.config.cut}
@@ -475,7 +478,7 @@ class Rescue:
             return
         self._overshooting = True
         try:
-            entry = self._roll_back(ctx, snap, over.reason(self.config.warmup_config.range_rule), x)
+            entry = self._submit_rollback(ctx, snap, over.reason(self.config.warmup_config.range_rule), x)
         finally:
             self._overshooting = False
         if entry.get("decision") == "applied":

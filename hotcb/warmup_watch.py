@@ -16,8 +16,10 @@ window after (a rise that shows only after the last raise is still the warmup's)
 mean and the lr there, and whether the mean has since climbed clearly above that low (by
 ``rise`` of it and ``noise_band`` standard errors, for ``persist`` steps in a row) while lr was
 higher than at the low. Measured on charlm's ``none`` runs, 5 seeds: the mean's highest climb
-above its warmup low was 0.3-4% at x0.1, x1, x2, x4 and x10 of the tuned lr, 6-31% at x30. It says so once; ``hotcb.rescue.Rescue`` then rolls back to a
-state from before the low and cuts the schedule until its peak is ``range_rule`` of the lr at
+above its warmup low was 0.3-4% at x0.1, x1, x2, x4 and x10 of the tuned lr, 6-31% at x30.
+
+It says so once; ``hotcb.rescue.Rescue`` then rolls back to the newest healthy state trained
+only at lrs the rule allows and cuts the schedule until its peak is ``range_rule`` of the lr at
 the low (the range test's rule of thumb: a run trains well about an order of magnitude below
 the lr where the loss stops falling), each cut a guarded rule op with the measurements in its
 reason. Pure decisions here.
