@@ -284,9 +284,12 @@ def _by_module(op: HotOp, who: str, view: View, static: bool) -> Refusal | None:
 
 
 def _tune(op: HotOp, who: str) -> Refusal | None:
-    """Tune's ops; its records (a trial's verdict) are tune's own to write."""
+    """Tune's ops; its records (a trial's verdict) and its distributed sync command (an ``enable``
+    naming ``sync``: every rank starts syncing on it) are tune's own to write."""
     if op.op in TUNE_RECORDS:
         return None if who == Source.TUNE else _rejected(f"tune {op.op}s are recorded by tune itself", forbidden=True)
+    if op.op == "enable" and (op.params or {}).get("sync") and who != Source.TUNE:
+        return _rejected("tune's sync command is written by tune itself", forbidden=True)
     return None if op.op in TUNE_OPS else _rejected(f"unknown tune op {op.op!r}; known: {', '.join(TUNE_OPS)}")
 
 

@@ -250,6 +250,8 @@ def test_bad_recipes_and_ops_are_rejected_with_a_reason(run_dir: Path) -> None:
         assert e["decision"] == "rejected" and why in e["error"], e
     e = run.submit("tune", "verdict", {"trial": 1}, source="agent")
     assert e["decision"] == "rejected" and "recorded by tune itself" in e["error"], e
+    e = run.submit("tune", "enable", {"mode": "active", "sync": "forged"}, source="agent")
+    assert e["decision"] == "rejected" and "written by tune itself" in e["error"], e
     # A recipe naming a knob the run lacks: enabled, and the status says why nothing moves.
     run.submit("tune", "enable", {"mode": "active", "recipe": {**FAST, "actuators": ["momentum"]}})
     run.run(100)
