@@ -73,6 +73,7 @@ class RescueConfig:
     snapshot_every: int = 50         # healthy snapshots while enabled (steps)
     max_rescues: int = 8             # then the rescue stops acting and says so
     floor: float = 1e-3              # no cut below this share of the run's first lr (a sane floor)
+    early_share: float = 0.25        # a first blow-up this early in a known budget may restart the run
     blame_steps: int = 100           # a blow-up this soon after a raise of the knob is the raise's
     probe: bool = True               # the lr probe (the way up) and, after a rescue, the descent (hotcb.descent)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
@@ -422,7 +423,20 @@ class Rescue:
         else:
             why = (f"loss level {det.level:.4g} climbed to {det.level / det.best:.3g}x its lowest level "
                    f"{det.best:.4g} (noise {det.noise:.3g})")
-        self._submit_rollback(ctx, self.targets.choose(verdict, ctx.step, det), why, x)
+        self._submit_rollback(ctx, self.targets.choose(verdict, ctx.step, det, early_lr=self._early_lr(ctx.step)), why, x)
+
+    def _early_lr(self, step: int) -> float | None:
+        """The knob's value at the run's first blow-up, when it comes in the first ``early_share``
+        of a known budget (None otherwise): a rollback then weighs a restart (``RollbackTargets``),
+        which costs at most that share of the run."""
+        budget = self.kernel.max_steps
+        if self.rescues or not budget or step > self.config.early_share * budget:
+            return None
+        act = self._knob(self.config.knob)
+        if act is None:
+            return None
+        act.refresh()
+        return json_number(act.value)
 
     def _submit_rollback(self, ctx: ApplyContext, snap: Snapshot | None, why: str, x: float) -> dict[str, Any]:
         """Submit one ``rescue rollback`` (to ``snap``, cutting lr) and keep the rescue's books."""
@@ -527,6 +541,9 @@ class Rescue:
         if snap is None:
             return "no healthy snapshot"
         targets = self.targets
+        if snap is targets.start and targets.unproven is not None:
+            return (f"roll back to the run's first state (step {snap.step}: every state since was trained at the "
+                    f"lr that blew up, this early in the run; the newest healthy one was step {targets.unproven.step})")
         if snap is targets.start and targets.passed_over is not None:
             return (f"roll back to the run's first state (step {snap.step}: the newest healthy state, step "
                     f"{targets.passed_over.step}, had sat at chance: nothing learned to keep)")

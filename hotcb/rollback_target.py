@@ -29,6 +29,8 @@ class RollbackTargets:
         self._detector_at: dict[int, LossDetector] = {}
         self._base_at: dict[int, float] = {}  # the knob's schedule base at each snapshot (a scheduled lr)
         self.passed_over: Snapshot | None = None  # the last choice's healthy snapshot left for the start (at chance)
+        self.unproven: Snapshot | None = None  # the last choice's healthy snapshot left for the start (trained
+        #                                         only at the lr that blew up, early in the run)
 
     # ------------------------------------------------------------------ what is remembered
     def hold_start(self, snap: Snapshot, detector: LossDetector, base: float | None = None) -> None:
@@ -73,13 +75,16 @@ class RollbackTargets:
         return self.raised is not None and self.raised[0] >= step
 
     # ------------------------------------------------------------------ the choice
-    def choose(self, verdict: Verdict, step: int, detector: LossDetector) -> Snapshot | None:
+    def choose(self, verdict: Verdict, step: int, detector: LossDetector, *,
+               early_lr: float | None = None) -> Snapshot | None:
         """The state a rescue returns to: the newest healthy snapshot that was alive, unless the
         run is dead (at chance) and that snapshot never learned, or that snapshot's loss had sat at
-        chance for a window: then the run's first state; and after a recent raise of the knob, the
-        newest healthy one from before it."""
-        self.passed_over = None
-        snap = self._before_raise(step) or self.last_alive()
+        chance for a window, or (``early_lr``: the knob's value at an early first blow-up) every
+        state the run holds was trained at that value or above: then the run's first state; and
+        after a recent raise of the knob, the newest healthy one from before it."""
+        self.passed_over = self.unproven = None
+        before = self._before_raise(step)
+        snap = before or self.last_alive()
         if self.start is None or snap is self.start:
             return snap
         if snap is None or ((verdict is Verdict.CHANCE or detector.dead()) and not self._learned(snap, detector)):
@@ -90,6 +95,13 @@ class RollbackTargets:
             # charlm x30 seed 2 (AdamW at 0.3 sat at the unigram loss, the probe raised it, it blew
             # up) went back to that state at half the lr and stayed at the unigram loss to the end,
             # where seeds 0 and 1, whose pre-raise state was not yet confirmed, restarted and learned.
+            return self.start
+        if before is None and early_lr is not None and self._trained_only_at(early_lr):
+            # The run started at an lr it could not hold and holds no state trained below it: what it
+            # learned there came with damage a loss level does not show. Fashion-mnist x8 seed 4 (SGD
+            # at 0.4) blew up at step 86, went back to step 70 at half the lr and plateaued at a loss
+            # twice the other seeds' (73% test accuracy); from its first state at that lr: 86%.
+            self.unproven = snap
             return self.start
         return snap
 
@@ -134,6 +146,14 @@ class RollbackTargets:
             return isinstance(v, (int, float)) and v <= before
 
         return next((s for s in reversed(self.snapshots.snapshots) if s.healthy and low(s)), None)
+
+    def _trained_only_at(self, value: float) -> bool:
+        """The run's first state and every snapshot since have the knob at ``value`` or above: the
+        run never trained at a lower one (a warmup, a cut or a person's lower value says it did)."""
+        assert self.start is not None
+        floor = value * (1 - 1e-9)
+        knobs = [self.start.knobs.get(self.knob), *(s.knobs.get(self.knob) for s in self.snapshots.snapshots)]
+        return all(isinstance(v, (int, float)) and v >= floor for v in knobs)
 
     def _sat_at_chance(self, snap: Snapshot) -> bool:
         """The detector, as it stood at ``snap``, had the level at chance for a window."""
