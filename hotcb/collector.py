@@ -166,7 +166,10 @@ class MetricsCollector:
 
     def take_error(self) -> Exception | None:
         """The error of a write made off the step since the last call (its lines are kept)."""
-        err, self._out.last_error = self._out.last_error, None
+        out = self._out
+        err = out.last_error
+        if err is not None:  # asked every step: nothing written when there is nothing to take
+            out.last_error = None
         return err
 
     def close(self) -> None:
