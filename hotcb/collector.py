@@ -16,7 +16,6 @@ interpreter exit). A killed process loses at most that last batch.
 from __future__ import annotations
 
 import fnmatch
-import json
 import math
 import os
 import time
@@ -26,10 +25,9 @@ from typing import Any
 
 from .codec import tag
 from .jsonl_write import LineAppender
+from .metric_line import MetricLineEncoder
 
 MAX_NAMES_CACHED = 4096  # metric names whose filter verdict is remembered
-# One encoder for every line: ``json.dumps`` with options builds a new one per call.
-_LINE = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 RECENT_POINTS = 4096  # per metric: covers the rules' read interval at thousands of steps a second
 RECENT_METRICS = 1024  # metric names followed (a loop logging more keeps the first ones)
@@ -79,7 +77,7 @@ class MetricsCollector:
         # Each step's values wait here and go into the recent rings in batches (``recent``): one
         # append a step instead of one per metric, the rings the same whenever they are read.
         self._fresh: list[tuple[int, dict[str, float | str]]] = []
-        self._out = LineAppender(self.path, delay_s=flush_s, encode=_LINE.encode)
+        self._out = LineAppender(self.path, delay_s=flush_s, encode=MetricLineEncoder().encode)
         self._kept: dict[str, bool] = {}  # each name's filter verdict (metric names repeat every step)
 
     def _keep(self, name: str) -> bool:
@@ -168,7 +166,10 @@ class MetricsCollector:
 
     def take_error(self) -> Exception | None:
         """The error of a write made off the step since the last call (its lines are kept)."""
-        err, self._out.last_error = self._out.last_error, None
+        out = self._out
+        err = out.last_error
+        if err is not None:  # asked every step: nothing written when there is nothing to take
+            out.last_error = None
         return err
 
     def close(self) -> None:

@@ -263,7 +263,8 @@ class HotKernel:
         """The safe point. Never raises into the training loop."""
         try:
             env = dict(env) if env else {}
-            env.update(kw)
+            if kw:
+                env.update(kw)
             self._apply(env, list(events) if events else ["train_step_end"])
         except Exception as e:  # the run matters more than this call
             self.report_error(e)
@@ -420,12 +421,13 @@ class HotKernel:
         """``own``: ``metrics`` is the step's copy (``_apply``), so the knob echoes go into it."""
         if not self.is_writer:
             return
+        waiting = True  # a knob may wait for its verification (the echo tells)
         if self.config.record_knobs:
             if not own:  # a callback put its own dict there: left as it is
                 metrics = dict(metrics)
-            self.state.echo(metrics)
+            waiting = self.state.echo(metrics)
         rec = self.collector.record(self.step, metrics, self.epoch)
-        if rec is not None:
+        if rec is not None and waiting:
             self.state.verify(metrics)
         err = self._metrics_error() if self._metrics_error is not None else None
         if err is not None:  # a batch written off the step failed; its lines wait for the next write

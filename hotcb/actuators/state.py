@@ -75,13 +75,18 @@ class MutableState:
             plan.append((act, act.validate(value)))
         return {act.param_key: act.apply(value, env, step) for act, value in plan}
 
-    def echo(self, metrics: dict[str, Any]) -> None:
+    def echo(self, metrics: dict[str, Any]) -> bool:
         """Each knob's live value (re-read: a scheduler moves lr every step) into ``metrics`` under
-        its metric name (``opt/lr``), numbers only; a name the loop logged itself is left as it is."""
+        its metric name (``opt/lr``), numbers only; a name the loop logged itself is left as it is.
+        Returns whether a knob waits for its verification (``verify`` has nothing to do else)."""
+        waiting = False
+        disabled, unverified = ActuatorState.DISABLED, ActuatorState.UNVERIFIED
         for a, key in self._echo:
             # ``a.refresh()``, inlined: this runs for every knob on every step of the loop.
-            read = a.read_fn
-            if read is not None and a.state is not ActuatorState.DISABLED:
+            read, state = a.read_fn, a.state
+            if state is unverified:
+                waiting = True
+            if read is not None and state is not disabled:
                 try:
                     v = read()
                     a.value = v = v if type(v) is float or type(v) is int else _plain(v)
@@ -92,6 +97,7 @@ class MutableState:
                 v = a.value
             if type(v) is float or (isinstance(v, (int, float)) and not isinstance(v, bool)):  # a float: asked once
                 metrics.setdefault(key, v)
+        return waiting
 
     def verify(self, metrics: dict[str, Any] | None = None) -> None:
         for a in self._by_key.values():
