@@ -18,6 +18,13 @@ mean and the lr there, and whether the mean has since climbed clearly above that
 higher than at the low. Measured on charlm's ``none`` runs, 5 seeds: the mean's highest climb
 above its warmup low was 0.3-4% at x0.1, x1, x2, x4 and x10 of the tuned lr, 6-31% at x30.
 
+A loss that stops falling as lr rises has turned too, even when its climb stays in the noise: a
+low made while the scheduler still raised lr and not regained for ``stall`` steps (the window
+the watch keeps after the warmup) while lr went on past it. Charlm x30 seed 1 (one machine) sat
+at 2.7-2.8 from step 38 (lr 0.234) and its mean never climbed 5% over that low; it was raised
+by the probe at step 108, blew up, and ended +38% over the tuned start. On the ``none`` runs (5
+seeds) the longest such stall was 0-1 steps at x0.1, 1-3 at x1, 2-19 at x10 and 34-44 at x30.
+
 It says so once; ``hotcb.rescue.Rescue`` then rolls back to the newest healthy state trained
 only at lrs the rule allows and cuts the schedule until its peak is ``range_rule`` of the lr at
 the low (the range test's rule of thumb: a run trains well about an order of magnitude below
@@ -40,6 +47,7 @@ class WarmupWatchConfig:
     persist: int = 5          # ... for this many steps in a row
     skip: int = 10            # the low counts from this many steps in (the first steps fall steeply)
     after: int = 30           # steps after the last raise of lr that still belong to the warmup
+    stall: int = 30           # or a low made below the schedule's peak lr not regained in this many steps
     range_rule: float = 0.1   # the schedule is cut until its peak lr is this share of the lr at the low
     no_warmup_after: int = 3  # no rise of lr in the first steps: no warmup to watch
 
@@ -47,7 +55,7 @@ class WarmupWatchConfig:
 @dataclass(frozen=True)
 class Overshoot:
     """The warmup overshot: the loss's mean turned up from ``low`` (at ``low_lr``, step
-    ``low_step``) to ``level`` at ``lr``."""
+    ``low_step``) to ``level`` at ``lr``, or (``stalled``) has not fallen below that low since."""
 
     low: float
     low_step: int
@@ -55,12 +63,16 @@ class Overshoot:
     level: float
     lr: float
     step: int
+    stalled: bool = False
 
     def reason(self, range_rule: float) -> str:
+        since = (f"has not fallen below it in the {self.step - self.low_step} steps since (now {self.level:.4g} at lr "
+                 f"{self.lr:.4g}, step {self.step})" if self.stalled else
+                 f"climbed to {self.level:.4g} at lr {self.lr:.4g} (step {self.step})")
         return (f"the warmup overshot: while the scheduler raised lr the loss's mean fell to {self.low:.4g} at lr "
-                f"{self.low_lr:.4g} (step {self.low_step}) and climbed to {self.level:.4g} at lr {self.lr:.4g} "
-                f"(step {self.step}): the schedule's peak is too high for this run (an lr range test: train at "
-                f"about {range_rule:g} x the lr where the loss turned, {range_rule * self.low_lr:.4g})")
+                f"{self.low_lr:.4g} (step {self.low_step}) and {since}: the schedule's peak is too high for this run "
+                f"(an lr range test: train at about {range_rule:g} x the lr where the loss turned, "
+                f"{range_rule * self.low_lr:.4g})")
 
 
 class WarmupWatch:
@@ -102,7 +114,11 @@ class WarmupWatch:
         sd = math.sqrt(sum((x - level) ** 2 for x in self.recent) / (n - 1))
         margin = max(c.rise * self.low, c.noise_band * sd / math.sqrt(n))
         self.over = self.over + 1 if level > self.low + margin and lr > self.low_lr else 0
-        if self.over < c.persist:
+        # A low made while lr still rose and not regained since, lr now past it: the loss stopped
+        # falling as lr rose (a low at the peak lr is the run settling, never a stall).
+        stalled = step - self.low_step >= c.stall and lr > self.low_lr * (1 + 1e-9)
+        if self.over < c.persist and not stalled:
             return None
         self.active = False
-        return Overshoot(low=self.low, low_step=self.low_step, low_lr=self.low_lr, level=level, lr=lr, step=step)
+        return Overshoot(low=self.low, low_step=self.low_step, low_lr=self.low_lr, level=level, lr=lr, step=step,
+                         stalled=self.over < c.persist)

@@ -28,6 +28,16 @@ def overshooting(step: int) -> float:
     return 3.0 - 0.1 * step if step <= 15 else 1.5 + 0.03 * (step - 15)
 
 
+def stalling(step: int) -> float:
+    """A warmup's loss that falls to its low at step 15 and sits just above it from there: no climb."""
+    return 3.0 - 0.1 * step if step <= 15 else 1.51
+
+
+def settling(step: int) -> float:
+    """A loss that falls through the warmup and levels off after its peak lr (step 50 on)."""
+    return max(1.5, 3.0 - 0.03 * step)
+
+
 def falling(step: int) -> float:
     return 1.0 + 2.0 * math.exp(-step / 15)
 
@@ -54,6 +64,20 @@ def test_a_loss_that_turns_up_while_lr_rises_is_an_overshoot_said_once():
     assert over.level > over.low * 1.05
     assert not w.active
     assert "the warmup overshot" in over.reason(0.1) and f"{0.1 * over.low_lr:.4g}" in over.reason(0.1)
+
+
+def test_a_loss_that_stops_falling_while_lr_rises_is_an_overshoot_without_a_climb():
+    w, found = watch(stalling)
+    (over,) = found
+    assert over.stalled and over.level < over.low * 1.01  # no climb: its low was not regained
+    assert over.step - over.low_step == WarmupWatchConfig.stall and over.lr > over.low_lr
+    assert over.low_step < WARMUP  # made while lr still rose
+    assert "has not fallen below it in the 30 steps since" in over.reason(0.1)
+
+
+def test_a_loss_that_levels_off_at_the_peak_lr_is_no_stall():
+    _, found = watch(settling)
+    assert found == []
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -111,6 +135,22 @@ def test_an_overshot_warmup_goes_back_to_the_start_and_its_schedule_is_cut_to_th
     last = cuts[-1]
     at = last["step"]
     assert loop.used_lrs[at] == pytest.approx(last["payload"]["lr"]["new"])  # the ledger's new lr ran next
+    loop.close()
+
+
+def test_a_warmup_whose_loss_stalls_goes_back_to_the_start(tmp_path):
+    loop = Loop(tmp_path, scheduler="warmup", warmup=WARMUP, lr=LR)
+    rescue_of(loop.kernel).configure(enabled=True, classes=2, probe=False)
+    scripted(loop, stalling, 1)
+    first = {k: v.clone() for k, v in loop.model.state_dict().items()}
+    while not rescue_entries(loop):
+        assert loop.step_no < WARMUP + 30, "no stall seen"
+        scripted(loop, stalling, 1)
+    (rb,) = rescue_entries(loop)
+    assert rb["op"] == "rollback" and rb["decision"] == "applied"
+    assert "has not fallen below it" in rb["reason"] and "run's first state" in rb["reason"]
+    assert all(torch.equal(v, first[k]) for k, v in loop.model.state_dict().items())
+    assert loop.sched.last_epoch == 1
     loop.close()
 
 
