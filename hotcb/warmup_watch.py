@@ -23,7 +23,8 @@ low made while the scheduler still raised lr and not regained for ``stall`` step
 the watch keeps after the warmup) while lr went on past it. Charlm x30 seed 1 (one machine) sat
 at 2.7-2.8 from step 38 (lr 0.234) and its mean never climbed 5% over that low; it was raised
 by the probe at step 108, blew up, and ended +38% over the tuned start. On the ``none`` runs (5
-seeds) the longest such stall was 0-1 steps at x0.1, 1-3 at x1, 2-19 at x10 and 34-44 at x30.
+seeds) the longest such stall was 0-1 steps at x0.1, 1-3 at x1, 1-4 at x2, 2-19 at x10 and 34-44
+at x30.
 
 It says so once; ``hotcb.rescue.Rescue`` then rolls back to the newest healthy state trained
 only at lrs the rule allows and cuts the schedule until its peak is ``range_rule`` of the lr at
