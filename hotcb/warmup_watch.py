@@ -20,7 +20,8 @@ above its warmup low was 0.3-4% at x0.1, x1, x2, x4 and x10 of the tuned lr, 6-3
 
 A loss that stops falling as lr rises has turned too, even when its climb stays in the noise: a
 low made while the scheduler still raised lr and not regained for ``stall`` steps (the window
-the watch keeps after the warmup) while lr went on past it. Charlm x30 seed 1 (one machine) sat
+the watch keeps after the warmup), and for as many as the fall to it took, while lr went on past
+it. Charlm x30 seed 1 (one machine) sat
 at 2.7-2.8 from step 38 (lr 0.234) and its mean never climbed 5% over that low; it was raised
 by the probe at step 108, blew up, and ended +38% over the tuned start. On the ``none`` runs (5
 seeds) the longest such stall was 0-1 steps at x0.1, 1-3 at x1, 1-4 at x2, 2-19 at x10 and 34-44
@@ -49,6 +50,7 @@ class WarmupWatchConfig:
     skip: int = 10            # the low counts from this many steps in (the first steps fall steeply)
     after: int = 30           # steps after the last raise of lr that still belong to the warmup
     stall: int = 30           # or a low made below the schedule's peak lr not regained in this many steps
+    #                           (and in as many as the watch had seen before the low)
     range_rule: float = 0.1   # the schedule is cut until its peak lr is this share of the lr at the low
     no_warmup_after: int = 3  # no rise of lr in the first steps: no warmup to watch
 
@@ -87,6 +89,7 @@ class WarmupWatch:
         self.low: float | None = None
         self.low_step = 0
         self.low_lr = 0.0
+        self.low_seen = 0  # the steps watched when the low was made
         self.over = 0
 
     def observe(self, step: int, loss: float, lr: float | None, rising_at: int | None) -> Overshoot | None:
@@ -111,13 +114,17 @@ class WarmupWatch:
         level = sum(self.recent) / n
         if self.low is None or level < self.low:
             self.low, self.low_step, self.low_lr, self.over = level, step, lr, 0
+            self.low_seen = self.seen
             return None
         sd = math.sqrt(sum((x - level) ** 2 for x in self.recent) / (n - 1))
         margin = max(c.rise * self.low, c.noise_band * sd / math.sqrt(n))
         self.over = self.over + 1 if level > self.low + margin and lr > self.low_lr else 0
         # A low made while lr still rose and not regained since, lr now past it: the loss stopped
-        # falling as lr rose (a low at the peak lr is the run settling, never a stall).
-        stalled = step - self.low_step >= c.stall and lr > self.low_lr * (1 + 1e-9)
+        # falling as lr rose (a low at the peak lr is the run settling, never a stall). The stall
+        # must last as long as the fall to the low took: a long warmup's slow late progress goes
+        # tens of steps without a new low of a 10-step mean, and that is no overshoot.
+        stalled = (self.seen - self.low_seen >= max(c.stall, self.low_seen)
+                   and lr > self.low_lr * (1 + 1e-9))
         if self.over < c.persist and not stalled:
             return None
         self.active = False

@@ -75,6 +75,21 @@ def test_a_loss_that_stops_falling_while_lr_rises_is_an_overshoot_without_a_clim
     assert "has not fallen below it in the 30 steps since" in over.reason(0.1)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_a_long_warmups_slow_late_progress_is_no_stall(seed):
+    # A 2000-step warmup; from step ~300 the loss gains ~0.4% per 30 steps under 3% noise, so its
+    # 10-step mean goes 30+ steps without a new low while lr rises. A stall counts only once it has
+    # lasted as long as the fall to its low took: here it never does.
+    slow = lambda s: 1.0 + 2.0 * math.exp(-s / 100) + 0.3 * (1 - s / 2000)  # noqa: E731
+    rng, w = random.Random(seed), WarmupWatch()
+    longest, last_low = 0, 0
+    for s in range(1, 1501):
+        assert w.observe(s, slow(s) * (1 + 0.03 * rng.gauss(0, 1)), LR * min(1.0, (s + 1) / 2000), s) is None, s
+        last_low = w.low_step
+        longest = max(longest, s - last_low)
+    assert w.active and longest >= WarmupWatchConfig.stall  # a fixed 30-step stall would have fired
+
+
 def test_a_loss_that_levels_off_at_the_peak_lr_is_no_stall():
     _, found = watch(settling)
     assert found == []
