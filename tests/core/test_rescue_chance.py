@@ -8,11 +8,10 @@ from __future__ import annotations
 import math
 import random
 
-import torch
-
 from hotcb.checkpoint import Snapshots
 from hotcb.divergence import DetectorConfig, LossDetector, Verdict
 from hotcb.rollback_target import RollbackTargets
+from tests.support.rollback_targets import held_start
 
 LN10 = math.log(10)
 
@@ -43,27 +42,8 @@ def test_a_quiet_slow_start_at_chance_is_still_no_rollback():
     assert slow.at_chance_since_start()  # the probe's business
 
 
-class _Obj:
-    def __init__(self) -> None:
-        self.w = torch.zeros(1)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"w": self.w}
-
-    def load_state_dict(self, d: dict[str, torch.Tensor]) -> None:
-        self.w = d["w"].clone()
-
-
 def _targets() -> tuple[Snapshots, RollbackTargets, LossDetector]:
-    snaps = Snapshots(keep=4)
-    snaps.register("m", _Obj())
-    targets = RollbackTargets(snaps, "lr", blame_steps=100)
-    det = LossDetector(DetectorConfig(classes=10))
-    start = snaps.capture(0, {"lr": 0.3}, "run start")
-    start.healthy = True
-    snaps.add_oldest(start)
-    targets.hold_start(start, det)
-    return snaps, targets, det
+    return held_start(0.3)
 
 
 def test_a_blowup_after_a_raise_of_a_run_sitting_at_chance_returns_to_the_start():

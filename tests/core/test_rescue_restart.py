@@ -7,36 +7,16 @@ from __future__ import annotations
 
 import math
 
-import torch
-
-from hotcb.checkpoint import Snapshots
-from hotcb.divergence import DetectorConfig, LossDetector, Verdict
+from hotcb.divergence import LossDetector, Verdict
 from hotcb.jsonl import read_all
 from hotcb.rescue import rescue_of
 from hotcb.rollback_target import RollbackTargets
 from tests.support.core_loop import Loop
-
-
-class _Obj:
-    def __init__(self) -> None:
-        self.w = torch.zeros(1)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"w": self.w}
-
-    def load_state_dict(self, d: dict[str, torch.Tensor]) -> None:
-        self.w = d["w"].clone()
+from tests.support.rollback_targets import held_start
 
 
 def _learning_run(first_lr: float, later_lr: float) -> tuple[RollbackTargets, LossDetector]:
-    snaps = Snapshots(keep=4)
-    snaps.register("m", _Obj())
-    targets = RollbackTargets(snaps, "lr", blame_steps=100)
-    det = LossDetector(DetectorConfig(classes=10))
-    start = snaps.capture(0, {"lr": first_lr}, "run start")
-    start.healthy = True
-    snaps.add_oldest(start)
-    targets.hold_start(start, det)
+    snaps, targets, det = held_start(first_lr)
     for step in range(1, 71):  # learns: well below chance (ln 10) by step 50
         det.update(math.log(10) * (1 - 0.5 * step / 70))
         if step in (50, 70):
