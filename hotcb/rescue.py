@@ -480,14 +480,7 @@ class Rescue:
         if self.rescues >= self.config.max_rescues:
             return
         goal = self.config.warmup_config.range_rule * over.low_lr
-        key = self.config.knob
-
-        def allowed(s: Snapshot) -> bool:
-            lr = s.knobs.get(key)
-            return isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr <= goal * (1 + 1e-9)
-
-        snaps = [s for s in self.kernel.snapshots.snapshots if s.healthy and s.step <= over.low_step and allowed(s)]
-        snap = snaps[-1] if snaps else self.targets.start
+        snap = self.targets.trained_at_most(goal, over.low_step)
         if snap is None:
             return
         self._overshooting = True

@@ -105,6 +105,19 @@ class RollbackTargets:
             return self.start
         return snap
 
+    def trained_at_most(self, value: float, by_step: int) -> Snapshot | None:
+        """The newest healthy snapshot taken by ``by_step`` with the knob at ``value`` or below,
+        else the run's first state: where an overshot warmup goes back to (``hotcb.warmup_watch``),
+        a state trained only at lrs the range test allows."""
+        ceiling = value * (1 + 1e-9)
+
+        def allowed(s: Snapshot) -> bool:
+            v = s.knobs.get(self.knob)
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and v <= ceiling
+
+        fit = [s for s in self.snapshots.snapshots if s.healthy and s.step <= by_step and allowed(s)]
+        return fit[-1] if fit else self.start
+
     def named(self, at: Any) -> Snapshot:
         """The snapshot a ``rescue rollback`` op names (``params.step``), else the newest healthy
         one that was alive, else the run's first state; refused when there is none."""
