@@ -28,9 +28,9 @@ only watches (each rank sees its own loss, and every rank must act alike).
 
 A warmup whose loss turns up while the scheduler raises lr (``hotcb.warmup_watch``) is rolled
 back the same way, to a state trained at an lr the warmup allows, and its schedule cut until the
-peak is a tenth of the lr where the loss turned (the rescue's verdict is ``overshot`` for that
-step: the detector alone calls such a run healthy, and the judge lets a rule roll back only a run
-that is not).
+peak is a tenth of the lr where the loss turned (``hotcb.peak_cut``; the rescue's verdict is
+``overshot`` for that step: the detector alone calls such a run healthy, and the judge lets a
+rule roll back only a run that is not).
 
 The lr moves it makes besides (with ``probe`` on): the probe (``hotcb.probe``) raises a start
 far too low; after a rescue of the run's own blow-up the descent (``hotcb.descent``) cuts an lr
@@ -54,6 +54,7 @@ from .guard import GuardRefusal, check_knob_change
 from .judge import judge_rescue_cut
 from .modules import ApplyContext
 from .ops import RESCUE, RESCUE_OPS, HotOp, Source
+from .peak_cut import PeakCut
 from .probe import LrProbe, ProbeConfig, ProbeState
 from .quiet import QUIET_POINTS, QuietSteps
 from .records import RescueStatus
@@ -93,7 +94,7 @@ class Rescue:
         self.descent = LrDescent(self.config.descent_config)
         self.warmup = WarmupWatch(self.config.warmup_config)
         self._overshooting = False  # rolling back an overshot warmup, this step
-        self._peak_target: Overshoot | None = None  # an overshot warmup: cut the schedule's peak toward its rule
+        self.peak_cut = PeakCut(self.config.warmup_config.range_rule, self.config.cut)  # after an overshot warmup
         self.rescues = 0
         self.started = False
         self.last_snapshot_step: int | None = None
@@ -279,7 +280,7 @@ class Rescue:
         probe = self.config.probe
         if (self._quiet is not None or not self.enabled or kernel.dist is not None or not self.started
                 or self.targets.start is None or det.verdict is not Verdict.HEALTHY
-                or self.warmup.active or self._peak_target is not None
+                or self.warmup.active or self.peak_cut.active
                 or (probe and (self.probe.state is not ProbeState.SETTLED or self.descent.observing()))):
             return
         band = det.quiet_band(QUIET_POINTS)
@@ -466,7 +467,7 @@ class Rescue:
         if overshoot is not None:
             self._overshot(ctx, overshoot, x)
             return True
-        if self._peak_target is not None:
+        if self.peak_cut.active:
             self._cut_peak(ctx)
         return False
 
@@ -479,17 +480,16 @@ class Rescue:
         its first state, at the rule's lr, ends near the tuned start's."""
         if self.rescues >= self.config.max_rescues:
             return
-        goal = self.config.warmup_config.range_rule * over.low_lr
-        snap = self.targets.trained_at_most(goal, over.low_step)
+        snap = self.targets.trained_at_most(self.peak_cut.goal(over), over.low_step)
         if snap is None:
             return
         self._overshooting = True
         try:
-            entry = self._submit_rollback(ctx, snap, over.reason(self.config.warmup_config.range_rule), x)
+            entry = self._submit_rollback(ctx, snap, over.reason(self.peak_cut.range_rule), x)
         finally:
             self._overshooting = False
         if entry.get("decision") == "applied":
-            self._peak_target = over
+            self.peak_cut.arm(over)
 
     def _guard_allows(self, act: HotcbActuator, value: float, step: int) -> bool:
         """The guard's answer to a rule's change of the knob, asked before the op is sent: a change
@@ -505,29 +505,25 @@ class Rescue:
         return True
 
     def _cut_peak(self, ctx: ApplyContext) -> None:
-        """One cut of the schedule toward the overshoot's peak, each a guarded rule op, as soon as
-        the guard allows one (its cooldown: asked before, so a wait leaves no refusal behind)."""
-        over, rule = self._peak_target, self.config.warmup_config.range_rule
+        """The peak cut's next cut of the schedule (``hotcb.peak_cut``), a guarded rule op, as soon
+        as the guard allows one (its cooldown: asked before, so a wait leaves no refusal behind)."""
         act = self._knob(self.config.knob)
-        if over is None or act is None or self.config.knob in self.kernel.locks:
-            self._peak_target = None
+        if act is None or self.config.knob in self.kernel.locks:
+            self.peak_cut.settle()
             return
         act.refresh()
-        lr, base = json_number(act.value), act.schedule_base()
-        goal = rule * over.low_lr
-        if lr is None or not lr > 0 or base is None or not base > goal * (1 + 1e-9):
-            self._peak_target = None  # there (or no schedule to cut)
+        lr = json_number(act.value)
+        cut = self.peak_cut.decide(lr, act.schedule_base())
+        if cut is None or lr is None:
             return
-        factor = max(self.config.cut, goal / base)
-        if not self._guard_allows(act, lr * factor, ctx.step):
+        new = lr * cut.factor
+        if not self._guard_allows(act, new, ctx.step):
             return  # the knob's cooldown: the next step asks again
-        op = HotOp(module=act.group, op="set_params", params={act.param_key: lr * factor}, source=Source.RULE,
-                   actor=ACTOR, reason=f"rescue: the warmup overshot at step {over.step} (the loss turned at lr "
-                   f"{over.low_lr:.4g}, step {over.low_step}): the schedule's peak {base:.4g} -> {base * factor:.4g}, "
-                   f"toward {goal:.4g} ({rule:g} x that lr)")
+        op = HotOp(module=act.group, op="set_params", params={act.param_key: new}, source=Source.RULE,
+                   actor=ACTOR, reason=cut.reason)
         entry = self._submit(op, ctx)
         if entry.get("decision") != "applied":
-            self._peak_target = None  # refused by the judge for another reason: the run keeps what it has
+            self.peak_cut.settle()  # refused by the judge for another reason: the run keeps what it has
 
     def _target_text(self, snap: Snapshot | None) -> str:
         """The rollback's target, as its reason says it."""
