@@ -336,11 +336,7 @@ class Rescue:
         """Whether the scheduler is raising lr (a warmup): the knob rose since the last step with
         no op changing it. The probe waits until a window after the last such rise; the warmup
         watch measures the warmup. Returns the knob's value (None: no numeric knob)."""
-        act = self._knob(self.config.knob)
-        if act is None:
-            return None
-        act.refresh()
-        lr, seen = json_number(act.value), self._lr_seen
+        lr, seen = self._live()[1], self._lr_seen
         if lr is not None and seen is not None and lr > seen * (1 + 1e-9) and self._changed_at != step:
             self._rising_at = step
             self._warm_end = step
@@ -391,6 +387,15 @@ class Rescue:
     def _knob(self, key: str) -> Any:
         return self.kernel.state.get(key)
 
+    def _live(self) -> tuple[Any, float | None]:
+        """The rescue's knob, refreshed (a scheduler may have moved it), and its value as a number
+        (None: not a number); (None, None) when the run has no such knob."""
+        act = self._knob(self.config.knob)
+        if act is None:
+            return None, None
+        act.refresh()
+        return act, json_number(act.value)
+
     def _submit(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
         self._acting = True
         try:
@@ -433,11 +438,7 @@ class Rescue:
         budget = self.kernel.max_steps
         if self.rescues or not budget or step > self.config.early_share * budget:
             return None
-        act = self._knob(self.config.knob)
-        if act is None:
-            return None
-        act.refresh()
-        return json_number(act.value)
+        return self._live()[1]
 
     def _submit_rollback(self, ctx: ApplyContext, snap: Snapshot | None, why: str, x: float) -> dict[str, Any]:
         """Submit one ``rescue rollback`` (to ``snap``, cutting lr) and keep the rescue's books."""
@@ -507,14 +508,12 @@ class Rescue:
     def _cut_peak(self, ctx: ApplyContext) -> None:
         """The peak cut's next cut of the schedule (``hotcb.peak_cut``), a guarded rule op, as soon
         as the guard allows one (its cooldown: asked before, so a wait leaves no refusal behind)."""
-        act = self._knob(self.config.knob)
-        if act is None or self.config.knob in self.kernel.locks:
+        if self.config.knob in self.kernel.locks:
             self.peak_cut.settle()
             return
-        act.refresh()
-        lr = json_number(act.value)
-        cut = self.peak_cut.decide(lr, act.schedule_base())
-        if cut is None or lr is None:
+        act, lr = self._live()
+        cut = self.peak_cut.decide(lr, self._schedule_base())
+        if cut is None or act is None or lr is None:
             return
         new = lr * cut.factor
         if not self._guard_allows(act, new, ctx.step):
@@ -602,7 +601,7 @@ class Rescue:
         # holds lr below its base at the restored state raises it again, and until it has, a slow
         # loss is expected (charlm, rolled back to its start, sits at the unigram loss for the 50
         # steps of its warmup: called dead there, every seed went back to step 0 every ~29 steps).
-        self.detector.dead_on_probation = not self._in_warmup(act)
+        self.detector.dead_on_probation = not self._in_warmup()
         self._changed_at = ctx.step
         self.last_restored = snap.step
         payload["restored_step"] = snap.step
@@ -611,14 +610,10 @@ class Rescue:
         self.last_snapshot_step = ctx.step
         return payload
 
-    @staticmethod
-    def _in_warmup(act: HotcbActuator | None) -> bool:
+    def _in_warmup(self) -> bool:
         """The knob's value sits below its schedule base: the scheduler holds lr down (a warmup
         to go through again, or a decay; either way a slow loss is the schedule's)."""
-        if act is None:
-            return False
-        act.refresh()
-        live, base = json_number(act.value), act.schedule_base()
+        live, base = self._live()[1], self._schedule_base()
         return live is not None and base is not None and live < base * (1 - 1e-9)
 
     def _cut_from(self, act: HotcbActuator, live: float, before: Any, step: int) -> float:
@@ -652,12 +647,10 @@ class Rescue:
 
     def _lr_step(self, ctx: ApplyContext, stepper: LrProbe | LrDescent, actor: str) -> None:
         """Ask the probe or the descent for an lr change and submit it (one guarded rule op)."""
-        act = self._knob(self.config.knob)
+        act, lr = self._live()
         if act is None:
             stepper.settle(f"no {self.config.knob} knob")
             return
-        act.refresh()
-        lr = json_number(act.value)
         if isinstance(stepper, LrProbe):
             if self.warming(ctx.step):
                 stepper.hold()  # no raise while the scheduler warms lr up
