@@ -183,10 +183,9 @@ class Rescue:
         if op.op == "enable":
             old = self.enabled
             p = op.params
-            b = p.get("baseline")
+            b = json_number(p.get("baseline"))
             self.configure(enabled=True, classes=p.get("classes") if isinstance(p.get("classes"), int) else None,
-                           baseline=b if isinstance(b, (int, float)) and not isinstance(b, bool)
-                           and math.isfinite(b) and b > 0 else None,
+                           baseline=b if b is not None and math.isfinite(b) and b > 0 else None,
                            probe=p.get("probe") if isinstance(p.get("probe"), bool) else None)
             return {"enabled": {"old": old, "new": True}, "probe": self.config.probe}
         if op.op == "disable":
@@ -360,8 +359,9 @@ class Rescue:
     @staticmethod
     def _value(metrics: dict[str, Any], name: str) -> float | None:
         v = metrics.get(name)
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return float(v)
+        n = json_number(v)
+        if n is not None:
+            return n
         if v is not None:
             try:
                 return float(v)  # a 0-d tensor
@@ -545,9 +545,9 @@ class Rescue:
         if act is None or op.module != act.group or act.param_key not in op.params:
             return
         act.refresh()
-        new, old = op.params[act.param_key], act.value
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (new, old)) and new > old:
-            self.targets.note_raise(step, float(old))
+        new, old = json_number(op.params[act.param_key]), json_number(act.value)
+        if new is not None and old is not None and new > old:
+            self.targets.note_raise(step, old)
 
     # complexity: every check happens before anything is restored (a refusal leaves the run as it was), so they stay in one place
     def _rollback(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
@@ -570,7 +570,7 @@ class Rescue:
             act.refresh()
             live = act.value
             before = snap.knobs.get(key)
-            if isinstance(live, (int, float)) and not isinstance(live, bool) and live > 0:
+            if json_number(live) is not None and live > 0:
                 base = self._cut_from(act, live, before, snap.step)
                 # A raise by an op since the snapshot (a warmup's rise is the schedule's, not a raise).
                 self._raise_undone = base < live and self.targets.raised_since(snap.step)
@@ -623,7 +623,7 @@ class Rescue:
         snapshot from earlier in a warmup has a lower lr only because of where it sat in it, and
         reading that as the lower lr would make every rollback to it cut from its old base, never
         further (three blow-ups in a warmup each ended at half the first base)."""
-        if not isinstance(before, (int, float)) or isinstance(before, bool) or not before > 0:
+        if json_number(before) is None or not before > 0:
             return live
         now, then = act.schedule_base(), self.targets.base_at(step)
         if now is not None and then is not None:
