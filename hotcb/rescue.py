@@ -248,7 +248,7 @@ class Rescue:
         if start is not None and ctx.step == start.step:
             # A rollback to the first state keeps the run's first loss as its reference (the early rise).
             self.targets.hold_start(start, self.detector)
-        if probe and (self.probe.state is not ProbeState.SETTLED or self.descent.observing()):
+        if self._observing():
             self._observe(ctx.step, x, metrics)  # else neither keeps a point
         if not self.enabled or self.kernel.dist is not None or self._acting:
             return
@@ -279,8 +279,7 @@ class Rescue:
         probe = self.config.probe
         if (self._quiet is not None or not self.enabled or kernel.dist is not None or not self.started
                 or self.targets.start is None or det.verdict is not Verdict.HEALTHY
-                or self.warmup.active or self.peak_cut.active
-                or (probe and (self.probe.state is not ProbeState.SETTLED or self.descent.observing()))):
+                or self.warmup.active or self.peak_cut.active or self._observing()):
             return
         band = det.quiet_band(QUIET_POINTS)
         if band is None:
@@ -298,7 +297,7 @@ class Rescue:
         first = self.targets.start.step
         if first > step:  # a rollback to the run's start holds its loss at that step
             until = min(until, first)
-        if probe and self.rescues == 0 and not self.probe.raises:  # ``_move_lr`` asks for the descent's test
+        if probe and self._untouched():  # ``_move_lr`` asks for the descent's test
             window = self.descent.test_window(kernel.max_steps, self._warm_end)
             if window is not None and step + 1 - self._warm_end <= window[1]:
                 until = min(until, max(step + 1, self._warm_end + math.ceil(window[0])))
@@ -326,6 +325,15 @@ class Rescue:
             if self.targets.start is not None:
                 self.targets.start.healthy = True
                 self.kernel.snapshots.add_oldest(self.targets.start)
+
+    def _observing(self) -> bool:
+        """Whether the probe (until it settles) or the descent keeps the step's points."""
+        return self.config.probe and (self.probe.state is not ProbeState.SETTLED or self.descent.observing())
+
+    def _untouched(self) -> bool:
+        """A run that never blew up and was never too slow (no rescue, no raise by the probe):
+        the descent's one test of an lr too high may be due."""
+        return self.rescues == 0 and not self.probe.raises
 
     def _reads_lr(self) -> bool:
         """Whether the warmup watch or the unsettled probe still follows the lr step by step."""
@@ -637,8 +645,8 @@ class Rescue:
         if self.probe.state is not ProbeState.SETTLED:
             self._lr_step(ctx, self.probe, "probe")
             return
-        if self.rescues == 0 and not self.probe.raises and self.descent.state is DescentState.IDLE:
-            # A run that never blew up and was never too slow: one measured cut tests an lr too high.
+        if self._untouched() and self.descent.state is DescentState.IDLE:
+            # One measured cut tests an lr too high.
             why = self.descent.test_due(ctx.step, self.kernel.max_steps, since=self._warm_end)
             if why is not None:
                 self.descent.arm(why, safe=False)
