@@ -28,9 +28,9 @@ only watches (each rank sees its own loss, and every rank must act alike).
 
 A warmup whose loss turns up while the scheduler raises lr (``hotcb.warmup_watch``) is rolled
 back the same way, to a state trained at an lr the warmup allows, and its schedule cut until the
-peak is a tenth of the lr where the loss turned (the rescue's verdict is ``overshot`` for that
-step: the detector alone calls such a run healthy, and the judge lets a rule roll back only a run
-that is not).
+peak is a tenth of the lr where the loss turned (``hotcb.peak_cut``; the rescue's verdict is
+``overshot`` for that step: the detector alone calls such a run healthy, and the judge lets a
+rule roll back only a run that is not).
 
 The lr moves it makes besides (with ``probe`` on): the probe (``hotcb.probe``) raises a start
 far too low; after a rescue of the run's own blow-up the descent (``hotcb.descent``) cuts an lr
@@ -54,6 +54,7 @@ from .guard import GuardRefusal, check_knob_change
 from .judge import judge_rescue_cut
 from .modules import ApplyContext
 from .ops import RESCUE, RESCUE_OPS, HotOp, Source
+from .peak_cut import PeakCut
 from .probe import LrProbe, ProbeConfig, ProbeState
 from .quiet import QUIET_POINTS, QuietSteps
 from .records import RescueStatus
@@ -93,7 +94,7 @@ class Rescue:
         self.descent = LrDescent(self.config.descent_config)
         self.warmup = WarmupWatch(self.config.warmup_config)
         self._overshooting = False  # rolling back an overshot warmup, this step
-        self._peak_target: Overshoot | None = None  # an overshot warmup: cut the schedule's peak toward its rule
+        self.peak_cut = PeakCut(self.config.warmup_config.range_rule, self.config.cut)  # after an overshot warmup
         self.rescues = 0
         self.started = False
         self.last_snapshot_step: int | None = None
@@ -182,10 +183,9 @@ class Rescue:
         if op.op == "enable":
             old = self.enabled
             p = op.params
-            b = p.get("baseline")
+            b = json_number(p.get("baseline"))
             self.configure(enabled=True, classes=p.get("classes") if isinstance(p.get("classes"), int) else None,
-                           baseline=b if isinstance(b, (int, float)) and not isinstance(b, bool)
-                           and math.isfinite(b) and b > 0 else None,
+                           baseline=b if b is not None and math.isfinite(b) and b > 0 else None,
                            probe=p.get("probe") if isinstance(p.get("probe"), bool) else None)
             return {"enabled": {"old": old, "new": True}, "probe": self.config.probe}
         if op.op == "disable":
@@ -248,7 +248,7 @@ class Rescue:
         if start is not None and ctx.step == start.step:
             # A rollback to the first state keeps the run's first loss as its reference (the early rise).
             self.targets.hold_start(start, self.detector)
-        if probe and (self.probe.state is not ProbeState.SETTLED or self.descent.observing()):
+        if self._observing():
             self._observe(ctx.step, x, metrics)  # else neither keeps a point
         if not self.enabled or self.kernel.dist is not None or self._acting:
             return
@@ -279,8 +279,7 @@ class Rescue:
         probe = self.config.probe
         if (self._quiet is not None or not self.enabled or kernel.dist is not None or not self.started
                 or self.targets.start is None or det.verdict is not Verdict.HEALTHY
-                or self.warmup.active or self._peak_target is not None
-                or (probe and (self.probe.state is not ProbeState.SETTLED or self.descent.observing()))):
+                or self.warmup.active or self.peak_cut.active or self._observing()):
             return
         band = det.quiet_band(QUIET_POINTS)
         if band is None:
@@ -298,7 +297,7 @@ class Rescue:
         first = self.targets.start.step
         if first > step:  # a rollback to the run's start holds its loss at that step
             until = min(until, first)
-        if probe and self.rescues == 0 and not self.probe.raises:  # ``_move_lr`` asks for the descent's test
+        if probe and self._untouched():  # ``_move_lr`` asks for the descent's test
             window = self.descent.test_window(kernel.max_steps, self._warm_end)
             if window is not None and step + 1 - self._warm_end <= window[1]:
                 until = min(until, max(step + 1, self._warm_end + math.ceil(window[0])))
@@ -327,6 +326,15 @@ class Rescue:
                 self.targets.start.healthy = True
                 self.kernel.snapshots.add_oldest(self.targets.start)
 
+    def _observing(self) -> bool:
+        """Whether the probe (until it settles) or the descent keeps the step's points."""
+        return self.config.probe and (self.probe.state is not ProbeState.SETTLED or self.descent.observing())
+
+    def _untouched(self) -> bool:
+        """A run that never blew up and was never too slow (no rescue, no raise by the probe):
+        the descent's one test of an lr too high may be due."""
+        return self.rescues == 0 and not self.probe.raises
+
     def _reads_lr(self) -> bool:
         """Whether the warmup watch or the unsettled probe still follows the lr step by step."""
         return self.warmup.active or (self.config.probe and self.probe.state is not ProbeState.SETTLED)
@@ -335,11 +343,7 @@ class Rescue:
         """Whether the scheduler is raising lr (a warmup): the knob rose since the last step with
         no op changing it. The probe waits until a window after the last such rise; the warmup
         watch measures the warmup. Returns the knob's value (None: no numeric knob)."""
-        act = self._knob(self.config.knob)
-        if act is None:
-            return None
-        act.refresh()
-        lr, seen = json_number(act.value), self._lr_seen
+        lr, seen = self._live()[1], self._lr_seen
         if lr is not None and seen is not None and lr > seen * (1 + 1e-9) and self._changed_at != step:
             self._rising_at = step
             self._warm_end = step
@@ -363,8 +367,9 @@ class Rescue:
     @staticmethod
     def _value(metrics: dict[str, Any], name: str) -> float | None:
         v = metrics.get(name)
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return float(v)
+        n = json_number(v)
+        if n is not None:
+            return n
         if v is not None:
             try:
                 return float(v)  # a 0-d tensor
@@ -389,6 +394,15 @@ class Rescue:
 
     def _knob(self, key: str) -> Any:
         return self.kernel.state.get(key)
+
+    def _live(self) -> tuple[Any, float | None]:
+        """The rescue's knob, refreshed (a scheduler may have moved it), and its value as a number
+        (None: not a number); (None, None) when the run has no such knob."""
+        act = self._knob(self.config.knob)
+        if act is None:
+            return None, None
+        act.refresh()
+        return act, json_number(act.value)
 
     def _submit(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
         self._acting = True
@@ -432,11 +446,7 @@ class Rescue:
         budget = self.kernel.max_steps
         if self.rescues or not budget or step > self.config.early_share * budget:
             return None
-        act = self._knob(self.config.knob)
-        if act is None:
-            return None
-        act.refresh()
-        return json_number(act.value)
+        return self._live()[1]
 
     def _submit_rollback(self, ctx: ApplyContext, snap: Snapshot | None, why: str, x: float) -> dict[str, Any]:
         """Submit one ``rescue rollback`` (to ``snap``, cutting lr) and keep the rescue's books."""
@@ -466,7 +476,7 @@ class Rescue:
         if overshoot is not None:
             self._overshot(ctx, overshoot, x)
             return True
-        if self._peak_target is not None:
+        if self.peak_cut.active:
             self._cut_peak(ctx)
         return False
 
@@ -479,17 +489,16 @@ class Rescue:
         its first state, at the rule's lr, ends near the tuned start's."""
         if self.rescues >= self.config.max_rescues:
             return
-        goal = self.config.warmup_config.range_rule * over.low_lr
-        snap = self.targets.trained_at_most(goal, over.low_step)
+        snap = self.targets.trained_at_most(self.peak_cut.goal(over), over.low_step)
         if snap is None:
             return
         self._overshooting = True
         try:
-            entry = self._submit_rollback(ctx, snap, over.reason(self.config.warmup_config.range_rule), x)
+            entry = self._submit_rollback(ctx, snap, over.reason(self.peak_cut.range_rule), x)
         finally:
             self._overshooting = False
         if entry.get("decision") == "applied":
-            self._peak_target = over
+            self.peak_cut.arm(over)
 
     def _guard_allows(self, act: HotcbActuator, value: float, step: int) -> bool:
         """The guard's answer to a rule's change of the knob, asked before the op is sent: a change
@@ -505,29 +514,23 @@ class Rescue:
         return True
 
     def _cut_peak(self, ctx: ApplyContext) -> None:
-        """One cut of the schedule toward the overshoot's peak, each a guarded rule op, as soon as
-        the guard allows one (its cooldown: asked before, so a wait leaves no refusal behind)."""
-        over, rule = self._peak_target, self.config.warmup_config.range_rule
-        act = self._knob(self.config.knob)
-        if over is None or act is None or self.config.knob in self.kernel.locks:
-            self._peak_target = None
+        """The peak cut's next cut of the schedule (``hotcb.peak_cut``), a guarded rule op, as soon
+        as the guard allows one (its cooldown: asked before, so a wait leaves no refusal behind)."""
+        if self.config.knob in self.kernel.locks:
+            self.peak_cut.settle()
             return
-        act.refresh()
-        lr, base = json_number(act.value), act.schedule_base()
-        goal = rule * over.low_lr
-        if lr is None or not lr > 0 or base is None or not base > goal * (1 + 1e-9):
-            self._peak_target = None  # there (or no schedule to cut)
+        act, lr = self._live()
+        cut = self.peak_cut.decide(lr, self._schedule_base())
+        if cut is None or act is None or lr is None:
             return
-        factor = max(self.config.cut, goal / base)
-        if not self._guard_allows(act, lr * factor, ctx.step):
+        new = lr * cut.factor
+        if not self._guard_allows(act, new, ctx.step):
             return  # the knob's cooldown: the next step asks again
-        op = HotOp(module=act.group, op="set_params", params={act.param_key: lr * factor}, source=Source.RULE,
-                   actor=ACTOR, reason=f"rescue: the warmup overshot at step {over.step} (the loss turned at lr "
-                   f"{over.low_lr:.4g}, step {over.low_step}): the schedule's peak {base:.4g} -> {base * factor:.4g}, "
-                   f"toward {goal:.4g} ({rule:g} x that lr)")
+        op = HotOp(module=act.group, op="set_params", params={act.param_key: new}, source=Source.RULE,
+                   actor=ACTOR, reason=cut.reason)
         entry = self._submit(op, ctx)
         if entry.get("decision") != "applied":
-            self._peak_target = None  # refused by the judge for another reason: the run keeps what it has
+            self.peak_cut.settle()  # refused by the judge for another reason: the run keeps what it has
 
     def _target_text(self, snap: Snapshot | None) -> str:
         """The rollback's target, as its reason says it."""
@@ -550,9 +553,9 @@ class Rescue:
         if act is None or op.module != act.group or act.param_key not in op.params:
             return
         act.refresh()
-        new, old = op.params[act.param_key], act.value
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (new, old)) and new > old:
-            self.targets.note_raise(step, float(old))
+        new, old = json_number(op.params[act.param_key]), json_number(act.value)
+        if new is not None and old is not None and new > old:
+            self.targets.note_raise(step, old)
 
     # complexity: every check happens before anything is restored (a refusal leaves the run as it was), so they stay in one place
     def _rollback(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
@@ -575,7 +578,7 @@ class Rescue:
             act.refresh()
             live = act.value
             before = snap.knobs.get(key)
-            if isinstance(live, (int, float)) and not isinstance(live, bool) and live > 0:
+            if json_number(live) is not None and live > 0:
                 base = self._cut_from(act, live, before, snap.step)
                 # A raise by an op since the snapshot (a warmup's rise is the schedule's, not a raise).
                 self._raise_undone = base < live and self.targets.raised_since(snap.step)
@@ -606,7 +609,7 @@ class Rescue:
         # holds lr below its base at the restored state raises it again, and until it has, a slow
         # loss is expected (charlm, rolled back to its start, sits at the unigram loss for the 50
         # steps of its warmup: called dead there, every seed went back to step 0 every ~29 steps).
-        self.detector.dead_on_probation = not self._in_warmup(act)
+        self.detector.dead_on_probation = not self._in_warmup()
         self._changed_at = ctx.step
         self.last_restored = snap.step
         payload["restored_step"] = snap.step
@@ -615,14 +618,10 @@ class Rescue:
         self.last_snapshot_step = ctx.step
         return payload
 
-    @staticmethod
-    def _in_warmup(act: HotcbActuator | None) -> bool:
+    def _in_warmup(self) -> bool:
         """The knob's value sits below its schedule base: the scheduler holds lr down (a warmup
         to go through again, or a decay; either way a slow loss is the schedule's)."""
-        if act is None:
-            return False
-        act.refresh()
-        live, base = json_number(act.value), act.schedule_base()
+        live, base = self._live()[1], self._schedule_base()
         return live is not None and base is not None and live < base * (1 - 1e-9)
 
     def _cut_from(self, act: HotcbActuator, live: float, before: Any, step: int) -> float:
@@ -632,7 +631,7 @@ class Rescue:
         snapshot from earlier in a warmup has a lower lr only because of where it sat in it, and
         reading that as the lower lr would make every rollback to it cut from its old base, never
         further (three blow-ups in a warmup each ended at half the first base)."""
-        if not isinstance(before, (int, float)) or isinstance(before, bool) or not before > 0:
+        if json_number(before) is None or not before > 0:
             return live
         now, then = act.schedule_base(), self.targets.base_at(step)
         if now is not None and then is not None:
@@ -646,8 +645,8 @@ class Rescue:
         if self.probe.state is not ProbeState.SETTLED:
             self._lr_step(ctx, self.probe, "probe")
             return
-        if self.rescues == 0 and not self.probe.raises and self.descent.state is DescentState.IDLE:
-            # A run that never blew up and was never too slow: one measured cut tests an lr too high.
+        if self._untouched() and self.descent.state is DescentState.IDLE:
+            # One measured cut tests an lr too high.
             why = self.descent.test_due(ctx.step, self.kernel.max_steps, since=self._warm_end)
             if why is not None:
                 self.descent.arm(why, safe=False)
@@ -656,12 +655,10 @@ class Rescue:
 
     def _lr_step(self, ctx: ApplyContext, stepper: LrProbe | LrDescent, actor: str) -> None:
         """Ask the probe or the descent for an lr change and submit it (one guarded rule op)."""
-        act = self._knob(self.config.knob)
+        act, lr = self._live()
         if act is None:
             stepper.settle(f"no {self.config.knob} knob")
             return
-        act.refresh()
-        lr = json_number(act.value)
         if isinstance(stepper, LrProbe):
             if self.warming(ctx.step):
                 stepper.hold()  # no raise while the scheduler warms lr up
