@@ -243,6 +243,28 @@ def test_symlinked_run_files_are_never_followed(run_dir: Path, tmp_path: Path, n
     lp.close()
 
 
+def test_a_fifo_in_place_of_a_run_file_never_hangs_the_training_process(run_dir: Path) -> None:
+    """A named pipe where a run file belongs, with no writer: opening one to read blocks until
+    a writer comes, so a kernel that opened it would hang its step (or its construction) for
+    good. The real training process keeps stepping, the files it watches each get a recorded
+    refusal, and a command still goes through."""
+    for name in ("hotcb.freeze.json", "hotcb.yaml", "hotcb.autopilot.json", "hotcb.locks.json",
+                 "hotcb.intents.jsonl"):
+        os.mkfifo(run_dir / name)
+    with Trainer(run_dir, steps=100000, sleep=0.005) as t:
+        t.wait_step(20, timeout=60)
+        wait_for(lambda: {"desired_state", "enable"} <= {e["op"] for e in t.ledger() if e["decision"] == "rejected"},
+                 30, what="the refusals of the watched files")
+        refused = {e["op"]: e["error"] for e in t.ledger()}
+        assert "not a regular file" in refused["desired_state"] and "hotcb.autopilot.json" in refused["enable"]
+        append_line(run_dir / "hotcb.commands.jsonl", make_command("opt", "set_params", {"lr": 0.005}, cmd_id="c1"))
+        step = t.status()["step"]
+        wait_for(lambda: any(e["cmd_id"] == "c1" for e in t.ledger()), 30, what="the command's decision")
+        t.wait_step(step + 20, timeout=60)
+    [c1] = [e for e in read_jsonl(run_dir / "hotcb.applied.jsonl") if e["cmd_id"] == "c1"]
+    assert c1["decision"] in ("applied", "failed", "rejected")  # decided, whatever the broken intents file made of it
+
+
 def test_freeze_file_recipe_paths_stay_inside(run_dir: Path) -> None:
     lp = Loop(run_dir, watch_interval_s=0.0)
     lp.run(1)
