@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from hotcb.jsonl import read_all
 from hotcb.jsonl_write import append_line
@@ -263,6 +264,28 @@ def test_a_fifo_in_place_of_a_run_file_never_hangs_the_training_process(run_dir:
         t.wait_step(step + 20, timeout=60)
     [c1] = [e for e in read_jsonl(run_dir / "hotcb.applied.jsonl") if e["cmd_id"] == "c1"]
     assert c1["decision"] in ("applied", "failed", "rejected")  # decided, whatever the broken intents file made of it
+
+
+def test_snapshot_files_are_never_followed_nor_waited_on(run_dir: Path, tmp_path: Path) -> None:
+    """On-disk snapshots are run files too: a FIFO planted as a snapshot must not hang the
+    kernel's start-up (it reads the snapshots it finds), a link planted as a snapshot is not
+    read through, and a link planted where the next snapshot's temp file goes is not written
+    through (it would overwrite whatever it points at, outside the run directory)."""
+    ckpt = run_dir / "hotcb.checkpoints"
+    ckpt.mkdir()
+    os.mkfifo(ckpt / "step-000000001.pt")
+    elsewhere = tmp_path / "elsewhere.pt"
+    torch.save({"step": 2, "states": {}, "knobs": {"lr": 9.0}, "reason": "planted"}, elsewhere)
+    (ckpt / "step-000000002.pt").symlink_to(elsewhere)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    with Trainer(run_dir, "--checkpoint-every", "10", "--on-disk", steps=100000, sleep=0.05) as t:
+        t.wait_step(2, timeout=60)
+        assert t.status()["snapshots"] == []  # neither the FIFO nor the link is a snapshot
+        (ckpt / "step-000000040.tmp").symlink_to(victim)  # after start-up's clean-up of temp files
+        t.wait_step(45, timeout=60)
+        assert 40 in t.status()["snapshots"]
+    assert victim.read_text() == "precious\n"
 
 
 def test_freeze_file_recipe_paths_stay_inside(run_dir: Path) -> None:
