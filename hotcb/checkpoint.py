@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import os
 import re
 from collections import deque
@@ -31,7 +32,7 @@ from typing import Any
 
 from .actuators.actuator import _plain
 from .actuators.state import MutableState
-from .jsonl import open_nofollow
+from .jsonl import UnsafeFile, open_nofollow
 from .state_copy import Spares, to_cpu
 
 _FILE_RE = re.compile(r"^step-(\d{9})(?:\.rank(\d+))?\.pt$")
@@ -223,6 +224,8 @@ class Snapshots:
         import torch
 
         assert self.directory is not None
+        if self.directory.is_symlink():  # a folder of run files, replaced by a link elsewhere
+            raise UnsafeFile(errno.ELOOP, f"{self.directory} is a symlink; run files are never followed")
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self._file(snap.step)
         tmp = path.with_suffix(".tmp")
@@ -247,7 +250,7 @@ class Snapshots:
 
     def _discover(self) -> None:
         assert self.directory is not None
-        if not self.directory.is_dir():
+        if self.directory.is_symlink() or not self.directory.is_dir():
             return
         found = []
         for p in self.directory.iterdir():

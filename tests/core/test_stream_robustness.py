@@ -288,6 +288,22 @@ def test_snapshot_files_are_never_followed_nor_waited_on(run_dir: Path, tmp_path
     assert victim.read_text() == "precious\n"
 
 
+def test_a_linked_snapshot_folder_is_never_written_through(run_dir: Path, tmp_path: Path) -> None:
+    """``hotcb.checkpoints`` replaced by a link to a folder elsewhere: no snapshot lands there;
+    a person's checkpoint fails naming the link, and the loop goes on."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (run_dir / "hotcb.checkpoints").symlink_to(other)
+    lp = Loop(run_dir, checkpoint_on_disk=True, checkpoint_every=5, command_check_s=0)
+    lp.run(12)
+    cmd = lp.send("core", "checkpoint")
+    lp.run(2)
+    e = lp.decision(cmd)
+    assert e["decision"] == "failed" and "symlink" in e["error"]
+    assert list(other.iterdir()) == [] and lp.step_no == 14
+    lp.close()
+
+
 def test_freeze_file_recipe_paths_stay_inside(run_dir: Path) -> None:
     lp = Loop(run_dir, watch_interval_s=0.0)
     lp.run(1)
