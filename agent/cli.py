@@ -10,6 +10,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
+from hotcb.terminal import printable
 from hotcb.vocabulary import AutopilotMode, Source
 
 if TYPE_CHECKING:
@@ -315,8 +316,8 @@ def cmd_proposals(args: argparse.Namespace) -> int:
                 print(json.dumps(listed.model_dump(mode="json"), indent=1))
             for p in [] if args.json else listed.proposals:
                 op = p.op
-                print(f"{p.proposal_id}  {p.status:<8} step {p.step}  {p.source}/{p.actor}  "
-                      f"{op.module}.{op.op} {json.dumps(op.model_dump(mode='json')['params'])}  -- {p.reason}")
+                print(printable(f"{p.proposal_id}  {p.status:<8} step {p.step}  {p.source}/{p.actor}  "
+                                f"{op.module}.{op.op} {json.dumps(op.model_dump(mode='json')['params'])}  -- {p.reason}"))
             if not args.json and not listed.proposals:
                 print("no pending proposals" if not args.all else "no proposals")
             return 0

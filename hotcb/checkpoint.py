@@ -14,13 +14,15 @@ the optimizer runs after a rollback) is captured and loaded back after the regis
 
 With ``directory`` set, snapshots are ``torch.save``d there (``RUN_DIR/hotcb.checkpoints/``)
 instead of held in memory, and those left by an earlier process of the same run can be rolled
-back to after a restart.
+back to after a restart. They are run files: opened without following a link or waiting on a
+FIFO (``hotcb.jsonl.open_nofollow``), each written to a temp file of its own creation.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import os
 import re
 from collections import deque
@@ -30,6 +32,7 @@ from typing import Any
 
 from .actuators.actuator import _plain
 from .actuators.state import MutableState
+from .jsonl import UnsafeFile, open_nofollow
 from .state_copy import Spares, to_cpu
 
 _FILE_RE = re.compile(r"^step-(\d{9})(?:\.rank(\d+))?\.pt$")
@@ -221,11 +224,16 @@ class Snapshots:
         import torch
 
         assert self.directory is not None
+        if self.directory.is_symlink():  # a folder of run files, replaced by a link elsewhere
+            raise UnsafeFile(errno.ELOOP, f"{self.directory} is a symlink; run files are never followed")
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self._file(snap.step)
         tmp = path.with_suffix(".tmp")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()  # whatever lies there (a link planted to be written through) goes, unfollowed
         try:
-            torch.save({"step": snap.step, "states": snap.states, "knobs": snap.knobs, "reason": snap.reason}, tmp)
+            with os.fdopen(open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb") as f:
+                torch.save({"step": snap.step, "states": snap.states, "knobs": snap.knobs, "reason": snap.reason}, f)
             os.replace(tmp, path)  # a crash mid-save never leaves a truncated snapshot behind
         except BaseException:
             with contextlib.suppress(OSError):
@@ -237,11 +245,12 @@ class Snapshots:
         import torch
 
         assert snap.path is not None
-        return torch.load(snap.path, map_location="cpu", weights_only=True)
+        with os.fdopen(open_nofollow(snap.path, os.O_RDONLY), "rb") as f:
+            return torch.load(f, map_location="cpu", weights_only=True)
 
     def _discover(self) -> None:
         assert self.directory is not None
-        if not self.directory.is_dir():
+        if self.directory.is_symlink() or not self.directory.is_dir():
             return
         found = []
         for p in self.directory.iterdir():

@@ -21,6 +21,7 @@ from .ledger import filter_entries
 from .ops import make_command, new_cmd_id
 from .recipe import export_recipe, load_recipe, write_recipe
 from .rundir import NO_TRAINING_YET, RunDir, open_for_controller
+from .terminal import printable
 from .vocabulary import Source
 
 OPT_KEYS = ("lr", "weight_decay", "betas", "momentum", "eps")
@@ -120,7 +121,7 @@ def _fmt_entry(e: dict[str, Any]) -> str:
         line += f"  !! {str(e['error']).splitlines()[0]}"
     if e.get("reason"):
         line += f"  ({e['reason']})"
-    return line
+    return printable(line)
 
 
 # ---------------------------------------------------------------------------- subcommands
@@ -151,9 +152,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         lock = "  [locked]" if a["key"] in (acts.get("locks") or {}) else ""
         bounds = f"{a['min']}..{a['max']}" if a.get("min") is not None or a.get("max") is not None else None
         what = ", ".join(str(x) for x in (a.get("type"), bounds, a.get("state")) if x is not None)
-        print(f"  {a['module']}.{a['key']} = {a['value']}" + (f"  ({what})" if what else "") + lock)
+        print(printable(f"  {a['module']}.{a['key']} = {a['value']}" + (f"  ({what})" if what else "") + lock))
     for cb in acts.get("callbacks", []):
-        print(f"  cb {cb['id']}: {cb['state']}")
+        print(printable(f"  cb {cb['id']}: {cb['state']}"))
     return 0
 
 

@@ -19,6 +19,7 @@ import errno
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +27,9 @@ from .errors import Conflict
 
 # Refuse symlinks where the platform can (a run file replaced by a link must not redirect writes).
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+# Opened without blocking: a FIFO put where a run file belongs would otherwise block ``open``
+# until a writer (or reader) came, and the step with it; it is then refused as not a regular file.
+O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 # A JSON value nested deeper than this is refused: deep values blow Python's recursion limit in
 # every later encoder and walker, and no command needs more than a few levels.
 MAX_DEPTH = 64
@@ -40,13 +44,25 @@ class UnsafeFile(Conflict, OSError):
 
 
 def open_nofollow(path: str | os.PathLike[str], flags: int, mode: int = 0o644) -> int:
-    """``os.open`` that refuses a symlink at ``path`` with ``UnsafeFile``."""
+    """``os.open`` that refuses with ``UnsafeFile`` a symlink at ``path``, and anything else that
+    is not a regular file (a FIFO, a device, a directory) without waiting on it."""
     try:
-        return os.open(os.fspath(path), flags | O_NOFOLLOW, mode)
+        fd = os.open(os.fspath(path), flags | O_NOFOLLOW | O_NONBLOCK, mode)
     except OSError as e:
         if e.errno == errno.ELOOP or (O_NOFOLLOW == 0 and os.path.islink(path)):
             raise UnsafeFile(e.errno or errno.ELOOP, f"{os.fspath(path)} is a symlink; run files are never followed") from None
+        if e.errno == errno.ENXIO:  # a FIFO with no reader, opened to write
+            raise UnsafeFile(e.errno, f"{os.fspath(path)} is not a regular file; refused") from None
         raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsafeFile(errno.EINVAL, f"{os.fspath(path)} is not a regular file; refused")
+        if O_NONBLOCK:
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def read_json(path: str | os.PathLike[str], default: Any = None) -> Any:

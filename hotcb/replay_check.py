@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -95,14 +96,18 @@ def place_recipe(run: RunDir, path: str, code: CodePolicy) -> str:
         raise ValueError(f"the recipe {path} is larger than {MAX_RECIPE_BYTES >> 20} MiB")
     rel = f"{RECIPES_DIR}/{hashlib.sha256(data).hexdigest()[:16]}.jsonl"
     dest = run.root / rel
+    if code.place(rel) is None:  # a run directory whose recipes/ leads elsewhere (a link)
+        raise ValueError(f"the copy {dest} is outside the run directory; refusing")
     dest.parent.mkdir(exist_ok=True)
-    if not dest.is_file() or dest.read_bytes() != data:
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    if dest.is_symlink() or not dest.is_file() or dest.read_bytes() != data:
+        # A run file: its temp file is created fresh, never written through what lies there.
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
         try:
-            tmp.write_bytes(data)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
             os.replace(tmp, dest)
         finally:
-            tmp.unlink(missing_ok=True)
-    if code.place(rel) is None:  # a run directory whose recipes/ leads elsewhere (a link)
+            Path(tmp).unlink(missing_ok=True)
+    if code.place(rel) is None:  # recipes/ swapped for a link meanwhile
         raise ValueError(f"the copy {dest} is outside the run directory; refusing")
     return rel

@@ -120,7 +120,7 @@ class WatchedFiles:
         missing = object()
         doc = read_json(self.autopilot_path, missing)
         if doc is missing:
-            return {"error": "not readable JSON (malformed, or a symlink)"}
+            return {"error": "not readable JSON (malformed, a symlink, or not a regular file)"}
         mode = doc.get("mode") if isinstance(doc, dict) else None
         if not isinstance(mode, str) or mode not in AUTOPILOT_MODES:
             return {"error": f"mode must be one of {', '.join(AUTOPILOT_MODES)}"}

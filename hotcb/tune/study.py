@@ -7,6 +7,8 @@ objective) before anything changes; the rest of tune talks to Optuna only throug
 
 from __future__ import annotations
 
+import os
+import stat
 import warnings
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,14 @@ class TuneStudy:
     @classmethod
     def open(cls, journal: Path, recipe: TuneRecipe) -> TuneStudy:
         """The recipe's study (created or loaded from the journal) and the objective it scores."""
+        # Optuna opens the journal itself, following links and blocking on a FIFO: a run file
+        # that is not a regular file is refused here, before it can hang the step.
+        try:
+            mode = os.lstat(journal).st_mode
+        except FileNotFoundError:
+            mode = stat.S_IFREG
+        if not stat.S_ISREG(mode):
+            raise ValueRefused(f"{journal.name} is not a regular file (a link, FIFO or device); refused")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))

@@ -6,7 +6,9 @@ recipe the kernel would refuse. A real kernel (``Loop``) decides each time."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -84,3 +86,25 @@ def test_freeze_replay_of_a_recipe_the_kernel_would_refuse_fails_and_writes_noth
         main(["freeze", "--dir", str(published), "--mode", "replay", "--recipe", str(tmp_path / "missing.jsonl")])
     after = (published / "hotcb.freeze.json").read_bytes() if (published / "hotcb.freeze.json").exists() else None
     assert after == before
+
+
+def test_the_recipe_copy_is_never_written_through_a_link(published: Path, tmp_path: Path) -> None:
+    """The copy's temp file and its folder are run files: a link planted at either is not
+    written through (the first would overwrite its target, the second put the copy outside)."""
+    outside = _recipe(tmp_path / "r.jsonl", [GOOD])
+    name = f"{hashlib.sha256(outside.read_bytes()).hexdigest()[:16]}.jsonl"
+    (published / "recipes").mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (published / "recipes" / f".{name}.{os.getpid()}.tmp").symlink_to(victim)
+    assert main(["freeze", "--dir", str(published), "--mode", "replay", "--recipe", str(outside)]) == 0
+    assert victim.read_text() == "precious\n"
+    assert (published / "recipes" / name).read_bytes() == outside.read_bytes()
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (published / "recipes").rename(tmp_path / "old-recipes")
+    (published / "recipes").symlink_to(other)
+    with pytest.raises(SystemExit, match="outside the run directory"):
+        main(["freeze", "--dir", str(published), "--mode", "replay", "--recipe", str(outside)])
+    assert list(other.iterdir()) == []

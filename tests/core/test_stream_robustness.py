@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from hotcb.jsonl import read_all
 from hotcb.jsonl_write import append_line
@@ -240,6 +241,66 @@ def test_symlinked_run_files_are_never_followed(run_dir: Path, tmp_path: Path, n
         lp.run(3)
         assert "symlink" in (lp.kernel.ledger.write_error or "")
     assert target.read_text().count("\n") <= 1  # never written through
+    lp.close()
+
+
+def test_a_fifo_in_place_of_a_run_file_never_hangs_the_training_process(run_dir: Path) -> None:
+    """A named pipe where a run file belongs, with no writer: opening one to read blocks until
+    a writer comes, so a kernel that opened it would hang its step (or its construction) for
+    good. The real training process keeps stepping, the files it watches each get a recorded
+    refusal, and a command still goes through."""
+    for name in ("hotcb.freeze.json", "hotcb.yaml", "hotcb.autopilot.json", "hotcb.locks.json",
+                 "hotcb.intents.jsonl"):
+        os.mkfifo(run_dir / name)
+    with Trainer(run_dir, steps=100000, sleep=0.005) as t:
+        t.wait_step(20, timeout=60)
+        wait_for(lambda: {"desired_state", "enable"} <= {e["op"] for e in t.ledger() if e["decision"] == "rejected"},
+                 30, what="the refusals of the watched files")
+        refused = {e["op"]: e["error"] for e in t.ledger()}
+        assert "not a regular file" in refused["desired_state"] and "hotcb.autopilot.json" in refused["enable"]
+        append_line(run_dir / "hotcb.commands.jsonl", make_command("opt", "set_params", {"lr": 0.005}, cmd_id="c1"))
+        step = t.status()["step"]
+        wait_for(lambda: any(e["cmd_id"] == "c1" for e in t.ledger()), 30, what="the command's decision")
+        t.wait_step(step + 20, timeout=60)
+    [c1] = [e for e in read_jsonl(run_dir / "hotcb.applied.jsonl") if e["cmd_id"] == "c1"]
+    assert c1["decision"] in ("applied", "failed", "rejected")  # decided, whatever the broken intents file made of it
+
+
+def test_snapshot_files_are_never_followed_nor_waited_on(run_dir: Path, tmp_path: Path) -> None:
+    """On-disk snapshots are run files too: a FIFO planted as a snapshot must not hang the
+    kernel's start-up (it reads the snapshots it finds), a link planted as a snapshot is not
+    read through, and a link planted where the next snapshot's temp file goes is not written
+    through (it would overwrite whatever it points at, outside the run directory)."""
+    ckpt = run_dir / "hotcb.checkpoints"
+    ckpt.mkdir()
+    os.mkfifo(ckpt / "step-000000001.pt")
+    elsewhere = tmp_path / "elsewhere.pt"
+    torch.save({"step": 2, "states": {}, "knobs": {"lr": 9.0}, "reason": "planted"}, elsewhere)
+    (ckpt / "step-000000002.pt").symlink_to(elsewhere)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    with Trainer(run_dir, "--checkpoint-every", "10", "--on-disk", steps=100000, sleep=0.05) as t:
+        t.wait_step(2, timeout=60)
+        assert not {1, 2} & set(t.status()["snapshots"])  # neither the FIFO nor the link is a snapshot
+        (ckpt / "step-000000040.tmp").symlink_to(victim)  # after start-up's clean-up of temp files
+        t.wait_step(45, timeout=60)
+        assert max(t.status()["snapshots"]) >= 40  # the snapshot of step 40 was taken all the same
+    assert victim.read_text() == "precious\n"
+
+
+def test_a_linked_snapshot_folder_is_never_written_through(run_dir: Path, tmp_path: Path) -> None:
+    """``hotcb.checkpoints`` replaced by a link to a folder elsewhere: no snapshot lands there;
+    a person's checkpoint fails naming the link, and the loop goes on."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (run_dir / "hotcb.checkpoints").symlink_to(other)
+    lp = Loop(run_dir, checkpoint_on_disk=True, checkpoint_every=5, command_check_s=0)
+    lp.run(12)
+    cmd = lp.send("core", "checkpoint")
+    lp.run(2)
+    e = lp.decision(cmd)
+    assert e["decision"] == "failed" and "symlink" in e["error"]
+    assert list(other.iterdir()) == [] and lp.step_no == 14
     lp.close()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -69,6 +70,18 @@ def test_enable_alone_starts_searching_and_a_restarted_process_continues_the_stu
         assert tune_state(run_dir)["mode"] == "off" and tune_state(run_dir)["active_trial"] is None
     ledger = read_jsonl(run_dir / "hotcb.applied.jsonl")
     assert [e["op"] for e in ledger if e["module"] == "tune" and e["source"] == "human"] == ["enable", "disable"]
+
+
+def test_a_fifo_as_the_study_journal_is_refused_and_training_goes_on(run_dir: Path) -> None:
+    """Optuna opens its journal itself, blocking: a FIFO planted as ``hotcb.tune.journal`` hung
+    the training step that enabled tune. The enable is refused, naming the file, and the run
+    keeps stepping."""
+    os.mkfifo(run_dir / "hotcb.tune.journal")
+    with Trainer(run_dir, sleep=0.01) as tr:
+        tr.wait_step(5)
+        out = hotcb(run_dir, "tune", "enable", "--mode", "active")
+        assert out.returncode == 2 and "not a regular file" in out.stdout, out.stdout + out.stderr
+        tr.wait_step(tr.status()["step"] + 20)
 
 
 def test_cli_recipe_file_is_validated_before_anything_is_written(run_dir: Path, tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """A real training process for tests: a small torch MLP regression, with the kernel.
 
     python tests/support/trainer.py --dir RUN --steps 100000 --sleep 0.01 [--seed 0]
-        [--loss-weights] [--scheduler cosine] [--checkpoint-every 20] [--nan-at STEP]
+        [--loss-weights] [--scheduler cosine] [--checkpoint-every 20 [--on-disk]] [--nan-at STEP]
         [--overfit] [--weight-decay 1e-4] [--grad-norm] [--grad-spike-at 80,200]
         [--guard-cooldown STEPS] [--rescue] [--no-probe] [--rollback-dump DIR]
 
@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:  # noqa: C901, PLR0912, PLR0915
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--scheduler", choices=["none", "cosine", "step"], default="none")
     ap.add_argument("--checkpoint-every", type=int, default=0)
+    ap.add_argument("--on-disk", action="store_true", help="snapshots as files in RUN/hotcb.checkpoints")
     ap.add_argument("--nan-at", type=int, default=-1)
     ap.add_argument("--plateau", action="store_true", help="report a flat val_loss")
     ap.add_argument("--callback-dir", default=None)
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:  # noqa: C901, PLR0912, PLR0915
     weights = {"mse_w": 1.0, "l1_w": 0.0}
     state = mutable_state(optimizer_actuators(opt, scheduler=sched) + loss_actuators(weights))
     kernel = HotKernel(args.dir, mutable_state=state, max_steps=args.steps,
-                       checkpoint_every=args.checkpoint_every or None,
+                       checkpoint_every=args.checkpoint_every or None, checkpoint_on_disk=args.on_disk,
                        guard=GuardConfig(cooldown_steps=args.guard_cooldown) if args.guard_cooldown is not None else None,
                        allowed_callback_dirs=[args.callback_dir] if args.callback_dir else None)
     kernel.register_state("model", model)
