@@ -58,7 +58,10 @@ def test_mode_is_set_by_humans_only_and_alert_rules_validate(tmp_path):
 def test_ai_auto_process_wakes_on_a_user_alert_and_acts(tmp_path):
     script = [{"tool_calls": [{"name": "apply_op", "arguments": {**OP, "reason": "val_loss above 0.4 alert"}}]},
               {"content": "cut lr on the alert"}]
-    with Trainer(tmp_path, "--plateau", sleep=0.01) as t, FakeLLM(script) as llm:
+    # A slow step: the rules (ai_auto's safety floor) halve lr at step ~105 on the flat val_loss, and
+    # an agent op right after that waits out the guard's cooldown (refused, and the script has no
+    # second try); at 0.01 s a step a loaded machine's wake came after it.
+    with Trainer(tmp_path, "--plateau", sleep=0.05) as t, FakeLLM(script) as llm:
         HotcbTools(tmp_path, source="human").call("set_alert_rules", {"rules": [
             {"id": "val_high", "kind": "threshold", "metric": "val_loss", "above": 0.4}]})
         pilot = Autopilot(tmp_path, mode="ai_auto", ai=AIOptions(api_key="k", base_url=llm.base_url, model="fake",
