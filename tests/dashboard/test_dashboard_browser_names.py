@@ -1,0 +1,59 @@
+"""Metric names are hostile input for the page too: a name that is also a property every
+JavaScript object has (``constructor``, ``__proto__``, ``toString``) is a metric like any other.
+
+Headless Chromium against ``hotcb serve`` (real uvicorn) over a run whose metrics file someone
+else wrote, with a compare run that lacks those names.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hotcb.jsonl_write import append_line
+from tests.dashboard.test_dashboard_browser import CHROMIUM_ARGS, WAIT_MS
+from tests.dashboard.test_dashboard_proc import ServeProcess
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+OBJECT_NAMES = ("constructor", "__proto__", "toString", "hasOwnProperty")
+
+
+def write_metrics(run: Path, names: tuple[str, ...], steps: range) -> None:
+    run.mkdir()
+    for step in steps:
+        append_line(run / "hotcb.metrics.jsonl", {"step": step, "wall_time": time.time(),
+                                                  "metrics": {n: 1.0 / (step + 1 + i) for i, n in enumerate(names)}})
+
+
+def test_metrics_named_like_object_properties_are_charted(tmp_path: Path, chromium: str) -> None:
+    """Seen: a metric named ``constructor`` (or ``__proto__``) threw in the page's series merge
+    (``target[name] ||= ...`` found ``Object``'s own property), so the snapshot handler stopped:
+    no chart, no ledger, no status, for every metric of the run."""
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    run, other = tmp_path / "run", tmp_path / "other"
+    write_metrics(run, ("loss", *OBJECT_NAMES), range(5))
+    write_metrics(other, ("loss",), range(5))
+    errors: list[str] = []
+    with ServeProcess(run, "--compare", str(other), "--set", "live.poll_ms=100") as srv, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page: Any = browser.new_page()
+            page.set_default_timeout(WAIT_MS)
+            page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+            page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+            page.goto(srv.page_url)
+            page.wait_for_selector("body[data-ready='1']")
+            for name in ("loss", *OBJECT_NAMES):
+                page.wait_for_selector(f".chart-card[data-metric='{name}'][data-points='5']")
+            # the live channel goes on: a point logged now reaches its chart
+            append_line(run / "hotcb.metrics.jsonl", {"step": 5, "wall_time": time.time(),
+                                                      "metrics": {"constructor": 9.0, "loss": 0.1}})
+            page.wait_for_selector(".chart-card[data-metric='constructor'][data-points='6']")
+            page.wait_for_selector(".chart-card[data-metric='loss'][data-points='6']")
+            assert page.evaluate("() => ({}).steps === undefined && Object.prototype.steps === undefined")
+        finally:
+            browser.close()
+    assert not errors, errors
