@@ -57,3 +57,34 @@ def test_metrics_named_like_object_properties_are_charted(tmp_path: Path, chromi
         finally:
             browser.close()
     assert not errors, errors
+
+
+def test_the_root_compare_view_takes_a_metric_named_constructor(tmp_path: Path, chromium: str) -> None:
+    """Seen: on ``serve --root``, choosing ``constructor`` (logged by run a only) in the compare
+    view threw (run b's ``series.constructor`` is ``Object``), and the next rescan replaced the
+    runs table with the error."""
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    root = tmp_path / "root"
+    root.mkdir()
+    write_metrics(root / "a", ("acc", "constructor"), range(5))
+    write_metrics(root / "b", ("acc",), range(5))
+    errors: list[str] = []
+    with ServeProcess(root, "--root", str(root), "--set", "ui.compare_refresh_ms=1000") as srv, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page: Any = browser.new_page()
+            page.set_default_timeout(WAIT_MS)
+            page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+            page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+            page.goto(srv.page_url)
+            page.wait_for_selector("body[data-ready=true]")
+            page.select_option("#compare-metric", "constructor")
+            page.wait_for_function("() => document.querySelectorAll('#compare-chart polyline').length === 1")
+            # rescans go on drawing the table and the chosen metric
+            page.evaluate("() => { document.body.dataset.ready = 'again'; }")
+            page.wait_for_selector("body[data-ready=true]")
+            assert page.locator(".runs-table tbody tr").count() == 2
+            assert page.locator("#compare-chart polyline").count() == 1
+        finally:
+            browser.close()
+    assert not errors, errors
