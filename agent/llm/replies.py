@@ -45,7 +45,7 @@ def _as_call(obj: Any) -> tuple[str, Any] | None:
     if isinstance(args, str):  # arguments given as a JSON string, as the native API does
         try:
             args = json.loads(args)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:  # nested past the parser's depth: unreadable too
             raise TextCallError(f"the arguments of {name!r} are not JSON: {e}") from e
     return name, args
 

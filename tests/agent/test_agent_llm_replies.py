@@ -87,6 +87,20 @@ def test_unparsable_output_is_a_model_error_retried_once_with_a_correction(tmp_p
     assert not [a for a in alerts if a["rule"] == "autopilot_api_down"]
 
 
+def test_text_call_arguments_nested_past_the_parser_are_a_model_error(tmp_path):
+    """Seen: a text tool call whose ``arguments`` string was JSON nested 100,000 deep raised
+    RecursionError out of the reply parser; the wake ended as ``error`` and the API was marked
+    unhealthy, as if the server had failed, and the model was never told."""
+    deep = "[" * 100_000 + "]" * 100_000
+    with FakeLLM([{"content": json.dumps({"name": "apply_op", "arguments": deep})}, {"content": "done"}]) as llm:
+        out = pilot(tmp_path, llm.base_url).wake("test")
+        assert out["outcome"] == "ok", out
+        assert len(llm.requests) == 2
+        assert "could not be used" in llm.requests[1]["messages"][-1]["content"]
+    ai = ai_state(tmp_path)
+    assert ai["api"] == "ok" and ai["stats"]["model_errors"] == 1, ai
+
+
 def test_twice_unusable_output_falls_back_as_a_model_error_not_an_outage(tmp_path):
     broken = {"content": '```json\n{"name": "apply_op", "arguments": {"module": "opt", "params": \n```'}
     with FakeLLM([PARSE_500, broken, {"content": "later fine"}]) as llm:
