@@ -158,6 +158,13 @@ class SecurityMiddleware:
         return any([hmac.compare_digest(c, want) for c in candidates if c])
 
 
+def _token_name(raw_name: str, *, any_case: bool = False) -> bool:
+    """Whether a query parameter's name, as sent, reads ``token`` the way the server reads names
+    (percent-decoded, ``+`` as a space): ``tok%65n`` is ``token`` too."""
+    name = unquote_to_bytes(raw_name.replace("+", " "))
+    return (name.lower() if any_case else name) == b"token"
+
+
 def _query_token_ok(raw_query: str, token: str) -> bool:
     """``?token=`` as sent: percent-decoded, with ``+`` read both as a space (form encoding) and
     as itself (a token pasted unencoded); either reading must equal the token exactly."""
@@ -165,7 +172,7 @@ def _query_token_ok(raw_query: str, token: str) -> bool:
     candidates = []
     for part in raw_query.split("&"):
         name, eq, value = part.partition("=")
-        if eq and unquote_to_bytes(name.replace("+", " ")) == b"token":
+        if eq and _token_name(name):
             candidates += [unquote_to_bytes(value.replace("+", " ")), unquote_to_bytes(value)]
     return any([hmac.compare_digest(c, want) for c in candidates])
 
@@ -211,12 +218,14 @@ async def _redirect_with_cookie(send: Send, scope: Scope, query: dict[str, str],
     await send({"type": "http.response.body", "body": b""})
 
 
-_TOKEN_IN_QUERY = re.compile(r"((?:^|[?&;])token=)[^&;#\s\"]*", re.IGNORECASE)
+_QUERY_PARAM = re.compile(r"((?:^|[?&;])([^=&;#?\s\"]+)=)([^&;#\s\"]*)")
 
 
 def redact_query(text: str) -> str:
-    """``text`` with the value of every ``token=`` query parameter replaced by ``<redacted>``."""
-    return _TOKEN_IN_QUERY.sub(r"\1<redacted>", text)
+    """``text`` with the value of every query parameter whose name reads ``token`` (any case,
+    percent-encoded or not: the server decodes names) replaced by ``<redacted>``."""
+    return _QUERY_PARAM.sub(lambda m: f"{m.group(1)}<redacted>" if _token_name(m.group(2), any_case=True)
+                            else m.group(0), text)
 
 
 class RedactTokens(logging.Filter):
