@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import pytest
 from hotcb.agent.llm.budget import Budget
@@ -99,6 +100,21 @@ def test_text_call_arguments_nested_past_the_parser_are_a_model_error(tmp_path):
         assert "could not be used" in llm.requests[1]["messages"][-1]["content"]
     ai = ai_state(tmp_path)
     assert ai["api"] == "ok" and ai["stats"]["model_errors"] == 1, ai
+
+
+@pytest.mark.parametrize("junk", ["[" * 1_000_000, "[1," * 300_000, '{"a":' * 200_000, ("[" * 999 + "x") * 1000])
+def test_a_huge_degenerate_reply_is_read_in_bounded_time(junk):
+    """Seen: a reply of brackets alone (a model repeating '[' to its token limit) cost one decode
+    attempt per bracket, each up to a thousand levels deep: 80,000 '[' took 40 s, a megabyte
+    would hold the autopilot for many minutes. The search now stops after MAX_FAILED_STARTS
+    brackets that start no value; the reply is a model error like any unreadable call."""
+    t0 = time.monotonic()
+    assert text_calls(junk, {"apply_op"}) == []
+    with pytest.raises(TextCallError):
+        text_calls(junk + json.dumps({"name": "apply_op", "arguments": APPLY}), {"apply_op"})
+    # a call before the junk is still read
+    assert text_calls(json.dumps({"name": "apply_op", "arguments": APPLY}) + junk, {"apply_op"}) == [("apply_op", APPLY)]
+    assert time.monotonic() - t0 < 60  # before: hours for the megabyte; after: about a second
 
 
 def test_twice_unusable_output_falls_back_as_a_model_error_not_an_outage(tmp_path):
