@@ -117,6 +117,21 @@ def test_a_huge_degenerate_reply_is_read_in_bounded_time(junk):
     assert time.monotonic() - t0 < 60  # before: hours for the megabyte; after: about a second
 
 
+def test_a_huge_tool_name_is_refused_without_being_stored_or_echoed(tmp_path):
+    """Seen: a call of a tool named by a megabyte of text was refused (unknown_tool), but the
+    refusal kept the whole name in hotcb.ai.state.json (1,001,759 bytes after one such call; up
+    to 50 refusals are kept). The text told to the model was already bounded."""
+    name = "read_trends" + "x" * 1_000_000
+    with FakeLLM([{"tool_calls": [{"name": name, "arguments": {}}]}, {"content": "done"}]) as llm:
+        out = pilot(tmp_path, llm.base_url).wake("test")
+        assert out["outcome"] == "ok", out
+        told = [m["content"] for m in llm.requests[1]["messages"] if m["role"] == "tool"]
+    assert len(told) == 1 and "refused (unknown_tool)" in told[0] and len(told[0]) < 10_000
+    refusals = HotcbTools(tmp_path).load_ai_state()["refusals"]
+    assert [(r["kind"], r["tool"]) for r in refusals] == [("unknown_tool", name[:80])]
+    assert (tmp_path / "hotcb.ai.state.json").stat().st_size < 100_000
+
+
 def test_twice_unusable_output_falls_back_as_a_model_error_not_an_outage(tmp_path):
     broken = {"content": '```json\n{"name": "apply_op", "arguments": {"module": "opt", "params": \n```'}
     with FakeLLM([PARSE_500, broken, {"content": "later fine"}]) as llm:
