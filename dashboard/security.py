@@ -5,9 +5,11 @@
   ``Authorization: Bearer`` / ``X-Hotcb-Token`` header, or the cookie that ``/?token=T`` sets
   on first load (the redirect then drops the token from the address bar and history). The
   cookie is ``HttpOnly`` (page scripts never see it), ``SameSite=Lax`` and ``Secure`` over
-  HTTPS; its value is the token percent-encoded, so any token (``;``, spaces, quotes, commas,
-  non-ASCII) survives the trip, and it is parsed here by hand rather than by ``SimpleCookie``,
-  which drops every cookie of a header after one it cannot parse.
+  HTTPS; its name carries the server's port (a browser keeps cookies per host, not per port:
+  two dashboards on one host would replace each other's); its value is the token
+  percent-encoded, so any token (``;``, spaces, quotes, commas, non-ASCII) survives the trip,
+  and it is parsed here by hand rather than by ``SimpleCookie``, which drops every cookie of a
+  header after one it cannot parse.
 - A request with a foreign ``Origin`` is refused (403): a page on another site cannot drive
   training through a person's browser, nor read the live channel.
 - On a loopback bind the ``Host`` header must be a loopback name, which defeats DNS rebinding
@@ -66,18 +68,31 @@ def check_bind(host: str, token: str | None) -> None:
         raise ValueError("the token must not contain control characters (newlines, tabs, ...)")
 
 
+def cookie_name(port: int | None) -> str:
+    """Our cookie's name for the server listening on ``port``. A browser keeps cookies per host
+    name, not per port: two dashboards on one host (two runs on 8421 and 8422) would each replace
+    the other's token under one name, so the name carries the port."""
+    return f"{COOKIE}_{port}" if port else COOKIE
+
+
+def _port(scope: Scope) -> int | None:
+    server = scope.get("server")
+    return server[1] if server and len(server) > 1 and isinstance(server[1], int) else None
+
+
 def cookie_value(token: str) -> str:
     """The token as a cookie value: percent-encoded UTF-8, only RFC 6265 cookie-octets."""
     return quote(token, safe="")
 
 
-def cookie_tokens(header: str) -> list[bytes]:
-    """Every value of our cookie in a ``Cookie`` header, decoded to the token's bytes. Other
-    cookies, however malformed, are skipped one by one (SimpleCookie gives up on all of them)."""
+def cookie_tokens(header: str, cookie: str = COOKIE) -> list[bytes]:
+    """Every value of the cookie named ``cookie`` in a ``Cookie`` header, decoded to the token's
+    bytes. Other cookies, however malformed, are skipped one by one (SimpleCookie gives up on all
+    of them)."""
     out = []
     for part in header.split(";"):
         name, eq, value = part.strip().partition("=")
-        if eq and name.strip() == COOKIE:
+        if eq and name.strip() == cookie:
             value = value.strip()
             if len(value) >= 2 and value[0] == value[-1] == '"':
                 value = value[1:-1]
@@ -123,13 +138,13 @@ class SecurityMiddleware:
                     return
                 await _redirect_with_cookie(send, scope, query, self.token)
                 return
-            if not self._authorized(headers):
+            if not self._authorized(headers, cookie_name(_port(scope))):
                 await _plain(send, 401, "unauthorized: this dashboard needs its token "
                                         "(open it once as /?token=... or send Authorization: Bearer ...)")
                 return
         await self.app(scope, receive, _with_headers(send))
 
-    def _authorized(self, headers: dict[str, str]) -> bool:
+    def _authorized(self, headers: dict[str, str], cookie: str) -> bool:
         assert self.token is not None
         want = self.token.encode()
         # Headers were decoded as latin-1: encoding back gives the bytes sent, compared as bytes
@@ -138,9 +153,16 @@ class SecurityMiddleware:
         candidates = [headers.get("x-hotcb-token", "").encode("latin-1")]
         if auth[:7].lower() == "bearer ":
             candidates.append(auth[7:].lstrip(" ").encode("latin-1"))
-        candidates += cookie_tokens(headers.get("cookie", ""))
+        candidates += cookie_tokens(headers.get("cookie", ""), cookie)
         # compare_digest on every candidate: no early exit that leaks which one was close
         return any([hmac.compare_digest(c, want) for c in candidates if c])
+
+
+def _token_name(raw_name: str, *, any_case: bool = False) -> bool:
+    """Whether a query parameter's name, as sent, reads ``token`` the way the server reads names
+    (percent-decoded, ``+`` as a space): ``tok%65n`` is ``token`` too."""
+    name = unquote_to_bytes(raw_name.replace("+", " "))
+    return (name.lower() if any_case else name) == b"token"
 
 
 def _query_token_ok(raw_query: str, token: str) -> bool:
@@ -150,7 +172,7 @@ def _query_token_ok(raw_query: str, token: str) -> bool:
     candidates = []
     for part in raw_query.split("&"):
         name, eq, value = part.partition("=")
-        if eq and unquote_to_bytes(name.replace("+", " ")) == b"token":
+        if eq and _token_name(name):
             candidates += [unquote_to_bytes(value.replace("+", " ")), unquote_to_bytes(value)]
     return any([hmac.compare_digest(c, want) for c in candidates])
 
@@ -189,19 +211,21 @@ async def _redirect_with_cookie(send: Send, scope: Scope, query: dict[str, str],
     # in a chat or an email, and this redirect after it), which would answer 401. Lax still keeps
     # it off every cross-site POST, fetch and frame; every action here is a same-origin JSON POST.
     secure = "; Secure" if scope.get("scheme") == "https" else ""
-    cookie = f"{COOKIE}={cookie_value(token)}; Path=/; HttpOnly; SameSite=Lax{secure}"
+    cookie = f"{cookie_name(_port(scope))}={cookie_value(token)}; Path=/; HttpOnly; SameSite=Lax{secure}"
     await send({"type": "http.response.start", "status": 303,
                 "headers": [(b"location", location.encode("ascii")), (b"set-cookie", cookie.encode("ascii")),
                             (b"cache-control", b"no-store"), (b"content-length", b"0"), *SECURITY_HEADERS]})
     await send({"type": "http.response.body", "body": b""})
 
 
-_TOKEN_IN_QUERY = re.compile(r"((?:^|[?&;])token=)[^&;#\s\"]*", re.IGNORECASE)
+_QUERY_PARAM = re.compile(r"((?:^|[?&;])([^=&;#?\s\"]+)=)([^&;#\s\"]*)")
 
 
 def redact_query(text: str) -> str:
-    """``text`` with the value of every ``token=`` query parameter replaced by ``<redacted>``."""
-    return _TOKEN_IN_QUERY.sub(r"\1<redacted>", text)
+    """``text`` with the value of every query parameter whose name reads ``token`` (any case,
+    percent-encoded or not: the server decodes names) replaced by ``<redacted>``."""
+    return _QUERY_PARAM.sub(lambda m: f"{m.group(1)}<redacted>" if _token_name(m.group(2), any_case=True)
+                            else m.group(0), text)
 
 
 class RedactTokens(logging.Filter):

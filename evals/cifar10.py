@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 import pickle
-import tarfile
+import shutil
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from . import run_archive
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 FOLDER = "cifar-10-batches-py"
@@ -83,10 +85,21 @@ def download(data_dir: str | os.PathLike[str], url: str = URL) -> Path:
     except OSError as e:
         raise CifarMissing(f"could not download CIFAR-10 from {url} ({e}); without internet, copy "
                            f"{FOLDER}/ here and pass --data-dir") from None
-    with tarfile.open(archive, "r:gz") as tar:
-        members = [m for m in tar.getmembers() if m.name.startswith(FOLDER) and ".." not in m.name]
-        tar.extractall(root, members=members)
-    archive.unlink()
+    # The tarball is input from the network: unpacked by the eval archives' own rules (no link,
+    # no name outside, bounded), into a staging folder from which only the batches folder is kept.
+    stage = root / f".{FOLDER}.unpack"
+    try:
+        run_archive.unpack(archive, stage)
+    except run_archive.ArchiveRefused as e:
+        raise CifarMissing(f"the CIFAR-10 tarball from {url} was refused ({e}); copy {FOLDER}/ here "
+                           "and pass --data-dir") from None
+    finally:
+        archive.unlink(missing_ok=True)
+    try:
+        if (stage / FOLDER).is_dir() and not (stage / FOLDER).is_symlink():
+            os.replace(stage / FOLDER, root / FOLDER)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     return find_folder(root)
 
 

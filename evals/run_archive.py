@@ -173,8 +173,8 @@ class _Writer:
                 out.write(chunk)
 
 
-def _extract(archive: bytes, stage: Path, limits: UnpackLimits) -> None:
-    raw = gzip.GzipFile(fileobj=io.BytesIO(archive))
+def _extract(archive: bytes | Path, stage: Path, limits: UnpackLimits) -> None:
+    raw = gzip.GzipFile(fileobj=io.BytesIO(archive)) if isinstance(archive, bytes) else gzip.GzipFile(archive)
     # Headers and padding ride on top of the data: allow them a bounded margin.
     capped = io.BufferedReader(_Capped(raw, limits.max_total_bytes + 1024 * (limits.max_members + 2)))
     writer = _Writer(stage, limits)
@@ -200,9 +200,9 @@ def _extract(archive: bytes, stage: Path, limits: UnpackLimits) -> None:
         writer.close()
 
 
-def unpack(archive: bytes, run_dir: Path, limits: UnpackLimits | None = None) -> None:
-    """Unpack ``archive`` to ``run_dir`` (replacing it) or raise ``ArchiveRefused`` and leave
-    ``run_dir`` as it was."""
+def unpack(archive: bytes | Path, run_dir: Path, limits: UnpackLimits | None = None) -> None:
+    """Unpack ``archive`` (its bytes, or a ``.tar.gz`` file) to ``run_dir`` (replacing it) or
+    raise ``ArchiveRefused`` and leave ``run_dir`` as it was."""
     limits = limits or UnpackLimits()
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.unpack-", dir=run_dir.parent))

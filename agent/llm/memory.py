@@ -20,6 +20,7 @@ MAX_NOTES = 20
 MAX_REFUSALS = 50
 MAX_CALLS = 100
 MAX_ARG_CHARS = 600
+MAX_TOOL_CHARS = 80  # a tool name is the model's text: a call of a tool named by a megabyte keeps 80
 
 
 def call_outcome(result: str) -> str:
@@ -68,12 +69,13 @@ class AiMemory:
         self.state["last_wake"] = time.time()
 
     def refused(self, kind: str, tool: str | None, detail: str) -> None:
-        self.state["refusals"] = (self.state["refusals"] + [{"ts": time.time(), "kind": kind, "tool": tool,
-                                                             "detail": detail[:300]}])[-MAX_REFUSALS:]
+        self.state["refusals"] = (self.state["refusals"] + [{
+            "ts": time.time(), "kind": kind, "tool": tool[:MAX_TOOL_CHARS] if tool is not None else None,
+            "detail": detail[:300]}])[-MAX_REFUSALS:]
 
     def called(self, *, tool: str, via: str, arguments: str, result: str) -> None:
         self.state["calls"] = (self.state["calls"] + [{
-            "ts": time.time(), "wake": self.stats["wakes"], "tool": tool[:80], "via": via,
+            "ts": time.time(), "wake": self.stats["wakes"], "tool": tool[:MAX_TOOL_CHARS], "via": via,
             "arguments": arguments[:MAX_ARG_CHARS], "outcome": call_outcome(result),
             "detail": result[:200]}])[-MAX_CALLS:]
 

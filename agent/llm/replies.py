@@ -45,28 +45,35 @@ def _as_call(obj: Any) -> tuple[str, Any] | None:
     if isinstance(args, str):  # arguments given as a JSON string, as the native API does
         try:
             args = json.loads(args)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:  # nested past the parser's depth: unreadable too
             raise TextCallError(f"the arguments of {name!r} are not JSON: {e}") from e
     return name, args
 
 
+_START = re.compile(r"[{\[]")
+# A bracket where no JSON value starts costs a decode attempt, and one attempt may read far (a
+# value nested a thousand deep, or unterminated): a reply of brackets alone ('[[[[...', a model
+# repeating itself) would cost one such attempt per character. Past this many, the rest of the
+# text is not searched (prose with a call in it has a few stray brackets, not hundreds).
+MAX_FAILED_STARTS = 256
+
+
 def _objects(text: str) -> list[Any]:
-    """Every top-level JSON value in ``text`` (objects or lists), in order."""
+    """Every top-level JSON value in ``text`` (objects or lists), in order, up to
+    ``MAX_FAILED_STARTS`` brackets that start none."""
     dec = json.JSONDecoder()
     out: list[Any] = []
-    i = 0
-    while True:
-        starts = [j for j in (text.find("{", i), text.find("[", i)) if j >= 0]
-        if not starts:
-            return out
-        j = min(starts)
+    i = failed = 0
+    while (m := _START.search(text, i)) is not None and failed < MAX_FAILED_STARTS:
+        j = m.start()
         try:
             val, end = dec.raw_decode(text, j)
         except (ValueError, RecursionError):
-            i = j + 1
+            i, failed = j + 1, failed + 1
             continue
         out.append(val)
         i = end
+    return out
 
 
 def _looks_like_call(chunk: str) -> bool:

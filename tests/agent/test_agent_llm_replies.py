@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import pytest
 from hotcb.agent.llm.budget import Budget
@@ -85,6 +86,50 @@ def test_unparsable_output_is_a_model_error_retried_once_with_a_correction(tmp_p
     assert ai["api"] == "ok" and ai["stats"]["model_errors"] == 1 and ai["stats"]["fallbacks"] == {}
     alerts = HotcbTools(tmp_path).call("list_alerts", {})["alerts"]
     assert not [a for a in alerts if a["rule"] == "autopilot_api_down"]
+
+
+def test_text_call_arguments_nested_past_the_parser_are_a_model_error(tmp_path):
+    """Seen: a text tool call whose ``arguments`` string was JSON nested 100,000 deep raised
+    RecursionError out of the reply parser; the wake ended as ``error`` and the API was marked
+    unhealthy, as if the server had failed, and the model was never told."""
+    deep = "[" * 100_000 + "]" * 100_000
+    with FakeLLM([{"content": json.dumps({"name": "apply_op", "arguments": deep})}, {"content": "done"}]) as llm:
+        out = pilot(tmp_path, llm.base_url).wake("test")
+        assert out["outcome"] == "ok", out
+        assert len(llm.requests) == 2
+        assert "could not be used" in llm.requests[1]["messages"][-1]["content"]
+    ai = ai_state(tmp_path)
+    assert ai["api"] == "ok" and ai["stats"]["model_errors"] == 1, ai
+
+
+@pytest.mark.parametrize("junk", ["[" * 1_000_000, "[1," * 300_000, '{"a":' * 200_000, ("[" * 999 + "x") * 1000])
+def test_a_huge_degenerate_reply_is_read_in_bounded_time(junk):
+    """Seen: a reply of brackets alone (a model repeating '[' to its token limit) cost one decode
+    attempt per bracket, each up to a thousand levels deep: 80,000 '[' took 40 s, a megabyte
+    would hold the autopilot for many minutes. The search now stops after MAX_FAILED_STARTS
+    brackets that start no value; the reply is a model error like any unreadable call."""
+    t0 = time.monotonic()
+    assert text_calls(junk, {"apply_op"}) == []
+    with pytest.raises(TextCallError):
+        text_calls(junk + json.dumps({"name": "apply_op", "arguments": APPLY}), {"apply_op"})
+    # a call before the junk is still read
+    assert text_calls(json.dumps({"name": "apply_op", "arguments": APPLY}) + junk, {"apply_op"}) == [("apply_op", APPLY)]
+    assert time.monotonic() - t0 < 60  # before: hours for the megabyte; after: about a second
+
+
+def test_a_huge_tool_name_is_refused_without_being_stored_or_echoed(tmp_path):
+    """Seen: a call of a tool named by a megabyte of text was refused (unknown_tool), but the
+    refusal kept the whole name in hotcb.ai.state.json (1,001,759 bytes after one such call; up
+    to 50 refusals are kept). The text told to the model was already bounded."""
+    name = "read_trends" + "x" * 1_000_000
+    with FakeLLM([{"tool_calls": [{"name": name, "arguments": {}}]}, {"content": "done"}]) as llm:
+        out = pilot(tmp_path, llm.base_url).wake("test")
+        assert out["outcome"] == "ok", out
+        told = [m["content"] for m in llm.requests[1]["messages"] if m["role"] == "tool"]
+    assert len(told) == 1 and "refused (unknown_tool)" in told[0] and len(told[0]) < 10_000
+    refusals = HotcbTools(tmp_path).load_ai_state()["refusals"]
+    assert [(r["kind"], r["tool"]) for r in refusals] == [("unknown_tool", name[:80])]
+    assert (tmp_path / "hotcb.ai.state.json").stat().st_size < 100_000
 
 
 def test_twice_unusable_output_falls_back_as_a_model_error_not_an_outage(tmp_path):

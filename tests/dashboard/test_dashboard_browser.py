@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from hotcb.dashboard.security import COOKIE
+from hotcb.dashboard.security import cookie_name
 from hotcb.mcp_server.tools import HotcbTools
 
 from hotcb.jsonl_write import append_line
@@ -440,7 +440,8 @@ def test_token_cookie_from_a_link_on_another_site(ui: Page) -> None:
             first = int(card.get_attribute("data-points"))
             wait_for(lambda: int(card.get_attribute("data-points")) > first, 60, what="live points")
             cookies = {c["name"]: c for c in ctx.cookies()}
-            assert cookies[COOKIE]["httpOnly"] and cookies[COOKIE]["sameSite"] == "Lax"
+            mine = cookies[cookie_name(srv.port)]
+            assert mine["httpOnly"] and mine["sameSite"] == "Lax"
             assert page.evaluate("document.cookie") == ""  # no script can read the token
             page.reload()
             page.wait_for_selector("body[data-ready='1']")

@@ -13,11 +13,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from hotcb.dashboard.app import create_app
-from hotcb.dashboard.security import COOKIE, cookie_value
+from hotcb.dashboard.security import cookie_name, cookie_value
 
 from tests.dashboard.test_dashboard_proc import ServeProcess
 
 BASE = "http://127.0.0.1:8421"
+COOKIE = cookie_name(8421)  # the cookie of the server at BASE
 TOKEN = "s3cret-token_for-tests"
 
 
@@ -121,7 +122,7 @@ def test_foreign_origin_and_rebinding_are_refused(tmp_path: Path) -> None:
 def test_token_guards_live_channel_on_real_server(tmp_path: Path) -> None:
     with ServeProcess(tmp_path, "--token", TOKEN) as srv:
         assert srv.get("/api/live", auth=False).status_code == 401
-        with httpx.stream("GET", srv.url + "/api/live", cookies={COOKIE: TOKEN}, timeout=30) as resp:
+        with httpx.stream("GET", srv.url + "/api/live", cookies={cookie_name(srv.port): TOKEN}, timeout=30) as resp:
             assert resp.status_code == 200
 
 

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 import psutil
+from hotcb.dashboard.security import cookie_name
 
 from tests.dashboard.test_dashboard_proc import ServeProcess
 
@@ -39,7 +40,7 @@ def test_default_serve_needs_the_token_it_prints(tmp_path: Path) -> None:
         assert "Popen" not in commands(tmp_path)
         # the URL it printed opens the page (cookie), and the token works as a bearer header
         first = srv.get(srv.page_url[len(srv.url):], auth=False, follow_redirects=False)
-        assert first.status_code == 303 and "hotcb_dash_token=" in first.headers["set-cookie"]
+        assert first.status_code == 303 and f"{cookie_name(srv.port)}=" in first.headers["set-cookie"]
         assert srv.get("/api/config").status_code == 200
         # writes from another site's page are refused even when the browser carries the token
         r = srv.post("/api/tools/apply_op", {"module": "core", "op": "pause", "reason": "x"},

@@ -42,6 +42,21 @@ def test_serve_reads_a_token_file_and_the_access_log_never_shows_it(tmp_path: Pa
         assert "process list" not in log  # no warning: the token never was on argv
 
 
+def test_a_token_under_an_encoded_parameter_name_is_redacted_too(tmp_path: Path) -> None:
+    """Seen: ``/?tok%65n=T`` (the name percent-encoded, as some URL tools write it) was accepted
+    as the token, as the server decodes names, but the access log's redaction matched only the
+    literal ``token=``, so the line showed the token in clear."""
+    run = tmp_path / "run"
+    run.mkdir()
+    with ServeProcess(run, "--token-file", str(_token_file(tmp_path)), "--log-level", "info") as srv:
+        first = srv.get(f"/?tok%65n={SECRET}&x=1", auth=False, follow_redirects=False)
+        assert first.status_code == 303  # accepted: the name decodes to token
+        assert srv.get(f"/api/config?%74oken={SECRET}", auth=False).status_code == 401  # never on the API
+        wait_for(lambda: sum("<redacted>" in ln for ln in srv.lines) >= 2, 60, what="the access log lines")
+        log = "".join(srv.lines)
+        assert SECRET not in log and "x=1" in log
+
+
 def test_token_on_argv_warns_and_still_works(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()

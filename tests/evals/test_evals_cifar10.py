@@ -77,3 +77,50 @@ def test_augmentation_is_drawn_from_the_seeded_generator():
     a = cifar10.flip_and_translate(x, torch.Generator().manual_seed(1))
     b = cifar10.flip_and_translate(x, torch.Generator().manual_seed(1))
     assert a.shape == x.shape and torch.equal(a, b)
+
+
+def tarball(path: Path, folder: Path, *extra: tuple[str, str | None, bytes]) -> None:
+    """``folder`` as a gzipped tar (its name as the top directory), then ``extra`` members:
+    (name, link target or None, data)."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(folder, arcname=cifar10.FOLDER)
+        for name, target, data in extra:
+            info = tarfile.TarInfo(name)
+            if target is not None:
+                info.type, info.linkname = tarfile.SYMTYPE, target
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+
+
+def test_download_unpacks_the_official_tarball(tmp_path):
+    src = write_tiny_cifar(tmp_path / "src")
+    tarball(tmp_path / "c.tar.gz", src)
+    folder = cifar10.download(tmp_path / "data", url=(tmp_path / "c.tar.gz").as_uri())
+    assert folder == tmp_path / "data" / cifar10.FOLDER
+    assert cifar10.load_cifar10(folder)["x_train"].shape == (5 * PER_BATCH, 3, 32, 32)
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [cifar10.FOLDER]
+
+
+@pytest.mark.parametrize("members", [
+    # a link in the folder to a directory outside, then a file written through it
+    [(f"{cifar10.FOLDER}/out", "../../outside", b""), (f"{cifar10.FOLDER}/out/planted.txt", None, b"pwned")],
+    # a link at a file's name, then that name again as a regular file
+    [(f"{cifar10.FOLDER}/planted.txt", "../../outside/planted.txt", b""),
+     (f"{cifar10.FOLDER}/planted.txt", None, b"pwned")],
+])
+def test_a_hostile_download_writes_nothing_outside_the_data_dir(tmp_path, members):
+    """Seen: ``download`` extracted every member under ``cifar-10-batches-py/`` with
+    ``tarfile.extractall`` and no filter, so a symlink member sent the next member's bytes
+    outside the data directory (``outside/planted.txt`` written)."""
+    src = write_tiny_cifar(tmp_path / "src")
+    (tmp_path / "outside").mkdir()
+    tarball(tmp_path / "c.tar.gz", src, *members)
+    with pytest.raises(cifar10.CifarMissing, match="refused"):
+        cifar10.download(tmp_path / "data", url=(tmp_path / "c.tar.gz").as_uri())
+    assert list((tmp_path / "outside").iterdir()) == []
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == []  # nothing left behind

@@ -3,7 +3,7 @@
 // data-* attributes tests can find, and show who/why as text in the tooltip.
 import uPlot from '../vendor/uplot/uPlot.esm.js';
 import { h, $, fmt, replace, describeChange } from './dom.js';
-import { state, on, knobChanges } from './store.js';
+import { state, on, knobChanges, seriesOf } from './store.js';
 
 const COLORS = ['#4cc2ff', '#f5a524', '#8bd17c', '#e879f9', '#f87171', '#2dd4bf', '#a78bfa', '#facc15'];
 const charts = new Map();   // metric -> {u, card, value, markers: [], dirty}
@@ -33,7 +33,7 @@ function dataFor(name) {
   const log = isLog(name);
   const own = [s.steps, clean(s.values, log)];
   if (!state.compare) return own;
-  const other = state.compare.metrics.series[name];
+  const other = seriesOf(state.compare.metrics.series, name);
   // A metric the compare run does not have still needs its (empty) third column.
   if (!other) return [own[0], own[1], own[0].map(() => null)];
   const theirs = [other.steps, clean(other.values, log)];

@@ -1,7 +1,7 @@
 // Compare view: the second run the server was started with (--compare), overlaid on the charts
 // (dashed) with its knob changes. The browser never names a path: /api/compare takes none.
 import { h, $, fmt, replace, describeChange } from './dom.js';
-import { state, emit, knobChanges, mergeSeries } from './store.js';
+import { state, emit, knobChanges, mergeSeries, seriesMap } from './store.js';
 import { getJSON } from './api.js';
 
 function render() {
@@ -17,7 +17,7 @@ function render() {
 async function refresh() {
   try {
     const data = await getJSON('api/compare');
-    data.metrics.series = mergeSeries({}, data.metrics.series);  // ordered by step, numbers
+    data.metrics.series = mergeSeries(seriesMap(), data.metrics.series);  // ordered by step, numbers
     state.compare = data;
     render();
     emit('compare');

@@ -3,6 +3,7 @@
 // to 2-D by the server's PCA). Run names and labels only ever enter the page as text nodes or
 // attribute values (dom.js); the browser names runs, never paths.
 import { h, $, fmt, replace } from './dom.js';
+import { seriesOf } from './store.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
 const COLORS = ['#4cc2ff', '#f5a524', '#3fb950', '#b392f0', '#f85149', '#2dd4bf', '#79c0ff', '#8bd17c', '#e3b341', '#ff7b72'];
@@ -61,13 +62,13 @@ function renderCompare() {
   const names = Object.keys(compare.runs);
   const xs = [], ys = [];
   for (const n of names) {
-    const sr = compare.runs[n].series[metric];
+    const sr = seriesOf(compare.runs[n].series, metric);
     if (sr) sr.steps.forEach((st, i) => { if (typeof sr.values[i] === 'number') { xs.push(st); ys.push(sr.values[i]); } });
   }
   if (!xs.length) { replace($('compare-chart'), h('div', { class: 'hint' }, 'no points for this metric')); return; }
   const { svg, sx, sy } = frame(xs, ys);
   names.forEach((n, i) => {
-    const sr = compare.runs[n].series[metric];
+    const sr = seriesOf(compare.runs[n].series, metric);
     if (!sr) return;
     const pts = sr.steps.map((st, k) => [st, sr.values[k]]).filter(([, v]) => typeof v === 'number' && Number.isFinite(v));
     svg.appendChild(s('polyline', { class: 'path', stroke: color(i),

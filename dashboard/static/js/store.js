@@ -1,10 +1,21 @@
 // The page's state, filled by the live channel; views subscribe to the parts they draw.
 
+// Metric names are run data: `constructor`, `__proto__` or `toString` name a metric like any other.
+// A plain {} answers those names itself (Object's own properties), so every map keyed by metric
+// name is made without a prototype, and a lookup in a map that came from JSON asks for own keys.
+export function seriesMap() {
+  return Object.create(null);
+}
+
+export function seriesOf(map, name) {
+  return map && Object.hasOwn(map, name) ? map[name] : undefined;
+}
+
 export const state = {
   config: null,
   run: '',
   compareLabel: null,
-  series: {},        // metric -> {steps: [], values: []}
+  series: seriesMap(),  // metric -> {steps: [], values: []}
   ledger: [],        // ledger rows, oldest first, at most config.history.ledger_rows
   status: null,
   actuators: null,
@@ -39,7 +50,7 @@ export function toNumber(v) {
 }
 
 export function resetSeries(series) {
-  state.series = {};
+  state.series = seriesMap();
   appendSeries(series);
 }
 
@@ -62,9 +73,10 @@ export function appendSeries(series) {
 }
 
 // The same merge into any target (the compare run's series are ordered this way too).
+// ``target`` is a ``seriesMap()``.
 export function mergeSeries(target, series, cap = Infinity) {
   for (const [name, s] of Object.entries(series || {})) {
-    const cur = (target[name] ||= { steps: [], values: [] });
+    const cur = seriesOf(target, name) || (target[name] = { steps: [], values: [] });
     for (let i = 0; i < s.steps.length; i++) {
       const step = s.steps[i];
       const value = toNumber(s.values[i]);
