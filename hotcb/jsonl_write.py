@@ -278,11 +278,17 @@ if hasattr(os, "register_at_fork"):
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
     """Replace a JSON file atomically: write a temp file beside it, then rename over it."""
+    write_bytes_atomic(path, json.dumps(encode(obj), indent=1, default=str, allow_nan=False).encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace a file atomically with ``data``: a temp file of its own creation beside it (never
+    written through what lies there), then renamed over it."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(encode(obj), indent=1, default=str, allow_nan=False))
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         try:

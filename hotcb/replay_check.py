@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from .jsonl import parse_line
+from .jsonl_write import write_bytes_atomic
 from .judge import CodePolicy, View, judge_recipe
 from .recipe import apply_overlay, validate_recipe
 from .rundir import RunDir
@@ -100,14 +100,7 @@ def place_recipe(run: RunDir, path: str, code: CodePolicy) -> str:
         raise ValueError(f"the copy {dest} is outside the run directory; refusing")
     dest.parent.mkdir(exist_ok=True)
     if dest.is_symlink() or not dest.is_file() or dest.read_bytes() != data:
-        # A run file: its temp file is created fresh, never written through what lies there.
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, dest)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        write_bytes_atomic(dest, data)  # a run file: never written through what lies there
     if code.place(rel) is None:  # recipes/ swapped for a link meanwhile
         raise ValueError(f"the copy {dest} is outside the run directory; refusing")
     return rel

@@ -16,6 +16,7 @@ from typing import Any
 
 from .actuators.actuator import ValueRefused
 from .checkpoint import Snapshot, Snapshots
+from .codec import json_number
 from .divergence import DetectorConfig, LossDetector, Verdict
 
 
@@ -112,8 +113,8 @@ class RollbackTargets:
         ceiling = value * (1 + 1e-9)
 
         def allowed(s: Snapshot) -> bool:
-            v = s.knobs.get(self.knob)
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and v <= ceiling
+            v = json_number(s.knobs.get(self.knob))
+            return v is not None and v <= ceiling
 
         fit = [s for s in self.snapshots.snapshots if s.healthy and s.step <= by_step and allowed(s)]
         return fit[-1] if fit else self.start
