@@ -22,9 +22,10 @@ weights, optimizer and knobs go back to the newest healthy snapshot (within ``bl
 raise of lr, the newest from before the raise: snapshots taken after it restore it), and lr is
 cut by ``cut`` from the lower of the lr in use and the snapshot's (a raise since the snapshot is
 undone by the rollback; repeated blow-ups cut further). The choice of state is
-``hotcb.rollback_target``'s. The cut is the judge's to allow (``hotcb.judge.judge_rescue_cut``: the guard's
-ratio limit from that lower lr and its bounds, not the knob's cooldown); a locked knob is left. In a distributed run the rescue
-only watches (each rank sees its own loss, and every rank must act alike).
+``hotcb.rollback_target``'s; the op itself, restore and cut, is ``hotcb.rescue_rollback``'s. The
+cut is the judge's to allow (``hotcb.judge.judge_rescue_cut``: the guard's ratio limit from that
+lower lr and its bounds, not the knob's cooldown); a locked knob is left. In a distributed run
+the rescue only watches (each rank sees its own loss, and every rank must act alike).
 
 The knob is followed step by step (``hotcb.lr_track``: a rise no op made is the scheduler's
 warmup) while the warmup watch or the unsettled probe needs it. A warmup whose loss turns up
@@ -47,12 +48,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .actuators.actuator import HotcbActuator, ValueRefused
-from .checkpoint import Snapshot, live_knob_values, restore_knobs
+from .checkpoint import Snapshot, live_knob_values
 from .codec import json_number
 from .descent import DescentConfig, DescentState, LrDescent
 from .divergence import DetectorConfig, LossDetector, Verdict
 from .guard import GuardRefusal, check_knob_change
-from .judge import judge_rescue_cut
 from .lr_track import LrTrack
 from .modules import ApplyContext
 from .ops import RESCUE, RESCUE_OPS, HotOp, Source
@@ -60,6 +60,7 @@ from .peak_cut import PeakCut
 from .probe import LrProbe, ProbeConfig, ProbeState
 from .quiet import QUIET_POINTS, QuietSteps
 from .records import RescueStatus
+from .rescue_rollback import RescueRollback
 from .rollback_target import RollbackTargets
 from .warmup_watch import Overshoot, WarmupWatch, WarmupWatchConfig
 
@@ -104,8 +105,8 @@ class Rescue:
         self.last_restored: int | None = None  # the step the last rollback returned to
         self.targets = RollbackTargets(kernel.snapshots, self.config.knob, self.config.blame_steps)
         self._acting = False
-        self._raise_undone = False  # the last rollback undid a raise of the knob made since its snapshot
         self.lr_track = LrTrack(kernel.state, self.config.knob)  # the knob, step by step (hotcb/lr_track.py)
+        self.rollback = RescueRollback(kernel, self.targets, self.lr_track)  # the rollback op (hotcb/rescue_rollback.py)
 
     @property
     def detector(self) -> LossDetector:
@@ -423,7 +424,7 @@ class Rescue:
 
     def _submit_rollback(self, ctx: ApplyContext, snap: Snapshot | None, why: str, x: float) -> dict[str, Any]:
         """Submit one ``rescue rollback`` (to ``snap``, cutting lr) and keep the rescue's books."""
-        target = self._target_text(snap)
+        target = self.targets.describe(snap)
         params: dict[str, Any] = {"cut": self.config.cut}
         if snap is not None:
             params["step"] = snap.step
@@ -438,10 +439,28 @@ class Rescue:
         det.at_chance = 0
         self.probe.settle(f"rescue at step {ctx.step}")
         if entry.get("decision") == "applied":
-            if not self._raise_undone:  # a blow-up that followed a raise is explained by it (and undone)
+            if not self.rollback.raise_undone:  # a blow-up that followed a raise is explained by it (and undone)
                 self.descent.arm(f"rescue at step {ctx.step}")
             self.kernel.raise_alert("rescue", op.reason or "", metric=self.config.metric, value=x)
         return entry
+
+    def _rollback(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
+        """One decision: restore a healthy snapshot and cut the knob (``hotcb.rescue_rollback``),
+        then return the detector to where it stood at that snapshot, on probation."""
+        snap, payload = self.rollback.apply(op, ctx, cut=self.config.cut, floor=self._floor())
+        kept = self.targets.detector_at(snap.step)
+        if kept is not None:
+            self.detector = kept
+        self.detector.probation = True
+        # A window at chance from here is dead unless the run resumes in a warmup: a scheduler that
+        # holds lr below its base at the restored state raises it again, and until it has, a slow
+        # loss is expected (charlm, rolled back to its start, sits at the unigram loss for the 50
+        # steps of its warmup: called dead there, every seed went back to step 0 every ~29 steps).
+        self.detector.dead_on_probation = not self.lr_track.held_down()
+        self.lr_track.changed_at = ctx.step
+        self.last_restored = snap.step
+        self.last_snapshot_step = ctx.step
+        return payload
 
     # ------------------------------------------------------------------ an overshot warmup
     def _mind_warmup(self, ctx: ApplyContext, overshoot: Overshoot | None, x: float) -> bool:
@@ -504,96 +523,6 @@ class Rescue:
         entry = self._submit(op, ctx)
         if entry.get("decision") != "applied":
             self.peak_cut.settle()  # refused by the judge for another reason: the run keeps what it has
-
-    def _target_text(self, snap: Snapshot | None) -> str:
-        """The rollback's target, as its reason says it."""
-        if snap is None:
-            return "no healthy snapshot"
-        targets = self.targets
-        if snap is targets.start and targets.unproven is not None:
-            return (f"roll back to the run's first state (step {snap.step}: every state since was trained at the "
-                    f"lr that blew up, this early in the run; the newest healthy one was step {targets.unproven.step})")
-        if snap is targets.start and targets.passed_over is not None:
-            return (f"roll back to the run's first state (step {snap.step}: the newest healthy state, step "
-                    f"{targets.passed_over.step}, had sat at chance: nothing learned to keep)")
-        if snap is targets.start and snap is not targets.last_alive():
-            return f"roll back to the run's first state (step {snap.step}: no learning state was confirmed)"
-        return f"roll back to step {snap.step}"
-
-    # complexity: every check happens before anything is restored (a refusal leaves the run as it was), so they stay in one place
-    def _rollback(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
-        """One decision: restore a healthy snapshot (``params.step``, else the newest) and cut the
-        knob. Everything is checked before anything is restored, so a refusal leaves the run as it
-        was."""
-        snaps = self.kernel.snapshots
-        snap = self.targets.named(op.params.get("step"))
-        cut = op.params.get("cut", self.config.cut)
-        if isinstance(cut, bool) or not isinstance(cut, (int, float)) or not 0 < cut <= 1:
-            raise ValueRefused("rescue rollback: params.cut must be a number in (0, 1]")
-        locks = self.kernel.locks
-        key = self.config.knob
-        act = self.lr_track.actuator()
-        new_value, note = None, None
-        self._raise_undone = False
-        if act is not None and key in locks:
-            note = f"{key} is locked by {locks[key].get('actor') or 'a human'}: left as it is"
-        elif act is not None:
-            act.refresh()
-            live = act.value
-            before = snap.knobs.get(key)
-            if json_number(live) is not None and live > 0:
-                base = self._cut_from(act, live, before, snap.step)
-                # A raise by an op since the snapshot (a warmup's rise is the schedule's, not a raise).
-                self._raise_undone = base < live and self.targets.raised_since(snap.step)
-                desc = act.describe()
-                floors = [desc.get("min"), self._floor()]
-                lo = max((f for f in floors if isinstance(f, (int, float))), default=None)
-                target = max(base * cut, lo) if lo is not None else base * cut
-                if target < base:
-                    new_value = judge_rescue_cut(desc, base, target, source=op.source, step=ctx.step,
-                                                 config=self.kernel.guard)
-                else:
-                    note = f"{key} {base:g} is at its floor: not cut further"
-        in_use = live_knob_values(self.kernel.state)  # the ledger's "old": what the run used until now
-        snaps.restore(snap)
-        knobs = {k: v for k, v in snap.knobs.items() if k not in locks}
-        restored = restore_knobs(self.kernel.state, knobs, ctx.env, ctx.step, before=in_use)
-        payload: dict[str, Any] = {k: v for k, v in restored.items() if v["old"] != v["new"]}
-        if new_value is not None and act is not None:
-            act.apply(new_value, ctx.env, ctx.step)
-            act.refresh()  # "new" is what the optimizer runs from the next step
-            payload[key] = {"old": in_use.get(key, act.value), "new": act.value}
-        snaps.drop_after(snap.step)
-        kept = self.targets.detector_at(snap.step)
-        if kept is not None:
-            self.detector = kept
-        self.detector.probation = True
-        # A window at chance from here is dead unless the run resumes in a warmup: a scheduler that
-        # holds lr below its base at the restored state raises it again, and until it has, a slow
-        # loss is expected (charlm, rolled back to its start, sits at the unigram loss for the 50
-        # steps of its warmup: called dead there, every seed went back to step 0 every ~29 steps).
-        self.detector.dead_on_probation = not self.lr_track.held_down()
-        self.lr_track.changed_at = ctx.step
-        self.last_restored = snap.step
-        payload["restored_step"] = snap.step
-        if note:
-            payload["note"] = note
-        self.last_snapshot_step = ctx.step
-        return payload
-
-    def _cut_from(self, act: HotcbActuator, live: float, before: Any, step: int) -> float:
-        """The lr a rescue cuts from, at the snapshot's place: the lower of the lr in use and the
-        snapshot's (a raise since the snapshot is undone by the rollback itself, and the lr that
-        led here is cut). Under a schedule the two are compared by their schedule bases: a
-        snapshot from earlier in a warmup has a lower lr only because of where it sat in it, and
-        reading that as the lower lr would make every rollback to it cut from its old base, never
-        further (three blow-ups in a warmup each ended at half the first base)."""
-        if json_number(before) is None or not before > 0:
-            return live
-        now, then = act.schedule_base(), self.targets.base_at(step)
-        if now is not None and then is not None:
-            return before * min(1.0, now / then)
-        return min(live, before)
 
     # ------------------------------------------------------------------ the way up, the way down
     def _move_lr(self, ctx: ApplyContext) -> None:
