@@ -22,13 +22,15 @@ weights, optimizer and knobs go back to the newest healthy snapshot (within ``bl
 raise of lr, the newest from before the raise: snapshots taken after it restore it), and lr is
 cut by ``cut`` from the lower of the lr in use and the snapshot's (a raise since the snapshot is
 undone by the rollback; repeated blow-ups cut further). The choice of state is
-``hotcb.rollback_target``'s. The cut is the judge's to allow (``hotcb.judge.judge_rescue_cut``: the guard's
-ratio limit from that lower lr and its bounds, not the knob's cooldown); a locked knob is left. In a distributed run the rescue
-only watches (each rank sees its own loss, and every rank must act alike).
+``hotcb.rollback_target``'s; the op itself, restore and cut, is ``hotcb.rescue_rollback``'s. The
+cut is the judge's to allow (``hotcb.judge.judge_rescue_cut``: the guard's ratio limit from that
+lower lr and its bounds, not the knob's cooldown); a locked knob is left. In a distributed run
+the rescue only watches (each rank sees its own loss, and every rank must act alike).
 
-A warmup whose loss turns up while the scheduler raises lr (``hotcb.warmup_watch``) is rolled
-back the same way, to a state trained at an lr the warmup allows, and its schedule cut until the
-peak is a tenth of the lr where the loss turned (``hotcb.peak_cut``; the rescue's verdict is
+The knob is followed step by step (``hotcb.lr_track``: a rise no op made is the scheduler's
+warmup) while the warmup watch or the unsettled probe needs it. A warmup whose loss turns up
+while the scheduler raises lr (``hotcb.warmup_watch``) is rolled back the same way, to a state
+trained at an lr the warmup allows, and its schedule cut until the peak is a tenth of the lr where the loss turned (``hotcb.peak_cut``; the rescue's verdict is
 ``overshot`` for that step: the detector alone calls such a run healthy, and the judge lets a
 rule roll back only a run that is not).
 
@@ -46,18 +48,19 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .actuators.actuator import HotcbActuator, ValueRefused
-from .checkpoint import Snapshot, live_knob_values, restore_knobs
+from .checkpoint import Snapshot, live_knob_values
 from .codec import json_number
 from .descent import DescentConfig, DescentState, LrDescent
 from .divergence import DetectorConfig, LossDetector, Verdict
 from .guard import GuardRefusal, check_knob_change
-from .judge import judge_rescue_cut
+from .lr_track import LrTrack
 from .modules import ApplyContext
 from .ops import RESCUE, RESCUE_OPS, HotOp, Source
 from .peak_cut import PeakCut
 from .probe import LrProbe, ProbeConfig, ProbeState
 from .quiet import QUIET_POINTS, QuietSteps
 from .records import RescueStatus
+from .rescue_rollback import RescueRollback
 from .rollback_target import RollbackTargets
 from .warmup_watch import Overshoot, WarmupWatch, WarmupWatchConfig
 
@@ -102,11 +105,8 @@ class Rescue:
         self.last_restored: int | None = None  # the step the last rollback returned to
         self.targets = RollbackTargets(kernel.snapshots, self.config.knob, self.config.blame_steps)
         self._acting = False
-        self._raise_undone = False  # the last rollback undid a raise of the knob made since its snapshot
-        self._lr_seen: float | None = None  # the knob's value at the end of the last step
-        self._changed_at: int | None = None  # the last step an op (or a rollback) changed the knob
-        self._rising_at: int | None = None  # the last step the scheduler raised it (a warmup)
-        self._warm_end = 0  # the step the scheduler's warmup ended (0: none seen)
+        self.lr_track = LrTrack(kernel.state, self.config.knob)  # the knob, step by step (hotcb/lr_track.py)
+        self.rollback = RescueRollback(kernel, self.targets, self.lr_track)  # the rollback op (hotcb/rescue_rollback.py)
 
     @property
     def detector(self) -> LossDetector:
@@ -198,12 +198,12 @@ class Rescue:
     def before_change(self, op: HotOp, ctx: ApplyContext) -> None:
         """The kernel calls this just before it applies a knob op (any source)."""
         self._fold()  # a knob change may move what a quiet stretch assumed (the descent, the probe)
-        group = self._knob(self.config.knob)
+        group = self.lr_track.actuator()
         if any(op.module != (group.group if group else None) and k in self.kernel.state for k in op.params):
             self.detector.reset()  # a loss weight changes the loss's scale: learn the new level
-        self._note_raise(op, ctx.step)
-        if group is not None and op.module == group.group and group.param_key in op.params:
-            self._changed_at = ctx.step
+        raised_from = self.lr_track.before_change(op, ctx.step)
+        if raised_from is not None:  # a blow-up soon after a raise (by anyone) is its doing
+            self.targets.note_raise(ctx.step, raised_from)
         if not self.enabled or op.source in self.kernel.guard.trusted_sources or not self.kernel.snapshots.objects:
             return
         self._snapshot(ctx.step, "before a change by " + (op.actor or op.source), healthy=self.detector.confirmed())
@@ -237,13 +237,13 @@ class Rescue:
         if self.targets.start is None or not self.started:  # else _hold_start has nothing left to do
             self._hold_start(ctx.step)
         probe = self.config.probe
-        lr = self._watch_warmup(ctx.step) if self._reads_lr() else None  # once nothing needs it, no more reads
+        lr = self.lr_track.watch(ctx.step) if self._reads_lr() else None  # once nothing needs it, no more reads
         metrics = ctx.env.get("metrics") or {}
         x = self._loss(metrics)
         if x is None:
             return
         verdict = self._detector.update(x)
-        overshoot = self.warmup.observe(ctx.step, x, lr, self._rising_at) if self.warmup.active else None
+        overshoot = self.warmup.observe(ctx.step, x, lr, self.lr_track.rising_at) if self.warmup.active else None
         start = self.targets.start
         if start is not None and ctx.step == start.step:
             # A rollback to the first state keeps the run's first loss as its reference (the early rise).
@@ -267,8 +267,7 @@ class Rescue:
         if probe:
             self._move_lr(ctx)
         if self._reads_lr():  # the probe may have settled at this step
-            act = self._knob(self.config.knob)
-            self._lr_seen = json_number(act.value) if act is not None else None  # after this step's own ops
+            self.lr_track.end_step()
         self._open_quiet(ctx.step)
 
     def _open_quiet(self, step: int) -> None:
@@ -298,9 +297,10 @@ class Rescue:
         if first > step:  # a rollback to the run's start holds its loss at that step
             until = min(until, first)
         if probe and self._untouched():  # ``_move_lr`` asks for the descent's test
-            window = self.descent.test_window(kernel.max_steps, self._warm_end)
-            if window is not None and step + 1 - self._warm_end <= window[1]:
-                until = min(until, max(step + 1, self._warm_end + math.ceil(window[0])))
+            warm_end = self.lr_track.warm_end
+            window = self.descent.test_window(kernel.max_steps, warm_end)
+            if window is not None and step + 1 - warm_end <= window[1]:
+                until = min(until, max(step + 1, warm_end + math.ceil(window[0])))
         if until > step + 1:
             self._quiet = QuietSteps(self.config.metric or LOSS_METRICS[0], band[0], band[1], step + 1, until,
                                      snaps.snapshots, kernel.max_steps)
@@ -319,7 +319,7 @@ class Rescue:
             # The run's first state, held outside the ring until the rescue is enabled: an
             # autopilot that enables it a few steps in can still return to the start.
             start = self.kernel.snapshots.capture(step, live_knob_values(self.kernel.state), "run start")
-            self.targets.hold_start(start, self.detector, self._schedule_base())
+            self.targets.hold_start(start, self.detector, self.lr_track.schedule_base())
         if self.enabled and not self.started:
             self.started = True
             if self.targets.start is not None:
@@ -339,19 +339,9 @@ class Rescue:
         """Whether the warmup watch or the unsettled probe still follows the lr step by step."""
         return self.warmup.active or (self.config.probe and self.probe.state is not ProbeState.SETTLED)
 
-    def _watch_warmup(self, step: int) -> float | None:
-        """Whether the scheduler is raising lr (a warmup): the knob rose since the last step with
-        no op changing it. The probe waits until a window after the last such rise; the warmup
-        watch measures the warmup. Returns the knob's value (None: no numeric knob)."""
-        lr, seen = self._live()[1], self._lr_seen
-        if lr is not None and seen is not None and lr > seen * (1 + 1e-9) and self._changed_at != step:
-            self._rising_at = step
-            self._warm_end = step
-        return lr
-
     def warming(self, step: int) -> bool:
         """The scheduler raised lr within the probe's window: a warmup (a slow loss is expected)."""
-        return self._rising_at is not None and step - self._rising_at < self.probe.config.window
+        return self.lr_track.warming(step, self.probe.config.window)
 
     def _loss(self, metrics: dict[str, Any]) -> float | None:
         if not self.config.metric:
@@ -380,29 +370,13 @@ class Rescue:
     def _snapshot(self, step: int, reason: str, healthy: bool) -> None:
         self.kernel.snapshots.take(step, live_knob_values(self.kernel.state), reason, healthy=healthy)
         self.last_snapshot_step = step
-        self.targets.keep_detector(step, self.detector, self._schedule_base())
-
-    def _schedule_base(self) -> float | None:
-        act = self._knob(self.config.knob)
-        return act.schedule_base() if act is not None else None
+        self.targets.keep_detector(step, self.detector, self.lr_track.schedule_base())
 
     def _floor(self) -> float | None:
         """No cut below ``floor`` x the run's first value of the knob (None: not known)."""
         start = self.targets.start
         first = start.knobs.get(self.config.knob) if start is not None else None
         return self.config.floor * first if isinstance(first, (int, float)) else None
-
-    def _knob(self, key: str) -> Any:
-        return self.kernel.state.get(key)
-
-    def _live(self) -> tuple[Any, float | None]:
-        """The rescue's knob, refreshed (a scheduler may have moved it), and its value as a number
-        (None: not a number); (None, None) when the run has no such knob."""
-        act = self._knob(self.config.knob)
-        if act is None:
-            return None, None
-        act.refresh()
-        return act, json_number(act.value)
 
     def _submit(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
         self._acting = True
@@ -446,11 +420,11 @@ class Rescue:
         budget = self.kernel.max_steps
         if self.rescues or not budget or step > self.config.early_share * budget:
             return None
-        return self._live()[1]
+        return self.lr_track.live()[1]
 
     def _submit_rollback(self, ctx: ApplyContext, snap: Snapshot | None, why: str, x: float) -> dict[str, Any]:
         """Submit one ``rescue rollback`` (to ``snap``, cutting lr) and keep the rescue's books."""
-        target = self._target_text(snap)
+        target = self.targets.describe(snap)
         params: dict[str, Any] = {"cut": self.config.cut}
         if snap is not None:
             params["step"] = snap.step
@@ -465,10 +439,28 @@ class Rescue:
         det.at_chance = 0
         self.probe.settle(f"rescue at step {ctx.step}")
         if entry.get("decision") == "applied":
-            if not self._raise_undone:  # a blow-up that followed a raise is explained by it (and undone)
+            if not self.rollback.raise_undone:  # a blow-up that followed a raise is explained by it (and undone)
                 self.descent.arm(f"rescue at step {ctx.step}")
             self.kernel.raise_alert("rescue", op.reason or "", metric=self.config.metric, value=x)
         return entry
+
+    def _rollback(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
+        """One decision: restore a healthy snapshot and cut the knob (``hotcb.rescue_rollback``),
+        then return the detector to where it stood at that snapshot, on probation."""
+        snap, payload = self.rollback.apply(op, ctx, cut=self.config.cut, floor=self._floor())
+        kept = self.targets.detector_at(snap.step)
+        if kept is not None:
+            self.detector = kept
+        self.detector.probation = True
+        # A window at chance from here is dead unless the run resumes in a warmup: a scheduler that
+        # holds lr below its base at the restored state raises it again, and until it has, a slow
+        # loss is expected (charlm, rolled back to its start, sits at the unigram loss for the 50
+        # steps of its warmup: called dead there, every seed went back to step 0 every ~29 steps).
+        self.detector.dead_on_probation = not self.lr_track.held_down()
+        self.lr_track.changed_at = ctx.step
+        self.last_restored = snap.step
+        self.last_snapshot_step = ctx.step
+        return payload
 
     # ------------------------------------------------------------------ an overshot warmup
     def _mind_warmup(self, ctx: ApplyContext, overshoot: Overshoot | None, x: float) -> bool:
@@ -519,8 +511,8 @@ class Rescue:
         if self.config.knob in self.kernel.locks:
             self.peak_cut.settle()
             return
-        act, lr = self._live()
-        cut = self.peak_cut.decide(lr, self._schedule_base())
+        act, lr = self.lr_track.live()
+        cut = self.peak_cut.decide(lr, self.lr_track.schedule_base())
         if cut is None or act is None or lr is None:
             return
         new = lr * cut.factor
@@ -532,112 +524,6 @@ class Rescue:
         if entry.get("decision") != "applied":
             self.peak_cut.settle()  # refused by the judge for another reason: the run keeps what it has
 
-    def _target_text(self, snap: Snapshot | None) -> str:
-        """The rollback's target, as its reason says it."""
-        if snap is None:
-            return "no healthy snapshot"
-        targets = self.targets
-        if snap is targets.start and targets.unproven is not None:
-            return (f"roll back to the run's first state (step {snap.step}: every state since was trained at the "
-                    f"lr that blew up, this early in the run; the newest healthy one was step {targets.unproven.step})")
-        if snap is targets.start and targets.passed_over is not None:
-            return (f"roll back to the run's first state (step {snap.step}: the newest healthy state, step "
-                    f"{targets.passed_over.step}, had sat at chance: nothing learned to keep)")
-        if snap is targets.start and snap is not targets.last_alive():
-            return f"roll back to the run's first state (step {snap.step}: no learning state was confirmed)"
-        return f"roll back to step {snap.step}"
-
-    def _note_raise(self, op: HotOp, step: int) -> None:
-        """Remember a raise of the rescue's knob (by anyone): a blow-up soon after it is its doing."""
-        act = self._knob(self.config.knob)
-        if act is None or op.module != act.group or act.param_key not in op.params:
-            return
-        act.refresh()
-        new, old = json_number(op.params[act.param_key]), json_number(act.value)
-        if new is not None and old is not None and new > old:
-            self.targets.note_raise(step, old)
-
-    # complexity: every check happens before anything is restored (a refusal leaves the run as it was), so they stay in one place
-    def _rollback(self, op: HotOp, ctx: ApplyContext) -> dict[str, Any]:
-        """One decision: restore a healthy snapshot (``params.step``, else the newest) and cut the
-        knob. Everything is checked before anything is restored, so a refusal leaves the run as it
-        was."""
-        snaps = self.kernel.snapshots
-        snap = self.targets.named(op.params.get("step"))
-        cut = op.params.get("cut", self.config.cut)
-        if isinstance(cut, bool) or not isinstance(cut, (int, float)) or not 0 < cut <= 1:
-            raise ValueRefused("rescue rollback: params.cut must be a number in (0, 1]")
-        locks = self.kernel.locks
-        key = self.config.knob
-        act = self._knob(key)
-        new_value, note = None, None
-        self._raise_undone = False
-        if act is not None and key in locks:
-            note = f"{key} is locked by {locks[key].get('actor') or 'a human'}: left as it is"
-        elif act is not None:
-            act.refresh()
-            live = act.value
-            before = snap.knobs.get(key)
-            if json_number(live) is not None and live > 0:
-                base = self._cut_from(act, live, before, snap.step)
-                # A raise by an op since the snapshot (a warmup's rise is the schedule's, not a raise).
-                self._raise_undone = base < live and self.targets.raised_since(snap.step)
-                desc = act.describe()
-                floors = [desc.get("min"), self._floor()]
-                lo = max((f for f in floors if isinstance(f, (int, float))), default=None)
-                target = max(base * cut, lo) if lo is not None else base * cut
-                if target < base:
-                    new_value = judge_rescue_cut(desc, base, target, source=op.source, step=ctx.step,
-                                                 config=self.kernel.guard)
-                else:
-                    note = f"{key} {base:g} is at its floor: not cut further"
-        in_use = live_knob_values(self.kernel.state)  # the ledger's "old": what the run used until now
-        snaps.restore(snap)
-        knobs = {k: v for k, v in snap.knobs.items() if k not in locks}
-        restored = restore_knobs(self.kernel.state, knobs, ctx.env, ctx.step, before=in_use)
-        payload: dict[str, Any] = {k: v for k, v in restored.items() if v["old"] != v["new"]}
-        if new_value is not None and act is not None:
-            act.apply(new_value, ctx.env, ctx.step)
-            act.refresh()  # "new" is what the optimizer runs from the next step
-            payload[key] = {"old": in_use.get(key, act.value), "new": act.value}
-        snaps.drop_after(snap.step)
-        kept = self.targets.detector_at(snap.step)
-        if kept is not None:
-            self.detector = kept
-        self.detector.probation = True
-        # A window at chance from here is dead unless the run resumes in a warmup: a scheduler that
-        # holds lr below its base at the restored state raises it again, and until it has, a slow
-        # loss is expected (charlm, rolled back to its start, sits at the unigram loss for the 50
-        # steps of its warmup: called dead there, every seed went back to step 0 every ~29 steps).
-        self.detector.dead_on_probation = not self._in_warmup()
-        self._changed_at = ctx.step
-        self.last_restored = snap.step
-        payload["restored_step"] = snap.step
-        if note:
-            payload["note"] = note
-        self.last_snapshot_step = ctx.step
-        return payload
-
-    def _in_warmup(self) -> bool:
-        """The knob's value sits below its schedule base: the scheduler holds lr down (a warmup
-        to go through again, or a decay; either way a slow loss is the schedule's)."""
-        live, base = self._live()[1], self._schedule_base()
-        return live is not None and base is not None and live < base * (1 - 1e-9)
-
-    def _cut_from(self, act: HotcbActuator, live: float, before: Any, step: int) -> float:
-        """The lr a rescue cuts from, at the snapshot's place: the lower of the lr in use and the
-        snapshot's (a raise since the snapshot is undone by the rollback itself, and the lr that
-        led here is cut). Under a schedule the two are compared by their schedule bases: a
-        snapshot from earlier in a warmup has a lower lr only because of where it sat in it, and
-        reading that as the lower lr would make every rollback to it cut from its old base, never
-        further (three blow-ups in a warmup each ended at half the first base)."""
-        if json_number(before) is None or not before > 0:
-            return live
-        now, then = act.schedule_base(), self.targets.base_at(step)
-        if now is not None and then is not None:
-            return before * min(1.0, now / then)
-        return min(live, before)
-
     # ------------------------------------------------------------------ the way up, the way down
     def _move_lr(self, ctx: ApplyContext) -> None:
         """The probe until it settles (a rescue settles it); after a rescue, the descent; on a run
@@ -647,7 +533,7 @@ class Rescue:
             return
         if self._untouched() and self.descent.state is DescentState.IDLE:
             # One measured cut tests an lr too high.
-            why = self.descent.test_due(ctx.step, self.kernel.max_steps, since=self._warm_end)
+            why = self.descent.test_due(ctx.step, self.kernel.max_steps, since=self.lr_track.warm_end)
             if why is not None:
                 self.descent.arm(why, safe=False)
         if self.descent.state in (DescentState.WAITING, DescentState.TRIAL):
@@ -655,7 +541,7 @@ class Rescue:
 
     def _lr_step(self, ctx: ApplyContext, stepper: LrProbe | LrDescent, actor: str) -> None:
         """Ask the probe or the descent for an lr change and submit it (one guarded rule op)."""
-        act, lr = self._live()
+        act, lr = self.lr_track.live()
         if act is None:
             stepper.settle(f"no {self.config.knob} knob")
             return
@@ -663,7 +549,7 @@ class Rescue:
             if self.warming(ctx.step):
                 stepper.hold()  # no raise while the scheduler warms lr up
                 return
-            step = stepper.decide(ctx.step, lr, self.detector, self.kernel.max_steps, since=self._warm_end)
+            step = stepper.decide(ctx.step, lr, self.detector, self.kernel.max_steps, since=self.lr_track.warm_end)
         else:
             step = stepper.decide(ctx.step, lr, self.detector, self.kernel.max_steps)
         if step is None or lr is None:

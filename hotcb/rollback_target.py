@@ -119,6 +119,20 @@ class RollbackTargets:
         fit = [s for s in self.snapshots.snapshots if s.healthy and s.step <= by_step and allowed(s)]
         return fit[-1] if fit else self.start
 
+    def describe(self, snap: Snapshot | None) -> str:
+        """The last choice's target, as a rollback's reason says it."""
+        if snap is None:
+            return "no healthy snapshot"
+        if snap is self.start and self.unproven is not None:
+            return (f"roll back to the run's first state (step {snap.step}: every state since was trained at the "
+                    f"lr that blew up, this early in the run; the newest healthy one was step {self.unproven.step})")
+        if snap is self.start and self.passed_over is not None:
+            return (f"roll back to the run's first state (step {snap.step}: the newest healthy state, step "
+                    f"{self.passed_over.step}, had sat at chance: nothing learned to keep)")
+        if snap is self.start and snap is not self.last_alive():
+            return f"roll back to the run's first state (step {snap.step}: no learning state was confirmed)"
+        return f"roll back to step {snap.step}"
+
     def named(self, at: Any) -> Snapshot:
         """The snapshot a ``rescue rollback`` op names (``params.step``), else the newest healthy
         one that was alive, else the run's first state; refused when there is none."""
