@@ -57,6 +57,11 @@ def test_thousands_of_metric_names_draw_a_bounded_page(tmp_path: Path, chromium:
         page.wait_for_selector(".chart-card[data-metric='sample_02718'][data-points='3']")
         assert page.locator(".chart-card").count() == 1
         assert page.locator("#chart-count").text_content() == "showing 1 of 1 metrics matching “SAMPLE_02718”"
+        # its new points reach it live, though the live stream carries only the first names
+        with open(tmp_path / "run" / "hotcb.metrics.jsonl", "a") as f:
+            f.write(json.dumps({"step": 4, "wall_time": time.time(),
+                                "metrics": {n: 0.25 * i for i, n in enumerate(names)}}) + "\n")
+        page.wait_for_selector(".chart-card[data-metric='sample_02718'][data-points='4']")
         page.fill("#metric-filter", "sample_027")
         page.wait_for_selector("#chart-count[data-total='100']")
         assert page.locator(".chart-card").count() == MAX_CHARTS

@@ -10,7 +10,10 @@ import { available, callTool } from './api.js';
 // draw one each and hang the page. The filter box finds the others (asking the server for names
 // the snapshot did not carry: it sends the first few hundred, losses first).
 export const MAX_CHARTS = 48;
-const filter = { text: '', total: 0, asked: 0 };  // total: the server's count of names matching text
+const filter = { text: '', total: 0, asked: 0, next: 0, busy: false };  // total: the server's count of names matching text
+// The live stream carries the first few hundred names only: while a filter is on, the charts'
+// new points are asked for this often (from the oldest last step they hold).
+const FILTER_REFRESH_MS = 2000;
 
 const COLORS = ['#4cc2ff', '#f5a524', '#8bd17c', '#e879f9', '#f87171', '#2dd4bf', '#a78bfa', '#facc15'];
 const charts = new Map();   // metric -> {u, card, value, markers: [], dirty}
@@ -198,6 +201,24 @@ async function setFilter(text) {
   }
 }
 
+async function refreshFiltered() {
+  if (!filter.text || filter.busy || Date.now() < filter.next || !order.length || !available.has('read_metrics')) return;
+  filter.next = Date.now() + FILTER_REFRESH_MS;
+  const lasts = order.map((n) => { const s = state.series[n]; return s && s.steps.length ? s.steps[s.steps.length - 1] : 0; });
+  const asked = filter.asked;
+  filter.busy = true;
+  try {
+    const out = await callTool('read_metrics', { match: filter.text, max_series: MAX_CHARTS, since_step: Math.min(...lasts) });
+    if (asked !== filter.asked) return;
+    appendSeries(out.series);
+    sync();
+  } catch (err) {
+    console.warn('metric filter refresh failed', err);
+  } finally {
+    filter.busy = false;
+  }
+}
+
 function redraw() {
   for (const [name, c] of charts) {
     if (!c.dirty) continue;
@@ -212,7 +233,7 @@ function redraw() {
 }
 
 export function initCharts() {
-  on('metrics', sync);
+  on('metrics', () => { sync(); refreshFiltered(); });
   let typing = 0;
   $('metric-filter').addEventListener('input', (ev) => {
     clearTimeout(typing);
