@@ -118,7 +118,9 @@ class LiveSession:
         h = self.cfg.history
         self.metrics_sig = _sig(self.tools.run.metrics)
         self.ledger_sig = _sig(self.tools.run.ledger)
-        metrics = self._read(self.tools.read_metrics, MetricsInput(max_points=h.initial_points))
+        # The charts configured by name, else the first of the run's names (read_metrics' bound).
+        metrics = self._read(self.tools.read_metrics, MetricsInput(metrics=self.cfg.chart.metrics or None,
+                                                                   max_points=h.initial_points))
         self.last_step = metrics.last_step if metrics else None
         self.cursor = metrics.cursor if metrics else None
         ledger = self._read(self.tools.read_ledger, LedgerInput(last=h.ledger_rows)) or LedgerOutput(total=0, entries=[])
@@ -185,7 +187,9 @@ class LiveSession:
         for _ in range(MAX_DELTA_READS):
             if self.cursor is None:
                 return None
-            data = self._read(self.tools.read_metrics, MetricsInput(since_cursor=self.cursor, max_points=MAX_DELTA_POINTS))
+            args = MetricsInput(since_cursor=self.cursor, metrics=self.cfg.chart.metrics or None,
+                                max_points=MAX_DELTA_POINTS)
+            data = self._read(self.tools.read_metrics, args)
             if data is None:
                 return out
             if data.reset:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +23,6 @@ from .modules import ApplyContext
 from .modules.callbacks import CallbackLoadError
 from .ops import (
     CB,
-    CORE,
     RESCUE,
     CommandError,
     HotOp,
@@ -56,7 +54,6 @@ class CommandPath:
         # Who loaded each callback by command (its failures are attributed to them); a callback
         # added in code was put there by the script's author, a human.
         self.cb_loaders: dict[str, str] = {}
-        self._refused_files: set[str] = set()  # run files refused (symlinks): recorded once each
         self.held: str | None = None  # why a person's command line waits for a transient write error
         self._line_op = False  # the op being processed came from a commands-file line
         self._handlers = 0  # handlers running now (one may submit an op of its own)
@@ -93,9 +90,10 @@ class CommandPath:
         resets = self.tail.reset_count
         try:
             lines = self.tail.read_new()
-        except UnsafeFile as e:
-            self._refuse_file(self.tail.path, e)
+        except UnsafeFile as e:  # a FIFO, a link, a directory: recorded once, looked at again when replaced
+            self.kernel.files.refuse(self.tail.path, e)
             return []
+        self.kernel.files.clear(self.tail.path)
         if self.tail.reset_count != resets:
             log.warning("hotcb: %s was truncated or replaced; re-reading it from the start", self.tail.path)
             self.kernel.publish_status()
@@ -129,23 +127,6 @@ class CommandPath:
         cmd_id = given if valid_cmd_id(given) else auto_cmd_id(raw, offset)
         if not self.kernel.ledger.has(cmd_id):
             self.record_refusal(cmd_id, None, f"could not be handled: {type(e).__name__}: {str(e)[:300]}", ctx, raw=raw)
-
-    def _refuse_file(self, path: str, e: OSError) -> None:
-        """A run file that is a symlink: never followed; one recorded refusal (and an alert)."""
-        if path in self._refused_files:
-            return
-        self._refused_files.add(path)
-        k = self.kernel
-        reason = f"{os.path.basename(path)} is a symlink; hotcb never reads or writes through links ({e})"
-        log.error("hotcb: %s", reason)
-        k.note_error(reason)
-        op = HotOp(module=CORE, op="read_commands", cmd_id=f"unsafe-file-{k.session}-{uuid.uuid4().hex[:8]}",
-                   source=Source.KERNEL, actor="kernel", reason="run file refused")
-        try:
-            self.record(op, ApplyContext(k.step, k.epoch, ["unsafe_file"], {}), "rejected", error=reason)
-            k.raise_alert("unsafe_file", reason)
-        except OSError:
-            pass
 
     def _handle_line(self, offset: int, raw: str, value: Any, error: str | None, ctx: ApplyContext) -> None:
         ledger, schedule = self.kernel.ledger, self.kernel.schedule

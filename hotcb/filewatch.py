@@ -13,14 +13,17 @@ class FileWatch:
     def __init__(self, path: str | os.PathLike[str]):
         self.path = os.fspath(path)
         self._sig: tuple[int, int, int] | None = None
+        self.mode: int | None = None  # the file's type and permissions at the last look (None: none)
 
     def changed(self) -> bool:
-        """True once for each change (including appearance or removal) since the last call."""
+        """True once for each change (including appearance or removal) since the last call.
+        The path itself is looked at (``lstat``): a link put there is a change, never followed."""
         try:
-            st = os.stat(self.path)
-            sig = (st.st_ino, st.st_size, st.st_mtime_ns)
+            st = os.lstat(self.path)
+            sig: tuple[int, int, int] | None = (st.st_ino, st.st_size, st.st_mtime_ns)
+            self.mode = st.st_mode
         except OSError:
-            sig = None
+            sig, self.mode = None, None
         if sig == self._sig:
             return False
         self._sig = sig

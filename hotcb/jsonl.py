@@ -50,19 +50,40 @@ def open_nofollow(path: str | os.PathLike[str], flags: int, mode: int = 0o644) -
         fd = os.open(os.fspath(path), flags | O_NOFOLLOW | O_NONBLOCK, mode)
     except OSError as e:
         if e.errno == errno.ELOOP or (O_NOFOLLOW == 0 and os.path.islink(path)):
-            raise UnsafeFile(e.errno or errno.ELOOP, f"{os.fspath(path)} is a symlink; run files are never followed") from None
+            raise _symlink(path) from None
         if e.errno == errno.ENXIO:  # a FIFO with no reader, opened to write
-            raise UnsafeFile(e.errno, f"{os.fspath(path)} is not a regular file; refused") from None
+            raise UnsafeFile(e.errno, f"{os.fspath(path)} is a FIFO, not a regular file; refused") from None
         raise
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UnsafeFile(errno.EINVAL, f"{os.fspath(path)} is not a regular file; refused")
+        refusal = not_regular(path, os.fstat(fd).st_mode)
+        if refusal is not None:
+            raise refusal
         if O_NONBLOCK:
             os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+# What a refusal calls a file that is not a regular one (an ``st_mode``'s type).
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a directory"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def not_regular(path: str | os.PathLike[str], mode: int) -> UnsafeFile | None:
+    """The refusal of a run file whose ``lstat`` (or ``fstat``) mode is ``mode``; None for a
+    regular file. One wording for every reader, whether it opened the file or only looked."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return _symlink(path)
+    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    return UnsafeFile(errno.EINVAL, f"{os.fspath(path)} is {kind}, not a regular file; refused")
+
+
+def _symlink(path: str | os.PathLike[str]) -> UnsafeFile:
+    return UnsafeFile(errno.ELOOP, f"{os.fspath(path)} is a symlink; run files are never followed")
 
 
 def read_json(path: str | os.PathLike[str], default: Any = None) -> Any:
@@ -162,6 +183,16 @@ class JsonlTail:
             if self.inode is not None:
                 self._reset(None)
             return []
+        refusal = not_regular(self.path, st.st_mode)
+        if refusal is not None:
+            # Refused without opening it (a FIFO would block, a link lead elsewhere); remembered
+            # like a read, so ``changed()`` is false until it is replaced (a caller records it once).
+            # Whatever regular file comes next is a new one, read from its start (even one that
+            # reuses the old inode number and size).
+            if self.offset or self._head:
+                self._reset(st.st_ino)
+            self.inode, self.size_seen, self.mtime_seen = st.st_ino, st.st_size, st.st_mtime_ns
+            raise refusal
         if self.inode is not None and (st.st_ino != self.inode or st.st_size < self.offset):
             self._reset(st.st_ino)
         self.inode = st.st_ino

@@ -44,6 +44,7 @@ from .modules.callbacks import CallbackModule
 from .ops import CB, CORE, TUNE, HotOp, Source
 from .recent_record import RecentRecordReader
 from .recipe import RecipePlayer
+from .refused_files import RefusedFiles
 from .rescue import RESCUE, Rescue
 from .run_publisher import RunPublisher
 from .rundir import ALERTS, CHECKPOINTS, RunDir
@@ -119,6 +120,7 @@ class HotKernel:
         # and alerts' tails only when an op that rule covers is judged, kept until they change.
         self.recent = RecentRecordReader(self.run.root)
         self.freeze_switch = FreezeSwitch(self.code, self.ledger, self.view, self.publish_status)
+        self.files = RefusedFiles(self)  # run files that are not regular files: recorded once each
         self.commands = CommandPath(self)
         self.watched = WatchedFiles(self)
         self.cb = CallbackModule(self.run.root, [Path(d) for d in self.code.dirs], on_error=self.commands.callback_failed,
@@ -144,6 +146,9 @@ class HotKernel:
             self.freeze_switch.set(freeze, from_code=True)
         self.publish_actuators()
         self._write_status(force=True)
+        if self.is_writer:  # read once above: one that is not a regular file was read as empty
+            for path in (self.run.locks, self.run.intents):
+                self.files.check(path)
         self._resume_tune()
 
     # ------------------------------------------------------------------ state others read
@@ -300,8 +305,8 @@ class HotKernel:
                 "message": message, "source": Source.KERNEL,
             })
 
-    def note_error(self, reason: str) -> None:
-        """The last thing that went wrong inside the kernel, for the status file."""
+    def note_error(self, reason: str | None) -> None:
+        """The last thing that went wrong inside the kernel, for the status file (None: it was put right)."""
         self.last_internal_error = reason
 
     def close(self) -> None:

@@ -76,14 +76,14 @@ class WatchedFiles:
         if not self.kernel.is_writer:
             return {}
         out: dict[str, Any] = {}
-        if self._freeze_watch.changed():
+        if self._freeze_watch.changed() and self._admit(self._freeze_watch):
             out["freeze"] = read_json(self.freeze_path)
-        if self._autopilot_watch.changed():
+        if self._autopilot_watch.changed() and self._admit(self._autopilot_watch):
             out["autopilot"] = self._read_autopilot()
         if self._desired_reader is None:
             path = self.desired_path
             self._desired_reader = BackgroundRead(lambda: read_desired(path))
-        if self._desired_watch.changed() and self._desired_watch.exists():
+        if self._desired_watch.changed() and self._admit(self._desired_watch) and self._desired_watch.exists():
             try:
                 small = os.lstat(self.desired_path).st_size <= INLINE_DESIRED_BYTES
             except OSError:
@@ -98,6 +98,11 @@ class WatchedFiles:
         if done is not None:
             out["desired"] = done
         return out
+
+    def _admit(self, watch: FileWatch) -> bool:
+        """Whether the changed file may be read: one that is not a regular file is refused
+        (recorded once), never opened."""
+        return self.kernel.files.admit(watch.path, watch.mode)
 
     def apply(self, watched: dict[str, Any], ctx: ApplyContext) -> None:
         if watched.get("freeze") is not None:

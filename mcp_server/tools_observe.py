@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
@@ -21,6 +22,10 @@ from .tools_base import ToolGroup
 
 KEY_METRIC_PREFERENCE = ("val_loss", "valid_loss", "eval_loss", "val_acc", "train_loss", "loss")
 DEFAULT_TREND_METRICS = 10
+# Series (metric names) one reply carries at most: a run that logs thousands of names (a
+# per-sample metric) would otherwise send, hold and draw every one. The rest are counted and
+# found by name (``match``).
+MAX_SERIES = 200
 
 
 def echo_metric(name: str, names: list[str]) -> str | None:
@@ -45,7 +50,8 @@ class StatusOutput(BaseModel):
     replay: dict[str, Any] | None = None
     scheduled: int = 0
     snapshots: list[int] = []
-    metrics: list[str] = []
+    metrics: list[str] = Field([], description=f"metric names, at most {MAX_SERIES}: losses and accuracies first")
+    metrics_total: int = Field(0, description="how many metric names the run has logged")
     last_metrics: dict[str, Any] = {}
     autopilot: dict[str, Any] | None = None
     internal_errors: int = 0
@@ -98,6 +104,9 @@ class TrendsOutput(BaseModel):
 
 class MetricsInput(StrictInput):
     metrics: list[str] | None = None
+    match: str | None = Field(None, max_length=200, description="only metric names containing this text (any case)")
+    max_series: int = Field(MAX_SERIES, ge=1, le=MAX_SERIES, description="metrics (series) in the reply at most: "
+                            "losses and accuracies first, then by name; series_total counts them all")
     max_points: int = Field(200, ge=2, le=5000, description="points per metric; with since_cursor, records per call")
     since_step: int | None = Field(None, description="only points at or after this step (recent data)")
     last: int | None = Field(None, ge=1, le=5000, description="the last N points of each metric, exact (never thinned)")
@@ -121,6 +130,7 @@ class MetricsOutput(BaseModel):
     last_step: int | None
     records: int = Field(description="records before the cursor")
     series: dict[str, SeriesOut]
+    series_total: int = Field(0, description="metric names that matched; the reply carries at most max_series of them")
     cursor: str = Field(description="names the record after these: pass it as since_cursor for exactly what follows")
     reset: bool = Field(False, description="the file was replaced or truncated since since_cursor: "
                                            "these points start the run over (drop what you hold)")
@@ -149,31 +159,49 @@ class LedgerOutput(BaseModel):
     entries: list[LedgerEntry]
 
 
+def metric_rank(n: str) -> tuple[int, str]:
+    """Where a metric name comes when names are cut: losses and accuracies first, knob echoes
+    (``opt/lr``) last, then by name."""
+    if "/" in n:
+        return (3, n)
+    if "loss" in n.lower():
+        return (0, n)
+    if trend.maximize(n):
+        return (1, n)
+    return (2, n)
+
+
 def pick_metrics(names: list[str], limit: int = DEFAULT_TREND_METRICS) -> list[str]:
     """Losses and accuracies first, knob echoes (``opt/lr``) last."""
-    def rank(n: str) -> tuple[int, str]:
-        low = n.lower()
-        if "/" in n:
-            return (3, n)
-        if "loss" in low:
-            return (0, n)
-        if trend.maximize(n):
-            return (1, n)
-        return (2, n)
+    return sorted(names, key=metric_rank)[:limit]
 
-    return sorted(names, key=rank)[:limit]
+
+def choose_series(names: Iterable[str], args: MetricsInput) -> tuple[list[str], int]:
+    """The metric names a ``read_metrics`` reply carries (those asked for, containing ``match``,
+    at most ``max_series`` by ``metric_rank``) and how many matched."""
+    pool = list(names)
+    if args.metrics is not None:
+        asked = set(args.metrics)
+        pool = [n for n in pool if n in asked]
+    if args.match:
+        text = args.match.lower()
+        pool = [n for n in pool if text in n.lower()]
+    return sorted(pool, key=metric_rank)[:args.max_series], len(pool)
 
 
 class ObserveTools(ToolGroup):
     def get_status(self, args: Empty) -> StatusOutput:
         """Is training alive (running/paused/stopped/dead)? Step, steps/s, freeze mode, replay,
-        scheduled ops, snapshots, the last metric values ("nan"/"inf"/"-inf" when not finite) and the
-        autopilot mode; status_problems names status fields that did not parse."""
+        scheduled ops, snapshots, the last metric values ("nan"/"inf"/"-inf" when not finite; at most
+        200 metrics, losses first, metrics_total counts all) and the autopilot mode; status_problems
+        names status fields that did not parse."""
         st = self.status()
         live = self.liveness()
         self.metrics.refresh()
+        names = self.metrics.names()
+        shown = pick_metrics(names, MAX_SERIES)
         last = {}
-        for name in self.metrics.names():
+        for name in shown:
             s = self.metrics.get(name)
             if s is not None and s.values:
                 last[name] = trend.sig_or_tag(s.values[-1])
@@ -182,7 +210,7 @@ class ObserveTools(ToolGroup):
             liveness=live["state"], reason=live.get("reason"), step=st.step, epoch=st.epoch, max_steps=st.max_steps,
             steps_per_s=st.steps_per_s, freeze_mode=st.freeze_mode, replay=st.replay, paused=st.paused,
             stop_requested=st.stop_requested, scheduled=st.scheduled, snapshots=st.snapshots,
-            metrics=self.metrics.names(), last_metrics=last,
+            metrics=shown, metrics_total=len(names), last_metrics=last,
             autopilot=autopilot if isinstance(autopilot, dict) else None, internal_errors=st.internal_errors,
             rescue=st.rescue, status_problems=st.problems, metrics_dropped_lines=self.metrics.dropped,
         )
@@ -246,11 +274,12 @@ class ObserveTools(ToolGroup):
         """Metric series: the whole run downsampled to at most max_points per metric, the points
         since a step, the last N points exact, or exactly what was logged after a cursor. Every
         reply carries a cursor; since_cursor=it returns each later point once (reset: true when
-        the file was replaced since)."""
+        the file was replaced since). At most max_series metrics (200), losses and accuracies
+        first; series_total counts the names that matched; match picks names containing a text."""
         if args.since_cursor is not None:
             return self._metrics_after(args)
         self.metrics.refresh()
-        names = args.metrics or self.metrics.names()
+        names, total = choose_series(self.metrics.names(), args)
         if args.since_step is not None or args.last is not None:
             self.metrics.extend(names, points=args.last, since_step=args.since_step)  # a long file read by seek
         series = {}
@@ -269,21 +298,22 @@ class ObserveTools(ToolGroup):
                 steps, values = s.downsampled(args.max_points)
             series[name] = SeriesOut(steps=steps, values=[tag(v) for v in values])
         cursor = self.metrics.cursor()
-        return MetricsOutput(last_step=self.metrics.last_step, records=cursor.index, series=series, cursor=cursor.token())
+        return MetricsOutput(last_step=self.metrics.last_step, records=cursor.index, series=series,
+                             series_total=total, cursor=cursor.token())
 
     def _metrics_after(self, args: MetricsInput) -> MetricsOutput:
         batch = read_after(self.run.metrics, MetricsCursor.parse(args.since_cursor or ""), args.max_points)
-        wanted = set(args.metrics) if args.metrics else None
-        series: dict[str, SeriesOut] = {}
+        chosen, total = choose_series(dict.fromkeys(n for rec in batch.records for n in rec.metrics), args)
+        series: dict[str, SeriesOut] = {name: SeriesOut(steps=[], values=[]) for name in chosen}
         for rec in batch.records:
             for name, v in rec.metrics.items():
-                if wanted is None or name in wanted:
-                    s = series.setdefault(name, SeriesOut(steps=[], values=[]))
+                s = series.get(name)
+                if s is not None:
                     s.steps.append(float(rec.step))
                     s.values.append(tag(v))
         last = max((int(r.step) for r in batch.records), default=None)
-        return MetricsOutput(last_step=last, records=batch.cursor.index, series=series, cursor=batch.cursor.token(),
-                             reset=batch.reset, more=batch.more)
+        return MetricsOutput(last_step=last, records=batch.cursor.index, series=series, series_total=total,
+                             cursor=batch.cursor.token(), reset=batch.reset, more=batch.more)
 
     def read_ledger(self, args: LedgerInput) -> LedgerOutput:
         """The ledger: every command's decision (applied/rejected/failed/ignored_*), with step, source,

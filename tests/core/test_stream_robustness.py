@@ -231,8 +231,8 @@ def test_symlinked_run_files_are_never_followed(run_dir: Path, tmp_path: Path, n
         append_line(target, make_command("opt", "set_params", {"lr": 0.02}, cmd_id="via-link"))
         (run_dir / name).symlink_to(target)
         lp.run(3)
-        [e] = [e for e in lp.ledger() if e["op"] == "read_commands"]
-        assert e["decision"] == "rejected" and "symlink" in e["error"]
+        [e] = [e for e in lp.ledger() if e["op"] == "read_file"]
+        assert e["decision"] == "rejected" and "symlink" in e["error"] and name in e["error"]
         assert lp.opt.param_groups[0]["lr"] == 0.05  # nothing read through the link
     else:
         (run_dir / name).symlink_to(target)
@@ -254,10 +254,11 @@ def test_a_fifo_in_place_of_a_run_file_never_hangs_the_training_process(run_dir:
         os.mkfifo(run_dir / name)
     with Trainer(run_dir, steps=100000, sleep=0.005) as t:
         t.wait_step(20, timeout=60)
-        wait_for(lambda: {"desired_state", "enable"} <= {e["op"] for e in t.ledger() if e["decision"] == "rejected"},
+        names = {"hotcb.freeze.json", "hotcb.yaml", "hotcb.autopilot.json", "hotcb.locks.json", "hotcb.intents.jsonl"}
+        wait_for(lambda: names <= {(e.get("params") or {}).get("file") for e in t.ledger() if e["op"] == "read_file"},
                  30, what="the refusals of the watched files")
-        refused = {e["op"]: e["error"] for e in t.ledger()}
-        assert "not a regular file" in refused["desired_state"] and "hotcb.autopilot.json" in refused["enable"]
+        refused = [e for e in t.ledger() if e["op"] == "read_file"]
+        assert len(refused) == len(names) and all("FIFO" in e["error"] and e["decision"] == "rejected" for e in refused)
         append_line(run_dir / "hotcb.commands.jsonl", make_command("opt", "set_params", {"lr": 0.005}, cmd_id="c1"))
         step = t.status()["step"]
         wait_for(lambda: any(e["cmd_id"] == "c1" for e in t.ledger()), 30, what="the command's decision")

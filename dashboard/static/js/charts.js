@@ -3,7 +3,17 @@
 // data-* attributes tests can find, and show who/why as text in the tooltip.
 import uPlot from '../vendor/uplot/uPlot.esm.js';
 import { h, $, fmt, replace, describeChange } from './dom.js';
-import { state, on, knobChanges, seriesOf } from './store.js';
+import { state, on, knobChanges, seriesOf, appendSeries } from './store.js';
+import { available, callTool } from './api.js';
+
+// Charts drawn at most: a run logging thousands of metric names (a per-sample metric) would
+// draw one each and hang the page. The filter box finds the others (asking the server for names
+// the snapshot did not carry: it sends the first few hundred, losses first).
+export const MAX_CHARTS = 48;
+const filter = { text: '', total: 0, asked: 0, next: 0, busy: false };  // total: the server's count of names matching text
+// The live stream carries the first few hundred names only: while a filter is on, the charts'
+// new points are asked for this often (from the oldest last step they hold).
+const FILTER_REFRESH_MS = 2000;
 
 const COLORS = ['#4cc2ff', '#f5a524', '#8bd17c', '#e879f9', '#f87171', '#2dd4bf', '#a78bfa', '#facc15'];
 const charts = new Map();   // metric -> {u, card, value, markers: [], dirty}
@@ -143,16 +153,70 @@ function hideTip() {
 
 // ---------------------------------------------------------------------------------- updates
 function sync() {
-  const names = wanted(Object.keys(state.series));
+  const all = wanted(Object.keys(state.series));
+  const text = filter.text.toLowerCase();
+  const matched = text ? all.filter((n) => n.toLowerCase().includes(text)) : all;
+  const names = matched.slice(0, MAX_CHARTS);
+  showCount(names.length, text ? Math.max(matched.length, filter.total)
+    : all.length + Math.max(0, (state.metricsTotal || 0) - Object.keys(state.series).length));
   if (names.join('|') !== order.join('|') || [...charts.values()].some((c) => c.withCompare !== Boolean(state.compare))) {
     for (const c of charts.values()) { c.u.destroy(); c.card.remove(); }
     charts.clear();
     order = names;
     names.forEach((n, i) => makeChart(n, i));
-    if (!names.length) $('charts').appendChild(h('div', { class: 'empty' }, 'No metrics yet: waiting for the training process to log.'));
+    if (!names.length) {
+      $('charts').appendChild(h('div', { class: 'empty' },
+        text ? 'No metric name contains that text.' : 'No metrics yet: waiting for the training process to log.'));
+    }
     else for (const el of $('charts').querySelectorAll('.empty')) el.remove();
   }
   for (const c of charts.values()) c.dirty = true;
+}
+
+function showCount(shown, total) {
+  const el = $('chart-count');
+  el.textContent = filter.text ? `showing ${shown} of ${total} metrics matching “${filter.text}”`
+    : `showing ${shown} of ${total} metrics`;
+  el.dataset.shown = String(shown);
+  el.dataset.total = String(total);
+}
+
+// The filter: names this page holds are matched at once; the server is asked for the names
+// containing the text too (the snapshot carried only the first ones), and those are merged in.
+async function setFilter(text) {
+  filter.text = text.trim();
+  filter.total = 0;
+  const asked = ++filter.asked;
+  sync();
+  if (!filter.text || !available.has('read_metrics')) return;
+  try {
+    const out = await callTool('read_metrics', { match: filter.text, max_series: MAX_CHARTS,
+      max_points: state.config.history.initial_points });
+    if (asked !== filter.asked) return;  // the text changed meanwhile: a later reply answers it
+    appendSeries(out.series);
+    filter.total = out.series_total || 0;
+    sync();
+  } catch (err) {
+    console.warn('metric filter failed', err);
+  }
+}
+
+async function refreshFiltered() {
+  if (!filter.text || filter.busy || Date.now() < filter.next || !order.length || !available.has('read_metrics')) return;
+  filter.next = Date.now() + FILTER_REFRESH_MS;
+  const lasts = order.map((n) => { const s = state.series[n]; return s && s.steps.length ? s.steps[s.steps.length - 1] : 0; });
+  const asked = filter.asked;
+  filter.busy = true;
+  try {
+    const out = await callTool('read_metrics', { match: filter.text, max_series: MAX_CHARTS, since_step: Math.min(...lasts) });
+    if (asked !== filter.asked) return;
+    appendSeries(out.series);
+    sync();
+  } catch (err) {
+    console.warn('metric filter refresh failed', err);
+  } finally {
+    filter.busy = false;
+  }
 }
 
 function redraw() {
@@ -169,7 +233,12 @@ function redraw() {
 }
 
 export function initCharts() {
-  on('metrics', sync);
+  on('metrics', () => { sync(); refreshFiltered(); });
+  let typing = 0;
+  $('metric-filter').addEventListener('input', (ev) => {
+    clearTimeout(typing);
+    typing = setTimeout(() => setFilter(ev.target.value), 200);
+  });
   on('ledger', () => { for (const name of charts.keys()) buildMarkers(name); });
   on('compare', () => { sync(); for (const name of charts.keys()) buildMarkers(name); });
   setInterval(redraw, state.config.ui.redraw_ms);

@@ -23,6 +23,7 @@ function applyState(ev) {
 function handle(ev) {
   if (ev.type === 'snapshot') {
     resetSeries(ev.metrics.series);
+    state.metricsTotal = ev.metrics.series_total || 0;  // names in the run; the snapshot carries the first ones
     addLedger(ev.ledger.entries, true);
     emit('metrics');
     emit('ledger');

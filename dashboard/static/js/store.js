@@ -16,6 +16,7 @@ export const state = {
   run: '',
   compareLabel: null,
   series: seriesMap(),  // metric -> {steps: [], values: []}
+  metricsTotal: 0,   // metric names in the run (the snapshot carries at most the server's bound of them)
   ledger: [],        // ledger rows, oldest first, at most config.history.ledger_rows
   status: null,
   actuators: null,
