@@ -394,3 +394,32 @@ def test_locked_knob_refusal_is_recorded_and_retried_after_the_rule_cooldown(tmp
     assert w.params == {"lr": pytest.approx(0.005)}
     (e,) = [e for e in run.resume_in_kernel() if e.get("cmd_id") == refused[0].row["cmd_id"]]
     assert e["decision"] == "rejected" and "locked by alice" in e["error"]  # on the kernel's record too
+
+
+def test_observer_finds_its_metrics_among_more_names_than_the_status_lists(tmp_path):
+    # get_status lists at most MAX_SERIES names (losses and accuracies first); a rule watching a
+    # low-ranked name (grad_norm, a knob echo) in a run that logs hundreds must still see it.
+    from hotcb.mcp_server.tools_observe import MAX_SERIES
+
+    run = RecordedRun(tmp_path, max_steps=None)
+    junk = {f"layer{i:03d}_loss": 1.0 for i in range(MAX_SERIES + 50)}  # outrank grad_norm
+    for s in range(1, 41):
+        run.log(s, train_loss=1.0, grad_norm=float(s), **junk)
+    tools = HotcbTools(tmp_path, source="rule")
+    status = tools.get_status()
+    assert "grad_norm" not in status.metrics and status.metrics_total > len(status.metrics)
+    obs = Observer(tools)
+    obs.refresh(["grad_norm", "no_such_metric"], 10)
+    assert obs.window("grad_norm", 10)[1] == [float(s) for s in range(31, 41)]
+    assert "no_such_metric" not in obs.series
+
+
+def test_the_progress_line_shows_lr_among_more_names_than_the_status_lists(tmp_path):
+    from hotcb.agent.launcher.progress import RunProgress
+    from hotcb.mcp_server.tools_observe import MAX_SERIES
+
+    run = RecordedRun(tmp_path, max_steps=None)
+    junk = {f"layer{i:03d}_loss": 1.0 for i in range(MAX_SERIES + 50)}
+    run.log(1, train_loss=0.5, val_acc=0.75, **{"opt/lr": 0.003}, **junk)
+    snap = RunProgress(HotcbTools(tmp_path)).snapshot()
+    assert (snap.loss, snap.lr, snap.val_acc) == (0.5, 0.003, 0.75)
