@@ -8,7 +8,6 @@ objective) before anything changes; the rest of tune talks to Optuna only throug
 from __future__ import annotations
 
 import os
-import stat
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
 from ..actuators.actuator import ValueRefused
+from ..jsonl import not_regular
 from .readonly import ReadOnly
 from .recipe import TuneRecipe
 
@@ -36,11 +36,11 @@ class TuneStudy:
         # Optuna opens the journal itself, following links and blocking on a FIFO: a run file
         # that is not a regular file is refused here, before it can hang the step.
         try:
-            mode = os.lstat(journal).st_mode
+            refusal = not_regular(journal.name, os.lstat(journal).st_mode)
         except FileNotFoundError:
-            mode = stat.S_IFREG
-        if not stat.S_ISREG(mode):
-            raise ValueRefused(f"{journal.name} is not a regular file (a link, FIFO or device); refused")
+            refusal = None
+        if refusal is not None:
+            raise ValueRefused(refusal.strerror or str(refusal))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
