@@ -47,22 +47,23 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .actuators.actuator import HotcbActuator, ValueRefused
+from .actuators.actuator import ValueRefused
 from .checkpoint import Snapshot, live_knob_values
 from .codec import json_number
 from .descent import DescentConfig, DescentState, LrDescent
 from .divergence import DetectorConfig, LossDetector, Verdict
-from .guard import GuardRefusal, check_knob_change
 from .lr_track import LrTrack
 from .modules import ApplyContext
 from .ops import RESCUE, RESCUE_OPS, HotOp, Source
+from .overshot_warmup import OvershotWarmup
 from .peak_cut import PeakCut
 from .probe import LrProbe, ProbeConfig, ProbeState
 from .quiet import QUIET_POINTS, QuietSteps
 from .records import RescueStatus
 from .rescue_rollback import RescueRollback
 from .rollback_target import RollbackTargets
-from .warmup_watch import Overshoot, WarmupWatch, WarmupWatchConfig
+from .rule_lr_op import RuleLrOp
+from .warmup_watch import WarmupWatch, WarmupWatchConfig
 
 ACTOR = "rescue"
 LOSS_METRICS = ("train_loss", "loss")
@@ -96,7 +97,6 @@ class Rescue:
         self.probe = LrProbe(self.config.probe_config)
         self.descent = LrDescent(self.config.descent_config)
         self.warmup = WarmupWatch(self.config.warmup_config)
-        self._overshooting = False  # rolling back an overshot warmup, this step
         self.peak_cut = PeakCut(self.config.warmup_config.range_rule, self.config.cut)  # after an overshot warmup
         self.rescues = 0
         self.started = False
@@ -107,6 +107,9 @@ class Rescue:
         self._acting = False
         self.lr_track = LrTrack(kernel.state, self.config.knob)  # the knob, step by step (hotcb/lr_track.py)
         self.rollback = RescueRollback(kernel, self.targets, self.lr_track)  # the rollback op (hotcb/rescue_rollback.py)
+        self.lr_op = RuleLrOp(kernel, self.config.knob, self._submit)  # a rule's lr op, guard asked first (hotcb/rule_lr_op.py)
+        self.overshot = OvershotWarmup(self.peak_cut, self.targets, self.lr_track, self.lr_op,  # hotcb/overshot_warmup.py
+                                       self._submit_rollback, actor=ACTOR)
 
     @property
     def detector(self) -> LossDetector:
@@ -163,7 +166,7 @@ class Rescue:
         """The run as the rescue judges it: the detector's verdict, or ``OVERSHOT`` while the
         rescue rolls back an overshot warmup (the judge lets a rule roll back a run that is not
         healthy, and the detector alone calls that run healthy)."""
-        return Verdict.OVERSHOT if self._overshooting else self.detector.verdict
+        return Verdict.OVERSHOT if self.overshot.rolling_back else self.detector.verdict
 
     def why_broken(self) -> str | None:
         """The detector's reason no change can be judged now (None: the run is healthy)."""
@@ -255,7 +258,7 @@ class Rescue:
         if verdict in (Verdict.BLOWUP, Verdict.NON_FINITE, Verdict.CHANCE):
             self._rescue(ctx, verdict, x)
             return
-        if self._mind_warmup(ctx, overshoot, x):
+        if self.overshot.mind(ctx, overshoot, x, spent=self.rescues >= self.config.max_rescues):
             return
         det = self._detector
         if det.confirmed() and not det.dead():  # a dead network's quiet loss confirms nothing
@@ -462,68 +465,6 @@ class Rescue:
         self.last_snapshot_step = ctx.step
         return payload
 
-    # ------------------------------------------------------------------ an overshot warmup
-    def _mind_warmup(self, ctx: ApplyContext, overshoot: Overshoot | None, x: float) -> bool:
-        """An overshot warmup rolled back (True: this step's work is done), or the schedule's next cut."""
-        if overshoot is not None:
-            self._overshot(ctx, overshoot, x)
-            return True
-        if self.peak_cut.active:
-            self._cut_peak(ctx)
-        return False
-
-    def _overshot(self, ctx: ApplyContext, over: Overshoot, x: float) -> None:
-        """The warmup measured the schedule's peak as too high (``hotcb.warmup_watch``): back to
-        the newest healthy state trained only at lrs the range test allows, lr cut, and then the
-        schedule cut further (``_cut_peak``) until its peak is the range test's share of the lr at
-        the low. A state from further into the warmup is no place to resume: charlm x30 rolled back
-        to step 20 (lr 0.126, 5x the rule's) and cut to the rule ended at 2.27-2.30 nats, where
-        its first state, at the rule's lr, ends near the tuned start's."""
-        if self.rescues >= self.config.max_rescues:
-            return
-        snap = self.targets.trained_at_most(self.peak_cut.goal(over), over.low_step)
-        if snap is None:
-            return
-        self._overshooting = True
-        try:
-            entry = self._submit_rollback(ctx, snap, over.reason(self.peak_cut.range_rule), x)
-        finally:
-            self._overshooting = False
-        if entry.get("decision") == "applied":
-            self.peak_cut.arm(over)
-
-    def _guard_allows(self, act: HotcbActuator, value: float, step: int) -> bool:
-        """The guard's answer to a rule's change of the knob, asked before the op is sent: a change
-        the knob's cooldown (or a lock) holds back waits, rather than leave a refusal in the ledger
-        at every step it waits (the kernel judges the op itself again when it is sent)."""
-        try:
-            check_knob_change(act.describe(), value, source=Source.RULE, step=step,
-                              lock=self.kernel.locks.get(self.config.knob), config=self.kernel.guard)
-        except GuardRefusal:
-            return False
-        except ValueRefused:
-            return True  # out of bounds: the kernel's refusal says so in the ledger
-        return True
-
-    def _cut_peak(self, ctx: ApplyContext) -> None:
-        """The peak cut's next cut of the schedule (``hotcb.peak_cut``), a guarded rule op, as soon
-        as the guard allows one (its cooldown: asked before, so a wait leaves no refusal behind)."""
-        if self.config.knob in self.kernel.locks:
-            self.peak_cut.settle()
-            return
-        act, lr = self.lr_track.live()
-        cut = self.peak_cut.decide(lr, self.lr_track.schedule_base())
-        if cut is None or act is None or lr is None:
-            return
-        new = lr * cut.factor
-        if not self._guard_allows(act, new, ctx.step):
-            return  # the knob's cooldown: the next step asks again
-        op = HotOp(module=act.group, op="set_params", params={act.param_key: new}, source=Source.RULE,
-                   actor=ACTOR, reason=cut.reason)
-        entry = self._submit(op, ctx)
-        if entry.get("decision") != "applied":
-            self.peak_cut.settle()  # refused by the judge for another reason: the run keeps what it has
-
     # ------------------------------------------------------------------ the way up, the way down
     def _move_lr(self, ctx: ApplyContext) -> None:
         """The probe until it settles (a rescue settles it); after a rescue, the descent; on a run
@@ -558,13 +499,10 @@ class Rescue:
         if step.factor < 1 and floor is not None and lr * step.factor < floor:
             stepper.settle(f"lr {lr:g} is at the rescue's floor ({self.config.floor:g} x the run's first lr: {floor:g})")
             return
-        new = lr * step.factor
-        if not self._guard_allows(act, new, ctx.step):
+        entry = self.lr_op.send(act, lr * step.factor, ctx, actor=actor, reason=step.reason)
+        if entry is None:
             stepper.refused()  # as a refusal would, without one in the ledger: it measures again
             return
-        op = HotOp(module=act.group, op="set_params", params={act.param_key: new}, source=Source.RULE, actor=actor,
-                   reason=step.reason)
-        entry = self._submit(op, ctx)
         if entry.get("decision") == "applied":
             act.refresh()
             stepper.applied(float(act.value))
