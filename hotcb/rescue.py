@@ -30,15 +30,19 @@ the rescue only watches (each rank sees its own loss, and every rank must act al
 The knob is followed step by step (``hotcb.lr_track``: a rise no op made is the scheduler's
 warmup) while the warmup watch or the unsettled probe needs it. A warmup whose loss turns up
 while the scheduler raises lr (``hotcb.warmup_watch``) is rolled back the same way, to a state
-trained at an lr the warmup allows, and its schedule cut until the peak is a tenth of the lr where the loss turned (``hotcb.peak_cut``; the rescue's verdict is
-``overshot`` for that step: the detector alone calls such a run healthy, and the judge lets a
-rule roll back only a run that is not).
+trained at an lr the warmup allows, and its schedule cut until the peak is a tenth of the lr
+where the loss turned (``hotcb.overshot_warmup``, the cuts ``hotcb.peak_cut``'s; the rescue's
+verdict is ``overshot`` for that step: the detector alone calls such a run healthy, and the
+judge lets a rule roll back only a run that is not).
 
-The lr moves it makes besides (with ``probe`` on): the probe (``hotcb.probe``) raises a start
-far too low; after a rescue of the run's own blow-up the descent (``hotcb.descent``) cuts an lr
-still held up by the loss's noise floor, each cut measured; on a run that never blew up and was
-never raised, the descent's test (one measured cut between 20% and 60% of the run, undone unless
-the loss clearly drops) looks for an lr too high.
+The lr moves it makes besides (with ``probe`` on; ``hotcb.lr_steps``): the probe
+(``hotcb.probe``) raises a start far too low; after a rescue of the run's own blow-up the
+descent (``hotcb.descent``) cuts an lr still held up by the loss's noise floor, each cut
+measured; on a run that never blew up and was never raised, the descent's test (one measured cut
+between 20% and 60% of the run, undone unless the loss clearly drops) looks for an lr too high.
+These and the peak cut are each one rule op, asked of the guard before it is sent
+(``hotcb.rule_lr_op``). What stays here is one step's orchestration: the detector, the
+snapshots, and the choice between a rescue, the overshot warmup and the lr steps.
 """
 
 from __future__ import annotations
@@ -50,8 +54,9 @@ from typing import Any
 from .actuators.actuator import ValueRefused
 from .checkpoint import Snapshot, live_knob_values
 from .codec import json_number
-from .descent import DescentConfig, DescentState, LrDescent
+from .descent import DescentConfig, LrDescent
 from .divergence import DetectorConfig, LossDetector, Verdict
+from .lr_steps import LrSteps
 from .lr_track import LrTrack
 from .modules import ApplyContext
 from .ops import RESCUE, RESCUE_OPS, HotOp, Source
@@ -108,8 +113,10 @@ class Rescue:
         self.lr_track = LrTrack(kernel.state, self.config.knob)  # the knob, step by step (hotcb/lr_track.py)
         self.rollback = RescueRollback(kernel, self.targets, self.lr_track)  # the rollback op (hotcb/rescue_rollback.py)
         self.lr_op = RuleLrOp(kernel, self.config.knob, self._submit)  # a rule's lr op, guard asked first (hotcb/rule_lr_op.py)
-        self.overshot = OvershotWarmup(self.peak_cut, self.targets, self.lr_track, self.lr_op,  # hotcb/overshot_warmup.py
-                                       self._submit_rollback, actor=ACTOR)
+        self.overshot = OvershotWarmup(self.peak_cut, self.targets, self.lr_track, self.lr_op,
+                                       self._submit_rollback, actor=ACTOR)  # its rollback, its peak cut (hotcb/overshot_warmup.py)
+        self.lr_steps = LrSteps(self.probe, self.descent, self.lr_track, self.lr_op,
+                                self.config.floor)  # the probe's and the descent's lr steps (hotcb/lr_steps.py)
 
     @property
     def detector(self) -> LossDetector:
@@ -299,7 +306,7 @@ class Rescue:
         first = self.targets.start.step
         if first > step:  # a rollback to the run's start holds its loss at that step
             until = min(until, first)
-        if probe and self._untouched():  # ``_move_lr`` asks for the descent's test
+        if probe and self._untouched():  # ``LrSteps.move`` asks for the descent's test
             warm_end = self.lr_track.warm_end
             window = self.descent.test_window(kernel.max_steps, warm_end)
             if window is not None and step + 1 - warm_end <= window[1]:
@@ -316,6 +323,13 @@ class Rescue:
             if held is not None:
                 self.probe.observe_held(step, held)
         self.descent.observe(x)
+
+    def _move_lr(self, ctx: ApplyContext) -> None:
+        """The probe's or the descent's lr step, if one is due (``hotcb.lr_steps``)."""
+        action = self.lr_steps.move(ctx, self.detector, self.kernel.max_steps, untouched=self._untouched(),
+                                    floor=self._floor())
+        if action is not None:
+            self.last_action = action
 
     def _hold_start(self, step: int) -> None:
         if self.targets.start is None and self.kernel.snapshots.objects:
@@ -344,7 +358,7 @@ class Rescue:
 
     def warming(self, step: int) -> bool:
         """The scheduler raised lr within the probe's window: a warmup (a slow loss is expected)."""
-        return self.lr_track.warming(step, self.probe.config.window)
+        return self.lr_steps.warming(step)
 
     def _loss(self, metrics: dict[str, Any]) -> float | None:
         if not self.config.metric:
@@ -464,51 +478,6 @@ class Rescue:
         self.last_restored = snap.step
         self.last_snapshot_step = ctx.step
         return payload
-
-    # ------------------------------------------------------------------ the way up, the way down
-    def _move_lr(self, ctx: ApplyContext) -> None:
-        """The probe until it settles (a rescue settles it); after a rescue, the descent; on a run
-        that never blew up nor was raised, the descent's one test of an lr too high."""
-        if self.probe.state is not ProbeState.SETTLED:
-            self._lr_step(ctx, self.probe, "probe")
-            return
-        if self._untouched() and self.descent.state is DescentState.IDLE:
-            # One measured cut tests an lr too high.
-            why = self.descent.test_due(ctx.step, self.kernel.max_steps, since=self.lr_track.warm_end)
-            if why is not None:
-                self.descent.arm(why, safe=False)
-        if self.descent.state in (DescentState.WAITING, DescentState.TRIAL):
-            self._lr_step(ctx, self.descent, "descent")
-
-    def _lr_step(self, ctx: ApplyContext, stepper: LrProbe | LrDescent, actor: str) -> None:
-        """Ask the probe or the descent for an lr change and submit it (one guarded rule op)."""
-        act, lr = self.lr_track.live()
-        if act is None:
-            stepper.settle(f"no {self.config.knob} knob")
-            return
-        if isinstance(stepper, LrProbe):
-            if self.warming(ctx.step):
-                stepper.hold()  # no raise while the scheduler warms lr up
-                return
-            step = stepper.decide(ctx.step, lr, self.detector, self.kernel.max_steps, since=self.lr_track.warm_end)
-        else:
-            step = stepper.decide(ctx.step, lr, self.detector, self.kernel.max_steps)
-        if step is None or lr is None:
-            return
-        floor = self._floor()
-        if step.factor < 1 and floor is not None and lr * step.factor < floor:
-            stepper.settle(f"lr {lr:g} is at the rescue's floor ({self.config.floor:g} x the run's first lr: {floor:g})")
-            return
-        entry = self.lr_op.send(act, lr * step.factor, ctx, actor=actor, reason=step.reason)
-        if entry is None:
-            stepper.refused()  # as a refusal would, without one in the ledger: it measures again
-            return
-        if entry.get("decision") == "applied":
-            act.refresh()
-            stepper.applied(float(act.value))
-            self.last_action = f"step {ctx.step}: {actor} {act.param_key} {lr:g} -> {act.value:g}"
-        else:
-            stepper.refused()
 
 
 def rescue_of(kernel: Any) -> Rescue:
