@@ -27,8 +27,8 @@ loss does not clearly reward (at least ``min_drop`` and ``z`` standard errors be
 undone and the descent settles (a good lr's cut lowers the loss ~1% at once and then slows it).
 A kept cut is followed by the next as after a rescue.
 
-Pure decisions here; ``hotcb.rescue.Rescue`` owns the descent and submits what it decides,
-each cut one guarded lr op (source ``rule``, actor ``descent``) with its measurements in the
+Pure decisions here; ``hotcb.rescue.Rescue`` owns the descent and ``hotcb.lr_steps`` submits what
+it decides, each cut one guarded lr op (source ``rule``, actor ``descent``) with its measurements in the
 reason.
 """
 

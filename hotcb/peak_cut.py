@@ -11,9 +11,10 @@ change of a scheduled knob scales its schedule, so each cut lowers the peak by i
 goal's lr also names where the rollback may go back to: a state trained only at lrs at or below
 it.
 
-Pure decisions here; ``hotcb.rescue.Rescue`` owns the peak cut and submits what it decides, each
-cut one guarded lr op (source ``rule``, actor ``rescue``), asked of the guard first so that a wait
-for the knob's cooldown leaves no refusal in the ledger.
+Pure decisions here; ``hotcb.rescue.Rescue`` owns the peak cut and ``hotcb.overshot_warmup``
+submits what it decides, each cut one guarded lr op (``hotcb.rule_lr_op``: source ``rule``, actor
+``rescue``), asked of the guard first so that a wait for the knob's cooldown leaves no refusal in
+the ledger.
 """
 
 from __future__ import annotations

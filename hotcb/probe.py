@@ -18,7 +18,8 @@ was slowing (the window before the raise's base fell ``keep_ratio`` faster, at t
 kept when it held the rate: the old lr would have slowed further by then. Each raise or revert
 is one guarded lr op (source ``rule``, actor ``probe``) with its measurements in the reason.
 
-Pure decisions here; ``hotcb.rescue.Rescue`` owns the probe and submits what it decides.
+Pure decisions here; ``hotcb.rescue.Rescue`` owns the probe and ``hotcb.lr_steps`` submits what it
+decides.
 """
 
 from __future__ import annotations

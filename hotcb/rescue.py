@@ -30,15 +30,19 @@ the rescue only watches (each rank sees its own loss, and every rank must act al
 The knob is followed step by step (``hotcb.lr_track``: a rise no op made is the scheduler's
 warmup) while the warmup watch or the unsettled probe needs it. A warmup whose loss turns up
 while the scheduler raises lr (``hotcb.warmup_watch``) is rolled back the same way, to a state
-trained at an lr the warmup allows, and its schedule cut until the peak is a tenth of the lr where the loss turned (``hotcb.peak_cut``; the rescue's verdict is
-``overshot`` for that step: the detector alone calls such a run healthy, and the judge lets a
-rule roll back only a run that is not).
+trained at an lr the warmup allows, and its schedule cut until the peak is a tenth of the lr
+where the loss turned (``hotcb.overshot_warmup``, the cuts ``hotcb.peak_cut``'s; the rescue's
+verdict is ``overshot`` for that step: the detector alone calls such a run healthy, and the
+judge lets a rule roll back only a run that is not).
 
-The lr moves it makes besides (with ``probe`` on): the probe (``hotcb.probe``) raises a start
-far too low; after a rescue of the run's own blow-up the descent (``hotcb.descent``) cuts an lr
-still held up by the loss's noise floor, each cut measured; on a run that never blew up and was
-never raised, the descent's test (one measured cut between 20% and 60% of the run, undone unless
-the loss clearly drops) looks for an lr too high.
+The lr moves it makes besides (with ``probe`` on; ``hotcb.lr_steps``): the probe
+(``hotcb.probe``) raises a start far too low; after a rescue of the run's own blow-up the
+descent (``hotcb.descent``) cuts an lr still held up by the loss's noise floor, each cut
+measured; on a run that never blew up and was never raised, the descent's test (one measured cut
+between 20% and 60% of the run, undone unless the loss clearly drops) looks for an lr too high.
+These and the peak cut are each one rule op, asked of the guard before it is sent
+(``hotcb.rule_lr_op``). What stays here is one step's orchestration: the detector, the
+snapshots, and the choice between a rescue, the overshot warmup and the lr steps.
 """
 
 from __future__ import annotations
@@ -47,22 +51,24 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .actuators.actuator import HotcbActuator, ValueRefused
+from .actuators.actuator import ValueRefused
 from .checkpoint import Snapshot, live_knob_values
 from .codec import json_number
-from .descent import DescentConfig, DescentState, LrDescent
+from .descent import DescentConfig, LrDescent
 from .divergence import DetectorConfig, LossDetector, Verdict
-from .guard import GuardRefusal, check_knob_change
+from .lr_steps import LrSteps
 from .lr_track import LrTrack
 from .modules import ApplyContext
 from .ops import RESCUE, RESCUE_OPS, HotOp, Source
+from .overshot_warmup import OvershotWarmup
 from .peak_cut import PeakCut
 from .probe import LrProbe, ProbeConfig, ProbeState
 from .quiet import QUIET_POINTS, QuietSteps
 from .records import RescueStatus
 from .rescue_rollback import RescueRollback
 from .rollback_target import RollbackTargets
-from .warmup_watch import Overshoot, WarmupWatch, WarmupWatchConfig
+from .rule_lr_op import RuleLrOp
+from .warmup_watch import WarmupWatch, WarmupWatchConfig
 
 ACTOR = "rescue"
 LOSS_METRICS = ("train_loss", "loss")
@@ -96,7 +102,6 @@ class Rescue:
         self.probe = LrProbe(self.config.probe_config)
         self.descent = LrDescent(self.config.descent_config)
         self.warmup = WarmupWatch(self.config.warmup_config)
-        self._overshooting = False  # rolling back an overshot warmup, this step
         self.peak_cut = PeakCut(self.config.warmup_config.range_rule, self.config.cut)  # after an overshot warmup
         self.rescues = 0
         self.started = False
@@ -107,6 +112,11 @@ class Rescue:
         self._acting = False
         self.lr_track = LrTrack(kernel.state, self.config.knob)  # the knob, step by step (hotcb/lr_track.py)
         self.rollback = RescueRollback(kernel, self.targets, self.lr_track)  # the rollback op (hotcb/rescue_rollback.py)
+        self.lr_op = RuleLrOp(kernel, self.config.knob, self._submit)  # a rule's lr op, guard asked first (hotcb/rule_lr_op.py)
+        self.overshot = OvershotWarmup(self.peak_cut, self.targets, self.lr_track, self.lr_op,
+                                       self._submit_rollback, actor=ACTOR)  # its rollback, its peak cut (hotcb/overshot_warmup.py)
+        self.lr_steps = LrSteps(self.probe, self.descent, self.lr_track, self.lr_op,
+                                self.config.floor)  # the probe's and the descent's lr steps (hotcb/lr_steps.py)
 
     @property
     def detector(self) -> LossDetector:
@@ -163,7 +173,7 @@ class Rescue:
         """The run as the rescue judges it: the detector's verdict, or ``OVERSHOT`` while the
         rescue rolls back an overshot warmup (the judge lets a rule roll back a run that is not
         healthy, and the detector alone calls that run healthy)."""
-        return Verdict.OVERSHOT if self._overshooting else self.detector.verdict
+        return Verdict.OVERSHOT if self.overshot.rolling_back else self.detector.verdict
 
     def why_broken(self) -> str | None:
         """The detector's reason no change can be judged now (None: the run is healthy)."""
@@ -255,7 +265,7 @@ class Rescue:
         if verdict in (Verdict.BLOWUP, Verdict.NON_FINITE, Verdict.CHANCE):
             self._rescue(ctx, verdict, x)
             return
-        if self._mind_warmup(ctx, overshoot, x):
+        if self.overshot.mind(ctx, overshoot, x, spent=self.rescues >= self.config.max_rescues):
             return
         det = self._detector
         if det.confirmed() and not det.dead():  # a dead network's quiet loss confirms nothing
@@ -296,7 +306,7 @@ class Rescue:
         first = self.targets.start.step
         if first > step:  # a rollback to the run's start holds its loss at that step
             until = min(until, first)
-        if probe and self._untouched():  # ``_move_lr`` asks for the descent's test
+        if probe and self._untouched():  # ``LrSteps.move`` asks for the descent's test
             warm_end = self.lr_track.warm_end
             window = self.descent.test_window(kernel.max_steps, warm_end)
             if window is not None and step + 1 - warm_end <= window[1]:
@@ -313,6 +323,13 @@ class Rescue:
             if held is not None:
                 self.probe.observe_held(step, held)
         self.descent.observe(x)
+
+    def _move_lr(self, ctx: ApplyContext) -> None:
+        """The probe's or the descent's lr step, if one is due (``hotcb.lr_steps``)."""
+        action = self.lr_steps.move(ctx, self.detector, self.kernel.max_steps, untouched=self._untouched(),
+                                    floor=self._floor())
+        if action is not None:
+            self.last_action = action
 
     def _hold_start(self, step: int) -> None:
         if self.targets.start is None and self.kernel.snapshots.objects:
@@ -341,7 +358,7 @@ class Rescue:
 
     def warming(self, step: int) -> bool:
         """The scheduler raised lr within the probe's window: a warmup (a slow loss is expected)."""
-        return self.lr_track.warming(step, self.probe.config.window)
+        return self.lr_steps.warming(step)
 
     def _loss(self, metrics: dict[str, Any]) -> float | None:
         if not self.config.metric:
@@ -461,116 +478,6 @@ class Rescue:
         self.last_restored = snap.step
         self.last_snapshot_step = ctx.step
         return payload
-
-    # ------------------------------------------------------------------ an overshot warmup
-    def _mind_warmup(self, ctx: ApplyContext, overshoot: Overshoot | None, x: float) -> bool:
-        """An overshot warmup rolled back (True: this step's work is done), or the schedule's next cut."""
-        if overshoot is not None:
-            self._overshot(ctx, overshoot, x)
-            return True
-        if self.peak_cut.active:
-            self._cut_peak(ctx)
-        return False
-
-    def _overshot(self, ctx: ApplyContext, over: Overshoot, x: float) -> None:
-        """The warmup measured the schedule's peak as too high (``hotcb.warmup_watch``): back to
-        the newest healthy state trained only at lrs the range test allows, lr cut, and then the
-        schedule cut further (``_cut_peak``) until its peak is the range test's share of the lr at
-        the low. A state from further into the warmup is no place to resume: charlm x30 rolled back
-        to step 20 (lr 0.126, 5x the rule's) and cut to the rule ended at 2.27-2.30 nats, where
-        its first state, at the rule's lr, ends near the tuned start's."""
-        if self.rescues >= self.config.max_rescues:
-            return
-        snap = self.targets.trained_at_most(self.peak_cut.goal(over), over.low_step)
-        if snap is None:
-            return
-        self._overshooting = True
-        try:
-            entry = self._submit_rollback(ctx, snap, over.reason(self.peak_cut.range_rule), x)
-        finally:
-            self._overshooting = False
-        if entry.get("decision") == "applied":
-            self.peak_cut.arm(over)
-
-    def _guard_allows(self, act: HotcbActuator, value: float, step: int) -> bool:
-        """The guard's answer to a rule's change of the knob, asked before the op is sent: a change
-        the knob's cooldown (or a lock) holds back waits, rather than leave a refusal in the ledger
-        at every step it waits (the kernel judges the op itself again when it is sent)."""
-        try:
-            check_knob_change(act.describe(), value, source=Source.RULE, step=step,
-                              lock=self.kernel.locks.get(self.config.knob), config=self.kernel.guard)
-        except GuardRefusal:
-            return False
-        except ValueRefused:
-            return True  # out of bounds: the kernel's refusal says so in the ledger
-        return True
-
-    def _cut_peak(self, ctx: ApplyContext) -> None:
-        """The peak cut's next cut of the schedule (``hotcb.peak_cut``), a guarded rule op, as soon
-        as the guard allows one (its cooldown: asked before, so a wait leaves no refusal behind)."""
-        if self.config.knob in self.kernel.locks:
-            self.peak_cut.settle()
-            return
-        act, lr = self.lr_track.live()
-        cut = self.peak_cut.decide(lr, self.lr_track.schedule_base())
-        if cut is None or act is None or lr is None:
-            return
-        new = lr * cut.factor
-        if not self._guard_allows(act, new, ctx.step):
-            return  # the knob's cooldown: the next step asks again
-        op = HotOp(module=act.group, op="set_params", params={act.param_key: new}, source=Source.RULE,
-                   actor=ACTOR, reason=cut.reason)
-        entry = self._submit(op, ctx)
-        if entry.get("decision") != "applied":
-            self.peak_cut.settle()  # refused by the judge for another reason: the run keeps what it has
-
-    # ------------------------------------------------------------------ the way up, the way down
-    def _move_lr(self, ctx: ApplyContext) -> None:
-        """The probe until it settles (a rescue settles it); after a rescue, the descent; on a run
-        that never blew up nor was raised, the descent's one test of an lr too high."""
-        if self.probe.state is not ProbeState.SETTLED:
-            self._lr_step(ctx, self.probe, "probe")
-            return
-        if self._untouched() and self.descent.state is DescentState.IDLE:
-            # One measured cut tests an lr too high.
-            why = self.descent.test_due(ctx.step, self.kernel.max_steps, since=self.lr_track.warm_end)
-            if why is not None:
-                self.descent.arm(why, safe=False)
-        if self.descent.state in (DescentState.WAITING, DescentState.TRIAL):
-            self._lr_step(ctx, self.descent, "descent")
-
-    def _lr_step(self, ctx: ApplyContext, stepper: LrProbe | LrDescent, actor: str) -> None:
-        """Ask the probe or the descent for an lr change and submit it (one guarded rule op)."""
-        act, lr = self.lr_track.live()
-        if act is None:
-            stepper.settle(f"no {self.config.knob} knob")
-            return
-        if isinstance(stepper, LrProbe):
-            if self.warming(ctx.step):
-                stepper.hold()  # no raise while the scheduler warms lr up
-                return
-            step = stepper.decide(ctx.step, lr, self.detector, self.kernel.max_steps, since=self.lr_track.warm_end)
-        else:
-            step = stepper.decide(ctx.step, lr, self.detector, self.kernel.max_steps)
-        if step is None or lr is None:
-            return
-        floor = self._floor()
-        if step.factor < 1 and floor is not None and lr * step.factor < floor:
-            stepper.settle(f"lr {lr:g} is at the rescue's floor ({self.config.floor:g} x the run's first lr: {floor:g})")
-            return
-        new = lr * step.factor
-        if not self._guard_allows(act, new, ctx.step):
-            stepper.refused()  # as a refusal would, without one in the ledger: it measures again
-            return
-        op = HotOp(module=act.group, op="set_params", params={act.param_key: new}, source=Source.RULE, actor=actor,
-                   reason=step.reason)
-        entry = self._submit(op, ctx)
-        if entry.get("decision") == "applied":
-            act.refresh()
-            stepper.applied(float(act.value))
-            self.last_action = f"step {ctx.step}: {actor} {act.param_key} {lr:g} -> {act.value:g}"
-        else:
-            stepper.refused()
 
 
 def rescue_of(kernel: Any) -> Rescue:
