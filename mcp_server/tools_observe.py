@@ -180,13 +180,26 @@ def choose_series(names: Iterable[str], args: MetricsInput) -> tuple[list[str], 
     """The metric names a ``read_metrics`` reply carries (those asked for, containing ``match``,
     at most ``max_series`` by ``metric_rank``) and how many matched."""
     pool = list(names)
-    if args.metrics is not None:
+    if args.metrics:  # an empty list asks for every name, as before the bound
         asked = set(args.metrics)
         pool = [n for n in pool if n in asked]
     if args.match:
         text = args.match.lower()
         pool = [n for n in pool if text in n.lower()]
     return sorted(pool, key=metric_rank)[:args.max_series], len(pool)
+
+
+def logged_values(tools: Any, status: StatusOutput, names: list[str]) -> dict[str, Any]:
+    """The last value of each of ``names`` the run logs. ``status`` lists at most
+    ``MAX_SERIES`` names (losses and accuracies first); where it left names out, those asked for
+    are read by name, so a low-ranked one (``grad_norm``, a knob echo) is not lost among them."""
+    if status.metrics_total <= len(status.metrics):
+        listed = set(status.metrics)
+        return {n: status.last_metrics.get(n) for n in names if n in listed}
+    if not names:
+        return {}
+    out = tools.read_metrics(MetricsInput(metrics=names, last=1))
+    return {n: s.values[-1] if s.values else None for n, s in out.series.items()}
 
 
 class ObserveTools(ToolGroup):

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from hotcb.mcp_server.tools_observe import LedgerInput, MetricsInput
+from hotcb.mcp_server.tools_observe import LedgerInput, logged_values
 from hotcb.mcp_server.tools_protocol import Tools
 
 from hotcb.vocabulary import AUTOMATED_SOURCES
@@ -67,11 +67,7 @@ class RunProgress:
 
     def snapshot(self) -> Snapshot:
         st = self.tools.get_status()
-        m = dict(st.last_metrics)
-        wanted = [n for n in SHOWN if n not in m]
-        if wanted and st.metrics_total > len(st.metrics):  # the status lists the first MAX_SERIES names only
-            out = self.tools.read_metrics(MetricsInput(metrics=wanted, last=1))
-            m.update({n: s.values[-1] for n, s in out.series.items() if s.values})
+        m = {n: v for n, v in logged_values(self.tools, st, list(SHOWN)).items() if v is not None}
         loss = next((_num(m[n]) for n in LOSS_NAMES if n in m), None)
         lr = _num(m.get("lr", m.get("opt/lr")))
         # ledger entries stay data here: describe_change formats any entry's payload

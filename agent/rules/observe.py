@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from hotcb.mcp_server.tools_observe import MetricsInput, MetricsOutput, SeriesOut, StatusOutput
+from hotcb.mcp_server.tools_observe import MetricsInput, MetricsOutput, SeriesOut, logged_values
 from hotcb.mcp_server.tools_protocol import Tools
 
 from hotcb import trend as trend_math
@@ -52,24 +52,13 @@ class Observer:
         status = self.tools.get_status()
         self.status = status.model_dump(mode="json")  # the rules' checks read it as data
         self.step = status.step
-        names = self._logged(metrics, status)
+        logged = logged_values(self.tools, status, metrics)  # a rule's metric among hundreds too
+        names = [m for m in metrics if m in logged]
         if not names or self.step is None:
             self.series, self._cursor = {}, None
             return
         if self._cursor is None or not set(names) <= self._names or not self._follow():
             self._start(names)
-
-    def _logged(self, metrics: list[str], status: StatusOutput) -> list[str]:
-        """Those of ``metrics`` the run logs. The status lists at most ``MAX_SERIES`` names
-        (losses and accuracies first): a run that logs more is asked about these by name, so a
-        rule's low-ranked metric (``grad_norm``, a knob echo) is not lost among them."""
-        if status.metrics_total <= len(status.metrics):
-            listed = set(status.metrics)
-            return [m for m in metrics if m in listed]
-        if not metrics:
-            return []
-        out = self.tools.read_metrics(MetricsInput(metrics=metrics, last=1))
-        return [m for m in metrics if m in out.series]
 
     def _start(self, names: list[str]) -> None:
         out = self.tools.read_metrics(MetricsInput(metrics=names, last=MAX_POINTS))

@@ -33,6 +33,8 @@ def test_read_metrics_and_get_status_are_bounded_in_names(tmp_path: Path) -> Non
     assert list(out.series)[:3] == ["train_loss", "zz_loss", "val_acc"]  # losses, then accuracies, then by name
     found = tools.read_metrics(MetricsInput(match="SAMPLE_0432"))  # case-insensitive substring
     assert sorted(found.series) == [f"sample_0432{d}" for d in range(10)] and found.series_total == 10
+    every = tools.read_metrics(MetricsInput(metrics=[]))  # an empty list asks for every name, as before
+    assert every.series_total == total and len(every.series) == MAX_SERIES
     assert len(found.series["sample_04321"].steps) == 3
     after = tools.read_metrics(MetricsInput(since_cursor=out.cursor))
     assert after.series == {}
