@@ -160,9 +160,12 @@ class JsonlTail:
         self.max_line_bytes = max_line_bytes
         # A full read with no newline in it then means "a line longer than the limit".
         self.max_bytes_per_read = max(max_bytes_per_read, max_line_bytes + 1)
-        # The first bytes of the file as first read: a file truncated and rewritten past our
-        # offset keeps its inode and grows, so only its changed head reveals the rewrite.
+        # The first bytes of the file as first read, and the last bytes before the offset: a file
+        # truncated and rewritten past (or exactly to) our offset keeps its inode, so only changed
+        # bytes there reveal the rewrite. (A rewrite that keeps both, with the same size and the
+        # same mtime, is not seen: that would need the whole file read again.)
         self._head = b""
+        self._tail = b""
 
     def _stat(self) -> os.stat_result | None:
         try:
@@ -195,16 +198,19 @@ class JsonlTail:
             raise refusal
         if self.inode is not None and (st.st_ino != self.inode or st.st_size < self.offset):
             self._reset(st.st_ino)
+        # Written again at the size already read (an editor's save of an edited line): the bytes
+        # read are compared, as when it grows.
+        rewrite = st.st_size == self.offset > 0 and st.st_mtime_ns != self.mtime_seen
         self.inode = st.st_ino
         self.size_seen = st.st_size
         self.mtime_seen = st.st_mtime_ns
-        if st.st_size <= self.offset:
+        if st.st_size <= self.offset and not rewrite:
             return []
         with os.fdopen(open_nofollow(self.path, os.O_RDONLY), "rb") as f:
-            if self._head and self.offset:
-                f.seek(0)
-                if f.read(len(self._head)) != self._head:
-                    self._reset(st.st_ino)
+            if self.offset and not self._read_still_there(f):
+                self._reset(st.st_ino)
+            if st.st_size <= self.offset:
+                return []  # only touched
             f.seek(self.offset)
             want = st.st_size - self.offset
             chunk = f.read(min(want, self.max_bytes_per_read))
@@ -214,6 +220,7 @@ class JsonlTail:
             if end < 0:
                 if len(chunk) < self.max_bytes_per_read:
                     return []  # only a partial line so far: read it next time, once it is whole
+                self._tail = b""  # the skip moves the offset past bytes not kept
                 return self._skip_oversized(f, chunk)
         lines: list[Line] = []
         pos = 0
@@ -230,6 +237,7 @@ class JsonlTail:
             value, err = parse_line(raw)
             lines.append(Line(off, raw, value, err))
         self.offset = base + end + 1
+        self._tail = (self._tail + chunk[max(0, end + 1 - 64): end + 1])[-64:]
         if len(chunk) < want:
             self.size_seen = -1  # the read was capped: more whole lines remain, report it again
         # A partial last line needs no re-read until the file grows (changed() sees the size).
@@ -270,9 +278,23 @@ class JsonlTail:
                     f"line of {size} bytes exceeds the limit of {self.max_line_bytes} "
                     f"(sha256 {digest(raw_b)}); not parsed")
 
+    def _read_still_there(self, f: Any) -> bool:
+        """Whether the file still holds the bytes remembered from what was read (its first ones,
+        the last ones before the offset): an append-only file never changes them."""
+        if self._head:
+            f.seek(0)
+            if f.read(len(self._head)) != self._head:
+                return False
+        if self._tail:
+            f.seek(self.offset - len(self._tail))
+            if f.read(len(self._tail)) != self._tail:
+                return False
+        return True
+
     def _reset(self, inode: int | None) -> None:
         self.offset = 0
         self._head = b""
+        self._tail = b""
         self.inode = inode
         self.size_seen = -1
         self.reset_count += 1

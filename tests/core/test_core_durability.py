@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from hotcb.filewatch import ring
 from hotcb.jsonl_write import append_line
 from hotcb.ops import make_command
 from tests.support.core_loop import Loop
@@ -134,6 +135,52 @@ def test_truncated_and_rewritten_commands_file_is_detected(run_dir: Path) -> Non
     assert lp.kernel.status()["commands_file_resets"] >= 1
     ids = [e["cmd_id"] for e in lp.ledger()]
     assert ids == first + later  # the re-sent old command is not applied again
+    assert lp.weights["l2_w"] == 0.003
+    lp.close()
+
+
+def test_commands_file_rewritten_at_the_same_size_is_detected(run_dir: Path) -> None:
+    # An editor's save: the same inode, the same size, one command's id and value changed. Only
+    # the bytes already read show it; the kernel reads the file again and skips what it decided.
+    lp = Loop(run_dir)
+    kept = lp.send("loss", "set_params", {"l2_w": 0.001})
+    edited = lp.send("loss", "set_params", {"l2_w": 0.001})
+    lp.run(2)
+    path = run_dir / "hotcb.commands.jsonl"
+    before = os.stat(path)
+    new_id = "e" * len(edited)
+    text = path.read_text().replace(edited, new_id).replace('"l2_w":0.001}', '"l2_w":0.002}')
+    with open(path, "r+") as f:  # in place: the same inode
+        f.write(text)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))  # a later mtime, whatever its tick
+    after = os.stat(path)
+    assert (after.st_ino, after.st_size) == (before.st_ino, before.st_size)
+    ring(path)  # looked at the next step (else within command_check_s)
+    lp.run(2)
+    assert lp.kernel.status()["commands_file_resets"] == 1
+    assert [e["cmd_id"] for e in lp.ledger()] == [kept, edited, new_id]  # nothing applied twice
+    assert lp.weights["l2_w"] == 0.002
+    os.utime(path, ns=(after.st_atime_ns, after.st_mtime_ns + 2_000_000))  # touched only: nothing to read
+    ring(path)
+    lp.run(2)
+    assert lp.kernel.status()["commands_file_resets"] == 1
+    lp.close()
+
+
+def test_commands_file_rewritten_with_the_same_head_is_detected(run_dir: Path) -> None:
+    # Truncated and written again past the old offset, its first line unchanged: the bytes just
+    # before the offset differ.
+    lp = Loop(run_dir)
+    first = lp.send("loss", "set_params", {"l2_w": 0.001})
+    second = lp.send("loss", "set_params", {"l2_w": 0.001}, reason="a")
+    lp.run(2)
+    path = run_dir / "hotcb.commands.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text(lines[0])  # the same inode: truncated, the first line kept (unrung)
+    later = lp.send("loss", "set_params", {"l2_w": 0.003}, reason="b" * 40)
+    lp.run(2)
+    assert lp.kernel.status()["commands_file_resets"] == 1
+    assert [e["cmd_id"] for e in lp.ledger()] == [first, second, later]
     assert lp.weights["l2_w"] == 0.003
     lp.close()
 
