@@ -24,7 +24,9 @@ def test_schedule_add_list_move_cancel_then_fire_into_the_recipe(run_dir: Path) 
         assert {p["cmd_id"] for p in pending} == {far["cmd_id"], soon["cmd_id"]}
 
         assert tools.call("schedule_op", {"action": "cancel", "cmd_id": far["cmd_id"]})["message"] == "applied"
-        target = trainer.status()["step"] + 40
+        # Far enough ahead that the move is decided before the run gets there even when this
+        # process waits seconds for a core (the trainer steps ~100/s; 40 steps failed once).
+        target = trainer.status()["step"] + 400
         assert tools.call("schedule_op", {"action": "move", "cmd_id": soon["cmd_id"],
                                           "at_step": target})["message"] == "applied"
         with pytest.raises(ToolError, match="no scheduled op"):
