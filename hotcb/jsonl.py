@@ -162,8 +162,8 @@ class JsonlTail:
         self.max_bytes_per_read = max(max_bytes_per_read, max_line_bytes + 1)
         # The first bytes of the file as first read, and the last bytes before the offset: a file
         # truncated and rewritten past (or exactly to) our offset keeps its inode, so only changed
-        # bytes there reveal the rewrite. (A rewrite that keeps both, with the same size and the
-        # same mtime, is not seen: that would need the whole file read again.)
+        # bytes there reveal the rewrite. (A rewrite that keeps both -- a change in the middle of a
+        # long file at the same size -- is not seen: that would need the whole file read again.)
         self._head = b""
         self._tail = b""
 
