@@ -8,9 +8,9 @@ Nothing in here may raise into the training loop: every failure becomes a record
 The kernel coordinates objects that own their parts: the command path (reading, judging,
 deciding, ledgering: ``command_path.py``), the watched files (``hotcb.freeze.json``,
 ``hotcb.yaml``: ``watched.py``), the freeze switch, the schedule, the locks, what it publishes
-for readers (status and knobs: ``run_publisher.py``), and its modules --
-``core`` (``core_ops.py``), ``cb``, ``rescue`` and, once enabled, ``tune`` -- each a handler of
-its ops, reached through ``module_for``.
+for readers (status and knobs: ``run_publisher.py``), its part of a framework checkpoint
+(``knob_resume.py``), and its modules -- ``core`` (``core_ops.py``), ``cb``, ``rescue`` and, once
+enabled, ``tune`` -- each a handler of its ops, reached through ``module_for``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 from .actuators.actuator import ValueRefused
 from .actuators.state import MutableState
-from .checkpoint import Snapshots, kernel_state, live_knob_values, load_kernel_state
+from .checkpoint import Snapshots, live_knob_values
 from .collector import MetricsCollector
 from .command_path import CommandPath, Line
 from .core_ops import CoreOps
@@ -37,6 +37,7 @@ from .jsonl import read_json
 from .jsonl_write import append_line
 from .judge import CodePolicy, View
 from .kernel_config import KernelConfig
+from .knob_resume import KnobResume
 from .ledger import Ledger
 from .locks import KnobLocks
 from .modules import ApplyContext
@@ -132,6 +133,7 @@ class HotKernel:
             rank=self.dist.rank if self.dist is not None else None,
         )
         self.snapshots.follow(self.state)  # a knob's scheduler is rolled back with the registered state
+        self.knob_resume = KnobResume(self)
         self.core = CoreOps(self)
         self.modules: dict[str, Any] = {CB: self.cb, CORE: self.core}
         self.modules[RESCUE] = Rescue(self)  # divergence watch + rollback, off until enabled
@@ -224,20 +226,13 @@ class HotKernel:
 
     def state_dict(self) -> dict[str, Any]:
         """Knob values (live) and step, to save inside a framework checkpoint."""
-        return kernel_state(self)
+        return self.knob_resume.save()
 
     def load_state_dict(self, state: dict[str, Any] | None, env: dict[str, Any] | None = None) -> dict[str, Any]:
         """Call after a framework checkpoint load: re-applies knob values (the state's, else the
         ledger's), since loading optimizer state would otherwise silently reset lr. The values
         re-applied are recorded as one ``core restore`` ledger entry (source ``kernel``)."""
-        changed = load_kernel_state(self, state, env)
-        self.publish_actuators()
-        if changed:
-            try:
-                self._record_restore(changed, "checkpoint" if _has_knobs(state) else "ledger", env)
-            except Exception as e:  # the values are in place; a lost record must not stop the resume
-                self.report_error(e)
-        return changed
+        return self.knob_resume.load(state, env)
 
     def add_callback(self, cb_id: str, obj: Any, enabled: bool = True) -> None:
         self.cb.add(cb_id, obj, enabled)
@@ -459,15 +454,6 @@ class HotKernel:
             log.warning("hotcb: tune was enabled in %s but cannot resume: %s", self.run.root, e)
 
     # ------------------------------------------------------------------ records and files
-    def _record_restore(self, knobs: dict[str, Any], origin: str, env: dict[str, Any] | None) -> None:
-        """The knob values a resume re-applied, configured (old) -> live (new). Not a change anyone
-        asked for: recipes leave it out (``hotcb.recipe.is_replayable``)."""
-        op = HotOp(module=CORE, op="restore", cmd_id=f"restore-{self.session}-{uuid.uuid4().hex[:12]}",
-                   source=Source.KERNEL, actor="resume",
-                   reason=f"knob values re-applied after a checkpoint load (from the {origin})")
-        ctx = ApplyContext(self.step, self.epoch, ["resume"], dict(env or {}))
-        self.commands.record(op, ctx, "applied", payload={"knobs": knobs, "from": origin})
-
     def report_error(self, e: Exception) -> None:
         """Count, log (at most once a minute) and publish an error caught inside hotcb: the
         training run goes on. For the kernel and the trainer adapters."""
@@ -496,11 +482,6 @@ class HotKernel:
 
     def _write_status(self, force: bool = False) -> None:
         self.publisher.write_status(force)
-
-
-def _has_knobs(state: Any) -> bool:
-    """Whether a checkpoint's hotcb state carries knob values (else the ledger supplies them)."""
-    return isinstance(state, dict) and isinstance(state.get("knobs"), dict)
 
 
 def _detect_distributed() -> Any:
