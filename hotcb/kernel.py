@@ -10,7 +10,8 @@ deciding, ledgering: ``command_path.py``), the watched files (``hotcb.freeze.jso
 ``hotcb.yaml``: ``watched.py``), the freeze switch, the schedule, the locks, what it publishes
 for readers (status and knobs: ``run_publisher.py``), its part of a framework checkpoint
 (``knob_resume.py``), and its modules -- ``core`` (``core_ops.py``), ``cb``, ``rescue`` and, once
-enabled, ``tune`` -- each a handler of its ops, reached through ``module_for``.
+enabled, ``tune`` -- each a handler of its ops, reached through ``module_for``. The judge sees the
+run through ``live_view.py``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from .collector import MetricsCollector
 from .command_path import CommandPath, Line
 from .core_ops import CoreOps
 from .distributed import launched_as_other_rank, rank_unknown_yet
-from .divergence import verdict_for_judge
 from .freeze import FreezeState
 from .freeze_switch import FreezeSwitch
 from .intents import Intents
@@ -39,6 +39,7 @@ from .judge import CodePolicy, View
 from .kernel_config import KernelConfig
 from .knob_resume import KnobResume
 from .ledger import Ledger
+from .live_view import live_view
 from .locks import KnobLocks
 from .modules import ApplyContext
 from .modules.callbacks import CallbackModule
@@ -271,27 +272,7 @@ class HotKernel:
 
     def view(self, step: int | None = None) -> View:
         """The run as the judge sees it now (live knob values, locks, freeze, schedule)."""
-        state = self.state
-
-        def knob(module: str, key: str) -> dict[str, Any] | None:
-            act = state.get(key)
-            if act is None or act.group != module:
-                return None
-            act.refresh()  # the guard's relative limit applies to the live value (schedulers move it)
-            return act.describe()
-
-        freeze = self.freeze_switch.freeze
-        return View(code=self.code, guard=self.guard, freeze_mode=freeze.mode, freeze_source=freeze.source,
-                    step=self.step if step is None else step,
-                    locks=self.locks, groups=frozenset(state.groups()), knob=knob, knob_keys=state.keys,
-                    scheduled_source=self.schedule.source_of, run_verdict=self._run_verdict(),
-                    evidence=getattr(self.collector, "check", None) if self.dist is None and self.is_writer else None,
-                    recent=self.recent if self.dist is None else None)
-
-    def _run_verdict(self) -> str | None:
-        rescue = self.modules.get(RESCUE)
-        return verdict_for_judge(rescue.verdict.value if rescue else None,
-                                 self.dist.world_size if self.dist else 1)
+        return live_view(self, step)
 
     def raise_alert(self, kind: str, message: str, metric: str | None = None, value: Any = None) -> None:
         if self.is_writer:
