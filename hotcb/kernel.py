@@ -10,7 +10,7 @@ deciding, ledgering: ``command_path.py``), the watched files (``hotcb.freeze.jso
 ``hotcb.yaml``: ``watched.py``), the freeze switch, the schedule, the locks, what it publishes
 for readers (status and knobs: ``run_publisher.py``), its part of a framework checkpoint
 (``knob_resume.py``), and its modules -- ``core`` (``core_ops.py``), ``cb``, ``rescue`` and, once
-enabled, ``tune`` -- each a handler of its ops, reached through ``module_for``. The judge sees the
+enabled, ``tune`` (``tune/loader.py``) -- each a handler of its ops, reached through ``module_for``. The judge sees the
 run through ``live_view.py``.
 """
 
@@ -23,7 +23,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .actuators.actuator import ValueRefused
 from .actuators.state import MutableState
 from .checkpoint import Snapshots, live_knob_values
 from .collector import MetricsCollector
@@ -33,7 +32,6 @@ from .distributed import launched_as_other_rank, rank_unknown_yet
 from .freeze import FreezeState
 from .freeze_switch import FreezeSwitch
 from .intents import Intents
-from .jsonl import read_json
 from .jsonl_write import append_line
 from .judge import CodePolicy, View
 from .kernel_config import KernelConfig
@@ -50,9 +48,9 @@ from .refused_files import RefusedFiles
 from .rescue import RESCUE, Rescue
 from .run_publisher import RunPublisher
 from .rundir import ALERTS, CHECKPOINTS, RunDir
-from .rundir import TUNE as TUNE_FILE
 from .runlock import RunLock
 from .schedule import Schedule
+from .tune.loader import load_tune, resume_tune
 from .watched import WatchedFiles
 
 log = logging.getLogger("hotcb")
@@ -152,7 +150,7 @@ class HotKernel:
         if self.is_writer:  # read once above: one that is not a regular file was read as empty
             for path in (self.run.locks, self.run.intents):
                 self.files.check(path)
-        self._resume_tune()
+        resume_tune(self)
 
     # ------------------------------------------------------------------ state others read
     @property
@@ -249,7 +247,7 @@ class HotKernel:
         """The handler of ops for module ``name`` (tune loaded on first use); ``None``: a knob group."""
         module = self.modules.get(name)
         if module is None and name == TUNE:
-            module = self._load_tune()
+            module = load_tune(self)
         return module
 
     def submit(self, op: HotOp, env: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -413,26 +411,6 @@ class HotKernel:
         err = self._metrics_error() if self._metrics_error is not None else None
         if err is not None:  # a batch written off the step failed; its lines wait for the next write
             self.report_error(err)
-
-    # ------------------------------------------------------------------ tune, loaded on demand
-    def _load_tune(self) -> Any:
-        try:
-            from .tune.module import TuneModule
-        except ImportError as e:
-            raise ValueRefused(f"tune is unavailable ({e}); install it with: pip install 'hotcb[tune]'") from None
-        module = TuneModule(self)
-        self.register_module(TUNE, module)
-        return module
-
-    def _resume_tune(self) -> None:
-        """A run directory where tune was on (hotcb.tune.json): continue its study in this process."""
-        saved = read_json(self.run.root / TUNE_FILE, None)
-        if not isinstance(saved, dict) or saved.get("mode") in (None, "off"):
-            return
-        try:
-            self._load_tune()
-        except Exception as e:  # without optuna the run still trains; the refusal is logged
-            log.warning("hotcb: tune was enabled in %s but cannot resume: %s", self.run.root, e)
 
     # ------------------------------------------------------------------ records and files
     def report_error(self, e: Exception) -> None:
