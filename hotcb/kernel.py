@@ -8,15 +8,15 @@ Nothing in here may raise into the training loop: every failure becomes a record
 The kernel coordinates objects that own their parts: the command path (reading, judging,
 deciding, ledgering: ``command_path.py``), the watched files (``hotcb.freeze.json``,
 ``hotcb.yaml``: ``watched.py``), the freeze switch, the schedule, the locks, what it publishes
-for readers (status and knobs: ``run_publisher.py``), its part of a framework checkpoint
-(``knob_resume.py``), and its modules -- ``core`` (``core_ops.py``), ``cb``, ``rescue`` and, once
-enabled, ``tune`` (``tune/loader.py``) -- each a handler of its ops, reached through ``module_for``. The judge sees the
-run through ``live_view.py``.
+for readers (status and knobs: ``run_publisher.py``), the errors it caught
+(``internal_errors.py``), its part of a framework checkpoint (``knob_resume.py``), and its
+modules -- ``core`` (``core_ops.py``), ``cb``, ``rescue`` and, once enabled, ``tune``
+(``tune/loader.py``) -- each a handler of its ops, reached through ``module_for``. The judge sees
+the run through ``live_view.py``.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 import uuid
@@ -32,6 +32,7 @@ from .distributed import launched_as_other_rank, rank_unknown_yet
 from .freeze import FreezeState
 from .freeze_switch import FreezeSwitch
 from .intents import Intents
+from .internal_errors import InternalErrors
 from .jsonl_write import append_line
 from .judge import CodePolicy, View
 from .kernel_config import KernelConfig
@@ -52,8 +53,6 @@ from .runlock import RunLock
 from .schedule import Schedule
 from .tune.loader import load_tune, resume_tune
 from .watched import WatchedFiles
-
-log = logging.getLogger("hotcb")
 
 
 class HotKernel:
@@ -97,12 +96,11 @@ class HotKernel:
         self.step = 0
         self.epoch: int | None = None
         self.closed = False
-        self.internal_errors = 0
-        self.last_internal_error: str | None = None
+        self.errors = InternalErrors()
         # apply() calls so far, and the wall-clock times of the next file watch, commands check,
-        # knob check, error log
+        # knob check
         self._calls, self._next_watch, self._next_command_check = 0, 0.0, 0.0
-        self._next_knob_check, self._next_error_log = 0.0, 0.0
+        self._next_knob_check = 0.0
 
         self.intents = Intents(self.run.intents)
         started = self.intents.read()  # before the ledger: a rank that only reads sees both
@@ -165,6 +163,15 @@ class HotKernel:
     @property
     def paused(self) -> bool:
         return self.core.paused
+
+    @property
+    def internal_errors(self) -> int:
+        """Errors caught inside hotcb so far (the training run went on)."""
+        return self.errors.count
+
+    @property
+    def last_internal_error(self) -> str | None:
+        return self.errors.last
 
     @property
     def freeze(self) -> FreezeState:
@@ -281,7 +288,7 @@ class HotKernel:
 
     def note_error(self, reason: str | None) -> None:
         """The last thing that went wrong inside the kernel, for the status file (None: it was put right)."""
-        self.last_internal_error = reason
+        self.errors.last = reason
 
     def close(self) -> None:
         if self.closed:
@@ -412,16 +419,11 @@ class HotKernel:
         if err is not None:  # a batch written off the step failed; its lines wait for the next write
             self.report_error(err)
 
-    # ------------------------------------------------------------------ records and files
+    # ------------------------------------------------------------------ errors and published files
     def report_error(self, e: Exception) -> None:
         """Count, log (at most once a minute) and publish an error caught inside hotcb: the
         training run goes on. For the kernel and the trainer adapters."""
-        self.internal_errors += 1
-        self.last_internal_error = f"{type(e).__name__}: {str(e)[:500]}"
-        now = time.monotonic()
-        if now >= self._next_error_log:  # at most one traceback a minute: a full disk fails every step
-            self._next_error_log = now + 60.0
-            log.exception("hotcb: internal error in kernel.apply (training continues; %d so far)", self.internal_errors)
+        self.errors.caught(e)
         try:
             self._write_status(force=True)
         except Exception:
