@@ -28,7 +28,7 @@ from .checkpoint import Snapshots, live_knob_values
 from .collector import MetricsCollector
 from .command_path import CommandPath, Line
 from .core_ops import CoreOps
-from .distributed import launched_as_other_rank, rank_unknown_yet
+from .distributed import launched_as_other_rank, rank_unknown_yet, running_distributed
 from .freeze import FreezeState
 from .freeze_switch import FreezeSwitch
 from .intents import Intents
@@ -83,7 +83,7 @@ class HotKernel:
         self.features = features
         self.max_steps = cfg.max_steps
         self.session = uuid.uuid4().hex[:8]
-        self.dist = distributed if distributed is not None else _detect_distributed()
+        self.dist = distributed if distributed is not None else running_distributed()
         # Built before the process group (Lightning/HF start it in fit/train): the launcher's
         # environment tells a non-zero rank not to write until ``distributed.attach`` runs.
         self.is_writer = self.dist.rank == 0 if self.dist is not None else not launched_as_other_rank()
@@ -444,14 +444,3 @@ class HotKernel:
     def _write_status(self, force: bool = False) -> None:
         self.publisher.write_status(force)
 
-
-def _detect_distributed() -> Any:
-    try:
-        import torch.distributed as dist
-    except ImportError:  # pragma: no cover
-        return None
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        from .distributed import DistributedSync
-
-        return DistributedSync()
-    return None
