@@ -220,14 +220,7 @@ class HotKernel:
     def add_actuators(self, actuators: list[Any]) -> None:
         """Add knobs after start-up (adapters discover optimizers at fit start). A key that
         exists is re-bound to the new object (a second ``fit`` builds new optimizers)."""
-        for a in actuators:
-            cur = self.state.get(a.param_key)
-            if cur is None:
-                self.state.add(a)
-                a.initialize()
-            else:
-                cur.apply_fn, cur.read_fn, cur.companion, cur.base_fn = a.apply_fn, a.read_fn, a.companion, a.base_fn
-                cur.initialize()
+        self.state.bind(actuators)
         self.publish_actuators()
 
     def state_dict(self) -> dict[str, Any]:
