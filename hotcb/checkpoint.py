@@ -1,5 +1,6 @@
-"""Snapshots of registered training state, for ``core checkpoint`` and ``core rollback``, and
-the kernel's own resumable state (knob values, step) for framework checkpoints.
+"""Snapshots of registered training state, for ``core checkpoint`` and ``core rollback``, and the
+knob values they and the ledger hold (the kernel's part of a framework checkpoint is
+``knob_resume.py``'s).
 
 A snapshot holds deep copies (on CPU) of each registered object's ``state_dict()`` plus the
 live knob values; restoring loads them back and then re-applies only the knobs whose live value
@@ -326,36 +327,3 @@ def ledger_knob_values(entries: Any, upto_step: int | None = None) -> dict[str, 
                 out[key] = change["new"]
     return out
 
-
-# ---------------------------------------------------------------------- the kernel's own state
-STATE_VERSION = 1
-
-
-def kernel_state(kernel: Any) -> dict[str, Any]:
-    """What a framework checkpoint must carry for hotcb: live knob values and the step."""
-    return {"version": STATE_VERSION, "step": kernel.step, "epoch": kernel.epoch,
-            "knobs": live_knob_values(kernel.state)}
-
-
-def load_kernel_state(kernel: Any, state: dict[str, Any] | None, env: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Re-apply knob values after a framework checkpoint was loaded.
-
-    The checkpoint's own hotcb state wins (it matches the weights saved with it); a checkpoint
-    without one falls back to the ledger's last applied value of each knob, so a resumed run
-    keeps the values it had rather than the configured ones. Returns the knobs that changed.
-    """
-    from .jsonl import read_all
-
-    env = dict(env or {})
-    if isinstance(state, dict) and isinstance(state.get("knobs"), dict):
-        knobs = state["knobs"]
-        if isinstance(state.get("step"), int):
-            kernel.step = state["step"]
-        if isinstance(state.get("epoch"), int):
-            kernel.epoch = state["epoch"]
-    else:
-        upto = env.get("step")
-        knobs = ledger_knob_values(read_all(kernel.run.ledger), upto if isinstance(upto, int) else None)
-    if isinstance(env.get("step"), int):
-        kernel.step = env["step"]
-    return restore_knobs(kernel.state, knobs, env, kernel.step)

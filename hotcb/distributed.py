@@ -36,6 +36,17 @@ class DistributedSync:
         return box[0]
 
 
+def running_distributed() -> DistributedSync | None:
+    """A ``DistributedSync`` if this process is one rank of a started process group of several."""
+    try:
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover
+        return None
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return DistributedSync()
+    return None
+
+
 def launched_as_other_rank(environ: Mapping[str, str] | None = None) -> bool:
     """Whether a launcher started this process as a rank other than 0 (``WORLD_SIZE`` > 1 and a
     non-zero ``RANK``/``LOCAL_RANK``/``NODE_RANK``), before any process group exists.

@@ -8,36 +8,37 @@ Nothing in here may raise into the training loop: every failure becomes a record
 The kernel coordinates objects that own their parts: the command path (reading, judging,
 deciding, ledgering: ``command_path.py``), the watched files (``hotcb.freeze.json``,
 ``hotcb.yaml``: ``watched.py``), the freeze switch, the schedule, the locks, what it publishes
-for readers (status and knobs: ``run_publisher.py``), and its modules --
-``core`` (``core_ops.py``), ``cb``, ``rescue`` and, once enabled, ``tune`` -- each a handler of
-its ops, reached through ``module_for``.
+for readers (status and knobs: ``run_publisher.py``), the errors it caught
+(``internal_errors.py``), its part of a framework checkpoint (``knob_resume.py``), and its
+modules -- ``core`` (``core_ops.py``), ``cb``, ``rescue`` and, once enabled, ``tune``
+(``tune/loader.py``) -- each a handler of its ops, reached through ``module_for``. The judge sees
+the run through ``live_view.py``.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from .actuators.actuator import ValueRefused
 from .actuators.state import MutableState
-from .checkpoint import Snapshots, kernel_state, live_knob_values, load_kernel_state
+from .checkpoint import Snapshots, live_knob_values
 from .collector import MetricsCollector
 from .command_path import CommandPath, Line
 from .core_ops import CoreOps
-from .distributed import launched_as_other_rank, rank_unknown_yet
-from .divergence import verdict_for_judge
+from .distributed import launched_as_other_rank, rank_unknown_yet, running_distributed
 from .freeze import FreezeState
 from .freeze_switch import FreezeSwitch
 from .intents import Intents
-from .jsonl import read_json
+from .internal_errors import InternalErrors
 from .jsonl_write import append_line
 from .judge import CodePolicy, View
 from .kernel_config import KernelConfig
+from .knob_resume import KnobResume
 from .ledger import Ledger
+from .live_view import live_view
 from .locks import KnobLocks
 from .modules import ApplyContext
 from .modules.callbacks import CallbackModule
@@ -48,12 +49,10 @@ from .refused_files import RefusedFiles
 from .rescue import RESCUE, Rescue
 from .run_publisher import RunPublisher
 from .rundir import ALERTS, CHECKPOINTS, RunDir
-from .rundir import TUNE as TUNE_FILE
 from .runlock import RunLock
 from .schedule import Schedule
+from .tune.loader import load_tune, resume_tune
 from .watched import WatchedFiles
-
-log = logging.getLogger("hotcb")
 
 
 class HotKernel:
@@ -84,7 +83,7 @@ class HotKernel:
         self.features = features
         self.max_steps = cfg.max_steps
         self.session = uuid.uuid4().hex[:8]
-        self.dist = distributed if distributed is not None else _detect_distributed()
+        self.dist = distributed if distributed is not None else running_distributed()
         # Built before the process group (Lightning/HF start it in fit/train): the launcher's
         # environment tells a non-zero rank not to write until ``distributed.attach`` runs.
         self.is_writer = self.dist.rank == 0 if self.dist is not None else not launched_as_other_rank()
@@ -97,12 +96,11 @@ class HotKernel:
         self.step = 0
         self.epoch: int | None = None
         self.closed = False
-        self.internal_errors = 0
-        self.last_internal_error: str | None = None
+        self.errors = InternalErrors()
         # apply() calls so far, and the wall-clock times of the next file watch, commands check,
-        # knob check, error log
+        # knob check
         self._calls, self._next_watch, self._next_command_check = 0, 0.0, 0.0
-        self._next_knob_check, self._next_error_log = 0.0, 0.0
+        self._next_knob_check = 0.0
 
         self.intents = Intents(self.run.intents)
         started = self.intents.read()  # before the ledger: a rank that only reads sees both
@@ -132,6 +130,7 @@ class HotKernel:
             rank=self.dist.rank if self.dist is not None else None,
         )
         self.snapshots.follow(self.state)  # a knob's scheduler is rolled back with the registered state
+        self.knob_resume = KnobResume(self)
         self.core = CoreOps(self)
         self.modules: dict[str, Any] = {CB: self.cb, CORE: self.core}
         self.modules[RESCUE] = Rescue(self)  # divergence watch + rollback, off until enabled
@@ -149,7 +148,7 @@ class HotKernel:
         if self.is_writer:  # read once above: one that is not a regular file was read as empty
             for path in (self.run.locks, self.run.intents):
                 self.files.check(path)
-        self._resume_tune()
+        resume_tune(self)
 
     # ------------------------------------------------------------------ state others read
     @property
@@ -164,6 +163,15 @@ class HotKernel:
     @property
     def paused(self) -> bool:
         return self.core.paused
+
+    @property
+    def internal_errors(self) -> int:
+        """Errors caught inside hotcb so far (the training run went on)."""
+        return self.errors.count
+
+    @property
+    def last_internal_error(self) -> str | None:
+        return self.errors.last
 
     @property
     def freeze(self) -> FreezeState:
@@ -212,32 +220,18 @@ class HotKernel:
     def add_actuators(self, actuators: list[Any]) -> None:
         """Add knobs after start-up (adapters discover optimizers at fit start). A key that
         exists is re-bound to the new object (a second ``fit`` builds new optimizers)."""
-        for a in actuators:
-            cur = self.state.get(a.param_key)
-            if cur is None:
-                self.state.add(a)
-                a.initialize()
-            else:
-                cur.apply_fn, cur.read_fn, cur.companion, cur.base_fn = a.apply_fn, a.read_fn, a.companion, a.base_fn
-                cur.initialize()
+        self.state.bind(actuators)
         self.publish_actuators()
 
     def state_dict(self) -> dict[str, Any]:
         """Knob values (live) and step, to save inside a framework checkpoint."""
-        return kernel_state(self)
+        return self.knob_resume.save()
 
     def load_state_dict(self, state: dict[str, Any] | None, env: dict[str, Any] | None = None) -> dict[str, Any]:
         """Call after a framework checkpoint load: re-applies knob values (the state's, else the
         ledger's), since loading optimizer state would otherwise silently reset lr. The values
         re-applied are recorded as one ``core restore`` ledger entry (source ``kernel``)."""
-        changed = load_kernel_state(self, state, env)
-        self.publish_actuators()
-        if changed:
-            try:
-                self._record_restore(changed, "checkpoint" if _has_knobs(state) else "ledger", env)
-            except Exception as e:  # the values are in place; a lost record must not stop the resume
-                self.report_error(e)
-        return changed
+        return self.knob_resume.load(state, env)
 
     def add_callback(self, cb_id: str, obj: Any, enabled: bool = True) -> None:
         self.cb.add(cb_id, obj, enabled)
@@ -253,7 +247,7 @@ class HotKernel:
         """The handler of ops for module ``name`` (tune loaded on first use); ``None``: a knob group."""
         module = self.modules.get(name)
         if module is None and name == TUNE:
-            module = self._load_tune()
+            module = load_tune(self)
         return module
 
     def submit(self, op: HotOp, env: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -276,27 +270,7 @@ class HotKernel:
 
     def view(self, step: int | None = None) -> View:
         """The run as the judge sees it now (live knob values, locks, freeze, schedule)."""
-        state = self.state
-
-        def knob(module: str, key: str) -> dict[str, Any] | None:
-            act = state.get(key)
-            if act is None or act.group != module:
-                return None
-            act.refresh()  # the guard's relative limit applies to the live value (schedulers move it)
-            return act.describe()
-
-        freeze = self.freeze_switch.freeze
-        return View(code=self.code, guard=self.guard, freeze_mode=freeze.mode, freeze_source=freeze.source,
-                    step=self.step if step is None else step,
-                    locks=self.locks, groups=frozenset(state.groups()), knob=knob, knob_keys=state.keys,
-                    scheduled_source=self.schedule.source_of, run_verdict=self._run_verdict(),
-                    evidence=getattr(self.collector, "check", None) if self.dist is None and self.is_writer else None,
-                    recent=self.recent if self.dist is None else None)
-
-    def _run_verdict(self) -> str | None:
-        rescue = self.modules.get(RESCUE)
-        return verdict_for_judge(rescue.verdict.value if rescue else None,
-                                 self.dist.world_size if self.dist else 1)
+        return live_view(self, step)
 
     def raise_alert(self, kind: str, message: str, metric: str | None = None, value: Any = None) -> None:
         if self.is_writer:
@@ -307,7 +281,7 @@ class HotKernel:
 
     def note_error(self, reason: str | None) -> None:
         """The last thing that went wrong inside the kernel, for the status file (None: it was put right)."""
-        self.last_internal_error = reason
+        self.errors.last = reason
 
     def close(self) -> None:
         if self.closed:
@@ -438,45 +412,11 @@ class HotKernel:
         if err is not None:  # a batch written off the step failed; its lines wait for the next write
             self.report_error(err)
 
-    # ------------------------------------------------------------------ tune, loaded on demand
-    def _load_tune(self) -> Any:
-        try:
-            from .tune.module import TuneModule
-        except ImportError as e:
-            raise ValueRefused(f"tune is unavailable ({e}); install it with: pip install 'hotcb[tune]'") from None
-        module = TuneModule(self)
-        self.register_module(TUNE, module)
-        return module
-
-    def _resume_tune(self) -> None:
-        """A run directory where tune was on (hotcb.tune.json): continue its study in this process."""
-        saved = read_json(self.run.root / TUNE_FILE, None)
-        if not isinstance(saved, dict) or saved.get("mode") in (None, "off"):
-            return
-        try:
-            self._load_tune()
-        except Exception as e:  # without optuna the run still trains; the refusal is logged
-            log.warning("hotcb: tune was enabled in %s but cannot resume: %s", self.run.root, e)
-
-    # ------------------------------------------------------------------ records and files
-    def _record_restore(self, knobs: dict[str, Any], origin: str, env: dict[str, Any] | None) -> None:
-        """The knob values a resume re-applied, configured (old) -> live (new). Not a change anyone
-        asked for: recipes leave it out (``hotcb.recipe.is_replayable``)."""
-        op = HotOp(module=CORE, op="restore", cmd_id=f"restore-{self.session}-{uuid.uuid4().hex[:12]}",
-                   source=Source.KERNEL, actor="resume",
-                   reason=f"knob values re-applied after a checkpoint load (from the {origin})")
-        ctx = ApplyContext(self.step, self.epoch, ["resume"], dict(env or {}))
-        self.commands.record(op, ctx, "applied", payload={"knobs": knobs, "from": origin})
-
+    # ------------------------------------------------------------------ errors and published files
     def report_error(self, e: Exception) -> None:
         """Count, log (at most once a minute) and publish an error caught inside hotcb: the
         training run goes on. For the kernel and the trainer adapters."""
-        self.internal_errors += 1
-        self.last_internal_error = f"{type(e).__name__}: {str(e)[:500]}"
-        now = time.monotonic()
-        if now >= self._next_error_log:  # at most one traceback a minute: a full disk fails every step
-            self._next_error_log = now + 60.0
-            log.exception("hotcb: internal error in kernel.apply (training continues; %d so far)", self.internal_errors)
+        self.errors.caught(e)
         try:
             self._write_status(force=True)
         except Exception:
@@ -497,19 +437,3 @@ class HotKernel:
     def _write_status(self, force: bool = False) -> None:
         self.publisher.write_status(force)
 
-
-def _has_knobs(state: Any) -> bool:
-    """Whether a checkpoint's hotcb state carries knob values (else the ledger supplies them)."""
-    return isinstance(state, dict) and isinstance(state.get("knobs"), dict)
-
-
-def _detect_distributed() -> Any:
-    try:
-        import torch.distributed as dist
-    except ImportError:  # pragma: no cover
-        return None
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        from .distributed import DistributedSync
-
-        return DistributedSync()
-    return None

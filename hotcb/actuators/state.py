@@ -30,6 +30,18 @@ class MutableState:
         for a in actuators:
             self.add(a)
 
+    def bind(self, actuators: Iterable[HotcbActuator]) -> None:
+        """Knobs found after start-up, each initialized: a new key is added; one that exists is
+        re-bound to the new object's functions (a second ``fit`` builds new optimizers)."""
+        for a in actuators:
+            cur = self.get(a.param_key)
+            if cur is None:
+                self.add(a)
+                a.initialize()
+            else:
+                cur.apply_fn, cur.read_fn, cur.companion, cur.base_fn = a.apply_fn, a.read_fn, a.companion, a.base_fn
+                cur.initialize()
+
     def get(self, key: str) -> HotcbActuator | None:
         return self._by_key.get(key)
 
