@@ -14,6 +14,8 @@ the end of a full step.
 
 from __future__ import annotations
 
+import math
+
 from .descent import DescentState, LrDescent
 from .divergence import LossDetector
 from .lr_track import LrTrack
@@ -33,6 +35,15 @@ class LrSteps:
     def warming(self, step: int) -> bool:
         """The scheduler raised lr within the probe's window: a warmup (a slow loss is expected)."""
         return self.lr_track.warming(step, self.probe.config.window)
+
+    def test_from(self, step: int, budget: int | None) -> int | None:
+        """The first step after ``step`` at which ``move`` may arm the descent's test of a run that
+        never blew up (None: none now); a quiet stretch of the rescue ends before it."""
+        warm_end = self.lr_track.warm_end
+        window = self.descent.test_window(budget, warm_end)
+        if window is None or step + 1 - warm_end > window[1]:
+            return None
+        return max(step + 1, warm_end + math.ceil(window[0]))
 
     def move(self, ctx: ApplyContext, detector: LossDetector, budget: int | None, *, untouched: bool,
              floor: float | None) -> str | None:

@@ -306,11 +306,10 @@ class Rescue:
         first = self.targets.start.step
         if first > step:  # a rollback to the run's start holds its loss at that step
             until = min(until, first)
-        if probe and self._untouched():  # ``LrSteps.move`` asks for the descent's test
-            warm_end = self.lr_track.warm_end
-            window = self.descent.test_window(kernel.max_steps, warm_end)
-            if window is not None and step + 1 - warm_end <= window[1]:
-                until = min(until, max(step + 1, warm_end + math.ceil(window[0])))
+        if probe and self._untouched():  # where ``LrSteps.move`` may arm the descent's test
+            test = self.lr_steps.test_from(step, kernel.max_steps)
+            if test is not None:
+                until = min(until, test)
         if until > step + 1:
             self._quiet = QuietSteps(self.config.metric or LOSS_METRICS[0], band[0], band[1], step + 1, until,
                                      snaps.snapshots, kernel.max_steps)
