@@ -397,6 +397,26 @@ class LossDetector:
         lvl = "?" if self.level is None else f"{self.level:.4g}"
         return f"level {lvl}, noise {self.noise:.3g}, line {self.line():.4g}"
 
+    def explain(self, verdict: Verdict, x: float) -> str:
+        """Why ``verdict`` (an unhealthy one, just given for the loss ``x``), in the words of the
+        test that gave it: the rescue's reason for its rollback."""
+        c = self.config
+        if verdict is Verdict.NON_FINITE:
+            return f"loss is non-finite ({x})"
+        if verdict is Verdict.CHANCE:
+            return (f"loss level {self.level:.4g} at chance ({self.chance_name()} = {self.chance_level:.4g}) or above "
+                    f"it for {self.at_chance} points {self.collapse_cause()}")
+        if self.rose():
+            return (f"the mean loss of the first {self.n} steps, {self.raw_sum / self.n:.4g}, rose above the loss "
+                    f"at the start, {self.start:.4g} (a healthy start's falls)")
+        if self.over >= (1 if self.probation and self.n <= c.warmup else c.persist):
+            rule = (f"over = level + max({c.band:g} x noise, {c.rel:g} x level)" if self.n > c.warmup else
+                    f"early, on probation after a blow-up: over = {1 + c.probation_rel:g} x level"
+                    if self.probation else f"early: over = {1 + c.early_rel:g} x level")
+            return f"loss {x:.4g} above the run's level for {self.over} steps ({self.describe()}; {rule})"
+        return (f"loss level {self.level:.4g} climbed to {self.level / self.best:.3g}x its lowest level "
+                f"{self.best:.4g} (noise {self.noise:.3g})")
+
 
 def first_blowup(values: Iterable[float], config: DetectorConfig | None = None) -> tuple[int, LossDetector] | None:
     """Replay ``values`` through a fresh detector; the index of the first blow-up (or non-finite

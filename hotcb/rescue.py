@@ -410,23 +410,7 @@ class Rescue:
                 self.kernel.raise_alert("rescue", f"the rescue rolled back {self.config.max_rescues} times and "
                                         "stops acting: this run needs a person", metric=self.config.metric, value=x)
             return
-        if verdict is Verdict.NON_FINITE:
-            why = f"loss is non-finite ({x})"
-        elif verdict is Verdict.CHANCE:
-            why = (f"loss level {det.level:.4g} at chance ({det.chance_name()} = {det.chance_level:.4g}) or above it "
-                   f"for {det.at_chance} points {det.collapse_cause()}")
-        elif det.rose():
-            why = (f"the mean loss of the first {det.n} steps, {det.raw_sum / det.n:.4g}, rose above the loss "
-                   f"at the start, {det.start:.4g} (a healthy start's falls)")
-        elif det.over >= (1 if det.probation and det.n <= det.config.warmup else det.config.persist):
-            rule = (f"over = level + max({det.config.band:g} x noise, {det.config.rel:g} x level)"
-                    if det.n > det.config.warmup else
-                    f"early, on probation after a blow-up: over = {1 + det.config.probation_rel:g} x level"
-                    if det.probation else f"early: over = {1 + det.config.early_rel:g} x level")
-            why = f"loss {x:.4g} above the run's level for {det.over} steps ({det.describe()}; {rule})"
-        else:
-            why = (f"loss level {det.level:.4g} climbed to {det.level / det.best:.3g}x its lowest level "
-                   f"{det.best:.4g} (noise {det.noise:.3g})")
+        why = det.explain(verdict, x)
         self._submit_rollback(ctx, self.targets.choose(verdict, ctx.step, det, early_lr=self._early_lr(ctx.step)), why, x)
 
     def _early_lr(self, step: int) -> float | None:
