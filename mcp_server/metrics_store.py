@@ -4,7 +4,9 @@
 is detected and read again). The first read of a long file seeks instead of reading it all
 (``metrics_seek``): the recent window from the end, the history sampled. Each metric keeps its recent points exactly and its older history
 downsampled (the stride doubles whenever the history fills), so memory stays bounded on
-million-record runs while the whole run can still be charted.
+million-record runs while the whole run can still be charted. The caps are shared across names
+(``point_budget``): a run logging many thousands of names gets shorter series, and names past
+the budget's limit are counted, not held, so the store's memory stays bounded whatever the file.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from .metrics_seek import (
     open_run_file,
     read_back,
 )
+from .point_budget import TOTAL_POINTS, Caps, PointBudget, UnheldNames
 
 
 class Series:
@@ -62,6 +65,18 @@ class Series:
             stride *= 2
         self.stride, self._seen = stride, seen
 
+    def fit(self, caps: Caps) -> None:
+        """Lower caps (the budget is shared by more names now): the last recent points stay, and
+        the history keeps its span at a coarser stride, as if it had filled."""
+        self.recent_cap, self.history_cap = caps.recent, caps.history
+        if len(self.steps) > self.recent_cap:
+            del self.steps[: -self.recent_cap]
+            del self.values[: -self.recent_cap]
+        while len(self.h_steps) > self.history_cap:
+            self.h_steps = self.h_steps[::2]
+            self.h_values = self.h_values[::2]
+            self.stride *= 2
+
     def prepend(self, steps: list[float], values: list[float]) -> None:
         """Older exact points read back after a seek; never beyond the recent cap's trim size."""
         room = max(0, 2 * self.recent_cap - len(self.steps))
@@ -95,10 +110,12 @@ CHUNK_BYTES = 1 << 20  # bytes per read: bounds a cold start's peak memory on mi
 
 
 class MetricsStore:
-    def __init__(self, path: str | os.PathLike[str], recent_cap: int = 5000, history_cap: int = 2000):
+    def __init__(self, path: str | os.PathLike[str], recent_cap: int = 5000, history_cap: int = 2000,
+                 total_points: int = TOTAL_POINTS):
         self.tail = SeekableTail(path, max_bytes_per_read=CHUNK_BYTES)
-        self.recent_cap = recent_cap
-        self.history_cap = history_cap
+        self.budget = PointBudget(recent_cap, history_cap, total_points)
+        self.caps = self.budget.full  # every series' caps now: the full ones until the names outgrow them
+        self.unheld = UnheldNames()
         self.series: dict[str, Series] = {}
         self.records = 0
         self.last_step: int | None = None
@@ -129,6 +146,8 @@ class MetricsStore:
     def _clear(self) -> None:
         self.exact_from = 0
         self.series.clear()
+        self.caps = self.budget.full
+        self.unheld = UnheldNames()
         self.records = 0
         self.dropped = 0
         self.last_step = None
@@ -141,7 +160,10 @@ class MetricsStore:
             size = os.lstat(self.tail.path).st_size
         except OSError:
             return None
-        found = first_read(self.tail.path, size, self.recent_cap, self.history_cap // 2) if size > SEEK_ABOVE_BYTES else None
+        if size <= SEEK_ABOVE_BYTES:
+            return None
+        # a new file: the full caps (they shrink as its names are found); the read is bounded in bytes
+        found = first_read(self.tail.path, size, self.budget.full.recent, self.budget.full.history // 2)
         if found is None:
             return None
         self._clear()
@@ -150,8 +172,9 @@ class MetricsStore:
             for name in rec.metrics:
                 share[name] = share.get(name, 0) + 1
         for name, (steps, values) in found.history.items():
-            s = self.series[name] = Series(self.recent_cap, self.history_cap)
-            s.seed_history(steps, values, found.lines_before * share.get(name, 1) // max(1, len(found.recent)))
+            s = self._hold(name)
+            if s is not None:
+                s.seed_history(steps, values, found.lines_before * share.get(name, 1) // max(1, len(found.recent)))
             self.last_step = int(max(steps)) if self.last_step is None else max(self.last_step, int(max(steps)))
         self.tail.start_at(found.end)
         n = self._ingest(found.recent)
@@ -165,7 +188,7 @@ class MetricsStore:
         names = [n for n in names if n in self.series]  # an unknown name is not searched for
         if not self.exact_from or not names:
             return
-        want = min(points or 0, self.recent_cap)
+        want = min(points or 0, self.caps.recent)
 
         def enough(counts: dict[str, int], _total: int, first_step: float | None) -> bool:
             for name in names:
@@ -174,7 +197,7 @@ class MetricsStore:
                 if have < want:
                     return False
                 reached = first_step is not None and first_step <= since_step if since_step is not None else True
-                if not reached and have < self.recent_cap:
+                if not reached and have < self.caps.recent:
                     return False
             return True
 
@@ -189,21 +212,34 @@ class MetricsStore:
                 st.append(float(rec.step))
                 va.append(v)
         for name, (st, va) in older.items():
-            s = self.series.get(name)
-            if s is None:
-                s = self.series[name] = Series(self.recent_cap, self.history_cap)
-            s.prepend(st, va)
+            s = self.series.get(name) or self._hold(name)
+            if s is not None:
+                s.prepend(st, va)
+
+    def _hold(self, name: str) -> Series | None:
+        """A new series for ``name`` within the budget (every series trimmed when the caps drop),
+        or None: past the budget's names, ``name`` is counted, not held."""
+        if len(self.series) >= self.budget.max_names:
+            self.unheld.add(name)
+            return None
+        caps = self.budget.caps(len(self.series) + 1)
+        if caps != self.caps:  # rare: the caps halve each time the names outgrow them
+            self.caps = caps
+            for s in self.series.values():
+                s.fit(caps)
+        s = self.series[name] = Series(caps.recent, caps.history)
+        return s
 
     def _first_exact_step(self) -> float | None:
         return min((s.steps[0] for s in self.series.values() if s.steps), default=None)
 
     def _ingest(self, recs: list[MetricRecord]) -> int:
         for rec in recs:
+            at = float(rec.step)  # one float shared by the record's points
             for name, v in rec.metrics.items():
-                s = self.series.get(name)
-                if s is None:
-                    s = self.series[name] = Series(self.recent_cap, self.history_cap)
-                s.add(float(rec.step), v)
+                s = self.series.get(name) or self._hold(name)
+                if s is not None:
+                    s.add(at, v)
             # the furthest step seen: a late record for an earlier step must not move it back
             step = int(rec.step)
             self.last_step = step if self.last_step is None else max(self.last_step, step)
@@ -217,7 +253,26 @@ class MetricsStore:
                              index=self.records)
 
     def names(self) -> list[str]:
+        """The names held (see ``names_total``)."""
         return sorted(self.series)
+
+    def names_total(self) -> int:
+        """Every name read, held or not (a lower bound where ``unheld.exact`` is false)."""
+        return len(self.series) + len(self.unheld)
+
+    def bound(self) -> str | None:
+        """What the points budget cut, in words; None while every name is held at the full caps."""
+        if self.caps == self.budget.full and not len(self.unheld):
+            return None
+        caps, full = self.caps, self.budget.full
+        text = (f"a memory bound applies: each of the {len(self.series)} names held keeps at least its last "
+                f"{caps.recent} points exact (usually {full.recent}) and {caps.history} sampled over the run "
+                f"(usually {full.history})")
+        if len(self.unheld):
+            more = "at least " if not self.unheld.exact else ""
+            text += (f"; {more}{len(self.unheld)} more names are counted, not held: not in replies nor "
+                     f"found by match; read them with since_cursor")
+        return text
 
     def get(self, name: str) -> Series | None:
         return self.series.get(name)

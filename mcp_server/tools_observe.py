@@ -16,6 +16,7 @@ from hotcb.rundir import AUTOPILOT
 from hotcb.trend import Trend
 
 from .metrics_cursor import PATTERN, MetricsCursor, read_after
+from .metrics_store import MetricsStore
 from .registry import StrictInput
 from .schemas import Empty, LedgerEntry
 from .tools_base import ToolGroup
@@ -26,6 +27,8 @@ DEFAULT_TREND_METRICS = 10
 # per-sample metric) would otherwise send, hold and draw every one. The rest are counted and
 # found by name (``match``).
 MAX_SERIES = 200
+BOUND_DOC = ("set when the run logs more names than the server holds in full (a memory bound): how many "
+             "points each name keeps, and how many names are counted but not held")
 
 
 def echo_metric(name: str, names: list[str]) -> str | None:
@@ -52,6 +55,7 @@ class StatusOutput(BaseModel):
     snapshots: list[int] = []
     metrics: list[str] = Field([], description=f"metric names, at most {MAX_SERIES}: losses and accuracies first")
     metrics_total: int = Field(0, description="how many metric names the run has logged")
+    metrics_bound: str | None = Field(None, description=BOUND_DOC)
     last_metrics: dict[str, Any] = {}
     autopilot: dict[str, Any] | None = None
     internal_errors: int = 0
@@ -131,6 +135,7 @@ class MetricsOutput(BaseModel):
     records: int = Field(description="records before the cursor")
     series: dict[str, SeriesOut]
     series_total: int = Field(0, description="metric names that matched; the reply carries at most max_series of them")
+    metrics_bound: str | None = Field(None, description=BOUND_DOC)
     cursor: str = Field(description="names the record after these: pass it as since_cursor for exactly what follows")
     reset: bool = Field(False, description="the file was replaced or truncated since since_cursor: "
                                            "these points start the run over (drop what you hold)")
@@ -189,6 +194,17 @@ def choose_series(names: Iterable[str], args: MetricsInput) -> tuple[list[str], 
     return sorted(pool, key=metric_rank)[:args.max_series], len(pool)
 
 
+def unheld_matches(store: MetricsStore, args: MetricsInput) -> int:
+    """Names a ``read_metrics`` reply counts in ``series_total`` though the store did not hold
+    them (``point_budget``): all of them unless the names are filtered, those asked for by name.
+    A ``match`` text cannot be tried on them (only their hashes are kept)."""
+    if args.match:
+        return 0
+    if args.metrics:
+        return sum(1 for n in set(args.metrics) if n not in store.series and n in store.unheld)
+    return len(store.unheld)
+
+
 def logged_values(tools: Any, status: StatusOutput, names: list[str]) -> dict[str, Any]:
     """The last value of each of ``names`` the run logs. ``status`` lists at most
     ``MAX_SERIES`` names (losses and accuracies first); where it left names out, those asked for
@@ -206,8 +222,9 @@ class ObserveTools(ToolGroup):
     def get_status(self, args: Empty) -> StatusOutput:
         """Is training alive (running/paused/stopped/dead)? Step, steps/s, freeze mode, replay,
         scheduled ops, snapshots, the last metric values ("nan"/"inf"/"-inf" when not finite; at most
-        200 metrics, losses first, metrics_total counts all) and the autopilot mode; status_problems
-        names status fields that did not parse."""
+        200 metrics, losses first, metrics_total counts all; metrics_bound says where a memory bound
+        shortened or left out series) and the autopilot mode; status_problems names status fields
+        that did not parse."""
         st = self.status()
         live = self.liveness()
         self.metrics.refresh()
@@ -223,7 +240,8 @@ class ObserveTools(ToolGroup):
             liveness=live["state"], reason=live.get("reason"), step=st.step, epoch=st.epoch, max_steps=st.max_steps,
             steps_per_s=st.steps_per_s, freeze_mode=st.freeze_mode, replay=st.replay, paused=st.paused,
             stop_requested=st.stop_requested, scheduled=st.scheduled, snapshots=st.snapshots,
-            metrics=shown, metrics_total=len(names), last_metrics=last,
+            metrics=shown, metrics_total=self.metrics.names_total(), metrics_bound=self.metrics.bound(),
+            last_metrics=last,
             autopilot=autopilot if isinstance(autopilot, dict) else None, internal_errors=st.internal_errors,
             rescue=st.rescue, status_problems=st.problems, metrics_dropped_lines=self.metrics.dropped,
         )
@@ -288,11 +306,13 @@ class ObserveTools(ToolGroup):
         since a step, the last N points exact, or exactly what was logged after a cursor. Every
         reply carries a cursor; since_cursor=it returns each later point once (reset: true when
         the file was replaced since). At most max_series metrics (200), losses and accuracies
-        first; series_total counts the names that matched; match picks names containing a text."""
+        first; series_total counts the names that matched; match picks names containing a text;
+        metrics_bound says where a memory bound shortened or left out series."""
         if args.since_cursor is not None:
             return self._metrics_after(args)
         self.metrics.refresh()
         names, total = choose_series(self.metrics.names(), args)
+        total += unheld_matches(self.metrics, args)
         if args.since_step is not None or args.last is not None:
             self.metrics.extend(names, points=args.last, since_step=args.since_step)  # a long file read by seek
         series = {}
@@ -312,7 +332,7 @@ class ObserveTools(ToolGroup):
             series[name] = SeriesOut(steps=steps, values=[tag(v) for v in values])
         cursor = self.metrics.cursor()
         return MetricsOutput(last_step=self.metrics.last_step, records=cursor.index, series=series,
-                             series_total=total, cursor=cursor.token())
+                             series_total=total, metrics_bound=self.metrics.bound(), cursor=cursor.token())
 
     def _metrics_after(self, args: MetricsInput) -> MetricsOutput:
         batch = read_after(self.run.metrics, MetricsCursor.parse(args.since_cursor or ""), args.max_points)
