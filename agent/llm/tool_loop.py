@@ -31,15 +31,15 @@ no key or credential is ever written.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from typing import Any, cast
 
 from hotcb.agent.llm import digest, offered_tools
 from hotcb.agent.llm.budget import Budget
-from hotcb.agent.llm.chat import ChatApi, ModelOutputError, is_transient  # noqa: F401 - is_transient re-exported
+from hotcb.agent.llm.chat import ChatApi, ModelOutputError
 from hotcb.agent.llm.conversation import Conversation
+from hotcb.agent.llm.env_number import env_number
 from hotcb.agent.llm.memory import AiMemory
 from hotcb.agent.llm.replies import ParsedCall, TextCallError, parse_reply
 from hotcb.agent.llm.stance import Stances
@@ -62,15 +62,6 @@ CORRECTIVE = ("Your last reply could not be used: {why}. Reply with exactly one 
               "\"opt\", \"op\": \"set_params\", \"params\": {{\"lr\": 0.01}}, \"reason\": \"...\"}}}}; or, if no "
               "change is needed, a short note in plain words without JSON.")
 _KNOWN = set(AI_TOOLS) | set(TOOLS)  # tool names: text that names one is read as an attempted call
-
-
-def env_number(name: str, default: float, kind: type = float) -> Any:
-    raw = os.environ.get(name)
-    try:
-        return kind(raw) if raw not in (None, "") else default
-    except ValueError:
-        log.warning("ignoring %s=%r (not a number)", name, raw)
-        return default
 
 
 class LLMAutopilot:
