@@ -35,7 +35,7 @@ import threading
 import time
 from typing import Any, cast
 
-from hotcb.agent.llm import digest, offered_tools
+from hotcb.agent.llm import offered_tools
 from hotcb.agent.llm.budget import Budget
 from hotcb.agent.llm.chat import ChatApi, ModelOutputError
 from hotcb.agent.llm.conversation import Conversation
@@ -44,23 +44,16 @@ from hotcb.agent.llm.memory import AiMemory
 from hotcb.agent.llm.replies import ParsedCall, TextCallError, parse_reply
 from hotcb.agent.llm.stance import Stances
 from hotcb.agent.llm.tool_call import AI_TOOLS, ToolCaller, canonical
-from hotcb.agent.llm.untrusted import FENCE_CLOSE, FENCE_OPEN, fence, redact_tree, redact_url
+from hotcb.agent.llm.untrusted import redact_tree, redact_url, unechoed
+from hotcb.agent.llm.wake_prompt import CORRECTIVE, opening
 from hotcb.agent.rules.config import RulesConfig
 from hotcb.agent.rules.sensors import RulesAutopilot
 from hotcb.mcp_server.catalog import TOOLS
 from hotcb.mcp_server.tools_alerts import ListAlertsInput
 from hotcb.mcp_server.tools_protocol import AutopilotTools
-from hotcb.prompts import load
-
-from hotcb.guard import GuardConfig, ratio_text
 
 log = logging.getLogger("hotcb.agent.llm.tool_loop")
 
-MAX_TOOL_RESULT_CHARS = 4000
-CORRECTIVE = ("Your last reply could not be used: {why}. Reply with exactly one tool call, either through the "
-              "tool-calling interface or as only this JSON: {{\"name\": \"apply_op\", \"arguments\": {{\"module\": "
-              "\"opt\", \"op\": \"set_params\", \"params\": {{\"lr\": 0.01}}, \"reason\": \"...\"}}}}; or, if no "
-              "change is needed, a short note in plain words without JSON.")
 _KNOWN = set(AI_TOOLS) | set(TOOLS)  # tool names: text that names one is read as an attempted call
 
 
@@ -323,16 +316,8 @@ class LLMAutopilot:
         stances = Stances(findings, describe, self.stats,
                           shown=[str(a.get("message") or "") for a in alerts] +
                           [str(r.get("detail") or "") for r in self.memory.refusals()])
-        notes = self.memory.notes()
-        # The guard's numbers as they are in force for this run, never a number written in a file.
-        ratio = ratio_text(GuardConfig.from_dict(describe.get("guard")))
-        system = load("autopilot_system").render(ratio_limit=ratio) + "\n" + load(f"autopilot_{self.mode}").render()
-        messages: list[dict[str, Any]] = [
-            {"role": "system", "content": system},
-            {"role": "user", "content": digest.build(self.tools, why=why, alerts=alerts, notes=notes,
-                                                     rules=stances.views, refusals=self.memory.refusals(),
-                                                     describe=describe)},
-        ]
+        messages = opening(self.tools, self.memory, mode=self.mode, why=why, alerts=alerts, stances=stances,
+                           describe=describe)
         knobs = {(a.get("module"), a.get("key")): a.get("value") for a in describe.get("actuators", [])}
         out = self._converse(Conversation(messages, stances, knobs, snapshots))
         if out["outcome"] == "ok":
@@ -396,10 +381,8 @@ class LLMAutopilot:
         self.stats["model_errors"] += 1
         detail = self.api.scrub(str(e))[:300]
         if not w.corrected:
-            w.corrected = True
-            if isinstance(e, TextCallError) and msg is not None and msg.content:
-                w.messages.append({"role": "assistant", "content": msg.content})
-            w.messages.append({"role": "user", "content": CORRECTIVE.format(why=detail)})
+            echoed = msg.content if isinstance(e, TextCallError) and msg is not None else None
+            w.correct(CORRECTIVE.format(why=detail), echoed)
             return None
         self._alert("model_error", f"{self.model}'s output was unusable twice this wake ({detail}); "
                                    "the rules act for this wake (not an outage: the API answered)")
@@ -412,13 +395,11 @@ class LLMAutopilot:
         self._progress["doing"] = "running its tool calls"
         for c in calls:
             self.stats["tool_calls_" + c.via] += 1
-        w.messages.append({"role": "assistant", "content": msg.content if calls[0].via == "native" else "",
-                           "tool_calls": [{"id": c.id, "type": "function",
-                                           "function": {"name": c.name, "arguments": c.arguments}} for c in calls]})
+        w.calls(calls, msg.content)
         for c in calls:
             result = self._one_call(w, c)
             self._record_call(c, result)
-            w.messages.append({"role": "tool", "tool_call_id": c.id, "content": fence(result[:MAX_TOOL_RESULT_CHARS])})
+            w.tool_result(c, result)
 
     def _one_call(self, w: Conversation, c: ParsedCall) -> str:
         """One tool call, unless the wake's limit, a repeat of a refused call or the deadline stops it."""
@@ -477,8 +458,7 @@ class LLMAutopilot:
             self.memory.api(state="ok", since=time.time(), recovered_after_retries=self.api.attempts - 1)
 
     def _note(self, text: str) -> None:
-        if FENCE_OPEN in text:  # a small model echoing the digest: keep what it added, not the data
-            text = text.split(FENCE_CLOSE)[-1] if FENCE_CLOSE in text else "(echoed the digest)"
+        text = unechoed(text)
         step = None
         try:
             step = self.tools.status_doc().get("step")
