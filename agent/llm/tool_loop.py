@@ -46,6 +46,8 @@ from hotcb.agent.llm.stance import Stances
 from hotcb.agent.llm.tool_call import AI_TOOLS, ToolCaller, canonical
 from hotcb.agent.llm.untrusted import redact_tree, redact_url, unechoed
 from hotcb.agent.llm.wake_prompt import CORRECTIVE, opening
+from hotcb.agent.llm.wake_schedule import WakeSchedule
+from hotcb.agent.llm.wake_worker import WakeWorker
 from hotcb.agent.rules.config import RulesConfig
 from hotcb.agent.rules.sensors import RulesAutopilot
 from hotcb.mcp_server.catalog import TOOLS
@@ -78,8 +80,9 @@ class LLMAutopilot:
         self.max_tool_calls = max_tool_calls
         self.max_rounds = max_rounds or env_number("HOTCB_AI_MAX_ROUNDS", 4, int)
         self.timeout_s = timeout_s or env_number("HOTCB_AI_TIMEOUT", 60.0)
-        self.cadence_steps = cadence_steps or env_number("HOTCB_AI_CADENCE_STEPS", 200, int)
-        self.min_gap_steps = min_gap_steps if min_gap_steps is not None else env_number("HOTCB_AI_MIN_GAP_STEPS", 0, int)
+        self.schedule = WakeSchedule(
+            cadence_steps or env_number("HOTCB_AI_CADENCE_STEPS", 200, int),
+            min_gap_steps if min_gap_steps is not None else env_number("HOTCB_AI_MIN_GAP_STEPS", 0, int))
         self.probe_s = probe_s
         self.wake_deadline_s = wake_deadline_s or env_number("HOTCB_AI_WAKE_DEADLINE", 300.0)
         self.background = background
@@ -98,15 +101,11 @@ class LLMAutopilot:
         self.state = self.memory.state
         self.caller = ToolCaller(tools, self.memory, mode=mode, scrub=self.api.scrub, run_over=self._run_over)
         self._down_since: float | None = None
-        self._last_wake_step: int | None = None
-        self._seen_alert_ts = 0.0
-        self._pending_alerts: list[dict[str, Any]] = []
-        self._pending_findings: list[Any] = []
         self.tool_specs = offered_tools.specs()
         self._rescue = False  # the kernel has the rescue module (read at each wake)
         self._rules_lock = threading.RLock()  # one rules pass at a time (the tick's, a wake's fallback)
         self._state_lock = threading.RLock()  # the deadline is noticed once, by the tick or the wake
-        self._worker: threading.Thread | None = None
+        self.worker = WakeWorker()
         self._wake_t0: float | None = None  # monotonic start of the wake in progress
         self._wake_late = False
         self._progress: dict[str, Any] = {}
@@ -191,58 +190,32 @@ class LLMAutopilot:
         (what arrives in between is kept for the next wake). Never raises."""
         try:
             with self._rules_lock:
-                self._pending_findings += self.sensor().tick(act_all=self.model_out())
-            listed = self.tools.list_alerts(ListAlertsInput(since_ts=self._seen_alert_ts, last=20)).alerts
-            new = [a for a in listed if not a.rule.startswith("autopilot_")]
-            if new:
-                self._seen_alert_ts = max(a.ts for a in new)
-                # kept as the tool's JSON: the digest quotes them to the model
-                self._pending_alerts = (self._pending_alerts + [a.model_dump(mode="json") for a in new])[-20:]
+                self.schedule.found(self.sensor().tick(act_all=self.model_out()))
+            self.schedule.alerted(self.tools.list_alerts(
+                ListAlertsInput(since_ts=self.schedule.seen_alert_ts, last=20)).alerts)
             step = self.tools.status_doc().get("step")
         except Exception as e:
             log.warning("LLM tick failed: %s: %s", type(e).__name__, self.api.scrub(str(e)))
             return {"outcome": "error", "error": self.api.scrub(str(e))}
-        running = self._check_worker()
-        if running:
-            return running
+        if self.worker.running():  # notice its deadline
+            self._late()
+            return {**self.progress(), "wake": "running"}
         if step is None:
             return {"waiting": "no training step yet"}
-        last = self._last_wake_step
-        due = last is None or step >= last + self.cadence_steps
-        woken = bool(self._pending_alerts or self._pending_findings) and (last is None or step >= last + self.min_gap_steps)
-        if not (woken or due):
+        due = self.schedule.due(step)
+        if due is None:
             return {}
-        alerts, findings = self._pending_alerts, self._pending_findings[-4:]
-        self._pending_alerts, self._pending_findings = [], []
-        self._last_wake_step = step
-        why = ("alerts: " + ", ".join(sorted({a["rule"] for a in alerts}))) if alerts else \
-            f"cadence (every {self.cadence_steps} steps)"
         if not self.background:
-            return self.wake(why, alerts=alerts, findings=findings)
-        self._worker = threading.Thread(target=self.wake, args=(why, alerts, findings), name="hotcb-llm-wake",
-                                        daemon=True)
-        self._worker.start()
-        return {"wake": "started", "why": why}
-
-    def _check_worker(self) -> dict[str, Any]:
-        """A wake running in the worker: notice its deadline; {} when none runs."""
-        w = self._worker
-        if w is None:
-            return {}
-        if not w.is_alive():
-            self._worker = None
-            return {}
-        self._late()
-        return {**self.progress(), "wake": "running"}
+            return self.wake(due.why, alerts=due.alerts, findings=due.findings)
+        self.worker.start(self.wake, (due.why, due.alerts, due.findings))
+        return {"wake": "started", "why": due.why}
 
     def busy(self) -> bool:
-        return self._worker is not None and self._worker.is_alive()
+        return self.worker.busy()
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for a wake running in the worker (tests, and a clean exit)."""
-        w = self._worker
-        if w is not None:
-            w.join(timeout)
+        self.worker.join(timeout)
 
     def progress(self) -> dict[str, Any]:
         """What the wake in progress is doing: {} when none runs."""
