@@ -36,6 +36,7 @@ import time
 from typing import Any, cast
 
 from hotcb.agent.llm import offered_tools
+from hotcb.agent.llm.api_health import ApiHealth
 from hotcb.agent.llm.budget import Budget
 from hotcb.agent.llm.chat import ChatApi, ModelOutputError
 from hotcb.agent.llm.conversation import Conversation
@@ -45,6 +46,7 @@ from hotcb.agent.llm.replies import ParsedCall, TextCallError, parse_reply
 from hotcb.agent.llm.stance import Stances
 from hotcb.agent.llm.tool_call import AI_TOOLS, ToolCaller, canonical
 from hotcb.agent.llm.untrusted import redact_tree, redact_url, unechoed
+from hotcb.agent.llm.wake_clock import WakeClock
 from hotcb.agent.llm.wake_prompt import CORRECTIVE, opening
 from hotcb.agent.llm.wake_schedule import WakeSchedule
 from hotcb.agent.llm.wake_worker import WakeWorker
@@ -83,8 +85,7 @@ class LLMAutopilot:
         self.schedule = WakeSchedule(
             cadence_steps or env_number("HOTCB_AI_CADENCE_STEPS", 200, int),
             min_gap_steps if min_gap_steps is not None else env_number("HOTCB_AI_MIN_GAP_STEPS", 0, int))
-        self.probe_s = probe_s
-        self.wake_deadline_s = wake_deadline_s or env_number("HOTCB_AI_WAKE_DEADLINE", 300.0)
+        self.clock = WakeClock(wake_deadline_s or env_number("HOTCB_AI_WAKE_DEADLINE", 300.0), on_late=self._went_late)
         self.background = background
         self.budget = budget or Budget()
         self.api = ChatApi(model=model, api_key=api_key, base_url=base_url, budget=self.budget,
@@ -100,15 +101,11 @@ class LLMAutopilot:
             self.budget.restore(saved.get("usage"))  # a restarted autopilot keeps its spend
         self.state = self.memory.state
         self.caller = ToolCaller(tools, self.memory, mode=mode, scrub=self.api.scrub, run_over=self._run_over)
-        self._down_since: float | None = None
+        self.health = ApiHealth(self.memory, model=model, probe_s=probe_s, alert=self._alert)
         self.tool_specs = offered_tools.specs()
         self._rescue = False  # the kernel has the rescue module (read at each wake)
         self._rules_lock = threading.RLock()  # one rules pass at a time (the tick's, a wake's fallback)
-        self._state_lock = threading.RLock()  # the deadline is noticed once, by the tick or the wake
         self.worker = WakeWorker()
-        self._wake_t0: float | None = None  # monotonic start of the wake in progress
-        self._wake_late = False
-        self._progress: dict[str, Any] = {}
         self.last_result: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ plumbing
@@ -167,10 +164,7 @@ class LLMAutopilot:
     def model_out(self) -> bool:
         """The model cannot act now (down or too slow, within the probe interval; budget spent):
         every rule acts, as in ``auto``."""
-        if self.budget.exhausted():
-            return True
-        return self._down_since is not None and time.monotonic() - self._down_since < self.probe_s \
-            or self._wake_late
+        return bool(self.budget.exhausted()) or self.health.down() or self.clock.is_late
 
     def _run_over(self) -> str | None:
         try:
@@ -198,7 +192,7 @@ class LLMAutopilot:
             log.warning("LLM tick failed: %s: %s", type(e).__name__, self.api.scrub(str(e)))
             return {"outcome": "error", "error": self.api.scrub(str(e))}
         if self.worker.running():  # notice its deadline
-            self._late()
+            self.clock.late()
             return {**self.progress(), "wake": "running"}
         if step is None:
             return {"waiting": "no training step yet"}
@@ -219,38 +213,21 @@ class LLMAutopilot:
 
     def progress(self) -> dict[str, Any]:
         """What the wake in progress is doing: {} when none runs."""
-        t0 = self._wake_t0
-        if t0 is None:
-            return {}
-        p = dict(self._progress)
-        p["wake_no"] = p.pop("wake", None)
-        p["seconds"] = round(time.monotonic() - t0, 1)
-        p["tokens"] = self.budget.usage().get("tokens", 0) - p.pop("tokens0", 0)
-        p["late"] = self._wake_late
-        return p
+        return self.clock.progress(self.budget.usage().get("tokens", 0))
 
-    def _late(self) -> bool:
-        """The wake in progress ran past ``wake_deadline_s``: an outage, noticed once."""
-        t0 = self._wake_t0
-        if t0 is None or time.monotonic() - t0 <= self.wake_deadline_s:
-            return False
-        with self._state_lock:
-            if not self._wake_late:
-                self._wake_late = True
-                self.stats["timed_out"] += 1
-                self._went_down(f"{self.model} did not finish a wake within the {self.wake_deadline_s:g} s wake "
-                                "deadline (the server answers, but slower than that)")
-                self.save()
-        return True
+    def _went_late(self) -> None:
+        """The wake in progress ran past the wake deadline: an outage (noticed once, by the clock)."""
+        self.stats["timed_out"] += 1
+        self.health.went_down(f"{self.model} did not finish a wake within the {self.clock.deadline_s:g} s wake "
+                              "deadline (the server answers, but slower than that)")
+        self.save()
 
     # ------------------------------------------------------------------ one wake
     def wake(self, why: str = "cadence", alerts: list[dict[str, Any]] | None = None,
              findings: list[Any] | None = None) -> dict[str, Any]:
         """One wake: a bounded tool-calling conversation, or the rules while the API is down, the
         budget is spent or the model's output is unusable. Returns what happened. Never raises."""
-        self._wake_t0, self._wake_late = time.monotonic(), False
-        self._progress = {"wake": self.stats["wakes"] + 1, "doing": "starting", "round": 0,
-                          "tokens0": self.budget.usage().get("tokens", 0)}
+        self.clock.start(self.stats["wakes"] + 1, self.budget.usage().get("tokens", 0))
         try:
             out = self._wake(why, alerts or [], findings or [])
         except Exception as e:  # the autopilot never takes training down
@@ -260,8 +237,7 @@ class LLMAutopilot:
             self.save()
             out = {"outcome": "error", "error": err}
         finally:
-            self._wake_t0 = None
-            self._wake_late = False
+            self.clock.end()
         self.last_result = out
         return out
 
@@ -275,7 +251,7 @@ class LLMAutopilot:
             self._fall_back("budget")
             self.save()
             return {"outcome": "budget_exhausted", "reason": spent}
-        if self._down_since is not None and time.monotonic() - self._down_since < self.probe_s:
+        if self.health.down():
             self._fall_back("api_down")  # the API is down: rules keep the run safe until the next probe
             self.save()
             return {"outcome": "fallback"}
@@ -304,12 +280,12 @@ class LLMAutopilot:
         for n in range(self.max_rounds):
             if self.budget.exhausted():
                 break
-            if self._late():
+            if self.clock.late():
                 return self._timed_out(w)
             over = self._run_over()
             if over:
                 return w.result("run_over", reason=over)
-            self._waiting(n + 1, w.messages)
+            self.clock.waiting(n + 1, w.messages)
             reply = self._ask(w)
             if reply is None:  # told what was wrong: asked again
                 continue
@@ -334,11 +310,11 @@ class LLMAutopilot:
         msg: Any = None
         try:
             resp = self.api.complete(w.messages, self.tool_specs)
-            if self._late():  # an answer after the deadline is not an answer: the rules acted
+            if self.clock.late():  # an answer after the deadline is not an answer: the rules acted
                 return self._timed_out(w)
             if resp is None:
                 return self._outage(w)
-            self._api_ok()
+            self.health.answered(self.api.attempts)
             w.answered = True
             msg = resp.choices[0].message if getattr(resp, "choices", None) else None
             if msg is None:
@@ -365,7 +341,7 @@ class LLMAutopilot:
 
     def _answer(self, w: Conversation, calls: list[ParsedCall], msg: Any) -> None:
         """Run the reply's tool calls, each answered to the model and recorded."""
-        self._progress["doing"] = "running its tool calls"
+        self.clock.doing("running its tool calls")
         for c in calls:
             self.stats["tool_calls_" + c.via] += 1
         w.calls(calls, msg.content)
@@ -382,7 +358,7 @@ class LLMAutopilot:
         if key in w.refused:
             w.looping = True
             return self.caller.refuse("repeated", c.name, "this exact call was refused already this wake; the wake ends")
-        if self._late():
+        if self.clock.late():
             return self.caller.refuse("late", c.name, "the wake ran past its deadline; the rules act")
         w.calls_made += 1
         result = self.caller.run(c.name, c.arguments, w.actions, w.knobs, w.stances, w.snapshots, rescue=self._rescue)
@@ -390,17 +366,8 @@ class LLMAutopilot:
             w.refused.add(key)
         return result
 
-    def _went_down(self, error: str) -> None:
-        was_down = self._down_since is not None
-        self._down_since = time.monotonic()
-        self.memory.api(state="down", error=error, since=time.time(), fallback="rules")
-        if not was_down:
-            self.stats["outages"] += 1
-            self._alert("api_down", f"LLM API out ({error}); the rules autopilot runs instead until it answers "
-                                    "again", severity="critical")
-
     def _outage(self, w: Conversation) -> dict[str, Any]:
-        self._went_down(f"unreachable: {self.api.error}")
+        self.health.went_down(f"unreachable: {self.api.error}")
         self._fall_back("api_down")
         self.save()
         return w.result("api_down", error=self.api.error)
@@ -408,27 +375,13 @@ class LLMAutopilot:
     def _timed_out(self, w: Conversation) -> dict[str, Any]:
         self._fall_back("too_slow")
         self.save()
-        return w.result("timed_out", deadline_s=self.wake_deadline_s)
-
-    def _waiting(self, round_: int, messages: list[dict[str, Any]]) -> None:
-        # Tokens estimated as characters / 4 (what is sent is known; the reply's count comes with it).
-        self._progress.update(doing="waiting for the model", round=round_,
-                              prompt_tokens_est=sum(len(str(m.get("content") or "")) for m in messages) // 4)
+        return w.result("timed_out", deadline_s=self.clock.deadline_s)
 
     def _record_call(self, c: ParsedCall, result: str) -> None:
         """Every model tool call in the memory: its arguments and what became of it."""
         self.memory.called(tool=str(c.name), via=c.via, arguments=self.api.scrub(str(c.arguments or "")),
                            result=self.api.scrub(result))
         self.save()  # seen as it happens (the dashboard, the autopilot tool), not only when the wake ends
-
-    def _api_ok(self) -> None:
-        if self._down_since is not None:
-            self._alert("api_up", f"LLM API answers again; {self.model} resumes", severity="info")
-        self._down_since = None
-        if self.api.attempts <= 1:
-            self.memory.api(state="ok", since=time.time())
-        else:
-            self.memory.api(state="ok", since=time.time(), recovered_after_retries=self.api.attempts - 1)
 
     def _note(self, text: str) -> None:
         text = unechoed(text)
