@@ -31,9 +31,8 @@ no key or credential is ever written.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from typing import Any, cast
+from typing import Any
 
 from hotcb.agent.llm import offered_tools
 from hotcb.agent.llm.api_health import ApiHealth
@@ -43,6 +42,7 @@ from hotcb.agent.llm.conversation import Conversation
 from hotcb.agent.llm.env_number import env_number
 from hotcb.agent.llm.memory import AiMemory
 from hotcb.agent.llm.replies import ParsedCall, TextCallError, parse_reply
+from hotcb.agent.llm.rules_floor import RulesFloor
 from hotcb.agent.llm.stance import Stances
 from hotcb.agent.llm.tool_call import AI_TOOLS, ToolCaller, canonical
 from hotcb.agent.llm.untrusted import redact_tree, redact_url, unechoed
@@ -91,10 +91,7 @@ class LLMAutopilot:
         self.api = ChatApi(model=model, api_key=api_key, base_url=base_url, budget=self.budget,
                            timeout_s=self.timeout_s, retries=retries, retry_wait_s=retry_wait_s, client=client,
                            max_completion_tokens=max_completion_tokens or env_number("HOTCB_AI_MAX_COMPLETION", 0, int))
-        self._rules_cfg = rules
-        self._fallback = fallback
-        self._rule_tools = rule_tools  # the rules' own identity (source rule), e.g. over the same MCP server
-        self._sensor = sensor
+        self.floor = RulesFloor(tools, mode=mode, cfg=rules, rule_tools=rule_tools, sensor=sensor, fallback=fallback)
         saved = tools.load_ai_state()
         self.memory = AiMemory(saved, model=model, base_url=redact_url(base_url), mode=mode)
         if self.memory.same_model:
@@ -104,7 +101,6 @@ class LLMAutopilot:
         self.health = ApiHealth(self.memory, model=model, probe_s=probe_s, alert=self._alert)
         self.tool_specs = offered_tools.specs()
         self._rescue = False  # the kernel has the rescue module (read at each wake)
-        self._rules_lock = threading.RLock()  # one rules pass at a time (the tick's, a wake's fallback)
         self.worker = WakeWorker()
         self.last_result: dict[str, Any] = {}
 
@@ -112,26 +108,6 @@ class LLMAutopilot:
     @property
     def client(self) -> Any:
         return self.api.client
-
-    def _rules(self, mode: str, actor: str) -> RulesAutopilot:
-        rule_tools = self._rule_tools
-        if rule_tools is None:
-            from hotcb.mcp_server.tools import HotcbTools
-
-            # Rules act as themselves (source rule), not under the model's name.
-            # No rule tools given: the autopilot runs in process, on HotcbTools.
-            rule_tools = HotcbTools(cast(HotcbTools, self.tools).run.root, source="rule", actor=actor)
-        return RulesAutopilot(rule_tools, self._rules_cfg, mode=mode)
-
-    def fallback(self) -> RulesAutopilot:
-        """The rules that act while the model is out: the sensor itself, acting on every rule (one
-        rules state, so a rule never acts twice for one finding)."""
-        return self._fallback if self._fallback is not None else self.sensor()
-
-    def sensor(self) -> RulesAutopilot:
-        if self._sensor is None:
-            self._sensor = self._rules("sense_suggest" if self.mode == "ai_suggest" else "sense", "rules")
-        return self._sensor
 
     def usage(self) -> dict[str, Any]:
         return self.budget.usage()
@@ -158,8 +134,7 @@ class LLMAutopilot:
 
     def _fall_back(self, why: str) -> None:
         self.stats["fallbacks"][why] = self.stats["fallbacks"].get(why, 0) + 1
-        with self._rules_lock:
-            self.fallback().tick(act_all=True)
+        self.floor.act_all()
 
     def model_out(self) -> bool:
         """The model cannot act now (down or too slow, within the probe interval; budget spent):
@@ -183,8 +158,7 @@ class LLMAutopilot:
         findings, on new alerts, or every ``cadence_steps``, never twice within ``min_gap_steps``
         (what arrives in between is kept for the next wake). Never raises."""
         try:
-            with self._rules_lock:
-                self.schedule.found(self.sensor().tick(act_all=self.model_out()))
+            self.schedule.found(self.floor.sense(self.model_out))
             self.schedule.alerted(self.tools.list_alerts(
                 ListAlertsInput(since_ts=self.schedule.seen_alert_ts, last=20)).alerts)
             step = self.tools.status_doc().get("step")
