@@ -1,31 +1,34 @@
 """The LLM autopilot: an OpenAI-compatible chat-completions tool-calling loop over the tool surface.
 
+This file is the loop: each tick the rules sense under the model (``rules_floor``) and a wake
+starts when one is due (``wake_schedule``); a wake opens with the system prompt and the run digest
+(``wake_prompt``, ``digest``) and runs bounded rounds of request, reply and tool calls
+(``conversation``) within its deadline (``wake_clock``). Nothing raises out of ``tick`` or ``wake``.
+
 The model sees the tool surface's own schemas, narrowed to what it may do (``offered_tools``), and
 every call it makes is checked and sent by ``tool_call.ToolCaller`` through ``HotcbTools.call``
-(source ``agent``, actor the model name): the guard judges it and the kernel records it. Calls come natively or written as JSON text
-(``replies``); both are validated alike and the way each came is counted. Anything malformed is
-refused, told to the model, and recorded; nothing raises out of ``wake``.
+(source ``agent``, actor the model name): the guard judges it and the kernel records it. Calls
+come natively or written as JSON text (``replies``); both are validated alike and the way each
+came is counted. Anything malformed is refused, told to the model, and recorded.
 
-Failures (``chat``): an outage falls back to the rules until a probe succeeds; a model error
-(output the server could not parse, a tool call that cannot be read) is retried once with a
-corrective message and, if it fails again, that wake falls back to the rules, recorded as a model
-error, never as an outage. Every wake is accounted (``stats``): LLM wakes, fallbacks and why.
+Failures (``chat``, ``api_health``): an outage falls back to the rules until a probe succeeds; a
+model error (output the server could not parse, a tool call that cannot be read) is retried once
+with a corrective message and, if it fails again, that wake falls back to the rules, recorded as a
+model error, never as an outage. Every wake is accounted (``stats``): LLM wakes, fallbacks and why.
 
-Safety floor (``tick``): the rules run under the model every tick, and their protective rules
-(non-finite, divergence, plateau, and the kernel's rescue) act at once, exactly as in ``auto``;
-while the model is out (down, slower than the wake deadline, out of budget) every rule acts. The
-model acts above them: the digest tells it what the rules did and would do; it endorses, proposes
-more, overrides, or vetoes a protective change with a reason of its own (``stance``); silence is
-never a veto. Findings, new alerts and a cadence of steps wake it.
+Safety floor: the rules' protective actions (non-finite, divergence, plateau, and the kernel's
+rescue) act at once, exactly as in ``auto``; while the model is out (down, slower than the wake
+deadline, out of budget) every rule acts. The model acts above them: the digest tells it what the
+rules did and would do; it endorses, proposes more, overrides, or vetoes a protective change with
+a reason of its own (``stance``); silence is never a veto.
 
 Wakes: with ``background=True`` (the autopilot process) a wake runs in a worker thread, so the
-rules keep ticking while the model thinks; ``wake_deadline_s`` bounds the whole wake (every
-request and tool call together): past it the wake is an outage (alert, rules, and the recovery
-noticed when a later wake finishes in time). ``progress()`` says what a running wake is doing.
-A wake ends when the run ends. Every tool call the model makes is recorded in the AI state
-(``calls``: its arguments and what became of it). Memory (``memory.AiMemory``: usage, API health,
-notes, refusals, calls, stats) lives in ``hotcb.ai.state.json`` through ``save_ai_state``, redacted:
-no key or credential is ever written.
+rules keep ticking while the model thinks; past the wake deadline (every request and tool call
+together) the wake is an outage (alert, rules, and the recovery noticed when a later wake
+finishes in time). ``progress()`` says what a running wake is doing. A wake ends when the run
+ends. Every tool call the model makes is recorded in the AI state (``memory.AiMemory``: usage, API
+health, notes, refusals, calls, stats), kept in ``hotcb.ai.state.json`` through ``save_ai_state``,
+redacted: no key or credential is ever written.
 """
 
 from __future__ import annotations
