@@ -47,7 +47,7 @@ class AIPolicy(Policy):
                                "(or --ai-replies FILE for recorded replies)")
         model = self.options.get("ai_model") or os.environ.get("HOTCB_AI_MODEL") or "gpt-4o-mini"
         self.pilot = LLMAutopilot(self.tools(model), api_key=key, base_url=base_url, model=model, mode="ai_auto")
-        self.pilot.sensor().tick()  # its rules enable the kernel's rescue before the first step, as for rules
+        self.pilot.floor.sensor().tick()  # its rules enable the kernel's rescue before the first step, as for rules
 
     def act(self, step: int) -> None:
         self.pilot.tick()

@@ -1,76 +1,67 @@
 """The LLM autopilot: an OpenAI-compatible chat-completions tool-calling loop over the tool surface.
 
+This file is the loop: each tick the rules sense under the model (``rules_floor``) and a wake
+starts when one is due (``wake_schedule``); a wake opens with the system prompt and the run digest
+(``wake_prompt``, ``digest``) and runs bounded rounds of request, reply and tool calls
+(``conversation``) within its deadline (``wake_clock``). Nothing raises out of ``tick`` or ``wake``.
+
 The model sees the tool surface's own schemas, narrowed to what it may do (``offered_tools``), and
 every call it makes is checked and sent by ``tool_call.ToolCaller`` through ``HotcbTools.call``
-(source ``agent``, actor the model name): the guard judges it and the kernel records it. Calls come natively or written as JSON text
-(``replies``); both are validated alike and the way each came is counted. Anything malformed is
-refused, told to the model, and recorded; nothing raises out of ``wake``.
+(source ``agent``, actor the model name): the guard judges it and the kernel records it. Calls
+come natively or written as JSON text (``replies``); both are validated alike and the way each
+came is counted. Anything malformed is refused, told to the model, and recorded.
 
-Failures (``chat``): an outage falls back to the rules until a probe succeeds; a model error
-(output the server could not parse, a tool call that cannot be read) is retried once with a
-corrective message and, if it fails again, that wake falls back to the rules, recorded as a model
-error, never as an outage. Every wake is accounted (``stats``): LLM wakes, fallbacks and why.
+Failures (``chat``, ``api_health``): an outage falls back to the rules until a probe succeeds; a
+model error (output the server could not parse, a tool call that cannot be read) is retried once
+with a corrective message and, if it fails again, that wake falls back to the rules, recorded as a
+model error, never as an outage. Every wake is accounted (``stats``): LLM wakes, fallbacks and why.
 
-Safety floor (``tick``): the rules run under the model every tick, and their protective rules
-(non-finite, divergence, plateau, and the kernel's rescue) act at once, exactly as in ``auto``;
-while the model is out (down, slower than the wake deadline, out of budget) every rule acts. The
-model acts above them: the digest tells it what the rules did and would do; it endorses, proposes
-more, overrides, or vetoes a protective change with a reason of its own (``stance``); silence is
-never a veto. Findings, new alerts and a cadence of steps wake it.
+Safety floor: the rules' protective actions (non-finite, divergence, plateau, and the kernel's
+rescue) act at once, exactly as in ``auto``; while the model is out (down, slower than the wake
+deadline, out of budget) every rule acts. The model acts above them: the digest tells it what the
+rules did and would do; it endorses, proposes more, overrides, or vetoes a protective change with
+a reason of its own (``stance``); silence is never a veto.
 
 Wakes: with ``background=True`` (the autopilot process) a wake runs in a worker thread, so the
-rules keep ticking while the model thinks; ``wake_deadline_s`` bounds the whole wake (every
-request and tool call together): past it the wake is an outage (alert, rules, and the recovery
-noticed when a later wake finishes in time). ``progress()`` says what a running wake is doing.
-A wake ends when the run ends. Every tool call the model makes is recorded in the AI state
-(``calls``: its arguments and what became of it). Memory (``memory.AiMemory``: usage, API health,
-notes, refusals, calls, stats) lives in ``hotcb.ai.state.json`` through ``save_ai_state``, redacted:
-no key or credential is ever written.
+rules keep ticking while the model thinks; past the wake deadline (every request and tool call
+together) the wake is an outage (alert, rules, and the recovery noticed when a later wake
+finishes in time). ``progress()`` says what a running wake is doing. A wake ends when the run
+ends. Every tool call the model makes is recorded in the AI state (``memory.AiMemory``: usage, API
+health, notes, refusals, calls, stats), kept in ``hotcb.ai.state.json`` through ``save_ai_state``,
+redacted: no key or credential is ever written.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
-from typing import Any, cast
+from typing import Any
 
-from hotcb.agent.llm import digest, offered_tools
+from hotcb.agent.llm import offered_tools
+from hotcb.agent.llm.api_health import ApiHealth
 from hotcb.agent.llm.budget import Budget
-from hotcb.agent.llm.chat import ChatApi, ModelOutputError, is_transient  # noqa: F401 - is_transient re-exported
+from hotcb.agent.llm.chat import ChatApi, ModelOutputError
 from hotcb.agent.llm.conversation import Conversation
+from hotcb.agent.llm.env_number import env_number
 from hotcb.agent.llm.memory import AiMemory
 from hotcb.agent.llm.replies import ParsedCall, TextCallError, parse_reply
+from hotcb.agent.llm.rules_floor import RulesFloor
 from hotcb.agent.llm.stance import Stances
 from hotcb.agent.llm.tool_call import AI_TOOLS, ToolCaller, canonical
-from hotcb.agent.llm.untrusted import FENCE_CLOSE, FENCE_OPEN, fence, redact_tree, redact_url
+from hotcb.agent.llm.untrusted import redact_tree, redact_url, unechoed
+from hotcb.agent.llm.wake_clock import WakeClock
+from hotcb.agent.llm.wake_prompt import CORRECTIVE, opening
+from hotcb.agent.llm.wake_schedule import WakeSchedule
+from hotcb.agent.llm.wake_worker import WakeWorker
 from hotcb.agent.rules.config import RulesConfig
 from hotcb.agent.rules.sensors import RulesAutopilot
 from hotcb.mcp_server.catalog import TOOLS
 from hotcb.mcp_server.tools_alerts import ListAlertsInput
 from hotcb.mcp_server.tools_protocol import AutopilotTools
-from hotcb.prompts import load
-
-from hotcb.guard import GuardConfig, ratio_text
 
 log = logging.getLogger("hotcb.agent.llm.tool_loop")
 
-MAX_TOOL_RESULT_CHARS = 4000
-CORRECTIVE = ("Your last reply could not be used: {why}. Reply with exactly one tool call, either through the "
-              "tool-calling interface or as only this JSON: {{\"name\": \"apply_op\", \"arguments\": {{\"module\": "
-              "\"opt\", \"op\": \"set_params\", \"params\": {{\"lr\": 0.01}}, \"reason\": \"...\"}}}}; or, if no "
-              "change is needed, a short note in plain words without JSON.")
 _KNOWN = set(AI_TOOLS) | set(TOOLS)  # tool names: text that names one is read as an attempted call
-
-
-def env_number(name: str, default: float, kind: type = float) -> Any:
-    raw = os.environ.get(name)
-    try:
-        return kind(raw) if raw not in (None, "") else default
-    except ValueError:
-        log.warning("ignoring %s=%r (not a number)", name, raw)
-        return default
 
 
 class LLMAutopilot:
@@ -94,64 +85,32 @@ class LLMAutopilot:
         self.max_tool_calls = max_tool_calls
         self.max_rounds = max_rounds or env_number("HOTCB_AI_MAX_ROUNDS", 4, int)
         self.timeout_s = timeout_s or env_number("HOTCB_AI_TIMEOUT", 60.0)
-        self.cadence_steps = cadence_steps or env_number("HOTCB_AI_CADENCE_STEPS", 200, int)
-        self.min_gap_steps = min_gap_steps if min_gap_steps is not None else env_number("HOTCB_AI_MIN_GAP_STEPS", 0, int)
-        self.probe_s = probe_s
-        self.wake_deadline_s = wake_deadline_s or env_number("HOTCB_AI_WAKE_DEADLINE", 300.0)
+        self.schedule = WakeSchedule(
+            cadence_steps or env_number("HOTCB_AI_CADENCE_STEPS", 200, int),
+            min_gap_steps if min_gap_steps is not None else env_number("HOTCB_AI_MIN_GAP_STEPS", 0, int))
+        self.clock = WakeClock(wake_deadline_s or env_number("HOTCB_AI_WAKE_DEADLINE", 300.0), on_late=self._went_late)
         self.background = background
         self.budget = budget or Budget()
         self.api = ChatApi(model=model, api_key=api_key, base_url=base_url, budget=self.budget,
                            timeout_s=self.timeout_s, retries=retries, retry_wait_s=retry_wait_s, client=client,
                            max_completion_tokens=max_completion_tokens or env_number("HOTCB_AI_MAX_COMPLETION", 0, int))
-        self._rules_cfg = rules
-        self._fallback = fallback
-        self._rule_tools = rule_tools  # the rules' own identity (source rule), e.g. over the same MCP server
-        self._sensor = sensor
+        self.floor = RulesFloor(tools, mode=mode, cfg=rules, rule_tools=rule_tools, sensor=sensor, fallback=fallback)
         saved = tools.load_ai_state()
         self.memory = AiMemory(saved, model=model, base_url=redact_url(base_url), mode=mode)
         if self.memory.same_model:
             self.budget.restore(saved.get("usage"))  # a restarted autopilot keeps its spend
         self.state = self.memory.state
         self.caller = ToolCaller(tools, self.memory, mode=mode, scrub=self.api.scrub, run_over=self._run_over)
-        self._down_since: float | None = None
-        self._last_wake_step: int | None = None
-        self._seen_alert_ts = 0.0
-        self._pending_alerts: list[dict[str, Any]] = []
-        self._pending_findings: list[Any] = []
+        self.health = ApiHealth(self.memory, model=model, probe_s=probe_s, alert=self._alert)
         self.tool_specs = offered_tools.specs()
         self._rescue = False  # the kernel has the rescue module (read at each wake)
-        self._rules_lock = threading.RLock()  # one rules pass at a time (the tick's, a wake's fallback)
-        self._state_lock = threading.RLock()  # the deadline is noticed once, by the tick or the wake
-        self._worker: threading.Thread | None = None
-        self._wake_t0: float | None = None  # monotonic start of the wake in progress
-        self._wake_late = False
-        self._progress: dict[str, Any] = {}
+        self.worker = WakeWorker()
         self.last_result: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ plumbing
     @property
     def client(self) -> Any:
         return self.api.client
-
-    def _rules(self, mode: str, actor: str) -> RulesAutopilot:
-        rule_tools = self._rule_tools
-        if rule_tools is None:
-            from hotcb.mcp_server.tools import HotcbTools
-
-            # Rules act as themselves (source rule), not under the model's name.
-            # No rule tools given: the autopilot runs in process, on HotcbTools.
-            rule_tools = HotcbTools(cast(HotcbTools, self.tools).run.root, source="rule", actor=actor)
-        return RulesAutopilot(rule_tools, self._rules_cfg, mode=mode)
-
-    def fallback(self) -> RulesAutopilot:
-        """The rules that act while the model is out: the sensor itself, acting on every rule (one
-        rules state, so a rule never acts twice for one finding)."""
-        return self._fallback if self._fallback is not None else self.sensor()
-
-    def sensor(self) -> RulesAutopilot:
-        if self._sensor is None:
-            self._sensor = self._rules("sense_suggest" if self.mode == "ai_suggest" else "sense", "rules")
-        return self._sensor
 
     def usage(self) -> dict[str, Any]:
         return self.budget.usage()
@@ -178,16 +137,12 @@ class LLMAutopilot:
 
     def _fall_back(self, why: str) -> None:
         self.stats["fallbacks"][why] = self.stats["fallbacks"].get(why, 0) + 1
-        with self._rules_lock:
-            self.fallback().tick(act_all=True)
+        self.floor.act_all()
 
     def model_out(self) -> bool:
         """The model cannot act now (down or too slow, within the probe interval; budget spent):
         every rule acts, as in ``auto``."""
-        if self.budget.exhausted():
-            return True
-        return self._down_since is not None and time.monotonic() - self._down_since < self.probe_s \
-            or self._wake_late
+        return bool(self.budget.exhausted()) or self.health.down() or self.clock.is_late
 
     def _run_over(self) -> str | None:
         try:
@@ -206,94 +161,50 @@ class LLMAutopilot:
         findings, on new alerts, or every ``cadence_steps``, never twice within ``min_gap_steps``
         (what arrives in between is kept for the next wake). Never raises."""
         try:
-            with self._rules_lock:
-                self._pending_findings += self.sensor().tick(act_all=self.model_out())
-            listed = self.tools.list_alerts(ListAlertsInput(since_ts=self._seen_alert_ts, last=20)).alerts
-            new = [a for a in listed if not a.rule.startswith("autopilot_")]
-            if new:
-                self._seen_alert_ts = max(a.ts for a in new)
-                # kept as the tool's JSON: the digest quotes them to the model
-                self._pending_alerts = (self._pending_alerts + [a.model_dump(mode="json") for a in new])[-20:]
+            self.schedule.found(self.floor.sense(self.model_out))
+            self.schedule.alerted(self.tools.list_alerts(
+                ListAlertsInput(since_ts=self.schedule.seen_alert_ts, last=20)).alerts)
             step = self.tools.status_doc().get("step")
         except Exception as e:
             log.warning("LLM tick failed: %s: %s", type(e).__name__, self.api.scrub(str(e)))
             return {"outcome": "error", "error": self.api.scrub(str(e))}
-        running = self._check_worker()
-        if running:
-            return running
+        if self.worker.running():  # notice its deadline
+            self.clock.late()
+            return {**self.progress(), "wake": "running"}
         if step is None:
             return {"waiting": "no training step yet"}
-        last = self._last_wake_step
-        due = last is None or step >= last + self.cadence_steps
-        woken = bool(self._pending_alerts or self._pending_findings) and (last is None or step >= last + self.min_gap_steps)
-        if not (woken or due):
+        due = self.schedule.due(step)
+        if due is None:
             return {}
-        alerts, findings = self._pending_alerts, self._pending_findings[-4:]
-        self._pending_alerts, self._pending_findings = [], []
-        self._last_wake_step = step
-        why = ("alerts: " + ", ".join(sorted({a["rule"] for a in alerts}))) if alerts else \
-            f"cadence (every {self.cadence_steps} steps)"
         if not self.background:
-            return self.wake(why, alerts=alerts, findings=findings)
-        self._worker = threading.Thread(target=self.wake, args=(why, alerts, findings), name="hotcb-llm-wake",
-                                        daemon=True)
-        self._worker.start()
-        return {"wake": "started", "why": why}
-
-    def _check_worker(self) -> dict[str, Any]:
-        """A wake running in the worker: notice its deadline; {} when none runs."""
-        w = self._worker
-        if w is None:
-            return {}
-        if not w.is_alive():
-            self._worker = None
-            return {}
-        self._late()
-        return {**self.progress(), "wake": "running"}
+            return self.wake(due.why, alerts=due.alerts, findings=due.findings)
+        self.worker.start(self.wake, (due.why, due.alerts, due.findings))
+        return {"wake": "started", "why": due.why}
 
     def busy(self) -> bool:
-        return self._worker is not None and self._worker.is_alive()
+        return self.worker.busy()
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for a wake running in the worker (tests, and a clean exit)."""
-        w = self._worker
-        if w is not None:
-            w.join(timeout)
+        self.worker.join(timeout)
 
     def progress(self) -> dict[str, Any]:
         """What the wake in progress is doing: {} when none runs."""
-        t0 = self._wake_t0
-        if t0 is None:
-            return {}
-        p = dict(self._progress)
-        p["wake_no"] = p.pop("wake", None)
-        p["seconds"] = round(time.monotonic() - t0, 1)
-        p["tokens"] = self.budget.usage().get("tokens", 0) - p.pop("tokens0", 0)
-        p["late"] = self._wake_late
-        return p
+        return self.clock.progress(self.budget.usage().get("tokens", 0))
 
-    def _late(self) -> bool:
-        """The wake in progress ran past ``wake_deadline_s``: an outage, noticed once."""
-        t0 = self._wake_t0
-        if t0 is None or time.monotonic() - t0 <= self.wake_deadline_s:
-            return False
-        with self._state_lock:
-            if not self._wake_late:
-                self._wake_late = True
-                self.stats["timed_out"] += 1
-                self._went_down(f"{self.model} did not finish a wake within the {self.wake_deadline_s:g} s wake "
-                                "deadline (the server answers, but slower than that)")
-                self.save()
-        return True
+    def _went_late(self) -> None:
+        """The wake in progress ran past the wake deadline: an outage (noticed once, by the clock)."""
+        self.stats["timed_out"] += 1
+        self.health.went_down(f"{self.model} did not finish a wake within the {self.clock.deadline_s:g} s wake "
+                              "deadline (the server answers, but slower than that)")
+        self.save()
 
     # ------------------------------------------------------------------ one wake
     def wake(self, why: str = "cadence", alerts: list[dict[str, Any]] | None = None,
              findings: list[Any] | None = None) -> dict[str, Any]:
         """One wake: a bounded tool-calling conversation, or the rules while the API is down, the
         budget is spent or the model's output is unusable. Returns what happened. Never raises."""
-        self._wake_t0, self._wake_late = time.monotonic(), False
-        self._progress = {"wake": self.stats["wakes"] + 1, "doing": "starting", "round": 0,
-                          "tokens0": self.budget.usage().get("tokens", 0)}
+        self.clock.start(self.stats["wakes"] + 1, self.budget.usage().get("tokens", 0))
         try:
             out = self._wake(why, alerts or [], findings or [])
         except Exception as e:  # the autopilot never takes training down
@@ -303,8 +214,7 @@ class LLMAutopilot:
             self.save()
             out = {"outcome": "error", "error": err}
         finally:
-            self._wake_t0 = None
-            self._wake_late = False
+            self.clock.end()
         self.last_result = out
         return out
 
@@ -318,7 +228,7 @@ class LLMAutopilot:
             self._fall_back("budget")
             self.save()
             return {"outcome": "budget_exhausted", "reason": spent}
-        if self._down_since is not None and time.monotonic() - self._down_since < self.probe_s:
+        if self.health.down():
             self._fall_back("api_down")  # the API is down: rules keep the run safe until the next probe
             self.save()
             return {"outcome": "fallback"}
@@ -332,16 +242,8 @@ class LLMAutopilot:
         stances = Stances(findings, describe, self.stats,
                           shown=[str(a.get("message") or "") for a in alerts] +
                           [str(r.get("detail") or "") for r in self.memory.refusals()])
-        notes = self.memory.notes()
-        # The guard's numbers as they are in force for this run, never a number written in a file.
-        ratio = ratio_text(GuardConfig.from_dict(describe.get("guard")))
-        system = load("autopilot_system").render(ratio_limit=ratio) + "\n" + load(f"autopilot_{self.mode}").render()
-        messages: list[dict[str, Any]] = [
-            {"role": "system", "content": system},
-            {"role": "user", "content": digest.build(self.tools, why=why, alerts=alerts, notes=notes,
-                                                     rules=stances.views, refusals=self.memory.refusals(),
-                                                     describe=describe)},
-        ]
+        messages = opening(self.tools, self.memory, mode=self.mode, why=why, alerts=alerts, stances=stances,
+                           describe=describe)
         knobs = {(a.get("module"), a.get("key")): a.get("value") for a in describe.get("actuators", [])}
         out = self._converse(Conversation(messages, stances, knobs, snapshots))
         if out["outcome"] == "ok":
@@ -355,12 +257,12 @@ class LLMAutopilot:
         for n in range(self.max_rounds):
             if self.budget.exhausted():
                 break
-            if self._late():
+            if self.clock.late():
                 return self._timed_out(w)
             over = self._run_over()
             if over:
                 return w.result("run_over", reason=over)
-            self._waiting(n + 1, w.messages)
+            self.clock.waiting(n + 1, w.messages)
             reply = self._ask(w)
             if reply is None:  # told what was wrong: asked again
                 continue
@@ -385,11 +287,11 @@ class LLMAutopilot:
         msg: Any = None
         try:
             resp = self.api.complete(w.messages, self.tool_specs)
-            if self._late():  # an answer after the deadline is not an answer: the rules acted
+            if self.clock.late():  # an answer after the deadline is not an answer: the rules acted
                 return self._timed_out(w)
             if resp is None:
                 return self._outage(w)
-            self._api_ok()
+            self.health.answered(self.api.attempts)
             w.answered = True
             msg = resp.choices[0].message if getattr(resp, "choices", None) else None
             if msg is None:
@@ -405,10 +307,8 @@ class LLMAutopilot:
         self.stats["model_errors"] += 1
         detail = self.api.scrub(str(e))[:300]
         if not w.corrected:
-            w.corrected = True
-            if isinstance(e, TextCallError) and msg is not None and msg.content:
-                w.messages.append({"role": "assistant", "content": msg.content})
-            w.messages.append({"role": "user", "content": CORRECTIVE.format(why=detail)})
+            echoed = msg.content if isinstance(e, TextCallError) and msg is not None else None
+            w.correct(CORRECTIVE.format(why=detail), echoed)
             return None
         self._alert("model_error", f"{self.model}'s output was unusable twice this wake ({detail}); "
                                    "the rules act for this wake (not an outage: the API answered)")
@@ -418,16 +318,14 @@ class LLMAutopilot:
 
     def _answer(self, w: Conversation, calls: list[ParsedCall], msg: Any) -> None:
         """Run the reply's tool calls, each answered to the model and recorded."""
-        self._progress["doing"] = "running its tool calls"
+        self.clock.doing("running its tool calls")
         for c in calls:
             self.stats["tool_calls_" + c.via] += 1
-        w.messages.append({"role": "assistant", "content": msg.content if calls[0].via == "native" else "",
-                           "tool_calls": [{"id": c.id, "type": "function",
-                                           "function": {"name": c.name, "arguments": c.arguments}} for c in calls]})
+        w.calls(calls, msg.content)
         for c in calls:
             result = self._one_call(w, c)
             self._record_call(c, result)
-            w.messages.append({"role": "tool", "tool_call_id": c.id, "content": fence(result[:MAX_TOOL_RESULT_CHARS])})
+            w.tool_result(c, result)
 
     def _one_call(self, w: Conversation, c: ParsedCall) -> str:
         """One tool call, unless the wake's limit, a repeat of a refused call or the deadline stops it."""
@@ -437,7 +335,7 @@ class LLMAutopilot:
         if key in w.refused:
             w.looping = True
             return self.caller.refuse("repeated", c.name, "this exact call was refused already this wake; the wake ends")
-        if self._late():
+        if self.clock.late():
             return self.caller.refuse("late", c.name, "the wake ran past its deadline; the rules act")
         w.calls_made += 1
         result = self.caller.run(c.name, c.arguments, w.actions, w.knobs, w.stances, w.snapshots, rescue=self._rescue)
@@ -445,17 +343,8 @@ class LLMAutopilot:
             w.refused.add(key)
         return result
 
-    def _went_down(self, error: str) -> None:
-        was_down = self._down_since is not None
-        self._down_since = time.monotonic()
-        self.memory.api(state="down", error=error, since=time.time(), fallback="rules")
-        if not was_down:
-            self.stats["outages"] += 1
-            self._alert("api_down", f"LLM API out ({error}); the rules autopilot runs instead until it answers "
-                                    "again", severity="critical")
-
     def _outage(self, w: Conversation) -> dict[str, Any]:
-        self._went_down(f"unreachable: {self.api.error}")
+        self.health.went_down(f"unreachable: {self.api.error}")
         self._fall_back("api_down")
         self.save()
         return w.result("api_down", error=self.api.error)
@@ -463,12 +352,7 @@ class LLMAutopilot:
     def _timed_out(self, w: Conversation) -> dict[str, Any]:
         self._fall_back("too_slow")
         self.save()
-        return w.result("timed_out", deadline_s=self.wake_deadline_s)
-
-    def _waiting(self, round_: int, messages: list[dict[str, Any]]) -> None:
-        # Tokens estimated as characters / 4 (what is sent is known; the reply's count comes with it).
-        self._progress.update(doing="waiting for the model", round=round_,
-                              prompt_tokens_est=sum(len(str(m.get("content") or "")) for m in messages) // 4)
+        return w.result("timed_out", deadline_s=self.clock.deadline_s)
 
     def _record_call(self, c: ParsedCall, result: str) -> None:
         """Every model tool call in the memory: its arguments and what became of it."""
@@ -476,18 +360,8 @@ class LLMAutopilot:
                            result=self.api.scrub(result))
         self.save()  # seen as it happens (the dashboard, the autopilot tool), not only when the wake ends
 
-    def _api_ok(self) -> None:
-        if self._down_since is not None:
-            self._alert("api_up", f"LLM API answers again; {self.model} resumes", severity="info")
-        self._down_since = None
-        if self.api.attempts <= 1:
-            self.memory.api(state="ok", since=time.time())
-        else:
-            self.memory.api(state="ok", since=time.time(), recovered_after_retries=self.api.attempts - 1)
-
     def _note(self, text: str) -> None:
-        if FENCE_OPEN in text:  # a small model echoing the digest: keep what it added, not the data
-            text = text.split(FENCE_CLOSE)[-1] if FENCE_CLOSE in text else "(echoed the digest)"
+        text = unechoed(text)
         step = None
         try:
             step = self.tools.status_doc().get("step")

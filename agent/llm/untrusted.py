@@ -34,6 +34,14 @@ def fence(text: str) -> str:
     return f"{FENCE_OPEN}\n{clean}\n{FENCE_CLOSE}"
 
 
+def unechoed(text: str) -> str:
+    """A model's note without the run data it echoed (a small model repeats the digest): what it
+    wrote after the fence."""
+    if FENCE_OPEN not in text:
+        return text
+    return text.split(FENCE_CLOSE)[-1] if FENCE_CLOSE in text else "(echoed the digest)"
+
+
 def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
     """``text`` with credentials removed: the given secrets verbatim, then the usual shapes."""
     out = str(text)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
 from hotcb.agent.llm.budget import Budget
-from hotcb.agent.llm.tool_loop import env_number
+from hotcb.agent.llm.env_number import env_number
 from hotcb.agent.rules.alerts import AlertEvaluator
 from hotcb.agent.rules.config import RulesConfig
 from hotcb.agent.rules.sensors import RulesAutopilot

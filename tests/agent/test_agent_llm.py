@@ -8,7 +8,8 @@ import time
 
 import pytest
 from hotcb.agent.llm.budget import Budget
-from hotcb.agent.llm.tool_loop import AI_TOOLS, LLMAutopilot
+from hotcb.agent.llm.tool_call import AI_TOOLS
+from hotcb.agent.llm.tool_loop import LLMAutopilot
 from hotcb.agent.llm.untrusted import FENCE_OPEN
 from hotcb.evals.fake_llm import RecordedLLM as FakeLLM
 from hotcb.mcp_server.catalog import TOOLS
