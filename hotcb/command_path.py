@@ -211,7 +211,7 @@ class CommandPath:
                 k.modules[RESCUE].before_change(op, ctx)
             module = k.module_for(op.module)
             if k.is_writer:
-                k.intents.begin(op, ctx)  # durable before the handler: a crash from here is "interrupted"
+                self._begin(op, ctx)  # durable before the handler: a crash from here is "interrupted"
             self._handlers += 1
             try:
                 payload = module.handle(op, ctx) if module is not None else self.knobs.handle(op, ctx, view, k.is_writer)
@@ -230,6 +230,18 @@ class CommandPath:
         if op.module == CB and op.op == "load" and op.id:
             self.cb_loaders[op.id] = op.source
         return self._decided(op, ctx, "applied", payload=payload)
+
+    def _begin(self, op: HotOp, ctx: ApplyContext) -> None:
+        """The op's intent on file. An intents file that is not a regular file (put there while
+        the run goes on) is refused once like any run file, and each op fails until a regular
+        file is back; the first intent written then clears the refusal."""
+        k = self.kernel
+        try:
+            k.intents.begin(op, ctx)
+        except UnsafeFile as e:
+            k.files.refuse(k.intents.path, e)
+            raise
+        k.files.clear(k.intents.path)
 
     def _decided(self, op: HotOp, ctx: ApplyContext, decision: str, *, payload: dict[str, Any] | None = None,
                  error: str | None = None) -> dict[str, Any]:

@@ -6,7 +6,8 @@ a regular file is back, when the kernel reads it again. Once, not each step: the
 such a file with one ``lstat`` and never opens it, and nothing is written while it stays.
 
 The one mechanism for every file the kernel reads: the commands file, the watched files
-(freeze, ``hotcb.yaml``, the autopilot mode) and those read at start (locks, intents).
+(freeze, ``hotcb.yaml``, the autopilot mode) and those read at start (locks, intents); the
+intents file also when an op is about to write its intent (the op fails meanwhile).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class RefusedFiles:
             return
         k = self.kernel
         name = os.path.basename(key)
-        reason = f"run file {name} refused: {e.strerror or e}; nothing is read from it until a regular file is back"
+        reason = f"run file {name} refused: {e.strerror or e}; nothing is read from it (nor written to it) until a regular file is back"
         self.reasons[key] = reason
         log.error("hotcb: %s", reason)
         k.note_error(reason)

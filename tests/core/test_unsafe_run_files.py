@@ -155,3 +155,30 @@ def test_a_file_read_at_start_that_is_not_a_regular_file_is_refused_once(run_dir
     assert "FIFO" in refusal["error"]
     assert [a["kind"] for a in _alerts(run_dir)] == ["unsafe_file"]
     lp.close()
+
+
+def test_an_intents_file_planted_mid_run_is_refused_once_and_commands_fail_until_it_is_back(run_dir: Path) -> None:
+    lp = Loop(run_dir, command_check_s=0)
+    lp.send("loss", "set_params", {"l2_w": 0.001}, cmd_id="before")
+    lp.run(2)
+    intents = run_dir / "hotcb.intents.jsonl"
+    _plant(intents, "fifo", run_dir / "unused")
+    lp.send("loss", "set_params", {"l2_w": 0.002}, cmd_id="during-1")
+    lp.send("loss", "set_params", {"l2_w": 0.003}, cmd_id="during-2")
+    lp.run(3)
+    [refusal] = _refusals(lp, "hotcb.intents.jsonl")  # once, though two commands met it
+    assert "FIFO" in refusal["error"]
+    during = {e["cmd_id"]: e for e in lp.ledger() if e["cmd_id"].startswith("during")}
+    assert [during[c]["decision"] for c in ("during-1", "during-2")] == ["failed", "failed"]
+    assert all("FIFO" in during[c]["error"] for c in during)
+    assert lp.weights["l2_w"] == 0.001  # no handler ran without its intent
+    assert "hotcb.intents.jsonl" in lp.kernel.status()["last_internal_error"]
+    assert [a["kind"] for a in _alerts(run_dir)] == ["unsafe_file"]
+    intents.unlink()
+    lp.send("loss", "set_params", {"l2_w": 0.004}, cmd_id="after")
+    lp.run(2)
+    assert [e["decision"] for e in lp.ledger() if e["cmd_id"] == "after"] == ["applied"]
+    assert lp.weights["l2_w"] == 0.004
+    assert [a["kind"] for a in _alerts(run_dir)] == ["unsafe_file", "unsafe_file_cleared"]
+    assert lp.kernel.status()["last_internal_error"] is None
+    lp.close()
