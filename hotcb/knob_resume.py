@@ -7,7 +7,7 @@ ledger entry. Re-applying matters: loading optimizer state would otherwise silen
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from .checkpoint import ledger_knob_values, live_knob_values, restore_knobs
 from .jsonl import read_all
@@ -49,7 +49,7 @@ class KnobResume:
     def _restore(self, state: dict[str, Any] | None, env: dict[str, Any] | None) -> dict[str, Any]:
         k = self.kernel
         env = dict(env or {})
-        if isinstance(state, dict) and isinstance(state.get("knobs"), dict):
+        if _has_knobs(state):
             knobs = state["knobs"]
             if isinstance(state.get("step"), int):
                 k.step = state["step"]
@@ -73,6 +73,6 @@ class KnobResume:
         k.commands.record(op, ctx, "applied", payload={"knobs": knobs, "from": origin})
 
 
-def _has_knobs(state: Any) -> bool:
+def _has_knobs(state: Any) -> TypeGuard[dict[str, Any]]:
     """Whether a checkpoint's hotcb state carries knob values (else the ledger supplies them)."""
     return isinstance(state, dict) and isinstance(state.get("knobs"), dict)
