@@ -45,15 +45,12 @@ class Series:
         self.steps.append(step)
         self.values.append(value)
         if len(self.steps) > 2 * self.recent_cap:  # amortized trim keeps appends O(1)
-            del self.steps[: -self.recent_cap]
-            del self.values[: -self.recent_cap]
+            self._trim_recent()
         if self._seen % self.stride == 0:
             self.h_steps.append(step)
             self.h_values.append(value)
             if len(self.h_steps) > self.history_cap:
-                self.h_steps = self.h_steps[::2]
-                self.h_values = self.h_values[::2]
-                self.stride *= 2
+                self._halve_history()
         self._seen += 1
 
     def seed_history(self, steps: list[float], values: list[float], seen: int) -> None:
@@ -70,12 +67,20 @@ class Series:
         the history keeps its span at a coarser stride, as if it had filled."""
         self.recent_cap, self.history_cap = caps.recent, caps.history
         if len(self.steps) > self.recent_cap:
-            del self.steps[: -self.recent_cap]
-            del self.values[: -self.recent_cap]
+            self._trim_recent()
         while len(self.h_steps) > self.history_cap:
-            self.h_steps = self.h_steps[::2]
-            self.h_values = self.h_values[::2]
-            self.stride *= 2
+            self._halve_history()
+
+    def _trim_recent(self) -> None:
+        """The last ``recent_cap`` exact points kept."""
+        del self.steps[: -self.recent_cap]
+        del self.values[: -self.recent_cap]
+
+    def _halve_history(self) -> None:
+        """Every other history point kept, and the points joining it spaced twice as far apart."""
+        self.h_steps = self.h_steps[::2]
+        self.h_values = self.h_values[::2]
+        self.stride *= 2
 
     def prepend(self, steps: list[float], values: list[float]) -> None:
         """Older exact points read back after a seek; never beyond the recent cap's trim size."""
